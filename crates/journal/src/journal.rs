@@ -1,0 +1,645 @@
+//! The journal: open (with recovery), group-committed appends, rotation, poisoning, retention.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use tracing::{debug, error, info};
+
+use crate::error::{Error, Result};
+use crate::files::{self, Hole, LOCK_FILE};
+use crate::format::{
+    encode_record, frame_len, segment_file_name, Digest, Footer, SegmentHeader, FLAG_BATCH_CONTINUES, FOOTER_LEN,
+    FORMAT_VERSION, MAX_RECORD_LIMIT, SEGMENT_HEADER_LEN,
+};
+use crate::options::{Durability, Options};
+use crate::reader::{Iter, SegView};
+use crate::recovery::{self, RecoveryReport};
+use crate::storage::{LockGuard, OpenMode, StorageFile};
+
+/// A log sequence number: records are numbered 1, 2, 3... across the whole journal.
+pub type Lsn = u64;
+
+/// A snapshot of the journal's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalStatus {
+    /// The journal folder.
+    pub dir: PathBuf,
+    /// Lowest LSN still present.
+    pub first_lsn: Lsn,
+    /// Highest LSN that is durable (synced). In `Buffered` mode this lags `written_lsn`.
+    pub durable_lsn: Lsn,
+    /// Highest LSN written and readable.
+    pub written_lsn: Lsn,
+    /// Number of segment files.
+    pub segments: usize,
+    /// Id of the active segment.
+    pub active_segment: u64,
+    /// Why the journal refuses appends, if it was poisoned.
+    pub poisoned: Option<String>,
+    /// Opened read-only.
+    pub read_only: bool,
+    /// Salvaged holes the readers skip.
+    pub holes: usize,
+}
+
+#[derive(Debug)]
+struct Pending {
+    payloads: Vec<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct CommitState {
+    next_lsn: Lsn,
+    queue: Vec<Pending>,
+    leader: bool,
+    written_lsn: Lsn,
+    durable_lsn: Lsn,
+    poisoned: Option<String>,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Active {
+    id: u64,
+    path: PathBuf,
+    file: Arc<dyn StorageFile>,
+    salt: u32,
+    first_lsn: Lsn,
+    data_end: u64,
+    allocated: u64,
+    records: u64,
+    last_lsn: Lsn,
+    digest: Digest,
+}
+
+#[derive(Debug)]
+struct Writer {
+    active: Active,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) read_only: bool,
+    state: Mutex<CommitState>,
+    cond: Condvar,
+    writer: Mutex<Option<Writer>>,
+    pub(crate) segs: RwLock<Vec<Arc<SegView>>>,
+    pub(crate) holes: RwLock<Vec<Hole>>,
+    report: RecoveryReport,
+    syncs: AtomicU64,
+    _lock: Option<Box<dyn LockGuard>>,
+}
+
+/// A segmented, checksummed, group-committed write-ahead log.
+///
+/// Open it with [`Journal::open`] (which runs recovery), append with [`Journal::append`] or
+/// [`Journal::append_batch`], read with [`Journal::iter_from`].
+#[derive(Debug, Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+fn random_salt() -> u32 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u32(std::process::id());
+    let v = h.finish();
+    (v ^ (v >> 32)) as u32
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` for writing, running recovery.
+    ///
+    /// Takes the folder's writer lock: a second writer gets [`Error::Locked`]. A torn tail is cut
+    /// off into `quarantine/`; damage in the middle fails with [`Error::Corrupt`] unless
+    /// `opts.recovery` is `Salvage`. See [`Journal::recovery_report`].
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Journal> {
+        let dir = dir.as_ref().to_path_buf();
+        check_options(&opts)?;
+        let storage = Arc::clone(&opts.storage);
+        storage.create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = match storage.try_lock(&lock_path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(Error::Locked { path: dir }),
+            Err(e) => return Err(Error::io("lock", lock_path, e)),
+        };
+        let rec = recovery::recover(&dir, &opts, false, true)?;
+        let mut report = rec.report;
+        let holes = rec.holes;
+        let mut segments = rec.segments;
+
+        let active = if rec.needs_new_segment {
+            let (id, first, prev) = match segments.last() {
+                Some(s) => (s.id + 1, s.last_lsn + 1, s.digest),
+                None => (1, report.last_lsn.max(report.first_lsn.saturating_sub(1)) + 1, 0),
+            };
+            let a = create_segment(&dir, &opts, id, first, prev)?;
+            report.created_segment = Some(id);
+            info!(segment = id, first_lsn = first, "created active segment");
+            a
+        } else {
+            let Some(last) = segments.pop() else {
+                return Err(Error::InvalidOption("recovery returned no active segment".into()));
+            };
+            let file = storage.open(&last.path, OpenMode::ReadWrite).map_err(|e| Error::io("open", &last.path, e))?;
+            let len = file.len().map_err(|e| Error::io("stat", &last.path, e))?;
+            // Recompute the running digest over [0, data_end): recovery computed it.
+            let mut digest = Digest::new(last.header.salt);
+            let mut r = crate::scan::ChunkReader::new(&*file, last.data_end);
+            let mut at = 0;
+            while at < last.data_end {
+                let w = r.get(at, 1 << 20).map_err(|e| Error::io("read", &last.path, e))?;
+                if w.is_empty() {
+                    break;
+                }
+                digest.update(w);
+                at += w.len() as u64;
+            }
+            let mut a = Active {
+                id: last.id,
+                path: last.path,
+                file,
+                salt: last.header.salt,
+                first_lsn: last.header.first_lsn,
+                data_end: last.data_end,
+                allocated: len,
+                records: last.records,
+                last_lsn: last.last_lsn,
+                digest,
+            };
+            if opts.preallocate && a.allocated < opts.segment_size {
+                a.file.allocate(opts.segment_size).map_err(|e| Error::io("preallocate", &a.path, e))?;
+                a.file.sync_data().map_err(|e| Error::io("sync", &a.path, e))?;
+                a.allocated = opts.segment_size;
+            }
+            a
+        };
+        let mut views: Vec<Arc<SegView>> = segments.iter().map(|s| Arc::new(SegView::sealed_from(s))).collect();
+        views.push(Arc::new(SegView::active(active.id, active.path.clone(), active.first_lsn, active.salt, Arc::clone(&active.file))));
+        let last = active.last_lsn;
+        report.last_lsn = last;
+        report.first_lsn = views.first().map(|v| v.first_lsn).unwrap_or(1);
+        let inner = Inner {
+            dir,
+            opts,
+            read_only: false,
+            state: Mutex::new(CommitState {
+                next_lsn: last + 1,
+                queue: Vec::new(),
+                leader: false,
+                written_lsn: last,
+                durable_lsn: last,
+                poisoned: None,
+                closed: false,
+            }),
+            cond: Condvar::new(),
+            writer: Mutex::new(Some(Writer { active, buf: Vec::new() })),
+            segs: RwLock::new(views),
+            holes: RwLock::new(holes),
+            report,
+            syncs: AtomicU64::new(0),
+            _lock: Some(lock),
+        };
+        Ok(Journal { inner: Arc::new(inner) })
+    }
+
+    /// Opens a journal for reading only, beside a writer that may be running in another
+    /// process. Nothing is modified: a torn or in-flight tail is simply where reading stops.
+    /// Mid-log damage fails as in [`Journal::open`] (Strict) or is skipped in memory (Salvage).
+    pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Journal> {
+        let dir = dir.as_ref().to_path_buf();
+        check_options(&opts)?;
+        if !opts.storage.exists(&dir) {
+            return Err(Error::io("open", &dir, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+        let rec = recovery::recover(&dir, &opts, true, false)?;
+        let views: Vec<Arc<SegView>> = rec
+            .segments
+            .iter()
+            .map(|s| Arc::new(if s.footer.is_some() { SegView::sealed_from(s) } else { SegView::active(s.id, s.path.clone(), s.header.first_lsn, s.header.salt, Arc::clone(&s.file)) }))
+            .collect();
+        let last = rec.report.last_lsn;
+        let inner = Inner {
+            dir,
+            opts,
+            read_only: true,
+            state: Mutex::new(CommitState {
+                next_lsn: last + 1,
+                queue: Vec::new(),
+                leader: false,
+                written_lsn: last,
+                durable_lsn: last,
+                poisoned: None,
+                closed: false,
+            }),
+            cond: Condvar::new(),
+            writer: Mutex::new(None),
+            segs: RwLock::new(views),
+            holes: RwLock::new(rec.holes),
+            report: rec.report,
+            syncs: AtomicU64::new(0),
+            _lock: None,
+        };
+        Ok(Journal { inner: Arc::new(inner) })
+    }
+
+    /// What recovery found and did when this journal was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// The journal folder.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends one record; returns its LSN once it is durable (per the durability policy).
+    pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
+        self.append_batch(&[payload])
+    }
+
+    /// Appends several records as one batch with one sync; returns the LSN of the first (the
+    /// others follow consecutively). The batch is atomic across crashes: recovery keeps all of
+    /// it or none. If any payload is too large, nothing is written.
+    pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Lsn> {
+        let inner = &*self.inner;
+        if inner.read_only {
+            return Err(Error::ReadOnly { path: inner.dir.clone() });
+        }
+        let max = inner.opts.max_record_size;
+        for p in payloads {
+            if p.len() > max as usize {
+                return Err(Error::RecordTooLarge { len: p.len(), max });
+            }
+        }
+        let owned: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).collect();
+        let n = owned.len() as u64;
+        let mut st = inner.state.lock();
+        if let Some(cause) = &st.poisoned {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let first = st.next_lsn;
+        if n == 0 {
+            return Ok(first);
+        }
+        st.next_lsn += n;
+        let my_last = first + n - 1;
+        st.queue.push(Pending { payloads: owned });
+        let mut my_error: Option<Error> = None;
+        loop {
+            if st.written_lsn >= my_last {
+                return Ok(first);
+            }
+            if let Some(cause) = &st.poisoned {
+                return Err(my_error.unwrap_or_else(|| Error::Poisoned { cause: cause.clone() }));
+            }
+            if !st.leader {
+                st.leader = true;
+                let group = std::mem::take(&mut st.queue);
+                let res = parking_lot::MutexGuard::unlocked(&mut st, || self.write_group(group));
+                st.leader = false;
+                match res {
+                    Ok(last) => {
+                        st.written_lsn = last;
+                        if inner.opts.durability == Durability::Sync {
+                            st.durable_lsn = last;
+                        }
+                    }
+                    Err(e) => {
+                        error!(dir = %inner.dir.display(), "journal poisoned: {e}");
+                        st.poisoned = Some(e.to_string());
+                        my_error = Some(e);
+                    }
+                }
+                inner.cond.notify_all();
+                continue;
+            }
+            inner.cond.wait(&mut st);
+        }
+    }
+
+    /// Writes a group of batches and syncs once. Called by the leader only.
+    fn write_group(&self, group: Vec<Pending>) -> Result<Lsn> {
+        let inner = &*self.inner;
+        let mut guard = inner.writer.lock();
+        let Some(w) = guard.as_mut() else { return Err(Error::Closed) };
+        w.buf.clear();
+        let mut lsn = w.active.last_lsn;
+        for batch in group {
+            let size: u64 = batch.payloads.iter().map(|p| frame_len(p.len()) as u64).sum();
+            let projected = w.active.data_end + w.buf.len() as u64 + size + FOOTER_LEN as u64;
+            let has_records = w.active.records > 0 || !w.buf.is_empty();
+            if has_records && projected > inner.opts.segment_size {
+                self.flush_buf(w)?;
+                self.rotate(w)?;
+            }
+            let count = batch.payloads.len();
+            for (i, p) in batch.payloads.iter().enumerate() {
+                lsn += 1;
+                let flags = if i + 1 < count { FLAG_BATCH_CONTINUES } else { 0 };
+                encode_record(&mut w.buf, w.active.salt, lsn, flags, p);
+            }
+            w.active.records += count as u64;
+        }
+        self.flush_buf(w)?;
+        w.active.last_lsn = lsn;
+        if inner.opts.durability == Durability::Sync {
+            w.active.file.sync_data().map_err(|e| Error::io("sync", &w.active.path, e))?;
+            inner.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        // Shrink a buffer grown by a huge record.
+        if w.buf.capacity() > 8 << 20 {
+            w.buf = Vec::new();
+        }
+        Ok(lsn)
+    }
+
+    fn flush_buf(&self, w: &mut Writer) -> Result<()> {
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        let a = &mut w.active;
+        let end = a.data_end + w.buf.len() as u64;
+        if self.inner.opts.preallocate && end > a.allocated {
+            let target = end.max(self.inner.opts.segment_size);
+            a.file.allocate(target).map_err(|e| Error::io("preallocate", &a.path, e))?;
+            a.allocated = target;
+        }
+        a.file.write_all_at(&w.buf, a.data_end).map_err(|e| Error::io("write", &a.path, e))?;
+        a.digest.update(&w.buf);
+        a.data_end = end;
+        // LSN bookkeeping: the records in buf end at the LSN the caller tracks.
+        a.last_lsn = a.first_lsn.saturating_sub(1) + a.records;
+        w.buf.clear();
+        Ok(())
+    }
+
+    /// Seals the active segment (footer, trim, sync) and starts the next one.
+    fn rotate(&self, w: &mut Writer) -> Result<()> {
+        let inner = &*self.inner;
+        let a = &mut w.active;
+        let footer = Footer { last_lsn: a.last_lsn, record_count: a.records, data_end: a.data_end, digest: a.digest.value() };
+        a.file.write_all_at(&footer.encode(a.salt), a.data_end).map_err(|e| Error::io("write footer", &a.path, e))?;
+        a.file.set_len(a.data_end + FOOTER_LEN as u64).map_err(|e| Error::io("truncate", &a.path, e))?;
+        a.file.sync_data().map_err(|e| Error::io("sync", &a.path, e))?;
+        inner.syncs.fetch_add(1, Ordering::Relaxed);
+        let next = create_segment(&inner.dir, &inner.opts, a.id + 1, a.last_lsn + 1, footer.digest)?;
+        debug!(sealed = a.id, last_lsn = a.last_lsn, records = a.records, next = next.id, "segment rotated");
+        let sealed = SegView::sealed(a.id, a.path.clone(), a.first_lsn, a.last_lsn, a.data_end, a.salt, Arc::clone(&a.file));
+        let new_view = SegView::active(next.id, next.path.clone(), next.first_lsn, next.salt, Arc::clone(&next.file));
+        {
+            let mut segs = inner.segs.write();
+            if let Some(last) = segs.last_mut() {
+                *last = Arc::new(sealed);
+            }
+            segs.push(Arc::new(new_view));
+        }
+        w.active = next;
+        Ok(())
+    }
+
+    /// Syncs everything written (useful with [`Durability::Buffered`]; a no-op cost otherwise).
+    pub fn sync(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let written = {
+            let st = inner.state.lock();
+            if let Some(cause) = &st.poisoned {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            st.written_lsn
+        };
+        let res = {
+            let guard = inner.writer.lock();
+            match guard.as_ref() {
+                Some(w) => w.active.file.sync_data().map_err(|e| Error::io("sync", &w.active.path, e)),
+                None => return Ok(()),
+            }
+        };
+        let mut st = inner.state.lock();
+        match res {
+            Ok(()) => {
+                st.durable_lsn = st.durable_lsn.max(written);
+                Ok(())
+            }
+            Err(e) => {
+                st.poisoned = Some(e.to_string());
+                inner.cond.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until some record with an LSN at least `lsn` is readable, or `timeout` passes.
+    /// Returns the highest readable LSN. Wakes on every commit of this process; it does not see
+    /// commits made by other processes (poll [`Journal::refresh`] for those).
+    pub fn wait_for(&self, lsn: Lsn, timeout: Duration) -> Lsn {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.inner.state.lock();
+        while st.written_lsn < lsn && st.poisoned.is_none() && !st.closed {
+            if self.inner.cond.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        st.written_lsn
+    }
+
+    /// Highest LSN readable through [`Journal::iter_from`] (for a read-only handle, as of the
+    /// last open or [`Journal::refresh`]).
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.state.lock().written_lsn
+    }
+
+    /// Highest durable LSN.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.state.lock().durable_lsn
+    }
+
+    /// Lowest LSN still present.
+    pub fn first_lsn(&self) -> Lsn {
+        self.inner.segs.read().first().map(|s| s.first_lsn).unwrap_or(1)
+    }
+
+    /// For a read-only handle: looks again at the files to see what the writer appended since.
+    /// Returns the highest readable LSN.
+    pub fn refresh(&self) -> Result<Lsn> {
+        if !self.inner.read_only {
+            return Ok(self.last_lsn());
+        }
+        let (views, last) = crate::reader::refresh_views(&self.inner)?;
+        *self.inner.segs.write() = views;
+        let mut st = self.inner.state.lock();
+        st.written_lsn = st.written_lsn.max(last);
+        st.durable_lsn = st.written_lsn;
+        Ok(st.written_lsn)
+    }
+
+    /// Iterates over records from `lsn` (inclusive) to the last readable one. Records are
+    /// checked against their checksums as they are read; damage yields an [`Error::Corrupt`]
+    /// naming the segment and offset, then the iterator ends.
+    pub fn iter_from(&self, lsn: Lsn) -> Iter {
+        let end = self.last_lsn();
+        Iter::new(Arc::clone(&self.inner), lsn, end)
+    }
+
+    /// Removes whole sealed segments whose records all have LSNs below `lsn`. The active segment
+    /// is never removed. Returns the ids removed. Nothing is removed unless this is called.
+    pub fn remove_segments_below(&self, lsn: Lsn) -> Result<Vec<u64>> {
+        let inner = &*self.inner;
+        if inner.read_only {
+            return Err(Error::ReadOnly { path: inner.dir.clone() });
+        }
+        let _w = inner.writer.lock();
+        let mut removed = Vec::new();
+        let candidates: Vec<Arc<SegView>> = {
+            let segs = inner.segs.read();
+            let n = segs.len();
+            segs.iter().take(n.saturating_sub(1)).take_while(|s| s.sealed && s.last_lsn < lsn).cloned().collect()
+        };
+        for s in &candidates {
+            inner.opts.storage.remove_file(&s.path).map_err(|e| Error::io("remove", &s.path, e))?;
+            removed.push(s.id);
+        }
+        if !removed.is_empty() {
+            inner.opts.storage.sync_dir(&inner.dir).map_err(|e| Error::io("sync folder", &inner.dir, e))?;
+            inner.segs.write().retain(|s| !removed.contains(&s.id));
+            info!(dir = %inner.dir.display(), below = lsn, segments = ?removed, "retention removed sealed segments");
+        }
+        Ok(removed)
+    }
+
+    /// A snapshot of the journal's state.
+    pub fn status(&self) -> JournalStatus {
+        let inner = &*self.inner;
+        let st = inner.state.lock();
+        let segs = inner.segs.read();
+        JournalStatus {
+            dir: inner.dir.clone(),
+            first_lsn: segs.first().map(|s| s.first_lsn).unwrap_or(1),
+            durable_lsn: st.durable_lsn,
+            written_lsn: st.written_lsn,
+            segments: segs.len(),
+            active_segment: segs.last().map(|s| s.id).unwrap_or(0),
+            poisoned: st.poisoned.clone(),
+            read_only: inner.read_only,
+            holes: inner.holes.read().len(),
+        }
+    }
+
+    /// Number of data syncs issued so far (for tests and benchmarks).
+    pub fn sync_count(&self) -> u64 {
+        self.inner.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Closes the journal: waits for an in-flight commit, syncs (for `Buffered`), and releases
+    /// the writer lock once every clone and iterator is dropped. Later appends fail with
+    /// [`Error::Closed`].
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut st = self.inner.state.lock();
+            st.closed = true;
+            while st.leader {
+                self.inner.cond.wait(&mut st);
+            }
+            self.inner.cond.notify_all();
+            if st.poisoned.is_some() {
+                return Ok(());
+            }
+        }
+        if !self.inner.read_only && self.inner.opts.durability == Durability::Buffered {
+            self.sync()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.read_only || self.opts.durability != Durability::Buffered {
+            return;
+        }
+        if let Some(w) = self.writer.get_mut() {
+            if let Err(e) = w.active.file.sync_data() {
+                error!(dir = %self.dir.display(), "final sync on drop failed: {e}");
+            }
+        }
+    }
+}
+
+fn check_options(opts: &Options) -> Result<()> {
+    if opts.max_record_size == 0 || opts.max_record_size > MAX_RECORD_LIMIT {
+        return Err(Error::InvalidOption(format!("max_record_size must be between 1 and {MAX_RECORD_LIMIT}")));
+    }
+    if opts.segment_size < (SEGMENT_HEADER_LEN + FOOTER_LEN) as u64 * 4 {
+        return Err(Error::InvalidOption("segment_size is too small".into()));
+    }
+    Ok(())
+}
+
+/// Creates a segment: header into a temporary file, preallocate, sync, rename, sync the folder.
+fn create_segment(dir: &Path, opts: &Options, id: u64, first_lsn: Lsn, prev_digest: u32) -> Result<Active> {
+    let storage = &*opts.storage;
+    let name = segment_file_name(id);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let salt = random_salt();
+    let header = SegmentHeader { version: FORMAT_VERSION, segment_id: id, first_lsn, salt, prev_digest, created_unix_ms: files::now_ms() };
+    let hb = header.encode();
+    let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create", &tmp, e))?;
+    let result = (|| {
+        file.write_all_at(&hb, 0).map_err(|e| Error::io("write", &tmp, e))?;
+        let mut allocated = SEGMENT_HEADER_LEN as u64;
+        if opts.preallocate {
+            file.allocate(opts.segment_size).map_err(|e| Error::io("preallocate", &tmp, e))?;
+            allocated = opts.segment_size;
+        }
+        file.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
+        storage.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+        storage.sync_dir(dir).map_err(|e| Error::io("sync folder", dir, e))?;
+        Ok(allocated)
+    })();
+    let allocated = match result {
+        Ok(a) => a,
+        Err(e) => {
+            // Our own temporary file holds no record; removing it loses nothing. If that fails
+            // too, the next open moves it to the quarantine.
+            let _ = storage.remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let mut digest = Digest::new(salt);
+    digest.update(&hb);
+    Ok(Active {
+        id,
+        path,
+        file,
+        salt,
+        first_lsn,
+        data_end: SEGMENT_HEADER_LEN as u64,
+        allocated,
+        records: 0,
+        last_lsn: first_lsn - 1,
+        digest,
+    })
+}
+
+/// Checks a journal folder completely without changing it: every record of every segment, every
+/// footer digest and the chain. The report's `problems` lists what is wrong (empty if nothing).
+pub fn verify(dir: impl AsRef<Path>, opts: &Options) -> Result<RecoveryReport> {
+    let mut o = opts.clone();
+    o.sealed_check = crate::options::SealedCheck::Full;
+    o.recovery = crate::options::RecoveryMode::Salvage;
+    let rec = recovery::recover(dir.as_ref(), &o, true, true)?;
+    Ok(rec.report)
+}

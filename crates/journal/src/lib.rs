@@ -1,0 +1,60 @@
+//! A segmented, checksummed, group-committed write-ahead log that always reopens at its last
+//! valid record.
+//!
+//! Records are opaque bytes numbered by LSN (1, 2, 3...). Every append is durable when it
+//! returns (with the default [`Durability::Sync`]); concurrent appenders share one write and one
+//! sync. Opening runs recovery: a torn tail is copied into `quarantine/` and cut off, never a
+//! reason to refuse to start; damage in the middle of the log fails loudly ([`RecoveryMode::Strict`])
+//! or is salvaged with the exact LSNs lost reported ([`RecoveryMode::Salvage`]).
+//!
+//! ```
+//! use logbook_journal::{Journal, Options};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let journal = Journal::open(dir.path(), Options::default())?;
+//! let first = journal.append(b"hello")?;
+//! journal.append_batch(&[b"two", b"three"])?;
+//! let records: Vec<_> = journal.iter_from(first).collect::<Result<_, _>>()?;
+//! assert_eq!(records.len(), 3);
+//! assert_eq!(records[2].payload, b"three");
+//! journal.close()?;
+//!
+//! let reopened = Journal::open(dir.path(), Options::default())?;
+//! assert!(reopened.recovery_report().is_clean());
+//! assert_eq!(reopened.last_lsn(), 3);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The format is specified byte by byte in `docs/format.md`; the commit protocol and the crash
+//! argument are in `docs/design.md`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod files;
+mod format;
+mod journal;
+mod mmap;
+mod options;
+mod reader;
+mod recovery;
+mod scan;
+pub mod storage;
+
+pub use error::{Error, Result};
+pub use files::{Hole, QuarantineNote, HOLES_FILE, LOCK_FILE, QUARANTINE_DIR};
+pub use format::{frame_len, FORMAT_VERSION, FOOTER_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use journal::{verify, Journal, JournalStatus, Lsn};
+pub use options::{Durability, Options, RecoveryMode, SealedCheck};
+pub use reader::{Iter, Record};
+pub use recovery::{RecoveryReport, TornTail};
+
+/// Pure decoding functions, exposed for fuzzing and tools.
+pub mod decode {
+    pub use crate::format::{
+        check_record_body, check_record_header, parse_segment_file_name, segment_file_name, Footer, HeaderCheck,
+        RecordHeader, SegmentHeader,
+    };
+}

@@ -1,0 +1,307 @@
+//! Reading records back: segment views and the iterator.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use crate::error::{Error, Result};
+use crate::files::{self, Hole};
+use crate::format::{
+    check_record_body, check_record_header, parse_segment_file_name, segment_file_name, Footer, HeaderCheck, SegmentHeader,
+    FOOTER_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
+use crate::journal::{Inner, Lsn};
+use crate::recovery::SegmentMeta;
+use crate::storage::{FileBytes, StorageFile};
+
+/// One segment as readers see it.
+pub(crate) struct SegView {
+    pub id: u64,
+    pub path: PathBuf,
+    pub first_lsn: Lsn,
+    /// For sealed segments: the last LSN.
+    pub last_lsn: Lsn,
+    /// For sealed segments: the end of the records.
+    pub data_end: u64,
+    pub salt: u32,
+    pub sealed: bool,
+    file: Arc<dyn StorageFile>,
+    map: OnceLock<FileBytes>,
+}
+
+impl std::fmt::Debug for SegView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegView")
+            .field("id", &self.id)
+            .field("first_lsn", &self.first_lsn)
+            .field("last_lsn", &self.last_lsn)
+            .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegView {
+    pub(crate) fn sealed(
+        id: u64,
+        path: PathBuf,
+        first_lsn: Lsn,
+        last_lsn: Lsn,
+        data_end: u64,
+        salt: u32,
+        file: Arc<dyn StorageFile>,
+    ) -> Self {
+        SegView { id, path, first_lsn, last_lsn, data_end, salt, sealed: true, file, map: OnceLock::new() }
+    }
+
+    pub(crate) fn sealed_from(s: &SegmentMeta) -> Self {
+        SegView::sealed(s.id, s.path.clone(), s.header.first_lsn, s.last_lsn, s.data_end, s.header.salt, Arc::clone(&s.file))
+    }
+
+    pub(crate) fn active(id: u64, path: PathBuf, first_lsn: Lsn, salt: u32, file: Arc<dyn StorageFile>) -> Self {
+        SegView {
+            id,
+            path,
+            first_lsn,
+            last_lsn: u64::MAX,
+            data_end: u64::MAX,
+            salt,
+            sealed: false,
+            file,
+            map: OnceLock::new(),
+        }
+    }
+
+    fn bytes(&self) -> Result<&FileBytes> {
+        if let Some(m) = self.map.get() {
+            return Ok(m);
+        }
+        let m = self.file.map().map_err(|e| Error::io("map", &self.path, e))?;
+        Ok(self.map.get_or_init(|| m))
+    }
+}
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// Iterator over records; see [`Journal::iter_from`](crate::Journal::iter_from).
+#[derive(Debug)]
+pub struct Iter {
+    inner: Arc<Inner>,
+    segs: Vec<Arc<SegView>>,
+    holes: Vec<Hole>,
+    seg: usize,
+    pos: u64,
+    from: Lsn,
+    end: Lsn,
+    expected: Option<Lsn>,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl Iter {
+    pub(crate) fn new(inner: Arc<Inner>, from: Lsn, end: Lsn) -> Iter {
+        let segs = inner.segs.read().clone();
+        let holes = inner.holes.read().clone();
+        // The last segment whose first LSN is at or below `from`.
+        let seg = segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0);
+        Iter { inner, segs, holes, seg, pos: 0, from, end, expected: None, done: false, buf: Vec::new() }
+    }
+
+    fn fail(&mut self, s: &SegView, offset: u64, detail: String) -> Option<Result<Record>> {
+        self.done = true;
+        let first = self.expected.unwrap_or(s.first_lsn);
+        Some(Err(Error::Corrupt {
+            path: s.path.clone(),
+            offset,
+            first_lost_lsn: first,
+            last_lost_lsn: if s.sealed { s.last_lsn } else { first },
+            detail,
+        }))
+    }
+
+    /// Reads `n` bytes at `off` of segment `s` into `self.buf` (active) or returns a slice of the
+    /// map (sealed).
+    fn read(&mut self, s: &SegView, off: u64, n: usize) -> Result<Vec<u8>> {
+        if s.sealed {
+            let m = s.bytes()?;
+            let b: &[u8] = (**m).as_ref();
+            let a = usize::try_from(off).unwrap_or(usize::MAX);
+            let e = a.saturating_add(n).min(b.len());
+            return Ok(b.get(a..e).unwrap_or(&[]).to_vec());
+        }
+        self.buf.resize(n, 0);
+        let got = files::read_full_at(&*s.file, &mut self.buf, off).map_err(|e| Error::io("read", &s.path, e))?;
+        Ok(self.buf.get(..got).unwrap_or(&[]).to_vec())
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(e) = self.expected {
+                if e > self.end {
+                    self.done = true;
+                    return None;
+                }
+            }
+            let s = Arc::clone(self.segs.get(self.seg)?);
+            if self.pos == 0 {
+                self.pos = SEGMENT_HEADER_LEN as u64;
+                self.expected = Some(self.expected.map_or(s.first_lsn, |e| e.max(s.first_lsn)));
+                continue;
+            }
+            if let Some(h) = self.holes.iter().find(|h| h.segment_id == s.id && h.offset == self.pos && h.len > 0) {
+                self.pos += h.len;
+                let next = h.last_lost_lsn.saturating_add(1);
+                self.expected = Some(self.expected.map_or(next, |e| e.max(next)));
+                continue;
+            }
+            if s.sealed && self.pos >= s.data_end {
+                self.seg += 1;
+                self.pos = 0;
+                continue;
+            }
+            let head = match self.read(&s, self.pos, RECORD_HEADER_LEN.max(FOOTER_LEN)) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            if !s.sealed {
+                if let Some(f) = Footer::decode(&head, s.salt) {
+                    if f.data_end == self.pos {
+                        // Sealed since we looked: go on with the next segment.
+                        self.seg += 1;
+                        self.pos = 0;
+                        continue;
+                    }
+                }
+            }
+            let expected = self.expected.unwrap_or(s.first_lsn);
+            match check_record_header(&head, s.salt, self.inner.opts.max_record_size) {
+                HeaderCheck::Valid(h) if h.lsn == expected || (self.expected.is_none() && h.lsn >= s.first_lsn) => {
+                    let flen = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
+                    let frame = match self.read(&s, self.pos, flen) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(e));
+                        }
+                    };
+                    let Some(range) = check_record_body(&frame, s.salt, &h) else {
+                        if s.sealed {
+                            let at = self.pos;
+                            return self.fail(&s, at, format!("record LSN {} fails its checksum", h.lsn));
+                        }
+                        // An in-flight or torn write at the end of the active segment.
+                        self.done = true;
+                        return None;
+                    };
+                    self.pos += h.frame_len();
+                    self.expected = Some(h.lsn + 1);
+                    if h.lsn > self.end {
+                        self.done = true;
+                        return None;
+                    }
+                    if h.lsn >= self.from {
+                        let payload = frame.get(range).unwrap_or(&[]).to_vec();
+                        return Some(Ok(Record { lsn: h.lsn, payload }));
+                    }
+                }
+                other => {
+                    if !s.sealed {
+                        // End of what has been written in the active segment.
+                        self.done = true;
+                        return None;
+                    }
+                    let at = self.pos;
+                    let why = match other {
+                        HeaderCheck::Valid(h) => format!("record has LSN {} where {} was expected", h.lsn, expected),
+                        HeaderCheck::Unwritten => "zero bytes inside a sealed segment".into(),
+                        HeaderCheck::Short => "sealed segment ends inside a record header".into(),
+                        HeaderCheck::Invalid(w) => w.into(),
+                    };
+                    return self.fail(&s, at, why);
+                }
+            }
+        }
+    }
+}
+
+/// Rebuilds the segment views of a read-only journal from the files (new segments, newly sealed
+/// ones). Returns the views and the last LSN readable.
+pub(crate) fn refresh_views(inner: &Inner) -> Result<(Vec<Arc<SegView>>, Lsn)> {
+    let storage = &*inner.opts.storage;
+    let dir = &inner.dir;
+    let old = inner.segs.read().clone();
+    let names = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
+    ids.sort_unstable();
+    let mut views = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(v) = old.iter().find(|v| v.id == id && v.sealed) {
+            views.push(Arc::clone(v));
+            continue;
+        }
+        let path = dir.join(segment_file_name(id));
+        let Ok(file) = files::open_read(storage, &path) else { continue };
+        let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        let mut hb = [0u8; SEGMENT_HEADER_LEN];
+        files::read_full_at(&*file, &mut hb, 0).map_err(|e| Error::io("read", &path, e))?;
+        let Ok(header) = SegmentHeader::decode(&hb) else { continue };
+        let mut fb = [0u8; FOOTER_LEN];
+        let footer = if len >= (SEGMENT_HEADER_LEN + FOOTER_LEN) as u64 {
+            files::read_full_at(&*file, &mut fb, len - FOOTER_LEN as u64).map_err(|e| Error::io("read", &path, e))?;
+            Footer::decode(&fb, header.salt).filter(|f| f.data_end == len - FOOTER_LEN as u64)
+        } else {
+            None
+        };
+        views.push(Arc::new(match footer {
+            Some(f) => SegView::sealed(id, path, header.first_lsn, f.last_lsn, f.data_end, header.salt, file),
+            None => SegView::active(id, path, header.first_lsn, header.salt, file),
+        }));
+    }
+    // The last readable LSN: sealed segments say it; the active one is walked.
+    let mut last = 0;
+    if let Some(v) = views.last() {
+        if v.sealed {
+            last = v.last_lsn;
+        } else {
+            last = v.first_lsn.saturating_sub(1);
+            let mut r = crate::scan::ChunkReader::new(&*v.file, v.file.len().map_err(|e| Error::io("stat", &v.path, e))?);
+            let mut pos = SEGMENT_HEADER_LEN as u64;
+            let holes = inner.holes.read().clone();
+            loop {
+                if let Some(h) = holes.iter().find(|h| h.segment_id == v.id && h.offset == pos && h.len > 0) {
+                    pos += h.len;
+                    last = last.max(h.last_lost_lsn);
+                    continue;
+                }
+                let head = r.get(pos, RECORD_HEADER_LEN).map_err(|e| Error::io("read", &v.path, e))?.to_vec();
+                let HeaderCheck::Valid(h) = check_record_header(&head, v.salt, inner.opts.max_record_size) else { break };
+                if h.lsn != last + 1 {
+                    break;
+                }
+                let flen = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
+                let frame = r.get(pos, flen).map_err(|e| Error::io("read", &v.path, e))?;
+                if check_record_body(frame, v.salt, &h).is_none() {
+                    break;
+                }
+                last = h.lsn;
+                pos += h.frame_len();
+            }
+        }
+    }
+    Ok((views, last))
+}

@@ -1,0 +1,81 @@
+//! The storage seam: every file operation of the journal goes through [`Storage`].
+//!
+//! Two implementations exist: [`OsStorage`], the real file system, and [`SimStorage`], an in-memory
+//! file system that keeps what was written apart from what was synced, so a test can cut the power
+//! and inject I/O errors at any call.
+
+use std::fmt::Debug;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod os;
+mod sim;
+
+pub use os::OsStorage;
+pub use sim::{Damage, FaultKind, FaultOp, SimStorage};
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Read and write; the file must not exist yet (created with mode 0600).
+    CreateNew,
+}
+
+/// Bytes of a whole file that stay valid while held: a memory map on the real file system, a copy
+/// in the simulation.
+pub type FileBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// One open file.
+pub trait StorageFile: Send + Sync + Debug {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `offset` (a short write is an error).
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes the file's data (and the size needed to read it back) durable: `fdatasync` on Linux,
+    /// `F_FULLFSYNC` on Apple platforms.
+    fn sync_data(&self) -> io::Result<()>;
+    /// The file's current length.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends (with zeros) the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Reserves space up to `len` bytes so later writes below it do not fail for lack of space.
+    /// Where the platform cannot, this may only extend the file, or do nothing.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// The whole file's bytes as they are now. Only called for files that are never written or
+    /// truncated again (sealed segments).
+    fn map(&self) -> io::Result<FileBytes>;
+}
+
+/// A held exclusive lock on a file; released on drop.
+pub trait LockGuard: Send + Sync + Debug {}
+
+/// The file system as the journal sees it.
+pub trait Storage: Send + Sync + Debug {
+    /// Creates a directory and its parents (mode 0700).
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries of a directory (files and folders), in no particular order.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Whether a file or folder exists.
+    fn exists(&self, path: &Path) -> bool;
+    /// Opens a file.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>>;
+    /// Renames a file, replacing `to` if it exists. Not durable until the parent is synced.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file. Not durable until the parent is synced.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries of a directory (creates, renames, removes) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if missing) without waiting; an error of kind
+    /// [`io::ErrorKind::WouldBlock`] if another holder has it.
+    fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// Joins a file name to a directory.
+pub(crate) fn join(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
