@@ -19,10 +19,7 @@ pub const HOLES_FILE: &str = "holes.json";
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 /// A damaged range that salvage recovery accepted: readers skip it.
@@ -152,9 +149,7 @@ impl<'a> Quarantine<'a> {
 
     fn ensure(&self) -> Result<()> {
         if !self.storage.exists(&self.dir) {
-            self.storage
-                .create_dir_all(&self.dir)
-                .map_err(|e| Error::io("create folder", &self.dir, e))?;
+            self.storage.create_dir_all(&self.dir).map_err(|e| Error::io("create folder", &self.dir, e))?;
         }
         Ok(())
     }

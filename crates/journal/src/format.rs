@@ -172,8 +172,7 @@ pub fn check_record_header(b: &[u8], salt: u32, max_len: u32) -> HeaderCheck {
     if h.iter().all(|&x| x == 0) {
         return HeaderCheck::Unwritten;
     }
-    let (Some(lsn), Some(len), Some(flags), Some(stored)) =
-        (le_u64(h, 0), le_u32(h, 8), le_u32(h, 12), le_u32(h, 16))
+    let (Some(lsn), Some(len), Some(flags), Some(stored)) = (le_u64(h, 0), le_u32(h, 8), le_u32(h, 12), le_u32(h, 16))
     else {
         return HeaderCheck::Short;
     };
@@ -201,11 +200,7 @@ pub fn check_record_body(b: &[u8], salt: u32, h: &RecordHeader) -> Option<std::o
     let header = b.get(..RECORD_HEADER_LEN)?;
     let payload = b.get(RECORD_HEADER_LEN..end)?;
     let stored = le_u32(b, end)?;
-    if crc_seeded(salt, &[header, payload]) == stored {
-        Some(RECORD_HEADER_LEN..end)
-    } else {
-        None
-    }
+    if crc_seeded(salt, &[header, payload]) == stored { Some(RECORD_HEADER_LEN..end) } else { None }
 }
 
 /// A sealed segment's footer.

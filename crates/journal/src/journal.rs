@@ -13,8 +13,8 @@ use tracing::{debug, error, info};
 use crate::error::{Error, Result};
 use crate::files::{self, Hole, LOCK_FILE};
 use crate::format::{
-    encode_record, frame_len, segment_file_name, Digest, Footer, SegmentHeader, FLAG_BATCH_CONTINUES, FOOTER_LEN,
-    FORMAT_VERSION, MAX_RECORD_LIMIT, SEGMENT_HEADER_LEN,
+    Digest, FLAG_BATCH_CONTINUES, FOOTER_LEN, FORMAT_VERSION, Footer, MAX_RECORD_LIMIT, SEGMENT_HEADER_LEN,
+    SegmentHeader, encode_record, frame_len, segment_file_name,
 };
 use crate::options::{Durability, Options};
 use crate::reader::{Iter, SegView};
@@ -184,7 +184,13 @@ impl Journal {
             a
         };
         let mut views: Vec<Arc<SegView>> = segments.iter().map(|s| Arc::new(SegView::sealed_from(s))).collect();
-        views.push(Arc::new(SegView::active(active.id, active.path.clone(), active.first_lsn, active.salt, Arc::clone(&active.file))));
+        views.push(Arc::new(SegView::active(
+            active.id,
+            active.path.clone(),
+            active.first_lsn,
+            active.salt,
+            Arc::clone(&active.file),
+        )));
         let last = active.last_lsn;
         report.last_lsn = last;
         report.first_lsn = views.first().map(|v| v.first_lsn).unwrap_or(1);
@@ -225,7 +231,13 @@ impl Journal {
         let views: Vec<Arc<SegView>> = rec
             .segments
             .iter()
-            .map(|s| Arc::new(if s.footer.is_some() { SegView::sealed_from(s) } else { SegView::active(s.id, s.path.clone(), s.header.first_lsn, s.header.salt, Arc::clone(&s.file)) }))
+            .map(|s| {
+                Arc::new(if s.footer.is_some() {
+                    SegView::sealed_from(s)
+                } else {
+                    SegView::active(s.id, s.path.clone(), s.header.first_lsn, s.header.salt, Arc::clone(&s.file))
+                })
+            })
             .collect();
         let last = rec.report.last_lsn;
         let inner = Inner {
@@ -390,14 +402,16 @@ impl Journal {
     fn rotate(&self, w: &mut Writer) -> Result<()> {
         let inner = &*self.inner;
         let a = &mut w.active;
-        let footer = Footer { last_lsn: a.last_lsn, record_count: a.records, data_end: a.data_end, digest: a.digest.value() };
+        let footer =
+            Footer { last_lsn: a.last_lsn, record_count: a.records, data_end: a.data_end, digest: a.digest.value() };
         a.file.write_all_at(&footer.encode(a.salt), a.data_end).map_err(|e| Error::io("write footer", &a.path, e))?;
         a.file.set_len(a.data_end + FOOTER_LEN as u64).map_err(|e| Error::io("truncate", &a.path, e))?;
         a.file.sync_data().map_err(|e| Error::io("sync", &a.path, e))?;
         inner.syncs.fetch_add(1, Ordering::Relaxed);
         let next = create_segment(&inner.dir, &inner.opts, a.id + 1, a.last_lsn + 1, footer.digest)?;
         debug!(sealed = a.id, last_lsn = a.last_lsn, records = a.records, next = next.id, "segment rotated");
-        let sealed = SegView::sealed(a.id, a.path.clone(), a.first_lsn, a.last_lsn, a.data_end, a.salt, Arc::clone(&a.file));
+        let sealed =
+            SegView::sealed(a.id, a.path.clone(), a.first_lsn, a.last_lsn, a.data_end, a.salt, Arc::clone(&a.file));
         let new_view = SegView::active(next.id, next.path.clone(), next.first_lsn, next.salt, Arc::clone(&next.file));
         {
             let mut segs = inner.segs.write();
@@ -569,10 +583,10 @@ impl Drop for Inner {
         if self.read_only || self.opts.durability != Durability::Buffered {
             return;
         }
-        if let Some(w) = self.writer.get_mut() {
-            if let Err(e) = w.active.file.sync_data() {
-                error!(dir = %self.dir.display(), "final sync on drop failed: {e}");
-            }
+        if let Some(w) = self.writer.get_mut()
+            && let Err(e) = w.active.file.sync_data()
+        {
+            error!(dir = %self.dir.display(), "final sync on drop failed: {e}");
         }
     }
 }
@@ -594,7 +608,14 @@ fn create_segment(dir: &Path, opts: &Options, id: u64, first_lsn: Lsn, prev_dige
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     let salt = random_salt();
-    let header = SegmentHeader { version: FORMAT_VERSION, segment_id: id, first_lsn, salt, prev_digest, created_unix_ms: files::now_ms() };
+    let header = SegmentHeader {
+        version: FORMAT_VERSION,
+        segment_id: id,
+        first_lsn,
+        salt,
+        prev_digest,
+        created_unix_ms: files::now_ms(),
+    };
     let hb = header.encode();
     let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create", &tmp, e))?;
     let result = (|| {

@@ -44,9 +44,9 @@ mod scan;
 pub mod storage;
 
 pub use error::{Error, Result};
-pub use files::{Hole, QuarantineNote, HOLES_FILE, LOCK_FILE, QUARANTINE_DIR};
-pub use format::{frame_len, FORMAT_VERSION, FOOTER_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-pub use journal::{verify, Journal, JournalStatus, Lsn};
+pub use files::{HOLES_FILE, Hole, LOCK_FILE, QUARANTINE_DIR, QuarantineNote};
+pub use format::{FOOTER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, frame_len};
+pub use journal::{Journal, JournalStatus, Lsn, verify};
 pub use options::{Durability, Options, RecoveryMode, SealedCheck};
 pub use reader::{Iter, Record};
 pub use recovery::{RecoveryReport, TornTail};
@@ -54,7 +54,7 @@ pub use recovery::{RecoveryReport, TornTail};
 /// Pure decoding functions, exposed for fuzzing and tools.
 pub mod decode {
     pub use crate::format::{
-        check_record_body, check_record_header, parse_segment_file_name, segment_file_name, Footer, HeaderCheck,
-        RecordHeader, SegmentHeader,
+        Footer, HeaderCheck, RecordHeader, SegmentHeader, check_record_body, check_record_header,
+        parse_segment_file_name, segment_file_name,
     };
 }

@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{Error, Result};
 use crate::files::{self, Hole};
 use crate::format::{
-    check_record_body, check_record_header, parse_segment_file_name, segment_file_name, Footer, HeaderCheck, SegmentHeader,
-    FOOTER_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    FOOTER_LEN, Footer, HeaderCheck, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, check_record_body,
+    check_record_header, parse_segment_file_name, segment_file_name,
 };
 use crate::journal::{Inner, Lsn};
 use crate::recovery::SegmentMeta;
@@ -53,7 +53,15 @@ impl SegView {
     }
 
     pub(crate) fn sealed_from(s: &SegmentMeta) -> Self {
-        SegView::sealed(s.id, s.path.clone(), s.header.first_lsn, s.last_lsn, s.data_end, s.header.salt, Arc::clone(&s.file))
+        SegView::sealed(
+            s.id,
+            s.path.clone(),
+            s.header.first_lsn,
+            s.last_lsn,
+            s.data_end,
+            s.header.salt,
+            Arc::clone(&s.file),
+        )
     }
 
     pub(crate) fn active(id: u64, path: PathBuf, first_lsn: Lsn, salt: u32, file: Arc<dyn StorageFile>) -> Self {
@@ -148,11 +156,11 @@ impl Iterator for Iter {
             if self.done {
                 return None;
             }
-            if let Some(e) = self.expected {
-                if e > self.end {
-                    self.done = true;
-                    return None;
-                }
+            if let Some(e) = self.expected
+                && e > self.end
+            {
+                self.done = true;
+                return None;
             }
             let s = Arc::clone(self.segs.get(self.seg)?);
             if self.pos == 0 {
@@ -178,15 +186,14 @@ impl Iterator for Iter {
                     return Some(Err(e));
                 }
             };
-            if !s.sealed {
-                if let Some(f) = Footer::decode(&head, s.salt) {
-                    if f.data_end == self.pos {
-                        // Sealed since we looked: go on with the next segment.
-                        self.seg += 1;
-                        self.pos = 0;
-                        continue;
-                    }
-                }
+            if !s.sealed
+                && let Some(f) = Footer::decode(&head, s.salt)
+                && f.data_end == self.pos
+            {
+                // Sealed since we looked: go on with the next segment.
+                self.seg += 1;
+                self.pos = 0;
+                continue;
             }
             let expected = self.expected.unwrap_or(s.first_lsn);
             match check_record_header(&head, s.salt, self.inner.opts.max_record_size) {
@@ -279,7 +286,8 @@ pub(crate) fn refresh_views(inner: &Inner) -> Result<(Vec<Arc<SegView>>, Lsn)> {
             last = v.last_lsn;
         } else {
             last = v.first_lsn.saturating_sub(1);
-            let mut r = crate::scan::ChunkReader::new(&*v.file, v.file.len().map_err(|e| Error::io("stat", &v.path, e))?);
+            let mut r =
+                crate::scan::ChunkReader::new(&*v.file, v.file.len().map_err(|e| Error::io("stat", &v.path, e))?);
             let mut pos = SEGMENT_HEADER_LEN as u64;
             let holes = inner.holes.read().clone();
             loop {
@@ -289,7 +297,9 @@ pub(crate) fn refresh_views(inner: &Inner) -> Result<(Vec<Arc<SegView>>, Lsn)> {
                     continue;
                 }
                 let head = r.get(pos, RECORD_HEADER_LEN).map_err(|e| Error::io("read", &v.path, e))?.to_vec();
-                let HeaderCheck::Valid(h) = check_record_header(&head, v.salt, inner.opts.max_record_size) else { break };
+                let HeaderCheck::Valid(h) = check_record_header(&head, v.salt, inner.opts.max_record_size) else {
+                    break;
+                };
                 if h.lsn != last + 1 {
                     break;
                 }

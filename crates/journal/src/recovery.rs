@@ -9,9 +9,11 @@ use tracing::{error, info, warn};
 
 use crate::error::{Error, Result};
 use crate::files::{self, Hole, Quarantine};
-use crate::format::{parse_segment_file_name, segment_file_name, Footer, SegmentHeader, FOOTER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{
+    FOOTER_LEN, Footer, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_file_name, segment_file_name,
+};
 use crate::options::{Options, RecoveryMode, SealedCheck};
-use crate::scan::{scan_segment, Damage, ScanMode};
+use crate::scan::{Damage, ScanMode, scan_segment};
 use crate::storage::StorageFile;
 
 /// A torn tail that recovery cut off.
@@ -68,11 +70,7 @@ impl RecoveryReport {
 
     /// Every LSN range lost to salvage in this open, as `(first, last)` inclusive.
     pub fn lost_lsns(&self) -> Vec<(u64, u64)> {
-        self.salvaged
-            .iter()
-            .filter(|h| h.lost_count() > 0)
-            .map(|h| (h.first_lost_lsn, h.last_lost_lsn))
-            .collect()
+        self.salvaged.iter().filter(|h| h.lost_count() > 0).map(|h| (h.first_lost_lsn, h.last_lost_lsn)).collect()
     }
 }
 
@@ -107,7 +105,13 @@ enum Action {
 }
 
 fn corrupt(path: &Path, offset: u64, first: u64, last: u64, detail: impl Into<String>) -> Error {
-    Error::Corrupt { path: path.to_path_buf(), offset, first_lost_lsn: first, last_lost_lsn: last, detail: detail.into() }
+    Error::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        first_lost_lsn: first,
+        last_lost_lsn: last,
+        detail: detail.into(),
+    }
 }
 
 /// Runs recovery. A read-only recovery changes nothing: it neither cuts tails nor writes the
@@ -166,7 +170,11 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                 if is_last && (all_zero || len < SEGMENT_HEADER_LEN as u64) {
                     if !read_only {
                         warn!(segment = %path.display(), len, "last segment has no valid header and holds nothing; moving it to quarantine");
-                        actions.push(Action::MoveFile { path, len, reason: format!("segment header unreadable ({why}); file held no data") });
+                        actions.push(Action::MoveFile {
+                            path,
+                            len,
+                            reason: format!("segment header unreadable ({why}); file held no data"),
+                        });
                     }
                     continue;
                 }
@@ -175,7 +183,13 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                 }
                 if !salvage {
                     error!(segment = %path.display(), "segment header unreadable: {why}");
-                    return Err(corrupt(&path, 0, prev_last + 1, u64::MAX, format!("segment header unreadable: {why}")));
+                    return Err(corrupt(
+                        &path,
+                        0,
+                        prev_last + 1,
+                        u64::MAX,
+                        format!("segment header unreadable: {why}"),
+                    ));
                 }
                 let hole = Hole {
                     segment_id: id,
@@ -228,7 +242,13 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                 let last_lost = next_first.map(|f| f.saturating_sub(1)).unwrap_or(u64::MAX);
                 if !salvage {
                     error!(segment = %path.display(), offset = d.offset, "damage at the end of a sealed segment: {}", d.reason);
-                    return Err(corrupt(&path, d.offset, d.first_lost_lsn, last_lost, format!("{} (in a sealed segment, followed by later segments)", d.reason)));
+                    return Err(corrupt(
+                        &path,
+                        d.offset,
+                        d.first_lost_lsn,
+                        last_lost,
+                        format!("{} (in a sealed segment, followed by later segments)", d.reason),
+                    ));
                 }
                 let hole = Hole {
                     segment_id: id,
@@ -260,18 +280,18 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
             };
             actions.push(Action::Salvage { hole, seg: Some(seg_index) });
         }
-        if let Some(f) = &scan.footer {
-            if f.last_lsn != scan.last_lsn || f.record_count != scan.records || f.digest != scan.digest {
-                let detail = format!(
-                    "footer says last LSN {}, {} records, digest {:08x}; the records say {}, {}, {:08x}",
-                    f.last_lsn, f.record_count, f.digest, scan.last_lsn, scan.records, scan.digest
-                );
-                if scan.middle.is_empty() && seg_holes.is_empty() {
-                    error!(segment = %path.display(), "{detail}");
-                    report.problems.push(format!("{}: {detail}", path.display()));
-                    if !salvage {
-                        return Err(corrupt(&path, scan.data_end, scan.last_lsn + 1, f.last_lsn, detail));
-                    }
+        if let Some(f) = &scan.footer
+            && (f.last_lsn != scan.last_lsn || f.record_count != scan.records || f.digest != scan.digest)
+        {
+            let detail = format!(
+                "footer says last LSN {}, {} records, digest {:08x}; the records say {}, {}, {:08x}",
+                f.last_lsn, f.record_count, f.digest, scan.last_lsn, scan.records, scan.digest
+            );
+            if scan.middle.is_empty() && seg_holes.is_empty() {
+                error!(segment = %path.display(), "{detail}");
+                report.problems.push(format!("{}: {detail}", path.display()));
+                if !salvage {
+                    return Err(corrupt(&path, scan.data_end, scan.last_lsn + 1, f.last_lsn, detail));
                 }
             }
         }
@@ -296,7 +316,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
             problems.push(format!("segments {}..={} are missing", a.id + 1, b.id - 1));
         }
         if b.header.first_lsn != a.last_lsn + 1 {
-            problems.push(format!("segment starts at LSN {} but the previous one ends at {}", b.header.first_lsn, a.last_lsn));
+            problems.push(format!(
+                "segment starts at LSN {} but the previous one ends at {}",
+                b.header.first_lsn, a.last_lsn
+            ));
         }
         if a.footer.is_some() && b.header.prev_digest != a.digest {
             problems.push(format!(
@@ -304,7 +327,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                 b.header.prev_digest, a.digest
             ));
         }
-        if problems.is_empty() || known(&holes, b.id, 0) || actions.iter().any(|x| matches!(x, Action::Salvage { hole, .. } if hole.segment_id == a.id)) {
+        if problems.is_empty()
+            || known(&holes, b.id, 0)
+            || actions.iter().any(|x| matches!(x, Action::Salvage { hole, .. } if hole.segment_id == a.id))
+        {
             continue;
         }
         let detail = problems.join("; ");
@@ -396,17 +422,17 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                     hole.segment_id, hole.offset, hole.reason, hole.first_lost_lsn, hole.last_lost_lsn
                 ));
                 if !read_only {
-                    if let Some(meta) = seg.and_then(|i| segments.get(i)) {
-                        if hole.len > 0 {
-                            hole.quarantine_file = Some(quarantine.copy_range(
-                                &*meta.file,
-                                &meta.path,
-                                hole.offset,
-                                hole.len,
-                                &format!("salvaged mid-log damage: {}", hole.reason),
-                                (hole.lost_count() > 0).then_some((hole.first_lost_lsn, hole.last_lost_lsn)),
-                            )?);
-                        }
+                    if let Some(meta) = seg.and_then(|i| segments.get(i))
+                        && hole.len > 0
+                    {
+                        hole.quarantine_file = Some(quarantine.copy_range(
+                            &*meta.file,
+                            &meta.path,
+                            hole.offset,
+                            hole.len,
+                            &format!("salvaged mid-log damage: {}", hole.reason),
+                            (hole.lost_count() > 0).then_some((hole.first_lost_lsn, hole.last_lost_lsn)),
+                        )?);
                     }
                     holes.push(hole.clone());
                     holes_changed = true;
@@ -418,7 +444,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                     first_lost = hole.first_lost_lsn,
                     last_lost = hole.last_lost_lsn,
                     lost = hole.lost_count(),
-                    "salvaged mid-log damage: {}", hole.reason
+                    "salvaged mid-log damage: {}",
+                    hole.reason
                 );
                 report.salvaged.push(hole);
             }

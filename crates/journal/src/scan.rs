@@ -4,8 +4,8 @@ use std::io;
 
 use crate::files::Hole;
 use crate::format::{
-    check_record_body, check_record_header, le_u64, Footer, HeaderCheck, SegmentHeader, FLAG_BATCH_CONTINUES,
-    FOOTER_LEN, FOOTER_MAGIC, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    FLAG_BATCH_CONTINUES, FOOTER_LEN, FOOTER_MAGIC, Footer, HeaderCheck, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    SegmentHeader, check_record_body, check_record_header, le_u64,
 };
 use crate::storage::StorageFile;
 
@@ -76,11 +76,12 @@ pub(crate) fn find_next_valid(
         for i in 0..=last {
             let Some(w) = window.get(i..) else { break };
             let lsn = le_u64(w, 0).unwrap_or(0);
-            if lsn >= min_lsn && lsn - min_lsn < (1 << 40) {
-                if let HeaderCheck::Valid(_) = check_record_header(w, salt, max_len) {
-                    cand = Some(i);
-                    break;
-                }
+            if lsn >= min_lsn
+                && lsn - min_lsn < (1 << 40)
+                && let HeaderCheck::Valid(_) = check_record_header(w, salt, max_len)
+            {
+                cand = Some(i);
+                break;
             }
             if w.first() == Some(&FOOTER_MAGIC[0]) && w.get(..8) == Some(&FOOTER_MAGIC[..]) {
                 cand = Some(i);
@@ -93,10 +94,10 @@ pub(crate) fn find_next_valid(
         };
         let at = p + i as u64;
         let head = r.get(at, RECORD_HEADER_LEN.max(FOOTER_LEN))?;
-        if let Some(f) = Footer::decode(head, salt) {
-            if f.data_end == at {
-                return Ok(Some((at, Found::Footer(f.last_lsn))));
-            }
+        if let Some(f) = Footer::decode(head, salt)
+            && f.data_end == at
+        {
+            return Ok(Some((at, Found::Footer(f.last_lsn))));
         }
         if let HeaderCheck::Valid(h) = check_record_header(head, salt, max_len) {
             let flen = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
@@ -232,11 +233,11 @@ pub(crate) fn scan_segment(
             break;
         }
         let head = r.get(pos, RECORD_HEADER_LEN.max(FOOTER_LEN))?;
-        if let Some(f) = Footer::decode(head, salt) {
-            if f.data_end == pos {
-                scan.footer = Some(f);
-                break;
-            }
+        if let Some(f) = Footer::decode(head, salt)
+            && f.data_end == pos
+        {
+            scan.footer = Some(f);
+            break;
         }
         let reason: Option<String> = match check_record_header(head, salt, mode.max_len) {
             HeaderCheck::Valid(h) if h.lsn == expected => {
@@ -269,7 +270,8 @@ pub(crate) fn scan_segment(
             scan.incomplete_batch = Some((batch_mark.0, pos));
         }
         let bad_at = pos;
-        let resume = if mode.classify { find_next_valid(&mut r, bad_at + 1, salt, expected, mode.max_len)? } else { None };
+        let resume =
+            if mode.classify { find_next_valid(&mut r, bad_at + 1, salt, expected, mode.max_len)? } else { None };
         match resume {
             Some((off, found)) => {
                 let last_lost = match found {

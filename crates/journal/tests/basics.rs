@@ -1,10 +1,11 @@
 //! Journal behaviour on the real file system: round trips, rotation, torn tails, corruption,
+#![allow(clippy::unwrap_used)]
 //! locking, retention.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{verify, Durability, Error, Journal, Options, RecoveryMode, SealedCheck};
+use logbook_journal::{Durability, Error, Journal, Options, RecoveryMode, SealedCheck, verify};
 
 fn small_opts() -> Options {
     Options { segment_size: 4096, preallocate: true, ..Options::default() }
@@ -15,8 +16,11 @@ fn payload(i: u64) -> Vec<u8> {
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     v.sort();
     v
 }
@@ -224,7 +228,8 @@ fn flipped_byte_in_sealed_segment_strict_refuses_salvage_keeps_the_rest() {
             assert_eq!(&path, victim);
             assert!(offset as usize <= off && off < offset as usize + 200, "offset {offset}");
             assert!(first_lost_lsn <= last_lost_lsn);
-            let msg = Error::Corrupt { path: path.clone(), offset, first_lost_lsn, last_lost_lsn, detail: "x".into() }.to_string();
+            let msg = Error::Corrupt { path: path.clone(), offset, first_lost_lsn, last_lost_lsn, detail: "x".into() }
+                .to_string();
             assert!(msg.contains(&victim.display().to_string()) && msg.contains(&offset.to_string()));
         }
         other => panic!("expected Corrupt, got {other:?}"),

@@ -96,25 +96,11 @@ pub struct SessionPatch {
 impl SessionPatch {
     /// Applies this patch to a session (creating it from defaults when `base` is `None`).
     pub fn apply_to(&self, base: Option<Session>) -> Session {
-        let mut s = base.unwrap_or_else(|| Session {
-            id: self.id.clone(),
-            ..Session::default()
-        });
+        let mut s = base.unwrap_or_else(|| Session { id: self.id.clone(), ..Session::default() });
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { s.$f = Some(v.clone()); } )* };
         }
-        set!(
-            source,
-            model,
-            title,
-            user_id,
-            chat_id,
-            parent_session_id,
-            started_at,
-            ended_at,
-            end_reason,
-            extra
-        );
+        set!(source, model, title, user_id, chat_id, parent_session_id, started_at, ended_at, end_reason, extra);
         s
     }
 }

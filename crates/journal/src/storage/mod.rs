@@ -6,7 +6,7 @@
 
 use std::fmt::Debug;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 mod os;
@@ -31,6 +31,7 @@ pub enum OpenMode {
 pub type FileBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// One open file.
+#[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
@@ -73,9 +74,4 @@ pub trait Storage: Send + Sync + Debug {
     /// Takes an exclusive lock on `path` (created if missing) without waiting; an error of kind
     /// [`io::ErrorKind::WouldBlock`] if another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
-}
-
-/// Joins a file name to a directory.
-pub(crate) fn join(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }

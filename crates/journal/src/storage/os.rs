@@ -126,13 +126,7 @@ impl Storage for OsStorage {
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
+        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
         match f.try_lock() {
             Ok(()) => Ok(Box::new(OsLock(f))),
             Err(fs::TryLockError::WouldBlock) => Err(io::Error::from(io::ErrorKind::WouldBlock)),

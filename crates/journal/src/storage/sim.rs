@@ -213,11 +213,7 @@ impl State {
         self.countdown = self.countdown.map(|n| n - 1);
         self.ops += 1;
         let mut hit = None;
-        for f in self
-            .faults
-            .iter_mut()
-            .filter(|f| f.op == op || f.op == FaultOp::Any)
-        {
+        for f in self.faults.iter_mut().filter(|f| f.op == op || f.op == FaultOp::Any) {
             if f.seen == f.nth || (f.permanent && f.seen > f.nth) {
                 hit = hit.or(Some(f.kind));
             }
@@ -244,14 +240,7 @@ impl State {
         self.next_ino += 1;
         let synced = data.clone();
         let pending = Vec::new();
-        self.inodes.insert(
-            ino,
-            Inode {
-                data,
-                synced,
-                pending,
-            },
-        );
+        self.inodes.insert(ino, Inode { data, synced, pending });
         self.names.insert(path.to_path_buf(), ino);
         ino
     }
@@ -291,9 +280,7 @@ impl State {
         if bytes.is_empty() {
             return Ok(());
         }
-        let end = offset
-            .checked_add(bytes.len() as u64)
-            .ok_or(Kind::InvalidInput)?;
+        let end = offset.checked_add(bytes.len() as u64).ok_or(Kind::InvalidInput)?;
         let (offset, end) = (file_len(offset)?, file_len(end)?);
         self.check_grow(ino, end)?;
         let inode = self.inode(ino)?;
@@ -324,12 +311,7 @@ impl State {
     /// The process died: handles go stale (so inodes without a name can go), locks are
     /// released, the crash countdown and faults are disarmed.
     fn die(&mut self) {
-        let live: BTreeSet<u64> = self
-            .names
-            .values()
-            .chain(self.durable.values())
-            .copied()
-            .collect();
+        let live: BTreeSet<u64> = self.names.values().chain(self.durable.values()).copied().collect();
         self.inodes.retain(|ino, _| live.contains(ino));
         self.generation += 1;
         self.locks.clear();
@@ -372,11 +354,7 @@ fn damaged(inode: &Inode, damage: Damage, rng: &mut Rng) -> Vec<u8> {
                 if let Pending::Write(offset, bytes) = change {
                     let end = offset.saturating_add(bytes.len()).min(image.len());
                     for byte in image.get_mut(*offset..end).unwrap_or_default() {
-                        *byte = if damage == Damage::Zeros {
-                            0
-                        } else {
-                            rng.next() as u8
-                        };
+                        *byte = if damage == Damage::Zeros { 0 } else { rng.next() as u8 };
                     }
                 }
             }
@@ -391,11 +369,7 @@ fn damaged(inode: &Inode, damage: Damage, rng: &mut Rng) -> Vec<u8> {
                 // Cut at the write's start or at a sector boundary strictly inside it.
                 let first = (offset / sector + 1) * sector;
                 let end = offset + bytes.len();
-                let inside = if first < end {
-                    (end - 1 - first) / sector + 1
-                } else {
-                    0
-                };
+                let inside = if first < end { (end - 1 - first) / sector + 1 } else { 0 };
                 let cut = match rng.below(inside + 1) {
                     0 => 0,
                     pick => first + (pick - 1) * sector - offset,
@@ -449,13 +423,7 @@ impl SimStorage {
     /// Makes the `nth` (0-based, from now) operation of kind `op` fail with `kind` and no effect;
     /// if `permanent`, every later one too.
     pub fn inject(&self, op: FaultOp, kind: FaultKind, nth: u64, permanent: bool) {
-        let fault = Fault {
-            op,
-            kind,
-            nth,
-            permanent,
-            seen: 0,
-        };
+        let fault = Fault { op, kind, nth, permanent, seen: 0 };
         self.state.lock().faults.push(fault);
     }
 
@@ -506,10 +474,7 @@ impl SimStorage {
     /// The current bytes of a file.
     pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
         let st = self.state.lock();
-        st.names
-            .get(path)
-            .and_then(|i| st.inodes.get(i))
-            .map(|i| i.data.clone())
+        st.names.get(path).and_then(|i| st.inodes.get(i)).map(|i| i.data.clone())
     }
 
     /// Creates or replaces a file and its parent directories, durably at once; ignores faults,
@@ -520,8 +485,7 @@ impl SimStorage {
             return;
         }
         st.dirs.extend(dir_chain(parent(path)));
-        st.dir_log
-            .retain(|op| op.from.as_deref() != Some(path) && op.to.as_deref() != Some(path));
+        st.dir_log.retain(|op| op.from.as_deref() != Some(path) && op.to.as_deref() != Some(path));
         let ino = st.link(path, bytes.to_vec());
         st.make_durable(path, ino);
     }
@@ -594,13 +558,7 @@ impl Storage for SimStorage {
         };
         let (state, generation) = (Arc::clone(&self.state), st.generation);
         let writable = mode != OpenMode::Read;
-        Ok(Arc::new(SimFile {
-            state,
-            ino,
-            generation,
-            writable,
-            path: path.to_path_buf(),
-        }))
+        Ok(Arc::new(SimFile { state, ino, generation, writable, path: path.to_path_buf() }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -621,10 +579,7 @@ impl Storage for SimStorage {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
         st.gate(FaultOp::Remove)?;
-        let ino = st
-            .names
-            .remove(path)
-            .ok_or_else(|| err(Kind::NotFound, path))?;
+        let ino = st.names.remove(path).ok_or_else(|| err(Kind::NotFound, path))?;
         st.log(Some(path), None, ino);
         Ok(())
     }
@@ -642,8 +597,7 @@ impl Storage for SimStorage {
             st.make_durable(&path, ino);
         }
         let touches = |p: &Option<PathBuf>| p.as_deref().is_some_and(|p| parent(p) == dir);
-        st.dir_log
-            .retain(|op| !touches(&op.from) && !touches(&op.to));
+        st.dir_log.retain(|op| !touches(&op.from) && !touches(&op.to));
         Ok(())
     }
 
@@ -662,11 +616,7 @@ impl Storage for SimStorage {
         }
         st.locks.insert(path.to_path_buf());
         let (state, generation) = (Arc::clone(&self.state), st.generation);
-        Ok(Box::new(SimLock {
-            state,
-            path: path.to_path_buf(),
-            generation,
-        }))
+        Ok(Box::new(SimLock { state, path: path.to_path_buf(), generation }))
     }
 }
 
@@ -682,11 +632,7 @@ struct SimFile {
 
 impl SimFile {
     /// Runs `f` on the live state, or fails if the handle outlived a kill or power cut.
-    fn with<T>(
-        &self,
-        write: bool,
-        f: impl FnOnce(&mut State, u64) -> io::Result<T>,
-    ) -> io::Result<T> {
+    fn with<T>(&self, write: bool, f: impl FnOnce(&mut State, u64) -> io::Result<T>) -> io::Result<T> {
         let mut st = self.state.lock();
         if st.generation != self.generation || !st.inodes.contains_key(&self.ino) {
             return Err(stale());
@@ -702,10 +648,7 @@ impl StorageFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.with(false, |st, ino| {
             let data = &st.inode(ino)?.data;
-            let src = usize::try_from(offset)
-                .ok()
-                .and_then(|o| data.get(o..))
-                .unwrap_or(&[]);
+            let src = usize::try_from(offset).ok().and_then(|o| data.get(o..)).unwrap_or(&[]);
             let n = buf.len().min(src.len());
             buf.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
             Ok(n)
@@ -758,9 +701,7 @@ impl StorageFile for SimFile {
     }
 
     fn map(&self) -> io::Result<FileBytes> {
-        self.with(false, |st, ino| {
-            Ok(Arc::new(st.inode(ino)?.data.clone()) as FileBytes)
-        })
+        self.with(false, |st, ino| Ok(Arc::new(st.inode(ino)?.data.clone()) as FileBytes))
     }
 }
 
@@ -832,21 +773,14 @@ mod tests {
         let sim = scenario(b"hello", b" world", 5);
         assert_eq!(contents(&sim, "f"), b"hello world");
         assert_eq!(cut(sim, Damage::Drop, 1), b"hello");
-        assert_eq!(
-            cut(scenario(b"hello", b" world", 5), Damage::KeepAll, 1),
-            b"hello world"
-        );
+        assert_eq!(cut(scenario(b"hello", b" world", 5), Damage::KeepAll, 1), b"hello world");
         let sim = scenario(b"abcdef", b"", 0);
         let f = open(&sim, "f", OpenMode::ReadWrite);
         f.set_len(2).unwrap();
         f.allocate(10).unwrap();
         f.allocate(4).unwrap();
         assert_eq!(f.len().unwrap(), 10);
-        assert_eq!(
-            cut(sim, Damage::Drop, 0),
-            b"abcdef",
-            "length changes are unsynced"
-        );
+        assert_eq!(cut(sim, Damage::Drop, 0), b"abcdef", "length changes are unsynced");
     }
 
     #[test]
@@ -867,11 +801,7 @@ mod tests {
             for seed in 0..64 {
                 let got = cut(scenario(&old, &new, 100), damage, seed);
                 let whole = [100, 100 + new.len()].contains(&got.len());
-                assert!(
-                    whole || got.len().is_multiple_of(sector),
-                    "{damage:?} {}",
-                    got.len()
-                );
+                assert!(whole || got.len().is_multiple_of(sector), "{damage:?} {}", got.len());
                 assert!(got[..100] == old[..] && got[100..].iter().all(|&b| b == 2));
                 assert_eq!(cut(scenario(&old, &new, 100), damage, seed), got, "seeded");
                 lens.insert(got.len());
@@ -898,9 +828,7 @@ mod tests {
         f.sync_data().unwrap();
         sim.power_cut(Damage::Drop, 0);
         assert!(!sim.exists(&p("a")) && sim.exists(Path::new("/db")));
-        open(&sim, "a", OpenMode::CreateNew)
-            .write_all_at(b"x", 0)
-            .unwrap();
+        open(&sim, "a", OpenMode::CreateNew).write_all_at(b"x", 0).unwrap();
         sim.sync_dir(Path::new(DIR)).unwrap();
         sim.power_cut(Damage::Drop, 0);
         assert_eq!(contents(&sim, "a"), b"", "name durable, data not");
@@ -912,15 +840,9 @@ mod tests {
         sim.write_file(&p("a"), b"A");
         sim.write_file(&p("b"), b"B");
         sim.rename(&p("a"), &p("b")).unwrap();
-        assert_eq!(
-            (sim.file_names(), contents(&sim, "b")),
-            (vec![p("b")], b"A".to_vec())
-        );
+        assert_eq!((sim.file_names(), contents(&sim, "b")), (vec![p("b")], b"A".to_vec()));
         sim.power_cut(Damage::Drop, 0);
-        assert_eq!(
-            (sim.file_names(), contents(&sim, "b")),
-            (vec![p("a"), p("b")], b"B".to_vec())
-        );
+        assert_eq!((sim.file_names(), contents(&sim, "b")), (vec![p("a"), p("b")], b"B".to_vec()));
         sim.rename(&p("a"), &p("c")).unwrap();
         sim.remove_file(&p("b")).unwrap();
         sim.sync_dir(Path::new(DIR)).unwrap();
@@ -945,10 +867,7 @@ mod tests {
             open(&sim, "c", OpenMode::CreateNew);
             sim.power_cut(Damage::ReorderDirs, seed);
             let names = sim.file_names();
-            assert!(
-                !(names.contains(&p("a")) && names.contains(&p("b"))),
-                "{names:?}"
-            );
+            assert!(!(names.contains(&p("a")) && names.contains(&p("b"))), "{names:?}");
             outcomes.insert(names);
         }
         assert!(outcomes.len() >= 6, "{outcomes:?}");
@@ -957,9 +876,7 @@ mod tests {
     #[test]
     fn each_fault_fires_once_with_no_effect() {
         use FaultOp::*;
-        for op in [
-            Write, Sync, SyncDir, Rename, Remove, SetLen, Allocate, Create,
-        ] {
+        for op in [Write, Sync, SyncDir, Rename, Remove, SetLen, Allocate, Create] {
             for (target, fault) in [(op, FaultKind::Eio), (Any, FaultKind::Enospc)] {
                 let sim = scenario(b"abc", b"", 0);
                 let f = open(&sim, "f", OpenMode::ReadWrite);
@@ -977,10 +894,7 @@ mod tests {
                 let e = run().unwrap_err();
                 let want = if fault == FaultKind::Eio { EIO } else { ENOSPC };
                 assert_eq!(e.raw_os_error(), Some(want), "{op:?}");
-                assert_eq!(
-                    (sim.file_names(), contents(&sim, "f")),
-                    (vec![p("f")], b"abc".to_vec())
-                );
+                assert_eq!((sim.file_names(), contents(&sim, "f")), (vec![p("f")], b"abc".to_vec()));
                 run().unwrap();
             }
         }
@@ -999,11 +913,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(EIO));
         }
-        assert_eq!(
-            cut(sim.clone(), Damage::Drop, 0),
-            b"abcdef",
-            "failed sync marked nothing"
-        );
+        assert_eq!(cut(sim.clone(), Damage::Drop, 0), b"abcdef", "failed sync marked nothing");
         let f = open(&sim, "f", OpenMode::ReadWrite);
         f.sync_data().unwrap();
         sim.inject(FaultOp::Write, FaultKind::Eio, 0, true);
@@ -1021,10 +931,7 @@ mod tests {
         assert_eq!((f.read_at(&mut buf, 0).unwrap(), f.len().unwrap()), (2, 2));
         f.sync_data().unwrap();
         assert_eq!((sim.op_count(), sim.is_crashed()), (3, false));
-        assert_eq!(
-            f.write_all_at(b"cd", 2).unwrap_err().to_string(),
-            "simulated crash"
-        );
+        assert_eq!(f.write_all_at(b"cd", 2).unwrap_err().to_string(), "simulated crash");
         assert!(sim.is_crashed() && sim.sync_dir(Path::new(DIR)).is_err());
         assert!(sim.open(&p("g"), OpenMode::CreateNew).is_err());
         assert_eq!(f.read_at(&mut buf, 0).unwrap(), 2, "reads keep working");
@@ -1098,11 +1005,7 @@ mod tests {
         assert!(sim.exists(&lock), "lock file is durable");
         let g2 = sim.try_lock(&lock).unwrap();
         drop(g);
-        assert_eq!(
-            kind(sim.try_lock(&lock)),
-            Kind::WouldBlock,
-            "stale guard released nothing"
-        );
+        assert_eq!(kind(sim.try_lock(&lock)), Kind::WouldBlock, "stale guard released nothing");
         sim.kill();
         sim.try_lock(&lock).unwrap();
         drop(g2);
@@ -1112,14 +1015,8 @@ mod tests {
     fn bad_arguments_are_errors_not_panics() {
         let sim = scenario(b"abc", b"", 0);
         assert_eq!(kind(sim.open(&p("nope"), OpenMode::Read)), Kind::NotFound);
-        assert_eq!(
-            kind(sim.open(&p("f"), OpenMode::CreateNew)),
-            Kind::AlreadyExists
-        );
-        assert_eq!(
-            kind(sim.open(Path::new("/x/y"), OpenMode::CreateNew)),
-            Kind::NotFound
-        );
+        assert_eq!(kind(sim.open(&p("f"), OpenMode::CreateNew)), Kind::AlreadyExists);
+        assert_eq!(kind(sim.open(Path::new("/x/y"), OpenMode::CreateNew)), Kind::NotFound);
         let f = open(&sim, "f", OpenMode::ReadWrite);
         assert_eq!(kind(f.write_all_at(b"x", u64::MAX)), Kind::InvalidInput);
         assert_eq!(kind(f.write_all_at(b"x", 1 << 40)), Kind::FileTooLarge);
@@ -1136,10 +1033,7 @@ mod tests {
         assert_eq!(names, ["f", "sub"]);
         assert_eq!(kind(sim.list(&p("f"))), Kind::NotADirectory);
         assert_eq!(kind(sim.list(&p("none"))), Kind::NotFound);
-        assert_eq!(
-            kind(sim.create_dir_all(&p("f").join("x"))),
-            Kind::AlreadyExists
-        );
+        assert_eq!(kind(sim.create_dir_all(&p("f").join("x"))), Kind::AlreadyExists);
         assert!(format!("{sim:?} {f:?}").contains("SimStorage"));
     }
 }
