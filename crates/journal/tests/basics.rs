@@ -1,6 +1,6 @@
 //! Journal behaviour on the real file system: round trips, rotation, torn tails, corruption,
-#![allow(clippy::unwrap_used)]
 //! locking, retention.
+#![allow(clippy::unwrap_used)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
