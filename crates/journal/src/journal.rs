@@ -95,6 +95,9 @@ pub(crate) struct Inner {
     pub(crate) holes: RwLock<Vec<Hole>>,
     report: RecoveryReport,
     syncs: AtomicU64,
+    /// For read-only handles: where the last refresh stopped walking the active segment
+    /// (segment id, offset, last LSN), so a refresh reads only what is new.
+    pub(crate) ro_tail: Mutex<Option<(u64, u64, Lsn)>>,
     _lock: Option<Box<dyn LockGuard>>,
 }
 
@@ -213,6 +216,7 @@ impl Journal {
             holes: RwLock::new(holes),
             report,
             syncs: AtomicU64::new(0),
+            ro_tail: Mutex::new(None),
             _lock: Some(lock),
         };
         Ok(Journal { inner: Arc::new(inner) })
@@ -259,6 +263,7 @@ impl Journal {
             holes: RwLock::new(rec.holes),
             report: rec.report,
             syncs: AtomicU64::new(0),
+            ro_tail: Mutex::new(None),
             _lock: None,
         };
         Ok(Journal { inner: Arc::new(inner) })
@@ -521,16 +526,26 @@ impl Journal {
             let n = segs.len();
             segs.iter().take(n.saturating_sub(1)).take_while(|s| s.sealed && s.last_lsn < lsn).cloned().collect()
         };
+        // Oldest first, each removal made durable before the next: removals left unsynced by a
+        // crash may persist in any order, and an older segment surviving a newer one's removal
+        // is a gap in the chain that Strict recovery refuses.
+        let mut result = Ok(());
         for s in &candidates {
-            inner.opts.storage.remove_file(&s.path).map_err(|e| Error::io("remove", &s.path, e))?;
+            if let Err(e) = inner.opts.storage.remove_file(&s.path) {
+                result = Err(Error::io("remove", &s.path, e));
+                break;
+            }
             removed.push(s.id);
+            if let Err(e) = inner.opts.storage.sync_dir(&inner.dir) {
+                result = Err(Error::io("sync folder", &inner.dir, e));
+                break;
+            }
         }
         if !removed.is_empty() {
-            inner.opts.storage.sync_dir(&inner.dir).map_err(|e| Error::io("sync folder", &inner.dir, e))?;
             inner.segs.write().retain(|s| !removed.contains(&s.id));
             info!(dir = %inner.dir.display(), below = lsn, segments = ?removed, "retention removed sealed segments");
         }
-        Ok(removed)
+        result.map(|()| removed)
     }
 
     /// A snapshot of the journal's state.
@@ -581,6 +596,11 @@ impl Journal {
 impl Drop for Inner {
     fn drop(&mut self) {
         if self.read_only || self.opts.durability != Durability::Buffered {
+            return;
+        }
+        // After a failed write or sync the page cache may no longer hold the data: a retried
+        // sync could report success for data that is gone. Never retry it.
+        if self.state.get_mut().poisoned.is_some() {
             return;
         }
         if let Some(w) = self.writer.get_mut()

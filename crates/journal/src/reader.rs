@@ -279,38 +279,50 @@ pub(crate) fn refresh_views(inner: &Inner) -> Result<(Vec<Arc<SegView>>, Lsn)> {
             None => SegView::active(id, path, header.first_lsn, header.salt, file),
         }));
     }
-    // The last readable LSN: sealed segments say it; the active one is walked.
+    // The last readable LSN: sealed segments say it; the active one is walked from where the
+    // previous refresh stopped.
     let mut last = 0;
     if let Some(v) = views.last() {
         if v.sealed {
             last = v.last_lsn;
         } else {
-            last = v.first_lsn.saturating_sub(1);
+            let mut tail = inner.ro_tail.lock();
+            let (mut pos, start_last) = match *tail {
+                Some((id, pos, l)) if id == v.id => (pos, l),
+                _ => (SEGMENT_HEADER_LEN as u64, v.first_lsn.saturating_sub(1)),
+            };
+            last = start_last;
+            // Only whole batches are visible: a batch is all or nothing after a crash.
+            let (mut walk_pos, mut walk_last) = (pos, last);
             let mut r =
                 crate::scan::ChunkReader::new(&*v.file, v.file.len().map_err(|e| Error::io("stat", &v.path, e))?);
-            let mut pos = SEGMENT_HEADER_LEN as u64;
             let holes = inner.holes.read().clone();
             loop {
-                if let Some(h) = holes.iter().find(|h| h.segment_id == v.id && h.offset == pos && h.len > 0) {
-                    pos += h.len;
-                    last = last.max(h.last_lost_lsn);
+                if let Some(h) = holes.iter().find(|h| h.segment_id == v.id && h.offset == walk_pos && h.len > 0) {
+                    walk_pos += h.len;
+                    walk_last = walk_last.max(h.last_lost_lsn);
+                    (pos, last) = (walk_pos, walk_last);
                     continue;
                 }
-                let head = r.get(pos, RECORD_HEADER_LEN).map_err(|e| Error::io("read", &v.path, e))?.to_vec();
+                let head = r.get(walk_pos, RECORD_HEADER_LEN).map_err(|e| Error::io("read", &v.path, e))?.to_vec();
                 let HeaderCheck::Valid(h) = check_record_header(&head, v.salt, inner.opts.max_record_size) else {
                     break;
                 };
-                if h.lsn != last + 1 {
+                if h.lsn != walk_last + 1 {
                     break;
                 }
                 let flen = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
-                let frame = r.get(pos, flen).map_err(|e| Error::io("read", &v.path, e))?;
+                let frame = r.get(walk_pos, flen).map_err(|e| Error::io("read", &v.path, e))?;
                 if check_record_body(frame, v.salt, &h).is_none() {
                     break;
                 }
-                last = h.lsn;
-                pos += h.frame_len();
+                walk_last = h.lsn;
+                walk_pos += h.frame_len();
+                if h.flags & crate::format::FLAG_BATCH_CONTINUES == 0 {
+                    (pos, last) = (walk_pos, walk_last);
+                }
             }
+            *tail = Some((v.id, pos, last));
         }
     }
     Ok((views, last))

@@ -1,0 +1,365 @@
+//! The background compactor: follows every lane and applies its entries to the SQLite index in
+//! batches, one transaction per batch that also stores each lane's applied position. Exactly one
+//! process runs it at a time (`compactor.lock`); another takes over when that one exits or dies.
+//! It also checks the index when it starts, and moves a damaged index to the quarantine and
+//! rebuilds it from the journal.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, error, info, warn};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::index::{Index, IndexError};
+use crate::model::Entry;
+use crate::options::Retention;
+use crate::store::{
+    COMPACTOR_LOCK, INDEX_FILE, IndexHealth, Inner, QUARANTINE_DIR, create_private_dir, lane_names, now_ms,
+};
+
+/// Takes the compactor lock without waiting.
+fn try_lock(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Sleeps up to `d`, waking early when the store stops. Wakes on this process's appends too.
+fn pause(inner: &Inner, d: Duration) {
+    let wake_at = inner.lane.last_lsn() + 1;
+    let deadline = Instant::now() + d;
+    while !inner.stop.load(Ordering::SeqCst) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        if inner.lane.wait_for(wake_at, left.min(Duration::from_millis(50))) >= wake_at {
+            return;
+        }
+    }
+}
+
+/// The compactor thread's body.
+pub(crate) fn run(inner: Arc<Inner>) {
+    let lock_path = inner.dir.join(COMPACTOR_LOCK);
+    let mut lock: Option<File> = None;
+    let mut state: Option<Compactor> = None;
+    let mut backoff = Duration::from_millis(20);
+    while !inner.stop.load(Ordering::SeqCst) {
+        if lock.is_none() {
+            match try_lock(&lock_path) {
+                Ok(f) => {
+                    info!(lane = %inner.lane_name, "this process took the compactor role");
+                    inner.shared.lock().compactor.running_here = true;
+                    lock = Some(f);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    pause(&inner, inner.opts.poll_interval);
+                    continue;
+                }
+                Err(e) => {
+                    error!(path = %lock_path.display(), "cannot take the compactor lock: {e}");
+                    inner.shared.lock().compactor.last_error =
+                        Some(format!("compactor lock {}: {e}", lock_path.display()));
+                    pause(&inner, Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        if state.is_none() {
+            match Compactor::start(&inner) {
+                Ok(c) => state = Some(c),
+                Err(e) => {
+                    failed(&inner, &e, &mut backoff);
+                    continue;
+                }
+            }
+        }
+        let Some(c) = state.as_mut() else { continue };
+        match c.step(&inner) {
+            Ok(0) => {
+                backoff = Duration::from_millis(20);
+                c.idle(&inner);
+                pause(&inner, inner.opts.poll_interval);
+            }
+            Ok(_) => backoff = Duration::from_millis(20),
+            Err(Error::Index(e)) if e.is_corruption() => {
+                error!("index reported corruption while compacting: {e}");
+                let reason = format!("SQLite reported corruption while compacting: {e}");
+                state = None;
+                if let Err(e) = quarantine_index(&inner, &reason) {
+                    failed(&inner, &e, &mut backoff);
+                } else {
+                    inner.shared.lock().compactor.index_quarantined += 1;
+                }
+            }
+            Err(e) => failed(&inner, &e, &mut backoff),
+        }
+    }
+    if let Some(c) = state.as_mut() {
+        c.checkpoint(&inner);
+    }
+    inner.shared.lock().compactor.running_here = false;
+    drop(lock);
+    debug!("compactor stopped");
+}
+
+fn failed(inner: &Inner, e: &Error, backoff: &mut Duration) {
+    warn!(retry_in_ms = backoff.as_millis() as u64, "compactor attempt failed: {e}");
+    {
+        let mut sh = inner.shared.lock();
+        sh.compactor.retries += 1;
+        sh.compactor.last_error = Some(e.to_string());
+    }
+    pause(inner, *backoff);
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+}
+
+/// Moves the index file (and its `-wal` and `-shm`) to the quarantine with a note.
+pub(crate) fn quarantine_index(inner: &Inner, reason: &str) -> Result<()> {
+    quarantine_index_files(&inner.dir, reason)?;
+    let mut sh = inner.shared.lock();
+    sh.index = IndexHealth::Rebuilding { reason: reason.to_string(), done: 0, total: 0 };
+    Ok(())
+}
+
+/// Moves `index.db`, `index.db-wal` and `index.db-shm` of a store folder into its quarantine
+/// folder with a note of why. Never deletes anything.
+pub fn quarantine_index_files(dir: &Path, reason: &str) -> Result<Vec<std::path::PathBuf>> {
+    let q = dir.join(QUARANTINE_DIR);
+    create_private_dir(&q)?;
+    let stamp = now_ms();
+    let mut moved = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let src = dir.join(format!("{INDEX_FILE}{suffix}"));
+        if !src.exists() {
+            continue;
+        }
+        let dest = q.join(format!("{stamp}-{INDEX_FILE}{suffix}"));
+        fs::rename(&src, &dest).map_err(|e| Error::io("move to quarantine", &src, e))?;
+        moved.push(dest);
+    }
+    let note = serde_json::json!({
+        "what": "SQLite index moved aside; it is rebuilt from the journal",
+        "reason": reason,
+        "files": moved.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "time_unix_ms": stamp,
+    });
+    let note_path = q.join(format!("{stamp}-{INDEX_FILE}.json"));
+    let body = serde_json::to_vec_pretty(&note).unwrap_or_default();
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&note_path)
+        .map_err(|e| Error::io("create", &note_path, e))?;
+    use std::io::Write;
+    (&f).write_all(&body).map_err(|e| Error::io("write", &note_path, e))?;
+    f.sync_all().map_err(|e| Error::io("sync", &note_path, e))?;
+    for d in [&q, &dir.to_path_buf()] {
+        File::open(d).and_then(|f| f.sync_all()).map_err(|e| Error::io("sync folder", d, e))?;
+    }
+    error!(dir = %dir.display(), files = ?moved, "index moved to the quarantine: {reason}");
+    Ok(moved)
+}
+
+/// Checks an index file: opens, `quick_check`, FTS5 integrity-check, and applied positions not
+/// ahead of the journal. Returns the problems found (empty if healthy).
+pub(crate) fn check_index(index: &Index, last_lsn_of: &dyn Fn(&str) -> Option<u64>) -> Result<Vec<String>> {
+    let mut problems = index.check()?;
+    for (lane, pos) in index.applied_positions()? {
+        match last_lsn_of(&lane) {
+            Some(last) if pos > last => {
+                problems.push(format!("applied position {pos} of {lane} is ahead of its journal (last LSN {last})"))
+            }
+            None => problems.push(format!("index refers to lane {lane}, which this store does not have")),
+            _ => {}
+        }
+    }
+    Ok(problems)
+}
+
+struct Compactor {
+    index: Index,
+    positions: BTreeMap<String, u64>,
+    last_checkpoint: Instant,
+    rebuilding: Option<String>,
+    next_lane: usize,
+}
+
+impl Compactor {
+    fn start(inner: &Inner) -> Result<Compactor> {
+        let path = inner.dir.join(INDEX_FILE);
+        let existed = path.exists();
+        let last_lsn_of = |lane: &str| -> Option<u64> {
+            if !inner.dir.join(crate::store::LANES_DIR).join(lane).exists() {
+                return None;
+            }
+            // A lane that cannot be read right now is not evidence against the index.
+            Some(inner.lane_journal(lane).map(|j| j.last_lsn()).unwrap_or(u64::MAX))
+        };
+        let mut rebuilding = None;
+        let index = match Index::open(&path, &inner.opts.index) {
+            Ok(ix) => match check_index(&ix, &last_lsn_of) {
+                Ok(p) if p.is_empty() => ix,
+                Ok(p) => {
+                    drop(ix);
+                    let reason = format!("index check failed: {}", p.join("; "));
+                    quarantine_index(inner, &reason)?;
+                    rebuilding = Some(reason);
+                    Index::open(&path, &inner.opts.index)?
+                }
+                Err(Error::Index(e)) if e.is_corruption() => {
+                    drop(ix);
+                    let reason = format!("index check failed: {e}");
+                    quarantine_index(inner, &reason)?;
+                    rebuilding = Some(reason);
+                    Index::open(&path, &inner.opts.index)?
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) if is_unusable(&e) && existed => {
+                let reason = format!("index cannot be opened: {e}");
+                quarantine_index(inner, &reason)?;
+                rebuilding = Some(reason);
+                Index::open(&path, &inner.opts.index)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if rebuilding.is_some() {
+            inner.shared.lock().compactor.index_quarantined += 1;
+        }
+        let positions = index.applied_positions()?;
+        {
+            let mut sh = inner.shared.lock();
+            sh.index = match &rebuilding {
+                Some(r) => IndexHealth::Rebuilding { reason: r.clone(), done: 0, total: 0 },
+                None => IndexHealth::Healthy,
+            };
+            sh.compactor.last_error = None;
+        }
+        info!(positions = ?positions, rebuilding = rebuilding.is_some(), "compactor started");
+        Ok(Compactor { index, positions, last_checkpoint: Instant::now(), rebuilding, next_lane: 0 })
+    }
+
+    /// Applies one batch; returns the number of entries applied (0 when caught up).
+    fn step(&mut self, inner: &Inner) -> Result<usize> {
+        let started = Instant::now();
+        let o = &inner.opts;
+        let names = lane_names(&inner.dir)?;
+        let mut batch: Vec<(String, u64, Entry)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
+        let n = names.len();
+        'lanes: for k in 0..n {
+            let Some(name) = names.get((self.next_lane + k) % n.max(1)) else { continue };
+            let Some(j) = inner.lane_journal(name) else { continue };
+            let from = self.positions.get(name).copied().unwrap_or(0) + 1;
+            for rec in j.iter_from(from) {
+                match rec {
+                    Ok(r) => {
+                        match codec::decode(&r.payload) {
+                            Ok(e) => {
+                                bytes += r.payload.len();
+                                batch.push((name.clone(), r.lsn, e));
+                            }
+                            Err(e) => {
+                                error!(lane = %name, lsn = r.lsn, "journal record does not decode; skipped: {e}");
+                                inner.shared.lock().compactor.undecodable += 1;
+                                skipped.insert(name.clone(), r.lsn);
+                            }
+                        }
+                        if batch.len() >= o.batch_max_entries || bytes >= o.batch_max_bytes {
+                            break 'lanes;
+                        }
+                        if started.elapsed() >= o.batch_max_time {
+                            break 'lanes;
+                        }
+                    }
+                    Err(e) => {
+                        error!(lane = %name, "lane cannot be read past LSN {}: {e}", from - 1);
+                        inner.shared.lock().lane_errors.insert(name.clone(), e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        self.next_lane = self.next_lane.wrapping_add(1);
+        for (lane, lsn) in skipped {
+            let p = self.positions.entry(lane).or_insert(0);
+            *p = (*p).max(lsn);
+        }
+        if batch.is_empty() {
+            self.finish_rebuild(inner);
+            return Ok(0);
+        }
+        let applied = batch.len();
+        self.index.apply_batch(&batch)?;
+        for (lane, lsn, _) in &batch {
+            let p = self.positions.entry(lane.clone()).or_insert(0);
+            *p = (*p).max(*lsn);
+        }
+        debug!(entries = applied, bytes, ms = started.elapsed().as_millis() as u64, "batch applied");
+        let mut sh = inner.shared.lock();
+        sh.compactor.batches += 1;
+        sh.compactor.entries_applied += applied as u64;
+        sh.compactor.last_error = None;
+        if let IndexHealth::Rebuilding { done, total, .. } = &mut sh.index {
+            *done = self.positions.values().sum();
+            *total = (*total).max(*done);
+        }
+        drop(sh);
+        if o.retention == Retention::AfterIndexed {
+            let own = self.positions.get(&inner.lane_name).copied().unwrap_or(0);
+            // synchronous=FULL: the commit above is durable, so these records have a copy.
+            match inner.lane.remove_segments_below(own + 1) {
+                Ok(v) if !v.is_empty() => info!(segments = ?v, "retention removed indexed segments"),
+                Ok(_) => {}
+                Err(e) => warn!("retention failed: {e}"),
+            }
+        }
+        Ok(applied)
+    }
+
+    fn finish_rebuild(&mut self, inner: &Inner) {
+        if let Some(reason) = self.rebuilding.take() {
+            info!(entries = self.positions.values().sum::<u64>(), "index rebuilt from the journal ({reason})");
+            inner.shared.lock().index = IndexHealth::Healthy;
+        }
+    }
+
+    /// Idle-time work: periodic checkpoint and a small FTS merge step.
+    fn idle(&mut self, inner: &Inner) {
+        if self.last_checkpoint.elapsed() >= inner.opts.checkpoint_interval {
+            self.checkpoint(inner);
+            if let Err(e) = self.index.optimize_step() {
+                warn!("FTS merge step failed: {e}");
+            }
+        }
+    }
+
+    fn checkpoint(&mut self, inner: &Inner) {
+        match self.index.checkpoint_truncate() {
+            Ok(s) => {
+                debug!(busy = s.busy, log = s.log_pages, done = s.checkpointed_pages, "wal_checkpoint(TRUNCATE)");
+                inner.shared.lock().compactor.last_checkpoint_unix_ms = Some(now_ms());
+            }
+            Err(e) => warn!("checkpoint failed: {e}"),
+        }
+        self.last_checkpoint = Instant::now();
+    }
+}
+
+fn is_unusable(e: &IndexError) -> bool {
+    e.is_corruption() || matches!(e, IndexError::NewerSchema { .. })
+}

@@ -1,0 +1,51 @@
+//! Errors of the message store.
+
+use std::path::PathBuf;
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The journal failed (I/O, corruption, poisoning, full disk...).
+    #[error(transparent)]
+    Journal(#[from] logbook_journal::Error),
+    /// The SQLite index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    /// A message or session was refused; nothing was written.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// A file operation outside the journal failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A journal record did not decode (written by a newer version, or a bug).
+    #[error("record {lane}/{lsn} does not decode: {detail}")]
+    Decode {
+        /// The lane.
+        lane: String,
+        /// Its LSN.
+        lsn: u64,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The store has been closed.
+    #[error("store is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { op, path: path.into(), source }
+    }
+}

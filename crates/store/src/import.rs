@@ -1,0 +1,1 @@
+//! Import of Hermes Agent stores (being written).
