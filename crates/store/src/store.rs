@@ -153,6 +153,15 @@ pub(crate) struct Inner {
     pub shared: Mutex<Shared>,
     reader: Mutex<Option<ReadConn>>,
     others: Mutex<BTreeMap<String, Journal>>,
+    pending: Mutex<PendingIds>,
+}
+
+/// Ids of messages in this process's lane that the index may not have yet (for idempotent
+/// appends), filled incrementally from the lane.
+#[derive(Debug, Default)]
+struct PendingIds {
+    scanned: Lsn,
+    ids: std::collections::HashMap<String, Lsn>,
 }
 
 /// The message store a gateway embeds. See the crate documentation for an example.
@@ -284,6 +293,7 @@ impl Store {
             }),
             reader: Mutex::new(None),
             others: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(PendingIds::default()),
         });
         let handle = if inner.opts.run_compactor {
             let c = Arc::clone(&inner);
@@ -364,20 +374,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether a message id is already stored (indexed, or in the journal not yet indexed by
-    /// this process's lane).
+    /// Whether a message id is already stored: indexed, or appended to this process's lane and
+    /// not indexed yet. (Another process's unindexed copy is not looked at; reads and the index
+    /// deduplicate by id, so a race between two processes still stores the message once.)
     fn is_stored(&self, id: &str) -> bool {
-        if let Some(true) = self.with_reader(|ix| ix.contains_message(id)) {
-            return true;
+        let found = self.with_reader(|ix| Ok((ix.contains_message(id)?, ix.applied_positions()?)));
+        let applied = match found {
+            Some((true, _)) => return true,
+            Some((false, positions)) => positions.get(&self.inner.lane_name).copied().unwrap_or(0),
+            None => 0,
+        };
+        let mut pending = self.inner.pending.lock();
+        let from = pending.scanned.max(applied) + 1;
+        for r in self.inner.lane.iter_from(from).flatten() {
+            if let Ok(Entry::Message(m)) = codec::decode(&r.payload) {
+                pending.ids.insert(m.id, r.lsn);
+            }
+            pending.scanned = r.lsn;
         }
-        // Not indexed yet: look at what is pending in this lane (bounded by the compactor lag).
-        let positions = self.with_reader(|ix| ix.applied_positions()).unwrap_or_default();
-        let from = positions.get(&self.inner.lane_name).copied().unwrap_or(0) + 1;
-        self.inner
-            .lane
-            .iter_from(from)
-            .flatten()
-            .any(|r| matches!(codec::decode(&r.payload), Ok(Entry::Message(m)) if m.id == id))
+        if pending.ids.len() > 4096 {
+            pending.ids.retain(|_, lsn| *lsn > applied);
+        }
+        pending.ids.get(id).is_some_and(|lsn| *lsn > applied || applied == 0)
     }
 
     /// Creates or updates a session: every `Some` field of the patch is set. Durable on return.
