@@ -513,7 +513,13 @@ impl Index {
                      started_at = coalesce(excluded.started_at, started_at), \
                      ended_at = coalesce(excluded.ended_at, ended_at), \
                      end_reason = coalesce(excluded.end_reason, end_reason), \
-                     extra = coalesce(excluded.extra, extra)"
+                     extra = CASE \
+                         WHEN excluded.extra IS NULL THEN extra \
+                         WHEN extra IS NULL THEN excluded.extra \
+                         WHEN json_valid(extra) AND json_valid(excluded.extra) \
+                              AND json_type(extra) = 'object' AND json_type(excluded.extra) = 'object' \
+                             THEN json_patch(extra, excluded.extra) \
+                         ELSE excluded.extra END"
                 ))
                 .ctx("prepare the session upsert")?;
 

@@ -100,8 +100,72 @@ impl SessionPatch {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { s.$f = Some(v.clone()); } )* };
         }
-        set!(source, model, title, user_id, chat_id, parent_session_id, started_at, ended_at, end_reason, extra);
+        set!(source, model, title, user_id, chat_id, parent_session_id, started_at, ended_at, end_reason);
+        if let Some(new) = &self.extra {
+            s.extra = Some(merge_extra(s.extra.as_deref(), new));
+        }
         s
+    }
+}
+
+/// Merges two `extra` JSON objects (RFC 7396 merge patch, like SQLite's `json_patch`): keys of
+/// `new` replace those of `old`, a `null` value removes a key. If either is not a JSON object,
+/// `new` replaces `old`.
+pub fn merge_extra(old: Option<&str>, new: &str) -> String {
+    use serde_json::Value;
+    let (Some(old), Ok(Value::Object(patch))) = (old, serde_json::from_str::<Value>(new)) else {
+        return new.to_string();
+    };
+    let Ok(base @ Value::Object(_)) = serde_json::from_str::<Value>(old) else {
+        return new.to_string();
+    };
+    fn patch_into(target: Value, patch: serde_json::Map<String, Value>) -> Value {
+        let mut obj = match target {
+            Value::Object(o) => o,
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in patch {
+            match v {
+                Value::Null => {
+                    obj.remove(&k);
+                }
+                Value::Object(p) => {
+                    let cur = obj.remove(&k).unwrap_or(Value::Null);
+                    obj.insert(k, patch_into(cur, p));
+                }
+                other => {
+                    obj.insert(k, other);
+                }
+            }
+        }
+        Value::Object(obj)
+    }
+    patch_into(base, patch).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_patches_merge_extra_like_json_patch() {
+        let a = SessionPatch {
+            id: "s".into(),
+            extra: Some(r#"{"system_prompt":"p","n":{"a":1}}"#.into()),
+            ..Default::default()
+        };
+        let b = SessionPatch {
+            id: "s".into(),
+            extra: Some(r#"{"tools":[1],"n":{"b":2}}"#.into()),
+            title: Some("t".into()),
+            ..Default::default()
+        };
+        let s = b.apply_to(Some(a.apply_to(None)));
+        let v: serde_json::Value = serde_json::from_str(s.extra.as_deref().unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"system_prompt":"p","tools":[1],"n":{"a":1,"b":2}}));
+        assert_eq!(s.title.as_deref(), Some("t"));
+        // Not an object: replaced.
+        assert_eq!(merge_extra(Some("[1]"), r#"{"a":1}"#), r#"{"a":1}"#);
     }
 }
 
