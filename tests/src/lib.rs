@@ -265,10 +265,10 @@ impl Model {
         let lost = j.recovery_report().lost_lsns();
         self.check_records(&records, page_cache_kept, &lost)?;
         let last = j.last_lsn();
-        if let Some(r) = records.last() {
-            if r.lsn != last {
-                return Err(format!("last record read is LSN {} but last_lsn() is {last}", r.lsn));
-            }
+        if let Some(r) = records.last()
+            && r.lsn != last
+        {
+            return Err(format!("last record read is LSN {} but last_lsn() is {last}", r.lsn));
         }
         self.fold(last, &lost)?;
         Ok(records)
@@ -306,6 +306,11 @@ impl Model {
     pub fn check_live(&self, j: &Journal) -> Result<(), String> {
         let records = read_all(j).map_err(|e| format!("reading live journal: {e}"))?;
         self.check_records(&records, true, &[])
+    }
+
+    /// Whether the model still holds a record for `lsn` (not a salvaged hole, not unknown).
+    pub fn holds(&self, lsn: Lsn) -> bool {
+        matches!(self.expected(lsn), Ok(Some(_)))
     }
 
     /// The definitive LSNs, for tests that pick one.

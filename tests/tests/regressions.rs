@@ -51,3 +51,101 @@ fn poisoned_buffered_journal_does_not_sync_on_drop() {
     drop(j);
     assert_eq!(sim.op_count(), ops, "drop retried the failed sync");
 }
+
+/// Bug 3 (found while checking the model test's kill path): opening after a process kill reused
+/// the active segment without syncing it. Records that were only in the page cache (acknowledged
+/// `Buffered` appends, or a `Sync` append whose fsync failed) were read back as recovered, yet a
+/// power cut before the next sync took them away again and later appends reused their LSNs
+/// with other payloads. Fix: `Journal::open` syncs the reused active segment before exposing it.
+#[test]
+fn records_recovered_from_the_page_cache_are_made_durable_at_open() {
+    for durability in [Durability::Buffered, Durability::Sync] {
+        let sim = SimStorage::new();
+        let opts = sim_opts(&sim, 4096, durability);
+        let mut model = Model::new();
+        let j = Journal::open(dir(), opts.clone()).unwrap();
+        let p = model.next_payload(10);
+        if durability == Durability::Sync {
+            use logbook_journal::storage::{FaultKind, FaultOp};
+            sim.inject(FaultOp::Sync, FaultKind::Eio, 0, false);
+            assert!(j.append(&p).is_err());
+            model.failed(&[p]);
+        } else {
+            let lsn = j.append(&p).unwrap();
+            model.acked(lsn, &[p], durability).unwrap();
+        }
+        sim.kill();
+        drop(j);
+        let j = Journal::open(dir(), opts.clone()).unwrap();
+        let seen = model.check_reopened(&j, true).unwrap();
+        assert_eq!(seen.len(), 1, "{durability:?}: the page cache held the record");
+        // The power fails while the reader still has the journal open (no sync on drop).
+        sim.power_cut(Damage::Drop, 0);
+        drop(j);
+        recover_and_check(&mut model, &opts, false).unwrap_or_else(|e| panic!("{durability:?}: {e}"));
+    }
+}
+
+/// A journal of three sealed 1 KiB segments and an active one; returns the sim, its options,
+/// the model and the path of the first segment.
+fn sealed_journal() -> (SimStorage, logbook_journal::Options, Model, std::path::PathBuf) {
+    let sim = SimStorage::new();
+    let opts = sim_opts(&sim, 1024, Durability::Sync);
+    let mut model = Model::new();
+    let j = Journal::open(dir(), opts.clone()).unwrap();
+    for i in 0..30 {
+        let p = model.next_payload(20 + i);
+        let lsn = j.append(&p).unwrap();
+        model.acked(lsn, &[p], Durability::Sync).unwrap();
+    }
+    j.close().unwrap();
+    drop(j);
+    (sim, opts, model, dir().join("00000000000000000001.seg"))
+}
+
+fn salvage_twice(sim: &SimStorage, opts: &logbook_journal::Options, model: &mut Model) {
+    use logbook_journal::{RecoveryMode, SealedCheck};
+    let o =
+        logbook_journal::Options { recovery: RecoveryMode::Salvage, sealed_check: SealedCheck::Full, ..opts.clone() };
+    let j = Journal::open(dir(), o.clone()).unwrap();
+    let records = model.check_reopened(&j, true).unwrap_or_else(|e| panic!("first salvage: {e}"));
+    drop(j);
+    let j = Journal::open(dir(), o).unwrap();
+    assert!(
+        j.recovery_report().salvaged.is_empty(),
+        "second salvage repaired again: {:?}",
+        j.recovery_report().problems
+    );
+    assert_eq!(logbook_tests::read_all(&j).unwrap(), records);
+    let _ = sim;
+}
+
+/// Bug 4 (found by `corruption_sweep.rs`): when a sealed segment's header was unreadable, Salvage
+/// quarantined the whole file but recorded the hole with an empty LSN range ("LSNs 1..=0"), so
+/// `lost_lsns()` did not report the records lost with it. Fix: the hole runs to the LSN before
+/// the next segment's first.
+#[test]
+fn salvaged_unreadable_header_reports_the_lsns_lost() {
+    let (sim, opts, mut model, first) = sealed_journal();
+    let mut b = sim.read_file(&first).unwrap();
+    b[3] ^= 0xFF;
+    sim.write_file(&first, &b);
+    salvage_twice(&sim, &opts, &mut model);
+}
+
+/// Bug 5 (found by `corruption_sweep.rs`): a sealed segment truncated (footer gone) with later
+/// segments after it: Salvage recorded "not sealed but later segments exist" with an empty LSN
+/// range when the cut fell on a record boundary (the records after the cut were lost unreported),
+/// and a second open salvaged again (the known hole ends where the new scan stops, at another
+/// offset) and then reported a broken chain. Fix: the hole runs to the next segment's first LSN,
+/// and a known hole reaching the end of the file (or accounting for the LSNs up to the next
+/// segment) is not reported again.
+#[test]
+fn salvaged_truncated_sealed_segment_is_reported_once_with_its_lsns() {
+    for cut in [64usize, 65, 200] {
+        let (sim, opts, mut model, first) = sealed_journal();
+        let b = sim.read_file(&first).unwrap();
+        sim.write_file(&first, &b[..cut]);
+        salvage_twice(&sim, &opts, &mut model);
+    }
+}

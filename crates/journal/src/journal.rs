@@ -98,7 +98,7 @@ pub(crate) struct Inner {
     /// For read-only handles: where the last refresh stopped walking the active segment
     /// (segment id, offset, last LSN), so a refresh reads only what is new.
     pub(crate) ro_tail: Mutex<Option<(u64, u64, Lsn)>>,
-    _lock: Option<Box<dyn LockGuard>>,
+    lock: Mutex<Option<Box<dyn LockGuard>>>,
 }
 
 /// A segmented, checksummed, group-committed write-ahead log.
@@ -181,9 +181,12 @@ impl Journal {
             };
             if opts.preallocate && a.allocated < opts.segment_size {
                 a.file.allocate(opts.segment_size).map_err(|e| Error::io("preallocate", &a.path, e))?;
-                a.file.sync_data().map_err(|e| Error::io("sync", &a.path, e))?;
                 a.allocated = opts.segment_size;
             }
+            // Records recovered from the page cache (after a process kill, or an append whose
+            // sync failed) may not be durable: sync before exposing them, or a power cut could
+            // take back records readers saw and the next appends would reuse their LSNs.
+            a.file.sync_data().map_err(|e| Error::io("sync", &a.path, e))?;
             a
         };
         let mut views: Vec<Arc<SegView>> = segments.iter().map(|s| Arc::new(SegView::sealed_from(s))).collect();
@@ -217,7 +220,7 @@ impl Journal {
             report,
             syncs: AtomicU64::new(0),
             ro_tail: Mutex::new(None),
-            _lock: Some(lock),
+            lock: Mutex::new(Some(lock)),
         };
         Ok(Journal { inner: Arc::new(inner) })
     }
@@ -264,7 +267,7 @@ impl Journal {
             report: rec.report,
             syncs: AtomicU64::new(0),
             ro_tail: Mutex::new(None),
-            _lock: None,
+            lock: Mutex::new(None),
         };
         Ok(Journal { inner: Arc::new(inner) })
     }
@@ -571,9 +574,8 @@ impl Journal {
         self.inner.syncs.load(Ordering::Relaxed)
     }
 
-    /// Closes the journal: waits for an in-flight commit, syncs (for `Buffered`), and releases
-    /// the writer lock once every clone and iterator is dropped. Later appends fail with
-    /// [`Error::Closed`].
+    /// Closes the journal: waits for an in-flight commit, syncs (for `Buffered`) and releases the
+    /// writer lock. Later appends fail with [`Error::Closed`]; reads keep working.
     pub fn close(&self) -> Result<()> {
         {
             let mut st = self.inner.state.lock();
@@ -583,12 +585,17 @@ impl Journal {
             }
             self.inner.cond.notify_all();
             if st.poisoned.is_some() {
+                drop(st);
+                *self.inner.lock.lock() = None;
                 return Ok(());
             }
         }
         if !self.inner.read_only && self.inner.opts.durability == Durability::Buffered {
             self.sync()?;
         }
+        // Nothing is written after this point (appends fail with `Closed`): another writer may
+        // take the folder. Reads through this handle keep working.
+        *self.inner.lock.lock() = None;
         Ok(())
     }
 }

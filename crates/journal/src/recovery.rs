@@ -196,7 +196,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                     offset: 0,
                     len,
                     first_lost_lsn: prev_last + 1,
-                    last_lost_lsn: prev_last,
+                    // Every LSN up to the next segment's first is lost with this file; unknown
+                    // (none reported) if no later segment says where it starts.
+                    last_lost_lsn: next_first_lsn(storage, dir, ids.get(i + 1).copied())
+                        .map_or(prev_last, |f| f.saturating_sub(1).max(prev_last)),
                     reason: format!("segment header unreadable: {why}; whole file quarantined"),
                     quarantine_file: None,
                     time_unix_ms: files::now_ms(),
@@ -262,7 +265,12 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                 };
                 actions.push(Action::Salvage { hole, seg: Some(seg_index) });
             }
-        } else if !is_last && scan.footer.is_none() && !known(&holes, id, scan.data_end) {
+        } else if !is_last
+            && scan.footer.is_none()
+            && !known(&holes, id, scan.data_end)
+            // An earlier salvage already skipped the segment's end.
+            && !seg_holes.iter().any(|h| h.offset.saturating_add(h.len) >= len)
+        {
             let detail = "segment is not sealed but later segments exist (its footer is missing)";
             if !salvage {
                 error!(segment = %path.display(), offset = scan.data_end, "{detail}");
@@ -273,7 +281,9 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                 offset: scan.data_end,
                 len: len.saturating_sub(scan.data_end),
                 first_lost_lsn: scan.last_lsn + 1,
-                last_lost_lsn: scan.last_lsn,
+                // The records between this segment's end and the next segment's start are lost.
+                last_lost_lsn: next_first_lsn(storage, dir, ids.get(i + 1).copied())
+                    .map_or(scan.last_lsn, |f| f.saturating_sub(1).max(scan.last_lsn)),
                 reason: detail.into(),
                 quarantine_file: None,
                 time_unix_ms: files::now_ms(),
@@ -330,6 +340,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
         if problems.is_empty()
             || known(&holes, b.id, 0)
             || actions.iter().any(|x| matches!(x, Action::Salvage { hole, .. } if hole.segment_id == a.id))
+            // An earlier salvage of the end of `a` accounts for the LSNs up to `b`.
+            || holes.iter().any(|h| h.segment_id == a.id && h.last_lost_lsn.saturating_add(1) == b.header.first_lsn)
         {
             continue;
         }

@@ -4,6 +4,8 @@
 //! sync. After each fault the journal is killed or the power is cut, and reopening must recover
 //! every acknowledged append exactly once and in order (I1, I3).
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic on unexpected errors")]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -50,6 +52,9 @@ fn assert_recovered(j: &Journal, acked: &[(u64, Vec<u8>)], maybe: &[Vec<u8>]) {
         assert_eq!(w[1].0, w[0].0 + 1, "gap in LSNs");
     }
 }
+
+/// What one appender saw: its acknowledged (LSN, payload) pairs and the error that stopped it.
+type Outcome = (Vec<(u64, Vec<u8>)>, Error);
 
 fn assert_poisoned(r: Result<u64, Error>) {
     match r {
@@ -223,7 +228,7 @@ fn many_appenders_and_a_failing_sync_all_get_errors_without_hanging() {
         let worker = {
             let j = j.clone();
             std::thread::spawn(move || {
-                let outcomes: Vec<(Vec<(u64, Vec<u8>)>, Error)> = std::thread::scope(|s| {
+                let outcomes: Vec<Outcome> = std::thread::scope(|s| {
                     let hs: Vec<_> = (0..8u64)
                         .map(|t| {
                             let j = j.clone();
