@@ -1,1 +1,272 @@
-fn main() {}
+//! `logbook`: the command-line tool of the Logbook message store.
+//!
+//! A thin layer over the library: argument parsing, output formatting, progress display and exit
+//! codes. The work itself is done by `logbook::Store` and `logbook::ops`, which tests and fuzz
+//! targets call too.
+#![forbid(unsafe_code)]
+
+mod append;
+mod cmds;
+mod demo;
+mod import;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  fine: the command did what it says and found nothing wrong
+  1  a problem was found: verify found damage, repair could not make the store verify, an input
+     line was invalid (append), some rows could not be read (import), a message was lost (demo)
+  2  usage error or I/O error: bad arguments, no store at --dir, a file cannot be read or written
+
+The store folder is --dir DIR or the environment variable LOGBOOK_DIR.
+Logs go to stderr; RUST_LOG or -v/-vv control how much. See docs/recovery.md for the runbook.";
+
+/// A durable message store for AI-agent gateways.
+#[derive(Debug, Parser)]
+#[command(
+    name = "logbook",
+    version,
+    about = "A durable message store for AI-agent gateways",
+    long_about = "A durable message store for AI-agent gateways.\n\n\
+        Every write goes to a checksummed journal first (one lane per writing process) and is \
+        acknowledged once it is durable; a SQLite + FTS5 trigram index is derived from the \
+        journal and can always be rebuilt from it.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// The store folder.
+    #[arg(long, env = "LOGBOOK_DIR", global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Largest record accepted when writing (bytes; for tests).
+    #[arg(long, env = "LOGBOOK_MAX_RECORD_SIZE", global = true, hide = true)]
+    pub max_record_size: Option<u32>,
+    /// Journal segment size for new segments (bytes; for tests).
+    #[arg(long, env = "LOGBOOK_SEGMENT_SIZE", global = true, hide = true)]
+    pub segment_size: Option<u64>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON message per line, the fields `append --jsonl` reads plus `id`.
+    Jsonl,
+    /// One `<session>.jsonl` file per session in --out, as Hermes Agent writes them.
+    HermesJsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Order {
+    Relevance,
+    Newest,
+    Oldest,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Append messages read as JSON lines on stdin; acknowledge each once it is durable.
+    #[command(after_help = "Each input line is a JSON object: session_id, role, content, and optionally id, \
+        timestamp (seconds or ISO-8601), source, tool_calls (any JSON), tool_call_id, tool_name, reasoning, \
+        token_count, finish_reason, extra (object). For each line the command prints \
+        {\"ack\": LINE, \"id\": \"...\"} on stdout once the message is durable. A client id makes the \
+        append idempotent. At the first invalid line it reports the line on stderr and exits 1 (the lines \
+        before it are kept).")]
+    Append {
+        /// Read JSON lines (the only input format).
+        #[arg(long, required = true)]
+        jsonl: bool,
+    },
+    /// Print messages as JSON lines, oldest first (or write Hermes-style session files).
+    Export {
+        /// Only this session.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only messages at or after this time (seconds since the epoch or ISO-8601).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Folder for hermes-jsonl files (created; existing files are never overwritten).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Check every lane's segments and the index without changing anything (safe while writers run).
+    Verify,
+    /// Recover lanes not held by a live writer, rebuild a damaged index, then verify. Deletes nothing.
+    Repair {
+        /// Keep every valid record past mid-log damage: the damage goes to the quarantine and the
+        /// lost LSNs are reported.
+        #[arg(long)]
+        salvage: bool,
+    },
+    /// Move the index to the quarantine and rebuild it from the journal.
+    RebuildIndex,
+    /// Build a fresh index at FILE.db from the journal (the store is not changed).
+    Replay {
+        /// The new index file (must not exist).
+        #[arg(long, value_name = "FILE.db")]
+        to: PathBuf,
+    },
+    /// Wait until the index has caught up, then checkpoint its WAL (wal_checkpoint(TRUNCATE)).
+    Checkpoint {
+        /// Longest wait for the index to catch up, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Copy the store consistently into DEST while writers keep appending.
+    Backup {
+        /// The backup folder (must not exist, or be empty).
+        dest: PathBuf,
+    },
+    /// Import a Hermes Agent store.
+    #[command(subcommand)]
+    Import(ImportCmd),
+    /// Full-text search (substring, any script).
+    Search(SearchArgs),
+    /// List sessions, newest first.
+    Sessions {
+        /// Only sessions from this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only sessions whose title contains this text.
+        #[arg(long)]
+        title: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Lanes, segments, sizes, LSNs, compactor lag, index, quarantine.
+    Stats,
+    /// Print the newest messages; -f keeps printing new ones.
+    Tail {
+        /// Follow new appends (polling).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only this session.
+        #[arg(long)]
+        session: Option<String>,
+        /// How many of the newest messages to print first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+    },
+    /// Play a gateway: writer processes append, one is killed, the store recovers; nothing acked is lost.
+    Demo {
+        /// Concurrent writer processes.
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+        /// Messages to write in total.
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+    },
+    #[command(name = "__demo-writer", hide = true)]
+    DemoWriter {
+        #[arg(long)]
+        writer: usize,
+        #[arg(long)]
+        count: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCmd {
+    /// Import a Hermes `state.db` (any schema version; damaged files are read row by row).
+    Hermes {
+        /// The Hermes SQLite file.
+        #[arg(value_name = "FILE.db")]
+        file: PathBuf,
+    },
+    /// Import Hermes JSONL session files (files or folders of *.jsonl).
+    Jsonl {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for (every word must occur, as a substring).
+    pub query: String,
+    /// Only this session.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Only this role.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// At most this many hits.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Result order.
+    #[arg(long, value_enum, default_value = "relevance")]
+    pub order: Order,
+}
+
+/// What a command concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Fine,
+    /// Exit 1.
+    Problem,
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("logbook: internal error{at}: {msg}; please report it");
+        std::process::exit(2);
+    }));
+    let cli = Cli::parse();
+    util::init_logging(cli.verbose);
+    match run(&cli) {
+        Ok(Outcome::Fine) => ExitCode::SUCCESS,
+        Ok(Outcome::Problem) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("logbook: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Outcome> {
+    match &cli.cmd {
+        Cmd::Append { .. } => append::run(cli),
+        Cmd::Export { session, since, format, out } => {
+            cmds::export(cli, session.as_deref(), since.as_deref(), *format, out.as_deref())
+        }
+        Cmd::Verify => cmds::verify(cli),
+        Cmd::Repair { salvage } => cmds::repair(cli, *salvage),
+        Cmd::RebuildIndex => cmds::rebuild_index(cli),
+        Cmd::Replay { to } => cmds::replay(cli, to),
+        Cmd::Checkpoint { timeout } => cmds::checkpoint(cli, *timeout),
+        Cmd::Backup { dest } => cmds::backup(cli, dest),
+        Cmd::Import(ic) => import::run(cli, ic),
+        Cmd::Search(a) => cmds::search(cli, a),
+        Cmd::Sessions { source, title, limit } => cmds::sessions(cli, source.clone(), title.clone(), *limit),
+        Cmd::Stats => cmds::stats(cli),
+        Cmd::Tail { follow, session, lines } => cmds::tail(cli, *follow, session.as_deref(), *lines),
+        Cmd::Demo { writers, messages } => demo::run(cli, *writers, *messages),
+        Cmd::DemoWriter { writer, count } => demo::writer(cli, *writer, *count),
+    }
+}

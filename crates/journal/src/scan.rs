@@ -73,9 +73,19 @@ pub(crate) fn find_next_valid(
         }
         let last = window.len() - RECORD_HEADER_LEN;
         let mut cand = None;
-        for i in 0..=last {
+        let mut i = 0;
+        while i <= last {
             let Some(w) = window.get(i..) else { break };
             let lsn = le_u64(w, 0).unwrap_or(0);
+            if lsn == 0 {
+                // Eight zero bytes: no record (LSN >= 1) and no footer starts here. Jump to where
+                // the next non-zero byte could be the last byte of an LSN.
+                match w.iter().position(|&b| b != 0) {
+                    Some(k) => i += k.saturating_sub(7).max(1),
+                    None => i = last + 1,
+                }
+                continue;
+            }
             if lsn >= min_lsn
                 && lsn - min_lsn < (1 << 40)
                 && let HeaderCheck::Valid(_) = check_record_header(w, salt, max_len)
@@ -87,6 +97,7 @@ pub(crate) fn find_next_valid(
                 cand = Some(i);
                 break;
             }
+            i += 1;
         }
         let Some(i) = cand else {
             p += (last + 1) as u64;

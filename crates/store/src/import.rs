@@ -1016,6 +1016,17 @@ fn message_from_row(
     };
     let (extra, unreadable) = f.finish();
     m.extra = extra;
+    // Damaged files can hold tool calls that are no longer JSON: keep the text, verbatim, in
+    // `extra` rather than store an invalid `tool_calls` (the store refuses those).
+    if let Some(tc) = m.tool_calls.take() {
+        if serde_json::from_str::<serde::de::IgnoredAny>(&tc).is_ok() {
+            m.tool_calls = Some(tc);
+        } else {
+            tracing::warn!(session = %m.session_id, "tool_calls is not valid JSON; kept as text in extra.tool_calls_unparsed");
+            let patch = serde_json::json!({ "tool_calls_unparsed": tc }).to_string();
+            m.extra = Some(crate::model::merge_extra(m.extra.as_deref(), &patch));
+        }
+    }
     Ok((m, unreadable))
 }
 

@@ -39,6 +39,7 @@ mod error;
 pub mod import;
 pub mod index;
 pub mod model;
+pub mod ops;
 mod options;
 mod store;
 

@@ -1,0 +1,488 @@
+//! The commands that read, check, repair and copy a store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use logbook::ops::{self, VerifyReport};
+use logbook::{Index, IndexOptions, RecoveryMode, SearchOrder, SearchQuery, Session, SessionFilter};
+use serde_json::json;
+
+use crate::util::{self, Reporter, human_bytes, message_line, out_line, print_json, say};
+use crate::{Cli, ExportFormat, Order, Outcome, SearchArgs};
+
+fn parse_time(s: &str) -> anyhow::Result<f64> {
+    ops::parse_timestamp(&serde_json::Value::String(s.to_string())).map_err(|e| anyhow::anyhow!("--since: {e}"))
+}
+
+fn safe_file_name(id: &str) -> String {
+    let s: String =
+        id.chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') { c } else { '_' }).collect();
+    if s.is_empty() || s.starts_with('.') { format!("_{s}") } else { s }
+}
+
+pub fn export(
+    cli: &Cli,
+    session: Option<&str>,
+    since: Option<&str>,
+    format: ExportFormat,
+    out: Option<&Path>,
+) -> anyhow::Result<Outcome> {
+    let since = since.map(parse_time).transpose()?;
+    if format == ExportFormat::HermesJsonl && out.is_none() {
+        bail!("--format hermes-jsonl writes one file per session: give the folder with --out DIR");
+    }
+    let dir = util::existing_store(cli)?;
+    let store = util::open_store(cli, &dir)?;
+    let mut msgs = store.all_messages(session, since).context("cannot read the messages")?;
+    msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+    match (format, out) {
+        (ExportFormat::HermesJsonl, Some(out)) => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(out)
+                .with_context(|| format!("cannot create the folder {}", out.display()))?;
+            let mut by_session: BTreeMap<String, Vec<logbook::Message>> = BTreeMap::new();
+            for m in msgs {
+                by_session.entry(m.session_id.clone()).or_default().push(m);
+            }
+            let mut n_msgs = 0;
+            for (sid, list) in &by_session {
+                let s = store.get_session(sid)?.unwrap_or_else(|| Session { id: sid.clone(), ..Session::default() });
+                let path = out.join(format!("{}.jsonl", safe_file_name(sid)));
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("cannot create {}; export into an empty folder", path.display()))?;
+                let mut w = io::BufWriter::new(f);
+                for line in ops::hermes_session_lines(&s, list) {
+                    writeln!(w, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                w.into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                n_msgs += list.len();
+            }
+            if cli.json {
+                print_json(&json!({"out": out, "sessions": by_session.len(), "messages": n_msgs}))?;
+            } else {
+                say(format!("wrote {} session file(s), {n_msgs} message(s) to {}", by_session.len(), out.display()))?;
+            }
+        }
+        _ => {
+            let stdout = io::stdout();
+            let mut w = io::BufWriter::new(stdout.lock());
+            for m in &msgs {
+                let line = ops::message_to_json(m).to_string();
+                if let Err(e) = writeln!(w, "{line}") {
+                    if e.kind() == io::ErrorKind::BrokenPipe {
+                        std::process::exit(0);
+                    }
+                    return Err(e).context("cannot write to stdout");
+                }
+            }
+            if let Err(e) = w.flush() {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    std::process::exit(0);
+                }
+                return Err(e).context("cannot write to stdout");
+            }
+        }
+    }
+    store.close()?;
+    Ok(Outcome::Fine)
+}
+
+fn print_verify(r: &VerifyReport) -> anyhow::Result<()> {
+    for l in &r.lanes {
+        let state = if l.problems.is_empty() { "ok".to_string() } else { format!("{} problem(s)", l.problems.len()) };
+        let holes =
+            if l.known_holes > 0 { format!(", {} salvaged hole(s) skipped", l.known_holes) } else { String::new() };
+        say(format!(
+            "lane {}: {} segment(s), {} record(s) checked, LSN {}..={}{holes}: {state}",
+            l.name, l.segments, l.records, l.first_lsn, l.last_lsn
+        ))?;
+    }
+    let ix = &r.index;
+    if ix.present {
+        say(format!(
+            "index {}: {} + {} WAL, {} message(s) indexed, {} distinct in the journal up to the applied positions, {} entr(ies) not indexed yet: {}",
+            ix.path.display(),
+            human_bytes(ix.db_bytes),
+            human_bytes(ix.wal_bytes),
+            ix.messages.map_or("?".into(), |n| n.to_string()),
+            ix.journal_messages.map_or("?".into(), |n| n.to_string()),
+            ix.unindexed,
+            if ix.problems.is_empty() { "ok".to_string() } else { format!("{} problem(s)", ix.problems.len()) }
+        ))?;
+    } else {
+        say(format!("index {}: not present", ix.path.display()))?;
+    }
+    for p in &r.problems {
+        say(format!("problem: {p}"))?;
+    }
+    if r.is_ok() {
+        say(format!("verify {}: ok", r.dir.display()))
+    } else {
+        say(format!("verify {}: {} problem(s) found; see docs/recovery.md", r.dir.display(), r.problems.len()))
+    }
+}
+
+pub fn verify(cli: &Cli) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let mut rep = Reporter::new();
+    let r = ops::verify_store(&dir, &mut |s, d, t| rep.update(s, d, t))
+        .with_context(|| format!("cannot verify {}", dir.display()))?;
+    rep.finish();
+    if cli.json {
+        print_json(&json!({"ok": r.is_ok(), "report": r}))?;
+    } else {
+        print_verify(&r)?;
+    }
+    Ok(if r.is_ok() { Outcome::Fine } else { Outcome::Problem })
+}
+
+pub fn repair(cli: &Cli, salvage: bool) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let mode = if salvage { RecoveryMode::Salvage } else { RecoveryMode::Strict };
+    let mut rep = Reporter::new();
+    let r = ops::repair_store(&dir, mode, &mut |s, d, t| rep.update(s, d, t))
+        .with_context(|| format!("cannot repair {}", dir.display()))?;
+    rep.finish();
+    if cli.json {
+        print_json(&json!({"ok": r.verify.is_ok(), "report": r}))?;
+    } else {
+        for l in &r.lanes {
+            say(format!("lane {}: {} (last LSN {})", l.name, l.outcome, l.last_lsn))?;
+            for t in &l.torn_tails {
+                say(format!("  torn tail cut into the quarantine: {t}"))?;
+            }
+            for (a, b) in &l.lost_lsns {
+                say(format!("  LSNs {a}..={b} lost to damage (the damaged bytes are in the quarantine)"))?;
+            }
+            for f in &l.quarantined_files {
+                say(format!("  moved to the quarantine: {f}"))?;
+            }
+            for p in &l.problems {
+                say(format!("  {p}"))?;
+            }
+        }
+        let ix = &r.index;
+        say(format!("index: {}{}", ix.outcome, ix.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()))?;
+        for q in &ix.quarantined {
+            say(format!("  moved to the quarantine: {}", q.display()))?;
+        }
+        if let Some(rb) = &ix.rebuild {
+            say(format!(
+                "  rebuilt from {} journal entries: {} messages, {} session changes",
+                rb.entries, rb.messages, rb.sessions
+            ))?;
+        }
+        say("after repair:")?;
+        print_verify(&r.verify)?;
+    }
+    Ok(if r.verify.is_ok() { Outcome::Fine } else { Outcome::Problem })
+}
+
+fn print_rebuild(cli: &Cli, r: &ops::RebuildReport, moved: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    if cli.json {
+        return print_json(&json!({"quarantined": moved, "rebuild": r}));
+    }
+    for m in moved {
+        say(format!("moved to the quarantine: {}", m.display()))?;
+    }
+    say(format!(
+        "built {} from {} journal entries: {} messages ({} duplicates skipped), {} session changes, {} undecodable records skipped",
+        r.path.display(),
+        r.entries,
+        r.messages,
+        r.duplicate_messages,
+        r.sessions,
+        r.undecodable
+    ))
+}
+
+pub fn rebuild_index(cli: &Cli) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let mut rep = Reporter::new();
+    let (moved, r) = ops::rebuild_index_in_place(&dir, "logbook rebuild-index", &mut |s, d, t| rep.update(s, d, t))
+        .map_err(|e| match e {
+            logbook::Error::Invalid(m) => anyhow::anyhow!("{m}"),
+            e => anyhow::Error::new(e).context(format!("cannot rebuild the index of {}", dir.display())),
+        })?;
+    rep.finish();
+    print_rebuild(cli, &r, &moved)?;
+    Ok(if r.undecodable > 0 { Outcome::Problem } else { Outcome::Fine })
+}
+
+pub fn replay(cli: &Cli, to: &Path) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    if to.exists() {
+        bail!("{} already exists; give a new file name with --to", to.display());
+    }
+    let mut rep = Reporter::new();
+    let r = ops::rebuild_index_at(&dir, to, &mut |s, d, t| rep.update(s, d, t))
+        .with_context(|| format!("cannot build {} from {}", to.display(), dir.display()))?;
+    rep.finish();
+    print_rebuild(cli, &r, &[])?;
+    Ok(if r.undecodable > 0 { Outcome::Problem } else { Outcome::Fine })
+}
+
+pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let path = dir.join(logbook::INDEX_FILE);
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let wal = dir.join(format!("{}-wal", logbook::INDEX_FILE));
+    let before = (size(&path), size(&wal));
+    let store = util::open_store(cli, &dir)?;
+    let mut rep = Reporter::new();
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let start_lag = store.status().unindexed;
+    let caught_up = loop {
+        let s = store.status();
+        rep.update("waiting for the index", start_lag.saturating_sub(s.unindexed), start_lag);
+        if store.wait_indexed(Duration::from_millis(200)) {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+    };
+    rep.finish();
+    let lag = store.status().unindexed;
+    store.close()?;
+    let ix = Index::open(&path, &IndexOptions::default()).with_context(|| format!("cannot open {}", path.display()))?;
+    let c = ix.checkpoint_truncate().with_context(|| format!("cannot checkpoint {}", path.display()))?;
+    let after = ix.file_sizes();
+    drop(ix);
+    if cli.json {
+        print_json(&json!({
+            "caught_up": caught_up, "unindexed": lag, "busy": c.busy,
+            "db_bytes_before": before.0, "wal_bytes_before": before.1,
+            "db_bytes_after": after.0, "wal_bytes_after": after.1,
+        }))?;
+    } else {
+        if !caught_up {
+            say(format!("index still {lag} entries behind after {timeout} s; checkpointed what is indexed"))?;
+        }
+        if c.busy {
+            say("the WAL could not be truncated completely: a reader was active; run checkpoint again")?;
+        }
+        say(format!(
+            "index {}: db {} -> {}, WAL {} -> {}",
+            path.display(),
+            human_bytes(before.0),
+            human_bytes(after.0),
+            human_bytes(before.1),
+            human_bytes(after.1)
+        ))?;
+    }
+    Ok(if caught_up && !c.busy { Outcome::Fine } else { Outcome::Problem })
+}
+
+pub fn backup(cli: &Cli, dest: &Path) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let mut rep = Reporter::new();
+    let r = ops::backup_store(&dir, dest, &mut |s, d, t| rep.update(s, d, t)).map_err(|e| match e {
+        logbook::Error::Invalid(m) => anyhow::anyhow!("{m}"),
+        e => anyhow::Error::new(e).context(format!("cannot back up {} to {}", dir.display(), dest.display())),
+    })?;
+    rep.finish();
+    if cli.json {
+        print_json(&r)?;
+    } else {
+        for l in &r.lanes {
+            say(format!(
+                "lane {}: {} segment(s), {}, up to LSN {}{}",
+                l.name,
+                l.segments,
+                human_bytes(l.bytes),
+                l.last_lsn,
+                if l.cut_bytes > 0 {
+                    format!(" ({} bytes still being written left out)", l.cut_bytes)
+                } else {
+                    String::new()
+                }
+            ))?;
+        }
+        match &r.index_problem {
+            None if r.index_copied => say("index copied")?,
+            None => say("no index to copy")?,
+            Some(p) => say(format!("index not copied: {p}"))?,
+        }
+        say(format!("backup written to {}; check it with `logbook verify --dir {}`", dest.display(), dest.display()))?;
+    }
+    Ok(if r.index_problem.is_some() { Outcome::Problem } else { Outcome::Fine })
+}
+
+pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
+    if a.query.trim().is_empty() {
+        bail!("the search query is empty; give some text to look for");
+    }
+    let dir = util::existing_store(cli)?;
+    let store = util::open_store(cli, &dir)?;
+    let q = SearchQuery {
+        text: a.query.clone(),
+        session_id: a.session.clone(),
+        role: a.role.clone(),
+        source: a.source.clone(),
+        limit: a.limit,
+        order: match a.order {
+            Order::Relevance => SearchOrder::Relevance,
+            Order::Newest => SearchOrder::Newest,
+            Order::Oldest => SearchOrder::Oldest,
+        },
+        ..SearchQuery::default()
+    };
+    let hits = store.search(&q).context("search failed")?;
+    if cli.json {
+        let v: Vec<_> = hits
+            .iter()
+            .map(|h| json!({"message": ops::message_to_json(&h.message), "snippet": h.snippet, "score": h.score}))
+            .collect();
+        print_json(&json!({"hits": v}))?;
+    } else {
+        for h in &hits {
+            let m = &h.message;
+            say(format!(
+                "{} [{}] {} {}: {}",
+                ops::format_iso8601(m.timestamp),
+                m.session_id,
+                m.role,
+                m.id,
+                h.snippet.replace(['\n', '\r'], " ")
+            ))?;
+        }
+        say(format!("{} hit(s)", hits.len()))?;
+    }
+    store.close()?;
+    Ok(Outcome::Fine)
+}
+
+pub fn sessions(cli: &Cli, source: Option<String>, title: Option<String>, limit: usize) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let store = util::open_store(cli, &dir)?;
+    let list = store
+        .list_sessions(&SessionFilter { source, title_contains: title, limit: Some(limit), ..SessionFilter::default() })
+        .context("cannot list sessions")?;
+    if cli.json {
+        print_json(&json!({"sessions": list}))?;
+    } else {
+        for s in &list {
+            say(format!(
+                "{} {} source={} model={} title={}{}",
+                s.started_at.map(ops::format_iso8601).unwrap_or_else(|| "-".into()),
+                s.id,
+                s.source.as_deref().unwrap_or("-"),
+                s.model.as_deref().unwrap_or("-"),
+                s.title.as_deref().unwrap_or("-"),
+                s.end_reason.as_deref().map(|r| format!(" ended={r}")).unwrap_or_default()
+            ))?;
+        }
+        say(format!("{} session(s)", list.len()))?;
+    }
+    store.close()?;
+    Ok(Outcome::Fine)
+}
+
+pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let s = ops::store_stats(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if cli.json {
+        print_json(&s)?;
+        return Ok(Outcome::Fine);
+    }
+    say(format!("store {}", s.dir.display()))?;
+    for l in &s.lanes {
+        say(format!(
+            "  lane {}: {} segment(s), {}, LSN {}..={}, indexed up to {}{}{}",
+            l.name,
+            l.segments,
+            human_bytes(l.bytes),
+            l.first_lsn,
+            l.last_lsn,
+            l.applied_lsn.map_or("?".into(), |n| n.to_string()),
+            if l.holes > 0 { format!(", {} salvaged hole(s)", l.holes) } else { String::new() },
+            l.error.as_ref().map(|e| format!(", cannot be read: {e}")).unwrap_or_default()
+        ))?;
+    }
+    say(format!("  journal: {} in {} lane(s)", human_bytes(s.journal_bytes), s.lanes.len()))?;
+    say(format!("  compactor lag: {} entr(ies) not indexed yet", s.unindexed))?;
+    say(format!(
+        "  index: {} + {} WAL, {} message(s), {} session(s){}",
+        human_bytes(s.index_bytes),
+        human_bytes(s.wal_bytes),
+        s.indexed_messages.map_or("?".into(), |n| n.to_string()),
+        s.indexed_sessions.map_or("?".into(), |n| n.to_string()),
+        s.index_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+    ))?;
+    say(format!(
+        "  last checkpoint: {}",
+        match s.last_checkpoint_unix_ms {
+            Some(ms) => ops::format_iso8601(ms as f64 / 1000.0),
+            None => "unknown (the WAL holds frames not checkpointed yet)".into(),
+        }
+    ))?;
+    if s.quarantine.is_empty() {
+        say("  quarantine: empty")?;
+    } else {
+        say(format!("  quarantine: {} file(s)", s.quarantine.len()))?;
+        for q in &s.quarantine {
+            say(format!(
+                "    {} ({}): {}",
+                q.path.display(),
+                human_bytes(q.bytes),
+                q.reason.as_deref().unwrap_or("no note")
+            ))?;
+        }
+    }
+    Ok(Outcome::Fine)
+}
+
+pub fn tail(cli: &Cli, follow: bool, session: Option<&str>, lines: usize) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let store = util::open_store(cli, &dir)?;
+    let mut msgs = store.all_messages(session, None).context("cannot read the messages")?;
+    msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+    let skip = msgs.len().saturating_sub(lines);
+    let stdout = io::stdout();
+    let print = |m: &logbook::Message| -> anyhow::Result<()> {
+        let line = if cli.json { ops::message_to_json(m).to_string() } else { message_line(m) };
+        out_line(&mut stdout.lock(), &line)
+    };
+    for m in msgs.iter().skip(skip) {
+        print(m)?;
+    }
+    if !follow {
+        store.close()?;
+        return Ok(Outcome::Fine);
+    }
+    let mut last = msgs.last().map_or(0.0, |m| m.timestamp);
+    let mut seen: HashMap<String, f64> =
+        msgs.iter().filter(|m| m.timestamp >= last).map(|m| (m.id.clone(), m.timestamp)).collect();
+    drop(msgs);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let mut new: Vec<_> = store
+            .all_messages(session, Some(last))
+            .context("cannot read the messages")?
+            .into_iter()
+            .filter(|m| !seen.contains_key(&m.id))
+            .collect();
+        new.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+        for m in &new {
+            print(m)?;
+            last = last.max(m.timestamp);
+            seen.insert(m.id.clone(), m.timestamp);
+        }
+        seen.retain(|_, t| *t >= last);
+    }
+}

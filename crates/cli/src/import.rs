@@ -1,0 +1,216 @@
+//! `logbook import hermes FILE.db` and `logbook import jsonl PATH...`.
+//!
+//! Every imported entry goes through a `Store`: messages in batches of 500 (their ids are
+//! deterministic, so a re-import finds them stored and adds nothing), session changes one by one
+//! and only when they change something.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use logbook::import::{ImportReport, import_hermes_db, import_jsonl};
+use logbook::{Entry, Message, Session, SessionFilter, Store};
+use serde_json::json;
+
+use crate::util::{self, Reporter, print_json, say};
+use crate::{Cli, ImportCmd, Outcome};
+
+const BATCH: usize = 500;
+
+type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Sink<'a> {
+    store: &'a Store,
+    pending: Vec<Message>,
+    sessions: HashMap<String, Session>,
+    added_messages: u64,
+    seen_messages: u64,
+    changed_sessions: u64,
+    refused: Vec<String>,
+    reporter: Reporter,
+}
+
+impl Sink<'_> {
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        match self.store.append_batch(batch.clone()) {
+            Ok(acks) => self.added_messages += acks.iter().filter(|a| a.lsn.is_some()).count() as u64,
+            Err(logbook::Error::Invalid(_)) => {
+                // One message the store refuses (damaged source data): keep the others.
+                for m in batch {
+                    let id = m.id.clone();
+                    match self.store.append(m) {
+                        Ok(a) => self.added_messages += u64::from(a.lsn.is_some()),
+                        Err(logbook::Error::Invalid(why)) => {
+                            self.refused.push(format!("message {id} refused by the store: {why}"));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.reporter.update("importing", self.seen_messages, 0);
+        Ok(())
+    }
+
+    fn take(&mut self, e: Entry) -> Result<(), SinkError> {
+        match e {
+            Entry::Message(m) => {
+                self.seen_messages += 1;
+                self.pending.push(m);
+                if self.pending.len() >= BATCH {
+                    self.flush()?;
+                }
+            }
+            Entry::Session(p) => {
+                self.flush()?;
+                let before = self.sessions.get(&p.id).cloned();
+                let after = p.apply_to(before.clone());
+                if before.as_ref() != Some(&after) {
+                    self.store.upsert_session(p)?;
+                    self.changed_sessions += 1;
+                    self.sessions.insert(after.id.clone(), after);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let m = std::fs::metadata(p).with_context(|| format!("cannot read {}; check the path", p.display()))?;
+        if m.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot list {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "jsonl"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                bail!("{} holds no .jsonl files", p.display());
+            }
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn check_source(p: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => bail!("{} is not a file; give the Hermes state.db file", p.display()),
+        Err(e) => bail!("cannot read {}: {e}; check the path", p.display()),
+    }
+}
+
+pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
+    let sources = match cmd {
+        ImportCmd::Hermes { file } => {
+            check_source(file)?;
+            vec![file.clone()]
+        }
+        ImportCmd::Jsonl { paths } => expand(paths)?,
+    };
+    let dir = util::new_or_existing_store(cli)?;
+    let store = util::open_store(cli, &dir)?;
+    let known = store.list_sessions(&SessionFilter::default()).context("cannot list the sessions already stored")?;
+    let mut sink = Sink {
+        store: &store,
+        pending: Vec::new(),
+        sessions: known.into_iter().map(|s| (s.id.clone(), s)).collect(),
+        added_messages: 0,
+        seen_messages: 0,
+        changed_sessions: 0,
+        refused: Vec::new(),
+        reporter: Reporter::new(),
+    };
+    let started = Instant::now();
+    let result: Result<ImportReport, String> = {
+        let mut f = |e: Entry| sink.take(e);
+        match cmd {
+            ImportCmd::Hermes { file } => import_hermes_db(file, &mut f).map_err(|e| e.to_string()),
+            ImportCmd::Jsonl { .. } => import_jsonl(&sources, &mut f).map_err(|e| e.to_string()),
+        }
+    };
+    let flushed = sink.flush();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            sink.reporter.finish();
+            let what = sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+            bail!("cannot import {what}: {e}");
+        }
+    };
+    flushed.map_err(|e| anyhow::anyhow!("cannot append to the store at {}: {e}", dir.display()))?;
+    // Let the compactor index what was imported, so searches find it at once (bounded).
+    let lag = store.status().unindexed;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !store.wait_indexed(Duration::from_millis(200)) && Instant::now() < deadline {
+        let left = store.status().unindexed;
+        sink.reporter.update("indexing", lag.saturating_sub(left), lag);
+    }
+    sink.reporter.finish();
+    let (added, changed) = (sink.added_messages, sink.changed_sessions);
+    let refused = std::mem::take(&mut sink.refused);
+    store.close().with_context(|| format!("cannot close the store at {}", dir.display()))?;
+    let problem = report.unreadable_rows > 0 || !report.bad_lines.is_empty() || !refused.is_empty();
+    let stored = report.messages.saturating_sub(added).saturating_sub(refused.len() as u64);
+    if cli.json {
+        print_json(&json!({
+            "source": report.source,
+            "schema_version": report.schema_version,
+            "sessions": report.sessions,
+            "messages": report.messages,
+            "messages_added": added,
+            "messages_already_stored": stored,
+            "messages_refused": refused,
+            "session_changes_written": changed,
+            "unreadable_rows": report.unreadable_rows,
+            "cut_lines": report.cut_lines.iter().map(|(p, n)| json!({"file": p, "line": n})).collect::<Vec<_>>(),
+            "bad_lines": report.bad_lines.iter().map(|(p, n, e)| json!({"file": p, "line": n, "error": e})).collect::<Vec<_>>(),
+            "warnings": report.warnings,
+            "seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else {
+        say(format!(
+            "imported {}{}: {} session(s), {} message(s) read, {} added, {} already stored",
+            report.source.display(),
+            report.schema_version.map(|v| format!(" (schema version {v})")).unwrap_or_default(),
+            report.sessions,
+            report.messages,
+            added,
+            stored
+        ))?;
+        for r in &refused {
+            say(format!("refused: {r}"))?;
+        }
+        for (p, n) in &report.cut_lines {
+            say(format!("cut line (a writer was interrupted mid-line; skipped): {}:{n}", p.display()))?;
+        }
+        for (p, n, e) in &report.bad_lines {
+            say(format!("unreadable line: {}:{n}: {e}", p.display()))?;
+        }
+        if report.unreadable_rows > 0 {
+            say(format!(
+                "{} row(s) could not be read (the source is damaged); everything readable was imported",
+                report.unreadable_rows
+            ))?;
+        }
+        for w in report.warnings.iter().take(10) {
+            say(format!("warning: {w}"))?;
+        }
+        if report.warnings.len() > 10 {
+            say(format!("... and {} more warning(s) (all of them with --json)", report.warnings.len() - 10))?;
+        }
+    }
+    Ok(if problem { Outcome::Problem } else { Outcome::Fine })
+}

@@ -1,0 +1,158 @@
+#![allow(clippy::unwrap_used)]
+//! `append --jsonl`, `export`, the read commands, and every kind of bad input.
+
+mod common;
+use common::*;
+
+#[test]
+fn append_acks_dedups_and_exports() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    let input = format!(
+        "{}\n\n{}\n{}\n{}\n",
+        msg("s1", 1),
+        r#"{"session_id":"s1","role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function"}],"timestamp":"2026-05-03T17:00:10.5+00:00","token_count":7,"extra":{"k":1}}"#,
+        msg("s1", 1),
+        r#"{"session_id":"s2","role":"tool","content":"検索 output 🚀","tool_call_id":"c1","tool_name":"terminal","timestamp":1777827611.25,"source":"telegram"}"#
+    );
+    let o = run_stdin(&dir, &["append", "--jsonl"], &input);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let acks = json_lines(&o);
+    assert_eq!(acks.iter().map(|a| a["ack"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 3, 4, 5]);
+    assert_eq!(acks[0]["id"], "m-s1-1");
+    assert_eq!(acks[2]["id"], "m-s1-1", "a duplicate is acked with the same id");
+
+    let o = run(&dir, &["export"]);
+    assert_eq!(code(&o), 0);
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 3, "the duplicate is stored once");
+    let tool = lines.iter().find(|l| l["role"] == "assistant").unwrap();
+    assert_eq!(tool["tool_calls"][0]["id"], "c1");
+    assert_eq!(tool["timestamp"], 1777827610.5);
+    assert_eq!(tool["extra"]["k"], 1);
+    let o = run(&dir, &["export", "--session", "s2"]);
+    assert_eq!(json_lines(&o).len(), 1);
+    let o = run(&dir, &["export", "--since", "2027-01-01T00:00:00Z", "--session", "s2"]);
+    assert_eq!(json_lines(&o).len(), 0);
+
+    let out = t.path().join("hermes");
+    let o = run(&dir, &["export", "--format", "hermes-jsonl", "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s2 = std::fs::read_to_string(out.join("s2.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(s2.lines().next().unwrap()).unwrap();
+    assert_eq!(first["role"], "session_meta");
+    let m: serde_json::Value = serde_json::from_str(s2.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(m["timestamp"], "2026-05-03T17:00:11.250000+00:00");
+    let o = run(&dir, &["export", "--format", "hermes-jsonl"]);
+    assert_eq!(code(&o), 2, "hermes-jsonl needs --out");
+
+    let o = run(&dir, &["search", "検索"]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("1 hit(s)"), "{}", stdout(&o));
+    let o = run(&dir, &["--json", "search", "invoice", "--order", "newest", "--limit", "5"]);
+    assert_eq!(json(&o)["hits"].as_array().unwrap().len(), 1);
+    let o = run(&dir, &["--json", "sessions"]);
+    assert_eq!(json(&o)["sessions"].as_array().unwrap().len(), 2);
+    let o = run(&dir, &["tail", "-n", "2"]);
+    assert_eq!(stdout(&o).lines().count(), 2);
+    let o = run(&dir, &["--json", "stats"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(json(&o)["lanes"].as_array().unwrap().len(), 1);
+    let o = run(&dir, &["search", "  "]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn invalid_lines_stop_with_exit_1_and_keep_what_came_before() {
+    let t = tempfile::tempdir().unwrap();
+    let cases = [
+        ("{not json", "not valid JSON"),
+        (r#"{"role":"user","content":"x"}"#, "missing `session_id`"),
+        (r#"{"session_id":"s","content":"x"}"#, "missing `role`"),
+        (r#"{"session_id":"s","role":"user","timestamp":"someday"}"#, "timestamp"),
+        (r#"{"session_id":"s","role":"user","extra":"x"}"#, "extra"),
+        (r#"[1,2]"#, "expected a JSON object"),
+    ];
+    for (i, (bad, why)) in cases.iter().enumerate() {
+        let dir = t.path().join(format!("s{i}"));
+        let input = format!("{}\n{}\n{bad}\n{}\n", msg("a", 1), msg("a", 2), msg("a", 3));
+        let o = run_stdin(&dir, &["append", "--jsonl"], &input);
+        assert_eq!(code(&o), 1, "{bad}");
+        assert!(stderr(&o).contains("line 3") && stderr(&o).contains(why), "{bad}: {}", stderr(&o));
+        assert_eq!(json_lines(&o).len(), 2);
+        let o = run(&dir, &["export"]);
+        assert_eq!(json_lines(&o).len(), 2, "lines before the bad one are kept");
+    }
+    // Invalid UTF-8.
+    let dir = t.path().join("utf8");
+    let mut child = bin()
+        .arg("--dir")
+        .arg(&dir)
+        .args(["append", "--jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"{\"session_id\":\"\xff\"}\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("UTF-8"));
+}
+
+#[test]
+fn oversized_message_is_refused_with_exit_1() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    let big = serde_json::json!({"session_id": "s", "role": "tool", "content": "x".repeat(20_000)}).to_string();
+    let input = format!("{}\n{big}\n{}\n", msg("s", 1), msg("s", 2));
+    let mut c = bin();
+    c.env("LOGBOOK_MAX_RECORD_SIZE", "4096");
+    let mut child = c
+        .arg("--dir")
+        .arg(&dir)
+        .args(["append", "--jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 2") && stderr(&o).contains("maximum record size"), "{}", stderr(&o));
+    assert_eq!(json_lines(&o).len(), 1);
+}
+
+#[test]
+fn wrong_dir_and_usage_errors_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    for args in [&["verify"][..], &["export"], &["stats"], &["search", "x"]] {
+        let o = run(&file, args);
+        assert_eq!(code(&o), 2, "{args:?}");
+        assert!(stderr(&o).contains("is not a folder"), "{}", stderr(&o));
+        let o = run(&t.path().join("missing"), args);
+        assert_eq!(code(&o), 2);
+        assert!(stderr(&o).contains("no store at"), "{}", stderr(&o));
+        let o = run(t.path(), args);
+        assert_eq!(code(&o), 2);
+        assert!(stderr(&o).contains("not a logbook store"), "{}", stderr(&o));
+    }
+    let o = run_stdin(&file, &["append", "--jsonl"], "");
+    assert_eq!(code(&o), 2);
+    let o = bin().arg("verify").output().unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--dir"));
+    let o = bin().arg("no-such-command").output().unwrap();
+    assert_eq!(code(&o), 2);
+    let o = bin().arg("--help").output().unwrap();
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("Exit codes"));
+    // LOGBOOK_DIR works as --dir.
+    let o = bin().env("LOGBOOK_DIR", t.path().join("missing")).arg("stats").output().unwrap();
+    assert!(stderr(&o).contains("no store at"));
+}
