@@ -242,3 +242,22 @@ pub fn journal_ops(data: &[u8]) {
         recover_and_check(&mut model, &opts, false).unwrap_or_else(|e| panic!("after the crash: {e}"));
     }
 }
+
+/// The `append --jsonl` line parser on arbitrary bytes: never panics; a line it accepts has the
+/// required fields, and exporting the message (`message_to_json`) and parsing that line again
+/// gives the same message (the export and append formats agree).
+pub fn jsonl_line(data: &[u8]) {
+    let Ok(line) = std::str::from_utf8(data) else { return };
+    let Ok(m) = logbook::ops::parse_message_line(line) else { return };
+    assert!(!m.session_id.is_empty() || line.contains("session_id"));
+    let exported = logbook::ops::message_to_json(&m).to_string();
+    let again = logbook::ops::parse_message_line(&exported)
+        .unwrap_or_else(|e| panic!("exported line does not parse back: {e}: {exported}"));
+    let same_ts = (again.timestamp - m.timestamp).abs() < 1e-6 || (again.timestamp.is_nan() && m.timestamp.is_nan());
+    assert!(same_ts, "timestamp changed: {} -> {}", m.timestamp, again.timestamp);
+    let strip = |mut x: logbook::Message| {
+        x.timestamp = 0.0;
+        x
+    };
+    assert_eq!(strip(again), strip(m), "round trip through export changed the message");
+}

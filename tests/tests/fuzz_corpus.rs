@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use logbook_journal::storage::SimStorage;
 use logbook_journal::{Durability, Journal};
-use logbook_tests::fuzz_logic::{journal_ops, segment_recovery};
+use logbook_tests::fuzz_logic::{journal_ops, jsonl_line, segment_recovery};
 use logbook_tests::{dir, sim_opts};
 
 fn corpus(target: &str) -> PathBuf {
@@ -38,6 +38,11 @@ fn segment_recovery_corpus() {
 #[test]
 fn journal_ops_corpus() {
     assert!(replay("journal_ops", journal_ops) >= 10, "seed corpus missing");
+}
+
+#[test]
+fn jsonl_line_corpus() {
+    assert!(replay("jsonl_line", jsonl_line) >= 10, "seed corpus missing");
 }
 
 /// Writes the seed corpora.
