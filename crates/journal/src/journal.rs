@@ -98,6 +98,10 @@ pub(crate) struct Inner {
     /// For read-only handles: where the last refresh stopped walking the active segment
     /// (segment id, offset, last LSN), so a refresh reads only what is new.
     pub(crate) ro_tail: Mutex<Option<(u64, u64, Lsn)>>,
+    /// Where the last record an iterator returned ends: (segment id, offset, LSN of the record
+    /// starting there). `iter_from` starts there instead of at the segment's first record
+    /// when it can, so reading the newest records does not rescan the whole segment.
+    pub(crate) seek_hint: Mutex<Option<(u64, u64, Lsn)>>,
     lock: Mutex<Option<Box<dyn LockGuard>>>,
 }
 
@@ -220,6 +224,7 @@ impl Journal {
             report,
             syncs: AtomicU64::new(0),
             ro_tail: Mutex::new(None),
+            seek_hint: Mutex::new(None),
             lock: Mutex::new(Some(lock)),
         };
         Ok(Journal { inner: Arc::new(inner) })
@@ -267,6 +272,7 @@ impl Journal {
             report: rec.report,
             syncs: AtomicU64::new(0),
             ro_tail: Mutex::new(None),
+            seek_hint: Mutex::new(None),
             lock: Mutex::new(None),
         };
         Ok(Journal { inner: Arc::new(inner) })

@@ -109,6 +109,9 @@ pub struct Iter {
     expected: Option<Lsn>,
     done: bool,
     buf: Vec<u8>,
+    /// Started at the seek hint and no record read yet: anything unexpected there means
+    /// "start over from the segment's first record", not "end of the log".
+    hinted: bool,
 }
 
 impl Iter {
@@ -117,7 +120,21 @@ impl Iter {
         let holes = inner.holes.read().clone();
         // The last segment whose first LSN is at or below `from`.
         let seg = segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0);
-        Iter { inner, segs, holes, seg, pos: 0, from, end, expected: None, done: false, buf: Vec::new() }
+        // Start at the end of the last record an iterator returned, if that is in this segment
+        // and not past `from`: records there are immutable, so it is a record boundary.
+        let (pos, expected) = match (*inner.seek_hint.lock(), segs.get(seg)) {
+            (Some((id, offset, lsn)), Some(s)) if s.id == id && lsn <= from && lsn > s.first_lsn => (offset, Some(lsn)),
+            _ => (0, None),
+        };
+        let hinted = pos != 0;
+        Iter { inner, segs, holes, seg, pos, from, end, expected, done: false, buf: Vec::new(), hinted }
+    }
+
+    /// Gives up the seek hint: reads the segment from its first record.
+    fn restart(&mut self) {
+        self.hinted = false;
+        self.pos = 0;
+        self.expected = None;
     }
 
     fn fail(&mut self, s: &SegView, offset: u64, detail: String) -> Option<Result<Record>> {
@@ -207,6 +224,10 @@ impl Iterator for Iter {
                         }
                     };
                     let Some(range) = check_record_body(&frame, s.salt, &h) else {
+                        if self.hinted {
+                            self.restart();
+                            continue;
+                        }
                         if s.sealed {
                             let at = self.pos;
                             return self.fail(&s, at, format!("record LSN {} fails its checksum", h.lsn));
@@ -215,6 +236,7 @@ impl Iterator for Iter {
                         self.done = true;
                         return None;
                     };
+                    self.hinted = false;
                     self.pos += h.frame_len();
                     self.expected = Some(h.lsn + 1);
                     if h.lsn > self.end {
@@ -222,11 +244,17 @@ impl Iterator for Iter {
                         return None;
                     }
                     if h.lsn >= self.from {
+                        *self.inner.seek_hint.lock() = Some((s.id, self.pos, h.lsn + 1));
                         let payload = frame.get(range).unwrap_or(&[]).to_vec();
                         return Some(Ok(Record { lsn: h.lsn, payload }));
                     }
                 }
                 other => {
+                    // Unwritten or short at the hint is the end of the log, as anywhere else.
+                    if self.hinted && matches!(other, HeaderCheck::Valid(_) | HeaderCheck::Invalid(_)) {
+                        self.restart();
+                        continue;
+                    }
                     if !s.sealed {
                         // End of what has been written in the active segment.
                         self.done = true;
