@@ -490,9 +490,13 @@ impl Index {
             let mut insert_fts = tx
                 .prepare_cached(
                     "INSERT INTO messages_fts (rowid, body, tool_name) \
-                     SELECT rid, body, tool_name FROM fts_source WHERE rid = ?1",
+                     SELECT rid, body, tool_name FROM fts_source WHERE rid BETWEEN ?1 AND ?2",
                 )
                 .ctx("prepare the fts insert")?;
+            // Rows inserted by this batch. They are indexed with one statement at the end: FTS5
+            // flushes its pending terms at every statement boundary, so one INSERT per message
+            // would write one index segment per message (measured: ~2x slower compaction).
+            let mut new_rids: Vec<i64> = Vec::new();
             let mut bare_session = tx
                 .prepare_cached(
                     "INSERT INTO sessions (id, source, started_at) VALUES (?1, ?2, ?3) \
@@ -561,7 +565,7 @@ impl Index {
                         if inserted == 0 {
                             stats.duplicate_messages += 1;
                         } else {
-                            insert_fts.execute([tx.last_insert_rowid()]).ctx("index a message")?;
+                            new_rids.push(tx.last_insert_rowid());
                             bare_session
                                 .execute((&m.session_id, &m.source, m.timestamp))
                                 .ctx("create a session for a message")?;
@@ -589,6 +593,18 @@ impl Index {
                 }
                 positions.insert(lane.clone(), *lsn);
                 touched.insert(lane.as_str());
+            }
+            if let (Some(&lo), Some(&hi)) = (new_rids.iter().min(), new_rids.iter().max()) {
+                // New rowids are max(rowid)+1 each, so the batch is one contiguous range; if SQLite
+                // ever picked others (rowid space exhausted), index them one by one.
+                let contiguous = usize::try_from(hi - lo).ok().map(|d| d + 1) == Some(new_rids.len());
+                if contiguous {
+                    insert_fts.execute((lo, hi)).ctx("index the batch")?;
+                } else {
+                    for rid in &new_rids {
+                        insert_fts.execute((rid, rid)).ctx("index a message")?;
+                    }
+                }
             }
             let mut store_position = tx
                 .prepare_cached(
