@@ -4,7 +4,8 @@
 use std::fs::File;
 use std::io;
 
-/// Maps a sealed segment read-only.
+/// Maps `len` bytes of a sealed segment from `offset`, read-only (the caller keeps the range
+/// inside the file).
 ///
 /// # Safety
 ///
@@ -14,7 +15,7 @@ use std::io;
 /// truncation only applies to the unsealed last segment, and retention removes whole files, which
 /// leaves existing maps valid on Unix). Another program modifying the file by hand is outside the
 /// contract, as for any database file.
-pub(crate) fn map_sealed(file: &File) -> io::Result<memmap2::Mmap> {
+pub(crate) fn map_sealed(file: &File, offset: u64, len: usize) -> io::Result<memmap2::Mmap> {
     // SAFETY: see the function's documentation: sealed segments are immutable by contract.
-    unsafe { memmap2::MmapOptions::new().map(file) }
+    unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file) }
 }

@@ -1,7 +1,7 @@
 //! Reading records back: segment views and the iterator.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::files::{self, Hole};
@@ -12,6 +12,18 @@ use crate::format::{
 use crate::journal::{Inner, Lsn};
 use crate::recovery::SegmentMeta;
 use crate::storage::{FileBytes, StorageFile};
+
+/// A mapped window of a sealed segment: (segment id, offset, bytes).
+struct Window(u64, u64, FileBytes);
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Window(segment {}, offset {}, {} bytes)", self.0, self.1, (*self.2).as_ref().len())
+    }
+}
+
+/// Bytes of a sealed segment mapped at a time while iterating.
+const MAP_WINDOW: usize = 8 << 20;
 
 /// One segment as readers see it.
 pub(crate) struct SegView {
@@ -25,7 +37,6 @@ pub(crate) struct SegView {
     pub salt: u32,
     pub sealed: bool,
     file: Arc<dyn StorageFile>,
-    map: OnceLock<FileBytes>,
 }
 
 impl std::fmt::Debug for SegView {
@@ -49,7 +60,7 @@ impl SegView {
         salt: u32,
         file: Arc<dyn StorageFile>,
     ) -> Self {
-        SegView { id, path, first_lsn, last_lsn, data_end, salt, sealed: true, file, map: OnceLock::new() }
+        SegView { id, path, first_lsn, last_lsn, data_end, salt, sealed: true, file }
     }
 
     pub(crate) fn sealed_from(s: &SegmentMeta) -> Self {
@@ -65,25 +76,7 @@ impl SegView {
     }
 
     pub(crate) fn active(id: u64, path: PathBuf, first_lsn: Lsn, salt: u32, file: Arc<dyn StorageFile>) -> Self {
-        SegView {
-            id,
-            path,
-            first_lsn,
-            last_lsn: u64::MAX,
-            data_end: u64::MAX,
-            salt,
-            sealed: false,
-            file,
-            map: OnceLock::new(),
-        }
-    }
-
-    fn bytes(&self) -> Result<&FileBytes> {
-        if let Some(m) = self.map.get() {
-            return Ok(m);
-        }
-        let m = self.file.map().map_err(|e| Error::io("map", &self.path, e))?;
-        Ok(self.map.get_or_init(|| m))
+        SegView { id, path, first_lsn, last_lsn: u64::MAX, data_end: u64::MAX, salt, sealed: false, file }
     }
 }
 
@@ -109,6 +102,8 @@ pub struct Iter {
     expected: Option<Lsn>,
     done: bool,
     buf: Vec<u8>,
+    /// The mapped window of the current sealed segment: (segment id, offset, bytes).
+    window: Option<Window>,
     /// Started at the seek hint and no record read yet: anything unexpected there means
     /// "start over from the segment's first record", not "end of the log".
     hinted: bool,
@@ -127,7 +122,7 @@ impl Iter {
             _ => (0, None),
         };
         let hinted = pos != 0;
-        Iter { inner, segs, holes, seg, pos, from, end, expected, done: false, buf: Vec::new(), hinted }
+        Iter { inner, segs, holes, seg, pos, from, end, expected, done: false, buf: Vec::new(), window: None, hinted }
     }
 
     /// Gives up the seek hint: reads the segment from its first record.
@@ -153,9 +148,21 @@ impl Iter {
     /// map (sealed).
     fn read(&mut self, s: &SegView, off: u64, n: usize) -> Result<Vec<u8>> {
         if s.sealed {
-            let m = s.bytes()?;
+            let covered = |w: &Window| {
+                let have = (*w.2).as_ref().len() as u64;
+                w.0 == s.id && off >= w.1 && off.saturating_add(n as u64) <= w.1 + have
+            };
+            if !self.window.as_ref().is_some_and(covered) {
+                // Drop the old window first: a long scan keeps one window resident, not the
+                // whole segment.
+                self.window = None;
+                let len = n.max(MAP_WINDOW);
+                let m = s.file.map_range(off, len).map_err(|e| Error::io("map", &s.path, e))?;
+                self.window = Some(Window(s.id, off, m));
+            }
+            let Some(Window(_, start, m)) = &self.window else { return Ok(Vec::new()) };
             let b: &[u8] = (**m).as_ref();
-            let a = usize::try_from(off).unwrap_or(usize::MAX);
+            let a = usize::try_from(off - start).unwrap_or(usize::MAX);
             let e = a.saturating_add(n).min(b.len());
             return Ok(b.get(a..e).unwrap_or(&[]).to_vec());
         }

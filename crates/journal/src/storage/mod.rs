@@ -26,7 +26,7 @@ pub enum OpenMode {
     CreateNew,
 }
 
-/// Bytes of a whole file that stay valid while held: a memory map on the real file system, a copy
+/// Bytes of a file that stay valid while held: a memory map on the real file system, a copy
 /// in the simulation.
 pub type FileBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
@@ -47,9 +47,10 @@ pub trait StorageFile: Send + Sync + Debug {
     /// Reserves space up to `len` bytes so later writes below it do not fail for lack of space.
     /// Where the platform cannot, this may only extend the file, or do nothing.
     fn allocate(&self, len: u64) -> io::Result<()>;
-    /// The whole file's bytes as they are now. Only called for files that are never written or
-    /// truncated again (sealed segments).
-    fn map(&self) -> io::Result<FileBytes>;
+    /// `len` bytes of the file from `offset` (fewer at the end of the file) as they are now.
+    /// Only called for files that are never written or truncated again (sealed segments). Readers
+    /// map a window at a time, so a long scan does not keep a whole segment resident.
+    fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes>;
 }
 
 /// A held exclusive lock on a file; released on drop.

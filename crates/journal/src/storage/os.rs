@@ -66,8 +66,13 @@ impl StorageFile for OsFile {
         }
     }
 
-    fn map(&self) -> io::Result<FileBytes> {
-        let map = crate::mmap::map_sealed(&self.0)?;
+    fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes> {
+        let file_len = self.len()?;
+        let len = usize::try_from(file_len.saturating_sub(offset)).unwrap_or(usize::MAX).min(len);
+        if len == 0 {
+            return Ok(Arc::new(Vec::new()));
+        }
+        let map = crate::mmap::map_sealed(&self.0, offset, len)?;
         Ok(Arc::new(map))
     }
 }

@@ -700,8 +700,13 @@ impl StorageFile for SimFile {
         })
     }
 
-    fn map(&self) -> io::Result<FileBytes> {
-        self.with(false, |st, ino| Ok(Arc::new(st.inode(ino)?.data.clone()) as FileBytes))
+    fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes> {
+        self.with(false, |st, ino| {
+            let data = &st.inode(ino)?.data;
+            let a = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+            let b = a.saturating_add(len).min(data.len());
+            Ok(Arc::new(data.get(a..b).unwrap_or_default().to_vec()) as FileBytes)
+        })
     }
 }
 
@@ -985,11 +990,11 @@ mod tests {
         sim.kill();
         let e = f.write_all_at(b"x", 0).unwrap_err();
         assert_eq!(e.to_string(), "simulated crash: stale handle");
-        assert!(f.read_at(&mut [0; 1], 0).is_err() && f.len().is_err() && f.map().is_err());
+        assert!(f.read_at(&mut [0; 1], 0).is_err() && f.len().is_err() && f.map_range(0, 8).is_err());
         assert_eq!(contents(&sim, "f"), b"unsynced");
         let f = open(&sim, "f", OpenMode::ReadWrite);
         f.write_all_at(b"U", 0).unwrap();
-        assert_eq!((*f.map().unwrap()).as_ref(), b"Unsynced");
+        assert_eq!((*f.map_range(0, 64).unwrap()).as_ref(), b"Unsynced");
         sim.power_cut(Damage::Drop, 0);
         assert!(f.sync_data().is_err() && sim.file_names().is_empty());
     }
