@@ -161,3 +161,16 @@ fn exported_message_reimports_identically_with_huge_numbers() {
     let line = br#"{"session_id": "s", "role": "user", "": 33333333333333133333333333333333333333333333333333333333333333333344, "extra": {"~kest": [1, 2]}}"#;
     logbook_tests::fuzz_logic::jsonl_line(line);
 }
+
+/// Bug 7 (found by the `segment_recovery` fuzz target in the CI smoke run): a record that opens
+/// a batch (`BATCH_CONTINUES`) at the very end of a segment, after salvaged damage earlier in the
+/// same segment, was kept by the first Salvage open (the "incomplete batch" rule was skipped once
+/// a segment had salvaged damage), then cut as a torn tail by the second open, once the segment
+/// had become the last one: records changed between two opens (I5). Fix: the incomplete-batch
+/// rule applies whatever damage was salvaged before it, so both opens drop that record and the
+/// first one reports it lost.
+#[test]
+fn salvage_then_reopen_agree_on_an_incomplete_batch_after_damage() {
+    let data = include_bytes!("../../fuzz/corpus/segment_recovery/regression-salvage-reopen-loses-record");
+    logbook_tests::fuzz_logic::segment_recovery(data);
+}

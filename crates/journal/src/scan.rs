@@ -222,6 +222,7 @@ pub(crate) fn scan_segment(
     let mut expected = header.first_lsn;
     // State at the end of the last complete batch.
     let mut batch_mark = (pos, digest.clone(), scan.records, scan.last_lsn);
+    let mut stopped_on_damage = false;
     loop {
         if let Some(h) = holes.iter().find(|h| h.offset == pos && h.len > 0) {
             let mut left = h.len;
@@ -300,6 +301,7 @@ pub(crate) fn scan_segment(
                 scan.incomplete_batch = None;
                 scan.middle.push(d);
                 if !mode.salvage {
+                    stopped_on_damage = true;
                     break;
                 }
                 // Skip the damage and go on.
@@ -339,7 +341,10 @@ pub(crate) fn scan_segment(
             }
         }
     }
-    if scan.footer.is_none() && scan.tail.is_none() && scan.middle.is_empty() && batch_mark.0 < pos {
+    // A batch still open at the end of the segment was never acknowledged (a batch never spans
+    // segments). This holds whether or not damage was salvaged earlier in the segment, so that a
+    // reopen (when this segment may have become the last one) decides the same way.
+    if scan.footer.is_none() && scan.tail.is_none() && !stopped_on_damage && batch_mark.0 < pos {
         // Ended at end of file inside a batch.
         let (mark_pos, mark_digest, mark_records, mark_last) = batch_mark;
         scan.incomplete_batch = Some((mark_pos, pos));
