@@ -37,7 +37,7 @@ pub fn export(
         bail!("--format hermes-jsonl writes one file per session: give the folder with --out DIR");
     }
     let dir = util::existing_store(cli)?;
-    let store = util::open_store(cli, &dir)?;
+    let store = util::open_store_read_only(cli, &dir)?;
     let mut msgs = store.all_messages(session, since).context("cannot read the messages")?;
     msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
     match (format, out) {
@@ -328,7 +328,7 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
         bail!("the search query is empty; give some text to look for");
     }
     let dir = util::existing_store(cli)?;
-    let store = util::open_store(cli, &dir)?;
+    let store = util::open_store_read_only(cli, &dir)?;
     let q = SearchQuery {
         text: a.query.clone(),
         session_id: a.session.clone(),
@@ -369,7 +369,7 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
 
 pub fn sessions(cli: &Cli, source: Option<String>, title: Option<String>, limit: usize) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
-    let store = util::open_store(cli, &dir)?;
+    let store = util::open_store_read_only(cli, &dir)?;
     let list = store
         .list_sessions(&SessionFilter { source, title_contains: title, limit: Some(limit), ..SessionFilter::default() })
         .context("cannot list sessions")?;
@@ -449,7 +449,7 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
 
 pub fn tail(cli: &Cli, follow: bool, session: Option<&str>, lines: usize) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
-    let store = util::open_store(cli, &dir)?;
+    let store = util::open_store_read_only(cli, &dir)?;
     let mut msgs = store.all_messages(session, None).context("cannot read the messages")?;
     msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
     let skip = msgs.len().saturating_sub(lines);

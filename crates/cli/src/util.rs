@@ -89,6 +89,13 @@ pub fn open_store(cli: &Cli, dir: &Path) -> anyhow::Result<Store> {
     Store::open(dir, store_options(cli)).with_context(|| format!("cannot open the store at {}", dir.display()))
 }
 
+/// Opens the store in `dir` for reading only: claims no lane, writes nothing, runs no
+/// compactor (safe beside a running gateway).
+pub fn open_store_read_only(cli: &Cli, dir: &Path) -> anyhow::Result<Store> {
+    let opts = StoreOptions { read_only: true, ..store_options(cli) };
+    Store::open(dir, opts).with_context(|| format!("cannot open the store at {}", dir.display()))
+}
+
 /// Progress: a bar on a terminal, periodic log lines otherwise.
 #[derive(Debug)]
 pub struct Reporter {

@@ -156,3 +156,59 @@ fn wrong_dir_and_usage_errors_exit_2() {
     let o = bin().env("LOGBOOK_DIR", t.path().join("missing")).arg("stats").output().unwrap();
     assert!(stderr(&o).contains("no store at"));
 }
+
+/// Read commands open the store read-only: beside a live writer they claim no lane, create no
+/// file, and still see what the writer acknowledged.
+#[test]
+fn read_commands_claim_no_lane_and_write_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    // A live writer holding lane-0001 (its stdin stays open until we are done).
+    let mut child = bin()
+        .args(["--dir", dir.to_str().unwrap(), "append", "--jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    use std::io::{BufRead, Write};
+    for i in 1..=3 {
+        writeln!(stdin, "{}", msg("live", i)).unwrap();
+        stdin.flush().unwrap();
+        let mut ack = String::new();
+        out.read_line(&mut ack).unwrap();
+        assert!(ack.contains("\"ack\""), "{ack}");
+    }
+    let files = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            walk(d).into_iter().map(|p| p.strip_prefix(d).unwrap().display().to_string()).collect();
+        v.sort();
+        v
+    };
+    // Only the lanes: the writer's own compactor may create index files meanwhile.
+    let lanes = dir.join("lanes");
+    let before = files(&lanes);
+    for args in [&["search", "message"][..], &["export"][..], &["sessions"][..], &["tail"][..]] {
+        let o = run(&dir, args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+    let o = run(&dir, &["export"]);
+    assert_eq!(json_lines(&o).len(), 3, "export sees the live writer's acknowledged messages");
+    let after = files(&lanes);
+    assert_eq!(before, after, "a read command claimed a lane or changed lane files");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}

@@ -39,6 +39,18 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// The store was opened read-only.
+    #[error("store {path} is open read-only")]
+    ReadOnly {
+        /// The store folder.
+        path: PathBuf,
+    },
+    /// The folder holds no store.
+    #[error("no store at {path} (no lanes folder with a readable lane); check the folder")]
+    NotAStore {
+        /// The folder.
+        path: PathBuf,
+    },
     /// The store has been closed.
     #[error("store is closed")]
     Closed,

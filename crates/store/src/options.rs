@@ -51,6 +51,11 @@ pub struct StoreOptions {
     pub index: IndexOptions,
     /// Segment removal. Default: [`Retention::Off`].
     pub retention: Retention,
+    /// Open for reading only: claim no lane, write nothing, run no compactor. Reads see every
+    /// lane (through read-only journal handles, beside live writers) and the index; appends fail
+    /// with [`Error::ReadOnly`](crate::Error::ReadOnly). The folder must already hold a store.
+    /// Default: `false`.
+    pub read_only: bool,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +74,7 @@ impl Default for StoreOptions {
             close_deadline: Duration::from_secs(1),
             index: IndexOptions::default(),
             retention: Retention::Off,
+            read_only: false,
         }
     }
 }

@@ -238,6 +238,9 @@ impl Store {
     /// none waits for another's sync. Exactly one runs the compactor at a time.
     pub fn open(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
+        if opts.read_only {
+            return Self::open_read_only(dir, opts);
+        }
         create_private_dir(&dir)?;
         create_private_dir(&dir.join(LANES_DIR))?;
         let jopts = opts.journal_options();
@@ -274,6 +277,37 @@ impl Store {
                 }
             }
         };
+        Self::start(dir, opts, lane_name, lane, lane_errors)
+    }
+
+    /// Read-only open: a read-only handle on the first readable lane stands for "this process's
+    /// lane" (nothing is appended through it); no compactor.
+    fn open_read_only(dir: PathBuf, opts: StoreOptions) -> Result<Store> {
+        let mut lane_errors = BTreeMap::new();
+        let mut first = None;
+        for name in lane_names(&dir)? {
+            match Journal::open_read_only(dir.join(LANES_DIR).join(&name), opts.journal_options()) {
+                Ok(j) => {
+                    first = Some((name, j));
+                    break;
+                }
+                Err(e) => {
+                    error!(lane = %name, "lane cannot be read: {e}");
+                    lane_errors.insert(name, e.to_string());
+                }
+            }
+        }
+        let Some((lane_name, lane)) = first else { return Err(Error::NotAStore { path: dir }) };
+        Self::start(dir, opts, lane_name, lane, lane_errors)
+    }
+
+    fn start(
+        dir: PathBuf,
+        opts: StoreOptions,
+        lane_name: String,
+        lane: Journal,
+        lane_errors: BTreeMap<String, String>,
+    ) -> Result<Store> {
         let rep = lane.recovery_report();
         if !rep.is_clean() {
             warn!(lane = %lane_name, problems = ?rep.problems, "lane recovered with repairs");
@@ -295,7 +329,7 @@ impl Store {
             others: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(PendingIds::default()),
         });
-        let handle = if inner.opts.run_compactor {
+        let handle = if inner.opts.run_compactor && !inner.opts.read_only {
             let c = Arc::clone(&inner);
             Some(
                 std::thread::Builder::new()
@@ -307,6 +341,13 @@ impl Store {
             None
         };
         Ok(Store { inner, compactor: Mutex::new(handle) })
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly { path: self.inner.dir.clone() });
+        }
+        Ok(())
     }
 
     /// The store folder.
@@ -340,6 +381,7 @@ impl Store {
     /// Appends several messages with one durable commit. If any message is invalid, nothing is
     /// written.
     pub fn append_batch(&self, msgs: Vec<Message>) -> Result<Vec<Appended>> {
+        self.writable()?;
         let mut out = Vec::with_capacity(msgs.len());
         let mut payloads = Vec::with_capacity(msgs.len());
         let mut seen = HashSet::new();
@@ -400,6 +442,7 @@ impl Store {
 
     /// Creates or updates a session: every `Some` field of the patch is set. Durable on return.
     pub fn upsert_session(&self, patch: SessionPatch) -> Result<Lsn> {
+        self.writable()?;
         if patch.id.is_empty() || patch.id.len() > MAX_KEY_LEN {
             return Err(Error::Invalid("session id is empty or too long".into()));
         }
@@ -645,7 +688,7 @@ impl Store {
         let mut unindexed = 0;
         let shared_errors = self.inner.shared.lock().lane_errors.clone();
         for name in lane_names(&self.inner.dir).unwrap_or_default() {
-            let own = name == self.inner.lane_name;
+            let own = name == self.inner.lane_name && !self.inner.opts.read_only;
             let (last, err) = match self.inner.lane_journal(&name) {
                 Some(j) => (j.last_lsn(), shared_errors.get(&name).cloned()),
                 None => (0, Some(shared_errors.get(&name).cloned().unwrap_or_else(|| "cannot be opened".into()))),
@@ -766,6 +809,12 @@ impl Inner {
     /// A handle on a lane: this process's own journal, or a cached read-only one (refreshed).
     pub(crate) fn lane_journal(&self, name: &str) -> Option<Journal> {
         if name == self.lane_name {
+            if self.opts.read_only {
+                if let Err(e) = self.lane.refresh() {
+                    self.shared.lock().lane_errors.insert(name.to_string(), e.to_string());
+                    return None;
+                }
+            }
             return Some(self.lane.clone());
         }
         let mut others = self.others.lock();
