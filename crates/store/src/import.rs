@@ -1488,7 +1488,7 @@ fn sidecar_message(fields: &[(String, J)], file: &Path, number: usize, out: &mut
 }
 
 fn parse_iso_warn(s: &str, file: &Path, number: usize, out: &mut Out<'_>) -> Option<f64> {
-    let (t, naive) = parse_iso8601(s)?;
+    let (t, naive) = crate::time::parse_iso8601(s)?;
     if naive {
         out.warn(format!("{}: line {number}: timestamp {s:?} has no timezone; read as UTC", file.display()));
     }
@@ -1518,135 +1518,6 @@ fn extra_json(fields: &[(String, J)], known: &[&str]) -> Option<String> {
         .map(|(_, kv)| kv.clone())
         .collect();
     if rest.is_empty() { None } else { Some(J::Obj(rest).to_json(Style::Compact)) }
-}
-
-// ---------------------------------------------------------------------------------------------
-// ISO-8601
-// ---------------------------------------------------------------------------------------------
-
-/// Parses `YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|±HH[:MM]]` into Unix seconds, and whether
-/// the text had no timezone (then it is read as UTC).
-fn parse_iso8601(s: &str) -> Option<(f64, bool)> {
-    let b = s.trim().as_bytes();
-    let mut p = Cursor { b, i: 0 };
-    let neg_year = p.eat(b'-');
-    let year = p.digits(4, 6)?;
-    let year = if neg_year { -year } else { year };
-    p.expect(b'-')?;
-    let month = p.digits(2, 2)?;
-    p.expect(b'-')?;
-    let day = p.digits(2, 2)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    let (mut hour, mut minute, mut second, mut nanos) = (0, 0, 0, 0u32);
-    let mut naive = true;
-    let mut offset = 0i64;
-    if p.eat(b'T') || p.eat(b't') || p.eat(b' ') {
-        hour = p.digits(2, 2)?;
-        p.expect(b':')?;
-        minute = p.digits(2, 2)?;
-        if p.eat(b':') {
-            second = p.digits(2, 2)?;
-            if p.eat(b'.') || p.eat(b',') {
-                let start = p.i;
-                let mut scale = 100_000_000u32;
-                while let Some(d) = p.peek().filter(u8::is_ascii_digit) {
-                    nanos += u32::from(d - b'0') * scale;
-                    scale /= 10;
-                    p.i += 1;
-                }
-                if p.i == start {
-                    return None;
-                }
-            }
-        }
-        if hour > 23 || minute > 59 || second > 60 {
-            return None;
-        }
-        if p.eat(b'Z') || p.eat(b'z') {
-            naive = false;
-        } else if let Some(sign) = p.peek().filter(|c| *c == b'+' || *c == b'-') {
-            p.i += 1;
-            let oh = p.digits(2, 2)?;
-            p.eat(b':');
-            let om = if p.peek().is_some() { p.digits(2, 2)? } else { 0 };
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            offset = (oh * 60 + om) * 60;
-            if sign == b'-' {
-                offset = -offset;
-            }
-            naive = false;
-        }
-    }
-    if p.i != b.len() {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    Some((secs as f64 + f64::from(nanos) / 1e9, naive))
-}
-
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Option<()> {
-        self.eat(c).then_some(())
-    }
-
-    /// Between `min` and `max` ASCII digits.
-    fn digits(&mut self, min: usize, max: usize) -> Option<i64> {
-        let mut v = 0i64;
-        let mut n = 0;
-        while n < max {
-            match self.peek() {
-                Some(d) if d.is_ascii_digit() => {
-                    v = v * 10 + i64::from(d - b'0');
-                    self.i += 1;
-                    n += 1;
-                }
-                _ => break,
-            }
-        }
-        (n >= min).then_some(v)
-    }
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1851,6 +1722,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::time::parse_iso8601;
 
     /// `shared/fixtures/hermes`, found by walking up from the crate; `None` (and the test is
     /// skipped with a message) when this checkout has no fixtures.

@@ -42,6 +42,7 @@ pub mod model;
 pub mod ops;
 mod options;
 mod store;
+mod time;
 
 pub use codec::{CODEC_BINCODE_V1, DecodeError, decode as decode_entry, encode as encode_entry};
 pub use compactor::quarantine_index_files;

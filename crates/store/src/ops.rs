@@ -250,107 +250,16 @@ pub fn hermes_session_lines(session: &Session, msgs: &[Message]) -> Vec<Value> {
     out
 }
 
-// Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Parses an ISO-8601 / RFC 3339 date-time (`2026-05-03T17:00:10.035508+00:00`, `...Z`, a space
-/// instead of `T`, or no offset, read as UTC) into seconds since the Unix epoch.
+/// instead of `T`, or no offset, read as UTC) into seconds since the Unix epoch (1970 or later).
 pub fn parse_iso8601(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let part = s.get(from..from + len)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let mut secs = days_from_civil(y, mo, d) * 86_400;
-    let mut frac = 0.0;
-    let mut i = 10;
-    if matches!(b.get(10), Some(b'T' | b't' | b' ')) {
-        let (h, mi, se) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-        if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') || h > 23 || mi > 59 || se > 60 {
-            return None;
-        }
-        secs += h * 3600 + mi * 60 + se;
-        i = 19;
-        if matches!(b.get(i), Some(b'.' | b',')) {
-            let start = i + 1;
-            let mut end = start;
-            while b.get(end).is_some_and(|c| c.is_ascii_digit()) {
-                end += 1;
-            }
-            if end == start {
-                return None;
-            }
-            frac = format!("0.{}", s.get(start..end)?).parse().ok()?;
-            i = end;
-        }
-    }
-    match b.get(i) {
-        None => {}
-        Some(b'Z' | b'z') if i + 1 == b.len() => {}
-        Some(&sign @ (b'+' | b'-')) => {
-            let oh = num(i + 1, 2)?;
-            let om = match b.get(i + 3) {
-                Some(b':') => num(i + 4, 2)?,
-                _ => num(i + 3, 2).unwrap_or(0),
-            };
-            let consumed = match b.get(i + 3) {
-                Some(b':') => 6,
-                Some(_) => 5,
-                None => 3,
-            };
-            if i + consumed != b.len() || oh > 23 || om > 59 {
-                return None;
-            }
-            let off = oh * 3600 + om * 60;
-            secs += if sign == b'+' { -off } else { off };
-        }
-        _ => return None,
-    }
-    let t = secs as f64 + frac;
+    let (t, _naive) = crate::time::parse_iso8601(s)?;
     (t.is_finite() && t >= 0.0).then_some(t)
 }
 
 /// Formats seconds since the Unix epoch as `2026-05-03T17:00:10.035508+00:00` (UTC, microseconds).
 pub fn format_iso8601(t: f64) -> String {
-    let t = if t.is_finite() { t.max(0.0) } else { 0.0 };
-    let mut secs = t.floor() as i64;
-    let mut micros = ((t - t.floor()) * 1e6).round() as i64;
-    if micros >= 1_000_000 {
-        secs += 1;
-        micros -= 1_000_000;
-    }
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let r = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+00:00", r / 3600, r / 60 % 60, r % 60)
+    crate::time::format_iso8601(t)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -809,11 +809,11 @@ impl Inner {
     /// A handle on a lane: this process's own journal, or a cached read-only one (refreshed).
     pub(crate) fn lane_journal(&self, name: &str) -> Option<Journal> {
         if name == self.lane_name {
-            if self.opts.read_only {
-                if let Err(e) = self.lane.refresh() {
-                    self.shared.lock().lane_errors.insert(name.to_string(), e.to_string());
-                    return None;
-                }
+            if self.opts.read_only
+                && let Err(e) = self.lane.refresh()
+            {
+                self.shared.lock().lane_errors.insert(name.to_string(), e.to_string());
+                return None;
             }
             return Some(self.lane.clone());
         }
