@@ -33,6 +33,11 @@ fn healthy_store_verifies_and_every_tool_runs() {
     let o = run(&dir, &["verify"]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("verify") && stdout(&o).contains("ok"));
+    let o = run(&dir, &["--json", "stats"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let stats = json(&o);
+    let last = stats.pointer("/last_checkpoint_unix_ms").or_else(|| stats.pointer("/stats/last_checkpoint_unix_ms"));
+    assert!(last.and_then(|v| v.as_u64()).is_some(), "stats has no checkpoint time: {stats}");
     let o = run(&dir, &["--json", "verify"]);
     assert_eq!(json(&o)["ok"], true);
     assert_eq!(json(&o)["report"]["index"]["messages"], 20);

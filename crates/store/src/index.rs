@@ -775,6 +775,14 @@ impl Index {
     /// Runs `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the database, syncs it and
     /// truncates the WAL to zero bytes unless readers prevent it (`busy`).
     pub fn checkpoint_truncate(&self) -> Result<CheckpointStats> {
+        // Recorded first, so that the checkpoint itself carries it into the database file and
+        // leaves the WAL empty; `logbook stats` reads it.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_checkpoint_unix_ms', ?1)", [now])
+            .ctx("record the checkpoint time")?;
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                 Ok(CheckpointStats {
@@ -784,6 +792,16 @@ impl Index {
                 })
             })
             .ctx("checkpoint the WAL")
+    }
+
+    /// When [`Index::checkpoint_truncate`] last ran (ms since the Unix epoch), if ever.
+    pub fn last_checkpoint_unix_ms(&self) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'last_checkpoint_unix_ms'", [], |r| r.get(0))
+            .optional()
+            .ctx("read the checkpoint time")?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
     }
 
     /// Copies the index into a new file `dest` (created 0600; an existing file is refused)

@@ -1035,18 +1035,13 @@ pub struct StoreStats {
     pub indexed_messages: Option<u64>,
     /// Indexed sessions.
     pub indexed_sessions: Option<u64>,
-    /// Approximate time of the last `wal_checkpoint(TRUNCATE)`, ms since the Unix epoch: the
-    /// time the WAL was last written if it is empty now (unknown when it holds frames).
+    /// When the compactor (or `logbook checkpoint`) last ran `wal_checkpoint(TRUNCATE)`, ms since
+    /// the Unix epoch (recorded in the index).
     pub last_checkpoint_unix_ms: Option<u64>,
     /// Why the index cannot be read, if it cannot.
     pub index_error: Option<String>,
     /// Everything under every `quarantine/` folder.
     pub quarantine: Vec<QuarantinedFile>,
-}
-
-fn mtime_ms(p: &Path) -> Option<u64> {
-    let t = fs::metadata(p).ok()?.modified().ok()?;
-    u64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
 }
 
 /// Lists the files of a quarantine folder with the reason from their note (`<base>.json`).
@@ -1091,6 +1086,7 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
             Ok(ix) => {
                 let r = (|| -> std::result::Result<_, IndexError> {
                     let sessions = ix.list_sessions(&SessionFilter::default())?.len() as u64;
+                    st.last_checkpoint_unix_ms = ix.last_checkpoint_unix_ms()?;
                     Ok((ix.applied_positions()?, ix.message_count()?, sessions))
                 })();
                 match r {
@@ -1110,9 +1106,6 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
     st.index_bytes = file_len(&index_path);
     let wal = wal_path(&index_path);
     st.wal_bytes = file_len(&wal);
-    if wal.exists() && st.wal_bytes == 0 {
-        st.last_checkpoint_unix_ms = mtime_ms(&wal);
-    }
     st.quarantine.extend(list_quarantine(&dir.join(QUARANTINE_DIR)));
     for name in lane_names(dir)? {
         let ldir = lane_dir(dir, &name);
