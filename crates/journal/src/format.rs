@@ -15,6 +15,9 @@ pub const RECORD_HEADER_LEN: usize = 20;
 pub const RECORD_TRAILER_LEN: usize = 4;
 /// Size of a sealed segment's footer.
 pub const FOOTER_LEN: usize = 48;
+/// Largest LSN a record or segment may carry (2^63): far beyond any real journal, and leaves
+/// room so that LSN arithmetic on decoded values can never overflow.
+pub const MAX_LSN: u64 = 1 << 63;
 /// Hard upper bound on the configurable maximum record size (1 GiB).
 pub const MAX_RECORD_LIMIT: u32 = 1 << 30;
 
@@ -101,10 +104,14 @@ impl SegmentHeader {
         if le_u32(b, 12) != Some(0) {
             return Err("unknown segment header flags");
         }
+        let first_lsn = le_u64(b, 24).ok_or("short header")?;
+        if first_lsn == 0 || first_lsn > MAX_LSN {
+            return Err("first LSN out of range");
+        }
         Ok(SegmentHeader {
             version,
             segment_id: le_u64(b, 16).ok_or("short header")?,
-            first_lsn: le_u64(b, 24).ok_or("short header")?,
+            first_lsn,
             salt: le_u32(b, 32).ok_or("short header")?,
             prev_digest: le_u32(b, 36).ok_or("short header")?,
             created_unix_ms: le_u64(b, 40).ok_or("short header")?,
@@ -186,8 +193,8 @@ pub fn check_record_header(b: &[u8], salt: u32, max_len: u32) -> HeaderCheck {
     if len > max_len {
         return HeaderCheck::Invalid("record length above the maximum record size");
     }
-    if lsn == 0 {
-        return HeaderCheck::Invalid("record with LSN 0");
+    if lsn == 0 || lsn > MAX_LSN {
+        return HeaderCheck::Invalid("record LSN out of range");
     }
     HeaderCheck::Valid(RecordHeader { lsn, len, flags })
 }

@@ -446,6 +446,9 @@ impl Journal {
             if let Some(cause) = &st.poisoned {
                 return Err(Error::Poisoned { cause: cause.clone() });
             }
+            if st.closed && inner.lock.lock().is_none() {
+                return Err(Error::Closed);
+            }
             st.written_lsn
         };
         let res = {
@@ -529,6 +532,9 @@ impl Journal {
             return Err(Error::ReadOnly { path: inner.dir.clone() });
         }
         let _w = inner.writer.lock();
+        if inner.state.lock().closed {
+            return Err(Error::Closed);
+        }
         let mut removed = Vec::new();
         let candidates: Vec<Arc<SegView>> = {
             let segs = inner.segs.read();
@@ -586,7 +592,9 @@ impl Journal {
         {
             let mut st = self.inner.state.lock();
             st.closed = true;
-            while st.leader {
+            // Batches queued before the close were accepted: let their waiters commit them (one of
+            // them becomes leader), and only then give up the lock.
+            while st.leader || (!st.queue.is_empty() && st.poisoned.is_none()) {
                 self.inner.cond.wait(&mut st);
             }
             self.inner.cond.notify_all();

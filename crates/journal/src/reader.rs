@@ -235,11 +235,12 @@ impl Iterator for Iter {
                             self.restart();
                             continue;
                         }
-                        if s.sealed {
+                        // In the active segment this is the end of what was written, unless the
+                        // record is one that was already written and published: then it is damage.
+                        if s.sealed || expected <= self.end {
                             let at = self.pos;
                             return self.fail(&s, at, format!("record LSN {} fails its checksum", h.lsn));
                         }
-                        // An in-flight or torn write at the end of the active segment.
                         self.done = true;
                         return None;
                     };
@@ -262,16 +263,18 @@ impl Iterator for Iter {
                         self.restart();
                         continue;
                     }
-                    if !s.sealed {
+                    if !s.sealed && expected > self.end {
                         // End of what has been written in the active segment.
                         self.done = true;
                         return None;
                     }
+                    // A sealed segment, or a record of the active segment that was already written
+                    // and published (LSN at most `end`): damage, never a silent end.
                     let at = self.pos;
                     let why = match other {
                         HeaderCheck::Valid(h) => format!("record has LSN {} where {} was expected", h.lsn, expected),
-                        HeaderCheck::Unwritten => "zero bytes inside a sealed segment".into(),
-                        HeaderCheck::Short => "sealed segment ends inside a record header".into(),
+                        HeaderCheck::Unwritten => "zero bytes where a written record should be".into(),
+                        HeaderCheck::Short => "segment ends inside a record header".into(),
                         HeaderCheck::Invalid(w) => w.into(),
                     };
                     return self.fail(&s, at, why);

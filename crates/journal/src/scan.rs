@@ -322,8 +322,11 @@ pub(crate) fn scan_segment(
             }
             None => {
                 let (mark_pos, mark_digest, mark_records, mark_last) = batch_mark.clone();
-                let end = if mode.classify { end_of_nonzero(&mut r, mark_pos)? } else { len };
-                if reason.is_some() || end > mark_pos {
+                // Without classification (a read-only look at a live writer's active segment),
+                // what follows the last whole batch is simply where reading stops: an in-flight
+                // write or preallocated zeros, not something to report.
+                let end = if mode.classify { end_of_nonzero(&mut r, mark_pos)? } else { mark_pos };
+                if mode.classify && (reason.is_some() || end > mark_pos) {
                     scan.tail = Some(Damage {
                         offset: mark_pos,
                         resume: None,
@@ -348,14 +351,16 @@ pub(crate) fn scan_segment(
         // Ended at end of file inside a batch.
         let (mark_pos, mark_digest, mark_records, mark_last) = batch_mark;
         scan.incomplete_batch = Some((mark_pos, pos));
-        scan.tail = Some(Damage {
-            offset: mark_pos,
-            resume: None,
-            end: pos,
-            first_lost_lsn: mark_last + 1,
-            last_lost_lsn: mark_last,
-            reason: "incomplete batch at the end of the segment".into(),
-        });
+        if mode.classify {
+            scan.tail = Some(Damage {
+                offset: mark_pos,
+                resume: None,
+                end: pos,
+                first_lost_lsn: mark_last + 1,
+                last_lost_lsn: mark_last,
+                reason: "incomplete batch at the end of the segment".into(),
+            });
+        }
         pos = mark_pos;
         digest = mark_digest;
         scan.records = mark_records;

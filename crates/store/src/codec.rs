@@ -12,7 +12,7 @@ pub const CODEC_BINCODE_V1: u8 = 1;
 /// Largest entry the decoder will allocate for (bounded by the journal's record size anyway).
 const DECODE_LIMIT: usize = 1 << 30;
 
-/// Why a record could not be decoded.
+/// Why an entry could not be encoded or a record decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The record is empty.
@@ -30,14 +30,13 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
-/// Encodes an entry as a journal payload.
-pub fn encode(entry: &Entry) -> Vec<u8> {
+/// Encodes an entry as a journal payload. Plain data into a `Vec` does not fail in practice;
+/// if the encoder ever reports an error, it is returned and nothing is appended.
+pub fn encode(entry: &Entry) -> Result<Vec<u8>, DecodeError> {
     let mut out = vec![CODEC_BINCODE_V1];
-    // Encoding plain data structures into a Vec cannot fail.
-    if let Err(e) = bincode::serde::encode_into_std_write(entry, &mut out, config()) {
-        tracing::error!("encoding an entry failed: {e}");
-    }
-    out
+    bincode::serde::encode_into_std_write(entry, &mut out, config())
+        .map_err(|e| DecodeError::Invalid(format!("cannot encode: {e}")))?;
+    Ok(out)
 }
 
 /// Decodes a journal payload.
@@ -73,9 +72,9 @@ mod tests {
             token_count: Some(-3),
             ..Message::default()
         });
-        assert_eq!(decode(&encode(&m)).unwrap(), m);
+        assert_eq!(decode(&encode(&m).unwrap()).unwrap(), m);
         let s = Entry::Session(SessionPatch { id: "s".into(), title: Some("t".into()), ..Default::default() });
-        assert_eq!(decode(&encode(&s)).unwrap(), s);
+        assert_eq!(decode(&encode(&s).unwrap()).unwrap(), s);
     }
 
     #[test]

@@ -138,9 +138,18 @@ pub(crate) fn quarantine_index(inner: &Inner, reason: &str) -> Result<()> {
 pub fn quarantine_index_files(dir: &Path, reason: &str) -> Result<Vec<std::path::PathBuf>> {
     let q = dir.join(QUARANTINE_DIR);
     create_private_dir(&q)?;
-    let stamp = now_ms();
+    // A name no earlier quarantine used (two in the same millisecond must not collide: a rename
+    // onto an existing file would replace it).
+    let mut stamp = now_ms().to_string();
+    let mut n = 0;
+    while ["", "-wal", "-shm", ".json"].iter().any(|s| q.join(format!("{stamp}-{INDEX_FILE}{s}")).exists()) {
+        n += 1;
+        stamp = format!("{}-{n}", now_ms());
+    }
     let mut moved = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
+    // The WAL first: if the move stops half-way, the main file left behind is still a
+    // consistent (older) database, never a main file missing the WAL it depends on elsewhere.
+    for suffix in ["-wal", "-shm", ""] {
         let src = dir.join(format!("{INDEX_FILE}{suffix}"));
         if !src.exists() {
             continue;

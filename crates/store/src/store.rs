@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,8 +179,10 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(0)).unwrap_or(0)
 }
 
+/// Creates a folder (0700) and its parents, syncing the parent of each new one.
 pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| Error::io("create folder", path, e))
+    use logbook_journal::storage::{OsStorage, Storage};
+    OsStorage.create_dir_all(path).map_err(|e| Error::io("create folder", path, e))
 }
 
 /// Lane folder names under `dir/lanes`, sorted.
@@ -402,7 +404,7 @@ impl Store {
                 continue;
             }
             out.push(Appended { id: m.id.clone(), lsn: Some(0) });
-            payloads.push(codec::encode(&Entry::Message(m)));
+            payloads.push(codec::encode(&Entry::Message(m)).map_err(|e| Error::Invalid(e.to_string()))?);
         }
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
         let first = self.inner.lane.append_batch(&refs)?;
@@ -450,7 +452,8 @@ impl Store {
             serde_json::from_str::<serde::de::IgnoredAny>(x)
                 .map_err(|e| Error::Invalid(format!("extra is not valid JSON: {e}")))?;
         }
-        Ok(self.inner.lane.append(&codec::encode(&Entry::Session(patch)))?)
+        let payload = codec::encode(&Entry::Session(patch)).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(self.inner.lane.append(&payload)?)
     }
 
     /// Ends a session now with a reason.

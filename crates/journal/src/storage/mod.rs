@@ -58,7 +58,8 @@ pub trait LockGuard: Send + Sync + Debug {}
 
 /// The file system as the journal sees it.
 pub trait Storage: Send + Sync + Debug {
-    /// Creates a directory and its parents (mode 0700).
+    /// Creates a directory and its parents (mode 0700), durably: the parent of every folder it
+    /// creates is synced.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// The names of the entries of a directory (files and folders), in no particular order.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;

@@ -90,7 +90,19 @@ impl Drop for OsLock {
 
 impl Storage for OsStorage {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+        // The folders that do not exist yet, outermost first.
+        let mut missing: Vec<&Path> =
+            path.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).collect();
+        missing.reverse();
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+        // A new folder's entry is durable only once its parent is synced: otherwise a power cut
+        // could take away a folder whose files were synced (a new lane, a new quarantine).
+        for dir in missing {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent)?.sync_all()?;
+            }
+        }
+        Ok(())
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
