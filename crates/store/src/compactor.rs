@@ -21,7 +21,8 @@ use crate::index::{Index, IndexError};
 use crate::model::Entry;
 use crate::options::Retention;
 use crate::store::{
-    COMPACTOR_LOCK, INDEX_FILE, IndexHealth, Inner, QUARANTINE_DIR, create_private_dir, lane_names, now_ms,
+    COMPACTOR_LOCK, INDEX_FILE, IndexHealth, Inner, QUARANTINE_DIR, REBUILD_MARKER, create_private_dir, lane_names,
+    now_ms,
 };
 
 /// Takes the compactor lock without waiting.
@@ -55,6 +56,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
     let mut lock: Option<File> = None;
     let mut state: Option<Compactor> = None;
     let mut backoff = Duration::from_millis(20);
+    let mut forced: Option<String> = None;
     while !inner.stop.load(Ordering::SeqCst) {
         if lock.is_none() {
             match try_lock(&lock_path) {
@@ -76,8 +78,28 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 }
             }
         }
+        let marker = inner.dir.join(REBUILD_MARKER);
+        if marker.exists() {
+            // Another process found the index ahead of its lane: rebuild before anything else.
+            let reason = fs::read_to_string(&marker).unwrap_or_else(|_| "rebuild requested".into());
+            state = None;
+            match quarantine_index(&inner, &reason) {
+                Ok(()) => {
+                    forced = Some(reason);
+                    // Our own control file, not data: done with it once the index is aside.
+                    if let Err(e) = fs::remove_file(&marker) {
+                        failed(&inner, &Error::io("remove", &marker, e), &mut backoff);
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    failed(&inner, &e, &mut backoff);
+                    continue;
+                }
+            }
+        }
         if state.is_none() {
-            match Compactor::start(&inner) {
+            match Compactor::start(&inner, forced.take()) {
                 Ok(c) => state = Some(c),
                 Err(e) => {
                     failed(&inner, &e, &mut backoff);
@@ -207,7 +229,7 @@ struct Compactor {
 }
 
 impl Compactor {
-    fn start(inner: &Inner) -> Result<Compactor> {
+    fn start(inner: &Inner, forced: Option<String>) -> Result<Compactor> {
         let path = inner.dir.join(INDEX_FILE);
         let existed = path.exists();
         let last_lsn_of = |lane: &str| -> Option<u64> {
@@ -217,7 +239,7 @@ impl Compactor {
             // A lane that cannot be read right now is not evidence against the index.
             Some(inner.lane_journal(lane).map(|j| j.last_lsn()).unwrap_or(u64::MAX))
         };
-        let mut rebuilding = None;
+        let mut rebuilding = forced;
         let index = match Index::open(&path, &inner.opts.index) {
             Ok(ix) => match check_index(&ix, &last_lsn_of) {
                 Ok(p) if p.is_empty() => ix,

@@ -52,6 +52,6 @@ pub use logbook_journal::{Durability, RecoveryMode};
 pub use model::{Entry, Message, Session, SessionPatch};
 pub use options::{Retention, StoreOptions};
 pub use store::{
-    Appended, COMPACTOR_LOCK, CompactorStatus, INDEX_FILE, IndexHealth, LANES_DIR, LaneStatus, QUARANTINE_DIR, Store,
-    StoreStatus,
+    Appended, COMPACTOR_LOCK, CompactorStatus, INDEX_FILE, IndexHealth, LANES_DIR, LaneStatus, QUARANTINE_DIR,
+    REBUILD_MARKER, Store, StoreStatus,
 };

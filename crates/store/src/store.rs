@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -313,6 +313,9 @@ impl Store {
         let rep = lane.recovery_report();
         if !rep.is_clean() {
             warn!(lane = %lane_name, problems = ?rep.problems, "lane recovered with repairs");
+        }
+        if !opts.read_only {
+            check_index_not_ahead(&dir, &lane_name, lane.last_lsn(), &opts.index)?;
         }
         info!(dir = %dir.display(), lane = %lane_name, last_lsn = lane.last_lsn(), "store opened");
         let inner = Arc::new(Inner {
@@ -710,6 +713,15 @@ impl Store {
             if let Some(e) = &l.error {
                 problems.push(format!("lane {} cannot be read: {e}", l.name));
             }
+            if let Some(a) = l.applied_lsn.filter(|&a| a > l.last_lsn && l.error.is_none()) {
+                problems.push(format!(
+                    "index is ahead of lane {} (applied {a}, lane ends at {}): it is rebuilt by the compactor",
+                    l.name, l.last_lsn
+                ));
+            }
+        }
+        if self.inner.dir.join(REBUILD_MARKER).exists() {
+            problems.push("an index rebuild was requested and is pending".into());
         }
         match &sh.index {
             IndexHealth::Rebuilding { reason, done, total } => {
@@ -742,7 +754,10 @@ impl Store {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status();
-            if s.unindexed == 0 && s.lanes.iter().all(|l| l.applied_lsn.is_some()) {
+            let caught_up = s.unindexed == 0
+                && s.lanes.iter().all(|l| l.applied_lsn.is_some_and(|a| a <= l.last_lsn))
+                && !self.inner.dir.join(REBUILD_MARKER).exists();
+            if caught_up {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -789,6 +804,42 @@ impl Drop for Store {
             let _ = self.shutdown();
         }
     }
+}
+
+/// Marker asking the compactor to move the index to the quarantine and rebuild it; holds the
+/// reason. Written by a process that finds the index ahead of the lane it just claimed.
+pub const REBUILD_MARKER: &str = "index.rebuild";
+
+/// Before this process appends anything to the lane it claimed: if the index says more of this
+/// lane was applied than the lane holds (records lost to a power cut after another process's
+/// compactor indexed them from the page cache), new appends would reuse those LSNs and the index
+/// would skip them. Ask the compactor to rebuild the index first.
+fn check_index_not_ahead(dir: &Path, lane: &str, last: Lsn, opts: &crate::index::IndexOptions) -> Result<()> {
+    let path = dir.join(INDEX_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    // An index that cannot be read here is the compactor's to check and repair.
+    let Ok(applied) = Index::open_read_only(&path, opts).and_then(|ix| ix.applied_positions()) else {
+        return Ok(());
+    };
+    let Some(&pos) = applied.get(lane).filter(|&&p| p > last) else { return Ok(()) };
+    let reason = format!(
+        "index has applied LSN {pos} of {lane}, but the lane ends at {last} (records lost after they were indexed)"
+    );
+    error!(lane = %lane, applied = pos, last, "index is ahead of the journal; asking the compactor to rebuild it");
+    let marker = dir.join(REBUILD_MARKER);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&marker)
+        .map_err(|e| Error::io("create", &marker, e))?;
+    std::io::Write::write_all(&mut f, reason.as_bytes()).map_err(|e| Error::io("write", &marker, e))?;
+    f.sync_all().map_err(|e| Error::io("sync", &marker, e))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("sync folder", dir, e))?;
+    Ok(())
 }
 
 fn session_matches(s: &Session, f: &SessionFilter) -> bool {

@@ -87,3 +87,67 @@ fn iter_from_anywhere_after_the_seek_hint_moved() {
     assert_eq!(tail, [401]);
     j.close().unwrap();
 }
+
+/// Found in review: after a power cut took records that the compactor (in another process) had
+/// already indexed from the page cache, the lane's next owner appended new records with the same
+/// LSNs; the index's position check ("not ahead of the journal") then passed, the new messages
+/// were never indexed and the lost ones stayed in the index. Fix: a process that claims a lane
+/// checks the index's position for it before appending anything, and if the index is ahead asks
+/// the compactor (marker file) to quarantine and rebuild it.
+#[test]
+fn index_ahead_of_a_lane_is_rebuilt_before_lsns_are_reused() {
+    use logbook_journal::decode::{HeaderCheck, SegmentHeader, check_record_header};
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    let m = |i: usize| Message {
+        id: format!("m-{i}"),
+        session_id: "s".into(),
+        role: "user".into(),
+        content: Some(format!("message number {i}")),
+        ..Message::default()
+    };
+    let small = StoreOptions { segment_size: 1 << 20, ..StoreOptions::default() };
+    let store = Store::open(&dir, small.clone()).unwrap();
+    for i in 0..10 {
+        store.append(m(i)).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    store.close().unwrap();
+
+    // The power cut: the lane loses its last 4 records (cut at a record boundary).
+    let seg = std::fs::read_dir(dir.join("lanes/lane-0001"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let salt = SegmentHeader::decode(&bytes).unwrap().salt;
+    let mut at = logbook_journal::SEGMENT_HEADER_LEN;
+    for _ in 0..6 {
+        let HeaderCheck::Valid(h) = check_record_header(&bytes[at..], salt, 1 << 26) else { panic!() };
+        at += h.frame_len() as usize;
+    }
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(at as u64).unwrap();
+
+    // The lane's next owner appends three new messages: they reuse LSNs 7..=9.
+    let store = Store::open(&dir, StoreOptions { run_compactor: false, ..small.clone() }).unwrap();
+    assert_eq!(store.journal().last_lsn(), 6);
+    for i in 100..103 {
+        store.append(m(i)).unwrap();
+    }
+    store.close().unwrap();
+    assert!(dir.join(logbook::REBUILD_MARKER).exists(), "the owner did not ask for a rebuild");
+
+    let store = Store::open(&dir, small).unwrap();
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    let ix = logbook::Index::open_read_only(&dir.join(logbook::INDEX_FILE), &Default::default()).unwrap();
+    let mut ids = ix.message_ids().unwrap();
+    ids.sort();
+    let mut want: Vec<String> = (0..6).chain(100..103).map(|i| format!("m-{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want, "the index must hold exactly what the journal holds");
+    assert!(!dir.join(logbook::REBUILD_MARKER).exists());
+    assert!(store.status().problems.is_empty(), "{:?}", store.status().problems);
+    assert!(std::fs::read_dir(dir.join(logbook::QUARANTINE_DIR)).unwrap().count() >= 2, "old index quarantined");
+    store.close().unwrap();
+}
