@@ -266,6 +266,10 @@ impl Digest {
     pub fn new(salt: u32) -> Self {
         Digest(crc32fast::Hasher::new_with_initial(salt))
     }
+    /// Continues a digest whose value so far is `value` (a CRC-32 resumes from its value).
+    pub fn resume(value: u32) -> Self {
+        Digest(crc32fast::Hasher::new_with_initial(value))
+    }
     /// Adds bytes.
     pub fn update(&mut self, b: &[u8]) {
         self.0.update(b);
@@ -351,6 +355,17 @@ mod tests {
         let mut d = b;
         d[20] ^= 1;
         assert_eq!(Footer::decode(&d, 3), None);
+    }
+
+    #[test]
+    fn digest_resumes_from_its_value() {
+        let mut whole = Digest::new(9);
+        whole.update(b"header and records");
+        let mut first = Digest::new(9);
+        first.update(b"header and ");
+        let mut resumed = Digest::resume(first.value());
+        resumed.update(b"records");
+        assert_eq!(resumed.value(), whole.value());
     }
 
     #[test]

@@ -159,18 +159,8 @@ impl Journal {
             };
             let file = storage.open(&last.path, OpenMode::ReadWrite).map_err(|e| Error::io("open", &last.path, e))?;
             let len = file.len().map_err(|e| Error::io("stat", &last.path, e))?;
-            // Recompute the running digest over [0, data_end): recovery computed it.
-            let mut digest = Digest::new(last.header.salt);
-            let mut r = crate::scan::ChunkReader::new(&*file, last.data_end);
-            let mut at = 0;
-            while at < last.data_end {
-                let w = r.get(at, 1 << 20).map_err(|e| Error::io("read", &last.path, e))?;
-                if w.is_empty() {
-                    break;
-                }
-                digest.update(w);
-                at += w.len() as u64;
-            }
+            // Recovery's scan computed the digest of [0, data_end); a CRC resumes from its value.
+            let digest = Digest::resume(last.digest);
             let mut a = Active {
                 id: last.id,
                 path: last.path,
