@@ -302,20 +302,15 @@ pub(crate) fn refresh_views(inner: &Inner) -> Result<(Vec<Arc<SegView>>, Lsn)> {
         let path = dir.join(segment_file_name(id));
         let Ok(file) = files::open_read(storage, &path) else { continue };
         let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+        // Sealed now? The same header + footer check recovery uses.
+        if let Some(meta) = crate::recovery::check_by_footer(&file, &path, id, len)? {
+            views.push(Arc::new(SegView::sealed_from(&meta)));
+            continue;
+        }
         let mut hb = [0u8; SEGMENT_HEADER_LEN];
         files::read_full_at(&*file, &mut hb, 0).map_err(|e| Error::io("read", &path, e))?;
         let Ok(header) = SegmentHeader::decode(&hb) else { continue };
-        let mut fb = [0u8; FOOTER_LEN];
-        let footer = if len >= (SEGMENT_HEADER_LEN + FOOTER_LEN) as u64 {
-            files::read_full_at(&*file, &mut fb, len - FOOTER_LEN as u64).map_err(|e| Error::io("read", &path, e))?;
-            Footer::decode(&fb, header.salt).filter(|f| f.data_end == len - FOOTER_LEN as u64)
-        } else {
-            None
-        };
-        views.push(Arc::new(match footer {
-            Some(f) => SegView::sealed(id, path, header.first_lsn, f.last_lsn, f.data_end, header.salt, file),
-            None => SegView::active(id, path, header.first_lsn, header.salt, file),
-        }));
+        views.push(Arc::new(SegView::active(id, path, header.first_lsn, header.salt, file)));
     }
     // The last readable LSN: sealed segments say it; the active one is walked from where the
     // previous refresh stopped.

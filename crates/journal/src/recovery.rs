@@ -500,7 +500,12 @@ fn is_all_zero(file: &dyn StorageFile, len: u64) -> std::io::Result<bool> {
 }
 
 /// Header and footer check of a sealed segment; `None` if the footer is not valid.
-fn check_by_footer(file: &Arc<dyn StorageFile>, path: &Path, id: u64, len: u64) -> Result<Option<SegmentMeta>> {
+pub(crate) fn check_by_footer(
+    file: &Arc<dyn StorageFile>,
+    path: &Path,
+    id: u64,
+    len: u64,
+) -> Result<Option<SegmentMeta>> {
     if len < (SEGMENT_HEADER_LEN + FOOTER_LEN) as u64 {
         return Ok(None);
     }
