@@ -215,7 +215,7 @@ pub fn rebuild_index(cli: &Cli) -> anyhow::Result<Outcome> {
     let mut rep = Reporter::new();
     let (moved, r) = ops::rebuild_index_in_place(&dir, "logbook rebuild-index", &mut |s, d, t| rep.update(s, d, t))
         .map_err(|e| match e {
-            logbook::Error::Invalid(m) => anyhow::anyhow!("{m}"),
+            e @ logbook::Error::CompactorBusy { .. } => anyhow::anyhow!("{e}"),
             e => anyhow::Error::new(e).context(format!("cannot rebuild the index of {}", dir.display())),
         })?;
     rep.finish();
@@ -292,7 +292,7 @@ pub fn backup(cli: &Cli, dest: &Path) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
     let mut rep = Reporter::new();
     let r = ops::backup_store(&dir, dest, &mut |s, d, t| rep.update(s, d, t)).map_err(|e| match e {
-        logbook::Error::Invalid(m) => anyhow::anyhow!("{m}"),
+        e @ logbook::Error::DestinationNotEmpty { .. } => anyhow::anyhow!("backup {e}"),
         e => anyhow::Error::new(e).context(format!("cannot back up {} to {}", dir.display(), dest.display())),
     })?;
     rep.finish();

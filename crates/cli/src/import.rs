@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use logbook::import::{ImportReport, import_hermes_db, import_jsonl};
 use logbook::{Entry, Message, Session, SessionFilter, Store};
+use logbook::{ImportReport, import_hermes_db, import_jsonl};
 use serde_json::json;
 
 use crate::util::{self, Reporter, print_json, say};

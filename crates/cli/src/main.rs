@@ -244,6 +244,9 @@ fn main() -> ExitCode {
         Ok(Outcome::Problem) => ExitCode::from(1),
         Err(e) => {
             eprintln!("logbook: error: {e:#}");
+            if let Some(hint) = util::hint(&e) {
+                eprintln!("logbook: {hint}");
+            }
             ExitCode::from(2)
         }
     }

@@ -186,3 +186,20 @@ pub fn human_bytes(n: u64) -> String {
     }
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS.get(u).copied().unwrap_or("B")) }
 }
+
+/// What to do about an error, when the error itself cannot say it (the libraries do not name
+/// commands of this tool).
+pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    let journal = e.chain().find_map(|c| {
+        c.downcast_ref::<logbook_journal::Error>().or_else(|| match c.downcast_ref::<logbook::Error>() {
+            Some(logbook::Error::Journal(j)) => Some(j),
+            _ => None,
+        })
+    })?;
+    match journal {
+        logbook_journal::Error::Corrupt { .. } | logbook_journal::Error::BrokenChain { .. } => {
+            Some("run `logbook repair --salvage` to keep every valid record and quarantine the damage")
+        }
+        _ => None,
+    }
+}

@@ -43,7 +43,7 @@ pub enum Error {
     /// Damage in the middle of the log (valid records follow it). Strict recovery refuses to open.
     #[error(
         "corruption in {path} at offset {offset}: {detail}; LSNs {first_lost_lsn}..={last_lost_lsn} affected \
-         (run `logbook repair --salvage` to keep every valid record and quarantine the damage)"
+         (a salvage recovery keeps every valid record and quarantines the damage)"
     )]
     Corrupt {
         /// The segment file.

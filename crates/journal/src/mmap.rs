@@ -15,7 +15,7 @@ use std::io;
 /// truncation only applies to the unsealed last segment, and retention removes whole files, which
 /// leaves existing maps valid on Unix). Another program modifying the file by hand is outside the
 /// contract, as for any database file.
-pub(crate) fn map_sealed(file: &File, offset: u64, len: usize) -> io::Result<memmap2::Mmap> {
-    // SAFETY: see the function's documentation: sealed segments are immutable by contract.
+pub(crate) unsafe fn map_sealed(file: &File, offset: u64, len: usize) -> io::Result<memmap2::Mmap> {
+    // SAFETY: the caller upholds this function's contract (a sealed segment, never changed).
     unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file) }
 }

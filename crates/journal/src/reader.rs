@@ -157,7 +157,9 @@ impl Iter {
                 // whole segment.
                 self.window = None;
                 let len = n.max(MAP_WINDOW);
-                let m = s.file.map_range(off, len).map_err(|e| Error::io("map", &s.path, e))?;
+                // SAFETY: `s` is sealed: the journal never writes or truncates it again.
+                #[allow(unsafe_code)]
+                let m = unsafe { s.file.map_range(off, len) }.map_err(|e| Error::io("map", &s.path, e))?;
                 self.window = Some(Window(s.id, off, m));
             }
             let Some(Window(_, start, m)) = &self.window else { return Ok(Vec::new()) };

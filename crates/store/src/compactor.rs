@@ -5,10 +5,7 @@
 //! rebuilds it from the journal.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -18,22 +15,15 @@ use tracing::{debug, error, info, warn};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexError};
+use crate::layout::{
+    INDEX_FILE, clear_rebuild_request, lane_dir, lane_names, quarantine_index_files, rebuild_requested,
+    try_lock_compactor,
+};
 use crate::model::Entry;
 use crate::options::Retention;
-use crate::store::{
-    COMPACTOR_LOCK, INDEX_FILE, IndexHealth, Inner, QUARANTINE_DIR, REBUILD_MARKER, create_private_dir, lane_names,
-    now_ms,
-};
-
-/// Takes the compactor lock without waiting.
-fn try_lock(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
-        Err(fs::TryLockError::Error(e)) => Err(e),
-    }
-}
+use crate::state::Inner;
+use crate::status::IndexHealth;
+use crate::time::now_ms;
 
 /// Sleeps up to `d`, waking early when the store stops. Wakes on this process's appends too.
 fn pause(inner: &Inner, d: Duration) {
@@ -52,43 +42,39 @@ fn pause(inner: &Inner, d: Duration) {
 
 /// The compactor thread's body.
 pub(crate) fn run(inner: Arc<Inner>) {
-    let lock_path = inner.dir.join(COMPACTOR_LOCK);
     let mut lock: Option<File> = None;
     let mut state: Option<Compactor> = None;
     let mut backoff = Duration::from_millis(20);
     let mut forced: Option<String> = None;
     while !inner.stop.load(Ordering::SeqCst) {
         if lock.is_none() {
-            match try_lock(&lock_path) {
-                Ok(f) => {
+            match try_lock_compactor(&inner.dir) {
+                Ok(Some(f)) => {
                     info!(lane = %inner.lane_name, "this process took the compactor role");
                     inner.shared.lock().compactor.running_here = true;
                     lock = Some(f);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Ok(None) => {
                     pause(&inner, inner.opts.poll_interval);
                     continue;
                 }
                 Err(e) => {
-                    error!(path = %lock_path.display(), "cannot take the compactor lock: {e}");
-                    inner.shared.lock().compactor.last_error =
-                        Some(format!("compactor lock {}: {e}", lock_path.display()));
+                    error!("cannot take the compactor lock: {e}");
+                    inner.shared.lock().compactor.last_error = Some(format!("compactor lock: {e}"));
                     pause(&inner, Duration::from_secs(1));
                     continue;
                 }
             }
         }
-        let marker = inner.dir.join(REBUILD_MARKER);
-        if marker.exists() {
+        if let Some(reason) = rebuild_requested(&inner.dir) {
             // Another process found the index ahead of its lane: rebuild before anything else.
-            let reason = fs::read_to_string(&marker).unwrap_or_else(|_| "rebuild requested".into());
             state = None;
             match quarantine_index(&inner, &reason) {
                 Ok(()) => {
                     forced = Some(reason);
                     // Our own control file, not data: done with it once the index is aside.
-                    if let Err(e) = fs::remove_file(&marker) {
-                        failed(&inner, &Error::io("remove", &marker, e), &mut backoff);
+                    if let Err(e) = clear_rebuild_request(&inner.dir) {
+                        failed(&inner, &e, &mut backoff);
                         continue;
                     }
                 }
@@ -155,55 +141,6 @@ pub(crate) fn quarantine_index(inner: &Inner, reason: &str) -> Result<()> {
     Ok(())
 }
 
-/// Moves `index.db`, `index.db-wal` and `index.db-shm` of a store folder into its quarantine
-/// folder with a note of why. Never deletes anything.
-pub fn quarantine_index_files(dir: &Path, reason: &str) -> Result<Vec<std::path::PathBuf>> {
-    let q = dir.join(QUARANTINE_DIR);
-    create_private_dir(&q)?;
-    // A name no earlier quarantine used (two in the same millisecond must not collide: a rename
-    // onto an existing file would replace it).
-    let mut stamp = now_ms().to_string();
-    let mut n = 0;
-    while ["", "-wal", "-shm", ".json"].iter().any(|s| q.join(format!("{stamp}-{INDEX_FILE}{s}")).exists()) {
-        n += 1;
-        stamp = format!("{}-{n}", now_ms());
-    }
-    let mut moved = Vec::new();
-    // The WAL first: if the move stops half-way, the main file left behind is still a
-    // consistent (older) database, never a main file missing the WAL it depends on elsewhere.
-    for suffix in ["-wal", "-shm", ""] {
-        let src = dir.join(format!("{INDEX_FILE}{suffix}"));
-        if !src.exists() {
-            continue;
-        }
-        let dest = q.join(format!("{stamp}-{INDEX_FILE}{suffix}"));
-        fs::rename(&src, &dest).map_err(|e| Error::io("move to quarantine", &src, e))?;
-        moved.push(dest);
-    }
-    let note = serde_json::json!({
-        "what": "SQLite index moved aside; it is rebuilt from the journal",
-        "reason": reason,
-        "files": moved.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "time_unix_ms": stamp,
-    });
-    let note_path = q.join(format!("{stamp}-{INDEX_FILE}.json"));
-    let body = serde_json::to_vec_pretty(&note).unwrap_or_default();
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&note_path)
-        .map_err(|e| Error::io("create", &note_path, e))?;
-    use std::io::Write;
-    (&f).write_all(&body).map_err(|e| Error::io("write", &note_path, e))?;
-    f.sync_all().map_err(|e| Error::io("sync", &note_path, e))?;
-    for d in [&q, &dir.to_path_buf()] {
-        File::open(d).and_then(|f| f.sync_all()).map_err(|e| Error::io("sync folder", d, e))?;
-    }
-    error!(dir = %dir.display(), files = ?moved, "index moved to the quarantine: {reason}");
-    Ok(moved)
-}
-
 /// Checks an index file: opens, `quick_check`, FTS5 integrity-check, and applied positions not
 /// ahead of the journal. Returns the problems found (empty if healthy).
 pub(crate) fn check_index(index: &Index, last_lsn_of: &dyn Fn(&str) -> Option<u64>) -> Result<Vec<String>> {
@@ -233,7 +170,7 @@ impl Compactor {
         let path = inner.dir.join(INDEX_FILE);
         let existed = path.exists();
         let last_lsn_of = |lane: &str| -> Option<u64> {
-            if !inner.dir.join(crate::store::LANES_DIR).join(lane).exists() {
+            if !lane_dir(&inner.dir, lane).exists() {
                 return None;
             }
             // A lane that cannot be read right now is not evidence against the index.

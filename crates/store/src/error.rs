@@ -18,6 +18,21 @@ pub enum Error {
     /// A message or session was refused; nothing was written.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A search query was empty or only whitespace.
+    #[error("empty search query")]
+    EmptyQuery,
+    /// An operation that needs the compactor lock found it held by a running process.
+    #[error("{} is held by a running process; stop the writers, then try again", lock.display())]
+    CompactorBusy {
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A destination folder (of a backup) already holds files.
+    #[error("folder {} is not empty; choose a new folder", path.display())]
+    DestinationNotEmpty {
+        /// The folder.
+        path: PathBuf,
+    },
     /// A file operation outside the journal failed.
     #[error("{op} {path}: {source}")]
     Io {

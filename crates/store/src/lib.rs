@@ -33,25 +33,44 @@
 //! one runs the compactor at a time. See `docs/design.md`.
 #![warn(missing_docs)]
 
+mod admin;
 mod codec;
 mod compactor;
 mod error;
-pub mod import;
-pub mod index;
-pub mod model;
-pub mod ops;
+mod import;
+mod index;
+mod layout;
+mod model;
 mod options;
+mod read;
+mod state;
+mod status;
 mod store;
 mod time;
 
 pub use codec::{CODEC_BINCODE_V1, DecodeError, decode as decode_entry, encode as encode_entry};
-pub use compactor::quarantine_index_files;
 pub use error::{Error, Result};
-pub use index::{Index, IndexError, IndexOptions, SearchHit, SearchOrder, SearchQuery, SessionFilter};
-pub use logbook_journal::{Durability, RecoveryMode};
-pub use model::{Entry, Message, Session, SessionPatch};
-pub use options::{Retention, StoreOptions};
-pub use store::{
-    Appended, COMPACTOR_LOCK, CompactorStatus, INDEX_FILE, IndexHealth, LANES_DIR, LaneStatus, QUARANTINE_DIR,
-    REBUILD_MARKER, Store, StoreStatus,
+pub use import::{ImportError, ImportReport, SinkError, import_hermes_db, import_jsonl, imported_message_id};
+pub use index::{
+    ApplyStats, CheckpointStats, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit, SearchOrder, SearchQuery,
+    SessionFilter,
 };
+pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER};
+pub use logbook_journal::{Durability, RecoveryMode};
+pub use model::{Entry, Message, Session, SessionPatch, merge_extra};
+pub use options::{Retention, StoreOptions};
+pub use status::{CompactorStatus, IndexHealth, LaneStatus, StoreStatus};
+pub use store::{Appended, Store};
+
+/// Whole-store operations, the library side of the `logbook` tool: verify, repair, rebuild,
+/// backup, statistics and the JSON-lines mapping. Each works on a store folder, not on an open
+/// [`Store`], so tools, tests and fuzz targets call exactly what the CLI calls.
+pub mod ops {
+    pub use crate::admin::{
+        BackupReport, IndexOutcome, IndexRepair, IndexVerify, LaneBackup, LaneOutcome, LaneRepair, LaneStats,
+        LaneVerify, Progress, RebuildReport, RepairReport, StoreStats, VerifyReport, backup_store, format_iso8601,
+        hermes_session_lines, message_to_json, parse_iso8601, parse_message_line, parse_timestamp, read_options,
+        rebuild_index_at, rebuild_index_in_place, repair_store, store_stats, verify_store,
+    };
+    pub use crate::layout::{QuarantinedFile, list_quarantine};
+}

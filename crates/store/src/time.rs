@@ -1,4 +1,22 @@
-//! ISO-8601 dates: the one parser and formatter of the crate (imports and the JSON-lines tools).
+//! Time: the clock readings the crate uses, and ISO-8601 dates (the one parser and formatter of
+//! the crate, for imports and the JSON-lines tools).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch (fractional); 0 if the clock is before 1970.
+pub(crate) fn now_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(0)).unwrap_or(0)
+}
+
+/// Nanoseconds since the Unix epoch (for unique scratch names).
+pub(crate) fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
 
 /// Parses `YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|±HH[:MM]]` into Unix seconds, and whether
 /// the text had no timezone (then it is read as UTC).

@@ -1,6 +1,7 @@
 //! The storage seam: every file operation of the journal goes through [`Storage`].
 //!
-//! Two implementations exist: [`OsStorage`], the real file system, and [`SimStorage`], an in-memory
+//! Two implementations exist: [`OsStorage`], the real file system, and `SimStorage` (hidden from
+//! the documentation: it is for the fault-injection suite and fuzzing), an in-memory
 //! file system that keeps what was written apart from what was synced, so a test can cut the power
 //! and inject I/O errors at any call.
 
@@ -13,6 +14,8 @@ mod os;
 mod sim;
 
 pub use os::OsStorage;
+// The simulated disk is for the fault-injection suite and fuzzing, not for applications.
+#[doc(hidden)]
 pub use sim::{Damage, FaultKind, FaultOp, SimStorage};
 
 /// How to open a file.
@@ -48,9 +51,17 @@ pub trait StorageFile: Send + Sync + Debug {
     /// Where the platform cannot, this may only extend the file, or do nothing.
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// `len` bytes of the file from `offset` (fewer at the end of the file) as they are now.
-    /// Only called for files that are never written or truncated again (sealed segments). Readers
-    /// map a window at a time, so a long scan does not keep a whole segment resident.
-    fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes>;
+    /// Readers map a window at a time, so a long scan does not keep a whole segment resident.
+    ///
+    /// # Safety
+    ///
+    /// The real implementation maps the file into memory, which is only sound while nobody
+    /// truncates or rewrites the mapped range. Call it only on files that are never written or
+    /// truncated again: sealed segments (the journal never writes to, truncates or recycles a
+    /// sealed segment; retention and rewrites replace whole files, which leaves existing maps
+    /// valid on Unix).
+    #[allow(unsafe_code)]
+    unsafe fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes>;
 }
 
 /// A held exclusive lock on a file; released on drop.

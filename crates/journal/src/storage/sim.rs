@@ -700,7 +700,8 @@ impl StorageFile for SimFile {
         })
     }
 
-    fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes> {
+    #[allow(unsafe_code)]
+    unsafe fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes> {
         self.with(false, |st, ino| {
             let data = &st.inode(ino)?.data;
             let a = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
@@ -982,6 +983,8 @@ mod tests {
     }
 
     #[test]
+    // SAFETY (of the unsafe blocks): the simulated disk copies bytes, it maps nothing.
+    #[allow(unsafe_code)]
     fn handles_go_stale_and_kill_keeps_the_page_cache() {
         let sim = sim();
         let f = open(&sim, "f", OpenMode::CreateNew);
@@ -990,11 +993,11 @@ mod tests {
         sim.kill();
         let e = f.write_all_at(b"x", 0).unwrap_err();
         assert_eq!(e.to_string(), "simulated crash: stale handle");
-        assert!(f.read_at(&mut [0; 1], 0).is_err() && f.len().is_err() && f.map_range(0, 8).is_err());
+        assert!(f.read_at(&mut [0; 1], 0).is_err() && f.len().is_err() && unsafe { f.map_range(0, 8) }.is_err());
         assert_eq!(contents(&sim, "f"), b"unsynced");
         let f = open(&sim, "f", OpenMode::ReadWrite);
         f.write_all_at(b"U", 0).unwrap();
-        assert_eq!((*f.map_range(0, 64).unwrap()).as_ref(), b"Unsynced");
+        assert_eq!((*unsafe { f.map_range(0, 64) }.unwrap()).as_ref(), b"Unsynced");
         sim.power_cut(Damage::Drop, 0);
         assert!(f.sync_data().is_err() && sim.file_names().is_empty());
     }

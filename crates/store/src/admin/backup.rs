@@ -1,0 +1,134 @@
+//! `backup`: a consistent copy of a store while writers append.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use logbook_journal::{Journal, RecoveryMode};
+use serde::Serialize;
+
+use super::{Progress, read_options};
+use crate::error::{Error, Result};
+use crate::index::{Index, IndexOptions};
+use crate::layout::{INDEX_FILE, LANES_DIR, copy_file_private, create_private_dir, lane_dir, lane_names, sync_dir};
+
+/// One lane of a backup.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LaneBackup {
+    /// Lane name.
+    pub name: String,
+    /// Segment files copied.
+    pub segments: usize,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Highest LSN in the copy.
+    pub last_lsn: u64,
+    /// Bytes of an in-flight tail cut from the copy (into the copy's quarantine).
+    pub cut_bytes: u64,
+}
+
+/// The result of [`backup_store`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackupReport {
+    /// The backup folder.
+    pub dest: PathBuf,
+    /// Every lane.
+    pub lanes: Vec<LaneBackup>,
+    /// Whether the index was copied.
+    pub index_copied: bool,
+    /// Why it was not, if it was not.
+    pub index_problem: Option<String>,
+}
+
+fn copy_lane(src: &Path, dest: &Path) -> Result<(usize, u64)> {
+    if dest.exists() {
+        // Our own partial copy from a failed attempt: start over.
+        fs::remove_dir_all(dest).map_err(|e| Error::io("remove", dest, e))?;
+    }
+    create_private_dir(dest)?;
+    let mut names: Vec<String> = fs::read_dir(src)
+        .map_err(|e| Error::io("list", src, e))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| logbook_journal::decode::parse_segment_file_name(n).is_some() || n == logbook_journal::HOLES_FILE)
+        .collect();
+    names.sort();
+    let (mut segs, mut bytes) = (0, 0);
+    for n in names {
+        bytes += copy_file_private(&src.join(&n), &dest.join(&n))?;
+        if n != logbook_journal::HOLES_FILE {
+            segs += 1;
+        }
+    }
+    sync_dir(dest)?;
+    Ok((segs, bytes))
+}
+
+/// Takes a consistent copy of a store into `dest` (which must not exist, or be an empty folder)
+/// while writers append: first the index (SQLite online backup), then each lane's segment files;
+/// each copied lane is then opened with [`Journal::open`], which cuts a tail still being written
+/// into the copy's quarantine, so the copy holds every record durable when it was taken and the
+/// index copy is never ahead of it. Folders are created 0700, files 0600.
+pub fn backup_store(dir: &Path, dest: &Path, progress: Progress<'_>) -> Result<BackupReport> {
+    match fs::read_dir(dest) {
+        Ok(mut it) => {
+            if it.next().is_some() {
+                return Err(Error::DestinationNotEmpty { path: dest.to_path_buf() });
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("open backup folder", dest, e)),
+    }
+    create_private_dir(dest)?;
+    let mut rep = BackupReport { dest: dest.to_path_buf(), ..BackupReport::default() };
+    let src_index = dir.join(INDEX_FILE);
+    if src_index.exists() {
+        progress("copying the index", 0, 0);
+        match Index::open_read_only(&src_index, &IndexOptions::default())
+            .and_then(|ix| ix.backup_to(&dest.join(INDEX_FILE)))
+        {
+            Ok(()) => rep.index_copied = true,
+            Err(e) => {
+                let _ = fs::remove_file(dest.join(INDEX_FILE));
+                rep.index_problem = Some(format!("{e}; run `logbook rebuild-index --dir {}`", dest.display()));
+            }
+        }
+    }
+    let lanes = lane_names(dir)?;
+    create_private_dir(&dest.join(LANES_DIR))?;
+    let total = lanes.len() as u64;
+    for (i, name) in lanes.iter().enumerate() {
+        progress("copying lanes", i as u64, total);
+        let (src, dst) = (lane_dir(dir, name), lane_dir(dest, name));
+        let mut attempt = 0;
+        let lb = loop {
+            attempt += 1;
+            let copied = copy_lane(&src, &dst).and_then(|(segs, bytes)| {
+                let j = Journal::open(&dst, read_options(RecoveryMode::Strict))?;
+                let r = j.recovery_report();
+                let lb = LaneBackup {
+                    name: name.clone(),
+                    segments: segs,
+                    bytes,
+                    last_lsn: j.last_lsn(),
+                    cut_bytes: r.torn_tails.iter().map(|t| t.len).sum(),
+                };
+                j.close()?;
+                Ok(lb)
+            });
+            match copied {
+                Ok(lb) => break lb,
+                // A segment sealed or removed during the copy, or a write caught half-way in the
+                // middle: copy the lane again.
+                Err(e) if attempt < 4 => {
+                    tracing::warn!(lane = %name, attempt, "lane copy not consistent, copying again: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        rep.lanes.push(lb);
+    }
+    progress("copying lanes", total, total);
+    sync_dir(&dest.join(LANES_DIR))?;
+    sync_dir(dest)?;
+    Ok(rep)
+}

@@ -1,0 +1,40 @@
+//! Whole-store operations (admin): the library side of the `logbook` command-line tool.
+//!
+//! Each function here works on a store folder (not on an open [`Store`](crate::Store)), so tools,
+//! tests and fuzz targets call exactly what the CLI calls: parsing one JSON message line,
+//! rendering messages as JSON lines (plain or Hermes-style), verifying a whole store while
+//! writers run, repairing it, rebuilding the index from the journal, taking a consistent backup,
+//! and gathering statistics.
+//!
+//! Nothing here deletes data: damaged files are moved to a `quarantine/` folder with a note.
+
+mod backup;
+mod jsonl;
+mod rebuild;
+mod repair;
+mod stats;
+mod verify;
+
+use logbook_journal::RecoveryMode;
+
+pub use backup::{BackupReport, LaneBackup, backup_store};
+pub use jsonl::{
+    format_iso8601, hermes_session_lines, message_to_json, parse_iso8601, parse_message_line, parse_timestamp,
+};
+pub use rebuild::{RebuildReport, rebuild_index_at, rebuild_index_in_place};
+pub use repair::{IndexOutcome, IndexRepair, LaneOutcome, LaneRepair, RepairReport, repair_store};
+pub use stats::{LaneStats, StoreStats, store_stats};
+pub use verify::{IndexVerify, LaneVerify, VerifyReport, verify_store};
+
+/// A progress callback: `(stage, done, total)`; `total` is 0 when unknown.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
+
+/// Journal options for reading a store whatever record size it was written with.
+pub fn read_options(recovery: RecoveryMode) -> logbook_journal::Options {
+    logbook_journal::Options {
+        recovery,
+        max_record_size: 1 << 30,
+        preallocate: false,
+        ..logbook_journal::Options::default()
+    }
+}

@@ -1,0 +1,107 @@
+//! `rebuild-index`: a new index from the journal alone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use logbook_journal::{Journal, RecoveryMode};
+use serde::Serialize;
+
+use super::{Progress, read_options};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::index::{Index, IndexOptions};
+use crate::layout::{COMPACTOR_LOCK, INDEX_FILE, lane_dir, lane_names, quarantine_index_files, try_lock_compactor};
+use crate::model::Entry;
+
+/// Entries applied per SQLite transaction when rebuilding.
+const REBUILD_BATCH: usize = 2_000;
+
+/// What a rebuild applied.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RebuildReport {
+    /// The index file written.
+    pub path: PathBuf,
+    /// Journal entries read.
+    pub entries: u64,
+    /// Messages indexed.
+    pub messages: u64,
+    /// Messages skipped as duplicates of an id already indexed.
+    pub duplicate_messages: u64,
+    /// Session changes applied.
+    pub sessions: u64,
+    /// Records that did not decode (skipped).
+    pub undecodable: u64,
+    /// Applied position per lane.
+    pub applied: BTreeMap<String, u64>,
+}
+
+/// Builds (or completes) the index at `dest` from every lane's journal, in batches. `dest` may
+/// be the store's own `index.db` (after the old one was moved to the quarantine, with the compactor lock held)
+/// or any other file. Lanes are read read-only; a lane with mid-log damage fails the rebuild
+/// (run `logbook repair --salvage` first).
+pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Result<RebuildReport> {
+    let mut rep = RebuildReport { path: dest.to_path_buf(), ..RebuildReport::default() };
+    let mut journals = Vec::new();
+    for name in lane_names(dir)? {
+        let j = Journal::open_read_only(lane_dir(dir, &name), read_options(RecoveryMode::Strict))?;
+        journals.push((name, j));
+    }
+    let mut index = Index::open(dest, &IndexOptions::default())?;
+    let positions = index.applied_positions()?;
+    let total: u64 =
+        journals.iter().map(|(n, j)| j.last_lsn().saturating_sub(positions.get(n).copied().unwrap_or(0))).sum();
+    let mut batch: Vec<(String, u64, Entry)> = Vec::with_capacity(REBUILD_BATCH);
+    let mut flush = |batch: &mut Vec<(String, u64, Entry)>, rep: &mut RebuildReport| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let s = index.apply_batch(batch)?;
+        rep.messages += s.messages;
+        rep.duplicate_messages += s.duplicate_messages;
+        rep.sessions += s.sessions;
+        batch.clear();
+        Ok(())
+    };
+    progress("rebuilding the index", 0, total);
+    for (name, j) in &journals {
+        let from = positions.get(name).copied().unwrap_or(0) + 1;
+        for r in j.iter_from(from.max(j.first_lsn())) {
+            let rec = r?;
+            rep.entries += 1;
+            match codec::decode(&rec.payload) {
+                Ok(e) => batch.push((name.clone(), rec.lsn, e)),
+                Err(e) => {
+                    tracing::error!(lane = %name, lsn = rec.lsn, "journal record does not decode; skipped: {e}");
+                    rep.undecodable += 1;
+                }
+            }
+            if batch.len() >= REBUILD_BATCH {
+                flush(&mut batch, &mut rep)?;
+                progress("rebuilding the index", rep.entries, total);
+            }
+        }
+        flush(&mut batch, &mut rep)?;
+        progress("rebuilding the index", rep.entries, total);
+    }
+    flush(&mut batch, &mut rep)?;
+    rep.applied = index.applied_positions()?;
+    index.checkpoint_truncate()?;
+    tracing::info!(path = %dest.display(), entries = rep.entries, messages = rep.messages, "index rebuilt from the journal");
+    Ok(rep)
+}
+
+/// Moves the store's index to the quarantine and rebuilds it in place from the journal. Fails
+/// if a running process holds the compactor role (stop the writers first; their compactor would
+/// rebuild a damaged index by itself anyway).
+pub fn rebuild_index_in_place(
+    dir: &Path,
+    reason: &str,
+    progress: Progress<'_>,
+) -> Result<(Vec<PathBuf>, RebuildReport)> {
+    let Some(_lock) = try_lock_compactor(dir)? else {
+        return Err(Error::CompactorBusy { lock: dir.join(COMPACTOR_LOCK) });
+    };
+    let moved = quarantine_index_files(dir, reason)?;
+    let rep = rebuild_index_at(dir, &dir.join(INDEX_FILE), progress)?;
+    Ok((moved, rep))
+}

@@ -1,0 +1,125 @@
+//! `stats`: what a store folder holds, read without changing anything.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use logbook_journal::{Journal, RecoveryMode};
+use serde::Serialize;
+
+use super::read_options;
+use crate::error::Result;
+use crate::index::{Index, IndexError, IndexOptions, SessionFilter};
+use crate::layout::{
+    INDEX_FILE, QUARANTINE_DIR, QuarantinedFile, file_len, lane_dir, lane_names, list_quarantine, wal_path,
+};
+
+/// One lane in [`StoreStats`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LaneStats {
+    /// Lane name.
+    pub name: String,
+    /// Segment files.
+    pub segments: usize,
+    /// Bytes of segment files (preallocated space included).
+    pub bytes: u64,
+    /// Lowest LSN present.
+    pub first_lsn: u64,
+    /// Highest readable LSN.
+    pub last_lsn: u64,
+    /// Applied to the index up to here.
+    pub applied_lsn: Option<u64>,
+    /// Salvaged holes skipped.
+    pub holes: usize,
+    /// Why the lane cannot be read, if it cannot.
+    pub error: Option<String>,
+}
+
+/// One file in a quarantine folder.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreStats {
+    /// The store folder.
+    pub dir: PathBuf,
+    /// Every lane.
+    pub lanes: Vec<LaneStats>,
+    /// Total bytes of segment files.
+    pub journal_bytes: u64,
+    /// Journal entries not yet applied to the index (compactor lag).
+    pub unindexed: u64,
+    /// Size of `index.db`.
+    pub index_bytes: u64,
+    /// Size of `index.db-wal`.
+    pub wal_bytes: u64,
+    /// Indexed messages.
+    pub indexed_messages: Option<u64>,
+    /// Indexed sessions.
+    pub indexed_sessions: Option<u64>,
+    /// When the compactor (or `logbook checkpoint`) last ran `wal_checkpoint(TRUNCATE)`, ms since
+    /// the Unix epoch (recorded in the index).
+    pub last_checkpoint_unix_ms: Option<u64>,
+    /// Why the index cannot be read, if it cannot.
+    pub index_error: Option<String>,
+    /// Everything under every `quarantine/` folder.
+    pub quarantine: Vec<QuarantinedFile>,
+}
+
+/// Gathers statistics about a store folder without changing it.
+pub fn store_stats(dir: &Path) -> Result<StoreStats> {
+    let mut st = StoreStats { dir: dir.to_path_buf(), ..StoreStats::default() };
+    let index_path = dir.join(INDEX_FILE);
+    let mut positions = None;
+    if index_path.exists() {
+        match Index::open_read_only(&index_path, &IndexOptions::default()) {
+            Ok(ix) => {
+                let r = (|| -> std::result::Result<_, IndexError> {
+                    let sessions = ix.list_sessions(&SessionFilter::default())?.len() as u64;
+                    st.last_checkpoint_unix_ms = ix.last_checkpoint_unix_ms()?;
+                    Ok((ix.applied_positions()?, ix.message_count()?, sessions))
+                })();
+                match r {
+                    Ok((p, m, s)) => {
+                        positions = Some(p);
+                        st.indexed_messages = Some(m);
+                        st.indexed_sessions = Some(s);
+                    }
+                    Err(e) => st.index_error = Some(e.to_string()),
+                }
+            }
+            Err(e) => st.index_error = Some(e.to_string()),
+        }
+    } else {
+        st.index_error = Some("no index yet".into());
+    }
+    st.index_bytes = file_len(&index_path);
+    let wal = wal_path(&index_path);
+    st.wal_bytes = file_len(&wal);
+    st.quarantine.extend(list_quarantine(&dir.join(QUARANTINE_DIR)));
+    for name in lane_names(dir)? {
+        let ldir = lane_dir(dir, &name);
+        let mut ls = LaneStats { name: name.clone(), ..LaneStats::default() };
+        if let Ok(rd) = fs::read_dir(&ldir) {
+            for e in rd.flatten() {
+                if let Ok(n) = e.file_name().into_string()
+                    && logbook_journal::decode::parse_segment_file_name(&n).is_some()
+                {
+                    ls.segments += 1;
+                    ls.bytes += e.metadata().map_or(0, |m| m.len());
+                }
+            }
+        }
+        match Journal::open_read_only(&ldir, read_options(RecoveryMode::Strict)) {
+            Ok(j) => {
+                let s = j.status();
+                ls.first_lsn = s.first_lsn;
+                ls.last_lsn = s.written_lsn;
+                ls.holes = s.holes;
+            }
+            Err(e) => ls.error = Some(e.to_string()),
+        }
+        ls.applied_lsn = positions.as_ref().map(|p| p.get(&name).copied().unwrap_or(0));
+        st.unindexed += ls.last_lsn.saturating_sub(ls.applied_lsn.unwrap_or(0));
+        st.journal_bytes += ls.bytes;
+        st.quarantine.extend(list_quarantine(&ldir.join(logbook_journal::QUARANTINE_DIR)));
+        st.lanes.push(ls);
+    }
+    Ok(st)
+}

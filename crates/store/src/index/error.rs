@@ -1,0 +1,109 @@
+//! Errors of the index.
+
+use std::io;
+use std::path::PathBuf;
+
+use rusqlite::ErrorCode;
+
+use super::Result;
+
+/// An error from the index.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// SQLite reported an error.
+    #[error("sqlite error while trying to {context}: {source}")]
+    Sqlite {
+        /// What we were doing.
+        context: &'static str,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file operation failed.
+    #[error("cannot {context} {}: {source}", path.display())]
+    Io {
+        /// What we were doing.
+        context: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not a usable index; delete it and rebuild from the journal.
+    #[error("index {} is corrupt: {detail}; delete it to rebuild it from the journal", path.display())]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The file was written by a newer version of this program.
+    #[error(
+        "index {} has schema version {found}, newer than the supported {supported}; upgrade, or delete it to rebuild from the journal",
+        path.display()
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this code knows.
+        supported: i64,
+    },
+    /// SQLite refused to switch the database to WAL mode.
+    #[error("index {} could not be put in WAL mode (journal_mode is {mode:?})", path.display())]
+    NotWal {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite reported.
+        mode: String,
+    },
+    /// A journal position does not fit SQLite's signed 64-bit integers.
+    #[error("lane {lane:?} position {lsn} is out of range")]
+    PositionOutOfRange {
+        /// The lane.
+        lane: String,
+        /// The position.
+        lsn: u64,
+    },
+    /// The file has no index schema yet: it is being created by the compactor right now (or is
+    /// an empty file). The compactor checks and repairs the file; readers read the journal.
+    #[error("index {} has no schema yet (being created)", path.display())]
+    NotInitialized {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// [`Index::search`](crate::Index::search) was called with a query that is empty or only whitespace.
+    #[error("empty search query")]
+    EmptyQuery,
+}
+
+impl IndexError {
+    /// True when the error says the database file is damaged (`SQLITE_CORRUPT` including
+    /// `SQLITE_CORRUPT_VTAB`, `SQLITE_NOTADB`, or [`IndexError::Corrupt`]): the cure is to delete
+    /// the index and rebuild it from the journal.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            IndexError::Sqlite { source, .. } => is_corrupt_sqlite(source),
+            IndexError::Corrupt { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn is_corrupt_sqlite(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase))
+}
+
+/// Attaches a context to a rusqlite result.
+pub(crate) trait Ctx<T> {
+    fn ctx(self, context: &'static str) -> Result<T>;
+}
+
+impl<T> Ctx<T> for rusqlite::Result<T> {
+    fn ctx(self, context: &'static str) -> Result<T> {
+        self.map_err(|source| IndexError::Sqlite { context, source })
+    }
+}

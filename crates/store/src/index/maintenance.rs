@@ -1,0 +1,142 @@
+//! Index maintenance: checks, FTS5 merging and rebuild, WAL checkpoints, online backup, sizes.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::backup::Backup;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use super::error::is_corrupt_sqlite;
+use super::{Ctx, Index, IndexError, Result, collect, create_private_file};
+
+/// Pages merged by one [`Index::optimize_step`].
+const MERGE_STEP_PAGES: i64 = 500;
+
+/// The result of [`Index::checkpoint_truncate`] (the three numbers of `PRAGMA wal_checkpoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// True if the checkpoint could not complete because of readers or writers.
+    pub busy: bool,
+    /// Pages in the WAL (-1 if not in WAL mode).
+    pub log_pages: i64,
+    /// Pages of the WAL copied back into the database (-1 if not in WAL mode).
+    pub checkpointed_pages: i64,
+}
+
+impl Index {
+    /// Checks the database: `PRAGMA quick_check` and the FTS5 `integrity-check` with rank 1
+    /// (index compared with its content; skipped on a read-only index, where it cannot run).
+    /// Returns the problems found, empty when healthy. A corruption error raised while checking
+    /// is reported as a problem, not as `Err`.
+    pub fn check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let quick = collect(&self.conn, "PRAGMA quick_check", [], |r| r.get::<_, String>(0));
+        match quick {
+            Ok(rows) => problems.extend(rows.into_iter().filter(|r| r != "ok").map(|r| format!("quick_check: {r}"))),
+            Err(e) if is_corrupt_sqlite(&e) => problems.push(format!("quick_check: {e}")),
+            Err(e) => {
+                return Err(IndexError::Sqlite { context: "run quick_check", source: e });
+            }
+        }
+        // The FTS5 command is a write statement: a read-only connection relies on quick_check,
+        // which checks the FTS5 structures (SQLite >= 3.44) but not index against content.
+        let read_only = self.conn.is_readonly("main").ctx("check read-only")?;
+        let fts = match read_only {
+            true => Ok(0),
+            false => {
+                self.conn.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)", [])
+            }
+        };
+        match fts {
+            Ok(_) => {}
+            Err(e) if is_corrupt_sqlite(&e) => problems.push(format!("fts5 integrity-check: {e}")),
+            Err(e) => {
+                return Err(IndexError::Sqlite { context: "run the fts5 integrity-check", source: e });
+            }
+        }
+        for p in &problems {
+            tracing::warn!(path = %self.path.display(), problem = %p, "index check found a problem");
+        }
+        Ok(problems)
+    }
+
+    /// Does a bounded amount of FTS5 merging (`'merge'` of about 500 pages), for idle time.
+    /// Returns true if it did work, so a caller may repeat it while it returns true.
+    pub fn optimize_step(&self) -> Result<bool> {
+        let before = self.conn.total_changes();
+        self.conn
+            .execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?1)", [MERGE_STEP_PAGES])
+            .ctx("merge fts segments")?;
+        Ok(self.conn.total_changes().saturating_sub(before) >= 2)
+    }
+
+    /// Rebuilds the full-text index from `messages` (FTS5 `'rebuild'`), the repair when only
+    /// the FTS5 integrity-check fails.
+    pub fn rebuild_fts(&self) -> Result<()> {
+        self.conn
+            .execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')", [])
+            .ctx("rebuild the fts index")?;
+        tracing::info!(path = %self.path.display(), "rebuilt the full-text index");
+        Ok(())
+    }
+
+    /// Runs `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the database, syncs it and
+    /// truncates the WAL to zero bytes unless readers prevent it (`busy`).
+    pub fn checkpoint_truncate(&self) -> Result<CheckpointStats> {
+        // Recorded first, so that the checkpoint itself carries it into the database file and
+        // leaves the WAL empty; `logbook stats` reads it.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_checkpoint_unix_ms', ?1)", [now])
+            .ctx("record the checkpoint time")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok(CheckpointStats {
+                    busy: r.get::<_, i64>(0)? != 0,
+                    log_pages: r.get(1)?,
+                    checkpointed_pages: r.get(2)?,
+                })
+            })
+            .ctx("checkpoint the WAL")
+    }
+
+    /// When [`Index::checkpoint_truncate`] last ran (ms since the Unix epoch), if ever.
+    pub fn last_checkpoint_unix_ms(&self) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'last_checkpoint_unix_ms'", [], |r| r.get(0))
+            .optional()
+            .ctx("read the checkpoint time")?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    /// Copies the index into a new file `dest` (created 0600; an existing file is refused)
+    /// with SQLite's online backup API, then syncs it.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        create_private_file(dest, true)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut dst = Connection::open_with_flags(dest, flags).ctx("open the backup file")?;
+        Backup::new(&self.conn, &mut dst)
+            .and_then(|b| b.run_to_completion(256, Duration::from_millis(5), None))
+            .ctx("copy the index to the backup")?;
+        dst.close().map_err(|(_, e)| e).ctx("close the backup")?;
+        let io_err = |context, source| IndexError::Io { context, path: dest.to_owned(), source };
+        File::open(dest).and_then(|f| f.sync_all()).map_err(|e| io_err("sync", e))?;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|f| f.sync_all()).map_err(|e| io_err("sync the directory of", e))?;
+        }
+        tracing::info!(from = %self.path.display(), to = %dest.display(), "backed up the index");
+        Ok(())
+    }
+
+    /// Sizes in bytes of the database file and its WAL (0 when missing).
+    pub fn file_sizes(&self) -> (u64, u64) {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        (size(&self.path), size(Path::new(&wal)))
+    }
+}

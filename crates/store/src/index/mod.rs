@@ -1,0 +1,190 @@
+//! The derived SQLite index: messages, sessions and an FTS5 trigram index over message text.
+//!
+//! The journal is authoritative; this database is a copy that the compactor fills with
+//! [`Index::apply_batch`] and that can always be deleted and rebuilt from the journal. Each batch
+//! is one `IMMEDIATE` transaction that also stores, per journal lane, the last applied log
+//! sequence number, so replay after a crash skips what is already here and never duplicates.
+//!
+//! Full-text search uses one FTS5 table, `messages_fts`, with the `trigram` tokenizer (substring
+//! search in any script, CJK included) over two columns: the searchable body and the tool name.
+//!
+//! # Content mode
+//!
+//! `messages_fts` is an *external content* table whose content is the view `fts_source`. The
+//! view derives the searchable body from `messages` itself, using two small columns that
+//! [`Index::apply_batch`] computes in Rust: `fts_len` (for a long tool output, the byte length of
+//! the indexed prefix, cut at a character boundary) and `fts_text` (for multimodal content, the
+//! extracted text parts). So nothing is stored twice (tool output is ~90% of the bytes), FTS5
+//! `snippet()` works, `'rebuild'` can regenerate the index from `messages` alone, and the FTS5
+//! `integrity-check` with rank 1 compares index and content. Rows are put in the index from the
+//! same view (`INSERT … SELECT … FROM fts_source`), so the indexed values are by construction
+//! the ones FTS5 reads back. Because the prefix length is stored per row, changing
+//! [`IndexOptions::tool_output_index_bytes`] later never desynchronizes old rows. A contentless
+//! table was rejected because it has no `snippet()` and no `'rebuild'`; a separate content table
+//! because it would duplicate up to 8 KiB of every tool output. There are no triggers.
+
+mod apply;
+mod error;
+mod maintenance;
+mod query;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod text;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};
+
+pub use apply::ApplyStats;
+pub(crate) use error::Ctx;
+pub use error::IndexError;
+pub use maintenance::CheckpointStats;
+pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
+use schema::{FTS_CONFIG, SCHEMA};
+pub use text::{indexed_text, match_snippet};
+
+/// The schema version this code writes and reads. Version 1 is the first; there is no migration
+/// yet. A file with a newer version is refused ([`IndexError::NewerSchema`]).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Result alias for this module.
+pub type Result<T, E = IndexError> = std::result::Result<T, E>;
+
+/// How the index is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// How many bytes of a `tool` message are made searchable (cut back to a character
+    /// boundary). The full output is still stored and returned. Default: 8 KiB.
+    pub tool_output_index_bytes: usize,
+    /// How long to wait for a lock held by another connection before failing with
+    /// `SQLITE_BUSY`. Default: 5 s.
+    pub busy_timeout: Duration,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions { tool_output_index_bytes: 8 * 1024, busy_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The SQLite index. One writer at a time; readers may use [`Index::open_read_only`].
+#[derive(Debug)]
+pub struct Index {
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
+    pub(super) opts: IndexOptions,
+}
+
+impl Index {
+    /// Opens the index at `path` for reading and writing, creating the file (mode 0600) and the
+    /// schema if missing. Sets WAL mode, `synchronous=FULL` and (on Apple) `fullfsync`.
+    pub fn open(path: &Path, opts: &IndexOptions) -> Result<Index> {
+        create_private_file(path, false)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).ctx("open the index")?;
+        conn.busy_timeout(opts.busy_timeout).ctx("set the busy timeout")?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).ctx("set journal_mode=WAL")?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(IndexError::NotWal { path: path.to_owned(), mode });
+        }
+        conn.pragma_update(None, "synchronous", "FULL").ctx("set synchronous=FULL")?;
+        conn.pragma_update(None, "foreign_keys", "OFF").ctx("set foreign_keys=OFF")?;
+        #[cfg(target_vendor = "apple")]
+        {
+            conn.pragma_update(None, "fullfsync", "ON").ctx("set fullfsync=ON")?;
+            conn.pragma_update(None, "checkpoint_fullfsync", "ON").ctx("set checkpoint_fullfsync=ON")?;
+        }
+        let mut index = Index { conn, path: path.to_owned(), opts: opts.clone() };
+        index.init_schema()?;
+        Ok(index)
+    }
+
+    /// Opens an existing index read-only (for readers beside the writer). Fails if the file
+    /// has no index schema or a newer one.
+    pub fn open_read_only(path: &Path, opts: &IndexOptions) -> Result<Index> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).ctx("open the index read-only")?;
+        conn.busy_timeout(opts.busy_timeout).ctx("set the busy timeout")?;
+        match schema_version(&conn)? {
+            Some(v) => check_version(path, v)?,
+            None => return Err(IndexError::NotInitialized { path: path.to_owned() }),
+        }
+        let opts = opts.clone();
+        Ok(Index { conn, path: path.to_owned(), opts })
+    }
+
+    fn init_schema(&mut self) -> Result<()> {
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin the schema transaction")?;
+        if let Some(found) = schema_version(&tx)? {
+            return check_version(&self.path, found);
+        }
+        tx.execute_batch(SCHEMA).ctx("create the schema")?;
+        for (name, value) in FTS_CONFIG {
+            tx.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES (?1, ?2)", (name, value))
+                .ctx("configure FTS5 merging")?;
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('created_at', ?2)",
+            (SCHEMA_VERSION, unix_now()),
+        )
+        .ctx("write the schema version")?;
+        tx.commit().ctx("commit the schema")?;
+        tracing::info!(path = %self.path.display(), version = SCHEMA_VERSION, "created index schema");
+        Ok(())
+    }
+}
+
+/// The schema version in the file: `None` without a `meta` table, 0 if it has no version row.
+fn schema_version(conn: &Connection) -> Result<Option<i64>> {
+    let has_meta: bool = conn
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'", [], |r| r.get(0))
+        .ctx("read the schema")?;
+    if !has_meta {
+        return Ok(None);
+    }
+    conn.query_row("SELECT coalesce((SELECT value FROM meta WHERE key = 'schema_version'), 0)", [], |r| r.get(0))
+        .map(Some)
+        .ctx("read the schema version")
+}
+
+fn check_version(path: &Path, found: i64) -> Result<()> {
+    if found > SCHEMA_VERSION {
+        return Err(IndexError::NewerSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+    }
+    if found < 1 {
+        return Err(IndexError::Corrupt { path: path.to_owned(), detail: format!("invalid schema version {found}") });
+    }
+    Ok(())
+}
+
+/// Runs a query and collects its rows.
+pub(crate) fn collect<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare_cached(sql)?.query_map(params, f)?.collect()
+}
+
+/// Creates `path` empty with mode 0600 if missing (or fails if `must_be_new` and it exists).
+pub(crate) fn create_private_file(path: &Path, must_be_new: bool) -> Result<()> {
+    let mut o = OpenOptions::new();
+    o.write(true).mode(0o600);
+    if must_be_new {
+        o.create_new(true);
+    } else {
+        o.create(true);
+    }
+    o.open(path).map(drop).map_err(|source| IndexError::Io { context: "create", path: path.to_owned(), source })
+}
+
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,262 @@
+//! Reading the index: messages, sessions and full-text search.
+
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Row};
+
+use super::schema::{MESSAGE_COLS, SESSION_COLS};
+use super::text::{SNIPPET_CONTEXT, fts_match_expr, head, like_pattern, match_snippet};
+use super::{Ctx, Index, IndexError, Result, collect};
+use crate::model::{Message, Session};
+
+/// Which sessions [`Index::list_sessions`] returns. All fields default to "no filter".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionFilter {
+    /// Only sessions from this source.
+    pub source: Option<String>,
+    /// Only sessions started at or after this time (seconds since the epoch).
+    pub since: Option<f64>,
+    /// Only sessions started at or before this time.
+    pub until: Option<f64>,
+    /// Only sessions whose title contains this text (case-insensitive for ASCII).
+    pub title_contains: Option<String>,
+    /// At most this many sessions. Default: no limit.
+    pub limit: Option<usize>,
+}
+
+/// Order of search results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SearchOrder {
+    /// Best BM25 match first (newest first for 1–2 character queries, which have no ranking).
+    #[default]
+    Relevance,
+    /// Newest message first.
+    Newest,
+    /// Oldest message first.
+    Oldest,
+}
+
+/// A full-text search.
+///
+/// The text is split on whitespace; every word must occur (AND) as a literal, case-insensitive
+/// substring of the message body or tool name. FTS5 syntax (`"`, `-`, `*`, `OR`, `NEAR`,
+/// parentheses) has no meaning: it is searched as text. Words of 3 or more characters use the
+/// trigram index; shorter words filter with `LIKE`, and a query made only of such words scans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchQuery {
+    /// What to look for. Must not be empty.
+    pub text: String,
+    /// Only messages of this session.
+    pub session_id: Option<String>,
+    /// Only messages with this role.
+    pub role: Option<String>,
+    /// Only messages from this source (the message's, else its session's).
+    pub source: Option<String>,
+    /// Only messages at or after this time (seconds since the epoch).
+    pub since: Option<f64>,
+    /// Only messages at or before this time.
+    pub until: Option<f64>,
+    /// At most this many hits. Default: 20.
+    pub limit: usize,
+    /// Result order. Default: [`SearchOrder::Relevance`].
+    pub order: SearchOrder,
+}
+
+impl Default for SearchQuery {
+    fn default() -> Self {
+        SearchQuery {
+            text: String::new(),
+            session_id: None,
+            role: None,
+            source: None,
+            since: None,
+            until: None,
+            limit: 20,
+            order: SearchOrder::Relevance,
+        }
+    }
+}
+
+impl SearchQuery {
+    /// A query for `text` with default filters and limit.
+    pub fn new(text: impl Into<String>) -> Self {
+        SearchQuery { text: text.into(), ..SearchQuery::default() }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    /// The whole message.
+    pub message: Message,
+    /// About 64 characters around the match, matches wrapped in `[` `]`, cuts marked `…`.
+    pub snippet: String,
+    /// Relevance, higher is better (negated FTS5 `bm25()`); 0 for `LIKE` matches.
+    pub score: f64,
+}
+
+impl Index {
+    /// True if a message with this id is indexed.
+    pub fn contains_message(&self, id: &str) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM messages WHERE id = ?1")
+            .and_then(|mut st| st.exists([id]))
+            .ctx("look up a message")
+    }
+
+    /// The number of indexed messages.
+    pub fn message_count(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .ctx("count messages")
+    }
+
+    /// The ids of all indexed messages, in index order (for verification against the journal).
+    pub fn message_ids(&self) -> Result<Vec<String>> {
+        collect(&self.conn, "SELECT id FROM messages ORDER BY rid", [], |r| r.get(0)).ctx("list message ids")
+    }
+
+    /// The messages of a session, by timestamp, then journal order.
+    pub fn messages(&self, session_id: &str) -> Result<Vec<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLS} FROM messages m WHERE m.session_id = ?1 \
+             ORDER BY m.timestamp, m.rid"
+        );
+        collect(&self.conn, &sql, [session_id], message_from_row).ctx("read messages")
+    }
+
+    /// One session, if known.
+    pub fn get_session(&self, id: &str) -> Result<Option<Session>> {
+        self.conn
+            .prepare_cached(&format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"))
+            .and_then(|mut st| st.query_row([id], session_from_row).optional())
+            .ctx("read a session")
+    }
+
+    /// Sessions matching the filter, newest (`started_at`) first.
+    pub fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM sessions \
+                 WHERE (?1 IS NULL OR source = ?1) \
+                   AND (?2 IS NULL OR started_at >= ?2) \
+                   AND (?3 IS NULL OR started_at <= ?3) \
+                   AND (?4 IS NULL OR title LIKE ?4 ESCAPE '\\') \
+                 ORDER BY started_at DESC NULLS LAST, id DESC LIMIT ?5"
+        );
+        let title = f.title_contains.as_deref().map(like_pattern);
+        let limit = f.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let params = rusqlite::params![f.source, f.since, f.until, title, limit];
+        collect(&self.conn, &sql, params, session_from_row).ctx("list sessions")
+    }
+
+    /// Searches message bodies and tool names; see [`SearchQuery`] for the query language.
+    /// Returns [`IndexError::EmptyQuery`] for an empty or all-whitespace query (a caller bug,
+    /// not "everything").
+    pub fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
+        let words: Vec<&str> = q.text.split_whitespace().collect();
+        if words.is_empty() {
+            return Err(IndexError::EmptyQuery);
+        }
+        let (long, short): (Vec<&str>, Vec<&str>) = words.iter().partition(|w| w.chars().count() >= 3);
+        let fts = !long.is_empty();
+        let mut params: Vec<Value> = Vec::new();
+        let mut sql = format!("SELECT {MESSAGE_COLS}, s.body, s.tool_name");
+        if fts {
+            sql.push_str(&format!(
+                ", snippet(messages_fts, -1, '[', ']', '…', {SNIPPET_CONTEXT}), \
+                 -bm25(messages_fts) FROM messages_fts \
+                 JOIN messages m ON m.rid = messages_fts.rowid \
+                 JOIN fts_source s ON s.rid = m.rid \
+                 WHERE messages_fts MATCH ?"
+            ));
+            params.push(Value::Text(fts_match_expr(&long)));
+        } else {
+            sql.push_str(", NULL, 0.0 FROM messages m JOIN fts_source s ON s.rid = m.rid WHERE 1");
+        }
+        for w in &short {
+            sql.push_str(" AND (s.body LIKE ? ESCAPE '\\' OR s.tool_name LIKE ? ESCAPE '\\')");
+            let pattern = like_pattern(w);
+            params.push(Value::Text(pattern.clone()));
+            params.push(Value::Text(pattern));
+        }
+        let mut filter = |clause: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                sql.push_str(clause);
+                params.push(v);
+            }
+        };
+        filter(" AND m.session_id = ?", q.session_id.clone().map(Value::Text));
+        filter(" AND m.role = ?", q.role.clone().map(Value::Text));
+        filter(
+            " AND coalesce(m.source, (SELECT source FROM sessions WHERE id = m.session_id)) = ?",
+            q.source.clone().map(Value::Text),
+        );
+        filter(" AND m.timestamp >= ?", q.since.map(Value::Real));
+        filter(" AND m.timestamp <= ?", q.until.map(Value::Real));
+        sql.push_str(match (q.order, fts) {
+            (SearchOrder::Relevance, true) => " ORDER BY rank, m.rid",
+            (SearchOrder::Relevance, false) | (SearchOrder::Newest, _) => " ORDER BY m.timestamp DESC, m.rid DESC",
+            (SearchOrder::Oldest, _) => " ORDER BY m.timestamp, m.rid",
+        });
+        sql.push_str(" LIMIT ?");
+        params.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+
+        let params = rusqlite::params_from_iter(params);
+        let rows = collect(&self.conn, &sql, params, |r| {
+            let message = message_from_row(r)?;
+            let body: Option<String> = r.get(13)?;
+            let tool_name: Option<String> = r.get(14)?;
+            let snippet: Option<String> = r.get(15)?;
+            let score: f64 = r.get(16)?;
+            Ok((message, body, tool_name, snippet, score))
+        })
+        .ctx("run a search")?;
+        Ok(rows
+            .into_iter()
+            .map(|(message, body, tool_name, snippet, score)| {
+                let snippet = snippet.unwrap_or_else(|| {
+                    let body = body.unwrap_or_default();
+                    match_snippet(&body, &q.text)
+                        .or_else(|| tool_name.and_then(|t| match_snippet(&t, &q.text)))
+                        .unwrap_or_else(|| head(&body, SNIPPET_CONTEXT))
+                });
+                SearchHit { message, snippet, score }
+            })
+            .collect())
+    }
+}
+
+pub(super) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        role: r.get(2)?,
+        content: r.get(3)?,
+        tool_call_id: r.get(4)?,
+        tool_name: r.get(5)?,
+        tool_calls: r.get(6)?,
+        reasoning: r.get(7)?,
+        // SQLite stores NaN as NULL.
+        timestamp: r.get::<_, Option<f64>>(8)?.unwrap_or(f64::NAN),
+        token_count: r.get(9)?,
+        finish_reason: r.get(10)?,
+        source: r.get(11)?,
+        extra: r.get(12)?,
+    })
+}
+
+pub(super) fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        model: r.get(2)?,
+        title: r.get(3)?,
+        user_id: r.get(4)?,
+        chat_id: r.get(5)?,
+        parent_session_id: r.get(6)?,
+        started_at: r.get(7)?,
+        ended_at: r.get(8)?,
+        end_reason: r.get(9)?,
+        extra: r.get(10)?,
+    })
+}

@@ -1,0 +1,76 @@
+//! The SQL schema of the index and the column lists the queries share.
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
+CREATE TABLE messages (
+    rid INTEGER PRIMARY KEY,
+    id TEXT UNIQUE NOT NULL,
+    session_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT,
+    tool_call_id TEXT,
+    tool_name TEXT,
+    tool_calls TEXT,
+    reasoning TEXT,
+    timestamp REAL,
+    token_count INTEGER,
+    finish_reason TEXT,
+    source TEXT,
+    extra TEXT,
+    lane TEXT NOT NULL,
+    lsn INTEGER NOT NULL,
+    fts_len INTEGER,
+    fts_text TEXT
+);
+CREATE INDEX messages_session ON messages (session_id, timestamp, rid);
+CREATE INDEX messages_source ON messages (source);
+CREATE INDEX messages_timestamp ON messages (timestamp);
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    source TEXT,
+    model TEXT,
+    title TEXT,
+    user_id TEXT,
+    chat_id TEXT,
+    parent_session_id TEXT,
+    started_at REAL,
+    ended_at REAL,
+    end_reason TEXT,
+    extra TEXT
+);
+CREATE INDEX sessions_started ON sessions (started_at);
+CREATE TABLE applied (lane TEXT PRIMARY KEY, lsn INTEGER NOT NULL);
+CREATE VIEW fts_source (rid, body, tool_name) AS
+    SELECT rid,
+           CASE WHEN fts_text IS NOT NULL THEN fts_text
+                WHEN fts_len IS NOT NULL THEN CAST(substr(CAST(content AS BLOB), 1, fts_len) AS TEXT)
+                ELSE content END,
+           tool_name
+    FROM messages;
+CREATE VIRTUAL TABLE messages_fts USING fts5 (
+    body, tool_name,
+    content = 'fts_source', content_rowid = 'rid',
+    tokenize = 'trigram', detail = full
+);
+"#;
+
+/// FTS5 merge settings, stored in `messages_fts_config` when the schema is created.
+///
+/// Every commit (and every 1 MiB of pending terms by default) writes a new level-0 segment, and
+/// the compactor commits many batches. With the defaults (`automerge` 4, `crisismerge` 16) the
+/// trigram index, whose pending terms are several times the text, flushes several segments per
+/// 1000-message batch and merges constantly. So: `hashsize` 8 MiB, so that a typical batch
+/// flushes one segment; `automerge` 8, so that each level is rewritten half as often (merge work
+/// is log base 8 instead of 4 of the index size) at the cost of up to 8 segments per level to
+/// read; `crisismerge` 32, a backstop far below FTS5's hard limit of 2,000 segments that stalls a
+/// commit only when incremental merging falls behind. `pgsz` keeps its default (4050 bytes),
+/// which fits the 4 KiB database page. Idle time can do further merging with
+/// [`Index::optimize_step`]; a full `'optimize'` after small batches is avoided on purpose
+/// (it piles up levels; research B6).
+pub(super) const FTS_CONFIG: &[(&str, i64)] = &[("automerge", 8), ("crisismerge", 32), ("hashsize", 8 * 1024 * 1024)];
+
+pub(super) const MESSAGE_COLS: &str = "m.id, m.session_id, m.role, m.content, m.tool_call_id, m.tool_name, \
+     m.tool_calls, m.reasoning, m.timestamp, m.token_count, m.finish_reason, m.source, m.extra";
+
+pub(super) const SESSION_COLS: &str = "id, source, model, title, user_id, chat_id, parent_session_id, \
+     started_at, ended_at, end_reason, extra";

@@ -1,0 +1,429 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use crate::model::{Entry, Message, SessionPatch};
+
+fn msg(id: &str, session: &str, role: &str, content: &str, ts: f64) -> Message {
+    Message {
+        id: id.into(),
+        session_id: session.into(),
+        role: role.into(),
+        content: Some(content.into()),
+        timestamp: ts,
+        source: Some("cli".into()),
+        ..Message::default()
+    }
+}
+
+fn batch(msgs: Vec<Message>) -> Vec<(String, u64, Entry)> {
+    msgs.into_iter().enumerate().map(|(i, m)| ("a".to_string(), i as u64 + 1, Entry::Message(m))).collect()
+}
+
+fn open_tmp() -> (tempfile::TempDir, Index) {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = Index::open(&dir.path().join("index.db"), &IndexOptions::default()).unwrap();
+    (dir, idx)
+}
+
+fn ids(hits: &[SearchHit]) -> Vec<&str> {
+    hits.iter().map(|h| h.message.id.as_str()).collect()
+}
+
+fn find(idx: &Index, text: &str) -> Vec<String> {
+    let hits = idx.search(&SearchQuery::new(text)).unwrap();
+    let mut v: Vec<String> = ids(&hits).into_iter().map(String::from).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn schema_create_reopen_and_newer_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.db");
+    let opts = IndexOptions::default();
+    {
+        let mut idx = Index::open(&path, &opts).unwrap();
+        idx.apply_batch(&batch(vec![msg("m1", "s", "user", "hello", 1.0)])).unwrap();
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let idx = Index::open(&path, &opts).unwrap();
+    assert_eq!(idx.message_count().unwrap(), 1);
+    assert!(idx.check().unwrap().is_empty());
+    let ro = Index::open_read_only(&path, &opts).unwrap();
+    assert_eq!(ro.message_ids().unwrap(), vec!["m1".to_string()]);
+    assert_eq!(ro.check().unwrap(), Vec::<String>::new());
+    idx.conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'", []).unwrap();
+    drop((idx, ro));
+    let err = Index::open(&path, &opts).unwrap_err();
+    assert!(matches!(err, IndexError::NewerSchema { found: 99, .. }), "{err}");
+    let err = Index::open_read_only(&path, &opts).unwrap_err();
+    assert!(matches!(err, IndexError::NewerSchema { .. }), "{err}");
+}
+
+#[test]
+fn apply_is_idempotent_and_stores_positions() {
+    let (_d, mut idx) = open_tmp();
+    let mut entries =
+        batch(vec![msg("m1", "s1", "user", "first message", 1.0), msg("m2", "s1", "assistant", "second message", 2.0)]);
+    entries.push((
+        "b".into(),
+        7,
+        Entry::Session(SessionPatch { id: "s1".into(), title: Some("Greetings".into()), ..SessionPatch::default() }),
+    ));
+    let s = idx.apply_batch(&entries).unwrap();
+    assert_eq!((s.messages, s.sessions, s.skipped), (2, 1, 0));
+    let s = idx.apply_batch(&entries).unwrap();
+    assert_eq!((s.messages, s.sessions, s.skipped), (0, 0, 3));
+    // The same message id at a new position is ignored: the first one wins.
+    let mut again = msg("m1", "s1", "user", "changed", 9.0);
+    again.role = "user".into();
+    let s = idx.apply_batch(&[("a".into(), 3, Entry::Message(again))]).unwrap();
+    assert_eq!(s.duplicate_messages, 1);
+    assert_eq!(idx.message_count().unwrap(), 2);
+    let pos = idx.applied_positions().unwrap();
+    assert_eq!(pos.get("a"), Some(&3));
+    assert_eq!(pos.get("b"), Some(&7));
+    let msgs = idx.messages("s1").unwrap();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[0].content.as_deref(), Some("first message"));
+    assert_eq!(find(&idx, "message"), vec!["m1", "m2"]);
+    assert!(idx.contains_message("m2").unwrap());
+    assert!(!idx.contains_message("m3").unwrap());
+    assert!(idx.check().unwrap().is_empty());
+}
+
+#[test]
+fn sessions_bare_rows_patches_and_listing() {
+    let (_d, mut idx) = open_tmp();
+    let mut m = msg("m1", "s1", "user", "hi", 100.0);
+    m.source = Some("telegram".into());
+    let patch = |id: &str, title: Option<&str>, started: Option<f64>| {
+        Entry::Session(SessionPatch {
+            id: id.into(),
+            source: Some("cli".into()).filter(|_| id == "s2"),
+            title: title.map(String::from),
+            started_at: started,
+            ..SessionPatch::default()
+        })
+    };
+    idx.apply_batch(&[
+        ("a".into(), 1, Entry::Message(m)),
+        ("a".into(), 2, patch("s1", Some("Weather 50%_x"), None)),
+        ("a".into(), 3, patch("s2", Some("Other"), Some(200.0))),
+        ("a".into(), 4, patch("s1", None, None)),
+    ])
+    .unwrap();
+    let s1 = idx.get_session("s1").unwrap().unwrap();
+    assert_eq!(s1.source.as_deref(), Some("telegram"));
+    assert_eq!(s1.started_at, Some(100.0));
+    assert_eq!(s1.title.as_deref(), Some("Weather 50%_x"));
+    assert_eq!(idx.get_session("nope").unwrap(), None);
+    let all = idx.list_sessions(&SessionFilter::default()).unwrap();
+    assert_eq!(all.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["s2", "s1"]);
+    let f = |f: SessionFilter| -> Vec<String> { idx.list_sessions(&f).unwrap().into_iter().map(|s| s.id).collect() };
+    assert_eq!(f(SessionFilter { source: Some("telegram".into()), ..Default::default() }), ["s1"]);
+    assert_eq!(f(SessionFilter { since: Some(150.0), ..Default::default() }), ["s2"]);
+    assert_eq!(f(SessionFilter { until: Some(150.0), ..Default::default() }), ["s1"]);
+    assert_eq!(f(SessionFilter { title_contains: Some("50%_".into()), ..Default::default() }), ["s1"]);
+    assert!(f(SessionFilter { title_contains: Some("0%x".into()), ..Default::default() }).is_empty());
+    assert_eq!(f(SessionFilter { limit: Some(1), ..Default::default() }), ["s2"]);
+}
+
+#[test]
+fn search_treats_syntax_as_literal_text() {
+    let (_d, mut idx) = open_tmp();
+    idx.apply_batch(&batch(vec![
+        msg("q", "s", "user", r#"she said "hello world" twice"#, 1.0),
+        msg("dash", "s", "user", "run chat-send --force now", 2.0),
+        msg("star", "s", "user", "glob src/*.rs files", 3.0),
+        msg("or", "s", "user", "this OR that", 4.0),
+        msg("paren", "s", "user", "call f(x) then NEAR(a b)", 5.0),
+        msg("plain", "s", "user", "hello there world", 6.0),
+    ]))
+    .unwrap();
+    assert_eq!(find(&idx, r#""hello world""#), vec!["q"]);
+    assert_eq!(find(&idx, r#"said ""#), vec!["q"]);
+    assert_eq!(find(&idx, "\""), vec!["q"]);
+    assert_eq!(find(&idx, "chat-send"), vec!["dash"]);
+    assert_eq!(find(&idx, "--force"), vec!["dash"]);
+    assert_eq!(find(&idx, "-force"), vec!["dash"]);
+    assert_eq!(find(&idx, "*.rs"), vec!["star"]);
+    assert_eq!(find(&idx, "src/*"), vec!["star"]);
+    assert_eq!(find(&idx, "this OR that"), vec!["or"]);
+    assert!(find(&idx, "OR").contains(&"or".to_string()), "two letters: a LIKE scan");
+    assert_eq!(find(&idx, "f(x)"), vec!["paren"]);
+    assert_eq!(find(&idx, "NEAR(a"), vec!["paren"]);
+    assert_eq!(find(&idx, ")"), vec!["paren"]);
+    assert_eq!(find(&idx, "hello world"), vec!["plain", "q"]);
+    assert_eq!(find(&idx, "HELLO"), vec!["plain", "q"]);
+    assert!(find(&idx, "hello nowhere").is_empty());
+    assert!(find(&idx, "AND NOT").is_empty());
+    assert!(matches!(idx.search(&SearchQuery::new("  ")), Err(IndexError::EmptyQuery)));
+    let hits = idx.search(&SearchQuery::new("chat-send")).unwrap();
+    assert_eq!(hits[0].snippet, "run [chat-send] --force now");
+    assert!(hits[0].score > 0.0);
+}
+
+#[test]
+fn short_queries_like_escaping_cjk_and_emoji() {
+    let (_d, mut idx) = open_tmp();
+    idx.apply_batch(&batch(vec![
+        msg("pct", "s", "user", "discount 50% today", 1.0),
+        msg("under", "s", "user", "snake_case name", 2.0),
+        msg("cjk", "s", "user", "我们今天讨论数据库索引的设计", 3.0),
+        msg("emoji", "s", "user", "ship it 🚀🚀 now", 4.0),
+        msg("x", "s", "user", "xy plain", 5.0),
+    ]))
+    .unwrap();
+    assert_eq!(find(&idx, "%"), vec!["pct"]);
+    assert_eq!(find(&idx, "_"), vec!["under"]);
+    assert_eq!(find(&idx, "xy"), vec!["x"]);
+    assert_eq!(find(&idx, "XY"), vec!["x"]);
+    assert_eq!(find(&idx, "数据库"), vec!["cjk"]);
+    assert_eq!(find(&idx, "索引"), vec!["cjk"]);
+    assert_eq!(find(&idx, "库"), vec!["cjk"]);
+    assert_eq!(find(&idx, "🚀"), vec!["emoji"]);
+    assert_eq!(find(&idx, "🚀🚀 now"), vec!["emoji"]);
+    assert_eq!(find(&idx, "it 🚀"), vec!["emoji"]);
+    // Short words filter a trigram match.
+    assert_eq!(find(&idx, "plain xy"), vec!["x"]);
+    assert!(find(&idx, "plain zz").is_empty());
+    let hits = idx.search(&SearchQuery::new("数据库")).unwrap();
+    assert!(hits[0].snippet.contains("[数据库]"), "{}", hits[0].snippet);
+    let hits = idx.search(&SearchQuery::new("xy")).unwrap();
+    assert_eq!(hits[0].snippet, "[xy] plain");
+}
+
+#[test]
+fn search_filters_and_ordering() {
+    let (_d, mut idx) = open_tmp();
+    let mut t = msg("t", "s2", "tool", "needle in tool output", 30.0);
+    t.source = Some("telegram".into());
+    idx.apply_batch(&batch(vec![
+        msg("u1", "s1", "user", "needle", 10.0),
+        msg("a1", "s1", "assistant", "needle needle needle needle", 20.0),
+        t,
+    ]))
+    .unwrap();
+    let run = |f: &dyn Fn(&mut SearchQuery)| {
+        let mut q = SearchQuery::new("needle");
+        f(&mut q);
+        ids(&idx.search(&q).unwrap()).into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(run(&|q| q.order = SearchOrder::Newest), ["t", "a1", "u1"]);
+    assert_eq!(run(&|q| q.order = SearchOrder::Oldest), ["u1", "a1", "t"]);
+    assert_eq!(run(&|q| q.session_id = Some("s1".into())).len(), 2);
+    assert_eq!(run(&|q| q.role = Some("tool".into())), ["t"]);
+    assert_eq!(run(&|q| q.source = Some("telegram".into())), ["t"]);
+    assert_eq!(run(&|q| q.source = Some("cli".into())).len(), 2);
+    assert_eq!(
+        run(&|q| {
+            q.since = Some(15.0);
+            q.until = Some(25.0)
+        }),
+        ["a1"]
+    );
+    assert_eq!(run(&|q| q.limit = 1).len(), 1);
+    let hits = idx.search(&SearchQuery::new("needle")).unwrap();
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    let long = format!("{} needle {}", "left ".repeat(40), "right ".repeat(40));
+    idx.apply_batch(&[("c".into(), 1, Entry::Message(msg("long", "s4", "user", &long, 50.0)))]).unwrap();
+    let mut q = SearchQuery::new("needle");
+    q.session_id = Some("s4".into());
+    let snippet = &idx.search(&q).unwrap()[0].snippet;
+    assert!(snippet.contains("[needle]") && (40..=100).contains(&snippet.chars().count()));
+    // Tool names are searchable too.
+    let mut named = msg("n", "s3", "tool", "ok", 40.0);
+    named.tool_name = Some("web_search".into());
+    idx.apply_batch(&[("b".into(), 1, Entry::Message(named))]).unwrap();
+    assert_eq!(find(&idx, "web_sea"), vec!["n"]);
+}
+
+#[test]
+fn tool_output_beyond_prefix_is_not_indexed_but_returned() {
+    let (_d, mut idx) = open_tmp();
+    // A multibyte character straddles the 8 KiB cut.
+    let body = format!("headneedle {}é tailneedle", "a".repeat(8 * 1024 - 12));
+    let mut head_msg = msg("tool", "s", "tool", &body, 1.0);
+    head_msg.tool_name = Some("shell".into());
+    let user = msg("user", "s", "user", &format!("{} tailneedle", "b".repeat(9000)), 2.0);
+    idx.apply_batch(&batch(vec![head_msg, user])).unwrap();
+    assert_eq!(find(&idx, "headneedle"), vec!["tool"]);
+    assert_eq!(find(&idx, "tailneedle"), vec!["user"]);
+    let msgs = idx.messages("s").unwrap();
+    assert!(msgs[0].content.as_deref().unwrap().ends_with("tailneedle"));
+    let indexed = indexed_text(&msgs[0], &IndexOptions::default()).unwrap();
+    assert_eq!(indexed.len(), 8 * 1024 - 1);
+    assert!(idx.check().unwrap().is_empty());
+    idx.rebuild_fts().unwrap();
+    assert_eq!(find(&idx, "tailneedle"), vec!["user"]);
+    assert!(idx.check().unwrap().is_empty());
+}
+
+#[test]
+fn multimodal_text_parts_only() {
+    let (_d, mut idx) = open_tmp();
+    let parts =
+        r#"[{"type":"text","text":"describe this picture"},{"type":"image_url","image_url":{"url":"data:zebra"}}]"#;
+    let broken = "\u{0}json:[{\"type\":\"text\" unclosed giraffe";
+    idx.apply_batch(&batch(vec![
+        msg("mm", "s", "user", &format!("\u{0}json:{parts}"), 1.0),
+        msg("bad", "s", "user", broken, 2.0),
+    ]))
+    .unwrap();
+    assert_eq!(find(&idx, "picture"), vec!["mm"]);
+    assert!(find(&idx, "zebra").is_empty());
+    assert!(find(&idx, "image_url").is_empty());
+    assert_eq!(find(&idx, "giraffe"), vec!["bad"]);
+    let hits = idx.search(&SearchQuery::new("picture")).unwrap();
+    assert_eq!(hits[0].snippet, "describe this [picture]");
+    assert_eq!(idx.messages("s").unwrap()[0].content.as_deref(), Some(&*format!("\u{0}json:{parts}")));
+    assert!(idx.check().unwrap().is_empty());
+}
+
+#[test]
+fn check_detects_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.db");
+    {
+        let mut idx = Index::open(&path, &IndexOptions::default()).unwrap();
+        let msgs = (0..400)
+            .map(|i| msg(&format!("m{i}"), "s", "user", &format!("message number {i} {}", "x".repeat(300)), i as f64))
+            .collect();
+        idx.apply_batch(&batch(msgs)).unwrap();
+        assert!(idx.check().unwrap().is_empty());
+        // Content changed behind the index's back: only the rank-1 FTS5 check sees it.
+        idx.conn.execute("UPDATE messages SET content = 'zzz' WHERE id = 'm5'", []).unwrap();
+        let problems = idx.check().unwrap();
+        assert!(problems.iter().any(|p| p.starts_with("fts5")), "{problems:?}");
+        idx.rebuild_fts().unwrap();
+        assert!(idx.check().unwrap().is_empty());
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 40 * 4096);
+    for (i, b) in bytes[8 * 4096..30 * 4096].iter_mut().enumerate() {
+        *b = (i * 7 % 251) as u8;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    match Index::open(&path, &IndexOptions::default()) {
+        Ok(idx) => {
+            let problems = idx.check().unwrap();
+            eprintln!("damage found by check: {problems:?}");
+            assert!(!problems.is_empty());
+        }
+        Err(e) => {
+            eprintln!("damage found by open: {e}");
+            assert!(e.is_corruption(), "{e}");
+        }
+    }
+    // A file that is not a database at all.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    let err = Index::open(&junk, &IndexOptions::default()).unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+}
+
+#[test]
+fn backup_checkpoint_and_sizes() {
+    let (dir, mut idx) = open_tmp();
+    let msgs = (0..50).map(|i| msg(&format!("m{i}"), "s", "user", "backup me please", i as f64)).collect();
+    idx.apply_batch(&batch(msgs)).unwrap();
+    let (_, wal) = idx.file_sizes();
+    assert!(wal > 0);
+    let cp = idx.checkpoint_truncate().unwrap();
+    assert!(!cp.busy);
+    assert_eq!(idx.file_sizes().1, 0);
+    while idx.optimize_step().unwrap() {}
+    let dest = dir.path().join("backup.db");
+    idx.backup_to(&dest).unwrap();
+    assert!(idx.backup_to(&dest).is_err(), "an existing file is refused");
+    let copy = Index::open(&dest, &IndexOptions::default()).unwrap();
+    assert!(copy.check().unwrap().is_empty());
+    assert_eq!(copy.message_count().unwrap(), 50);
+    assert_eq!(copy.search(&SearchQuery::new("please")).unwrap().len(), 20);
+    assert_eq!(copy.applied_positions().unwrap(), idx.applied_positions().unwrap());
+}
+
+#[test]
+fn match_snippet_marks_and_cuts() {
+    assert_eq!(match_snippet("Hello World", "world").as_deref(), Some("Hello [World]"));
+    assert_eq!(match_snippet("abc", "abd"), None);
+    assert_eq!(match_snippet("abc", " "), None);
+    assert_eq!(match_snippet("a b a", "a").as_deref(), Some("[a] b [a]"));
+    assert_eq!(match_snippet("ÉCOLE élève", "école ÉLÈVE").as_deref(), Some("[ÉCOLE] [élève]"));
+    let long = format!("{}needle{}", "x".repeat(100), "y".repeat(100));
+    let s = match_snippet(&long, "NEEDLE").unwrap();
+    assert!(s.starts_with('…') && s.ends_with('…') && s.contains("[needle]"), "{s}");
+    assert_eq!(s.chars().count(), 32 + 8 + 32 + 2);
+}
+
+/// `cargo test --release -- --ignored --nocapture apply_rate`
+#[test]
+#[ignore]
+fn apply_rate() {
+    let (_d, mut idx) = open_tmp();
+    let words = ["alpha", "build", "cargo", "deploy", "error", "fix", "gateway", "hermes", "index", "journal"];
+    let text = |n: usize, seed: usize| {
+        let mut s = String::with_capacity(n + 16);
+        let mut i = seed;
+        while s.len() < n {
+            s.push_str(words[i % words.len()]);
+            s.push_str(if i.is_multiple_of(7) { "\n" } else { " " });
+            i = i.wrapping_mul(31).wrapping_add(17) % 10007;
+        }
+        s
+    };
+    let batches = 20usize;
+    let mut bytes = 0usize;
+    let mut all = Vec::with_capacity(batches);
+    for b in 0..batches {
+        let mut entries = Vec::with_capacity(1000);
+        for i in 0..1000 {
+            let n = b * 1000 + i;
+            let mut m = msg(&format!("msg-{n:08}"), &format!("s{}", n / 50), "user", "", n as f64);
+            match n % 10 {
+                0..=5 => m.content = Some(text(200, n)),
+                6..=8 => {
+                    m.role = "tool".into();
+                    m.tool_name = Some("shell".into());
+                    m.content = Some(text(2048 + (n * 7919) % (58 * 1024), n));
+                }
+                _ => {
+                    m.role = "assistant".into();
+                    m.content = None;
+                    m.tool_calls = Some(r#"[{"id":"c1","function":{"name":"shell","arguments":"{}"}}]"#.into());
+                }
+            }
+            bytes += m.content.as_ref().map_or(0, String::len);
+            entries.push(("lane".to_string(), n as u64 + 1, Entry::Message(m)));
+        }
+        all.push(entries);
+    }
+    if let Some(cfg) = std::env::var("FTS_CFG").ok().filter(|c| !c.is_empty()) {
+        for kv in cfg.split(',') {
+            let (k, v) = kv.split_once('=').unwrap();
+            idx.conn
+                .execute(
+                    "INSERT INTO messages_fts (messages_fts, rank) VALUES (?1, ?2)",
+                    (k, v.parse::<i64>().unwrap()),
+                )
+                .unwrap();
+        }
+    }
+    let start = std::time::Instant::now();
+    for entries in &all {
+        idx.apply_batch(entries).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = batches * 1000;
+    let (db, wal) = idx.file_sizes();
+    println!(
+        "apply_batch: {n} messages ({} MB) in {secs:.2}s = {:.0} msg/s, {:.1} MB/s; db {} MB wal {} MB",
+        bytes / 1_000_000,
+        n as f64 / secs,
+        bytes as f64 / 1e6 / secs,
+        db / 1_000_000,
+        wal / 1_000_000
+    );
+    assert!(idx.check().unwrap().is_empty());
+}

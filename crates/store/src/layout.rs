@@ -1,0 +1,257 @@
+//! The store folder: the one module that knows its file names, its locks, the quarantine and
+//! its notes, private (0700/0600) creation and folder syncs.
+//!
+//! ```text
+//! <store>/
+//!   lanes/lane-0001/       one journal per writing process (logbook-journal owns its inside)
+//!   index.db, -wal, -shm   the derived SQLite index
+//!   compactor.lock         held (flock) by the process running the compactor
+//!   index.rebuild          a request to rebuild the index, holding the reason
+//!   quarantine/            damaged files moved aside, each with a `<name>.json` note
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tracing::error;
+
+use crate::error::{Error, Result};
+use crate::time::now_ms;
+
+/// Folder of the lanes (one journal per writing process).
+pub const LANES_DIR: &str = "lanes";
+/// The SQLite index file.
+pub const INDEX_FILE: &str = "index.db";
+/// The lock held by the process running the compactor.
+pub const COMPACTOR_LOCK: &str = "compactor.lock";
+/// Where damaged files are moved.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// Marker asking the compactor to move the index to the quarantine and rebuild it; holds the
+/// reason. Written by a process that finds the index ahead of the lane it just claimed.
+pub const REBUILD_MARKER: &str = "index.rebuild";
+/// Prefix of lane folder names.
+const LANE_PREFIX: &str = "lane-";
+
+/// The folder of lane `name`.
+pub(crate) fn lane_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(LANES_DIR).join(name)
+}
+
+/// The name of the `n`th lane.
+pub(crate) fn lane_name(n: u64) -> String {
+    format!("{LANE_PREFIX}{n:04}")
+}
+
+/// The number in a lane name.
+pub(crate) fn lane_number(name: &str) -> Option<u64> {
+    name.strip_prefix(LANE_PREFIX)?.parse().ok()
+}
+
+/// Lane folder names under `dir/lanes`, sorted.
+pub(crate) fn lane_names(dir: &Path) -> Result<Vec<String>> {
+    let lanes = dir.join(LANES_DIR);
+    if !lanes.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for e in fs::read_dir(&lanes).map_err(|e| Error::io("list", &lanes, e))? {
+        let e = e.map_err(|e| Error::io("list", &lanes, e))?;
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+            && let Ok(n) = e.file_name().into_string()
+            && n.starts_with(LANE_PREFIX)
+        {
+            out.push(n);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The `-wal` file beside a SQLite database.
+pub(crate) fn wal_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+/// Size of a file, 0 when missing.
+pub(crate) fn file_len(p: &Path) -> u64 {
+    fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// Creates a folder (0700) and its parents, syncing the parent of each new one.
+pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
+    use logbook_journal::storage::{OsStorage, Storage};
+    OsStorage.create_dir_all(path).map_err(|e| Error::io("create folder", path, e))
+}
+
+/// Syncs a folder (after a create, rename or delete in it).
+pub(crate) fn sync_dir(p: &Path) -> Result<()> {
+    File::open(p).and_then(|f| f.sync_all()).map_err(|e| Error::io("sync folder", p, e))
+}
+
+/// Writes a new file (mode 0600, must not exist) with `body` and syncs it. The caller syncs
+/// the folder.
+pub(crate) fn write_new_private_file(path: &Path, body: &[u8]) -> Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))?;
+    (&f).write_all(body).map_err(|e| Error::io("write", path, e))?;
+    f.sync_all().map_err(|e| Error::io("sync", path, e))
+}
+
+/// Copies `src` to a new file `dest` (0600) and syncs it; returns the bytes copied.
+pub(crate) fn copy_file_private(src: &Path, dest: &Path) -> Result<u64> {
+    let mut from = File::open(src).map_err(|e| Error::io("open", src, e))?;
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|e| Error::io("create", dest, e))?;
+    let n = io::copy(&mut from, &mut to).map_err(|e| Error::io("copy to", dest, e))?;
+    to.sync_all().map_err(|e| Error::io("sync", dest, e))?;
+    Ok(n)
+}
+
+/// Takes the store's compactor lock without waiting; `None` if another process (or another
+/// handle in this one) holds it.
+pub(crate) fn try_lock_compactor(dir: &Path) -> Result<Option<File>> {
+    let path = dir.join(COMPACTOR_LOCK);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+    }
+}
+
+/// The pending rebuild request's reason, if there is one.
+pub(crate) fn rebuild_requested(dir: &Path) -> Option<String> {
+    let marker = dir.join(REBUILD_MARKER);
+    marker.exists().then(|| fs::read_to_string(&marker).unwrap_or_else(|_| "rebuild requested".into()))
+}
+
+/// Asks the compactor to rebuild the index (durably: the marker and its folder are synced).
+pub(crate) fn request_rebuild(dir: &Path, reason: &str) -> Result<()> {
+    let marker = dir.join(REBUILD_MARKER);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&marker)
+        .map_err(|e| Error::io("create", &marker, e))?;
+    f.write_all(reason.as_bytes()).map_err(|e| Error::io("write", &marker, e))?;
+    f.sync_all().map_err(|e| Error::io("sync", &marker, e))?;
+    sync_dir(dir)
+}
+
+/// Removes the rebuild request once the index is aside (a control file, not data).
+pub(crate) fn clear_rebuild_request(dir: &Path) -> Result<()> {
+    let marker = dir.join(REBUILD_MARKER);
+    fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e))?;
+    sync_dir(dir)
+}
+
+/// Moves `index.db`, `index.db-wal` and `index.db-shm` of a store folder into its quarantine
+/// folder with a note of why. Never deletes anything.
+pub(crate) fn quarantine_index_files(dir: &Path, reason: &str) -> Result<Vec<PathBuf>> {
+    let q = dir.join(QUARANTINE_DIR);
+    create_private_dir(&q)?;
+    // A name no earlier quarantine used (two in the same millisecond must not collide: a rename
+    // onto an existing file would replace it).
+    let mut stamp = now_ms().to_string();
+    let mut n = 0;
+    while ["", "-wal", "-shm", ".json"].iter().any(|s| q.join(format!("{stamp}-{INDEX_FILE}{s}")).exists()) {
+        n += 1;
+        stamp = format!("{}-{n}", now_ms());
+    }
+    let mut moved = Vec::new();
+    // The WAL first: if the move stops half-way, the main file left behind is still a
+    // consistent (older) database, never a main file missing the WAL it depends on elsewhere.
+    for suffix in ["-wal", "-shm", ""] {
+        let src = dir.join(format!("{INDEX_FILE}{suffix}"));
+        if !src.exists() {
+            continue;
+        }
+        let dest = q.join(format!("{stamp}-{INDEX_FILE}{suffix}"));
+        fs::rename(&src, &dest).map_err(|e| Error::io("move to quarantine", &src, e))?;
+        moved.push(dest);
+    }
+    let note = serde_json::json!({
+        "what": "SQLite index moved aside; it is rebuilt from the journal",
+        "reason": reason,
+        "files": moved.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "time_unix_ms": stamp,
+    });
+    let body = serde_json::to_vec_pretty(&note).unwrap_or_default();
+    write_new_private_file(&q.join(format!("{stamp}-{INDEX_FILE}.json")), &body)?;
+    sync_dir(&q)?;
+    sync_dir(dir)?;
+    error!(dir = %dir.display(), files = ?moved, "index moved to the quarantine: {reason}");
+    Ok(moved)
+}
+
+/// One file in a quarantine folder.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QuarantinedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// The reason given in its note, if there is one.
+    pub reason: Option<String>,
+}
+
+/// Lists the files of a quarantine folder with the reason from their note (`<base>.json`).
+pub fn list_quarantine(qdir: &Path) -> Vec<QuarantinedFile> {
+    let Ok(rd) = fs::read_dir(qdir) else { return Vec::new() };
+    let mut names: Vec<String> = rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    names.sort();
+    let notes: Vec<(String, Option<String>)> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".json").map(|stem| (n, stem)))
+        .map(|(n, stem)| {
+            let reason = fs::read(qdir.join(n))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string));
+            (stem.to_string(), reason)
+        })
+        .collect();
+    names
+        .iter()
+        .filter(|n| !n.ends_with(".json"))
+        .map(|n| {
+            let base = n.strip_suffix(".bin").unwrap_or(n);
+            let reason = notes
+                .iter()
+                .filter(|(stem, _)| base.starts_with(stem.as_str()))
+                .max_by_key(|(stem, _)| stem.len())
+                .and_then(|(_, r)| r.clone());
+            let path = qdir.join(n);
+            QuarantinedFile { bytes: file_len(&path), path, reason }
+        })
+        .collect()
+}
+
+/// A new private folder under the system temp folder, for scratch copies.
+pub(crate) fn unique_temp_dir(tag: &str) -> Result<PathBuf> {
+    let p = std::env::temp_dir().join(format!("logbook-{tag}-{}-{}", std::process::id(), crate::time::now_nanos()));
+    create_private_dir(&p)?;
+    Ok(p)
+}

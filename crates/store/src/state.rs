@@ -1,0 +1,194 @@
+//! The state an open store shares between the caller's threads and the compactor thread:
+//! options, this process's lane, handles on the other lanes, the read connection, and the
+//! degraded states seen so far. Also the two read primitives every read path uses: a read
+//! connection on the index, and a walk over what the index does not hold yet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use logbook_journal::{Journal, Lsn};
+use parking_lot::Mutex;
+use tracing::{error, warn};
+
+use crate::codec;
+use crate::error::Result;
+use crate::index::{Index, IndexError};
+use crate::layout::{INDEX_FILE, lane_dir, lane_names};
+use crate::model::Entry;
+use crate::options::StoreOptions;
+use crate::status::{CompactorStatus, IndexHealth};
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub index: IndexHealth,
+    pub compactor: CompactorStatus,
+    pub read_problem: Option<String>,
+    pub lane_errors: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ReadConn {
+    pub index: Index,
+    pub ino: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub opts: StoreOptions,
+    pub lane_name: String,
+    pub lane: Journal,
+    pub stop: AtomicBool,
+    pub shared: Mutex<Shared>,
+    pub reader: Mutex<Option<ReadConn>>,
+    pub others: Mutex<BTreeMap<String, Journal>>,
+    pub pending: Mutex<PendingIds>,
+}
+
+/// Ids of messages in this process's lane that the index may not have yet (for idempotent
+/// appends), filled incrementally from the lane.
+#[derive(Debug, Default)]
+pub(crate) struct PendingIds {
+    pub scanned: Lsn,
+    pub ids: HashMap<String, Lsn>,
+}
+
+impl Inner {
+    /// A fresh state for a store just opened.
+    pub(crate) fn new(
+        dir: PathBuf,
+        opts: StoreOptions,
+        lane_name: String,
+        lane: Journal,
+        lane_errors: BTreeMap<String, String>,
+    ) -> Inner {
+        Inner {
+            dir,
+            opts,
+            lane_name,
+            lane,
+            stop: AtomicBool::new(false),
+            shared: Mutex::new(Shared {
+                index: IndexHealth::Unchecked,
+                compactor: CompactorStatus::default(),
+                read_problem: None,
+                lane_errors,
+            }),
+            reader: Mutex::new(None),
+            others: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(PendingIds::default()),
+        }
+    }
+
+    /// Runs `f` on a read connection to the index; `None` (and a problem in the status, logged
+    /// at error level) if the index cannot be used. Reopens the connection if the index file
+    /// was replaced (rebuilt).
+    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Index) -> Result<T, IndexError>) -> Option<T> {
+        let path = self.dir.join(INDEX_FILE);
+        let ino = fs::metadata(&path).ok().map(|m| m.ino())?;
+        let mut guard = self.reader.lock();
+        if guard.as_ref().map(|r| r.ino) != Some(ino) {
+            *guard = None;
+            match Index::open_read_only(&path, &self.opts.index) {
+                Ok(index) => *guard = Some(ReadConn { index, ino }),
+                // Being created by the compactor this very moment: the journal answers alone.
+                Err(IndexError::NotInitialized { .. }) => return None,
+                Err(e) => {
+                    self.read_problem(format!("index {} cannot be opened for reading: {e}", path.display()));
+                    return None;
+                }
+            }
+        }
+        let conn = guard.as_ref()?;
+        match f(&conn.index) {
+            Ok(v) => {
+                self.shared.lock().read_problem = None;
+                Some(v)
+            }
+            Err(e) => {
+                if e.is_corruption() {
+                    *guard = None;
+                }
+                self.read_problem(format!("index read failed, answering from the journal alone: {e}"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn read_problem(&self, p: String) {
+        let mut sh = self.shared.lock();
+        if sh.read_problem.as_deref() != Some(p.as_str()) {
+            error!("{p}");
+        }
+        sh.read_problem = Some(p);
+    }
+
+    /// Calls `f` with every journal entry not yet applied to the index (above `positions`),
+    /// lane by lane.
+    pub(crate) fn for_each_unindexed(
+        &self,
+        positions: &BTreeMap<String, u64>,
+        mut f: impl FnMut(&str, Lsn, Entry),
+    ) -> Result<()> {
+        let names = lane_names(&self.dir)?;
+        for name in names {
+            let from = positions.get(&name).copied().unwrap_or(0) + 1;
+            let Some(j) = self.lane_journal(&name) else { continue };
+            for r in j.iter_from(from) {
+                match r {
+                    Ok(rec) => match codec::decode(&rec.payload) {
+                        Ok(e) => f(&name, rec.lsn, e),
+                        Err(e) => warn!(lane = %name, lsn = rec.lsn, "skipping undecodable record: {e}"),
+                    },
+                    Err(e) => {
+                        error!(lane = %name, "reading lane failed: {e}");
+                        self.shared.lock().lane_errors.insert(name.clone(), e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    /// A handle on a lane: this process's own journal, or a cached read-only one (refreshed).
+    pub(crate) fn lane_journal(&self, name: &str) -> Option<Journal> {
+        if name == self.lane_name {
+            if self.opts.read_only
+                && let Err(e) = self.lane.refresh()
+            {
+                self.shared.lock().lane_errors.insert(name.to_string(), e.to_string());
+                return None;
+            }
+            return Some(self.lane.clone());
+        }
+        let mut others = self.others.lock();
+        if let Some(j) = others.get(name) {
+            match j.refresh() {
+                Ok(_) => return Some(j.clone()),
+                Err(e) => {
+                    self.shared.lock().lane_errors.insert(name.to_string(), e.to_string());
+                    others.remove(name);
+                    return None;
+                }
+            }
+        }
+        match Journal::open_read_only(lane_dir(&self.dir, name), self.opts.journal_options()) {
+            Ok(j) => {
+                self.shared.lock().lane_errors.remove(name);
+                others.insert(name.to_string(), j.clone());
+                Some(j)
+            }
+            Err(e) => {
+                let mut sh = self.shared.lock();
+                if !sh.lane_errors.contains_key(name) {
+                    error!(lane = %name, "lane cannot be read: {e}");
+                }
+                sh.lane_errors.insert(name.to_string(), e.to_string());
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Appends: messages and session patches, validated, made durable before they are acknowledged.
+
+use std::collections::HashSet;
+
+use logbook_journal::Lsn;
+
+use super::Store;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::model::{Entry, Message, SessionPatch};
+use crate::time::now_secs;
+
+/// Largest id, session id or role accepted, in bytes.
+const MAX_KEY_LEN: usize = 1024;
+
+/// What [`Store::append`] did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The message id (assigned if the message had none).
+    pub id: String,
+    /// Its journal position in this process's lane; `None` if it was a duplicate of a message
+    /// already stored (same client-supplied id) and nothing was written.
+    pub lsn: Option<Lsn>,
+}
+
+fn validate(m: &Message) -> Result<()> {
+    let key = |what: &str, v: &str| -> Result<()> {
+        if v.is_empty() {
+            return Err(Error::Invalid(format!("{what} is empty")));
+        }
+        if v.len() > MAX_KEY_LEN {
+            return Err(Error::Invalid(format!("{what} is longer than {MAX_KEY_LEN} bytes")));
+        }
+        Ok(())
+    };
+    key("session_id", &m.session_id)?;
+    key("role", &m.role)?;
+    if !m.id.is_empty() {
+        key("id", &m.id)?;
+    }
+    if !m.timestamp.is_finite() {
+        return Err(Error::Invalid("timestamp is not a finite number".into()));
+    }
+    for (what, v) in [("tool_calls", &m.tool_calls), ("extra", &m.extra)] {
+        if let Some(text) = v {
+            serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .map_err(|e| Error::Invalid(format!("{what} is not valid JSON: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Appends one message; returns once it is durable (whatever the compactor is doing).
+    /// An empty `id` gets a new UUIDv7; a zero `timestamp` gets the current time. A message
+    /// whose client-supplied `id` is already stored is not written again.
+    pub fn append(&self, msg: Message) -> Result<Appended> {
+        let mut v = self.append_batch(vec![msg])?;
+        v.pop().ok_or(Error::Closed)
+    }
+
+    /// Appends several messages with one durable commit. If any message is invalid, nothing is
+    /// written.
+    pub fn append_batch(&self, msgs: Vec<Message>) -> Result<Vec<Appended>> {
+        self.writable()?;
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut payloads = Vec::with_capacity(msgs.len());
+        let mut seen = HashSet::new();
+        for (i, mut m) in msgs.into_iter().enumerate() {
+            validate(&m).map_err(|e| match e {
+                Error::Invalid(s) if i > 0 => Error::Invalid(format!("message {}: {s}", i + 1)),
+                e => e,
+            })?;
+            let client_id = !m.id.is_empty();
+            if !client_id {
+                m.id = uuid::Uuid::now_v7().to_string();
+            }
+            if m.timestamp == 0.0 {
+                m.timestamp = now_secs();
+            }
+            if client_id && (!seen.insert(m.id.clone()) || self.is_stored(&m.id)) {
+                out.push(Appended { id: m.id, lsn: None });
+                continue;
+            }
+            out.push(Appended { id: m.id.clone(), lsn: Some(0) });
+            payloads.push(codec::encode(&Entry::Message(m)).map_err(|e| Error::Invalid(e.to_string()))?);
+        }
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        let first = self.inner.lane.append_batch(&refs)?;
+        let mut next = first;
+        for a in out.iter_mut() {
+            if a.lsn.is_some() {
+                a.lsn = Some(next);
+                next += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a message id is already stored: indexed, or appended to this process's lane and
+    /// not indexed yet. (Another process's unindexed copy is not looked at; reads and the index
+    /// deduplicate by id, so a race between two processes still stores the message once.)
+    fn is_stored(&self, id: &str) -> bool {
+        let found = self.inner.with_reader(|ix| Ok((ix.contains_message(id)?, ix.applied_positions()?)));
+        let applied = match found {
+            Some((true, _)) => return true,
+            Some((false, positions)) => positions.get(&self.inner.lane_name).copied().unwrap_or(0),
+            None => 0,
+        };
+        let mut pending = self.inner.pending.lock();
+        let from = pending.scanned.max(applied) + 1;
+        for r in self.inner.lane.iter_from(from).flatten() {
+            if let Ok(Entry::Message(m)) = codec::decode(&r.payload) {
+                pending.ids.insert(m.id, r.lsn);
+            }
+            pending.scanned = r.lsn;
+        }
+        if pending.ids.len() > 4096 {
+            pending.ids.retain(|_, lsn| *lsn > applied);
+        }
+        pending.ids.get(id).is_some_and(|lsn| *lsn > applied || applied == 0)
+    }
+
+    /// Creates or updates a session: every `Some` field of the patch is set. Durable on return.
+    pub fn upsert_session(&self, patch: SessionPatch) -> Result<Lsn> {
+        self.writable()?;
+        if patch.id.is_empty() || patch.id.len() > MAX_KEY_LEN {
+            return Err(Error::Invalid("session id is empty or too long".into()));
+        }
+        if let Some(x) = &patch.extra {
+            serde_json::from_str::<serde::de::IgnoredAny>(x)
+                .map_err(|e| Error::Invalid(format!("extra is not valid JSON: {e}")))?;
+        }
+        let payload = codec::encode(&Entry::Session(patch)).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(self.inner.lane.append(&payload)?)
+    }
+
+    /// Ends a session now with a reason.
+    pub fn end_session(&self, id: &str, reason: &str) -> Result<Lsn> {
+        self.upsert_session(SessionPatch {
+            id: id.to_string(),
+            ended_at: Some(now_secs()),
+            end_reason: Some(reason.to_string()),
+            ..SessionPatch::default()
+        })
+    }
+}

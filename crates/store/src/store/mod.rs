@@ -1,0 +1,219 @@
+//! The store: lanes, appends, reads that never miss history, status, close.
+
+mod append;
+mod status;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use logbook_journal::{Journal, Lsn};
+use parking_lot::Mutex;
+use tracing::{error, info, warn};
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::layout::{
+    INDEX_FILE, LANES_DIR, create_private_dir, lane_dir, lane_name, lane_names, lane_number, request_rebuild,
+};
+use crate::options::StoreOptions;
+use crate::state::Inner;
+pub use append::Appended;
+
+/// The message store a gateway embeds. See the crate documentation for an example.
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+    compactor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`: claims a lane (a journal of its own) for
+    /// this process, running its recovery, and starts the background compactor.
+    ///
+    /// Several processes may open the same folder at once; each appends to its own lane and
+    /// none waits for another's sync. Exactly one runs the compactor at a time.
+    pub fn open(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        if opts.read_only {
+            return Self::open_read_only(dir, opts);
+        }
+        create_private_dir(&dir)?;
+        create_private_dir(&dir.join(LANES_DIR))?;
+        let jopts = opts.journal_options();
+        let mut lane_errors = BTreeMap::new();
+        let mut claimed = None;
+        let existing = lane_names(&dir)?;
+        for name in &existing {
+            match Journal::open(lane_dir(&dir, name), jopts.clone()) {
+                Ok(j) => {
+                    claimed = Some((name.clone(), j));
+                    break;
+                }
+                Err(logbook_journal::Error::Locked { .. }) => continue,
+                Err(e) if e.is_corruption() => {
+                    error!(lane = %name, "lane cannot be opened and is left for `logbook repair`: {e}");
+                    lane_errors.insert(name.clone(), e.to_string());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let (lane_name, lane) = match claimed {
+            Some(c) => c,
+            None => {
+                let mut n = existing.iter().filter_map(|s| lane_number(s)).max().unwrap_or(0);
+                loop {
+                    n += 1;
+                    let name = lane_name(n);
+                    match Journal::open(lane_dir(&dir, &name), jopts.clone()) {
+                        Ok(j) => break (name, j),
+                        Err(logbook_journal::Error::Locked { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        };
+        Self::start(dir, opts, lane_name, lane, lane_errors)
+    }
+
+    /// Read-only open: a read-only handle on the first readable lane stands for "this process's
+    /// lane" (nothing is appended through it); no compactor.
+    fn open_read_only(dir: PathBuf, opts: StoreOptions) -> Result<Store> {
+        let mut lane_errors = BTreeMap::new();
+        let mut first = None;
+        for name in lane_names(&dir)? {
+            match Journal::open_read_only(lane_dir(&dir, &name), opts.journal_options()) {
+                Ok(j) => {
+                    first = Some((name, j));
+                    break;
+                }
+                Err(e) => {
+                    error!(lane = %name, "lane cannot be read: {e}");
+                    lane_errors.insert(name, e.to_string());
+                }
+            }
+        }
+        let Some((lane_name, lane)) = first else { return Err(Error::NotAStore { path: dir }) };
+        Self::start(dir, opts, lane_name, lane, lane_errors)
+    }
+
+    fn start(
+        dir: PathBuf,
+        opts: StoreOptions,
+        lane_name: String,
+        lane: Journal,
+        lane_errors: BTreeMap<String, String>,
+    ) -> Result<Store> {
+        let rep = lane.recovery_report();
+        if !rep.is_clean() {
+            warn!(lane = %lane_name, problems = ?rep.problems, "lane recovered with repairs");
+        }
+        if !opts.read_only {
+            check_index_not_ahead(&dir, &lane_name, lane.last_lsn(), &opts.index)?;
+        }
+        info!(dir = %dir.display(), lane = %lane_name, last_lsn = lane.last_lsn(), "store opened");
+        let inner = Arc::new(Inner::new(dir, opts, lane_name, lane, lane_errors));
+        let handle = if inner.opts.run_compactor && !inner.opts.read_only {
+            let c = Arc::clone(&inner);
+            Some(
+                std::thread::Builder::new()
+                    .name("logbook-compactor".into())
+                    .spawn(move || crate::compactor::run(c))
+                    .map_err(|e| Error::io("spawn compactor thread", PathBuf::new(), e))?,
+            )
+        } else {
+            None
+        };
+        Ok(Store { inner, compactor: Mutex::new(handle) })
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly { path: self.inner.dir.clone() });
+        }
+        Ok(())
+    }
+
+    /// The store folder.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// This process's lane name.
+    pub fn lane(&self) -> &str {
+        &self.inner.lane_name
+    }
+
+    /// The journal of this process's lane. Appending through it bypasses the store (tests only).
+    #[doc(hidden)]
+    pub fn journal(&self) -> &Journal {
+        &self.inner.lane
+    }
+
+    /// What recovery found when this process's lane was opened.
+    pub fn recovery_report(&self) -> &logbook_journal::RecoveryReport {
+        self.inner.lane.recovery_report()
+    }
+
+    /// Closes the store within the configured deadline: stops the compactor at a batch boundary
+    /// (it does not wait for it to catch up: the journal already holds everything), runs a final
+    /// checkpoint if the compactor stopped in time, and syncs the lane. Nothing acknowledged is
+    /// lost whatever happens here.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let started = Instant::now();
+        self.inner.stop.store(true, Ordering::SeqCst);
+        let res = self.inner.lane.close();
+        if let Some(h) = self.compactor.lock().take() {
+            let deadline = started + self.inner.opts.close_deadline;
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                warn!(
+                    deadline_ms = self.inner.opts.close_deadline.as_millis() as u64,
+                    "compactor did not reach a batch boundary before the close deadline; leaving it (the journal holds everything)"
+                );
+            }
+        }
+        info!(lane = %self.inner.lane_name, elapsed_ms = started.elapsed().as_millis() as u64, "store closed");
+        Ok(res?)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if !self.inner.stop.load(Ordering::SeqCst) {
+            let _ = self.shutdown();
+        }
+    }
+}
+
+/// Before this process appends anything to the lane it claimed: if the index says more of this
+/// lane was applied than the lane holds (records lost to a power cut after another process's
+/// compactor indexed them from the page cache), new appends would reuse those LSNs and the index
+/// would skip them. Ask the compactor to rebuild the index first.
+fn check_index_not_ahead(dir: &Path, lane: &str, last: Lsn, opts: &crate::index::IndexOptions) -> Result<()> {
+    let path = dir.join(INDEX_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    // An index that cannot be read here is the compactor's to check and repair.
+    let Ok(applied) = Index::open_read_only(&path, opts).and_then(|ix| ix.applied_positions()) else {
+        return Ok(());
+    };
+    let Some(&pos) = applied.get(lane).filter(|&&p| p > last) else { return Ok(()) };
+    let reason = format!(
+        "index has applied LSN {pos} of {lane}, but the lane ends at {last} (records lost after they were indexed)"
+    );
+    error!(lane = %lane, applied = pos, last, "index is ahead of the journal; asking the compactor to rebuild it");
+    request_rebuild(dir, &reason)
+}

@@ -1,0 +1,89 @@
+//! The store's view of its own health.
+
+use std::time::{Duration, Instant};
+
+use super::Store;
+use crate::layout::{REBUILD_MARKER, lane_names};
+use crate::status::{IndexHealth, LaneStatus, StoreStatus};
+
+impl Store {
+    /// A snapshot of the store's state; anything degraded is in `problems` (and was logged).
+    pub fn status(&self) -> StoreStatus {
+        let positions = self.inner.with_reader(|ix| ix.applied_positions());
+        let mut lanes = Vec::new();
+        let mut unindexed = 0;
+        let shared_errors = self.inner.shared.lock().lane_errors.clone();
+        for name in lane_names(&self.inner.dir).unwrap_or_default() {
+            let own = name == self.inner.lane_name && !self.inner.opts.read_only;
+            let (last, err) = match self.inner.lane_journal(&name) {
+                Some(j) => (j.last_lsn(), shared_errors.get(&name).cloned()),
+                None => (0, Some(shared_errors.get(&name).cloned().unwrap_or_else(|| "cannot be opened".into()))),
+            };
+            let applied = positions.as_ref().map(|p| p.get(&name).copied().unwrap_or(0));
+            unindexed += last.saturating_sub(applied.unwrap_or(0));
+            lanes.push(LaneStatus { name, own, last_lsn: last, applied_lsn: applied, error: err });
+        }
+        let sh = self.inner.shared.lock();
+        let poisoned = self.inner.lane.status().poisoned;
+        let mut problems = Vec::new();
+        if let Some(p) = &poisoned {
+            problems.push(format!("this process's lane refuses appends: {p}"));
+        }
+        for l in &lanes {
+            if let Some(e) = &l.error {
+                problems.push(format!("lane {} cannot be read: {e}", l.name));
+            }
+            if let Some(a) = l.applied_lsn.filter(|&a| a > l.last_lsn && l.error.is_none()) {
+                problems.push(format!(
+                    "index is ahead of lane {} (applied {a}, lane ends at {}): it is rebuilt by the compactor",
+                    l.name, l.last_lsn
+                ));
+            }
+        }
+        if self.inner.dir.join(REBUILD_MARKER).exists() {
+            problems.push("an index rebuild was requested and is pending".into());
+        }
+        match &sh.index {
+            IndexHealth::Rebuilding { reason, done, total } => {
+                problems.push(format!("index is being rebuilt ({done}/{total}): {reason}"))
+            }
+            IndexHealth::Failed { reason } => problems.push(format!("index unusable: {reason}")),
+            _ => {}
+        }
+        if let Some(p) = &sh.read_problem {
+            problems.push(p.clone());
+        }
+        if let Some(e) = &sh.compactor.last_error {
+            problems.push(format!("compactor: {e}"));
+        }
+        StoreStatus {
+            dir: self.inner.dir.clone(),
+            lane: self.inner.lane_name.clone(),
+            lanes,
+            index: sh.index.clone(),
+            compactor: sh.compactor.clone(),
+            unindexed,
+            journal_poisoned: poisoned,
+            problems,
+        }
+    }
+
+    /// Waits until every entry appended so far (in every lane) is indexed, or `timeout` passes.
+    /// Returns whether it caught up. Only useful where some process runs the compactor.
+    pub fn wait_indexed(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            let caught_up = s.unindexed == 0
+                && s.lanes.iter().all(|l| l.applied_lsn.is_some_and(|a| a <= l.last_lsn))
+                && !self.inner.dir.join(REBUILD_MARKER).exists();
+            if caught_up {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
