@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod fuzz_logic;
+pub mod hermes_fixtures;
 
 use std::path::Path;
 use std::sync::Arc;
