@@ -56,7 +56,10 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hermes")
 }
 
-pub use logbook_tests::copy_dir;
+/// Copies a folder; see `logbook_tests::copy_dir`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    logbook_tests::copy_dir(from, to);
+}
 
 pub fn msg(session: &str, i: usize) -> String {
     serde_json::json!({"session_id": session, "role": "user", "content": format!("message {i} about the invoice 請求書"), "id": format!("m-{session}-{i}")}).to_string()
