@@ -24,6 +24,7 @@ use logbook::{
     StoreOptions,
 };
 use logbook_journal::{Journal, Options};
+use logbook_tests::copy_dir;
 
 const PER_LANE: usize = 400;
 
@@ -94,19 +95,6 @@ fn wait_healthy(store: &Store) -> bool {
         }
         assert!(Instant::now() < deadline, "store did not heal: {st:?}");
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }
 

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use logbook::{Entry, INDEX_FILE, Index, IndexOptions, LANES_DIR, Message, SearchQuery, Store, StoreOptions};
 use logbook_journal::{Journal, Options};
+use logbook_tests::Rng;
 
 const TEST_NAME: &str = "kill_children_at_random_moments";
 const ENV_CHILD: &str = "LOGBOOK_KILL_CHILD";
@@ -100,21 +101,6 @@ fn child(dir: &str) {
         .collect();
     for h in handles {
         h.join().unwrap();
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -248,7 +234,7 @@ fn kill_children_at_random_moments() {
     let cycles: u64 = std::env::var("LOGBOOK_KILL_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let seed: u64 = std::env::var("LOGBOOK_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x6c6f_6762);
     println!("kill test: {cycles} cycles, seed {seed} (LOGBOOK_KILL_SEED)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let started = Instant::now();
     let root = tempfile::tempdir().unwrap();
     let mut dir = root.path().join("store-0");

@@ -50,34 +50,15 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// `<repo>/../shared/fixtures/hermes` or any `shared/fixtures/hermes` above the crate.
-pub fn fixtures() -> Option<PathBuf> {
-    let mut d = Some(Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
-    while let Some(p) = d {
-        let c = p.join("shared/fixtures/hermes");
-        if c.is_dir() {
-            return Some(c);
-        }
-        d = p.parent().map(Path::to_path_buf);
-    }
-    None
+/// The committed Hermes Agent fixtures, `<repo>/tests/fixtures/hermes` (written by
+/// `gen-hermes-fixtures`; see its README). Copy before opening: tests never touch them in place.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hermes")
 }
 
+/// Copies a folder; see `logbook_tests::copy_dir`.
 pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-            let mut perm = std::fs::metadata(&dest).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perm.set_readonly(false);
-            std::fs::set_permissions(&dest, perm).unwrap();
-        }
-    }
+    logbook_tests::copy_dir(from, to);
 }
 
 pub fn msg(session: &str, i: usize) -> String {
