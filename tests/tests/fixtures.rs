@@ -185,9 +185,11 @@ fn message(id: &str, session: &str, role: &str, content: Option<&str>, timestamp
     }
 }
 
-/// What `gen-journal-fixture` appended, written out again by hand: the golden values.
+/// What `gen-journal-fixture` appended, written out again by hand: the golden values. The
+/// first release had no integer ids: its messages read back with `lane << 40 | lsn`.
 fn golden_messages() -> Vec<Message> {
-    vec![
+    let legacy = |lsn: i64| (1i64 << 40) | lsn;
+    let mut v = vec![
         message("m-1", "tg:42", "user", Some("Where is the boat invoice? 請求書 🧾"), 1_767_225_601.25),
         Message {
             tool_calls: Some(
@@ -211,7 +213,11 @@ fn golden_messages() -> Vec<Message> {
         },
         message("m-5", "tg:42", "user", Some("\u{0}json:[{\"type\": \"text\", \"text\": \"Thanks!\"}]"), 1_767_225_610.0),
         Message { source: Some("cli".into()), ..message("m-6", "cli:7", "user", Some("résumé ✓"), 1_767_229_201.0) },
-    ]
+    ];
+    for (m, lsn) in v.iter_mut().zip([2, 3, 4, 5, 6, 9]) {
+        m.num = legacy(lsn);
+    }
+    v
 }
 
 fn golden_sessions() -> Vec<Session> {
@@ -236,6 +242,7 @@ fn golden_sessions() -> Vec<Session> {
             ended_at: Some(1_767_225_700.0),
             end_reason: Some("user_exit".into()),
             extra: Some(r#"{"system_prompt":"You are Hermes."}"#.into()),
+            ..Session::default()
         },
     ]
 }
@@ -274,6 +281,7 @@ fn journal_v1_reads_back_exactly() {
         .map(|r| match decode_entry(&r.payload).unwrap() {
             Entry::Session(_) => 'S',
             Entry::Message(_) => 'M',
+            other => panic!("the first release wrote only messages and sessions, found {other:?}"),
         })
         .collect();
     assert_eq!(kinds, "SMMMMMSSMS");

@@ -77,6 +77,7 @@ impl Sink<'_> {
                     self.sessions.insert(after.id.clone(), after);
                 }
             }
+            other => return Err(format!("an import produced an unexpected entry: {other:?}").into()),
         }
         Ok(())
     }

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use crate::codec;
+use crate::entry;
+use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexError};
 use crate::layout::{
-    INDEX_FILE, clear_rebuild_request, lane_dir, lane_names, quarantine_index_files, rebuild_requested,
+    INDEX_FILE, clear_rebuild_request, lane_dir, lane_names, lane_number, quarantine_index_files, rebuild_requested,
     try_lock_compactor,
 };
-use crate::model::Entry;
 use crate::options::Retention;
 use crate::state::Inner;
 use crate::status::IndexHealth;
@@ -236,14 +236,15 @@ impl Compactor {
             for rec in j.iter_from(from) {
                 match rec {
                     Ok(r) => {
-                        match codec::decode(&r.payload) {
+                        match entry::decode_record(lane_number(name).unwrap_or(0), r.lsn, &r.payload) {
                             Ok(e) => {
                                 bytes += r.payload.len();
                                 batch.push((name.clone(), r.lsn, e));
                             }
                             Err(e) => {
-                                error!(lane = %name, lsn = r.lsn, "journal record does not decode; skipped: {e}");
-                                inner.shared.lock().compactor.undecodable += 1;
+                                let mut sh = inner.shared.lock();
+                                sh.undecodable(name, r.lsn, format!("{e}; not indexed"));
+                                sh.compactor.undecodable += 1;
                                 skipped.insert(name.clone(), r.lsn);
                             }
                         }
@@ -329,5 +330,5 @@ impl Compactor {
 }
 
 fn is_unusable(e: &IndexError) -> bool {
-    e.is_corruption() || matches!(e, IndexError::NewerSchema { .. })
+    e.is_corruption() || matches!(e, IndexError::NewerSchema { .. } | IndexError::OlderSchema { .. })
 }

@@ -66,6 +66,30 @@ pub enum Error {
         /// The folder.
         path: PathBuf,
     },
+    /// Every lane number the integer ids can hold is in use.
+    #[error("store {} has {max} lanes already, the most integer ids can tell apart; close idle writers", dir.display())]
+    TooManyLanes {
+        /// The store folder.
+        dir: PathBuf,
+        /// The most lanes.
+        max: u64,
+    },
+    /// A session title is already used by another session.
+    #[error("title {title:?} is already used by session {other}")]
+    TitleTaken {
+        /// The title.
+        title: String,
+        /// The session that has it.
+        other: String,
+    },
+    /// The message or session an operation names does not exist.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// `message` or `session`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
     /// The store has been closed.
     #[error("store is closed")]
     Closed,

@@ -34,8 +34,8 @@
 #![warn(missing_docs)]
 
 mod admin;
-mod codec;
 mod compactor;
+mod entry;
 mod error;
 mod import;
 mod index;
@@ -48,7 +48,10 @@ mod status;
 mod store;
 mod time;
 
-pub use codec::{CODEC_BINCODE_V1, DecodeError, decode as decode_entry, encode as encode_entry};
+pub use entry::{
+    CODEC_BINCODE_V1, CODEC_FIELDS_V2, DecodeError, Entry, decode as decode_entry, decode_record,
+    encode as encode_entry,
+};
 pub use error::{Error, Result};
 pub use import::{ImportError, ImportReport, SinkError, import_hermes_db, import_jsonl, imported_message_id};
 pub use index::{
@@ -57,10 +60,14 @@ pub use index::{
 };
 pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER};
 pub use logbook_journal::{Durability, RecoveryMode};
-pub use model::{Entry, Message, Session, SessionPatch, merge_extra};
+pub use model::{
+    CounterDelta, Counters, DeleteSessions, Message, MessageState, MessageUpdate, MetaSet, Rewrite, RewriteMode,
+    Session, SessionPatch, SessionRef, merge_extra,
+};
 pub use options::{Retention, StoreOptions};
+pub use read::HistoryItem;
 pub use status::{CompactorStatus, IndexHealth, LaneStatus, StoreStatus};
-pub use store::{Appended, Store};
+pub use store::{Appended, HistoryQuery, Store};
 
 /// Whole-store operations, the library side of the `logbook` tool: verify, repair, rebuild,
 /// backup, statistics and the JSON-lines mapping. Each works on a store folder, not on an open

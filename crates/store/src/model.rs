@@ -1,45 +1,74 @@
-//! The data model: messages, sessions, and the journal entries that carry them.
+//! The data model: messages, sessions, and the history operations the journal carries.
+//!
+//! Every struct that is written to the journal is declared with `record!`, whose field list
+//! (name and number) is the one definition the entry encoding uses and that the SQLite columns
+//! and the JSON mapping are checked against (`tests` in `entry`). Adding an optional field is
+//! one line here (a new number, never a reused one) plus its tests; old records decode with the
+//! field absent.
 
-use serde::{Deserialize, Serialize};
+use crate::entry::wire::record;
 
-/// One chat message, as a gateway records it.
-///
-/// Fields that hold JSON (`tool_calls`, `extra`) are kept as JSON text so that nothing is lost
-/// and the journal encoding stays independent of any JSON library.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Message {
-    /// Unique, time-ordered id (UUIDv7 text when assigned by the store; any non-empty string when
-    /// supplied by the client, which makes the append idempotent).
-    pub id: String,
-    /// The session (conversation) this message belongs to.
-    pub session_id: String,
-    /// `user`, `assistant`, `tool`, `system`, or any other string.
-    pub role: String,
-    /// The text; absent for assistant messages that only call tools. May be megabytes, and may be
-    /// multimodal JSON (Hermes marks it with the prefix `"\u{0}json:"`).
-    pub content: Option<String>,
-    /// For a tool result: the id of the call it answers.
-    pub tool_call_id: Option<String>,
-    /// For a tool result: the tool's name.
-    pub tool_name: Option<String>,
-    /// For an assistant message: the tool calls, as JSON text (an array).
-    pub tool_calls: Option<String>,
-    /// Model reasoning text, if any.
-    pub reasoning: Option<String>,
-    /// Seconds since the Unix epoch (fractional).
-    pub timestamp: f64,
-    /// Token count, if known.
-    pub token_count: Option<i64>,
-    /// Why the model stopped (`stop`, `tool_calls`, ...).
-    pub finish_reason: Option<String>,
-    /// Source platform: `cli`, `telegram`, `api_server`, `cron`, ...
-    pub source: Option<String>,
-    /// Fields the model does not know, as a JSON object in text.
-    pub extra: Option<String>,
+record! {
+    /// One chat message, as a gateway records it.
+    ///
+    /// Fields that hold JSON (`tool_calls`, `extra`) are kept as JSON text so that nothing is
+    /// lost and the journal encoding stays independent of any JSON library.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct Message {
+        /// Client id: any non-empty string, unique in the store (supplying one makes the append
+        /// idempotent); a UUIDv7 when the store assigns it.
+        1 => pub id: String,
+        /// The session (conversation) this message belongs to.
+        2 => pub session_id: String,
+        /// `user`, `assistant`, `tool`, `system`, or any other string.
+        3 => pub role: String,
+        /// The text; absent for assistant messages that only call tools. May be megabytes, and
+        /// may be multimodal JSON (Hermes marks it with the prefix `"\u{0}json:"`).
+        4 => pub content: Option<String>,
+        /// For a tool result: the id of the call it answers.
+        5 => pub tool_call_id: Option<String>,
+        /// For a tool result: the tool's name.
+        6 => pub tool_name: Option<String>,
+        /// For an assistant message: the tool calls, as JSON text (an array).
+        7 => pub tool_calls: Option<String>,
+        /// Model reasoning text, if any.
+        8 => pub reasoning: Option<String>,
+        /// Seconds since the Unix epoch (fractional).
+        9 => pub timestamp: f64,
+        /// Token count, if known.
+        10 => pub token_count: Option<i64>,
+        /// Why the model stopped (`stop`, `tool_calls`, ...).
+        11 => pub finish_reason: Option<String>,
+        /// Source platform: `cli`, `telegram`, `api_server`, `cron`, ...
+        12 => pub source: Option<String>,
+        /// Fields the model does not know, as a JSON object in text.
+        13 => pub extra: Option<String>,
+        /// The integer id: 63 bits, unique in the store, increasing in append order within a
+        /// lane and roughly in time across lanes. Assigned by the store at append (0 before).
+        14 => pub num: i64,
+        /// The platform's own id of this message (Telegram, Slack, ...).
+        15 => pub platform_message_id: Option<String>,
+        /// The exact content sent to the model API, when it differs from `content`.
+        16 => pub api_content: Option<String>,
+    }
 }
 
-/// A session (conversation) as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+/// Whether a message is part of the live conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageState {
+    /// Part of the active conversation (false once archived or compacted away).
+    pub active: bool,
+    /// Replaced by a compaction summary; kept and searchable.
+    pub compacted: bool,
+}
+
+impl MessageState {
+    /// A message as appended.
+    pub const ACTIVE: MessageState = MessageState { active: true, compacted: false };
+}
+
+/// A session (conversation) as stored: the fold of its patches, counters and messages.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct Session {
     /// Session id.
     pub id: String,
@@ -47,7 +76,7 @@ pub struct Session {
     pub source: Option<String>,
     /// Model name.
     pub model: Option<String>,
-    /// Title.
+    /// Title (unique among sessions when set through [`Store::set_title`](crate::Store::set_title)).
     pub title: Option<String>,
     /// Platform user id.
     pub user_id: Option<String>,
@@ -63,48 +92,276 @@ pub struct Session {
     pub end_reason: Option<String>,
     /// Other fields, as a JSON object in text.
     pub extra: Option<String>,
+    /// Summed counters (tokens, API calls, cost).
+    pub counters: Counters,
 }
 
-/// A change to a session: every `Some` field is set, every `None` field is left as it was.
-/// Creating, updating and ending a session are all patches.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct SessionPatch {
-    /// Session id (required).
-    pub id: String,
-    /// See [`Session::source`].
-    pub source: Option<String>,
-    /// See [`Session::model`].
-    pub model: Option<String>,
-    /// See [`Session::title`].
-    pub title: Option<String>,
-    /// See [`Session::user_id`].
-    pub user_id: Option<String>,
-    /// See [`Session::chat_id`].
-    pub chat_id: Option<String>,
-    /// See [`Session::parent_session_id`].
-    pub parent_session_id: Option<String>,
-    /// See [`Session::started_at`].
-    pub started_at: Option<f64>,
-    /// See [`Session::ended_at`].
-    pub ended_at: Option<f64>,
-    /// See [`Session::end_reason`].
-    pub end_reason: Option<String>,
-    /// See [`Session::extra`].
-    pub extra: Option<String>,
+record! {
+    /// A change to a session: every `Some` field is set, every `None` field is left as it was.
+    /// Creating, updating and ending a session are all patches.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct SessionPatch {
+        /// Session id (required).
+        1 => pub id: String,
+        /// See [`Session::source`].
+        2 => pub source: Option<String>,
+        /// See [`Session::model`].
+        3 => pub model: Option<String>,
+        /// See [`Session::title`].
+        4 => pub title: Option<String>,
+        /// See [`Session::user_id`].
+        5 => pub user_id: Option<String>,
+        /// See [`Session::chat_id`].
+        6 => pub chat_id: Option<String>,
+        /// See [`Session::parent_session_id`].
+        7 => pub parent_session_id: Option<String>,
+        /// See [`Session::started_at`].
+        8 => pub started_at: Option<f64>,
+        /// See [`Session::ended_at`].
+        9 => pub ended_at: Option<f64>,
+        /// See [`Session::end_reason`].
+        10 => pub end_reason: Option<String>,
+        /// See [`Session::extra`]; merged like SQLite's `json_patch` (RFC 7396).
+        11 => pub extra: Option<String>,
+        /// Reopens an ended session: clears `ended_at` and `end_reason` before the fields above
+        /// are set.
+        12 => pub reopen: bool,
+        /// Clears the title before the fields above are set.
+        13 => pub clear_title: bool,
+        /// Only fills fields that are still empty (an upsert that never overwrites what an
+        /// earlier writer set).
+        14 => pub fill_only: bool,
+    }
 }
 
 impl SessionPatch {
     /// Applies this patch to a session (creating it from defaults when `base` is `None`).
     pub fn apply_to(&self, base: Option<Session>) -> Session {
         let mut s = base.unwrap_or_else(|| Session { id: self.id.clone(), ..Session::default() });
+        if self.reopen {
+            s.ended_at = None;
+            s.end_reason = None;
+        }
+        if self.clear_title {
+            s.title = None;
+        }
         macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = &self.$f { s.$f = Some(v.clone()); } )* };
+            ($($f:ident),*) => { $(
+                if let Some(v) = &self.$f && (!self.fill_only || s.$f.is_none()) {
+                    s.$f = Some(v.clone());
+                }
+            )* };
         }
         set!(source, model, title, user_id, chat_id, parent_session_id, started_at, ended_at, end_reason);
         if let Some(new) = &self.extra {
-            s.extra = Some(merge_extra(s.extra.as_deref(), new));
+            s.extra = Some(match (self.fill_only, s.extra.as_deref()) {
+                (true, Some(old)) => merge_extra(Some(new), old),
+                (_, old) => merge_extra(old, new),
+            });
         }
         s
+    }
+}
+
+/// Summed session counters (tokens, API calls, cost).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Counters {
+    /// Prompt tokens.
+    pub input_tokens: i64,
+    /// Completion tokens.
+    pub output_tokens: i64,
+    /// Tokens read from the provider's prompt cache.
+    pub cache_read_tokens: i64,
+    /// Tokens written to the provider's prompt cache.
+    pub cache_write_tokens: i64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: i64,
+    /// Model API calls.
+    pub api_call_count: i64,
+    /// Estimated cost in US dollars.
+    pub estimated_cost_usd: f64,
+    /// Billed cost in US dollars.
+    pub actual_cost_usd: f64,
+}
+
+impl Counters {
+    /// Adds the deltas of `d`.
+    pub fn add(&mut self, d: &CounterDelta) {
+        self.input_tokens = self.input_tokens.saturating_add(d.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(d.output_tokens);
+        self.cache_read_tokens = self.cache_read_tokens.saturating_add(d.cache_read_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(d.cache_write_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(d.reasoning_tokens);
+        self.api_call_count = self.api_call_count.saturating_add(d.api_call_count);
+        self.estimated_cost_usd += d.estimated_cost_usd;
+        self.actual_cost_usd += d.actual_cost_usd;
+    }
+}
+
+record! {
+    /// Counter deltas for one session: added to what it has (additive, so entries from several
+    /// processes commute).
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct CounterDelta {
+        /// The session.
+        1 => pub session_id: String,
+        /// See [`Counters::input_tokens`].
+        2 => pub input_tokens: i64,
+        /// See [`Counters::output_tokens`].
+        3 => pub output_tokens: i64,
+        /// See [`Counters::cache_read_tokens`].
+        4 => pub cache_read_tokens: i64,
+        /// See [`Counters::cache_write_tokens`].
+        5 => pub cache_write_tokens: i64,
+        /// See [`Counters::reasoning_tokens`].
+        6 => pub reasoning_tokens: i64,
+        /// See [`Counters::api_call_count`].
+        7 => pub api_call_count: i64,
+        /// See [`Counters::estimated_cost_usd`].
+        8 => pub estimated_cost_usd: f64,
+        /// See [`Counters::actual_cost_usd`].
+        9 => pub actual_cost_usd: f64,
+    }
+}
+
+record! {
+    /// Changes fields of one message (identified by its integer id). `Some` fields are set;
+    /// `extra` is merged (RFC 7396 merge patch).
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct MessageUpdate {
+        /// The message's integer id ([`Message::num`]).
+        1 => pub num: i64,
+        /// Its session (so that reads of one session find the update without a lookup).
+        2 => pub session_id: String,
+        /// New text.
+        3 => pub content: Option<String>,
+        /// New API content.
+        4 => pub api_content: Option<String>,
+        /// New platform message id.
+        5 => pub platform_message_id: Option<String>,
+        /// New tool calls (JSON text).
+        6 => pub tool_calls: Option<String>,
+        /// New finish reason.
+        7 => pub finish_reason: Option<String>,
+        /// New token count.
+        8 => pub token_count: Option<i64>,
+        /// Merge patch for `extra` (reactions, display metadata, ...).
+        9 => pub extra: Option<String>,
+    }
+}
+
+impl MessageUpdate {
+    /// Applies this update to a message.
+    pub fn apply_to(&self, m: &mut Message) {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { m.$f = Some(v.clone()); } )* };
+        }
+        set!(content, api_content, platform_message_id, tool_calls, finish_reason, token_count);
+        if let Some(p) = &self.extra {
+            m.extra = Some(merge_extra(m.extra.as_deref(), p));
+        }
+    }
+}
+
+/// What a [`Rewrite`] does to the messages it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RewriteMode {
+    /// Delete them: gone from reads and search, erased from disk in bounded time.
+    #[default]
+    Delete,
+    /// Archive them: hidden from the conversation, kept, searchable when asked.
+    Archive,
+    /// Compact them: hidden from the conversation, marked compacted, still searchable.
+    Compact,
+}
+
+impl RewriteMode {
+    pub(crate) fn code(self) -> i64 {
+        match self {
+            RewriteMode::Delete => 0,
+            RewriteMode::Archive => 1,
+            RewriteMode::Compact => 2,
+        }
+    }
+
+    pub(crate) fn from_code(c: i64) -> Option<RewriteMode> {
+        match c {
+            0 => Some(RewriteMode::Delete),
+            1 => Some(RewriteMode::Archive),
+            2 => Some(RewriteMode::Compact),
+            _ => None,
+        }
+    }
+
+    /// The state of a message after this rewrite covered it; `None` if it is deleted.
+    /// `active_only` rewrites leave messages that were already inactive as they were.
+    pub fn apply(self, s: MessageState, active_only: bool) -> Option<MessageState> {
+        if active_only && !s.active {
+            return Some(s);
+        }
+        match self {
+            RewriteMode::Delete => None,
+            RewriteMode::Archive => Some(MessageState { active: false, compacted: s.compacted }),
+            RewriteMode::Compact => Some(MessageState { active: false, compacted: true }),
+        }
+    }
+}
+
+record! {
+    /// Rewrites a session's history: every message of the session with an integer id below
+    /// `op` is deleted, archived or compacted (see [`RewriteMode`]), then `messages` are added.
+    /// Replace (/undo, /retry), clear and archive-and-compact are rewrites.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct Rewrite {
+        /// The session.
+        1 => pub session_id: String,
+        /// The operation's position in id order: messages with a smaller id are covered.
+        2 => pub op: i64,
+        /// [`RewriteMode`] code: 0 delete, 1 archive, 2 compact.
+        3 => pub mode: i64,
+        /// Only messages still active are covered.
+        4 => pub active_only: bool,
+        /// The messages that take their place (ids above `op`).
+        5, repeated => pub messages: Vec<Message>,
+    }
+}
+
+impl Rewrite {
+    /// The mode; an unknown code (from a newer writer) is refused at decode time.
+    pub fn rewrite_mode(&self) -> RewriteMode {
+        RewriteMode::from_code(self.mode).unwrap_or_default()
+    }
+}
+
+record! {
+    /// Deletes sessions with their messages (ids below `op`); the content is erased from disk
+    /// within the configured time.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct DeleteSessions {
+        /// The operation's position in id order.
+        1 => pub op: i64,
+        /// The sessions, children included when the caller asked for them.
+        2, repeated => pub sessions: Vec<SessionRef>,
+    }
+}
+
+record! {
+    /// A session id inside another record.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct SessionRef {
+        /// Session id.
+        1 => pub id: String,
+    }
+}
+
+record! {
+    /// Sets (or with `value` absent, removes) a small key/value metadata entry of the store.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct MetaSet {
+        /// The key.
+        1 => pub key: String,
+        /// The value.
+        2 => pub value: Option<String>,
     }
 }
 
@@ -167,13 +424,4 @@ mod tests {
         // Not an object: replaced.
         assert_eq!(merge_extra(Some("[1]"), r#"{"a":1}"#), r#"{"a":1}"#);
     }
-}
-
-/// What one journal record carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Entry {
-    /// A message was appended.
-    Message(Message),
-    /// A session was created, updated or ended.
-    Session(SessionPatch),
 }

@@ -11,15 +11,16 @@ use std::sync::atomic::AtomicBool;
 
 use logbook_journal::{Journal, Lsn};
 use parking_lot::Mutex;
-use tracing::{error, warn};
+use tracing::error;
 
-use crate::codec;
+use crate::entry;
+use crate::entry::Entry;
 use crate::error::Result;
 use crate::index::{Index, IndexError};
-use crate::layout::{INDEX_FILE, lane_dir, lane_names};
-use crate::model::Entry;
+use crate::layout::{INDEX_FILE, lane_dir, lane_names, lane_number};
 use crate::options::StoreOptions;
 use crate::status::{CompactorStatus, IndexHealth};
+use crate::store::IdClock;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -27,6 +28,29 @@ pub(crate) struct Shared {
     pub compactor: CompactorStatus,
     pub read_problem: Option<String>,
     pub lane_errors: BTreeMap<String, String>,
+    /// Records that did not decode, as `lane/lsn` -> why (written by a newer version, or
+    /// damaged). Every read reports them; bounded (the count goes on in `undecodable_more`).
+    pub undecodable: BTreeMap<String, String>,
+    pub undecodable_more: u64,
+}
+
+/// How many undecodable records are kept by name.
+const UNDECODABLE_KEPT: usize = 16;
+
+impl Shared {
+    /// Records a record that did not decode (logged once).
+    pub(crate) fn undecodable(&mut self, lane: &str, lsn: Lsn, why: String) {
+        let key = format!("{lane}/{lsn}");
+        if self.undecodable.contains_key(&key) {
+            return;
+        }
+        error!(lane = %lane, lsn, "journal record does not decode: {why}");
+        if self.undecodable.len() < UNDECODABLE_KEPT {
+            self.undecodable.insert(key, why);
+        } else {
+            self.undecodable_more += 1;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -46,6 +70,8 @@ pub(crate) struct Inner {
     pub reader: Mutex<Option<ReadConn>>,
     pub others: Mutex<BTreeMap<String, Journal>>,
     pub pending: Mutex<PendingIds>,
+    /// Integer ids of this lane.
+    pub ids: Mutex<IdClock>,
 }
 
 /// Ids of messages in this process's lane that the index may not have yet (for idempotent
@@ -64,7 +90,9 @@ impl Inner {
         lane_name: String,
         lane: Journal,
         lane_errors: BTreeMap<String, String>,
+        last_id: i64,
     ) -> Inner {
+        let lane_no = lane_number(&lane_name).unwrap_or(0);
         Inner {
             dir,
             opts,
@@ -76,10 +104,13 @@ impl Inner {
                 compactor: CompactorStatus::default(),
                 read_problem: None,
                 lane_errors,
+                undecodable: BTreeMap::new(),
+                undecodable_more: 0,
             }),
             reader: Mutex::new(None),
             others: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(PendingIds::default()),
+            ids: Mutex::new(IdClock::new(lane_no, last_id)),
         }
     }
 
@@ -137,11 +168,12 @@ impl Inner {
         for name in names {
             let from = positions.get(&name).copied().unwrap_or(0) + 1;
             let Some(j) = self.lane_journal(&name) else { continue };
+            let lane_no = lane_number(&name).unwrap_or(0);
             for r in j.iter_from(from) {
                 match r {
-                    Ok(rec) => match codec::decode(&rec.payload) {
+                    Ok(rec) => match entry::decode_record(lane_no, rec.lsn, &rec.payload) {
                         Ok(e) => f(&name, rec.lsn, e),
-                        Err(e) => warn!(lane = %name, lsn = rec.lsn, "skipping undecodable record: {e}"),
+                        Err(e) => self.shared.lock().undecodable(&name, rec.lsn, e.to_string()),
                     },
                     Err(e) => {
                         error!(lane = %name, "reading lane failed: {e}");

@@ -95,6 +95,13 @@ fn pristine(root: &Path) -> (PathBuf, Answers) {
     (dir, a)
 }
 
+/// The 1-based numbers of the pages a btree uses (the rest are free-list pages).
+fn used_pages(db: &Path) -> BTreeSet<u32> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut st = c.prepare("SELECT pageno FROM dbstat").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+}
+
 fn quarantined(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(QUARANTINE_DIR))
         .map(|rd| rd.map(|e| e.unwrap().path()).collect())
@@ -169,7 +176,11 @@ fn damaged_index_files_are_quarantined_and_rebuilt() {
     // Garbage over pages at several offsets.
     let len = std::fs::metadata(pristine.join(INDEX_FILE)).unwrap().len() as usize;
     assert!(len > 64 * 4096, "index too small for the test: {len}");
+    let used = used_pages(&pristine.join(INDEX_FILE));
     for (k, first_page) in [2usize, len / 4096 / 2, len / 4096 - 4].into_iter().enumerate() {
+        // Pages on SQLite's free list hold nothing: garbage there is harmless and undetectable
+        // (FTS5 merges free pages, and where they fall varies with the compactor's batches).
+        let hits_data = (first_page..first_page + 3).any(|p| used.contains(&(p as u32 + 1)));
         let mut bytes = Vec::new();
         let dir = damaged_copy(root.path(), &pristine, &format!("garbage-{k}"), |p| {
             let mut b = std::fs::read(p).unwrap();
@@ -179,7 +190,12 @@ fn damaged_index_files_are_quarantined_and_rebuilt() {
             std::fs::write(p, &b).unwrap();
             bytes = b;
         });
-        assert_quarantined(&dir, &bytes, &expected);
+        if hits_data {
+            assert_quarantined(&dir, &bytes, &expected);
+        } else {
+            eprintln!("garbage-{k}: pages {first_page}.. are all free; expecting no quarantine");
+            assert_eq!(reopen_and_check(&dir, &expected), 0);
+        }
     }
 
     // Truncated main file (half).

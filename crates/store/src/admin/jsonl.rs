@@ -123,6 +123,7 @@ pub fn parse_message_line(line: &str) -> std::result::Result<Message, String> {
         finish_reason,
         source,
         extra: extra.map(|m| Value::Object(m).to_string()),
+        ..Message::default()
     })
 }
 

@@ -7,11 +7,13 @@ use logbook_journal::{Journal, RecoveryMode};
 use serde::Serialize;
 
 use super::{Progress, read_options};
-use crate::codec;
+use crate::entry;
+use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexOptions};
-use crate::layout::{COMPACTOR_LOCK, INDEX_FILE, lane_dir, lane_names, quarantine_index_files, try_lock_compactor};
-use crate::model::Entry;
+use crate::layout::{
+    COMPACTOR_LOCK, INDEX_FILE, lane_dir, lane_names, lane_number, quarantine_index_files, try_lock_compactor,
+};
 
 /// Entries applied per SQLite transaction when rebuilding.
 const REBUILD_BATCH: usize = 2_000;
@@ -68,7 +70,7 @@ pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Resu
         for r in j.iter_from(from.max(j.first_lsn())) {
             let rec = r?;
             rep.entries += 1;
-            match codec::decode(&rec.payload) {
+            match entry::decode_record(lane_number(name).unwrap_or(0), rec.lsn, &rec.payload) {
                 Ok(e) => batch.push((name.clone(), rec.lsn, e)),
                 Err(e) => {
                     tracing::error!(lane = %name, lsn = rec.lsn, "journal record does not decode; skipped: {e}");

@@ -198,7 +198,12 @@ fn repair_index(dir: &Path, lane_failed: bool, progress: Progress<'_>) -> Result
             }
             Err(e)
                 if e.is_corruption()
-                    || matches!(e, IndexError::NewerSchema { .. } | IndexError::NotInitialized { .. }) =>
+                    || matches!(
+                        e,
+                        IndexError::NewerSchema { .. }
+                            | IndexError::OlderSchema { .. }
+                            | IndexError::NotInitialized { .. }
+                    ) =>
             {
                 Some(format!("index cannot be opened: {e}"))
             }

@@ -8,11 +8,11 @@ use logbook_journal::{Journal, RecoveryMode};
 use serde::Serialize;
 
 use super::{Progress, read_options};
-use crate::codec;
+use crate::entry;
 use crate::error::Result;
 use crate::index::{Index, IndexError, IndexOptions};
-use crate::layout::{INDEX_FILE, LANES_DIR, file_len, lane_dir, lane_names, unique_temp_dir, wal_path};
-use crate::model::Entry;
+use crate::layout::{INDEX_FILE, LANES_DIR, file_len, lane_dir, lane_names, lane_number, unique_temp_dir, wal_path};
+use crate::read::LiveSet;
 
 /// What `verify` found in one lane.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -197,7 +197,7 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
         iv.unindexed += j.last_lsn().saturating_sub(pos);
     }
     // Journal ids up to the applied positions.
-    let mut journal_ids: BTreeSet<String> = BTreeSet::new();
+    let mut history = LiveSet::default();
     let total: u64 = positions.values().sum();
     let mut done = 0u64;
     for (name, j) in journals {
@@ -216,11 +216,8 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
                     if done.is_multiple_of(10_000) {
                         progress("comparing journal and index", done, total);
                     }
-                    match codec::decode(&rec.payload) {
-                        Ok(Entry::Message(m)) => {
-                            journal_ids.insert(m.id);
-                        }
-                        Ok(Entry::Session(_)) => {}
+                    match entry::decode_record(lane_number(name).unwrap_or(0), rec.lsn, &rec.payload) {
+                        Ok(e) => history.add(e),
                         Err(e) => iv.problems.push(format!("lane {name} record {} does not decode: {e}", rec.lsn)),
                     }
                 }
@@ -233,6 +230,8 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
         }
     }
     progress("comparing journal and index", total, total);
+    // What the index must hold: the journal's messages less those its history operations removed.
+    let journal_ids = history.live_ids();
     iv.journal_messages = Some(journal_ids.len() as u64);
     let index_ids: BTreeSet<String> = ids.into_iter().collect();
     let missing: Vec<&String> = journal_ids.difference(&index_ids).collect();

@@ -1,6 +1,6 @@
 //! Hermes `state.db` rows (any schema version) to sessions and messages.
 
-use crate::model::Entry;
+use crate::entry::Entry;
 use crate::model::Message;
 use crate::model::SessionPatch;
 use std::collections::HashMap;

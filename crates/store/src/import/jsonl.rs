@@ -1,6 +1,6 @@
 //! Hermes JSONL session sidecars.
 
-use crate::model::Entry;
+use crate::entry::Entry;
 use crate::model::Message;
 use crate::model::SessionPatch;
 use std::fs::File;

@@ -51,7 +51,8 @@ use std::error::Error as StdError;
 use std::io;
 use std::path::PathBuf;
 
-use crate::model::{Entry, Message, SessionPatch};
+use crate::entry::Entry;
+use crate::model::{Message, SessionPatch};
 use ids::IdAssigner;
 
 /// What a sink returns to refuse an entry; the import stops and returns

@@ -11,28 +11,20 @@ use super::json::{J, Style};
 use super::jsonl::import_jsonl;
 use super::sqlite::open_read_only;
 use super::{ImportError, ImportReport, SinkError};
-use crate::model::{Entry, Message, SessionPatch};
+use crate::entry::Entry;
+use crate::model::{Message, SessionPatch};
 use crate::time::parse_iso8601;
 
-/// `shared/fixtures/hermes`, found by walking up from the crate; `None` (and the test is
-/// skipped with a message) when this checkout has no fixtures.
-fn fixture_dir() -> Option<PathBuf> {
-    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
-    while let Some(d) = dir {
-        let candidate = d.join("shared/fixtures/hermes");
-        if candidate.join("expected.json").is_file() {
-            return Some(candidate);
-        }
-        dir = d.parent();
-    }
-    eprintln!("skipped: no shared/fixtures/hermes above {}", env!("CARGO_MANIFEST_DIR"));
-    None
+/// The committed fixtures (`tests/fixtures/hermes`, made by `gen-hermes-fixtures`).
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hermes")
 }
 
 /// Copies a fixture (file or folder) into a fresh temporary folder; fixtures are never opened
-/// in place.
+/// in place. Always `Some`: a missing fixture fails the test.
 fn copy_fixture(name: &str) -> Option<(tempfile::TempDir, PathBuf)> {
-    let src = fixture_dir()?.join(name);
+    let src = fixture_dir().join(name);
+    assert!(src.exists(), "missing fixture {} (regenerate with gen-hermes-fixtures)", src.display());
     let tmp = tempfile::tempdir().unwrap();
     let dst = tmp.path().join(name.trim_end_matches('/'));
     if src.is_dir() {
@@ -63,6 +55,7 @@ fn collect(
                 saw_message = true;
                 messages.push(m);
             }
+            e => panic!("an import produced {e:?}"),
         }
         Ok(())
     })
@@ -81,7 +74,7 @@ fn import_sidecars() -> Option<(ImportReport, Vec<SessionPatch>, Vec<Message>)> 
 }
 
 fn expected() -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(fixture_dir()?.join("expected.json")).unwrap();
+    let text = std::fs::read_to_string(fixture_dir().join("expected.json")).unwrap();
     Some(serde_json::from_str(&text).unwrap())
 }
 

@@ -1,13 +1,21 @@
 //! Applying journal entries to the index, one transaction per batch with the applied positions.
+//!
+//! Every entry kind has its SQL here. History operations follow the rules in docs/design.md
+//! ("History operations"): a rewrite or deletion covers the messages of its session whose
+//! integer id is below the operation's, whenever those messages reach the index, so the result
+//! depends on the entries, not on the batches they were applied in.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::schema::SESSION_COLS;
+use super::schema::PATCH_COLS;
 use super::text::{Indexed, classify};
 use super::{Ctx, Index, IndexError, Result, collect};
-use crate::model::Entry;
+use crate::entry::Entry;
+use crate::model::{
+    CounterDelta, DeleteSessions, Message, MessageState, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch,
+};
 
 /// What one [`Index::apply_batch`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,6 +26,10 @@ pub struct ApplyStats {
     pub duplicate_messages: u64,
     /// Session patches applied.
     pub sessions: u64,
+    /// History operations applied (updates, rewrites, deletions, counters, metadata).
+    pub operations: u64,
+    /// Messages removed by deletions and rewrites (or not indexed because one covered them).
+    pub erased_messages: u64,
     /// Entries skipped because their position was at or below the lane's applied position.
     pub skipped: u64,
 }
@@ -41,136 +53,31 @@ impl Index {
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin the apply transaction")?;
         let mut stats = ApplyStats::default();
         {
-            let mut positions = read_positions(&tx)?;
+            let mut a = Applier { tx: &tx, limit, pending_fts: Vec::new(), stats: &mut stats };
+            a.tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS pending_fts (rid INTEGER PRIMARY KEY)")
+                .ctx("create the pending-fts table")?;
+            let mut positions = read_positions(a.tx)?;
             let mut touched = BTreeSet::new();
-            let mut insert_message = tx
-                .prepare_cached(
-                    "INSERT INTO messages (id, session_id, role, content, tool_call_id, tool_name, \
-                     tool_calls, reasoning, timestamp, token_count, finish_reason, source, extra, \
-                     lane, lsn, fts_len, fts_text) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .ctx("prepare the message insert")?;
-            let mut insert_fts = tx
-                .prepare_cached(
-                    "INSERT INTO messages_fts (rowid, body, tool_name) \
-                     SELECT rid, body, tool_name FROM fts_source WHERE rid BETWEEN ?1 AND ?2",
-                )
-                .ctx("prepare the fts insert")?;
-            // Rows inserted by this batch. They are indexed with one statement at the end: FTS5
-            // flushes its pending terms at every statement boundary, so one INSERT per message
-            // would write one index segment per message (measured: ~2x slower compaction).
-            let mut new_rids: Vec<i64> = Vec::new();
-            let mut bare_session = tx
-                .prepare_cached(
-                    "INSERT INTO sessions (id, source, started_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .ctx("prepare the session insert")?;
-            let mut patch_session = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO sessions ({SESSION_COLS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-                     ON CONFLICT (id) DO UPDATE SET \
-                     source = coalesce(excluded.source, source), \
-                     model = coalesce(excluded.model, model), \
-                     title = coalesce(excluded.title, title), \
-                     user_id = coalesce(excluded.user_id, user_id), \
-                     chat_id = coalesce(excluded.chat_id, chat_id), \
-                     parent_session_id = coalesce(excluded.parent_session_id, parent_session_id), \
-                     started_at = coalesce(excluded.started_at, started_at), \
-                     ended_at = coalesce(excluded.ended_at, ended_at), \
-                     end_reason = coalesce(excluded.end_reason, end_reason), \
-                     extra = CASE \
-                         WHEN excluded.extra IS NULL THEN extra \
-                         WHEN extra IS NULL THEN excluded.extra \
-                         WHEN json_valid(extra) AND json_valid(excluded.extra) \
-                              AND json_type(extra) = 'object' AND json_type(excluded.extra) = 'object' \
-                             THEN json_patch(extra, excluded.extra) \
-                         ELSE excluded.extra END"
-                ))
-                .ctx("prepare the session upsert")?;
-
             for (lane, lsn, entry) in entries {
                 let lsn_i = i64::try_from(*lsn)
                     .map_err(|_| IndexError::PositionOutOfRange { lane: lane.clone(), lsn: *lsn })?;
                 if positions.get(lane).is_some_and(|&p| *lsn <= p) {
-                    stats.skipped += 1;
+                    a.stats.skipped += 1;
                     continue;
                 }
                 match entry {
-                    Entry::Message(m) => {
-                        let (fts_len, fts_text) = match classify(m, limit) {
-                            Indexed::Whole => (None, None),
-                            Indexed::Prefix(n) => (i64::try_from(n).ok(), None),
-                            Indexed::Extracted(t) => (None, Some(t)),
-                        };
-                        let inserted = insert_message
-                            .execute(rusqlite::params![
-                                m.id,
-                                m.session_id,
-                                m.role,
-                                m.content,
-                                m.tool_call_id,
-                                m.tool_name,
-                                m.tool_calls,
-                                m.reasoning,
-                                m.timestamp,
-                                m.token_count,
-                                m.finish_reason,
-                                m.source,
-                                m.extra,
-                                lane,
-                                lsn_i,
-                                fts_len,
-                                fts_text,
-                            ])
-                            .ctx("insert a message")?;
-                        if inserted == 0 {
-                            stats.duplicate_messages += 1;
-                        } else {
-                            new_rids.push(tx.last_insert_rowid());
-                            bare_session
-                                .execute((&m.session_id, &m.source, m.timestamp))
-                                .ctx("create a session for a message")?;
-                            stats.messages += 1;
-                        }
-                    }
-                    Entry::Session(p) => {
-                        patch_session
-                            .execute(rusqlite::params![
-                                p.id,
-                                p.source,
-                                p.model,
-                                p.title,
-                                p.user_id,
-                                p.chat_id,
-                                p.parent_session_id,
-                                p.started_at,
-                                p.ended_at,
-                                p.end_reason,
-                                p.extra,
-                            ])
-                            .ctx("apply a session patch")?;
-                        stats.sessions += 1;
-                    }
+                    Entry::Message(m) => a.message(m, lane, lsn_i)?,
+                    Entry::Session(p) => a.session(p)?,
+                    Entry::Update(u) => a.update(u)?,
+                    Entry::Rewrite(r) => a.rewrite(r, lane, lsn_i)?,
+                    Entry::Delete(d) => a.delete(d)?,
+                    Entry::Counters(c) => a.counters(c)?,
+                    Entry::Meta(m) => a.meta(m)?,
                 }
                 positions.insert(lane.clone(), *lsn);
                 touched.insert(lane.as_str());
             }
-            if let (Some(&lo), Some(&hi)) = (new_rids.iter().min(), new_rids.iter().max()) {
-                // New rowids are max(rowid)+1 each, so the batch is one contiguous range; if SQLite
-                // ever picked others (rowid space exhausted), index them one by one.
-                let contiguous = usize::try_from(hi - lo).ok().map(|d| d + 1) == Some(new_rids.len());
-                if contiguous {
-                    insert_fts.execute((lo, hi)).ctx("index the batch")?;
-                } else {
-                    for rid in &new_rids {
-                        insert_fts.execute((rid, rid)).ctx("index a message")?;
-                    }
-                }
-            }
+            a.flush_fts()?;
             let mut store_position = tx
                 .prepare_cached(
                     "INSERT INTO applied (lane, lsn) VALUES (?1, ?2) \
@@ -185,6 +92,352 @@ impl Index {
         }
         tx.commit().ctx("commit the apply transaction")?;
         Ok(stats)
+    }
+}
+
+/// One batch being applied.
+struct Applier<'t, 's> {
+    tx: &'t Transaction<'t>,
+    limit: usize,
+    /// Rows inserted and not yet in the full-text index. They are indexed with one statement:
+    /// FTS5 flushes its pending terms at every statement boundary, so one INSERT per message
+    /// would write one index segment per message (measured: ~2x slower compaction).
+    pending_fts: Vec<i64>,
+    stats: &'s mut ApplyStats,
+}
+
+impl Applier<'_, '_> {
+    /// Indexes the rows inserted so far. Runs before any statement that changes or deletes
+    /// indexed rows, which must only touch rows the full-text index already has.
+    fn flush_fts(&mut self) -> Result<()> {
+        if self.pending_fts.is_empty() {
+            return Ok(());
+        }
+        let mut add = self.tx.prepare_cached("INSERT INTO temp.pending_fts (rid) VALUES (?1)").ctx("prepare")?;
+        for rid in self.pending_fts.drain(..) {
+            add.execute([rid]).ctx("queue a row for the full-text index")?;
+        }
+        self.tx
+            .execute(
+                "INSERT INTO messages_fts (rowid, body, tool_name) \
+                 SELECT rid, body, tool_name FROM fts_source WHERE rid IN (SELECT rid FROM temp.pending_fts)",
+                [],
+            )
+            .ctx("index the batch")?;
+        self.tx.execute("DELETE FROM temp.pending_fts", []).ctx("clear the pending rows")?;
+        Ok(())
+    }
+
+    /// Removes rows from the full-text index (with the values it indexed), then from `messages`.
+    fn erase_rows(&mut self, filter: &str, params: impl rusqlite::Params + Clone) -> Result<u64> {
+        self.flush_fts()?;
+        self.tx
+            .execute(
+                &format!(
+                    "INSERT INTO messages_fts (messages_fts, rowid, body, tool_name) \
+                     SELECT 'delete', rid, body, tool_name FROM fts_source WHERE rid IN \
+                     (SELECT rid FROM messages WHERE {filter})"
+                ),
+                params.clone(),
+            )
+            .ctx("remove messages from the full-text index")?;
+        let n = self.tx.execute(&format!("DELETE FROM messages WHERE {filter}"), params).ctx("delete messages")?;
+        Ok(n as u64)
+    }
+
+    /// The state a message with id `num` gets from the rewrites of its session with a larger op
+    /// (applied in op order); `None` if one of them, or a deletion, removed it.
+    fn late_state(&self, session: &str, num: i64) -> Result<Option<MessageState>> {
+        let deleted: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT op FROM deleted_sessions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([session], |r| r.get(0)).optional())
+            .ctx("read a deletion")?;
+        if deleted.is_some_and(|op| op > num) {
+            return Ok(None);
+        }
+        let ops = collect(
+            self.tx,
+            "SELECT mode, active_only FROM session_ops WHERE session_id = ?1 AND op > ?2 ORDER BY op",
+            params![session, num],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
+        )
+        .ctx("read rewrites")?;
+        let mut state = Some(MessageState::ACTIVE);
+        for (mode, active_only) in ops {
+            let mode = RewriteMode::from_code(mode).unwrap_or_default();
+            state = state.and_then(|s| mode.apply(s, active_only));
+        }
+        Ok(state)
+    }
+
+    fn message(&mut self, m: &Message, lane: &str, lsn: i64) -> Result<()> {
+        let Some(state) = self.late_state(&m.session_id, m.num)? else {
+            self.stats.erased_messages += 1;
+            return Ok(());
+        };
+        let (fts_len, fts_text) = match classify(m, self.limit) {
+            Indexed::Whole => (None, None),
+            Indexed::Prefix(n) => (i64::try_from(n).ok(), None),
+            Indexed::Extracted(t) => (None, Some(t)),
+        };
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO messages (rid, id, session_id, role, content, tool_call_id, tool_name, \
+                 tool_calls, reasoning, timestamp, token_count, finish_reason, source, extra, \
+                 platform_message_id, api_content, active, compacted, lane, lsn, fts_len, fts_text) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+                 ?19, ?20, ?21, ?22) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut st| {
+                // 0: no integer id (only direct callers of `apply_batch`): SQLite picks one.
+                st.execute(params![
+                    (m.num != 0).then_some(m.num),
+                    m.id,
+                    m.session_id,
+                    m.role,
+                    m.content,
+                    m.tool_call_id,
+                    m.tool_name,
+                    m.tool_calls,
+                    m.reasoning,
+                    m.timestamp,
+                    m.token_count,
+                    m.finish_reason,
+                    m.source,
+                    m.extra,
+                    m.platform_message_id,
+                    m.api_content,
+                    state.active,
+                    state.compacted,
+                    lane,
+                    lsn,
+                    fts_len,
+                    fts_text,
+                ])
+            })
+            .ctx("insert a message")?;
+        if inserted == 0 {
+            self.stats.duplicate_messages += 1;
+            return Ok(());
+        }
+        self.pending_fts.push(self.tx.last_insert_rowid());
+        self.tx
+            .prepare_cached(
+                "INSERT INTO sessions (id, source, started_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut st| st.execute((&m.session_id, &m.source, m.timestamp)))
+            .ctx("create a session for a message")?;
+        self.stats.messages += 1;
+        Ok(())
+    }
+
+    fn session(&mut self, p: &SessionPatch) -> Result<()> {
+        if p.reopen {
+            self.tx
+                .execute("UPDATE sessions SET ended_at = NULL, end_reason = NULL WHERE id = ?1", [&p.id])
+                .ctx("reopen a session")?;
+        }
+        if p.clear_title {
+            self.tx.execute("UPDATE sessions SET title = NULL WHERE id = ?1", [&p.id]).ctx("clear a title")?;
+        }
+        // `fill_only`: what is there wins; otherwise the patch wins. `extra` merges either way.
+        let (new, old) = if p.fill_only { ("sessions", "excluded") } else { ("excluded", "sessions") };
+        let set = |c: &str| format!("{c} = coalesce({new}.{c}, {old}.{c})");
+        let cols = ["source", "model", "title", "user_id", "chat_id", "parent_session_id", "started_at", "ended_at"];
+        let mut sets: Vec<String> = cols.iter().map(|c| set(c)).collect();
+        sets.push(set("end_reason"));
+        let sql = format!(
+            "INSERT INTO sessions ({PATCH_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (id) DO UPDATE SET {}, \
+             extra = CASE \
+                 WHEN {new}.extra IS NULL THEN {old}.extra \
+                 WHEN {old}.extra IS NULL THEN {new}.extra \
+                 WHEN json_valid({old}.extra) AND json_valid({new}.extra) \
+                      AND json_type({old}.extra) = 'object' AND json_type({new}.extra) = 'object' \
+                     THEN json_patch({old}.extra, {new}.extra) \
+                 ELSE {new}.extra END",
+            sets.join(", ")
+        );
+        self.tx
+            .prepare_cached(&sql)
+            .and_then(|mut st| {
+                st.execute(params![
+                    p.id,
+                    p.source,
+                    p.model,
+                    p.title,
+                    p.user_id,
+                    p.chat_id,
+                    p.parent_session_id,
+                    p.started_at,
+                    p.ended_at,
+                    p.end_reason,
+                    p.extra,
+                ])
+            })
+            .ctx("apply a session patch")?;
+        self.stats.sessions += 1;
+        Ok(())
+    }
+
+    fn update(&mut self, u: &MessageUpdate) -> Result<()> {
+        self.stats.operations += 1;
+        let old = self
+            .tx
+            .prepare_cached(&format!("SELECT {} FROM messages m WHERE m.rid = ?1", super::schema::MESSAGE_COLS))
+            .and_then(|mut st| st.query_row([u.num], super::query::message_from_row).optional())
+            .ctx("read a message to update")?;
+        // Not indexed: deleted, or (written by another process) not applied yet; see
+        // docs/design.md "History operations" for the second case.
+        let Some((mut m, _)) = old else { return Ok(()) };
+        let text_changes = u.content.is_some();
+        u.apply_to(&mut m);
+        if text_changes {
+            self.flush_fts()?;
+            self.tx
+                .execute(
+                    "INSERT INTO messages_fts (messages_fts, rowid, body, tool_name) \
+                     SELECT 'delete', rid, body, tool_name FROM fts_source WHERE rid = ?1",
+                    [u.num],
+                )
+                .ctx("remove a message from the full-text index")?;
+        }
+        let (fts_len, fts_text) = match classify(&m, self.limit) {
+            Indexed::Whole => (None, None),
+            Indexed::Prefix(n) => (i64::try_from(n).ok(), None),
+            Indexed::Extracted(t) => (None, Some(t)),
+        };
+        self.tx
+            .execute(
+                "UPDATE messages SET content = ?2, api_content = ?3, platform_message_id = ?4, tool_calls = ?5, \
+                 finish_reason = ?6, token_count = ?7, extra = ?8, fts_len = ?9, fts_text = ?10 WHERE rid = ?1",
+                params![
+                    u.num,
+                    m.content,
+                    m.api_content,
+                    m.platform_message_id,
+                    m.tool_calls,
+                    m.finish_reason,
+                    m.token_count,
+                    m.extra,
+                    fts_len,
+                    fts_text
+                ],
+            )
+            .ctx("update a message")?;
+        if text_changes {
+            self.pending_fts.push(u.num);
+        }
+        Ok(())
+    }
+
+    fn rewrite(&mut self, r: &Rewrite, lane: &str, lsn: i64) -> Result<()> {
+        self.stats.operations += 1;
+        let mode = r.rewrite_mode();
+        self.tx
+            .execute(
+                "INSERT INTO session_ops (session_id, op, mode, active_only) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT DO NOTHING",
+                params![r.session_id, r.op, mode.code(), r.active_only],
+            )
+            .ctx("record a rewrite")?;
+        let only = if r.active_only { " AND active = 1" } else { "" };
+        let filter = format!("session_id = ?1 AND rid < ?2{only}");
+        match mode {
+            RewriteMode::Delete => {
+                self.stats.erased_messages += self.erase_rows(&filter, params![r.session_id, r.op])?;
+            }
+            RewriteMode::Archive => {
+                self.tx
+                    .execute(&format!("UPDATE messages SET active = 0 WHERE {filter}"), params![r.session_id, r.op])
+                    .ctx("archive messages")?;
+            }
+            RewriteMode::Compact => {
+                self.tx
+                    .execute(
+                        &format!("UPDATE messages SET active = 0, compacted = 1 WHERE {filter}"),
+                        params![r.session_id, r.op],
+                    )
+                    .ctx("compact messages")?;
+            }
+        }
+        for m in &r.messages {
+            self.message(m, lane, lsn)?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, d: &DeleteSessions) -> Result<()> {
+        self.stats.operations += 1;
+        for s in &d.sessions {
+            self.stats.erased_messages += self.erase_rows("session_id = ?1 AND rid < ?2", params![s.id, d.op])?;
+            let left: i64 = self
+                .tx
+                .query_row("SELECT count(*) FROM messages WHERE session_id = ?1", [&s.id], |r| r.get(0))
+                .ctx("count what a deletion left")?;
+            if left == 0 {
+                self.tx.execute("DELETE FROM sessions WHERE id = ?1", [&s.id]).ctx("delete a session")?;
+            }
+            self.tx
+                .execute("DELETE FROM session_ops WHERE session_id = ?1 AND op < ?2", params![s.id, d.op])
+                .ctx("forget a deleted session's rewrites")?;
+            self.tx
+                .execute(
+                    "INSERT INTO deleted_sessions (id, op) VALUES (?1, ?2) \
+                     ON CONFLICT (id) DO UPDATE SET op = max(op, excluded.op)",
+                    params![s.id, d.op],
+                )
+                .ctx("record a deletion")?;
+        }
+        Ok(())
+    }
+
+    fn counters(&mut self, c: &CounterDelta) -> Result<()> {
+        self.stats.operations += 1;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO sessions (id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
+                 reasoning_tokens, api_call_count, estimated_cost_usd, actual_cost_usd) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO UPDATE SET \
+                 input_tokens = input_tokens + excluded.input_tokens, \
+                 output_tokens = output_tokens + excluded.output_tokens, \
+                 cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, \
+                 cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
+                 reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
+                 api_call_count = api_call_count + excluded.api_call_count, \
+                 estimated_cost_usd = estimated_cost_usd + excluded.estimated_cost_usd, \
+                 actual_cost_usd = actual_cost_usd + excluded.actual_cost_usd",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    c.session_id,
+                    c.input_tokens,
+                    c.output_tokens,
+                    c.cache_read_tokens,
+                    c.cache_write_tokens,
+                    c.reasoning_tokens,
+                    c.api_call_count,
+                    c.estimated_cost_usd,
+                    c.actual_cost_usd,
+                ])
+            })
+            .ctx("add session counters")?;
+        Ok(())
+    }
+
+    fn meta(&mut self, m: &MetaSet) -> Result<()> {
+        self.stats.operations += 1;
+        match &m.value {
+            Some(v) => self.tx.execute(
+                "INSERT INTO user_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (&m.key, v),
+            ),
+            None => self.tx.execute("DELETE FROM user_meta WHERE key = ?1", [&m.key]),
+        }
+        .ctx("set metadata")?;
+        Ok(())
     }
 }
 

@@ -52,6 +52,16 @@ pub enum IndexError {
         /// The newest version this code knows.
         supported: i64,
     },
+    /// The file was written by an older version: it is rebuilt from the journal.
+    #[error("index {} has schema version {found}, older than {supported}: it is rebuilt from the journal", path.display())]
+    OlderSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The version this code writes.
+        supported: i64,
+    },
     /// SQLite refused to switch the database to WAL mode.
     #[error("index {} could not be put in WAL mode (journal_mode is {mode:?})", path.display())]
     NotWal {

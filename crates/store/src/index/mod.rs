@@ -47,9 +47,11 @@ pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
 use schema::{FTS_CONFIG, SCHEMA};
 pub use text::{indexed_text, match_snippet};
 
-/// The schema version this code writes and reads. Version 1 is the first; there is no migration
-/// yet. A file with a newer version is refused ([`IndexError::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code writes and reads. Version 2 added integer ids, history state,
+/// counters and history operations. The index is derived, so there are no migrations: a file
+/// with an older version is rebuilt from the journal ([`IndexError::OlderSchema`]), one with a
+/// newer version is refused ([`IndexError::NewerSchema`]).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Result alias for this module.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
@@ -94,6 +96,8 @@ impl Index {
         }
         conn.pragma_update(None, "synchronous", "FULL").ctx("set synchronous=FULL")?;
         conn.pragma_update(None, "foreign_keys", "OFF").ctx("set foreign_keys=OFF")?;
+        // Freed pages (deleted messages) are overwritten with zeros: erased means erased.
+        conn.pragma_update(None, "secure_delete", "ON").ctx("set secure_delete=ON")?;
         #[cfg(target_vendor = "apple")]
         {
             conn.pragma_update(None, "fullfsync", "ON").ctx("set fullfsync=ON")?;
@@ -156,6 +160,9 @@ fn schema_version(conn: &Connection) -> Result<Option<i64>> {
 fn check_version(path: &Path, found: i64) -> Result<()> {
     if found > SCHEMA_VERSION {
         return Err(IndexError::NewerSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+    }
+    if (1..SCHEMA_VERSION).contains(&found) {
+        return Err(IndexError::OlderSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
     }
     if found < 1 {
         return Err(IndexError::Corrupt { path: path.to_owned(), detail: format!("invalid schema version {found}") });

@@ -3,10 +3,10 @@
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row};
 
-use super::schema::{MESSAGE_COLS, SESSION_COLS};
+use super::schema::{MESSAGE_COL_COUNT, MESSAGE_COLS, SESSION_COLS};
 use super::text::{SNIPPET_CONTEXT, fts_match_expr, head, like_pattern, match_snippet};
 use super::{Ctx, Index, IndexError, Result, collect};
-use crate::model::{Message, Session};
+use crate::model::{Counters, Message, MessageState, RewriteMode, Session};
 
 /// Which sessions [`Index::list_sessions`] returns. All fields default to "no filter".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,6 +59,8 @@ pub struct SearchQuery {
     pub limit: usize,
     /// Result order. Default: [`SearchOrder::Relevance`].
     pub order: SearchOrder,
+    /// Also search archived messages (compacted ones are always searched). Default: false.
+    pub include_inactive: bool,
 }
 
 impl Default for SearchQuery {
@@ -72,6 +74,7 @@ impl Default for SearchQuery {
             until: None,
             limit: 20,
             order: SearchOrder::Relevance,
+            include_inactive: false,
         }
     }
 }
@@ -88,6 +91,8 @@ impl SearchQuery {
 pub struct SearchHit {
     /// The whole message.
     pub message: Message,
+    /// Whether it is active or archived/compacted.
+    pub state: MessageState,
     /// About 64 characters around the match, matches wrapped in `[` `]`, cuts marked `…`.
     pub snippet: String,
     /// Relevance, higher is better (negated FTS5 `bm25()`); 0 for `LIKE` matches.
@@ -116,13 +121,82 @@ impl Index {
         collect(&self.conn, "SELECT id FROM messages ORDER BY rid", [], |r| r.get(0)).ctx("list message ids")
     }
 
-    /// The messages of a session, by timestamp, then journal order.
+    /// The active messages of a session, by timestamp, then id.
     pub fn messages(&self, session_id: &str) -> Result<Vec<Message>> {
         let sql = format!(
-            "SELECT {MESSAGE_COLS} FROM messages m WHERE m.session_id = ?1 \
+            "SELECT {MESSAGE_COLS} FROM messages m WHERE m.session_id = ?1 AND m.active = 1 \
              ORDER BY m.timestamp, m.rid"
         );
-        collect(&self.conn, &sql, [session_id], message_from_row).ctx("read messages")
+        let rows = collect(&self.conn, &sql, [session_id], message_from_row).ctx("read messages")?;
+        Ok(rows.into_iter().map(|(m, _)| m).collect())
+    }
+
+    /// Every message of a session with its state (archived and compacted ones included), by
+    /// integer id.
+    pub fn history(&self, session_id: &str) -> Result<Vec<(Message, MessageState)>> {
+        let sql = format!("SELECT {MESSAGE_COLS} FROM messages m WHERE m.session_id = ?1 ORDER BY m.rid");
+        collect(&self.conn, &sql, [session_id], message_from_row).ctx("read a session's history")
+    }
+
+    /// One message by integer id.
+    pub fn message_by_num(&self, num: i64) -> Result<Option<(Message, MessageState)>> {
+        self.conn
+            .prepare_cached(&format!("SELECT {MESSAGE_COLS} FROM messages m WHERE m.rid = ?1"))
+            .and_then(|mut st| st.query_row([num], message_from_row).optional())
+            .ctx("read a message")
+    }
+
+    /// The largest integer id indexed from `lane` (0 if none).
+    pub fn max_num_of_lane(&self, lane: &str) -> Result<i64> {
+        self.conn
+            .query_row("SELECT coalesce(max(rid), 0) FROM messages WHERE lane = ?1", [lane], |r| r.get(0))
+            .ctx("read the largest id of a lane")
+    }
+
+    /// The rewrites recorded for a session, by op: (op, mode, active only).
+    pub fn session_ops(&self, session_id: &str) -> Result<Vec<(i64, RewriteMode, bool)>> {
+        let rows = collect(
+            &self.conn,
+            "SELECT op, mode, active_only FROM session_ops WHERE session_id = ?1 ORDER BY op",
+            [session_id],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?)),
+        )
+        .ctx("read rewrites")?;
+        Ok(rows.into_iter().map(|(op, m, a)| (op, RewriteMode::from_code(m).unwrap_or_default(), a)).collect())
+    }
+
+    /// The op of the latest deletion of a session, if it was ever deleted.
+    pub fn deleted_op(&self, session_id: &str) -> Result<Option<i64>> {
+        self.conn
+            .prepare_cached("SELECT op FROM deleted_sessions WHERE id = ?1")
+            .and_then(|mut st| st.query_row([session_id], |r| r.get(0)).optional())
+            .ctx("read a deletion")
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT value FROM user_meta WHERE key = ?1")
+            .and_then(|mut st| st.query_row([key], |r| r.get(0)).optional())
+            .ctx("read metadata")
+    }
+
+    /// Every metadata key and value.
+    pub fn all_meta(&self) -> Result<Vec<(String, String)>> {
+        collect(&self.conn, "SELECT key, value FROM user_meta ORDER BY key", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ctx("read metadata")
+    }
+
+    /// Active messages per session (for listings).
+    pub fn message_counts(&self) -> Result<Vec<(String, u64)>> {
+        let rows = collect(
+            &self.conn,
+            "SELECT session_id, count(*) FROM messages WHERE active = 1 GROUP BY session_id",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .ctx("count messages")?;
+        Ok(rows.into_iter().map(|(s, n)| (s, u64::try_from(n).unwrap_or(0))).collect())
     }
 
     /// One session, if known.
@@ -179,6 +253,9 @@ impl Index {
             params.push(Value::Text(pattern.clone()));
             params.push(Value::Text(pattern));
         }
+        if !q.include_inactive {
+            sql.push_str(" AND (m.active = 1 OR m.compacted = 1)");
+        }
         let mut filter = |clause: &str, v: Option<Value>| {
             if let Some(v) = v {
                 sql.push_str(clause);
@@ -204,30 +281,30 @@ impl Index {
         let params = rusqlite::params_from_iter(params);
         let rows = collect(&self.conn, &sql, params, |r| {
             let message = message_from_row(r)?;
-            let body: Option<String> = r.get(13)?;
-            let tool_name: Option<String> = r.get(14)?;
-            let snippet: Option<String> = r.get(15)?;
-            let score: f64 = r.get(16)?;
+            let body: Option<String> = r.get(MESSAGE_COL_COUNT)?;
+            let tool_name: Option<String> = r.get(MESSAGE_COL_COUNT + 1)?;
+            let snippet: Option<String> = r.get(MESSAGE_COL_COUNT + 2)?;
+            let score: f64 = r.get(MESSAGE_COL_COUNT + 3)?;
             Ok((message, body, tool_name, snippet, score))
         })
         .ctx("run a search")?;
         Ok(rows
             .into_iter()
-            .map(|(message, body, tool_name, snippet, score)| {
+            .map(|((message, state), body, tool_name, snippet, score)| {
                 let snippet = snippet.unwrap_or_else(|| {
                     let body = body.unwrap_or_default();
                     match_snippet(&body, &q.text)
                         .or_else(|| tool_name.and_then(|t| match_snippet(&t, &q.text)))
                         .unwrap_or_else(|| head(&body, SNIPPET_CONTEXT))
                 });
-                SearchHit { message, snippet, score }
+                SearchHit { message, state, snippet, score }
             })
             .collect())
     }
 }
 
-pub(super) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
-    Ok(Message {
+pub(super) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<(Message, MessageState)> {
+    let m = Message {
         id: r.get(0)?,
         session_id: r.get(1)?,
         role: r.get(2)?,
@@ -242,7 +319,11 @@ pub(super) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         finish_reason: r.get(10)?,
         source: r.get(11)?,
         extra: r.get(12)?,
-    })
+        num: r.get(13)?,
+        platform_message_id: r.get(14)?,
+        api_content: r.get(15)?,
+    };
+    Ok((m, MessageState { active: r.get(16)?, compacted: r.get(17)? }))
 }
 
 pub(super) fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
@@ -258,5 +339,15 @@ pub(super) fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         ended_at: r.get(8)?,
         end_reason: r.get(9)?,
         extra: r.get(10)?,
+        counters: Counters {
+            input_tokens: r.get(11)?,
+            output_tokens: r.get(12)?,
+            cache_read_tokens: r.get(13)?,
+            cache_write_tokens: r.get(14)?,
+            reasoning_tokens: r.get(15)?,
+            api_call_count: r.get(16)?,
+            estimated_cost_usd: r.get(17)?,
+            actual_cost_usd: r.get(18)?,
+        },
     })
 }

@@ -3,7 +3,7 @@
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
 CREATE TABLE messages (
-    rid INTEGER PRIMARY KEY,
+    rid INTEGER PRIMARY KEY, -- the message's integer id (Message::num)
     id TEXT UNIQUE NOT NULL,
     session_id TEXT NOT NULL,
     role TEXT NOT NULL,
@@ -17,12 +17,19 @@ CREATE TABLE messages (
     finish_reason TEXT,
     source TEXT,
     extra TEXT,
+    platform_message_id TEXT,
+    api_content TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    compacted INTEGER NOT NULL DEFAULT 0,
     lane TEXT NOT NULL,
     lsn INTEGER NOT NULL,
     fts_len INTEGER,
     fts_text TEXT
 );
 CREATE INDEX messages_session ON messages (session_id, timestamp, rid);
+CREATE INDEX messages_session_rid ON messages (session_id, rid);
+CREATE INDEX messages_platform ON messages (session_id, platform_message_id)
+    WHERE platform_message_id IS NOT NULL;
 CREATE INDEX messages_source ON messages (source);
 CREATE INDEX messages_timestamp ON messages (timestamp);
 CREATE TABLE sessions (
@@ -36,9 +43,30 @@ CREATE TABLE sessions (
     started_at REAL,
     ended_at REAL,
     end_reason TEXT,
-    extra TEXT
+    extra TEXT,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    api_call_count INTEGER NOT NULL DEFAULT 0,
+    estimated_cost_usd REAL NOT NULL DEFAULT 0,
+    actual_cost_usd REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX sessions_started ON sessions (started_at);
+CREATE INDEX sessions_parent ON sessions (parent_session_id);
+CREATE INDEX sessions_title ON sessions (title) WHERE title IS NOT NULL;
+-- History rewrites per session, for messages that reach the index after the rewrite did.
+CREATE TABLE session_ops (
+    session_id TEXT NOT NULL,
+    op INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    active_only INTEGER NOT NULL,
+    PRIMARY KEY (session_id, op)
+) WITHOUT ROWID;
+-- Deleted sessions: messages with a smaller id that reach the index later are not indexed.
+CREATE TABLE deleted_sessions (id TEXT PRIMARY KEY, op INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE user_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE applied (lane TEXT PRIMARY KEY, lsn INTEGER NOT NULL);
 CREATE VIEW fts_source (rid, body, tool_name) AS
     SELECT rid,
@@ -67,10 +95,23 @@ CREATE VIRTUAL TABLE messages_fts USING fts5 (
 /// which fits the 4 KiB database page. Idle time can do further merging with
 /// [`Index::optimize_step`]; a full `'optimize'` after small batches is avoided on purpose
 /// (it piles up levels; research B6).
-pub(super) const FTS_CONFIG: &[(&str, i64)] = &[("automerge", 8), ("crisismerge", 32), ("hashsize", 8 * 1024 * 1024)];
+///
+/// `secure-delete` (SQLite 3.44): a deleted row's terms are removed from the index at once
+/// instead of being shadowed by delete markers until a merge, so erased text leaves the file.
+pub(super) const FTS_CONFIG: &[(&str, i64)] =
+    &[("automerge", 8), ("crisismerge", 32), ("hashsize", 8 * 1024 * 1024), ("secure-delete", 1)];
 
 pub(super) const MESSAGE_COLS: &str = "m.id, m.session_id, m.role, m.content, m.tool_call_id, m.tool_name, \
-     m.tool_calls, m.reasoning, m.timestamp, m.token_count, m.finish_reason, m.source, m.extra";
+     m.tool_calls, m.reasoning, m.timestamp, m.token_count, m.finish_reason, m.source, m.extra, \
+     m.rid, m.platform_message_id, m.api_content, m.active, m.compacted";
+
+/// How many columns [`MESSAGE_COLS`] selects (queries read their own columns after these).
+pub(super) const MESSAGE_COL_COUNT: usize = 18;
 
 pub(super) const SESSION_COLS: &str = "id, source, model, title, user_id, chat_id, parent_session_id, \
+     started_at, ended_at, end_reason, extra, input_tokens, output_tokens, cache_read_tokens, \
+     cache_write_tokens, reasoning_tokens, api_call_count, estimated_cost_usd, actual_cost_usd";
+
+/// The session columns a patch writes (the first 11 of [`SESSION_COLS`]).
+pub(super) const PATCH_COLS: &str = "id, source, model, title, user_id, chat_id, parent_session_id, \
      started_at, ended_at, end_reason, extra";

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
-use crate::model::{Entry, Message, SessionPatch};
+use crate::entry::Entry;
+use crate::model::{Message, SessionPatch};
 
 fn msg(id: &str, session: &str, role: &str, content: &str, ts: f64) -> Message {
     Message {

@@ -1,31 +1,70 @@
 //! Reads: the index merged with the journal entries it does not hold yet, so every read sees
-//! every acknowledged message whatever the compactor is doing.
+//! every acknowledged message and every history operation, whatever the compactor is doing.
 
 mod search;
+mod tail;
 
 use std::collections::{BTreeMap, HashSet};
 
+pub(crate) use tail::{IndexedOps, LiveSet, SessionOps, Tail, fold_session};
+
+use crate::entry::Entry;
 use crate::error::Result;
 use crate::index::SessionFilter;
-use crate::model::{Entry, Message, Session};
-use crate::store::Store;
+use crate::model::{Message, MessageState, Session};
+use crate::store::{HistoryQuery, Store};
+
+/// A message with its state, as [`Store::history`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryItem {
+    /// The message.
+    pub message: Message,
+    /// Active, archived or compacted.
+    pub state: MessageState,
+}
 
 impl Store {
-    /// Every message of a session, in order, including those not indexed yet.
+    /// A session's messages with their states, every operation applied, by integer id.
+    fn fold(&self, session_id: &str) -> Result<Vec<(Message, MessageState)>> {
+        let (positions, indexed, ops) = self
+            .inner
+            .with_reader(|ix| Ok((ix.applied_positions()?, ix.history(session_id)?, IndexedOps::read(ix, session_id)?)))
+            .unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
+        let ops = SessionOps::of(session_id, ops, &tail);
+        Ok(fold_session(session_id, indexed, &ops, &tail))
+    }
+
+    /// The active messages of a session, by timestamp (then id), including those not indexed
+    /// yet.
     pub fn messages(&self, session_id: &str) -> Result<Vec<Message>> {
-        let (positions, mut msgs) =
-            self.inner.with_reader(|ix| Ok((ix.applied_positions()?, ix.messages(session_id)?))).unwrap_or_default();
-        let mut seen: HashSet<String> = msgs.iter().map(|m| m.id.clone()).collect();
-        self.inner.for_each_unindexed(&positions, |_, _, e| {
-            if let Entry::Message(m) = e
-                && m.session_id == session_id
-                && seen.insert(m.id.clone())
-            {
-                msgs.push(m);
-            }
-        })?;
-        msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+        let mut msgs: Vec<Message> =
+            self.fold(session_id)?.into_iter().filter(|(_, s)| s.active).map(|(m, _)| m).collect();
+        msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp).then(a.num.cmp(&b.num)));
         Ok(msgs)
+    }
+
+    /// A session's messages by integer id (append order), with their states; see
+    /// [`HistoryQuery`] for which.
+    pub fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryItem>> {
+        let mut v: Vec<HistoryItem> = self
+            .fold(&q.session_id)?
+            .into_iter()
+            .filter(|(m, s)| {
+                (s.active || (q.include_inactive && !s.compacted) || (q.include_compacted && s.compacted))
+                    && q.after_id.is_none_or(|a| m.num > a)
+            })
+            .map(|(message, state)| HistoryItem { message, state })
+            .collect();
+        if let Some(limit) = q.limit {
+            if q.latest {
+                let cut = v.len().saturating_sub(limit);
+                v.drain(..cut);
+            } else {
+                v.truncate(limit);
+            }
+        }
+        Ok(v)
     }
 
     /// Every message of the store (optionally of one session, at or after a time), in order.
@@ -42,65 +81,53 @@ impl Store {
         Ok(out)
     }
 
-    /// One session, with changes not indexed yet applied.
+    /// One session, with changes not indexed yet applied; `None` if unknown or deleted.
     pub fn get_session(&self, id: &str) -> Result<Option<Session>> {
-        let (positions, mut s) =
-            self.inner.with_reader(|ix| Ok((ix.applied_positions()?, ix.get_session(id)?))).unwrap_or_default();
-        self.inner.for_each_unindexed(&positions, |_, _, e| match e {
-            Entry::Session(p) if p.id == id => s = Some(p.apply_to(s.take())),
-            Entry::Message(m) if m.session_id == id && s.is_none() => {
-                s = Some(Session {
-                    id: id.to_string(),
-                    source: m.source.clone(),
-                    started_at: Some(m.timestamp),
-                    ..Session::default()
-                })
-            }
-            _ => {}
-        })?;
-        Ok(s)
+        let (positions, s, deleted) = self
+            .inner
+            .with_reader(|ix| Ok((ix.applied_positions()?, ix.get_session(id)?, ix.deleted_op(id)?)))
+            .unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
+        let mut sessions: BTreeMap<String, Session> = s.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let mut deleted: BTreeMap<String, i64> = deleted.map(|op| (id.to_string(), op)).into_iter().collect();
+        apply_tail_to_sessions(&tail, &mut sessions, &mut deleted, |s| s == id);
+        Ok(sessions.remove(id))
     }
 
     /// Sessions matching a filter, newest first, including changes not indexed yet.
     pub fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>> {
         let unlimited = SessionFilter { limit: None, ..filter.clone() };
-        let everything = SessionFilter::default();
-        let (positions, listed, all) = self
+        let (positions, listed) = self
             .inner
-            .with_reader(|ix| {
-                Ok((ix.applied_positions()?, ix.list_sessions(&unlimited)?, ix.list_sessions(&everything)?))
-            })
+            .with_reader(|ix| Ok((ix.applied_positions()?, ix.list_sessions(&unlimited)?)))
             .unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
         let mut by_id: BTreeMap<String, Session> = listed.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let mut known: BTreeMap<String, Session> = all.into_iter().map(|s| (s.id.clone(), s)).collect();
-        let mut touched = HashSet::new();
-        self.inner.for_each_unindexed(&positions, |_, _, e| match e {
-            Entry::Session(p) => {
-                let s = p.apply_to(known.remove(&p.id).or_else(|| by_id.remove(&p.id)));
-                touched.insert(s.id.clone());
-                known.insert(s.id.clone(), s);
-            }
-            Entry::Message(m) => {
-                if !known.contains_key(&m.session_id) && !by_id.contains_key(&m.session_id) {
-                    touched.insert(m.session_id.clone());
-                    known.insert(
-                        m.session_id.clone(),
-                        Session {
-                            id: m.session_id.clone(),
-                            source: m.source.clone(),
-                            started_at: Some(m.timestamp),
-                            ..Session::default()
-                        },
-                    );
+        // Sessions the tail changes: start from their indexed row, whether or not it matched.
+        let mut touched: BTreeMap<String, Session> = BTreeMap::new();
+        let mut ids: HashSet<&str> = tail.entries.iter().filter_map(Entry::session_id).collect();
+        ids.extend(tail.deletions().into_keys());
+        let mut deleted = BTreeMap::new();
+        if !ids.is_empty() {
+            let _ = self.inner.with_reader(|ix| {
+                for id in &ids {
+                    if let Some(s) = ix.get_session(id)? {
+                        touched.insert(s.id.clone(), s);
+                    }
+                    if let Some(op) = ix.deleted_op(id)? {
+                        deleted.insert(id.to_string(), op);
+                    }
                 }
-            }
-        })?;
-        for id in touched {
-            if let Some(s) = known.get(&id) {
-                by_id.remove(&id);
-                if session_matches(s, filter) {
-                    by_id.insert(id, s.clone());
-                }
+                Ok(())
+            });
+        }
+        apply_tail_to_sessions(&tail, &mut touched, &mut deleted, |_| true);
+        for id in &ids {
+            by_id.remove(*id);
+            if let Some(s) = touched.get(*id)
+                && session_matches(s, filter)
+            {
+                by_id.insert(s.id.clone(), s.clone());
             }
         }
         let mut v: Vec<Session> = by_id.into_values().collect();
@@ -109,6 +136,101 @@ impl Store {
             v.truncate(l);
         }
         Ok(v)
+    }
+
+    /// The number of active messages of every session (index and tail), for listings.
+    pub fn message_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let (positions, counts) =
+            self.inner.with_reader(|ix| Ok((ix.applied_positions()?, ix.message_counts()?))).unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
+        let mut counts: BTreeMap<String, u64> = counts.into_iter().collect();
+        // Sessions the tail rewrites are counted again from their whole history.
+        let rewritten: HashSet<String> = tail.rewritten_sessions().into_iter().map(str::to_string).collect();
+        for s in &rewritten {
+            let n = self.fold(s)?.iter().filter(|(_, st)| st.active).count() as u64;
+            counts.insert(s.clone(), n);
+        }
+        for m in tail.messages().filter(|m| !rewritten.contains(&m.session_id)) {
+            *counts.entry(m.session_id.clone()).or_insert(0) += 1;
+        }
+        counts.retain(|_, n| *n > 0);
+        Ok(counts)
+    }
+
+    /// A metadata value set with [`Store::set_meta`].
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        let (positions, mut v) =
+            self.inner.with_reader(|ix| Ok((ix.applied_positions()?, ix.meta(key)?))).unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
+        for e in &tail.entries {
+            if let Entry::Meta(m) = e
+                && m.key == key
+            {
+                v = m.value.clone();
+            }
+        }
+        Ok(v)
+    }
+
+    /// Every metadata key and value.
+    pub fn all_meta(&self) -> Result<BTreeMap<String, String>> {
+        let (positions, v) =
+            self.inner.with_reader(|ix| Ok((ix.applied_positions()?, ix.all_meta()?))).unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
+        let mut out: BTreeMap<String, String> = v.into_iter().collect();
+        for e in &tail.entries {
+            if let Entry::Meta(m) = e {
+                match &m.value {
+                    Some(v) => out.insert(m.key.clone(), v.clone()),
+                    None => out.remove(&m.key),
+                };
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Applies the tail's session entries (patches, counters, deletions, first messages) to the
+/// sessions `wanted` selects. A deletion removes a session; a later patch or message recreates it.
+fn apply_tail_to_sessions(
+    tail: &Tail,
+    sessions: &mut BTreeMap<String, Session>,
+    deleted: &mut BTreeMap<String, i64>,
+    wanted: impl Fn(&str) -> bool,
+) {
+    for e in &tail.entries {
+        match e {
+            Entry::Session(p) if wanted(&p.id) => {
+                let s = p.apply_to(sessions.remove(&p.id));
+                sessions.insert(s.id.clone(), s);
+            }
+            Entry::Message(m) if wanted(&m.session_id) => {
+                if deleted.get(&m.session_id).is_some_and(|&op| op > m.num) {
+                    continue;
+                }
+                sessions.entry(m.session_id.clone()).or_insert_with(|| Session {
+                    id: m.session_id.clone(),
+                    source: m.source.clone(),
+                    started_at: Some(m.timestamp),
+                    ..Session::default()
+                });
+            }
+            Entry::Counters(c) if wanted(&c.session_id) => {
+                sessions
+                    .entry(c.session_id.clone())
+                    .or_insert_with(|| Session { id: c.session_id.clone(), ..Session::default() })
+                    .counters
+                    .add(c);
+            }
+            Entry::Delete(d) => {
+                for s in d.sessions.iter().filter(|s| wanted(&s.id)) {
+                    sessions.remove(&s.id);
+                    let op = deleted.entry(s.id.clone()).or_insert(d.op);
+                    *op = (*op).max(d.op);
+                }
+            }
+            _ => {}
+        }
     }
 }
 

@@ -5,19 +5,22 @@ use std::collections::HashSet;
 use logbook_journal::Lsn;
 
 use super::Store;
-use crate::codec;
+use crate::entry;
+use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::model::{Entry, Message, SessionPatch};
+use crate::model::{Message, SessionPatch};
 use crate::time::now_secs;
 
 /// Largest id, session id or role accepted, in bytes.
-const MAX_KEY_LEN: usize = 1024;
+pub(super) const MAX_KEY_LEN: usize = 1024;
 
 /// What [`Store::append`] did with one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// The message id (assigned if the message had none).
     pub id: String,
+    /// Its integer id ([`Message::num`]); `None` for a duplicate.
+    pub num: Option<i64>,
     /// Its journal position in this process's lane; `None` if it was a duplicate of a message
     /// already stored (same client-supplied id) and nothing was written.
     pub lsn: Option<Lsn>,
@@ -65,7 +68,27 @@ impl Store {
         self.writable()?;
         let mut out = Vec::with_capacity(msgs.len());
         let mut payloads = Vec::with_capacity(msgs.len());
+        for m in self.prepare_messages(msgs, &mut out)? {
+            payloads.push(entry::encode(&Entry::Message(m)));
+        }
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        let first = self.inner.lane.append_batch(&refs)?;
+        let mut next = first;
+        for a in out.iter_mut() {
+            if a.lsn.is_some() {
+                a.lsn = Some(next);
+                next += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Validates messages, gives them ids (client string id when missing, integer id always) and
+    /// a timestamp when missing; drops those already stored. Fills `out` with one [`Appended`]
+    /// per message (LSN `Some(0)` for those to write); returns the messages to write.
+    pub(super) fn prepare_messages(&self, msgs: Vec<Message>, out: &mut Vec<Appended>) -> Result<Vec<Message>> {
         let mut seen = HashSet::new();
+        let mut keep = Vec::with_capacity(msgs.len());
         for (i, mut m) in msgs.into_iter().enumerate() {
             validate(&m).map_err(|e| match e {
                 Error::Invalid(s) if i > 0 => Error::Invalid(format!("message {}: {s}", i + 1)),
@@ -79,22 +102,21 @@ impl Store {
                 m.timestamp = now_secs();
             }
             if client_id && (!seen.insert(m.id.clone()) || self.is_stored(&m.id)) {
-                out.push(Appended { id: m.id, lsn: None });
+                out.push(Appended { id: m.id, num: None, lsn: None });
                 continue;
             }
-            out.push(Appended { id: m.id.clone(), lsn: Some(0) });
-            payloads.push(codec::encode(&Entry::Message(m)).map_err(|e| Error::Invalid(e.to_string()))?);
+            out.push(Appended { id: m.id.clone(), num: Some(0), lsn: Some(0) });
+            keep.push(m);
         }
-        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-        let first = self.inner.lane.append_batch(&refs)?;
-        let mut next = first;
-        for a in out.iter_mut() {
-            if a.lsn.is_some() {
-                a.lsn = Some(next);
-                next += 1;
+        let mut ids = self.inner.ids.lock();
+        let mut slots = out.iter_mut().filter(|a| a.num.is_some()).skip_while(|a| a.num != Some(0));
+        for m in &mut keep {
+            m.num = ids.next();
+            if let Some(a) = slots.next() {
+                a.num = Some(m.num);
             }
         }
-        Ok(out)
+        Ok(keep)
     }
 
     /// Whether a message id is already stored: indexed, or appended to this process's lane and
@@ -110,8 +132,16 @@ impl Store {
         let mut pending = self.inner.pending.lock();
         let from = pending.scanned.max(applied) + 1;
         for r in self.inner.lane.iter_from(from).flatten() {
-            if let Ok(Entry::Message(m)) = codec::decode(&r.payload) {
-                pending.ids.insert(m.id, r.lsn);
+            match entry::decode(&r.payload) {
+                Ok(Entry::Message(m)) => {
+                    pending.ids.insert(m.id, r.lsn);
+                }
+                Ok(Entry::Rewrite(rw)) => {
+                    for m in rw.messages {
+                        pending.ids.insert(m.id, r.lsn);
+                    }
+                }
+                _ => {}
             }
             pending.scanned = r.lsn;
         }
@@ -131,8 +161,7 @@ impl Store {
             serde_json::from_str::<serde::de::IgnoredAny>(x)
                 .map_err(|e| Error::Invalid(format!("extra is not valid JSON: {e}")))?;
         }
-        let payload = codec::encode(&Entry::Session(patch)).map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok(self.inner.lane.append(&payload)?)
+        Ok(self.inner.lane.append(&entry::encode(&Entry::Session(patch)))?)
     }
 
     /// Ends a session now with a reason.

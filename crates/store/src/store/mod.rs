@@ -1,6 +1,8 @@
 //! The store: lanes, appends, reads that never miss history, status, close.
 
 mod append;
+mod history;
+mod ids;
 mod status;
 
 use std::collections::BTreeMap;
@@ -22,6 +24,8 @@ use crate::layout::{
 use crate::options::StoreOptions;
 use crate::state::Inner;
 pub use append::Appended;
+pub use history::HistoryQuery;
+pub(crate) use ids::IdClock;
 
 /// The message store a gateway embeds. See the crate documentation for an example.
 #[derive(Debug)]
@@ -115,7 +119,8 @@ impl Store {
             check_index_not_ahead(&dir, &lane_name, lane.last_lsn(), &opts.index)?;
         }
         info!(dir = %dir.display(), lane = %lane_name, last_lsn = lane.last_lsn(), "store opened");
-        let inner = Arc::new(Inner::new(dir, opts, lane_name, lane, lane_errors));
+        let last_id = if opts.read_only { 0 } else { last_id_of_lane(&dir, &lane_name, &lane, &opts)? };
+        let inner = Arc::new(Inner::new(dir, opts, lane_name, lane, lane_errors, last_id));
         let handle = if inner.opts.run_compactor && !inner.opts.read_only {
             let c = Arc::clone(&inner);
             Some(
@@ -201,6 +206,33 @@ impl Drop for Store {
 /// lane was applied than the lane holds (records lost to a power cut after another process's
 /// compactor indexed them from the page cache), new appends would reuse those LSNs and the index
 /// would skip them. Ask the compactor to rebuild the index first.
+/// The largest integer id this lane has given: the index's, or any found in the lane's entries
+/// the index does not have yet (all of them when there is no readable index).
+fn last_id_of_lane(dir: &Path, lane_name: &str, lane: &Journal, opts: &StoreOptions) -> Result<i64> {
+    let n = lane_number(lane_name).unwrap_or(0);
+    if n > ids::MAX_LANE {
+        return Err(Error::TooManyLanes { dir: dir.to_path_buf(), max: ids::MAX_LANE });
+    }
+    let path = dir.join(INDEX_FILE);
+    let (mut last, applied) = match Index::open_read_only(&path, &opts.index)
+        .and_then(|ix| Ok((ix.max_num_of_lane(lane_name)?, ix.applied_positions()?)))
+    {
+        Ok((max, positions)) => (max, positions.get(lane_name).copied().unwrap_or(0)),
+        Err(_) => (0, 0),
+    };
+    for r in lane.iter_from(applied + 1).flatten() {
+        match crate::entry::decode_record(n, r.lsn, &r.payload) {
+            Ok(crate::entry::Entry::Message(m)) => last = last.max(m.num),
+            Ok(crate::entry::Entry::Rewrite(rw)) => {
+                last = rw.messages.iter().map(|m| m.num).fold(last.max(rw.op), i64::max);
+            }
+            Ok(crate::entry::Entry::Delete(d)) => last = last.max(d.op),
+            _ => {}
+        }
+    }
+    Ok(last)
+}
+
 fn check_index_not_ahead(dir: &Path, lane: &str, last: Lsn, opts: &crate::index::IndexOptions) -> Result<()> {
     let path = dir.join(INDEX_FILE);
     if !path.exists() {

@@ -50,6 +50,12 @@ impl Store {
             IndexHealth::Failed { reason } => problems.push(format!("index unusable: {reason}")),
             _ => {}
         }
+        for (at, why) in &sh.undecodable {
+            problems.push(format!("journal record {at} cannot be read (left out of every read): {why}"));
+        }
+        if sh.undecodable_more > 0 {
+            problems.push(format!("{} more journal records cannot be read", sh.undecodable_more));
+        }
         if let Some(p) = &sh.read_problem {
             problems.push(p.clone());
         }

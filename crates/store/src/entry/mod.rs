@@ -1,0 +1,153 @@
+//! What a journal record carries, and how it is encoded.
+//!
+//! Format (docs/format.md "Journal payloads of the store"): one codec tag byte, then the entry.
+//! Tag 2 (written today) is a kind number followed by tagged fields ([`wire`]); tag 1 (read
+//! forever, never written) is the bincode encoding of the first release ([`legacy`]). An entry of
+//! an unknown kind, an unknown tag or an unknown critical field was written by a newer version:
+//! decoding says so ([`DecodeError::Newer`], [`DecodeError::UnknownCodec`]) and the store reports
+//! it in its status; it is never skipped in silence.
+
+mod legacy;
+pub(crate) mod wire;
+
+use wire::{Record, Writer, put_varint, take_varint};
+
+use crate::model::{CounterDelta, DeleteSessions, Message, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch};
+
+/// The codec tag of the first release's bincode encoding (read only).
+pub const CODEC_BINCODE_V1: u8 = 1;
+/// The codec tag of the field encoding (written).
+pub const CODEC_FIELDS_V2: u8 = 2;
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The record is empty.
+    #[error("empty record")]
+    Empty,
+    /// The tag names a codec this version does not know (written by a newer version).
+    #[error("unknown codec tag {0}: written by a newer version of logbook")]
+    UnknownCodec(u8),
+    /// The entry kind or a critical field is unknown: written by a newer version.
+    #[error("{0}: written by a newer version of logbook")]
+    Newer(String),
+    /// The bytes do not decode.
+    #[error("undecodable entry: {0}")]
+    Invalid(String),
+}
+
+/// What one journal record carries.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Entry {
+    /// A message was appended (kind 1).
+    Message(Message),
+    /// A session was created, updated or ended (kind 2).
+    Session(SessionPatch),
+    /// Fields of a message changed (kind 3).
+    Update(MessageUpdate),
+    /// A session's history was replaced, cleared, archived or compacted (kind 4).
+    Rewrite(Rewrite),
+    /// Sessions were deleted (kind 5).
+    Delete(DeleteSessions),
+    /// Session counters grew (kind 6).
+    Counters(CounterDelta),
+    /// A metadata key was set or removed (kind 7).
+    Meta(MetaSet),
+}
+
+impl Entry {
+    fn kind(&self) -> u64 {
+        match self {
+            Entry::Message(_) => 1,
+            Entry::Session(_) => 2,
+            Entry::Update(_) => 3,
+            Entry::Rewrite(_) => 4,
+            Entry::Delete(_) => 5,
+            Entry::Counters(_) => 6,
+            Entry::Meta(_) => 7,
+        }
+    }
+
+    /// The session the entry belongs to, when it belongs to one.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            Entry::Message(m) => Some(&m.session_id),
+            Entry::Session(p) => Some(&p.id),
+            Entry::Update(u) => Some(&u.session_id),
+            Entry::Rewrite(r) => Some(&r.session_id),
+            Entry::Counters(c) => Some(&c.session_id),
+            Entry::Delete(_) | Entry::Meta(_) => None,
+        }
+    }
+}
+
+/// Encodes an entry as a journal payload (tag 2).
+// Format: docs/format.md "Entry encoding, tag 2".
+pub fn encode(entry: &Entry) -> Vec<u8> {
+    let mut w = Writer { buf: vec![CODEC_FIELDS_V2] };
+    put_varint(&mut w.buf, entry.kind());
+    match entry {
+        Entry::Message(m) => m.write_fields(&mut w),
+        Entry::Session(p) => p.write_fields(&mut w),
+        Entry::Update(u) => u.write_fields(&mut w),
+        Entry::Rewrite(r) => r.write_fields(&mut w),
+        Entry::Delete(d) => d.write_fields(&mut w),
+        Entry::Counters(c) => c.write_fields(&mut w),
+        Entry::Meta(m) => m.write_fields(&mut w),
+    }
+    w.buf
+}
+
+/// Decodes a journal payload. Messages of tag 1 come back without an integer id (`num` 0); use
+/// [`decode_record`] to get the id the store gives them.
+pub fn decode(payload: &[u8]) -> Result<Entry, DecodeError> {
+    let (&tag, rest) = payload.split_first().ok_or(DecodeError::Empty)?;
+    match tag {
+        CODEC_BINCODE_V1 => legacy::decode(rest),
+        CODEC_FIELDS_V2 => {
+            let mut buf = rest;
+            let kind = take_varint(&mut buf)?;
+            let e = match kind {
+                1 => Entry::Message(Message::read(buf)?),
+                2 => Entry::Session(SessionPatch::read(buf)?),
+                3 => Entry::Update(MessageUpdate::read(buf)?),
+                4 => {
+                    let r = Rewrite::read(buf)?;
+                    if RewriteMode::from_code(r.mode).is_none() {
+                        return Err(DecodeError::Newer(format!("rewrite mode {}", r.mode)));
+                    }
+                    Entry::Rewrite(r)
+                }
+                5 => Entry::Delete(DeleteSessions::read(buf)?),
+                6 => Entry::Counters(CounterDelta::read(buf)?),
+                7 => Entry::Meta(MetaSet::read(buf)?),
+                k => return Err(DecodeError::Newer(format!("entry kind {k}"))),
+            };
+            Ok(e)
+        }
+        t => Err(DecodeError::UnknownCodec(t)),
+    }
+}
+
+/// Decodes the payload of record `lsn` of lane number `lane`, giving a tag-1 message the integer
+/// id the store assigns to messages written before integer ids existed: `lane << 40 | lsn`,
+/// unique, increasing within a lane, and below every id assigned since (those start near
+/// 2^60, see `ids`).
+pub fn decode_record(lane: u64, lsn: u64, payload: &[u8]) -> Result<Entry, DecodeError> {
+    let mut e = decode(payload)?;
+    if let Entry::Message(m) = &mut e
+        && m.num == 0
+    {
+        m.num = legacy_num(lane, lsn);
+    }
+    Ok(e)
+}
+
+/// The integer id of a message of the first release (see [`decode_record`]).
+pub(crate) fn legacy_num(lane: u64, lsn: u64) -> i64 {
+    i64::try_from(((lane & 0x3ff) << 40) | (lsn & ((1 << 40) - 1))).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! History operations: every change a gateway makes to what it already wrote is a journal entry
+//! (docs/design.md "History operations"), so a rebuild of the index from the journal gives the
+//! same reads whatever ran.
+
+use std::collections::BTreeSet;
+
+use logbook_journal::Lsn;
+
+use super::Store;
+use super::append::{Appended, MAX_KEY_LEN};
+use crate::entry::{self, Entry};
+use crate::error::{Error, Result};
+use crate::index::SessionFilter;
+use crate::model::{
+    CounterDelta, DeleteSessions, Message, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch, SessionRef,
+};
+
+/// Which messages of a session [`Store::history`] returns. Default: the active ones, all of
+/// them, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The session.
+    pub session_id: String,
+    /// Also archived messages.
+    pub include_inactive: bool,
+    /// Also compacted messages.
+    pub include_compacted: bool,
+    /// Only messages with a larger integer id.
+    pub after_id: Option<i64>,
+    /// At most this many.
+    pub limit: Option<usize>,
+    /// With `limit`: the last ones rather than the first ones (still in id order).
+    pub latest: bool,
+}
+
+impl HistoryQuery {
+    /// The active messages of `session_id`.
+    pub fn new(session_id: impl Into<String>) -> Self {
+        HistoryQuery { session_id: session_id.into(), ..HistoryQuery::default() }
+    }
+}
+
+fn check_key(what: &str, v: &str) -> Result<()> {
+    if v.is_empty() || v.len() > MAX_KEY_LEN {
+        return Err(Error::Invalid(format!("{what} is empty or longer than {MAX_KEY_LEN} bytes")));
+    }
+    Ok(())
+}
+
+fn check_json(what: &str, v: Option<&str>) -> Result<()> {
+    if let Some(text) = v {
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map_err(|e| Error::Invalid(format!("{what} is not valid JSON: {e}")))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    fn append_entry(&self, e: &Entry) -> Result<Lsn> {
+        self.writable()?;
+        Ok(self.inner.lane.append(&entry::encode(e))?)
+    }
+
+    /// Changes fields of a message (by integer id). Durable on return; reads see it at once.
+    pub fn update_message(&self, update: MessageUpdate) -> Result<Lsn> {
+        check_key("session_id", &update.session_id)?;
+        check_json("extra", update.extra.as_deref())?;
+        check_json("tool_calls", update.tool_calls.as_deref())?;
+        self.append_entry(&Entry::Update(update))
+    }
+
+    /// Rewrites a session's history in one durable entry: every message appended before this
+    /// call (all of them, or with `active_only` the active ones) is deleted, archived or
+    /// compacted according to `mode`, then `messages` are appended after it. Replace (/undo,
+    /// /retry: [`RewriteMode::Delete`] or [`RewriteMode::Archive`]), clear (`Delete` with no
+    /// messages) and archive-and-compact ([`RewriteMode::Compact`] with the summary) are all
+    /// this call. Returns what was appended.
+    pub fn rewrite(
+        &self,
+        session_id: &str,
+        mode: RewriteMode,
+        active_only: bool,
+        messages: Vec<Message>,
+    ) -> Result<Vec<Appended>> {
+        self.writable()?;
+        check_key("session_id", session_id)?;
+        if let Some(m) = messages.iter().find(|m| m.session_id != session_id) {
+            return Err(Error::Invalid(format!("message for session {} in a rewrite of {session_id}", m.session_id)));
+        }
+        let op = self.inner.ids.lock().next();
+        let mut out = Vec::with_capacity(messages.len());
+        let messages = self.prepare_messages(messages, &mut out)?;
+        let e = Entry::Rewrite(Rewrite {
+            session_id: session_id.to_string(),
+            op,
+            mode: mode.code(),
+            active_only,
+            messages,
+        });
+        let lsn = self.inner.lane.append(&entry::encode(&e))?;
+        for a in out.iter_mut().filter(|a| a.lsn.is_some()) {
+            a.lsn = Some(lsn);
+        }
+        Ok(out)
+    }
+
+    /// Deletes sessions (and, with `with_children`, every session whose parent chain leads to
+    /// one of them) with all their messages. Gone from reads and search on return; erased from
+    /// the index when the compactor applies it, and from the journal by [`Store::erase`] within
+    /// the configured time. Returns the sessions deleted.
+    pub fn delete_sessions(&self, ids: &[&str], with_children: bool) -> Result<Vec<String>> {
+        self.writable()?;
+        let mut all: BTreeSet<String> = BTreeSet::new();
+        for id in ids {
+            check_key("session id", id)?;
+            all.insert((*id).to_string());
+        }
+        if with_children {
+            let sessions = self.list_sessions(&SessionFilter::default())?;
+            loop {
+                let before = all.len();
+                for s in &sessions {
+                    if s.parent_session_id.as_ref().is_some_and(|p| all.contains(p)) {
+                        all.insert(s.id.clone());
+                    }
+                }
+                if all.len() == before {
+                    break;
+                }
+            }
+        }
+        let op = self.inner.ids.lock().next();
+        let sessions = all.iter().map(|id| SessionRef { id: id.clone() }).collect();
+        self.append_entry(&Entry::Delete(DeleteSessions { op, sessions }))?;
+        Ok(all.into_iter().collect())
+    }
+
+    /// Adds to a session's counters (tokens, API calls, cost). Additive: entries from several
+    /// processes commute.
+    pub fn add_counters(&self, delta: CounterDelta) -> Result<Lsn> {
+        check_key("session_id", &delta.session_id)?;
+        if !delta.estimated_cost_usd.is_finite() || !delta.actual_cost_usd.is_finite() {
+            return Err(Error::Invalid("cost is not a finite number".into()));
+        }
+        self.append_entry(&Entry::Counters(delta))
+    }
+
+    /// Sets (or with `None` removes) a small metadata value of the store.
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<Lsn> {
+        check_key("key", key)?;
+        self.append_entry(&Entry::Meta(MetaSet { key: key.to_string(), value: value.map(str::to_string) }))
+    }
+
+    /// Sets or clears a session's title. Titles are unique: a title another session has is
+    /// refused ([`Error::TitleTaken`]). (Checked against what this process can read; two
+    /// processes setting the same title at the same moment may both succeed.)
+    pub fn set_title(&self, session_id: &str, title: Option<&str>) -> Result<Lsn> {
+        check_key("session_id", session_id)?;
+        let patch = match title {
+            Some(t) => {
+                if t.is_empty() {
+                    return Err(Error::Invalid("title is empty".into()));
+                }
+                let taken = self
+                    .list_sessions(&SessionFilter { title_contains: Some(t.to_string()), ..SessionFilter::default() })?
+                    .into_iter()
+                    .find(|s| s.id != session_id && s.title.as_deref() == Some(t));
+                if let Some(other) = taken {
+                    return Err(Error::TitleTaken { title: t.to_string(), other: other.id });
+                }
+                SessionPatch { id: session_id.to_string(), title: Some(t.to_string()), ..SessionPatch::default() }
+            }
+            None => SessionPatch { id: session_id.to_string(), clear_title: true, ..SessionPatch::default() },
+        };
+        self.upsert_session(patch)
+    }
+
+    /// Reopens an ended session (clears its end time and reason).
+    pub fn reopen_session(&self, id: &str) -> Result<Lsn> {
+        self.upsert_session(SessionPatch { id: id.to_string(), reopen: true, ..SessionPatch::default() })
+    }
+}
