@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,7 +118,7 @@ def test_append_batch_messages_and_dicts(store: logbook.Store) -> None:
 
 def test_append_batch_is_atomic_on_invalid_input(store: logbook.Store) -> None:
     good = {"session_id": "s", "role": "user", "content": "fine"}
-    cases = [
+    cases: list[list[Any]] = [
         [good, {"session_id": "s", "role": "", "content": "empty role"}],  # refused by the store
         [good, {"session_id": "s", "role": "user", "tool_calls": "{not json"}],  # bad JSON text
         [good, {"session_id": "s", "role": "user", "no_such_field": 1}],  # unknown key
@@ -236,6 +237,12 @@ def test_options(store_dir: Path) -> None:
         assert not s.wait_indexed(0.2)  # nobody runs the compactor
         with pytest.raises(logbook.InvalidInputError):
             s.append("s", "user", "x" * (1 << 17))  # larger than max_record_size
-    for bad in ({"durability": "maybe"}, {"recovery": "lax"}, {"retention": "sometimes"}, {"close_deadline": -1}):
+    bad: list[dict[str, Any]] = [
+        {"durability": "maybe"},
+        {"recovery": "lax"},
+        {"retention": "sometimes"},
+        {"close_deadline": -1},
+    ]
+    for kwargs in bad:
         with pytest.raises(logbook.InvalidInputError):
-            logbook.Store(store_dir, **bad)  # type: ignore[arg-type]
+            logbook.Store(store_dir, **kwargs)

@@ -123,7 +123,7 @@ def test_damaged_lane_is_reported_in_status(store_dir: Path) -> None:
         assert any(lane_status.error for lane_status in st.lanes)
 
 
-KINDS = {
+KINDS: dict[str, tuple[type[BaseException], dict[str, object]]] = {
     "corrupt": (logbook.CorruptError, {"path": "/s/lanes/lane-0001/00000001.seg", "offset": 4096, "lsn": 7, "last_lsn": 9}),
     "broken_chain": (logbook.CorruptError, {"path": "/s/x.seg", "detail": "missing", "offset": None}),
     "decode": (logbook.CorruptError, {"lane": "lane-0001", "lsn": 3, "path": None}),

@@ -4,6 +4,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, final
 
 __version__: str
+__all__ = [
+    "Store",
+    "Message",
+    "Session",
+    "SearchHit",
+    "Appended",
+    "StoreStatus",
+    "LaneStatus",
+    "IndexStatus",
+    "CompactorStatus",
+    "_error_for_test",
+    "__version__",
+]
 
 _Json = str | list[Any] | dict[str, Any]
 
@@ -11,8 +24,8 @@ _Json = str | list[Any] | dict[str, Any]
 class Message:
     """One chat message. Build one for ``Store.append_batch``; read ones come from the store."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         session_id: str,
         role: str,
         content: str | None = None,
@@ -27,7 +40,7 @@ class Message:
         finish_reason: str | None = None,
         source: str | None = None,
         extra: str | dict[str, Any] | None = None,
-    ) -> None: ...
+    ) -> Message: ...
     @property
     def id(self) -> str:
         """Empty on a message built without one (the store assigns a UUIDv7)."""
@@ -59,7 +72,7 @@ class Message:
     def extra(self) -> str | None:
         """JSON text."""
     def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class Session:
@@ -87,7 +100,7 @@ class Session:
     def extra(self) -> str | None:
         """JSON text."""
     def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class SearchHit:
@@ -111,7 +124,7 @@ class Appended:
     @property
     def duplicate(self) -> bool: ...
     def to_dict(self) -> dict[str, Any]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class LaneStatus:
@@ -185,8 +198,8 @@ class StoreStatus:
 class Store:
     """A store folder open for appending (or reading, with ``read_only=True``). Thread-safe."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str | os.PathLike[str],
         *,
         durability: Literal["sync", "buffered"] = "sync",
@@ -198,7 +211,7 @@ class Store:
         max_record_size: int | None = None,
         poll_interval: float | None = None,
         retention: Literal["off", "after_indexed"] = "off",
-    ) -> None: ...
+    ) -> Store: ...
     @property
     def path(self) -> str: ...
     @property
