@@ -56,6 +56,17 @@ impl PyStore {
     }
 }
 
+impl Drop for PyStore {
+    /// A store garbage-collected without `close()` closes here (the Rust store's `Drop`, which
+    /// may wait up to `close_deadline` for the compactor): with the GIL released, so other
+    /// threads keep running. At interpreter shutdown it is simply dropped.
+    fn drop(&mut self) {
+        if let Some(store) = self.state.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = Python::try_attach(move |py| py.detach(move || drop(store)));
+        }
+    }
+}
+
 #[pymethods]
 impl PyStore {
     /// Opens (creating if needed) the store in `path`; runs recovery of this process's lane.

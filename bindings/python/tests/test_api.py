@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -89,6 +90,16 @@ def test_context_manager_closes_on_exception(store_dir: Path) -> None:
     assert s.closed
     with logbook.Store(store_dir) as s2:
         assert [m.content for m in s2.messages("s")] == ["kept"]
+
+
+def test_unclosed_store_closes_when_collected(store_dir: Path) -> None:
+    s = logbook.Store(store_dir)
+    mid = s.append("s", "user", "not closed explicitly")
+    del s
+    gc.collect()
+    with logbook.Store(store_dir) as s2:
+        assert s2.lane == "lane-0001"  # the lane was released
+        assert [m.id for m in s2.messages("s")] == [mid]
 
 
 def test_reopen_keeps_everything(store_dir: Path) -> None:
