@@ -1,0 +1,67 @@
+"""Logbook: a durable message store for AI-agent gateways.
+
+Every message is appended to a checksummed journal and synced before ``Store.append`` returns;
+a background compactor copies it into SQLite FTS5 for search. Reads include every acknowledged
+message, indexed or not yet.
+
+>>> import logbook, tempfile
+>>> with logbook.Store(tempfile.mkdtemp()) as store:
+...     mid = store.append("telegram:42", "user", "Where is the invoice for the boat?")
+...     [hit.message.id == mid for hit in store.search("invoice")]
+[True]
+
+``Store`` is thread-safe and releases the GIL while it waits on the disk; ``logbook.aio`` offers
+the same calls as coroutines.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    ClosedError,
+    CorruptError,
+    DiskFullError,
+    IndexFailure,
+    InvalidInputError,
+    LockedError,
+    LogbookError,
+    NotAStoreError,
+    PoisonedError,
+    ReadOnlyError,
+    StorageError,
+)
+from ._logbook import (
+    Appended,
+    CompactorStatus,
+    IndexStatus,
+    LaneStatus,
+    Message,
+    SearchHit,
+    Session,
+    Store,
+    StoreStatus,
+    __version__,
+)
+
+__all__ = [
+    "Store",
+    "Message",
+    "Session",
+    "SearchHit",
+    "Appended",
+    "StoreStatus",
+    "LaneStatus",
+    "IndexStatus",
+    "CompactorStatus",
+    "LogbookError",
+    "InvalidInputError",
+    "ClosedError",
+    "ReadOnlyError",
+    "NotAStoreError",
+    "LockedError",
+    "PoisonedError",
+    "CorruptError",
+    "StorageError",
+    "DiskFullError",
+    "IndexFailure",
+    "__version__",
+]

@@ -1,0 +1,95 @@
+"""The exceptions logbook raises, mirroring the Rust error kinds.
+
+They are defined here, in Python, rather than with PyO3's ``create_exception!`` because two of
+them need two bases (``InvalidInputError`` is a ``ValueError``; ``StorageError`` is an
+``OSError``). The native module imports this module once and maps every Rust error variant to one
+of these classes with a ``match`` (see ``bindings/python/src/errors.rs``), setting the details as
+attributes. Attributes not known for an error are ``None``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LogbookError",
+    "InvalidInputError",
+    "ClosedError",
+    "ReadOnlyError",
+    "NotAStoreError",
+    "LockedError",
+    "PoisonedError",
+    "CorruptError",
+    "StorageError",
+    "DiskFullError",
+    "IndexFailure",
+]
+
+
+class LogbookError(Exception):
+    """Base class of every logbook error."""
+
+
+class InvalidInputError(LogbookError, ValueError):
+    """A message, session, query or option was refused; nothing was written."""
+
+
+class ClosedError(LogbookError):
+    """The store was closed."""
+
+
+class ReadOnlyError(LogbookError):
+    """A write on a store opened with ``read_only=True``."""
+
+    path: str | None = None
+
+
+class NotAStoreError(LogbookError):
+    """The folder holds no store (opening read-only needs an existing one)."""
+
+    path: str | None = None
+
+
+class LockedError(LogbookError):
+    """Another writer holds a journal's lock.
+
+    ``Store`` never raises it when opening: a process that finds a lane locked takes another one.
+    """
+
+    path: str | None = None
+
+
+class PoisonedError(LogbookError):
+    """An earlier write or sync failed; this process's lane refuses appends until the store is
+    reopened (which runs recovery). ``cause`` is the first failure."""
+
+    cause: str | None = None
+
+
+class CorruptError(LogbookError):
+    """Damaged data: ``path`` (segment file) and ``offset`` where known, ``lsn`` the first LSN
+    affected (``last_lsn`` the last), ``lane`` for a record that does not decode, ``detail``
+    what was wrong. ``logbook repair --salvage`` keeps every valid record."""
+
+    path: str | None = None
+    offset: int | None = None
+    lsn: int | None = None
+    last_lsn: int | None = None
+    lane: str | None = None
+    detail: str | None = None
+
+
+class StorageError(LogbookError, OSError):
+    """A file operation failed (an ``OSError``: ``errno``, ``filename``, plus ``op``, what was
+    being done)."""
+
+    op: str | None = None
+
+
+class DiskFullError(StorageError):
+    """The disk is full. Nothing was acknowledged; free space, then reopen the store."""
+
+
+class IndexFailure(LogbookError):
+    """The SQLite index failed. It is derived from the journal: ``corrupt`` says the file is
+    damaged (the compactor rebuilds it)."""
+
+    corrupt: bool | None = None

@@ -1,0 +1,289 @@
+# Hand-written stubs of the native module (bindings/python/src). Keep in step with the Rust code.
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, final
+
+__version__: str
+__all__ = [
+    "Store",
+    "Message",
+    "Session",
+    "SearchHit",
+    "Appended",
+    "StoreStatus",
+    "LaneStatus",
+    "IndexStatus",
+    "CompactorStatus",
+    "_error_for_test",
+    "__version__",
+]
+
+_Json = str | list[Any] | dict[str, Any]
+
+@final
+class Message:
+    """One chat message. Build one for ``Store.append_batch``; read ones come from the store."""
+
+    def __new__(
+        cls,
+        session_id: str,
+        role: str,
+        content: str | None = None,
+        *,
+        id: str | None = None,
+        tool_call_id: str | None = None,
+        tool_name: str | None = None,
+        tool_calls: _Json | None = None,
+        reasoning: str | None = None,
+        timestamp: float | None = None,
+        token_count: int | None = None,
+        finish_reason: str | None = None,
+        source: str | None = None,
+        extra: str | dict[str, Any] | None = None,
+    ) -> Message: ...
+    @property
+    def id(self) -> str:
+        """Empty on a message built without one (the store assigns a UUIDv7)."""
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str | None: ...
+    @property
+    def tool_call_id(self) -> str | None: ...
+    @property
+    def tool_name(self) -> str | None: ...
+    @property
+    def tool_calls(self) -> str | None:
+        """JSON text."""
+    @property
+    def reasoning(self) -> str | None: ...
+    @property
+    def timestamp(self) -> float:
+        """Seconds since the epoch; 0.0 on a message built without one (the store uses now)."""
+    @property
+    def token_count(self) -> int | None: ...
+    @property
+    def finish_reason(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def extra(self) -> str | None:
+        """JSON text."""
+    def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class Session:
+    @property
+    def id(self) -> str: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def chat_id(self) -> str | None: ...
+    @property
+    def parent_session_id(self) -> str | None: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def ended_at(self) -> float | None: ...
+    @property
+    def end_reason(self) -> str | None: ...
+    @property
+    def extra(self) -> str | None:
+        """JSON text."""
+    def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class SearchHit:
+    @property
+    def message(self) -> Message: ...
+    @property
+    def snippet(self) -> str:
+        """About 64 characters around the match, matches in ``[`` ``]``, cuts marked ``…``."""
+    @property
+    def score(self) -> float:
+        """Higher is better; 0.0 for unranked matches."""
+    def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
+
+@final
+class Appended:
+    @property
+    def id(self) -> str: ...
+    @property
+    def lsn(self) -> int | None:
+        """Journal position in this process's lane; None if the id was already stored."""
+    @property
+    def duplicate(self) -> bool: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class LaneStatus:
+    @property
+    def name(self) -> str: ...
+    @property
+    def own(self) -> bool: ...
+    @property
+    def last_lsn(self) -> int: ...
+    @property
+    def applied_lsn(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+@final
+class IndexStatus:
+    @property
+    def state(self) -> Literal["unchecked", "healthy", "rebuilding", "failed"]: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def done(self) -> int | None: ...
+    @property
+    def total(self) -> int | None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+@final
+class CompactorStatus:
+    @property
+    def running_here(self) -> bool: ...
+    @property
+    def batches(self) -> int: ...
+    @property
+    def entries_applied(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def undecodable(self) -> int: ...
+    @property
+    def last_checkpoint_unix_ms(self) -> int | None: ...
+    @property
+    def index_quarantined(self) -> int: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+@final
+class StoreStatus:
+    @property
+    def dir(self) -> str: ...
+    @property
+    def lane(self) -> str: ...
+    @property
+    def lanes(self) -> list[LaneStatus]: ...
+    @property
+    def index(self) -> IndexStatus: ...
+    @property
+    def compactor(self) -> CompactorStatus: ...
+    @property
+    def unindexed(self) -> int: ...
+    @property
+    def journal_poisoned(self) -> str | None: ...
+    @property
+    def problems(self) -> list[str]: ...
+    @property
+    def is_degraded(self) -> bool: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+@final
+class Store:
+    """A store folder open for appending (or reading, with ``read_only=True``). Thread-safe."""
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Literal["sync", "buffered"] = "sync",
+        recovery: Literal["strict", "salvage"] = "strict",
+        read_only: bool = False,
+        run_compactor: bool = True,
+        close_deadline: float = 1.0,
+        segment_size: int | None = None,
+        max_record_size: int | None = None,
+        poll_interval: float | None = None,
+        retention: Literal["off", "after_indexed"] = "off",
+    ) -> Store: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def lane(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def append(
+        self,
+        session_id: str,
+        role: str,
+        content: str | None = None,
+        *,
+        id: str | None = None,
+        tool_call_id: str | None = None,
+        tool_name: str | None = None,
+        tool_calls: _Json | None = None,
+        reasoning: str | None = None,
+        timestamp: float | None = None,
+        token_count: int | None = None,
+        finish_reason: str | None = None,
+        source: str | None = None,
+        extra: str | dict[str, Any] | None = None,
+    ) -> str:
+        """Appends one message; returns its id once it is durable."""
+    def append_batch(self, messages: Iterable[Message | Mapping[str, Any]]) -> list[Appended]:
+        """One durable commit for all; nothing is written if any is invalid."""
+    def upsert_session(
+        self,
+        id: str,
+        *,
+        source: str | None = None,
+        model: str | None = None,
+        title: str | None = None,
+        user_id: str | None = None,
+        chat_id: str | None = None,
+        parent_session_id: str | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+        end_reason: str | None = None,
+        extra: str | dict[str, Any] | None = None,
+    ) -> int:
+        """Sets every given field; returns the journal LSN once durable."""
+    def end_session(self, id: str, reason: str) -> int: ...
+    def get_session(self, id: str) -> Session | None: ...
+    def list_sessions(
+        self,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        title_contains: str | None = None,
+        limit: int | None = None,
+    ) -> list[Session]: ...
+    def messages(self, session_id: str) -> list[Message]: ...
+    def all_messages(self, session_id: str | None = None, *, since: float | None = None) -> list[Message]: ...
+    def search(
+        self,
+        text: str,
+        *,
+        session_id: str | None = None,
+        role: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 20,
+        order: Literal["relevance", "newest", "oldest"] = "relevance",
+    ) -> list[SearchHit]: ...
+    def status(self) -> StoreStatus: ...
+    def wait_indexed(self, timeout: float) -> bool: ...
+    def close(self, timeout: float | None = None) -> bool:
+        """True when closed; False if calls on other threads still ran at the timeout."""
+    def __enter__(self) -> Store: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
+def _error_for_test(kind: str) -> BaseException: ...

@@ -1,0 +1,29 @@
+//! Python bindings of the logbook message store: the native module `logbook._logbook`.
+//!
+//! The Python package `logbook` (in `python/logbook`) re-exports these classes and adds the
+//! exception hierarchy (`_errors.py`) and the asyncio wrapper (`aio.py`). Every call that waits on
+//! the disk or SQLite releases the GIL. See `README.md`.
+#![forbid(unsafe_code)]
+
+mod errors;
+mod store;
+mod types;
+
+use pyo3::prelude::*;
+
+/// The native module `logbook._logbook`.
+#[pymodule]
+fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<store::PyStore>()?;
+    m.add_class::<types::PyMessage>()?;
+    m.add_class::<types::PySession>()?;
+    m.add_class::<types::PySearchHit>()?;
+    m.add_class::<types::PyAppended>()?;
+    m.add_class::<types::PyStoreStatus>()?;
+    m.add_class::<types::PyLaneStatus>()?;
+    m.add_class::<types::PyIndexStatus>()?;
+    m.add_class::<types::PyCompactorStatus>()?;
+    m.add_function(wrap_pyfunction!(errors::_error_for_test, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

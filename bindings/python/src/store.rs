@@ -1,0 +1,410 @@
+//! `logbook.Store`: the Rust `Store` behind a thread-safe Python class.
+//!
+//! The class holds `Mutex<Option<Arc<Store>>>`. The mutex is held only to clone or take the
+//! `Arc` (never across a call into the store, never while running Python code), so any number
+//! of Python threads use one store at once; every call that waits on the disk or SQLite runs
+//! with the GIL released (`Python::detach`). `close` takes the `Arc` out, so later calls raise
+//! `ClosedError`, and waits for calls already running on other threads before closing the Rust
+//! store.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use logbook::{
+    Durability, Message, RecoveryMode, Retention, SearchOrder, SearchQuery, SessionFilter, SessionPatch, Store,
+    StoreOptions,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyType};
+
+use crate::errors::{closed, invalid, to_py};
+use crate::types::{PyAppended, PyMessage, PySearchHit, PySession, PyStoreStatus, json_text};
+
+/// Longest wait accepted (`Instant + Duration` must not overflow): about 100 years.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How long one GIL-released slice of a long wait lasts before checking for Ctrl-C.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// Seconds from Python to a `Duration`: `None` and `inf` mean [`FOREVER`]; negative or NaN
+/// values are refused.
+fn seconds(py: Python<'_>, what: &str, secs: Option<f64>) -> PyResult<Duration> {
+    match secs {
+        None => Ok(FOREVER),
+        Some(s) if s.is_nan() || s < 0.0 => {
+            Err(invalid(py, format!("{what} must be a number of seconds >= 0, not {s}")))
+        }
+        Some(s) => Ok(Duration::try_from_secs_f64(s).map_or(FOREVER, |d| d.min(FOREVER))),
+    }
+}
+
+/// A message store folder, open for appending (or reading, with `read_only=True`).
+///
+/// Thread-safe: share one `Store` between threads. Usable as a context manager (closes on exit).
+#[pyclass(frozen, module = "logbook", name = "Store")]
+#[derive(Debug)]
+pub struct PyStore {
+    state: Mutex<Option<Arc<Store>>>,
+    path: PathBuf,
+}
+
+impl PyStore {
+    /// The open store, or `ClosedError`.
+    fn store(&self, py: Python<'_>) -> PyResult<Arc<Store>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).clone().ok_or_else(|| closed(py))
+    }
+}
+
+impl Drop for PyStore {
+    /// A store garbage-collected without `close()` closes here (the Rust store's `Drop`, which
+    /// may wait up to `close_deadline` for the compactor): with the GIL released, so other
+    /// threads keep running. At interpreter shutdown it is simply dropped.
+    fn drop(&mut self) {
+        if let Some(store) = self.state.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = Python::try_attach(move |py| py.detach(move || drop(store)));
+        }
+    }
+}
+
+#[pymethods]
+impl PyStore {
+    /// Opens (creating if needed) the store in `path`; runs recovery of this process's lane.
+    #[new]
+    #[pyo3(signature = (path, *, durability="sync", recovery="strict", read_only=false, run_compactor=true,
+        close_deadline=1.0, segment_size=None, max_record_size=None, poll_interval=None, retention="off"))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors StoreOptions as Python keyword arguments")]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        durability: &str,
+        recovery: &str,
+        read_only: bool,
+        run_compactor: bool,
+        close_deadline: f64,
+        segment_size: Option<u64>,
+        max_record_size: Option<u32>,
+        poll_interval: Option<f64>,
+        retention: &str,
+    ) -> PyResult<Self> {
+        let mut opts = StoreOptions {
+            durability: match durability {
+                "sync" => Durability::Sync,
+                "buffered" => Durability::Buffered,
+                other => {
+                    return Err(invalid(py, format!("durability must be \"sync\" or \"buffered\", not {other:?}")));
+                }
+            },
+            recovery: match recovery {
+                "strict" => RecoveryMode::Strict,
+                "salvage" => RecoveryMode::Salvage,
+                other => return Err(invalid(py, format!("recovery must be \"strict\" or \"salvage\", not {other:?}"))),
+            },
+            retention: match retention {
+                "off" => Retention::Off,
+                "after_indexed" => Retention::AfterIndexed,
+                other => {
+                    return Err(invalid(py, format!("retention must be \"off\" or \"after_indexed\", not {other:?}")));
+                }
+            },
+            read_only,
+            run_compactor,
+            close_deadline: seconds(py, "close_deadline", Some(close_deadline))?,
+            ..StoreOptions::default()
+        };
+        if let Some(s) = segment_size {
+            opts.segment_size = s;
+        }
+        if let Some(m) = max_record_size {
+            opts.max_record_size = m;
+        }
+        if let Some(p) = poll_interval {
+            opts.poll_interval = seconds(py, "poll_interval", Some(p))?;
+        }
+        let dir = path.clone();
+        let store = py.detach(move || Store::open(dir, opts)).map_err(|e| to_py(py, e))?;
+        Ok(PyStore { state: Mutex::new(Some(Arc::new(store))), path })
+    }
+
+    /// The store folder.
+    #[getter]
+    fn path(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// This process's lane (its own journal under `lanes/`).
+    #[getter]
+    fn lane(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.store(py)?.lane().to_owned())
+    }
+
+    /// True once `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).is_none()
+    }
+
+    /// Appends one message and returns its id once it is durable.
+    #[pyo3(signature = (session_id, role, content=None, *, id=None, tool_call_id=None, tool_name=None,
+        tool_calls=None, reasoning=None, timestamp=None, token_count=None, finish_reason=None, source=None,
+        extra=None))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors the message fields as Python keyword arguments")]
+    fn append(
+        &self,
+        py: Python<'_>,
+        session_id: String,
+        role: String,
+        content: Option<String>,
+        id: Option<String>,
+        tool_call_id: Option<String>,
+        tool_name: Option<String>,
+        tool_calls: Option<Bound<'_, PyAny>>,
+        reasoning: Option<String>,
+        timestamp: Option<f64>,
+        token_count: Option<i64>,
+        finish_reason: Option<String>,
+        source: Option<String>,
+        extra: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<String> {
+        let msg = Message {
+            id: id.unwrap_or_default(),
+            session_id,
+            role,
+            content,
+            tool_call_id,
+            tool_name,
+            tool_calls: json_text(py, tool_calls)?,
+            reasoning,
+            timestamp: timestamp.unwrap_or(0.0),
+            token_count,
+            finish_reason,
+            source,
+            extra: json_text(py, extra)?,
+        };
+        let store = self.store(py)?;
+        let appended = py.detach(move || store.append(msg)).map_err(|e| to_py(py, e))?;
+        Ok(appended.id)
+    }
+
+    /// Appends several messages (`Message` objects or dicts of `Message` keyword arguments) with
+    /// one durable commit. If any is invalid, nothing is written.
+    fn append_batch(&self, py: Python<'_>, messages: Bound<'_, PyAny>) -> PyResult<Vec<PyAppended>> {
+        let message_type = PyType::new::<PyMessage>(py);
+        let mut msgs = Vec::new();
+        for (i, item) in messages.try_iter()?.enumerate() {
+            let item = item?;
+            let built;
+            let m = match item.cast::<PyMessage>() {
+                Ok(m) => m,
+                Err(_) => match item.cast::<PyDict>() {
+                    Ok(d) => {
+                        built = message_type.call((), Some(d)).map_err(|e| {
+                            let detail = e.value(py).to_string();
+                            if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+                                invalid(py, format!("message {}: {detail}", i + 1))
+                            } else {
+                                e
+                            }
+                        })?;
+                        built.cast::<PyMessage>()?
+                    }
+                    Err(_) => {
+                        return Err(invalid(
+                            py,
+                            format!("message {}: expected a Message or a dict, not {}", i + 1, item.get_type().name()?),
+                        ));
+                    }
+                },
+            };
+            msgs.push(m.get().inner.clone());
+        }
+        let store = self.store(py)?;
+        let appended = py.detach(move || store.append_batch(msgs)).map_err(|e| to_py(py, e))?;
+        Ok(appended.into_iter().map(PyAppended::from).collect())
+    }
+
+    /// Creates or updates a session: every given field is set, the others are left as they were
+    /// (`extra` is merged like a JSON merge patch). Durable on return; returns the journal LSN.
+    #[pyo3(signature = (id, *, source=None, model=None, title=None, user_id=None, chat_id=None,
+        parent_session_id=None, started_at=None, ended_at=None, end_reason=None, extra=None))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors the session fields as Python keyword arguments")]
+    fn upsert_session(
+        &self,
+        py: Python<'_>,
+        id: String,
+        source: Option<String>,
+        model: Option<String>,
+        title: Option<String>,
+        user_id: Option<String>,
+        chat_id: Option<String>,
+        parent_session_id: Option<String>,
+        started_at: Option<f64>,
+        ended_at: Option<f64>,
+        end_reason: Option<String>,
+        extra: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let patch = SessionPatch {
+            id,
+            source,
+            model,
+            title,
+            user_id,
+            chat_id,
+            parent_session_id,
+            started_at,
+            ended_at,
+            end_reason,
+            extra: json_text(py, extra)?,
+        };
+        let store = self.store(py)?;
+        py.detach(move || store.upsert_session(patch)).map_err(|e| to_py(py, e))
+    }
+
+    /// Ends a session now with a reason. Durable on return; returns the journal LSN.
+    fn end_session(&self, py: Python<'_>, id: String, reason: String) -> PyResult<u64> {
+        let store = self.store(py)?;
+        py.detach(move || store.end_session(&id, &reason)).map_err(|e| to_py(py, e))
+    }
+
+    /// One session (with changes not indexed yet), or `None`.
+    fn get_session(&self, py: Python<'_>, id: String) -> PyResult<Option<PySession>> {
+        let store = self.store(py)?;
+        let s = py.detach(move || store.get_session(&id)).map_err(|e| to_py(py, e))?;
+        Ok(s.map(|inner| PySession { inner }))
+    }
+
+    /// Sessions matching the filters, newest first.
+    #[pyo3(signature = (*, source=None, since=None, until=None, title_contains=None, limit=None))]
+    fn list_sessions(
+        &self,
+        py: Python<'_>,
+        source: Option<String>,
+        since: Option<f64>,
+        until: Option<f64>,
+        title_contains: Option<String>,
+        limit: Option<usize>,
+    ) -> PyResult<Vec<PySession>> {
+        let filter = SessionFilter { source, since, until, title_contains, limit };
+        let store = self.store(py)?;
+        let v = py.detach(move || store.list_sessions(&filter)).map_err(|e| to_py(py, e))?;
+        Ok(v.into_iter().map(|inner| PySession { inner }).collect())
+    }
+
+    /// Every message of a session, oldest first, including those not indexed yet.
+    fn messages(&self, py: Python<'_>, session_id: String) -> PyResult<Vec<PyMessage>> {
+        let store = self.store(py)?;
+        let v = py.detach(move || store.messages(&session_id)).map_err(|e| to_py(py, e))?;
+        Ok(v.into_iter().map(|inner| PyMessage { inner }).collect())
+    }
+
+    /// Every message of the store (or of one session), at or after `since`, session by session.
+    #[pyo3(signature = (session_id=None, *, since=None))]
+    fn all_messages(&self, py: Python<'_>, session_id: Option<String>, since: Option<f64>) -> PyResult<Vec<PyMessage>> {
+        let store = self.store(py)?;
+        let v = py.detach(move || store.all_messages(session_id.as_deref(), since)).map_err(|e| to_py(py, e))?;
+        Ok(v.into_iter().map(|inner| PyMessage { inner }).collect())
+    }
+
+    /// Full-text search: every whitespace-separated word must occur as a case-insensitive
+    /// substring. Includes messages not indexed yet.
+    #[pyo3(signature = (text, *, session_id=None, role=None, source=None, since=None, until=None, limit=20,
+        order="relevance"))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors SearchQuery as Python keyword arguments")]
+    fn search(
+        &self,
+        py: Python<'_>,
+        text: String,
+        session_id: Option<String>,
+        role: Option<String>,
+        source: Option<String>,
+        since: Option<f64>,
+        until: Option<f64>,
+        limit: usize,
+        order: &str,
+    ) -> PyResult<Vec<PySearchHit>> {
+        let order = match order {
+            "relevance" => SearchOrder::Relevance,
+            "newest" => SearchOrder::Newest,
+            "oldest" => SearchOrder::Oldest,
+            other => {
+                return Err(invalid(
+                    py,
+                    format!("order must be \"relevance\", \"newest\" or \"oldest\", not {other:?}"),
+                ));
+            }
+        };
+        let q = SearchQuery { text, session_id, role, source, since, until, limit, order };
+        let store = self.store(py)?;
+        let hits = py.detach(move || store.search(&q)).map_err(|e| to_py(py, e))?;
+        hits.into_iter().map(|h| PySearchHit::new(py, h)).collect()
+    }
+
+    /// A snapshot of the store's state.
+    fn status(&self, py: Python<'_>) -> PyResult<PyStoreStatus> {
+        let store = self.store(py)?;
+        Ok(py.detach(move || store.status()).into())
+    }
+
+    /// Waits until everything appended so far (in every lane) is indexed, or `timeout` seconds
+    /// pass; returns whether it caught up. Ctrl-C interrupts it.
+    fn wait_indexed(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let deadline = Instant::now() + seconds(py, "timeout", Some(timeout))?;
+        loop {
+            let slice = deadline.saturating_duration_since(Instant::now()).min(SIGNAL_CHECK);
+            let store = self.store(py)?;
+            if py.detach(move || store.wait_indexed(slice)) {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// Closes the store: later calls raise `ClosedError`; closing again does nothing.
+    ///
+    /// Waits up to `timeout` seconds (default: no limit) for calls still running on other
+    /// threads, then stops the compactor (within `close_deadline`) and syncs the lane. Returns
+    /// `True` when closed, `False` if calls were still running at the timeout (the store then
+    /// closes when the last of them returns; nothing acknowledged is lost either way).
+    #[pyo3(signature = (timeout=None))]
+    fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let wait = seconds(py, "timeout", timeout)?;
+        let Some(mut store) = self.state.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return Ok(true);
+        };
+        let deadline = Instant::now() + wait;
+        py.detach(move || {
+            loop {
+                match Arc::try_unwrap(store) {
+                    Ok(s) => return s.close().map(|()| true),
+                    Err(shared) if Instant::now() >= deadline => {
+                        drop(shared);
+                        return Ok(false);
+                    }
+                    Err(shared) => {
+                        store = shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py, None)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "open" };
+        format!("<logbook.Store {} ({state})>", self.path.to_string_lossy())
+    }
+}

@@ -1,0 +1,577 @@
+//! The value types handed to Python: frozen (immutable, shareable between threads) classes with
+//! attributes, `__repr__`, `__eq__` and `to_dict()`.
+
+use logbook::{Appended, Message, SearchHit, Session, StoreStatus};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString};
+
+/// `repr()` of a Python string, cut to `max` characters of content.
+fn str_repr(py: Python<'_>, s: &str, max: usize) -> PyResult<String> {
+    let cut: String = s.chars().take(max).collect();
+    let r = PyString::new(py, &cut).repr()?.to_string();
+    Ok(if cut.len() < s.len() { format!("{r}…") } else { r })
+}
+
+/// A Python-looking optional number.
+fn opt_num<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "None".to_string(), |v| v.to_string())
+}
+
+fn opt_repr(py: Python<'_>, s: Option<&str>, max: usize) -> PyResult<String> {
+    s.map_or(Ok("None".to_string()), |s| str_repr(py, s, max))
+}
+
+/// JSON text from a Python value: a `str` is taken as JSON text already (the store checks it),
+/// anything else goes through `json.dumps`.
+pub(crate) fn json_text(py: Python<'_>, v: Option<Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let Some(v) = v else { return Ok(None) };
+    if v.is_none() {
+        return Ok(None);
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(Some(s.to_str()?.to_owned()));
+    }
+    static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let dumps = DUMPS.import(py, "json", "dumps")?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("ensure_ascii", false)?;
+    kwargs.set_item("separators", (",", ":"))?;
+    Ok(Some(dumps.call((v,), Some(&kwargs))?.extract()?))
+}
+
+/// JSON text to a Python value through `json.loads`.
+fn json_value<'py>(py: Python<'py>, text: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+    let Some(text) = text else { return Ok(py.None().into_bound(py)) };
+    static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    LOADS.import(py, "json", "loads")?.call1((text,))
+}
+
+/// One chat message. Build one to pass to `Store.append_batch`; read ones come back from
+/// `Store.messages` and `Store.search`.
+#[pyclass(frozen, eq, module = "logbook", name = "Message")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyMessage {
+    pub(crate) inner: Message,
+}
+
+#[pymethods]
+impl PyMessage {
+    #[new]
+    #[pyo3(signature = (session_id, role, content=None, *, id=None, tool_call_id=None, tool_name=None,
+        tool_calls=None, reasoning=None, timestamp=None, token_count=None, finish_reason=None, source=None,
+        extra=None))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors the message fields as Python keyword arguments")]
+    fn new(
+        py: Python<'_>,
+        session_id: String,
+        role: String,
+        content: Option<String>,
+        id: Option<String>,
+        tool_call_id: Option<String>,
+        tool_name: Option<String>,
+        tool_calls: Option<Bound<'_, PyAny>>,
+        reasoning: Option<String>,
+        timestamp: Option<f64>,
+        token_count: Option<i64>,
+        finish_reason: Option<String>,
+        source: Option<String>,
+        extra: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(PyMessage {
+            inner: Message {
+                id: id.unwrap_or_default(),
+                session_id,
+                role,
+                content,
+                tool_call_id,
+                tool_name,
+                tool_calls: json_text(py, tool_calls)?,
+                reasoning,
+                timestamp: timestamp.unwrap_or(0.0),
+                token_count,
+                finish_reason,
+                source,
+                extra: json_text(py, extra)?,
+            },
+        })
+    }
+
+    /// The id; empty on a message built in Python without one (the store assigns a UUIDv7).
+    #[getter]
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+    #[getter]
+    fn session_id(&self) -> &str {
+        &self.inner.session_id
+    }
+    #[getter]
+    fn role(&self) -> &str {
+        &self.inner.role
+    }
+    #[getter]
+    fn content(&self) -> Option<&str> {
+        self.inner.content.as_deref()
+    }
+    #[getter]
+    fn tool_call_id(&self) -> Option<&str> {
+        self.inner.tool_call_id.as_deref()
+    }
+    #[getter]
+    fn tool_name(&self) -> Option<&str> {
+        self.inner.tool_name.as_deref()
+    }
+    /// The tool calls as JSON text.
+    #[getter]
+    fn tool_calls(&self) -> Option<&str> {
+        self.inner.tool_calls.as_deref()
+    }
+    #[getter]
+    fn reasoning(&self) -> Option<&str> {
+        self.inner.reasoning.as_deref()
+    }
+    /// Seconds since the Unix epoch; 0.0 on a message built without one (the store uses "now").
+    #[getter]
+    fn timestamp(&self) -> f64 {
+        self.inner.timestamp
+    }
+    #[getter]
+    fn token_count(&self) -> Option<i64> {
+        self.inner.token_count
+    }
+    #[getter]
+    fn finish_reason(&self) -> Option<&str> {
+        self.inner.finish_reason.as_deref()
+    }
+    #[getter]
+    fn source(&self) -> Option<&str> {
+        self.inner.source.as_deref()
+    }
+    /// Extra fields as JSON text.
+    #[getter]
+    fn extra(&self) -> Option<&str> {
+        self.inner.extra.as_deref()
+    }
+
+    /// Every field in a dict; with `parse_json=True`, `tool_calls` and `extra` are decoded.
+    #[pyo3(signature = (*, parse_json=false))]
+    fn to_dict<'py>(&self, py: Python<'py>, parse_json: bool) -> PyResult<Bound<'py, PyDict>> {
+        let m = &self.inner;
+        let d = PyDict::new(py);
+        d.set_item("id", &m.id)?;
+        d.set_item("session_id", &m.session_id)?;
+        d.set_item("role", &m.role)?;
+        d.set_item("content", &m.content)?;
+        d.set_item("tool_call_id", &m.tool_call_id)?;
+        d.set_item("tool_name", &m.tool_name)?;
+        if parse_json {
+            d.set_item("tool_calls", json_value(py, m.tool_calls.as_deref())?)?;
+        } else {
+            d.set_item("tool_calls", &m.tool_calls)?;
+        }
+        d.set_item("reasoning", &m.reasoning)?;
+        d.set_item("timestamp", m.timestamp)?;
+        d.set_item("token_count", m.token_count)?;
+        d.set_item("finish_reason", &m.finish_reason)?;
+        d.set_item("source", &m.source)?;
+        if parse_json {
+            d.set_item("extra", json_value(py, m.extra.as_deref())?)?;
+        } else {
+            d.set_item("extra", &m.extra)?;
+        }
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let m = &self.inner;
+        Ok(format!(
+            "Message(id={}, session_id={}, role={}, content={}, timestamp={})",
+            str_repr(py, &m.id, 64)?,
+            str_repr(py, &m.session_id, 64)?,
+            str_repr(py, &m.role, 32)?,
+            opt_repr(py, m.content.as_deref(), 40)?,
+            m.timestamp
+        ))
+    }
+}
+
+/// A session (conversation).
+#[pyclass(frozen, eq, module = "logbook", name = "Session")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PySession {
+    pub(crate) inner: Session,
+}
+
+#[pymethods]
+impl PySession {
+    #[getter]
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+    #[getter]
+    fn source(&self) -> Option<&str> {
+        self.inner.source.as_deref()
+    }
+    #[getter]
+    fn model(&self) -> Option<&str> {
+        self.inner.model.as_deref()
+    }
+    #[getter]
+    fn title(&self) -> Option<&str> {
+        self.inner.title.as_deref()
+    }
+    #[getter]
+    fn user_id(&self) -> Option<&str> {
+        self.inner.user_id.as_deref()
+    }
+    #[getter]
+    fn chat_id(&self) -> Option<&str> {
+        self.inner.chat_id.as_deref()
+    }
+    #[getter]
+    fn parent_session_id(&self) -> Option<&str> {
+        self.inner.parent_session_id.as_deref()
+    }
+    #[getter]
+    fn started_at(&self) -> Option<f64> {
+        self.inner.started_at
+    }
+    #[getter]
+    fn ended_at(&self) -> Option<f64> {
+        self.inner.ended_at
+    }
+    #[getter]
+    fn end_reason(&self) -> Option<&str> {
+        self.inner.end_reason.as_deref()
+    }
+    /// Other fields as JSON text.
+    #[getter]
+    fn extra(&self) -> Option<&str> {
+        self.inner.extra.as_deref()
+    }
+
+    /// Every field in a dict; with `parse_json=True`, `extra` is decoded.
+    #[pyo3(signature = (*, parse_json=false))]
+    fn to_dict<'py>(&self, py: Python<'py>, parse_json: bool) -> PyResult<Bound<'py, PyDict>> {
+        let s = &self.inner;
+        let d = PyDict::new(py);
+        d.set_item("id", &s.id)?;
+        d.set_item("source", &s.source)?;
+        d.set_item("model", &s.model)?;
+        d.set_item("title", &s.title)?;
+        d.set_item("user_id", &s.user_id)?;
+        d.set_item("chat_id", &s.chat_id)?;
+        d.set_item("parent_session_id", &s.parent_session_id)?;
+        d.set_item("started_at", s.started_at)?;
+        d.set_item("ended_at", s.ended_at)?;
+        d.set_item("end_reason", &s.end_reason)?;
+        if parse_json {
+            d.set_item("extra", json_value(py, s.extra.as_deref())?)?;
+        } else {
+            d.set_item("extra", &s.extra)?;
+        }
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let s = &self.inner;
+        Ok(format!(
+            "Session(id={}, source={}, title={}, started_at={}, ended_at={})",
+            str_repr(py, &s.id, 64)?,
+            opt_repr(py, s.source.as_deref(), 32)?,
+            opt_repr(py, s.title.as_deref(), 40)?,
+            opt_num(s.started_at),
+            opt_num(s.ended_at)
+        ))
+    }
+}
+
+/// One search result.
+#[pyclass(frozen, module = "logbook", name = "SearchHit")]
+#[derive(Debug)]
+pub struct PySearchHit {
+    /// The whole message.
+    #[pyo3(get)]
+    message: Py<PyMessage>,
+    /// About 64 characters around the match, matches wrapped in `[` `]`, cuts marked `…`.
+    #[pyo3(get)]
+    snippet: String,
+    /// Relevance, higher is better; 0 for matches not ranked.
+    #[pyo3(get)]
+    score: f64,
+}
+
+impl PySearchHit {
+    pub(crate) fn new(py: Python<'_>, h: SearchHit) -> PyResult<Self> {
+        Ok(PySearchHit { message: Py::new(py, PyMessage { inner: h.message })?, snippet: h.snippet, score: h.score })
+    }
+}
+
+#[pymethods]
+impl PySearchHit {
+    /// `{"message": {...}, "snippet": ..., "score": ...}`.
+    #[pyo3(signature = (*, parse_json=false))]
+    fn to_dict<'py>(&self, py: Python<'py>, parse_json: bool) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("message", self.message.get().to_dict(py, parse_json)?)?;
+        d.set_item("snippet", &self.snippet)?;
+        d.set_item("score", self.score)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "SearchHit(snippet={}, score={}, message={})",
+            str_repr(py, &self.snippet, 80)?,
+            self.score,
+            self.message.get().__repr__(py)?
+        ))
+    }
+}
+
+/// What `Store.append_batch` did with one message.
+#[pyclass(frozen, eq, module = "logbook", name = "Appended")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyAppended {
+    /// The message id (assigned if the message had none).
+    #[pyo3(get)]
+    id: String,
+    /// Its journal position in this process's lane; `None` if the id was already stored and
+    /// nothing was written.
+    #[pyo3(get)]
+    lsn: Option<u64>,
+}
+
+impl From<Appended> for PyAppended {
+    fn from(a: Appended) -> Self {
+        PyAppended { id: a.id, lsn: a.lsn }
+    }
+}
+
+#[pymethods]
+impl PyAppended {
+    /// True if a message with this id was already stored and nothing was written.
+    #[getter]
+    fn duplicate(&self) -> bool {
+        self.lsn.is_none()
+    }
+
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("id", &self.id)?;
+        d.set_item("lsn", self.lsn)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("Appended(id={}, lsn={})", str_repr(py, &self.id, 64)?, opt_num(self.lsn)))
+    }
+}
+
+/// One lane (a journal of one writing process) as `Store.status()` sees it.
+#[pyclass(frozen, get_all, module = "logbook", name = "LaneStatus")]
+#[derive(Debug, Clone)]
+pub struct PyLaneStatus {
+    name: String,
+    own: bool,
+    last_lsn: u64,
+    applied_lsn: Option<u64>,
+    error: Option<String>,
+}
+
+#[pymethods]
+impl PyLaneStatus {
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("name", &self.name)?;
+        d.set_item("own", self.own)?;
+        d.set_item("last_lsn", self.last_lsn)?;
+        d.set_item("applied_lsn", self.applied_lsn)?;
+        d.set_item("error", &self.error)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "LaneStatus(name={}, own={}, last_lsn={}, applied_lsn={}, error={})",
+            str_repr(py, &self.name, 64)?,
+            if self.own { "True" } else { "False" },
+            self.last_lsn,
+            opt_num(self.applied_lsn),
+            opt_repr(py, self.error.as_deref(), 200)?
+        ))
+    }
+}
+
+/// Health of the SQLite index: `state` is `"unchecked"`, `"healthy"`, `"rebuilding"` (with
+/// `reason`, `done`, `total`) or `"failed"` (with `reason`).
+#[pyclass(frozen, get_all, module = "logbook", name = "IndexStatus")]
+#[derive(Debug, Clone)]
+pub struct PyIndexStatus {
+    state: &'static str,
+    reason: Option<String>,
+    done: Option<u64>,
+    total: Option<u64>,
+}
+
+#[pymethods]
+impl PyIndexStatus {
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("state", self.state)?;
+        d.set_item("reason", &self.reason)?;
+        d.set_item("done", self.done)?;
+        d.set_item("total", self.total)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "IndexStatus(state={}, reason={}, done={}, total={})",
+            str_repr(py, self.state, 16)?,
+            opt_repr(py, self.reason.as_deref(), 200)?,
+            opt_num(self.done),
+            opt_num(self.total)
+        ))
+    }
+}
+
+/// The compactor as this process sees it.
+#[pyclass(frozen, get_all, module = "logbook", name = "CompactorStatus")]
+#[derive(Debug, Clone)]
+pub struct PyCompactorStatus {
+    running_here: bool,
+    batches: u64,
+    entries_applied: u64,
+    retries: u64,
+    last_error: Option<String>,
+    undecodable: u64,
+    last_checkpoint_unix_ms: Option<u64>,
+    index_quarantined: u64,
+}
+
+#[pymethods]
+impl PyCompactorStatus {
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("running_here", self.running_here)?;
+        d.set_item("batches", self.batches)?;
+        d.set_item("entries_applied", self.entries_applied)?;
+        d.set_item("retries", self.retries)?;
+        d.set_item("last_error", &self.last_error)?;
+        d.set_item("undecodable", self.undecodable)?;
+        d.set_item("last_checkpoint_unix_ms", self.last_checkpoint_unix_ms)?;
+        d.set_item("index_quarantined", self.index_quarantined)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "CompactorStatus(running_here={}, batches={}, entries_applied={}, retries={}, last_error={})",
+            if self.running_here { "True" } else { "False" },
+            self.batches,
+            self.entries_applied,
+            self.retries,
+            opt_repr(py, self.last_error.as_deref(), 200)?
+        ))
+    }
+}
+
+/// A snapshot of the store's state. Anything degraded is listed in `problems`.
+#[pyclass(frozen, get_all, module = "logbook", name = "StoreStatus")]
+#[derive(Debug, Clone)]
+pub struct PyStoreStatus {
+    dir: String,
+    lane: String,
+    lanes: Vec<PyLaneStatus>,
+    index: PyIndexStatus,
+    compactor: PyCompactorStatus,
+    unindexed: u64,
+    journal_poisoned: Option<String>,
+    problems: Vec<String>,
+}
+
+impl From<StoreStatus> for PyStoreStatus {
+    fn from(s: StoreStatus) -> Self {
+        let index = match s.index {
+            logbook::IndexHealth::Unchecked => {
+                PyIndexStatus { state: "unchecked", reason: None, done: None, total: None }
+            }
+            logbook::IndexHealth::Healthy => PyIndexStatus { state: "healthy", reason: None, done: None, total: None },
+            logbook::IndexHealth::Rebuilding { reason, done, total } => {
+                PyIndexStatus { state: "rebuilding", reason: Some(reason), done: Some(done), total: Some(total) }
+            }
+            logbook::IndexHealth::Failed { reason } => {
+                PyIndexStatus { state: "failed", reason: Some(reason), done: None, total: None }
+            }
+        };
+        let c = s.compactor;
+        PyStoreStatus {
+            dir: s.dir.to_string_lossy().into_owned(),
+            lane: s.lane,
+            lanes: s
+                .lanes
+                .into_iter()
+                .map(|l| PyLaneStatus {
+                    name: l.name,
+                    own: l.own,
+                    last_lsn: l.last_lsn,
+                    applied_lsn: l.applied_lsn,
+                    error: l.error,
+                })
+                .collect(),
+            index,
+            compactor: PyCompactorStatus {
+                running_here: c.running_here,
+                batches: c.batches,
+                entries_applied: c.entries_applied,
+                retries: c.retries,
+                last_error: c.last_error,
+                undecodable: c.undecodable,
+                last_checkpoint_unix_ms: c.last_checkpoint_unix_ms,
+                index_quarantined: c.index_quarantined,
+            },
+            unindexed: s.unindexed,
+            journal_poisoned: s.journal_poisoned,
+            problems: s.problems,
+        }
+    }
+}
+
+#[pymethods]
+impl PyStoreStatus {
+    /// True if anything is degraded (`problems` is not empty).
+    #[getter]
+    fn is_degraded(&self) -> bool {
+        !self.problems.is_empty()
+    }
+
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("dir", &self.dir)?;
+        d.set_item("lane", &self.lane)?;
+        let lanes = self.lanes.iter().map(|l| l.to_dict(py)).collect::<PyResult<Vec<_>>>()?;
+        d.set_item("lanes", lanes)?;
+        d.set_item("index", self.index.to_dict(py)?)?;
+        d.set_item("compactor", self.compactor.to_dict(py)?)?;
+        d.set_item("unindexed", self.unindexed)?;
+        d.set_item("journal_poisoned", &self.journal_poisoned)?;
+        d.set_item("problems", &self.problems)?;
+        d.set_item("is_degraded", self.is_degraded())?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let problems = self.problems.iter().map(|p| str_repr(py, p, 200)).collect::<PyResult<Vec<_>>>()?;
+        Ok(format!(
+            "StoreStatus(dir={}, lane={}, lanes={}, index={}, unindexed={}, problems=[{}])",
+            str_repr(py, &self.dir, 200)?,
+            str_repr(py, &self.lane, 64)?,
+            self.lanes.len(),
+            str_repr(py, self.index.state, 16)?,
+            self.unindexed,
+            problems.join(", ")
+        ))
+    }
+}

@@ -1,0 +1,15 @@
+"""The examples in the package docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+
+import logbook
+import logbook.aio
+
+
+def test_docstring_examples() -> None:
+    for module in (logbook, logbook.aio):
+        result = doctest.testmod(module)
+        assert result.attempted > 0, module
+        assert result.failed == 0, module

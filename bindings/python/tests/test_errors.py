@@ -1,0 +1,152 @@
+"""Rust errors arrive as the documented Python exceptions, with their details as attributes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import logbook
+from logbook._logbook import _error_for_test
+
+
+def test_hierarchy() -> None:
+    for cls in (
+        logbook.InvalidInputError,
+        logbook.ClosedError,
+        logbook.ReadOnlyError,
+        logbook.NotAStoreError,
+        logbook.LockedError,
+        logbook.PoisonedError,
+        logbook.CorruptError,
+        logbook.StorageError,
+        logbook.DiskFullError,
+        logbook.IndexFailure,
+    ):
+        assert issubclass(cls, logbook.LogbookError), cls
+    assert issubclass(logbook.InvalidInputError, ValueError)
+    assert issubclass(logbook.StorageError, OSError)
+    assert issubclass(logbook.DiskFullError, logbook.StorageError)
+
+
+def test_invalid_input(store: logbook.Store) -> None:
+    with pytest.raises(logbook.InvalidInputError, match="role is empty"):
+        store.append("s", "")
+    with pytest.raises(ValueError, match="session_id is empty"):
+        store.append("", "user")
+    with pytest.raises(logbook.InvalidInputError, match="not valid JSON"):
+        store.append("s", "user", extra="{nope")
+    with pytest.raises(logbook.InvalidInputError, match="longer than"):
+        store.append("s", "user", id="x" * 2000)
+    with pytest.raises(TypeError):  # not JSON-serialisable: json.dumps' own error
+        store.append("s", "user", extra={"x": object()})
+    assert store.messages("s") == []
+
+
+def test_read_only(store_dir: Path) -> None:
+    with logbook.Store(store_dir) as w:
+        w.append("s", "user", "x")
+    with logbook.Store(store_dir, read_only=True) as r:
+        for call in (
+            lambda: r.append("s", "user", "y"),
+            lambda: r.append_batch([{"session_id": "s", "role": "user"}]),
+            lambda: r.upsert_session("s", title="t"),
+            lambda: r.end_session("s", "done"),
+        ):
+            with pytest.raises(logbook.ReadOnlyError) as e:
+                call()
+            assert e.value.path == str(store_dir)
+        assert len(r.messages("s")) == 1
+
+
+def test_not_a_store(tmp_path: Path) -> None:
+    with pytest.raises(logbook.NotAStoreError) as e:
+        logbook.Store(tmp_path / "empty", read_only=True)
+    assert e.value.path == str(tmp_path / "empty")
+
+
+def test_closed(store: logbook.Store) -> None:
+    store.close()
+    for call in (
+        lambda: store.append("s", "user"),
+        lambda: store.messages("s"),
+        lambda: store.search("x"),
+        lambda: store.status(),
+        lambda: store.wait_indexed(0),
+        lambda: store.lane,
+    ):
+        with pytest.raises(logbook.ClosedError, match="closed"):
+            call()
+
+
+def test_two_writable_stores_on_one_folder_get_their_own_lanes(store_dir: Path) -> None:
+    # A lane's writer lock is never reported by Store: a second writer (another process, or
+    # another Store in this one) takes a lane of its own. LockedError is only reachable through
+    # the journal API, so its mapping is checked below with _error_for_test.
+    with logbook.Store(store_dir) as a, logbook.Store(store_dir) as b:
+        assert a.lane != b.lane
+        ia = a.append("s", "user", "from a", timestamp=1.0)
+        ib = b.append("s", "user", "from b", timestamp=2.0)
+        assert [m.id for m in a.messages("s")] == [ia, ib]
+        assert {lane.name for lane in a.status().lanes} == {a.lane, b.lane}
+
+
+def test_permission_denied_is_a_storage_error(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    with pytest.raises(logbook.StorageError) as e:
+        logbook.Store(ro / "store")
+    assert e.value.errno == 13
+
+
+def test_damaged_lane_is_reported_in_status(store_dir: Path) -> None:
+    with logbook.Store(store_dir, run_compactor=False, segment_size=4096) as s:
+        for i in range(100):
+            s.append("s", "user", f"message number {i} " + "x" * 100)
+        lane = s.lane
+    segments = sorted((store_dir / "lanes" / lane).glob("*.seg"))
+    assert len(segments) > 2, segments
+    with open(segments[0], "r+b") as f:  # damage in the middle of the log
+        f.seek(200)
+        f.write(b"\xff" * 64)
+    with logbook.Store(store_dir, run_compactor=False) as s:
+        # Opening checks a sealed segment's header and footer only, so the damage shows when the
+        # lane is read: reads skip the lane (they do not raise CorruptError) and the status
+        # names it with the file, offset and LSNs.
+        s.messages("s")
+        st = s.status()
+        assert st.is_degraded
+        assert any(lane in p and "corruption" in p for p in st.problems), st.problems
+        assert any(lane_status.error for lane_status in st.lanes)
+
+
+KINDS: dict[str, tuple[type[BaseException], dict[str, object]]] = {
+    "corrupt": (logbook.CorruptError, {"path": "/s/lanes/lane-0001/00000001.seg", "offset": 4096, "lsn": 7, "last_lsn": 9}),
+    "broken_chain": (logbook.CorruptError, {"path": "/s/x.seg", "detail": "missing", "offset": None}),
+    "decode": (logbook.CorruptError, {"lane": "lane-0001", "lsn": 3, "path": None}),
+    "disk_full": (logbook.DiskFullError, {"errno": 28, "filename": "/s/x.seg", "op": "write"}),
+    "io": (logbook.StorageError, {"errno": 5, "filename": "/s/x.seg", "op": "sync"}),
+    "store_io": (logbook.StorageError, {"errno": 13, "filename": "/s", "op": "create folder"}),
+    "poisoned": (logbook.PoisonedError, {"cause": "sync failed"}),
+    "locked": (logbook.LockedError, {"path": "/s/lanes/lane-0001"}),
+    "record_too_large": (logbook.InvalidInputError, {}),
+    "journal_read_only": (logbook.ReadOnlyError, {"path": "/s"}),
+    "read_only": (logbook.ReadOnlyError, {"path": "/s"}),
+    "journal_closed": (logbook.ClosedError, {}),
+    "closed": (logbook.ClosedError, {}),
+    "not_a_store": (logbook.NotAStoreError, {"path": "/s"}),
+    "invalid": (logbook.InvalidInputError, {}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_mapping_of_every_variant(kind: str) -> None:
+    cls, attrs = KINDS[kind]
+    e = _error_for_test(kind)
+    assert type(e) is cls, (kind, type(e))
+    assert str(e)
+    for k, v in attrs.items():
+        assert getattr(e, k) == v, (kind, k, getattr(e, k))
