@@ -180,6 +180,7 @@ impl PyStore {
             finish_reason,
             source,
             extra: json_text(py, extra)?,
+            ..Message::default()
         };
         let store = self.store(py)?;
         let appended = py.detach(move || store.append(msg)).map_err(|e| to_py(py, e))?;
@@ -255,6 +256,7 @@ impl PyStore {
             ended_at,
             end_reason,
             extra: json_text(py, extra)?,
+            ..SessionPatch::default()
         };
         let store = self.store(py)?;
         py.detach(move || store.upsert_session(patch)).map_err(|e| to_py(py, e))
@@ -333,7 +335,7 @@ impl PyStore {
                 ));
             }
         };
-        let q = SearchQuery { text, session_id, role, source, since, until, limit, order };
+        let q = SearchQuery { text, session_id, role, source, since, until, limit, order, include_inactive: false };
         let store = self.store(py)?;
         let hits = py.detach(move || store.search(&q)).map_err(|e| to_py(py, e))?;
         hits.into_iter().map(|h| PySearchHit::new(py, h)).collect()

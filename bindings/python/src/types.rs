@@ -93,6 +93,7 @@ impl PyMessage {
                 finish_reason,
                 source,
                 extra: json_text(py, extra)?,
+                ..Message::default()
             },
         })
     }
