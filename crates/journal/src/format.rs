@@ -5,8 +5,14 @@
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LBJRNL\r\n";
 /// Magic bytes at the start of a sealed segment's footer.
 pub const FOOTER_MAGIC: [u8; 8] = *b"LBSEAL\r\n";
-/// Current format version.
+/// Format version of segments as written by appends.
 pub const FORMAT_VERSION: u32 = 1;
+/// Format version of a segment rewritten without some payloads (erasure): version 1 plus the
+/// `REWRITTEN` header flag and the chain digest it keeps. Older readers refuse it by version.
+pub const REWRITTEN_FORMAT_VERSION: u32 = 2;
+/// Segment header flag: this segment was rewritten; `chain_digest` is what the next segment's
+/// `prev_digest` refers to.
+pub const HEADER_FLAG_REWRITTEN: u32 = 1;
 /// Size of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 64;
 /// Size of a record header.
@@ -62,6 +68,9 @@ pub struct SegmentHeader {
     pub prev_digest: u32,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_unix_ms: u64,
+    /// For a rewritten segment (version 2): the digest the segment had when it was sealed,
+    /// which the next segment's `prev_digest` carries. `None` for a segment never rewritten.
+    pub chain_digest: Option<u32>,
 }
 
 impl SegmentHeader {
@@ -70,14 +79,21 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&self.version.to_le_bytes());
-        // 12..16 flags, zero.
+        let (version, flags) = match self.chain_digest {
+            Some(_) => (REWRITTEN_FORMAT_VERSION, HEADER_FLAG_REWRITTEN),
+            None => (self.version, 0),
+        };
+        b[8..12].copy_from_slice(&version.to_le_bytes());
+        b[12..16].copy_from_slice(&flags.to_le_bytes());
         b[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
         b[32..36].copy_from_slice(&self.salt.to_le_bytes());
         b[36..40].copy_from_slice(&self.prev_digest.to_le_bytes());
         b[40..48].copy_from_slice(&self.created_unix_ms.to_le_bytes());
-        // 48..60 reserved, zero.
+        if let Some(d) = self.chain_digest {
+            b[48..52].copy_from_slice(&d.to_le_bytes());
+        }
+        // 52..60 (48..60 when not rewritten) reserved, zero.
         let crc = crc_seeded(0, &[&b[0..60]]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
@@ -98,12 +114,14 @@ impl SegmentHeader {
             return Err("segment header checksum mismatch");
         }
         let version = le_u32(b, 8).ok_or("short header")?;
-        if version != FORMAT_VERSION {
-            return Err("unsupported format version");
-        }
-        if le_u32(b, 12) != Some(0) {
-            return Err("unknown segment header flags");
-        }
+        let flags = le_u32(b, 12).ok_or("short header")?;
+        let chain_digest = match (version, flags) {
+            (FORMAT_VERSION, 0) => None,
+            (FORMAT_VERSION, _) => return Err("unknown segment header flags"),
+            (REWRITTEN_FORMAT_VERSION, HEADER_FLAG_REWRITTEN) => Some(le_u32(b, 48).ok_or("short header")?),
+            (REWRITTEN_FORMAT_VERSION, _) => return Err("unknown segment header flags"),
+            _ => return Err("unsupported format version"),
+        };
         let first_lsn = le_u64(b, 24).ok_or("short header")?;
         if first_lsn == 0 || first_lsn > MAX_LSN {
             return Err("first LSN out of range");
@@ -115,6 +133,7 @@ impl SegmentHeader {
             salt: le_u32(b, 32).ok_or("short header")?,
             prev_digest: le_u32(b, 36).ok_or("short header")?,
             created_unix_ms: le_u64(b, 40).ok_or("short header")?,
+            chain_digest,
         })
     }
 }
@@ -299,6 +318,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rewritten_header_keeps_its_chain_digest() {
+        let h = SegmentHeader {
+            version: REWRITTEN_FORMAT_VERSION,
+            segment_id: 7,
+            first_lsn: 1234,
+            salt: 5,
+            prev_digest: 99,
+            created_unix_ms: 1,
+            chain_digest: Some(0xabcd),
+        };
+        let b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        // A version-1 header with the flag, or a version-2 header without it, is refused.
+        let mut bad = b;
+        bad[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let crc = crc_seeded(0, &[&bad[0..60]]);
+        bad[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert!(SegmentHeader::decode(&bad).is_err());
+        let mut bad = b;
+        bad[12..16].copy_from_slice(&0u32.to_le_bytes());
+        let crc = crc_seeded(0, &[&bad[0..60]]);
+        bad[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert!(SegmentHeader::decode(&bad).is_err());
+    }
+
+    #[test]
     fn header_round_trip_and_damage() {
         let h = SegmentHeader {
             version: FORMAT_VERSION,
@@ -307,6 +352,7 @@ mod tests {
             salt: 0xdead_beef,
             prev_digest: 99,
             created_unix_ms: 1,
+            chain_digest: None,
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));

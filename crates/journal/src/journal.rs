@@ -146,7 +146,7 @@ impl Journal {
 
         let active = if rec.needs_new_segment {
             let (id, first, prev) = match segments.last() {
-                Some(s) => (s.id + 1, s.last_lsn + 1, s.digest),
+                Some(s) => (s.id + 1, s.last_lsn + 1, s.chain_digest()),
                 None => (1, report.last_lsn.max(report.first_lsn.saturating_sub(1)) + 1, 0),
             };
             let a = create_segment(&dir, &opts, id, first, prev)?;
@@ -428,6 +428,37 @@ impl Journal {
         Ok(())
     }
 
+    /// Seals the active segment now (footer, trim, sync) and starts the next one, so that what it
+    /// holds can be rewritten ([`crate::rewrite_segment`]); `false` if it holds no record. A
+    /// failure poisons the journal, as a failed append does.
+    pub fn seal_active(&self) -> Result<bool> {
+        let inner = &*self.inner;
+        if inner.read_only {
+            return Err(Error::ReadOnly { path: inner.dir.clone() });
+        }
+        {
+            let st = inner.state.lock();
+            if let Some(cause) = &st.poisoned {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            if st.closed {
+                return Err(Error::Closed);
+            }
+        }
+        let mut guard = inner.writer.lock();
+        let Some(w) = guard.as_mut() else { return Err(Error::Closed) };
+        if w.active.records == 0 {
+            return Ok(false);
+        }
+        if let Err(e) = self.rotate(w) {
+            error!(dir = %inner.dir.display(), "journal poisoned: {e}");
+            inner.state.lock().poisoned = Some(e.to_string());
+            inner.cond.notify_all();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
     /// Syncs everything written (useful with [`Durability::Buffered`]; a no-op cost otherwise).
     pub fn sync(&self) -> Result<()> {
         let inner = &*self.inner;
@@ -646,6 +677,7 @@ fn create_segment(dir: &Path, opts: &Options, id: u64, first_lsn: Lsn, prev_dige
         salt,
         prev_digest,
         created_unix_ms: files::now_ms(),
+        chain_digest: None,
     };
     let hb = header.encode();
     let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create", &tmp, e))?;

@@ -40,16 +40,20 @@ mod mmap;
 mod options;
 mod reader;
 mod recovery;
+mod rewrite;
 mod scan;
 pub mod storage;
 
 pub use error::{Error, Result};
 pub use files::{HOLES_FILE, Hole, LOCK_FILE, QUARANTINE_DIR, QuarantineNote};
-pub use format::{FOOTER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, frame_len};
+pub use format::{
+    FOOTER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, REWRITTEN_FORMAT_VERSION, SEGMENT_HEADER_LEN, frame_len,
+};
 pub use journal::{Journal, JournalStatus, Lsn, verify};
 pub use options::{Durability, Options, RecoveryMode, SealedCheck};
 pub use reader::{Iter, Record};
 pub use recovery::{RecoveryReport, TornTail};
+pub use rewrite::{RewriteReport, rewrite_segment, sealed_segment_ids};
 
 /// Pure decoding functions, exposed for fuzzing and tools.
 pub mod decode {

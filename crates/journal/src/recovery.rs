@@ -88,6 +88,14 @@ pub(crate) struct SegmentMeta {
     pub file: Arc<dyn StorageFile>,
 }
 
+impl SegmentMeta {
+    /// The digest the next segment's `prev_digest` refers to: the digest the segment had when it
+    /// was sealed, which a rewrite keeps in the header.
+    pub(crate) fn chain_digest(&self) -> u32 {
+        self.header.chain_digest.unwrap_or(self.digest)
+    }
+}
+
 /// The state recovery hands to the journal.
 #[derive(Debug)]
 pub(crate) struct Recovered {
@@ -331,10 +339,11 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                 b.header.first_lsn, a.last_lsn
             ));
         }
-        if a.footer.is_some() && b.header.prev_digest != a.digest {
+        if a.footer.is_some() && b.header.prev_digest != a.chain_digest() {
             problems.push(format!(
                 "segment's chain digest {:08x} does not match the previous segment's digest {:08x} (a segment was substituted)",
-                b.header.prev_digest, a.digest
+                b.header.prev_digest,
+                a.chain_digest()
             ));
         }
         if problems.is_empty()
