@@ -126,6 +126,11 @@ fn print_verify(r: &VerifyReport) -> anyhow::Result<()> {
     } else {
         say(format!("index {}: not present", ix.path.display()))?;
     }
+    for (lane, n) in &r.erasable_records {
+        say(format!(
+            "lane {lane}: {n} record(s) still hold deleted content (erased by the compactor within its deadline, or now by `logbook erase`)"
+        ))?;
+    }
     for p in &r.problems {
         say(format!("problem: {p}"))?;
     }

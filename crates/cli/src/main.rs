@@ -8,6 +8,7 @@
 mod append;
 mod cmds;
 mod demo;
+mod erase;
 mod import;
 mod util;
 
@@ -149,6 +150,16 @@ pub enum Cmd {
     },
     /// Lanes, segments, sizes, LSNs, compactor lag, index, quarantine.
     Stats,
+    /// Erase deleted content from the journal files now (optionally deleting sessions first).
+    /// Exit 1 if something still holds it (a lane another process writes).
+    Erase {
+        /// Delete this session first (repeatable).
+        #[arg(long = "session", value_name = "ID")]
+        sessions: Vec<String>,
+        /// With --session: also delete sessions whose parent chain leads to it.
+        #[arg(long)]
+        children: bool,
+    },
     /// Print the newest messages; -f keeps printing new ones.
     Tail {
         /// Follow new appends (polling).
@@ -268,6 +279,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Cmd::Search(a) => cmds::search(cli, a),
         Cmd::Sessions { source, title, limit } => cmds::sessions(cli, source.clone(), title.clone(), *limit),
         Cmd::Stats => cmds::stats(cli),
+        Cmd::Erase { sessions, children } => erase::run(cli, sessions, *children),
         Cmd::Tail { follow, session, lines } => cmds::tail(cli, *follow, session.as_deref(), *lines),
         Cmd::Demo { writers, messages } => demo::run(cli, *writers, *messages),
         Cmd::DemoWriter { writer, count } => demo::writer(cli, *writer, *count),

@@ -163,6 +163,8 @@ struct Compactor {
     last_checkpoint: Instant,
     rebuilding: Option<String>,
     next_lane: usize,
+    /// After an incomplete erase pass: not before this.
+    erase_retry_at: Option<Instant>,
 }
 
 impl Compactor {
@@ -217,7 +219,14 @@ impl Compactor {
             sh.compactor.last_error = None;
         }
         info!(positions = ?positions, rebuilding = rebuilding.is_some(), "compactor started");
-        Ok(Compactor { index, positions, last_checkpoint: Instant::now(), rebuilding, next_lane: 0 })
+        Ok(Compactor {
+            index,
+            positions,
+            last_checkpoint: Instant::now(),
+            rebuilding,
+            next_lane: 0,
+            erase_retry_at: None,
+        })
     }
 
     /// Applies one batch; returns the number of entries applied (0 when caught up).
@@ -309,10 +318,49 @@ impl Compactor {
 
     /// Idle-time work: periodic checkpoint and a small FTS merge step.
     fn idle(&mut self, inner: &Inner) {
+        self.erase_if_due(inner);
         if self.last_checkpoint.elapsed() >= inner.opts.checkpoint_interval {
             self.checkpoint(inner);
             if let Err(e) = self.index.optimize_step() {
                 warn!("FTS merge step failed: {e}");
+            }
+        }
+    }
+
+    /// Runs an erase pass once deleted content has waited `erase_within` (measured from when the
+    /// deletion was applied, recorded in the index so a restart keeps the deadline).
+    fn erase_if_due(&mut self, inner: &Inner) {
+        let since = match self.index.erase_pending_since_ms() {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                warn!("cannot read the pending erasure: {e}");
+                return;
+            }
+        };
+        let due = since.saturating_add(u64::try_from(inner.opts.erase_within.as_millis()).unwrap_or(u64::MAX));
+        if now_ms() < due || self.erase_retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        match crate::admin::erase_store(&inner.dir, Some(&inner.lane)) {
+            Ok(rep) if rep.pending.is_empty() => {
+                // The index's WAL may hold the deleted rows' old pages: checkpoint them away.
+                self.checkpoint(inner);
+                if let Err(e) = self.index.clear_erase_pending(since) {
+                    warn!("cannot clear the pending erasure: {e}");
+                }
+                inner.shared.lock().erase_pending = None;
+                self.erase_retry_at = None;
+            }
+            Ok(rep) => {
+                warn!(pending = ?rep.pending, "erasure incomplete; retrying");
+                inner.shared.lock().erase_pending = Some(rep.pending.join("; "));
+                self.erase_retry_at = Some(Instant::now() + inner.opts.erase_within.max(Duration::from_secs(1)));
+            }
+            Err(e) => {
+                warn!("erase pass failed: {e}");
+                inner.shared.lock().erase_pending = Some(format!("erase pass failed: {e}"));
+                self.erase_retry_at = Some(Instant::now() + inner.opts.erase_within.max(Duration::from_secs(1)));
             }
         }
     }

@@ -61,8 +61,8 @@ pub use index::{
 pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER};
 pub use logbook_journal::{Durability, RecoveryMode};
 pub use model::{
-    CounterDelta, Counters, DeleteSessions, Message, MessageState, MessageUpdate, MetaSet, Rewrite, RewriteMode,
-    Session, SessionPatch, SessionRef, merge_extra,
+    CounterDelta, Counters, DeleteSessions, Erased, Message, MessageState, MessageUpdate, MetaSet, Rewrite,
+    RewriteMode, Session, SessionPatch, SessionRef, merge_extra,
 };
 pub use options::{Retention, StoreOptions};
 pub use read::HistoryItem;
@@ -74,10 +74,11 @@ pub use store::{Appended, HistoryQuery, Store};
 /// [`Store`], so tools, tests and fuzz targets call exactly what the CLI calls.
 pub mod ops {
     pub use crate::admin::{
-        BackupReport, IndexOutcome, IndexRepair, IndexVerify, LaneBackup, LaneOutcome, LaneRepair, LaneStats,
-        LaneVerify, Progress, RebuildReport, RepairReport, StoreStats, VerifyReport, backup_store, format_iso8601,
-        hermes_session_lines, message_to_json, parse_iso8601, parse_message_line, parse_timestamp, read_options,
-        rebuild_index_at, rebuild_index_in_place, repair_store, store_stats, verify_store,
+        BackupReport, EraseReport, IndexOutcome, IndexRepair, IndexVerify, LaneBackup, LaneOutcome, LaneRepair,
+        LaneStats, LaneVerify, Progress, RebuildReport, RepairReport, StoreStats, VerifyReport, backup_store,
+        erasable_records, erase_store, format_iso8601, hermes_session_lines, message_to_json, parse_iso8601,
+        parse_message_line, parse_timestamp, read_options, rebuild_index_at, rebuild_index_in_place, repair_store,
+        store_stats, verify_store,
     };
     pub use crate::layout::{QuarantinedFile, list_quarantine};
 }

@@ -355,6 +355,16 @@ record! {
 }
 
 record! {
+    /// What is left of a record whose content was erased (a deletion covered it): the kind it
+    /// had, nothing else. Reads and the compactor skip it.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct Erased {
+        /// The entry kind the record had.
+        1 => pub kind: i64,
+    }
+}
+
+record! {
     /// Sets (or with `value` absent, removes) a small key/value metadata entry of the store.
     #[derive(Debug, Clone, PartialEq, Default)]
     pub struct MetaSet {

@@ -51,6 +51,9 @@ pub struct StoreOptions {
     pub index: IndexOptions,
     /// Segment removal. Default: [`Retention::Off`].
     pub retention: Retention,
+    /// How soon after a deletion is applied its content is erased from the journal files (the
+    /// compactor rewrites the segments holding it). Default: 60 s.
+    pub erase_within: Duration,
     /// Open for reading only: claim no lane, write nothing, run no compactor. Reads see every
     /// lane (through read-only journal handles, beside live writers) and the index; appends fail
     /// with [`Error::ReadOnly`](crate::Error::ReadOnly). The folder must already hold a store.
@@ -74,6 +77,7 @@ impl Default for StoreOptions {
             close_deadline: Duration::from_secs(1),
             index: IndexOptions::default(),
             retention: Retention::Off,
+            erase_within: Duration::from_secs(60),
             read_only: false,
         }
     }

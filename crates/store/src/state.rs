@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     /// damaged). Every read reports them; bounded (the count goes on in `undecodable_more`).
     pub undecodable: BTreeMap<String, String>,
     pub undecodable_more: u64,
+    /// Deleted content an erase pass could not remove yet, and why.
+    pub erase_pending: Option<String>,
 }
 
 /// How many undecodable records are kept by name.
@@ -106,6 +108,7 @@ impl Inner {
                 lane_errors,
                 undecodable: BTreeMap::new(),
                 undecodable_more: 0,
+                erase_pending: None,
             }),
             reader: Mutex::new(None),
             others: Mutex::new(BTreeMap::new()),

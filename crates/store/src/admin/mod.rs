@@ -9,6 +9,7 @@
 //! Nothing here deletes data: damaged files are moved to a `quarantine/` folder with a note.
 
 mod backup;
+mod erase;
 mod jsonl;
 mod rebuild;
 mod repair;
@@ -18,6 +19,7 @@ mod verify;
 use logbook_journal::RecoveryMode;
 
 pub use backup::{BackupReport, LaneBackup, backup_store};
+pub use erase::{EraseReport, erasable_records, erase_store};
 pub use jsonl::{
     format_iso8601, hermes_session_lines, message_to_json, parse_iso8601, parse_message_line, parse_timestamp,
 };

@@ -12,7 +12,9 @@ pub(crate) mod wire;
 
 use wire::{Record, Writer, put_varint, take_varint};
 
-use crate::model::{CounterDelta, DeleteSessions, Message, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch};
+use crate::model::{
+    CounterDelta, DeleteSessions, Erased, Message, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch,
+};
 
 /// The codec tag of the first release's bincode encoding (read only).
 pub const CODEC_BINCODE_V1: u8 = 1;
@@ -54,6 +56,8 @@ pub enum Entry {
     Counters(CounterDelta),
     /// A metadata key was set or removed (kind 7).
     Meta(MetaSet),
+    /// The content of this record was erased (kind 8).
+    Erased(Erased),
 }
 
 impl Entry {
@@ -66,7 +70,13 @@ impl Entry {
             Entry::Delete(_) => 5,
             Entry::Counters(_) => 6,
             Entry::Meta(_) => 7,
+            Entry::Erased(_) => 8,
         }
+    }
+
+    /// The kind number of this entry in the encoding.
+    pub fn kind_number(&self) -> i64 {
+        self.kind() as i64
     }
 
     /// The session the entry belongs to, when it belongs to one.
@@ -77,7 +87,7 @@ impl Entry {
             Entry::Update(u) => Some(&u.session_id),
             Entry::Rewrite(r) => Some(&r.session_id),
             Entry::Counters(c) => Some(&c.session_id),
-            Entry::Delete(_) | Entry::Meta(_) => None,
+            Entry::Delete(_) | Entry::Meta(_) | Entry::Erased(_) => None,
         }
     }
 }
@@ -95,6 +105,7 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
         Entry::Delete(d) => d.write_fields(&mut w),
         Entry::Counters(c) => c.write_fields(&mut w),
         Entry::Meta(m) => m.write_fields(&mut w),
+        Entry::Erased(e) => e.write_fields(&mut w),
     }
     w.buf
 }
@@ -122,6 +133,7 @@ pub fn decode(payload: &[u8]) -> Result<Entry, DecodeError> {
                 5 => Entry::Delete(DeleteSessions::read(buf)?),
                 6 => Entry::Counters(CounterDelta::read(buf)?),
                 7 => Entry::Meta(MetaSet::read(buf)?),
+                8 => Entry::Erased(Erased::read(buf)?),
                 k => return Err(DecodeError::Newer(format!("entry kind {k}"))),
             };
             Ok(e)

@@ -117,6 +117,7 @@ fn every_kind() -> Vec<(&'static str, Entry)> {
         ),
         ("v2-meta.bin", Entry::Meta(MetaSet { key: "k".into(), value: Some("v".into()) })),
         ("v2-meta-removed.bin", Entry::Meta(MetaSet { key: "k".into(), value: None })),
+        ("v2-erased.bin", Entry::Erased(crate::model::Erased { kind: 1 })),
     ]
 }
 
@@ -256,4 +257,5 @@ fn field_numbers_are_never_reused() {
     numbers_unique(DeleteSessions::FIELDS);
     numbers_unique(CounterDelta::FIELDS);
     numbers_unique(MetaSet::FIELDS);
+    numbers_unique(crate::model::Erased::FIELDS);
 }

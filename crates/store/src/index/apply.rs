@@ -73,6 +73,7 @@ impl Index {
                     Entry::Delete(d) => a.delete(d)?,
                     Entry::Counters(c) => a.counters(c)?,
                     Entry::Meta(m) => a.meta(m)?,
+                    Entry::Erased(_) => {}
                 }
                 positions.insert(lane.clone(), *lsn);
                 touched.insert(lane.as_str());
@@ -333,9 +334,23 @@ impl Applier<'_, '_> {
         Ok(())
     }
 
+    /// Records that the journal holds content to erase (from now), unless already recorded.
+    fn erase_pending(&mut self) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('erase_pending_since_ms', ?1) ON CONFLICT (key) DO NOTHING",
+                [i64::try_from(crate::time::now_ms()).unwrap_or(i64::MAX)],
+            )
+            .ctx("record pending erasure")?;
+        Ok(())
+    }
+
     fn rewrite(&mut self, r: &Rewrite, lane: &str, lsn: i64) -> Result<()> {
         self.stats.operations += 1;
         let mode = r.rewrite_mode();
+        if mode == RewriteMode::Delete {
+            self.erase_pending()?;
+        }
         self.tx
             .execute(
                 "INSERT INTO session_ops (session_id, op, mode, active_only) VALUES (?1, ?2, ?3, ?4) \
@@ -371,6 +386,7 @@ impl Applier<'_, '_> {
 
     fn delete(&mut self, d: &DeleteSessions) -> Result<()> {
         self.stats.operations += 1;
+        self.erase_pending()?;
         for s in &d.sessions {
             self.stats.erased_messages += self.erase_rows("session_id = ?1 AND rid < ?2", params![s.id, d.op])?;
             let left: i64 = self

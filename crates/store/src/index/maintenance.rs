@@ -113,6 +113,27 @@ impl Index {
         Ok(v.and_then(|v| u64::try_from(v).ok()))
     }
 
+    /// Since when (ms since the Unix epoch) the journal holds deleted content not erased yet.
+    pub fn erase_pending_since_ms(&self) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'erase_pending_since_ms'", [], |r| r.get(0))
+            .optional()
+            .ctx("read the pending erasure")?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    /// Clears the pending erasure recorded at `since` (not a newer one recorded meanwhile).
+    pub fn clear_erase_pending(&self, since: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM meta WHERE key = 'erase_pending_since_ms' AND value = ?1",
+                [i64::try_from(since).unwrap_or(i64::MAX)],
+            )
+            .ctx("clear the pending erasure")?;
+        Ok(())
+    }
+
     /// Copies the index into a new file `dest` (created 0600; an existing file is refused)
     /// with SQLite's online backup API, then syncs it.
     pub fn backup_to(&self, dest: &Path) -> Result<()> {

@@ -56,6 +56,9 @@ impl Store {
         if sh.undecodable_more > 0 {
             problems.push(format!("{} more journal records cannot be read", sh.undecodable_more));
         }
+        if let Some(p) = &sh.erase_pending {
+            problems.push(format!("deleted content not erased from disk yet: {p}"));
+        }
         if let Some(p) = &sh.read_problem {
             problems.push(p.clone());
         }
