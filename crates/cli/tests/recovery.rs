@@ -54,7 +54,7 @@ fn healthy_store_verifies_and_every_tool_runs() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(json(&o)["rebuild"]["messages"], 20);
     let o = run(&dir, &["--json", "stats"]);
-    assert!(!json(&o)["quarantine"].as_array().unwrap().is_empty(), "the old index is in the quarantine");
+    assert!(json(&o)["quarantine"].as_array().unwrap().is_empty(), "a healthy index replaced on request is not kept");
 
     let o = run(&dir, &["--json", "checkpoint"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
