@@ -88,7 +88,7 @@ fn damaged_index_is_found_and_repaired() {
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("index: rebuilt"));
     assert_eq!(code(&run(&dir, &["verify"])), 0);
-    let o = run(&dir, &["stats"]);
+    let o = run(&dir, &["quarantine", "list"]);
     assert!(stdout(&o).contains("index cannot be opened"), "{}", stdout(&o));
 }
 
