@@ -25,7 +25,7 @@ fn erased(lsn: u64) -> Vec<u8> {
 
 /// LSNs whose payload the workload replaces.
 fn targets(lsn: u64) -> bool {
-    lsn % 3 == 0
+    lsn.is_multiple_of(3)
 }
 
 /// Builds the journal (no crash), returns the sealed segment ids and the last LSN.
@@ -49,7 +49,7 @@ fn rewrites(sim: &SimStorage, sealed: &[u64]) -> Result<(), logbook_journal::Err
     let pass = |id: u64, pick: fn(u64) -> bool| {
         rewrite_segment(dir(), &opts, id, &mut |lsn, _| pick(lsn).then(|| erased(lsn))).map(|_| ())
     };
-    pass(sealed[0], |l| targets(l) && l % 2 == 0)?;
+    pass(sealed[0], |l| targets(l) && l.is_multiple_of(2))?;
     pass(sealed[0], targets)?;
     pass(sealed[1], targets)?;
     Ok(())

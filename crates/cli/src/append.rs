@@ -132,14 +132,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<Outcome> {
             }
         }
         if let Some((n, e)) = commit(&store, &mut out, lines)? {
-            eprintln!("logbook: line {n}: {e}; the lines before it are stored");
+            eprintln!("{}line {n}: {e}; the lines before it are stored", util::error_prefix());
             outcome = Outcome::Problem;
             break 'outer;
         }
         match stop {
             None => {}
             Some(Err((n, e))) => {
-                eprintln!("logbook: line {n}: {e}; the lines before it are stored");
+                eprintln!("{}line {n}: {e}; the lines before it are stored", util::error_prefix());
                 outcome = Outcome::Problem;
                 break 'outer;
             }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use logbook::ops::{self, VerifyReport};
+use logbook::ops::{self, QuarantinedFile, VerifyReport};
 use logbook::{Index, IndexOptions, RecoveryMode, SearchOrder, SearchQuery, Session, SessionFilter};
 use serde_json::json;
 
@@ -38,8 +38,11 @@ pub fn export(
     }
     let dir = util::existing_store(cli)?;
     let store = util::open_store_read_only(cli, &dir)?;
+    let mut rep = Reporter::new();
+    rep.working("reading the messages");
     let mut msgs = store.all_messages(session, since).context("cannot read the messages")?;
     msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+    let total = msgs.len() as u64;
     match (format, out) {
         (ExportFormat::HermesJsonl, Some(out)) => {
             std::fs::DirBuilder::new()
@@ -55,29 +58,42 @@ pub fn export(
             for (sid, list) in &by_session {
                 let s = store.get_session(sid)?.unwrap_or_else(|| Session { id: sid.clone(), ..Session::default() });
                 let path = out.join(format!("{}.jsonl", safe_file_name(sid)));
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .with_context(|| format!("cannot create {}; export into an empty folder", path.display()))?;
+                let f = create_new_file(&path, "export into an empty folder")?;
                 let mut w = io::BufWriter::new(f);
                 for line in ops::hermes_session_lines(&s, list) {
                     writeln!(w, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
                 }
-                w.into_inner()
-                    .map_err(|e| e.into_error())
-                    .and_then(|f| f.sync_all())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                finish_file(w, &path)?;
                 n_msgs += list.len();
+                rep.update("writing session files", n_msgs as u64, total);
             }
+            rep.finish();
             if cli.json {
                 print_json(&json!({"out": out, "sessions": by_session.len(), "messages": n_msgs}))?;
             } else {
                 say(format!("wrote {} session file(s), {n_msgs} message(s) to {}", by_session.len(), out.display()))?;
             }
         }
-        _ => {
+        (_, Some(out)) => {
+            let f = create_new_file(out, "give a new file name with --out")?;
+            let mut w = io::BufWriter::new(f);
+            for (i, m) in msgs.iter().enumerate() {
+                writeln!(w, "{}", ops::message_to_json(m))
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                if i % 1024 == 0 {
+                    rep.update("writing", i as u64, total);
+                }
+            }
+            finish_file(w, out)?;
+            rep.finish();
+            if cli.json {
+                print_json(&json!({"out": out, "messages": msgs.len()}))?;
+            } else {
+                say(format!("wrote {} message(s) to {}", msgs.len(), out.display()))?;
+            }
+        }
+        (_, None) => {
+            rep.finish();
             let stdout = io::stdout();
             let mut w = io::BufWriter::new(stdout.lock());
             for m in &msgs {
@@ -99,6 +115,24 @@ pub fn export(
     }
     store.close()?;
     Ok(Outcome::Fine)
+}
+
+/// Creates a new private file (0600) that must not exist yet.
+fn create_new_file(path: &Path, what_to_do: &str) -> anyhow::Result<std::fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}; {what_to_do}", path.display()))
+}
+
+/// Flushes and syncs a file written through a buffer.
+fn finish_file(w: io::BufWriter<std::fs::File>, path: &Path) -> anyhow::Result<()> {
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn print_verify(r: &VerifyReport) -> anyhow::Result<()> {
@@ -202,7 +236,7 @@ fn print_rebuild(cli: &Cli, r: &ops::RebuildReport, moved: &[std::path::PathBuf]
         return print_json(&json!({"quarantined": moved, "rebuild": r}));
     }
     for m in moved {
-        say(format!("moved to the quarantine: {}", m.display()))?;
+        say(format!("moved to the quarantine (damaged; see `logbook quarantine list`): {}", m.display()))?;
     }
     say(format!(
         "built {} from {} journal entries: {} messages ({} duplicates skipped), {} session changes, {} undecodable records skipped",
@@ -253,7 +287,7 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
     let start_lag = store.status().unindexed;
     let caught_up = loop {
         let s = store.status();
-        rep.update("waiting for the index", start_lag.saturating_sub(s.unindexed), start_lag);
+        rep.update("indexing what is not indexed yet", start_lag.saturating_sub(s.unindexed), start_lag);
         if store.wait_indexed(Duration::from_millis(200)) {
             break true;
         }
@@ -261,13 +295,15 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
             break false;
         }
     };
-    rep.finish();
     let lag = store.status().unindexed;
+    rep.working("closing the store");
     store.close()?;
+    rep.working(&format!("checkpointing the index WAL ({})", human_bytes(size(&wal))));
     let ix = Index::open(&path, &IndexOptions::default()).with_context(|| format!("cannot open {}", path.display()))?;
     let c = ix.checkpoint_truncate().with_context(|| format!("cannot checkpoint {}", path.display()))?;
     let after = ix.file_sizes();
     drop(ix);
+    rep.finish();
     if cli.json {
         print_json(&json!({
             "caught_up": caught_up, "unindexed": lag, "busy": c.busy,
@@ -378,12 +414,17 @@ pub fn sessions(cli: &Cli, source: Option<String>, title: Option<String>, limit:
     let list = store
         .list_sessions(&SessionFilter { source, title_contains: title, limit: Some(limit), ..SessionFilter::default() })
         .context("cannot list sessions")?;
+    let mut counts = Vec::with_capacity(list.len());
+    for s in &list {
+        counts.push(store.messages(&s.id).with_context(|| format!("cannot read the messages of {}", s.id))?.len());
+    }
     if cli.json {
-        print_json(&json!({"sessions": list}))?;
+        let v: Vec<_> = list.iter().zip(&counts).map(|(s, n)| session_json(s, *n)).collect();
+        print_json(&json!({"sessions": v}))?;
     } else {
-        for s in &list {
+        for (s, n) in list.iter().zip(&counts) {
             say(format!(
-                "{} {} source={} model={} title={}{}",
+                "{} {} {n} message(s) source={} model={} title={}{}",
                 s.started_at.map(ops::format_iso8601).unwrap_or_else(|| "-".into()),
                 s.id,
                 s.source.as_deref().unwrap_or("-"),
@@ -396,6 +437,17 @@ pub fn sessions(cli: &Cli, source: Option<String>, title: Option<String>, limit:
     }
     store.close()?;
     Ok(Outcome::Fine)
+}
+
+/// A session as JSON, with its message count and `extra` as an object (not JSON text).
+fn session_json(s: &Session, messages: usize) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_else(|_| json!({"id": s.id}));
+    if let Some(obj) = v.as_object_mut() {
+        let extra = s.extra.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e)));
+        obj.insert("extra".into(), extra.unwrap_or(serde_json::Value::Null));
+        obj.insert("messages".into(), json!(messages));
+    }
+    v
 }
 
 pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
@@ -439,15 +491,94 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
     if s.quarantine.is_empty() {
         say("  quarantine: empty")?;
     } else {
-        say(format!("  quarantine: {} file(s)", s.quarantine.len()))?;
-        for q in &s.quarantine {
-            say(format!(
-                "    {} ({}): {}",
-                q.path.display(),
-                human_bytes(q.bytes),
-                q.reason.as_deref().unwrap_or("no note")
-            ))?;
+        say(format!(
+            "  quarantine: {} in {} file(s); `logbook quarantine list` shows them",
+            human_bytes(s.quarantine_bytes),
+            s.quarantine.len()
+        ))?;
+    }
+    Ok(Outcome::Fine)
+}
+
+/// Groups quarantined files by item, in listing order.
+fn quarantine_items(dir: &Path) -> Vec<(String, Vec<QuarantinedFile>)> {
+    let mut items: Vec<(String, Vec<QuarantinedFile>)> = Vec::new();
+    for f in QuarantinedFile::list_store(dir) {
+        match items.iter_mut().find(|(name, _)| *name == f.item) {
+            Some((_, files)) => files.push(f),
+            None => items.push((f.item.clone(), vec![f])),
         }
+    }
+    items
+}
+
+pub fn quarantine_list(cli: &Cli) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let items = quarantine_items(&dir);
+    if cli.json {
+        let v: Vec<_> = items
+            .iter()
+            .map(|(name, files)| {
+                json!({
+                    "name": name,
+                    "bytes": files.iter().map(|f| f.bytes).sum::<u64>(),
+                    "reason": files.iter().find_map(|f| f.reason.clone()),
+                    "note": files.iter().find_map(|f| f.note.clone()),
+                    "files": files.iter().map(|f| json!({"path": f.path, "bytes": f.bytes})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        print_json(&json!({"items": v}))?;
+        return Ok(Outcome::Fine);
+    }
+    let mut total = 0;
+    for (name, files) in &items {
+        let bytes: u64 = files.iter().map(|f| f.bytes).sum();
+        total += bytes;
+        let reason = files.iter().find_map(|f| f.reason.clone()).unwrap_or_else(|| "no note".into());
+        say(format!("{name}  {}  {reason}", human_bytes(bytes)))?;
+        for f in files {
+            say(format!("    {} ({})", f.path.display(), human_bytes(f.bytes)))?;
+        }
+    }
+    if items.is_empty() {
+        say("the quarantine is empty")?;
+    } else {
+        say(format!(
+            "{} item(s), {}; `logbook quarantine remove NAME` (or --all) deletes them for good",
+            items.len(),
+            human_bytes(total)
+        ))?;
+    }
+    Ok(Outcome::Fine)
+}
+
+pub fn quarantine_remove(cli: &Cli, names: &[String], all: bool) -> anyhow::Result<Outcome> {
+    let dir = util::existing_store(cli)?;
+    let known = quarantine_items(&dir);
+    for n in names {
+        if !known.iter().any(|(name, _)| name == n) {
+            bail!("no quarantined item named {n}; `logbook quarantine list` shows the names");
+        }
+    }
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    if all {
+        let (f, b) = QuarantinedFile::remove(&dir, None)
+            .with_context(|| format!("cannot empty the quarantine of {}", dir.display()))?;
+        files.extend(f);
+        bytes += b;
+    } else {
+        for n in names {
+            let (f, b) = QuarantinedFile::remove(&dir, Some(n)).with_context(|| format!("cannot remove {n}"))?;
+            files.extend(f);
+            bytes += b;
+        }
+    }
+    if cli.json {
+        print_json(&json!({"removed": files, "bytes": bytes}))?;
+    } else {
+        say(format!("removed {} file(s), {}", files.len(), human_bytes(bytes)))?;
     }
     Ok(Outcome::Fine)
 }

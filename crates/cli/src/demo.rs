@@ -140,6 +140,18 @@ pub fn writer(cli: &Cli, writer: usize, count: usize) -> anyhow::Result<Outcome>
     Ok(Outcome::Fine)
 }
 
+/// `logbook-demo` in the current folder, or `logbook-demo-2`, `-3`, ... if it is taken: every run
+/// gets a fresh store and never touches an earlier one.
+fn fresh_demo_dir() -> anyhow::Result<std::path::PathBuf> {
+    for n in 1..10_000 {
+        let d = std::path::PathBuf::from(if n == 1 { "logbook-demo".to_string() } else { format!("logbook-demo-{n}") });
+        if !d.exists() {
+            return Ok(d);
+        }
+    }
+    bail!("logbook-demo ... logbook-demo-9999 all exist; pass --dir with a new folder")
+}
+
 fn spawn_writer(exe: &Path, dir: &Path, cli: &Cli, w: usize, count: usize) -> anyhow::Result<Child> {
     let mut c = Command::new(exe);
     c.arg("__demo-writer")
@@ -163,22 +175,27 @@ pub fn run(cli: &Cli, writers: usize, messages: usize) -> anyhow::Result<Outcome
     if writers == 0 || messages == 0 {
         bail!("--writers and --messages must be at least 1");
     }
-    let dir = cli.dir.clone().unwrap_or_else(|| "logbook-demo".into());
-    if let Ok(mut rd) = std::fs::read_dir(&dir)
-        && rd.next().is_some()
-    {
-        bail!("{} already holds files; remove it or pass --dir with a new folder", dir.display());
-    }
-    if dir.exists() && !dir.is_dir() {
-        bail!("{} is not a folder; pass --dir with a new folder", dir.display());
-    }
+    let dir = match &cli.dir {
+        Some(d) => {
+            if let Ok(mut rd) = std::fs::read_dir(d)
+                && rd.next().is_some()
+            {
+                bail!("{} already holds files; remove it or pass --dir with a new folder", d.display());
+            }
+            if d.exists() && !d.is_dir() {
+                bail!("{} is not a folder; pass --dir with a new folder", d.display());
+            }
+            d.clone()
+        }
+        None => fresh_demo_dir()?,
+    };
     let exe = std::env::current_exe().context("cannot find this program's path to start the writers")?;
     let per = messages.div_ceil(writers);
     let victim = 0;
     let kill_at = (per / 2).max(1);
     if !cli.json {
         say(format!(
-            "demo: {writers} writer process(es) append {} messages to {}; writer {victim} is killed (SIGKILL) after {kill_at} acks",
+            "demo: {writers} writer process(es) save {} messages to {}; writer {victim} is killed (SIGKILL) after {kill_at} confirmed messages",
             per * writers,
             dir.display()
         ))?;
@@ -222,7 +239,7 @@ pub fn run(cli: &Cli, writers: usize, messages: usize) -> anyhow::Result<Outcome
             killed = true;
         }
         if acked.len().is_multiple_of(100) {
-            rep.update("writers appending", acked.len() as u64, (per * writers) as u64);
+            rep.update("saving messages", acked.len() as u64, (per * writers) as u64);
         }
     }
     rep.finish();
@@ -239,11 +256,22 @@ pub fn run(cli: &Cli, writers: usize, messages: usize) -> anyhow::Result<Outcome
     }
     // Reopen: this process claims a free lane (the killed writer's) and runs its recovery.
     let reopen = Instant::now();
+    rep.working("reopening the store (recovery)");
     let store =
         Store::open(&dir, util::store_options(cli)).with_context(|| format!("cannot reopen {}", dir.display()))?;
     let recovered = store.recovery_report().clone();
     let lag_at_open = store.status().unindexed;
-    let caught_up = store.wait_indexed(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let caught_up = loop {
+        if store.wait_indexed(Duration::from_millis(200)) {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        rep.update("indexing for search", lag_at_open.saturating_sub(store.status().unindexed), lag_at_open);
+    };
+    rep.finish();
     let index_secs = reopen.elapsed().as_secs_f64();
     let hits = store.search(&SearchQuery { limit: 1000, ..SearchQuery::new("検索") })?;
     let found: HashSet<String> = store.all_messages(None, None)?.into_iter().map(|m| m.id).collect();
@@ -265,33 +293,44 @@ pub fn run(cli: &Cli, writers: usize, messages: usize) -> anyhow::Result<Outcome
             "problems": status.problems, "seconds": total_secs, "ok": ok,
         }))?;
     } else {
-        say(format!("messages acknowledged: {}", acked.len()))?;
+        say(format!("messages confirmed as saved: {}", acked.len()))?;
         say(format!(
-            "messages found:        {} (every acked id looked up after reopening; {} stored in all)",
+            "found after the restart:     {} of them ({} messages stored in all)",
             acked.len() - lost.len(),
             found.len()
         ))?;
-        say(format!("lost:                  {}", lost.len()))?;
+        say(format!("lost:                        {}", lost.len()))?;
         say(format!(
-            "throughput:            {throughput:.0} acks/s ({writers} writers, one fsync-durable ack per message)"
+            "speed:                       {throughput:.0} messages/s ({writers} writers, each message on disk before it is confirmed)"
         ))?;
+        let cut = recovered.torn_tails.len();
         say(format!(
-            "recovery:              {} ({} torn tail(s) cut into the quarantine)",
+            "restart after the kill:      {}{}",
             if recovered.problems.is_empty() { "clean".to_string() } else { recovered.problems.join("; ") },
-            recovered.torn_tails.len()
+            if cut > 0 {
+                format!(
+                    "; {cut} half-written message(s) the killed writer never confirmed were set aside (quarantine/)"
+                )
+            } else {
+                String::new()
+            }
         ))?;
         say(format!(
-            "index lag:             {lag_at_open} entries at reopen, {} in {index_secs:.1} s",
-            if caught_up { "caught up" } else { "NOT caught up" }
+            "search index:                {lag_at_open} message(s) still to index at the restart; {} in {index_secs:.1} s",
+            if caught_up { "all indexed" } else { "NOT all indexed" }
         ))?;
-        say(format!("trigram search 検索:   {} hit(s)", hits.len()))?;
+        say(format!("search for 検索:             {} hit(s)", hits.len()))?;
         for f in &failed {
             say(format!("problem: {f}"))?;
         }
         for id in lost.iter().take(10) {
             say(format!("lost id: {id}"))?;
         }
-        say(format!("time:                  {total_secs:.1} s; store left in {}", dir.display()))?;
+        say(format!(
+            "time:                        {total_secs:.1} s; the store is in {} (try `logbook --dir {} search invoice`)",
+            dir.display(),
+            dir.display()
+        ))?;
     }
     Ok(if ok { Outcome::Fine } else { Outcome::Problem })
 }

@@ -17,6 +17,8 @@ use crate::util::{self, Reporter, print_json, say};
 use crate::{Cli, ImportCmd, Outcome};
 
 const BATCH: usize = 500;
+/// Warnings printed on stderr; --json has all of them.
+const WARNINGS_SHOWN: usize = 10;
 
 type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -29,6 +31,8 @@ struct Sink<'a> {
     changed_sessions: u64,
     refused: Vec<String>,
     reporter: Reporter,
+    /// Messages in the source, when they could be counted beforehand (0: unknown).
+    expected: u64,
 }
 
 impl Sink<'_> {
@@ -54,7 +58,7 @@ impl Sink<'_> {
             }
             Err(e) => return Err(e.into()),
         }
-        self.reporter.update("importing", self.seen_messages, 0);
+        self.reporter.update("importing messages", self.seen_messages, self.expected.max(self.seen_messages));
         Ok(())
     }
 
@@ -63,6 +67,13 @@ impl Sink<'_> {
             Entry::Message(m) => {
                 self.seen_messages += 1;
                 self.pending.push(m);
+                if self.seen_messages.is_multiple_of(50) {
+                    self.reporter.update(
+                        "importing messages",
+                        self.seen_messages,
+                        self.expected.max(self.seen_messages),
+                    );
+                }
                 if self.pending.len() >= BATCH {
                     self.flush()?;
                 }
@@ -133,7 +144,14 @@ pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
         changed_sessions: 0,
         refused: Vec::new(),
         reporter: Reporter::new(),
+        expected: 0,
     };
+    sink.reporter.working("counting the messages to import");
+    sink.expected = match cmd {
+        ImportCmd::Hermes { file } => count_hermes_messages(file),
+        ImportCmd::Jsonl { .. } => count_jsonl_messages(&sources),
+    };
+    sink.reporter.update("importing messages", 0, sink.expected);
     let started = Instant::now();
     let result: Result<ImportReport, String> = {
         let mut f = |e: Entry| sink.take(e);
@@ -157,7 +175,7 @@ pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !store.wait_indexed(Duration::from_millis(200)) && Instant::now() < deadline {
         let left = store.status().unindexed;
-        sink.reporter.update("indexing", lag.saturating_sub(left), lag);
+        sink.reporter.update("indexing for search", lag.saturating_sub(left), lag);
     }
     sink.reporter.finish();
     let (added, changed) = (sink.added_messages, sink.changed_sessions);
@@ -191,14 +209,12 @@ pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
             added,
             stored
         ))?;
-        for r in &refused {
-            say(format!("refused: {r}"))?;
-        }
-        for (p, n) in &report.cut_lines {
-            say(format!("cut line (a writer was interrupted mid-line; skipped): {}:{n}", p.display()))?;
-        }
-        for (p, n, e) in &report.bad_lines {
-            say(format!("unreadable line: {}:{n}: {e}", p.display()))?;
+        if !report.warnings.is_empty() {
+            say(format!(
+                "{} warning(s) about the source data{}",
+                report.warnings.len(),
+                if util::quiet() { " (not shown with --quiet; all of them with --json)" } else { " (on stderr)" }
+            ))?;
         }
         if report.unreadable_rows > 0 {
             say(format!(
@@ -206,12 +222,84 @@ pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
                 report.unreadable_rows
             ))?;
         }
-        for w in report.warnings.iter().take(10) {
-            say(format!("warning: {w}"))?;
+    }
+    // Problems: one line each on stderr (in --json they are in the report).
+    if !cli.json {
+        for r in &refused {
+            util::warn_line(format!("refused: {r}"));
         }
-        if report.warnings.len() > 10 {
-            say(format!("... and {} more warning(s) (all of them with --json)", report.warnings.len() - 10))?;
+        for (p, n) in &report.cut_lines {
+            util::warn_line(format!("{}:{n}: a line cut off mid-write was skipped", p.display()));
+        }
+        for (p, n, e) in &report.bad_lines {
+            util::warn_line(format!("{}:{n}: unreadable line skipped: {e}", p.display()));
+        }
+        let groups = group_alike(&report.warnings);
+        for (w, more) in groups.iter().take(WARNINGS_SHOWN) {
+            match more {
+                0 => util::warn_line(w),
+                n => util::warn_line(format!("{w} (and {n} more like it)")),
+            }
+        }
+        if groups.len() > WARNINGS_SHOWN {
+            let rest: usize = groups.iter().skip(WARNINGS_SHOWN).map(|(_, n)| n + 1).sum();
+            util::warn_line(format!("... and {rest} more warning(s) (all of them with --json)"));
         }
     }
     Ok(if problem { Outcome::Problem } else { Outcome::Fine })
+}
+
+/// Messages in a Hermes `state.db`, for the progress bar (0 when they cannot be counted, e.g.
+/// a damaged file; the import then shows a count without a total).
+fn count_hermes_messages(file: &Path) -> u64 {
+    use rusqlite::{Connection, OpenFlags};
+    let Some(path) = file.to_str() else { return 0 };
+    let uri = format!("file:{}?immutable=1", path.replace('%', "%25").replace('?', "%3f").replace('#', "%23"));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(uri, flags)
+        .and_then(|c| c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0)))
+        .map_or(0, |n| u64::try_from(n).unwrap_or(0))
+}
+
+/// Lines of Hermes JSONL files that hold a message (not the `session_meta` line), for the
+/// progress bar.
+fn count_jsonl_messages(files: &[PathBuf]) -> u64 {
+    let mut n = 0;
+    for f in files {
+        let Ok(text) = std::fs::read(f) else { return 0 };
+        for line in text.split(|&b| b == b'\n') {
+            let is_meta = line.windows(12).any(|w| w == b"session_meta");
+            if !is_meta && line.iter().any(|b| !b.is_ascii_whitespace()) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Runs of warnings that differ only in their numbers ("row 22 cannot be read", "row 23 ...")
+/// as one line each: the first warning of the run and how many more followed it.
+fn group_alike(warnings: &[String]) -> Vec<(&str, usize)> {
+    let shape = |w: &str| -> String {
+        let mut out = String::with_capacity(w.len());
+        for c in w.chars() {
+            if c.is_ascii_digit() {
+                if !out.ends_with('#') {
+                    out.push('#');
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let mut groups: Vec<(&str, usize, String)> = Vec::new();
+    for w in warnings {
+        let sh = shape(w);
+        match groups.last_mut() {
+            Some((_, n, last)) if *last == sh => *n += 1,
+            _ => groups.push((w.as_str(), 0, sh)),
+        }
+    }
+    groups.into_iter().map(|(w, n, _)| (w, n)).collect()
 }

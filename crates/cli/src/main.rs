@@ -15,7 +15,7 @@ mod util;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -24,8 +24,11 @@ Exit codes:
      line was invalid (append), some rows could not be read (import), a message was lost (demo)
   2  usage error or I/O error: bad arguments, no store at --dir, a file cannot be read or written
 
+Results go to stdout; problems to stderr, one line each; progress to stderr when it is a
+terminal. Logs only with -v/-vv (or RUST_LOG). --quiet: results and errors only. NO_COLOR or
+--color never turns colors off.
 The store folder is --dir DIR or the environment variable LOGBOOK_DIR.
-Logs go to stderr; RUST_LOG or -v/-vv control how much. See docs/recovery.md for the runbook.";
+See docs/recovery.md for the runbook.";
 
 /// A durable message store for AI-agent gateways.
 #[derive(Debug, Parser)]
@@ -46,9 +49,15 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
+    /// Log on stderr (-v info, -vv debug, -vvv trace; none by default). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Print only results and errors: no progress, no warnings.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Colors on stderr: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, value_enum, default_value = "auto", global = true, value_name = "WHEN")]
+    pub color: ColorChoice,
     /// Largest record accepted when writing (bytes; for tests).
     #[arg(long, env = "LOGBOOK_MAX_RECORD_SIZE", global = true, hide = true)]
     pub max_record_size: Option<u32>,
@@ -57,6 +66,13 @@ pub struct Cli {
     pub segment_size: Option<u64>,
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,8 +115,9 @@ pub enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
-        /// Folder for hermes-jsonl files (created; existing files are never overwritten).
-        #[arg(long, value_name = "DIR")]
+        /// Where to write: a new file for jsonl (default: stdout), a folder for hermes-jsonl
+        /// (created; existing files are never overwritten).
+        #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
     },
     /// Check every lane's segments and the index without changing anything (safe while writers run).
@@ -112,8 +129,12 @@ pub enum Cmd {
         #[arg(long)]
         salvage: bool,
     },
-    /// Move the index to the quarantine and rebuild it from the journal.
+    /// Rebuild the index from the journal. A healthy index is replaced (not kept); a damaged
+    /// one is moved to the quarantine.
     RebuildIndex,
+    /// List or remove what repair and recovery set aside (damaged files, cut tails).
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// Build a fresh index at FILE.db from the journal (the store is not changed).
     Replay {
         /// The new index file (must not exist).
@@ -206,9 +227,25 @@ pub enum ImportCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// Every quarantined item with its note and size.
+    List,
+    /// Delete quarantined items for good (nothing else ever deletes them).
+    Remove {
+        /// Item names as `quarantine list` prints them.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every item.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// What to look for (every word must occur, as a substring).
+    /// What to look for (every word must occur, as a substring). May start with `-`.
+    #[arg(allow_hyphen_values = true)]
     pub query: String,
     /// Only this session.
     #[arg(long)]
@@ -248,17 +285,51 @@ fn main() -> ExitCode {
         eprintln!("logbook: internal error{at}: {msg}; please report it");
         std::process::exit(2);
     }));
-    let cli = Cli::parse();
+    let cli = parse_args();
+    util::set_output(util::color_enabled(cli.color), cli.quiet);
     util::init_logging(cli.verbose);
     match run(&cli) {
         Ok(Outcome::Fine) => ExitCode::SUCCESS,
         Ok(Outcome::Problem) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("logbook: error: {e:#}");
+            eprintln!("{}{}", util::error_prefix(), util::render_error(&e));
             if let Some(hint) = util::hint(&e) {
                 eprintln!("logbook: {hint}");
             }
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Parses the command line. Help and version go to stdout (exit 0); a usage error is printed
+/// like every other error (`logbook: error: ...`, exit 2), followed by clap's usage lines.
+fn parse_args() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The color choice is needed before parsing, to style clap's own messages.
+    let mut choice = ColorChoice::Auto;
+    for (i, a) in args.iter().enumerate() {
+        let v = match a.to_str() {
+            Some("--color") => args.get(i + 1).and_then(|v| v.to_str()),
+            Some(s) => s.strip_prefix("--color="),
+            None => None,
+        };
+        if let Some(v) = v.and_then(|v| ColorChoice::from_str(v, true).ok()) {
+            choice = v;
+        }
+    }
+    let color = util::color_enabled(choice);
+    util::set_output(color, false);
+    let cmd = Cli::command().color(if color { clap::ColorChoice::Always } else { clap::ColorChoice::Never });
+    let result = cmd.try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m));
+    match result {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // Plain text: our prefix carries the color, the rest reads the same either way.
+            let text = e.render().to_string();
+            let body = text.trim_end();
+            eprintln!("{}{}", util::error_prefix(), body.strip_prefix("error: ").unwrap_or(body));
+            std::process::exit(2);
         }
     }
 }
@@ -272,6 +343,8 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Cmd::Verify => cmds::verify(cli),
         Cmd::Repair { salvage } => cmds::repair(cli, *salvage),
         Cmd::RebuildIndex => cmds::rebuild_index(cli),
+        Cmd::Quarantine(QuarantineCmd::List) => cmds::quarantine_list(cli),
+        Cmd::Quarantine(QuarantineCmd::Remove { names, all }) => cmds::quarantine_remove(cli, names, *all),
         Cmd::Replay { to } => cmds::replay(cli, to),
         Cmd::Checkpoint { timeout } => cmds::checkpoint(cli, *timeout),
         Cmd::Backup { dest } => cmds::backup(cli, dest),

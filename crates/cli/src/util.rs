@@ -2,22 +2,52 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use logbook::{Store, StoreOptions};
-use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-use crate::Cli;
+use crate::{Cli, ColorChoice};
 
-/// Sets up `tracing` on stderr: RUST_LOG if set, else by `-v` count.
+/// Whether stderr gets colors: `--color always|never`, or with `auto` (the default) when
+/// stderr is a terminal and `NO_COLOR` is unset or empty.
+pub fn color_enabled(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && io::stderr().is_terminal(),
+    }
+}
+
+static COLOR: AtomicBool = AtomicBool::new(false);
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Records the output settings every part of the tool follows.
+pub fn set_output(color: bool, quiet: bool) {
+    COLOR.store(color, Ordering::Relaxed);
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+fn color() -> bool {
+    COLOR.load(Ordering::Relaxed)
+}
+
+/// `--quiet`: no progress and no warnings, only results and errors.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Sets up `tracing` on stderr. Silent by default (results go to stdout, problems are printed
+/// once by the command itself); `-v` shows info, `-vv` debug, `-vvv` trace; RUST_LOG overrides.
 pub fn init_logging(verbose: u8) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v).unwrap_or_else(|_| EnvFilter::new("warn")),
         _ => EnvFilter::new(match verbose {
-            0 => "warn,logbook_cli=info",
+            0 => "off",
             1 => "info",
             2 => "debug",
             _ => "trace",
@@ -26,9 +56,41 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
+        .with_ansi(color())
         .with_target(false)
         .try_init();
+}
+
+/// `logbook: error: ` (red when colors are on): the one prefix of every error, ours and
+/// clap's.
+pub fn error_prefix() -> String {
+    if color() { "logbook: \x1b[1;31merror\x1b[0m: ".into() } else { "logbook: error: ".into() }
+}
+
+/// Prints a problem the command found (one line, once) on stderr, unless `--quiet`.
+pub fn warn_line(s: impl AsRef<str>) {
+    if quiet() {
+        return;
+    }
+    let prefix = if color() { "logbook: \x1b[1;33mwarning\x1b[0m: " } else { "logbook: warning: " };
+    eprintln!("{prefix}{}", s.as_ref());
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text the message
+/// already includes (a library error whose `Display` names its source) is not repeated.
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// The store folder from --dir / LOGBOOK_DIR.
@@ -96,51 +158,108 @@ pub fn open_store_read_only(cli: &Cli, dir: &Path) -> anyhow::Result<Store> {
     Store::open(dir, opts).with_context(|| format!("cannot open the store at {}", dir.display()))
 }
 
-/// Progress: a bar on a terminal, periodic log lines otherwise.
+/// Progress on stderr while a command works: a bar with the count, the rate and the time left
+/// when the total is known, a spinner with the count and the elapsed time when it is not.
+/// Shown only when stderr is a terminal and not `--quiet`; otherwise it draws nothing.
 #[derive(Debug)]
 pub struct Reporter {
     bar: Option<ProgressBar>,
+    /// Whether to draw at all: stderr is a terminal and not `--quiet`.
+    shown: bool,
     stage: String,
-    last_log: Instant,
+    shape: Option<Shape>,
+}
+
+fn new_bar() -> ProgressBar {
+    let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+    // Nothing but the stage until update() picks the shape (indicatif's default is a bar).
+    if let Ok(st) = ProgressStyle::with_template("{msg}") {
+        b.set_style(st);
+    }
+    b
+}
+
+/// How a [`Reporter`] draws the current stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Known total: bar, count, rate, time left.
+    Bar,
+    /// A count without a total: count, rate, elapsed.
+    Count,
+    /// No count: spinner and elapsed time.
+    Spinner,
 }
 
 impl Reporter {
     pub fn new() -> Reporter {
-        let bar = io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new(0);
-            if let Ok(s) = ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} ({elapsed})") {
-                b.set_style(s.progress_chars("=> "));
-            }
-            b
-        });
-        Reporter { bar, stage: String::new(), last_log: Instant::now() }
+        Reporter { bar: None, shown: io::stderr().is_terminal() && !quiet(), stage: String::new(), shape: None }
     }
 
+    /// Reports `done` of `total` (0: unknown) for `stage`.
     pub fn update(&mut self, stage: &str, done: u64, total: u64) {
-        let new_stage = stage != self.stage;
-        if let Some(b) = &self.bar {
-            if new_stage {
+        if !self.shown {
+            return;
+        }
+        // Drawn from the first update on; a bar finished by an earlier stage is replaced.
+        let b = match &mut self.bar {
+            Some(b) if !b.is_finished() => b,
+            slot => {
+                self.stage.clear();
+                self.shape = None;
+                slot.insert(new_bar())
+            }
+        };
+        let kind = match (done, total) {
+            (0, 0) => Shape::Spinner,
+            (_, 0) => Shape::Count,
+            _ => Shape::Bar,
+        };
+        if stage != self.stage || self.shape != Some(kind) {
+            let template = match kind {
+                Shape::Bar => {
+                    "{spinner:.green} {msg} [{bar:30.cyan/blue}] {human_pos}/{human_len} ({per_sec:0}, {eta} left)"
+                }
+                Shape::Count => "{spinner:.green} {msg}: {human_pos} ({per_sec:0}, {elapsed})",
+                Shape::Spinner => "{spinner:.green} {msg} ({elapsed})",
+            };
+            if stage != self.stage {
+                // A new stage: its rate and time left count from its own beginning.
+                b.reset();
                 b.set_message(stage.to_string());
+                self.stage = stage.to_string();
             }
-            b.set_length(total.max(done));
-            b.set_position(done);
-        } else if new_stage || self.last_log.elapsed() >= Duration::from_secs(2) {
-            if total > 0 {
-                info!("{stage}: {done}/{total}");
-            } else {
-                info!("{stage}");
+            let template =
+                if color() { template.to_string() } else { template.replace(".green", "").replace(".cyan/blue", "") };
+            if let Ok(st) = ProgressStyle::with_template(&template) {
+                b.set_style(st.progress_chars("=> "));
             }
-            self.last_log = Instant::now();
+            // Ticking (redrawing the spinner and the elapsed time during a long call) starts
+            // once there is a style and a message to draw.
+            b.enable_steady_tick(Duration::from_millis(120));
+            self.shape = Some(kind);
         }
-        if new_stage {
-            self.stage = stage.to_string();
+        if total > 0 {
+            b.set_length(total);
         }
+        b.set_position(done);
+    }
+
+    /// Shows `stage` as work without a count (a spinner with the elapsed time), for a single
+    /// long call.
+    pub fn working(&mut self, stage: &str) {
+        self.update(stage, 0, 0);
     }
 
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

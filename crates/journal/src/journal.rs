@@ -173,9 +173,14 @@ impl Journal {
                 last_lsn: last.last_lsn,
                 digest,
             };
-            if opts.preallocate && a.allocated < opts.segment_size {
-                a.file.allocate(opts.segment_size).map_err(|e| Error::io("preallocate", &a.path, e))?;
-                a.allocated = opts.segment_size;
+            // Room for the next appends (a segment written by an older version may already hold
+            // a whole segment's worth; it is never shrunk).
+            if opts.preallocate {
+                let target = allocation_target(a.allocated, a.data_end + 1, opts.segment_size);
+                if target > a.allocated {
+                    a.file.allocate(target).map_err(|e| Error::io("preallocate", &a.path, e))?;
+                    a.allocated = target;
+                }
             }
             // Records recovered from the page cache (after a process kill, or an append whose
             // sync failed) may not be durable: sync before exposing them, or a power cut could
@@ -389,7 +394,9 @@ impl Journal {
         let a = &mut w.active;
         let end = a.data_end + w.buf.len() as u64;
         if self.inner.opts.preallocate && end > a.allocated {
-            let target = end.max(self.inner.opts.segment_size);
+            // The size change is persisted by the sync that follows this write (fdatasync
+            // persists the size needed to read the data back).
+            let target = allocation_target(a.allocated, end, self.inner.opts.segment_size);
             a.file.allocate(target).map_err(|e| Error::io("preallocate", &a.path, e))?;
             a.allocated = target;
         }
@@ -663,6 +670,21 @@ fn check_options(opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// First preallocation of a segment: a short session costs kilobytes, not a whole segment.
+pub(crate) const FIRST_ALLOCATION: u64 = 64 << 10;
+
+/// How far to preallocate a segment that holds `allocated` bytes when `needed` bytes must fit:
+/// double the allocation (at least [`FIRST_ALLOCATION`], at most `segment_size`, always enough
+/// for `needed`), rounded up to 4 KiB. A segment that fills reaches `segment_size` in about ten
+/// steps, so ten appends per segment carry a size change in their sync; a short one stays small.
+pub(crate) fn allocation_target(allocated: u64, needed: u64, segment_size: u64) -> u64 {
+    if needed <= allocated {
+        return allocated;
+    }
+    let doubled = allocated.saturating_mul(2).max(FIRST_ALLOCATION).min(segment_size);
+    doubled.max(needed).saturating_add(4095) & !4095
+}
+
 /// Creates a segment: header into a temporary file, preallocate, sync, rename, sync the folder.
 fn create_segment(dir: &Path, opts: &Options, id: u64, first_lsn: Lsn, prev_digest: u32) -> Result<Active> {
     let storage = &*opts.storage;
@@ -685,8 +707,9 @@ fn create_segment(dir: &Path, opts: &Options, id: u64, first_lsn: Lsn, prev_dige
         file.write_all_at(&hb, 0).map_err(|e| Error::io("write", &tmp, e))?;
         let mut allocated = SEGMENT_HEADER_LEN as u64;
         if opts.preallocate {
-            file.allocate(opts.segment_size).map_err(|e| Error::io("preallocate", &tmp, e))?;
-            allocated = opts.segment_size;
+            let target = allocation_target(allocated, allocated + 1, opts.segment_size);
+            file.allocate(target).map_err(|e| Error::io("preallocate", &tmp, e))?;
+            allocated = target;
         }
         file.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
         storage.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
@@ -726,4 +749,27 @@ pub fn verify(dir: impl AsRef<Path>, opts: &Options) -> Result<RecoveryReport> {
     o.recovery = crate::options::RecoveryMode::Salvage;
     let rec = recovery::recover(dir.as_ref(), &o, true, true)?;
     Ok(rec.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FIRST_ALLOCATION, allocation_target};
+
+    #[test]
+    fn preallocation_starts_small_and_doubles_up_to_the_segment_size() {
+        let seg = 64 << 20;
+        assert_eq!(allocation_target(0, 1, seg), FIRST_ALLOCATION);
+        assert_eq!(allocation_target(FIRST_ALLOCATION, FIRST_ALLOCATION, seg), FIRST_ALLOCATION, "it fits");
+        assert_eq!(allocation_target(FIRST_ALLOCATION, FIRST_ALLOCATION + 1, seg), 2 * FIRST_ALLOCATION);
+        assert_eq!(allocation_target(48 << 20, (48 << 20) + 1, seg), seg, "never past the segment size");
+        assert_eq!(allocation_target(4096, 10 << 20, seg), 10 << 20, "a large batch gets what it needs");
+        assert_eq!(allocation_target(seg, seg + 10, seg), seg + 4096, "a batch larger than a segment");
+        let mut a = 0;
+        let mut steps = 0;
+        while a < seg {
+            a = allocation_target(a, a + 1, seg);
+            steps += 1;
+        }
+        assert!(steps <= 11, "{steps} growth steps per segment");
+    }
 }

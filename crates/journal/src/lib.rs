@@ -53,7 +53,7 @@ pub use journal::{Journal, JournalStatus, Lsn, verify};
 pub use options::{Durability, Options, RecoveryMode, SealedCheck};
 pub use reader::{Iter, Record};
 pub use recovery::{RecoveryReport, TornTail};
-pub use rewrite::{RewriteReport, rewrite_segment, sealed_segment_ids};
+pub use rewrite::{Replace, RewriteReport, rewrite_segment, sealed_segment_ids};
 
 /// Pure decoding functions, exposed for fuzzing and tools.
 pub mod decode {

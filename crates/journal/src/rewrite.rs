@@ -25,6 +25,9 @@ use crate::journal::Lsn;
 use crate::options::Options;
 use crate::storage::OpenMode;
 
+/// Decides a record's new payload: `Some` replaces it, `None` keeps it.
+pub type Replace<'a> = &'a mut dyn FnMut(Lsn, &[u8]) -> Option<Vec<u8>>;
+
 /// What [`rewrite_segment`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RewriteReport {
@@ -51,7 +54,7 @@ pub fn rewrite_segment(
     dir: &Path,
     opts: &Options,
     segment_id: u64,
-    replace: &mut dyn FnMut(Lsn, &[u8]) -> Option<Vec<u8>>,
+    replace: Replace<'_>,
 ) -> Result<RewriteReport> {
     let storage = &*opts.storage;
     let name = segment_file_name(segment_id);

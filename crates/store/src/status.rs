@@ -1,4 +1,4 @@
-//! What a store reports about itself: the types of [`Store::status`](crate::Store::status)(crate::Store::status).
+//! What a store reports about itself: the types of [`Store::status`](crate::Store::status).
 
 use std::path::PathBuf;
 
@@ -79,6 +79,9 @@ pub struct StoreStatus {
     pub compactor: CompactorStatus,
     /// Journal entries not yet applied to the index (the compactor's lag).
     pub unindexed: u64,
+    /// Bytes kept in the quarantine folders (the store's and every lane's): damaged files moved
+    /// aside, kept until `logbook quarantine remove`. Not a problem in itself.
+    pub quarantine_bytes: u64,
     /// Why this process's lane refuses appends, if it does.
     pub journal_poisoned: Option<String>,
     /// Everything that is not as it should be, in words. Empty when healthy.

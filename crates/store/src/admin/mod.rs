@@ -40,3 +40,45 @@ pub fn read_options(recovery: RecoveryMode) -> logbook_journal::Options {
         ..logbook_journal::Options::default()
     }
 }
+
+/// SQLite's `quick_check` reports a damaged file as one line per page (often a hundred): one
+/// problem "quick_check found N problem(s); the first: ..." stands for them, the other problems
+/// are kept as they are.
+pub(crate) fn summarize_check(problems: Vec<String>) -> Vec<String> {
+    let (quick, mut other): (Vec<String>, Vec<String>) =
+        problems.into_iter().partition(|p| p.starts_with("quick_check:"));
+    if let Some(first) = quick.first() {
+        let first = first.trim_start_matches("quick_check:").trim();
+        let line = if quick.len() == 1 {
+            format!("quick_check: {first}")
+        } else {
+            format!("quick_check found {} problems; the first: {first}", quick.len())
+        };
+        other.insert(0, line);
+    }
+    other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize_check;
+
+    #[test]
+    fn quick_check_lines_become_one_problem() {
+        let p = vec![
+            "quick_check: Tree 4 page 4: btreeInitPage() returns error code 11".to_string(),
+            "quick_check: Tree 4 page 5: btreeInitPage() returns error code 11".to_string(),
+            "fts5: malformed".to_string(),
+        ];
+        assert_eq!(
+            summarize_check(p),
+            vec![
+                "quick_check found 2 problems; the first: Tree 4 page 4: btreeInitPage() returns error code 11"
+                    .to_string(),
+                "fts5: malformed".to_string()
+            ]
+        );
+        assert_eq!(summarize_check(vec!["quick_check: x".into()]), vec!["quick_check: x".to_string()]);
+        assert!(summarize_check(Vec::new()).is_empty());
+    }
+}

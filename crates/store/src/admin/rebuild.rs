@@ -12,7 +12,8 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexOptions};
 use crate::layout::{
-    COMPACTOR_LOCK, INDEX_FILE, lane_dir, lane_names, lane_number, quarantine_index_files, try_lock_compactor,
+    COMPACTOR_LOCK, INDEX_FILE, REBUILDING_FILE, lane_dir, lane_names, lane_number, quarantine_index_files,
+    remove_rebuilding_files, replace_index_files, try_lock_compactor,
 };
 
 /// Entries applied per SQLite transaction when rebuilding.
@@ -92,9 +93,13 @@ pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Resu
     Ok(rep)
 }
 
-/// Moves the store's index to the quarantine and rebuilds it in place from the journal. Fails
-/// if a running process holds the compactor role (stop the writers first; their compactor would
-/// rebuild a damaged index by itself anyway).
+/// Rebuilds the store's index in place from the journal. A healthy index (it opens and passes
+/// [`Index::check`]) is replaced and not kept: the new one is built beside it and renamed over
+/// it, so readers see the old index until the new one is complete. A damaged or unreadable one is
+/// moved to the quarantine first (kept until `logbook quarantine remove`). Returns the files
+/// moved to the quarantine (empty when the old index was healthy). Fails if a running process
+/// holds the compactor role (stop the writers first; their compactor would rebuild a damaged
+/// index by itself anyway).
 pub fn rebuild_index_in_place(
     dir: &Path,
     reason: &str,
@@ -103,7 +108,31 @@ pub fn rebuild_index_in_place(
     let Some(_lock) = try_lock_compactor(dir)? else {
         return Err(Error::CompactorBusy { lock: dir.join(COMPACTOR_LOCK) });
     };
-    let moved = quarantine_index_files(dir, reason)?;
-    let rep = rebuild_index_at(dir, &dir.join(INDEX_FILE), progress)?;
-    Ok((moved, rep))
+    let index_path = dir.join(INDEX_FILE);
+    let damage = if index_path.exists() {
+        progress("checking the old index", 0, 0);
+        match Index::open_read_only(&index_path, &IndexOptions::default()).and_then(|ix| ix.check()) {
+            Ok(problems) => super::summarize_check(problems).first().map(|p| format!("{reason}: {p}")),
+            Err(e) => Some(format!("{reason}: {e}")),
+        }
+    } else {
+        None
+    };
+    if let Some(why) = damage {
+        let moved = quarantine_index_files(dir, &why)?;
+        let rep = rebuild_index_at(dir, &index_path, progress)?;
+        return Ok((moved, rep));
+    }
+    remove_rebuilding_files(dir)?;
+    let tmp = dir.join(REBUILDING_FILE);
+    let mut rep = match rebuild_index_at(dir, &tmp, progress) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = remove_rebuilding_files(dir);
+            return Err(e);
+        }
+    };
+    replace_index_files(dir, &tmp)?;
+    rep.path = index_path;
+    Ok((Vec::new(), rep))
 }

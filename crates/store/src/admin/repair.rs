@@ -170,7 +170,7 @@ fn repair_index(dir: &Path, lane_failed: bool, progress: Progress<'_>) -> Result
         match Index::open(&path, &IndexOptions::default()) {
             Ok(ix) => {
                 let mut problems = match ix.check() {
-                    Ok(p) => p,
+                    Ok(p) => super::summarize_check(p),
                     Err(e) if e.is_corruption() => vec![e.to_string()],
                     Err(e) => return Err(e.into()),
                 };

@@ -9,9 +9,7 @@ use serde::Serialize;
 use super::read_options;
 use crate::error::Result;
 use crate::index::{Index, IndexError, IndexOptions, SessionFilter};
-use crate::layout::{
-    INDEX_FILE, QUARANTINE_DIR, QuarantinedFile, file_len, lane_dir, lane_names, list_quarantine, wal_path,
-};
+use crate::layout::{INDEX_FILE, QuarantinedFile, file_len, lane_dir, lane_names, quarantine_bytes, wal_path};
 
 /// One lane in [`StoreStats`].
 #[derive(Debug, Clone, Default, Serialize)]
@@ -34,7 +32,7 @@ pub struct LaneStats {
     pub error: Option<String>,
 }
 
-/// One file in a quarantine folder.
+/// What a store folder holds ([`store_stats`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StoreStats {
     /// The store folder.
@@ -60,6 +58,8 @@ pub struct StoreStats {
     pub index_error: Option<String>,
     /// Everything under every `quarantine/` folder.
     pub quarantine: Vec<QuarantinedFile>,
+    /// Total bytes under every `quarantine/` folder (notes included).
+    pub quarantine_bytes: u64,
 }
 
 /// Gathers statistics about a store folder without changing it.
@@ -92,7 +92,8 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
     st.index_bytes = file_len(&index_path);
     let wal = wal_path(&index_path);
     st.wal_bytes = file_len(&wal);
-    st.quarantine.extend(list_quarantine(&dir.join(QUARANTINE_DIR)));
+    st.quarantine = QuarantinedFile::list_store(dir);
+    st.quarantine_bytes = quarantine_bytes(dir);
     for name in lane_names(dir)? {
         let ldir = lane_dir(dir, &name);
         let mut ls = LaneStats { name: name.clone(), ..LaneStats::default() };
@@ -118,7 +119,6 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
         ls.applied_lsn = positions.as_ref().map(|p| p.get(&name).copied().unwrap_or(0));
         st.unindexed += ls.last_lsn.saturating_sub(ls.applied_lsn.unwrap_or(0));
         st.journal_bytes += ls.bytes;
-        st.quarantine.extend(list_quarantine(&ldir.join(logbook_journal::QUARANTINE_DIR)));
         st.lanes.push(ls);
     }
     Ok(st)

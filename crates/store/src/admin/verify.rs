@@ -152,7 +152,7 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
         Ok(tmp) => {
             let copy = tmp.join(INDEX_FILE);
             match ix.backup_to(&copy).and_then(|()| Index::open(&copy, &opts)).and_then(|c| c.check()) {
-                Ok(p) => iv.problems.extend(p),
+                Ok(p) => iv.problems.extend(super::summarize_check(p)),
                 Err(e) if e.is_corruption() => iv.problems.push(format!("{e}; run `logbook repair`")),
                 Err(e) => iv.problems.push(format!("could not be checked: {e}")),
             }

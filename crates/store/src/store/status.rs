@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::Store;
-use crate::layout::{REBUILD_MARKER, lane_names};
+use crate::layout::{REBUILD_MARKER, lane_names, quarantine_bytes};
 use crate::status::{IndexHealth, LaneStatus, StoreStatus};
 
 impl Store {
@@ -72,6 +72,7 @@ impl Store {
             index: sh.index.clone(),
             compactor: sh.compactor.clone(),
             unindexed,
+            quarantine_bytes: quarantine_bytes(&self.inner.dir),
             journal_poisoned: poisoned,
             problems,
         }
