@@ -102,6 +102,10 @@ pub fn parse_message_line(line: &str) -> std::result::Result<Message, String> {
     let reasoning = take_string(&mut o, "reasoning")?;
     let finish_reason = take_string(&mut o, "finish_reason")?;
     let source = take_string(&mut o, "source")?;
+    let platform_message_id = take_string(&mut o, "platform_message_id")?;
+    let api_content = take_string(&mut o, "api_content")?;
+    // The integer id is the store's to give (an exported line carries the old one).
+    o.remove("num");
     // Anything else is kept, not dropped.
     if !o.is_empty() {
         let e = extra.get_or_insert_with(Map::new);
@@ -123,7 +127,9 @@ pub fn parse_message_line(line: &str) -> std::result::Result<Message, String> {
         finish_reason,
         source,
         extra: extra.map(|m| Value::Object(m).to_string()),
-        ..Message::default()
+        platform_message_id,
+        api_content,
+        num: 0,
     })
 }
 
@@ -161,6 +167,11 @@ pub fn message_to_json(m: &Message) -> Value {
     if let Some(x) = &m.extra {
         o.insert("extra".into(), json_text(x));
     }
+    if m.num != 0 {
+        o.insert("num".into(), m.num.into());
+    }
+    opt(&mut o, "platform_message_id", &m.platform_message_id);
+    opt(&mut o, "api_content", &m.api_content);
     Value::Object(o)
 }
 
@@ -235,6 +246,63 @@ pub fn format_iso8601(t: f64) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::entry::wire::Record;
+
+    /// A message with every field set (checked against the one field list).
+    fn full() -> Message {
+        let m = Message {
+            id: "m-1".into(),
+            session_id: "s".into(),
+            role: "assistant".into(),
+            content: Some("text".into()),
+            tool_call_id: Some("call".into()),
+            tool_name: Some("tool".into()),
+            tool_calls: Some(r#"[{"id":"call"}]"#.into()),
+            reasoning: Some("why".into()),
+            timestamp: 1_780_000_000.5,
+            token_count: Some(7),
+            finish_reason: Some("stop".into()),
+            source: Some("cli".into()),
+            extra: Some(r#"{"k":1}"#.into()),
+            num: 42,
+            platform_message_id: Some("p-1".into()),
+            api_content: Some("api".into()),
+        };
+        assert_eq!(Message::FIELDS.len(), 16, "a new Message field: set it here and map it below");
+        m
+    }
+
+    /// The JSON mapping covers every field of the one list (export then import keeps it; the
+    /// integer id is the store's to give again).
+    #[test]
+    fn json_mapping_covers_every_message_field() {
+        let m = full();
+        let v = message_to_json(&m);
+        for (name, _) in Message::FIELDS {
+            assert!(v.get(*name).is_some(), "message_to_json leaves out {name}");
+        }
+        let back = parse_message_line(&v.to_string()).unwrap();
+        assert_eq!(back, Message { num: 0, ..m });
+    }
+
+    /// The SQLite columns cover every field of the one list (`num` is the row id).
+    #[test]
+    fn sqlite_columns_cover_every_message_and_patch_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = crate::index::Index::open(&dir.path().join("i.db"), &crate::index::IndexOptions::default()).unwrap();
+        let cols = ix.columns("messages").unwrap();
+        for (name, _) in Message::FIELDS {
+            let col = if *name == "num" { "rid" } else { name };
+            assert!(cols.iter().any(|c| c == col), "messages has no column for {name}");
+        }
+        let cols = ix.columns("sessions").unwrap();
+        for (name, _) in crate::model::SessionPatch::FIELDS {
+            if matches!(*name, "reopen" | "clear_title" | "fill_only") {
+                continue; // how a patch applies, not a stored value
+            }
+            assert!(cols.iter().any(|c| c == name), "sessions has no column for {name}");
+        }
+    }
 
     #[test]
     fn iso_round_trip() {

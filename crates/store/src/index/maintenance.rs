@@ -134,6 +134,12 @@ impl Index {
         Ok(())
     }
 
+    /// The column names of a table (for the checks of the schema against the field lists).
+    #[cfg(test)]
+    pub(crate) fn columns(&self, table: &str) -> Result<Vec<String>> {
+        collect(&self.conn, "SELECT name FROM pragma_table_info(?1)", [table], |r| r.get(0)).ctx("list columns")
+    }
+
     /// Copies the index into a new file `dest` (created 0600; an existing file is refused)
     /// with SQLite's online backup API, then syncs it.
     pub fn backup_to(&self, dest: &Path) -> Result<()> {
