@@ -50,12 +50,7 @@ pub struct RewriteReport {
 ///
 /// The journal's writer may be running (sealed segments are never written again by it); two
 /// rewrites of the same segment must not run at once (the caller serializes them).
-pub fn rewrite_segment(
-    dir: &Path,
-    opts: &Options,
-    segment_id: u64,
-    replace: Replace<'_>,
-) -> Result<RewriteReport> {
+pub fn rewrite_segment(dir: &Path, opts: &Options, segment_id: u64, replace: Replace<'_>) -> Result<RewriteReport> {
     let storage = &*opts.storage;
     let name = segment_file_name(segment_id);
     let path = dir.join(&name);
