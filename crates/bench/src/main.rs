@@ -8,6 +8,7 @@
 //! targets), 2 on error.
 
 mod phases;
+mod reads;
 mod report;
 mod sqlite;
 mod stats;
@@ -82,6 +83,13 @@ enum Hidden {
         #[arg(long)]
         build_mb: Option<u64>,
     },
+    /// Reads at scale: a store and a Hermes-schema SQLite database of N messages, the same
+    /// questions asked of both (`--dir` keeps them for later runs).
+    #[command(name = "reads")]
+    Reads {
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+    },
     /// A memory phase alone in its process.
     #[command(hide = true, name = "child-rss")]
     Rss {
@@ -155,6 +163,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{:.0} MB/s", phases::verify_only(&dir, build_mb)?);
                 Ok(())
             }
+            Hidden::Reads { messages } => reads::run(&dir, messages, &mut std::io::stdout()),
             Hidden::Apply { payload, count } => {
                 println!("{:.0} msg/s", phases::apply_only(&dir, payload, count)?);
                 Ok(())

@@ -81,6 +81,32 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest `n` active messages (of one session, or of the store), by integer id (append
+    /// order), oldest of them first.
+    pub fn latest(&self, n: usize, session_id: Option<&str>) -> Result<Vec<Message>> {
+        let mut all = self.all_messages(session_id, None)?;
+        all.sort_by_key(|m| m.num);
+        let cut = all.len().saturating_sub(n);
+        Ok(all.split_off(cut))
+    }
+
+    /// Calls `visit` with every active message (of one session, at or after a time), by
+    /// timestamp then id. Stops at the first error `visit` returns.
+    pub fn export(
+        &self,
+        session_id: Option<&str>,
+        since: Option<f64>,
+        visit: &mut dyn FnMut(Message) -> Result<()>,
+    ) -> Result<u64> {
+        let mut all = self.all_messages(session_id, since)?;
+        all.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp).then(a.num.cmp(&b.num)));
+        let n = all.len() as u64;
+        for m in all {
+            visit(m)?;
+        }
+        Ok(n)
+    }
+
     /// One session, with changes not indexed yet applied; `None` if unknown or deleted.
     pub fn get_session(&self, id: &str) -> Result<Option<Session>> {
         let (positions, s, deleted) = self
