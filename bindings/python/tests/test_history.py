@@ -173,3 +173,13 @@ def test_import_hermes_refuses_other_files(tmp_path: Path, store: logbook.Store)
     with pytest.raises(logbook.HermesImportError) as e:
         store.import_hermes(bad)
     assert e.value.path == str(bad)
+
+
+def test_bench_append_times_rust_appends(tmp_path: Path) -> None:
+    from logbook._logbook import _bench_append
+
+    assert _bench_append(tmp_path / "b", 10, 50, 2) > 0
+    with logbook.Store(tmp_path / "b") as s:
+        assert sum(s.message_counts().values()) == 10
+    with pytest.raises(logbook.InvalidInputError):
+        _bench_append(tmp_path / "c", 1, 1, 0)

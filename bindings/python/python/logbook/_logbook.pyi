@@ -18,6 +18,7 @@ __all__ = [
     "HistoryItem",
     "ImportReport",
     "_error_for_test",
+    "_bench_append",
     "__version__",
 ]
 
@@ -449,3 +450,5 @@ class Store:
     def __exit__(self, *exc: object) -> bool: ...
 
 def _error_for_test(kind: str) -> BaseException: ...
+def _bench_append(path: str | os.PathLike[str], count: int, content_len: int = 200, threads: int = 1) -> float:
+    """Seconds ``count`` appends take in Rust alone (for the benchmark)."""
