@@ -407,3 +407,12 @@ def test_async_session_db(tmp_path: Path) -> None:
         await db.close()
 
     asyncio.run(main())
+
+
+def test_messages_carry_the_session_source(db: SessionDB) -> None:
+    db.append_message("x", "user", "before the session row")  # Hermes never does this; we cope
+    db.create_session("x", "telegram")
+    db.append_message("x", "user", "zebra crossing")
+    assert [h.message.source for h in db.store.history("x")] == [None, "telegram"]
+    # Unindexed or not, a source filter sees it.
+    assert [h["source"] for h in db.search_messages("zebra", source_filter=["telegram"])] == ["telegram"]

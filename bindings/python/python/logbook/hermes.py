@@ -386,7 +386,8 @@ class SessionDB:
             extra=extra or None,
             fill_only=True,
         )
-        self._sources.setdefault(session_id, source)
+        # The stored source is the first one set (fill_only): read it again when next needed.
+        self._sources.pop(session_id, None)
         return session_id
 
     def ensure_session(self, session_id: str, source: str = "unknown", model: str | None = None, **fields: Any) -> str:
