@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use logbook::Error;
+use logbook::{Error, ImportError};
 use logbook_journal::Error as JournalError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -42,6 +42,13 @@ fn class<'py>(py: Python<'py>, name: &'static str) -> PyResult<&'py Bound<'py, P
         "StorageError",
         "DiskFullError",
         "IndexFailure",
+        "TitleTakenError",
+        "NotFoundError",
+        "TooManyLanesError",
+        "EmptyQueryError",
+        "CompactorBusyError",
+        "DestinationNotEmptyError",
+        "HermesImportError",
     )
 }
 
@@ -117,6 +124,31 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
             Error::ReadOnly { path } => simple(py, "ReadOnlyError", message, vec![("path", path_attr(py, path)?)]),
             Error::NotAStore { path } => simple(py, "NotAStoreError", message, vec![("path", path_attr(py, path)?)]),
             Error::Closed => simple(py, "ClosedError", message, vec![]),
+            Error::TitleTaken { title, other } => simple(
+                py,
+                "TitleTakenError",
+                message,
+                vec![("title", title.into_pyobject(py)?.into_any()), ("other", other.into_pyobject(py)?.into_any())],
+            ),
+            Error::NotFound { what, id } => simple(
+                py,
+                "NotFoundError",
+                message,
+                vec![("what", what.into_pyobject(py)?.into_any()), ("id", id.into_pyobject(py)?.into_any())],
+            ),
+            Error::TooManyLanes { dir, max } => simple(
+                py,
+                "TooManyLanesError",
+                message,
+                vec![("path", path_attr(py, dir)?), ("max", max.into_pyobject(py)?.into_any())],
+            ),
+            Error::EmptyQuery => simple(py, "EmptyQueryError", message, vec![]),
+            Error::CompactorBusy { lock } => {
+                simple(py, "CompactorBusyError", message, vec![("path", path_attr(py, lock)?)])
+            }
+            Error::DestinationNotEmpty { path } => {
+                simple(py, "DestinationNotEmptyError", message, vec![("path", path_attr(py, path)?)])
+            }
             // `Error` is non-exhaustive: a variant added later is still a LogbookError.
             _ => simple(py, "LogbookError", message, vec![]),
         })
@@ -165,6 +197,31 @@ fn journal_to_py(py: Python<'_>, err: &JournalError, message: String) -> PyErr {
     res.unwrap_or_else(|e| e)
 }
 
+/// Converts an import error: the store's own error when the store refused an entry, else a
+/// `HermesImportError` with the database `path`.
+pub(crate) fn import_to_py(py: Python<'_>, err: ImportError) -> PyErr {
+    let message = err.to_string();
+    let path = match err {
+        ImportError::Sink { source, .. } => {
+            return match source.downcast::<Error>() {
+                Ok(e) => to_py(py, *e),
+                Err(other) => simple(py, "LogbookError", other.to_string(), vec![]),
+            };
+        }
+        ImportError::Open { path, .. }
+        | ImportError::NotHermes { path, .. }
+        | ImportError::Io { path, .. }
+        | ImportError::Unreadable { path, .. } => Some(path),
+        _ => None,
+    };
+    let attrs = match path.as_deref().map(|p| path_attr(py, p)).transpose() {
+        Ok(Some(p)) => vec![("path", p)],
+        Ok(None) => vec![],
+        Err(e) => return e,
+    };
+    simple(py, "HermesImportError", message, attrs)
+}
+
 /// `InvalidInputError(message)`, for arguments refused before reaching the store.
 pub(crate) fn invalid(py: Python<'_>, message: impl Into<String>) -> PyErr {
     simple(py, "InvalidInputError", message.into(), vec![])
@@ -203,6 +260,12 @@ pub(crate) fn _error_for_test(py: Python<'_>, kind: &str) -> PyErr {
         "read_only" => Error::ReadOnly { path: "/s".into() },
         "invalid" => Error::Invalid("role is empty".into()),
         "closed" => Error::Closed,
+        "title_taken" => Error::TitleTaken { title: "Boat".into(), other: "s2".into() },
+        "not_found" => Error::NotFound { what: "message", id: "42".into() },
+        "too_many_lanes" => Error::TooManyLanes { dir: "/s".into(), max: 4096 },
+        "empty_query" => Error::EmptyQuery,
+        "compactor_busy" => Error::CompactorBusy { lock: "/s/compactor.lock".into() },
+        "destination_not_empty" => Error::DestinationNotEmpty { path: "/b".into() },
         other => return invalid(py, format!("unknown error kind {other:?}")),
     };
     to_py(py, err)

@@ -5,6 +5,7 @@
 //! the disk or SQLite releases the GIL. See `README.md`.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod errors;
 mod store;
 mod types;
@@ -23,7 +24,11 @@ fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::PyLaneStatus>()?;
     m.add_class::<types::PyIndexStatus>()?;
     m.add_class::<types::PyCompactorStatus>()?;
+    m.add_class::<types::PyCounters>()?;
+    m.add_class::<types::PyHistoryItem>()?;
+    m.add_class::<types::PyImportReport>()?;
     m.add_function(wrap_pyfunction!(errors::_error_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(bench::_bench_append, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -11,15 +11,128 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::collections::{BTreeMap, HashMap};
+
 use logbook::{
-    Durability, Message, RecoveryMode, Retention, SearchOrder, SearchQuery, SessionFilter, SessionPatch, Store,
-    StoreOptions,
+    CounterDelta, Durability, Entry, HistoryQuery, Message, MessageUpdate, RecoveryMode, Retention, RewriteMode,
+    SearchOrder, SearchQuery, Session, SessionFilter, SessionPatch, Store, StoreOptions,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
 
-use crate::errors::{closed, invalid, to_py};
-use crate::types::{PyAppended, PyMessage, PySearchHit, PySession, PyStoreStatus, json_text};
+use crate::errors::{closed, import_to_py, invalid, to_py};
+use crate::types::{
+    PyAppended, PyHistoryItem, PyImportReport, PyMessage, PySearchHit, PySession, PyStoreStatus, json_text,
+};
+
+/// Messages appended per durable commit by `Store.import_hermes` (as `logbook import` does).
+const IMPORT_BATCH: usize = 500;
+
+/// Converts `Message` objects or dicts of `Message` keyword arguments to Rust messages.
+fn messages_from_py(py: Python<'_>, messages: &Bound<'_, PyAny>) -> PyResult<Vec<Message>> {
+    let message_type = PyType::new::<PyMessage>(py);
+    let mut msgs = Vec::new();
+    for (i, item) in messages.try_iter()?.enumerate() {
+        let item = item?;
+        let built;
+        let m = match item.cast::<PyMessage>() {
+            Ok(m) => m,
+            Err(_) => match item.cast::<PyDict>() {
+                Ok(d) => {
+                    built = message_type.call((), Some(d)).map_err(|e| {
+                        let detail = e.value(py).to_string();
+                        if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+                            invalid(py, format!("message {}: {detail}", i + 1))
+                        } else {
+                            e
+                        }
+                    })?;
+                    built.cast::<PyMessage>()?
+                }
+                Err(_) => {
+                    return Err(invalid(
+                        py,
+                        format!("message {}: expected a Message or a dict, not {}", i + 1, item.get_type().name()?),
+                    ));
+                }
+            },
+        };
+        msgs.push(m.get().inner.clone());
+    }
+    Ok(msgs)
+}
+
+/// Whether two sessions hold the same values (`extra` compared as JSON, not as text: a merge
+/// re-serializes it).
+fn same_session(a: &Session, b: &Session) -> bool {
+    let json = |s: &Session| s.extra.as_deref().map(serde_json::from_str::<serde_json::Value>);
+    let extra_equal = match (json(a), json(b)) {
+        (Some(Ok(x)), Some(Ok(y))) => x == y,
+        _ => a.extra == b.extra,
+    };
+    extra_equal && Session { extra: None, ..a.clone() } == Session { extra: None, ..b.clone() }
+}
+
+/// The sink of `Store.import_hermes`: messages in batches, session patches only when they change
+/// the session (so a second import of the same file writes nothing).
+struct ImportSink<'a> {
+    store: &'a Store,
+    pending: Vec<Message>,
+    sessions: HashMap<String, Session>,
+    added: u64,
+    changed: u64,
+    refused: Vec<String>,
+}
+
+type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ImportSink<'_> {
+    fn flush(&mut self) -> Result<(), logbook::Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        match self.store.append_batch(batch.clone()) {
+            Ok(acks) => self.added += acks.iter().filter(|a| a.lsn.is_some()).count() as u64,
+            Err(logbook::Error::Invalid(_)) => {
+                // One message the store refuses (damaged source data): keep the others.
+                for m in batch {
+                    let id = m.id.clone();
+                    match self.store.append(m) {
+                        Ok(a) => self.added += u64::from(a.lsn.is_some()),
+                        Err(logbook::Error::Invalid(why)) => self.refused.push(format!("message {id}: {why}")),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, e: Entry) -> Result<(), SinkError> {
+        match e {
+            Entry::Message(m) => {
+                self.pending.push(m);
+                if self.pending.len() >= IMPORT_BATCH {
+                    self.flush()?;
+                }
+            }
+            Entry::Session(p) => {
+                self.flush()?;
+                let before = self.sessions.get(&p.id).cloned();
+                let after = p.apply_to(before.clone());
+                if !before.as_ref().is_some_and(|b| same_session(b, &after)) {
+                    self.store.upsert_session(p)?;
+                    self.changed += 1;
+                    self.sessions.insert(after.id.clone(), after);
+                }
+            }
+            other => return Err(format!("the import produced an unexpected entry: {other:?}").into()),
+        }
+        Ok(())
+    }
+}
 
 /// Longest wait accepted (`Instant + Duration` must not overflow): about 100 years.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -37,6 +150,12 @@ fn seconds(py: Python<'_>, what: &str, secs: Option<f64>) -> PyResult<Duration> 
         }
         Some(s) => Ok(Duration::try_from_secs_f64(s).map_or(FOREVER, |d| d.min(FOREVER))),
     }
+}
+
+/// Why `Store.import_hermes` failed.
+enum ImportFailure {
+    Store(logbook::Error),
+    Import(logbook::ImportError),
 }
 
 /// A message store folder, open for appending (or reading, with `read_only=True`).
@@ -147,7 +266,7 @@ impl PyStore {
     /// Appends one message and returns its id once it is durable.
     #[pyo3(signature = (session_id, role, content=None, *, id=None, tool_call_id=None, tool_name=None,
         tool_calls=None, reasoning=None, timestamp=None, token_count=None, finish_reason=None, source=None,
-        extra=None))]
+        extra=None, platform_message_id=None, api_content=None))]
     #[expect(clippy::too_many_arguments, reason = "mirrors the message fields as Python keyword arguments")]
     fn append(
         &self,
@@ -165,7 +284,54 @@ impl PyStore {
         finish_reason: Option<String>,
         source: Option<String>,
         extra: Option<Bound<'_, PyAny>>,
+        platform_message_id: Option<String>,
+        api_content: Option<String>,
     ) -> PyResult<String> {
+        let a = self.append_message(
+            py,
+            session_id,
+            role,
+            content,
+            id,
+            tool_call_id,
+            tool_name,
+            tool_calls,
+            reasoning,
+            timestamp,
+            token_count,
+            finish_reason,
+            source,
+            extra,
+            platform_message_id,
+            api_content,
+        )?;
+        Ok(a.id)
+    }
+
+    /// Appends one message like `append`, and returns its `Appended` (id, integer id `num`, LSN).
+    #[pyo3(signature = (session_id, role, content=None, *, id=None, tool_call_id=None, tool_name=None,
+        tool_calls=None, reasoning=None, timestamp=None, token_count=None, finish_reason=None, source=None,
+        extra=None, platform_message_id=None, api_content=None))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors the message fields as Python keyword arguments")]
+    fn append_message(
+        &self,
+        py: Python<'_>,
+        session_id: String,
+        role: String,
+        content: Option<String>,
+        id: Option<String>,
+        tool_call_id: Option<String>,
+        tool_name: Option<String>,
+        tool_calls: Option<Bound<'_, PyAny>>,
+        reasoning: Option<String>,
+        timestamp: Option<f64>,
+        token_count: Option<i64>,
+        finish_reason: Option<String>,
+        source: Option<String>,
+        extra: Option<Bound<'_, PyAny>>,
+        platform_message_id: Option<String>,
+        api_content: Option<String>,
+    ) -> PyResult<PyAppended> {
         let msg = Message {
             id: id.unwrap_or_default(),
             session_id,
@@ -180,45 +346,19 @@ impl PyStore {
             finish_reason,
             source,
             extra: json_text(py, extra)?,
+            platform_message_id,
+            api_content,
             ..Message::default()
         };
         let store = self.store(py)?;
         let appended = py.detach(move || store.append(msg)).map_err(|e| to_py(py, e))?;
-        Ok(appended.id)
+        Ok(appended.into())
     }
 
     /// Appends several messages (`Message` objects or dicts of `Message` keyword arguments) with
     /// one durable commit. If any is invalid, nothing is written.
     fn append_batch(&self, py: Python<'_>, messages: Bound<'_, PyAny>) -> PyResult<Vec<PyAppended>> {
-        let message_type = PyType::new::<PyMessage>(py);
-        let mut msgs = Vec::new();
-        for (i, item) in messages.try_iter()?.enumerate() {
-            let item = item?;
-            let built;
-            let m = match item.cast::<PyMessage>() {
-                Ok(m) => m,
-                Err(_) => match item.cast::<PyDict>() {
-                    Ok(d) => {
-                        built = message_type.call((), Some(d)).map_err(|e| {
-                            let detail = e.value(py).to_string();
-                            if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
-                                invalid(py, format!("message {}: {detail}", i + 1))
-                            } else {
-                                e
-                            }
-                        })?;
-                        built.cast::<PyMessage>()?
-                    }
-                    Err(_) => {
-                        return Err(invalid(
-                            py,
-                            format!("message {}: expected a Message or a dict, not {}", i + 1, item.get_type().name()?),
-                        ));
-                    }
-                },
-            };
-            msgs.push(m.get().inner.clone());
-        }
+        let msgs = messages_from_py(py, &messages)?;
         let store = self.store(py)?;
         let appended = py.detach(move || store.append_batch(msgs)).map_err(|e| to_py(py, e))?;
         Ok(appended.into_iter().map(PyAppended::from).collect())
@@ -227,7 +367,8 @@ impl PyStore {
     /// Creates or updates a session: every given field is set, the others are left as they were
     /// (`extra` is merged like a JSON merge patch). Durable on return; returns the journal LSN.
     #[pyo3(signature = (id, *, source=None, model=None, title=None, user_id=None, chat_id=None,
-        parent_session_id=None, started_at=None, ended_at=None, end_reason=None, extra=None))]
+        parent_session_id=None, started_at=None, ended_at=None, end_reason=None, extra=None, reopen=false,
+        clear_title=false, fill_only=false))]
     #[expect(clippy::too_many_arguments, reason = "mirrors the session fields as Python keyword arguments")]
     fn upsert_session(
         &self,
@@ -243,6 +384,9 @@ impl PyStore {
         ended_at: Option<f64>,
         end_reason: Option<String>,
         extra: Option<Bound<'_, PyAny>>,
+        reopen: bool,
+        clear_title: bool,
+        fill_only: bool,
     ) -> PyResult<u64> {
         let patch = SessionPatch {
             id,
@@ -256,7 +400,9 @@ impl PyStore {
             ended_at,
             end_reason,
             extra: json_text(py, extra)?,
-            ..SessionPatch::default()
+            reopen,
+            clear_title,
+            fill_only,
         };
         let store = self.store(py)?;
         py.detach(move || store.upsert_session(patch)).map_err(|e| to_py(py, e))
@@ -310,7 +456,7 @@ impl PyStore {
     /// Full-text search: every whitespace-separated word must occur as a case-insensitive
     /// substring. Includes messages not indexed yet.
     #[pyo3(signature = (text, *, session_id=None, role=None, source=None, since=None, until=None, limit=20,
-        order="relevance"))]
+        order="relevance", include_inactive=false))]
     #[expect(clippy::too_many_arguments, reason = "mirrors SearchQuery as Python keyword arguments")]
     fn search(
         &self,
@@ -323,6 +469,7 @@ impl PyStore {
         until: Option<f64>,
         limit: usize,
         order: &str,
+        include_inactive: bool,
     ) -> PyResult<Vec<PySearchHit>> {
         let order = match order {
             "relevance" => SearchOrder::Relevance,
@@ -335,10 +482,209 @@ impl PyStore {
                 ));
             }
         };
-        let q = SearchQuery { text, session_id, role, source, since, until, limit, order, include_inactive: false };
+        let q = SearchQuery { text, session_id, role, source, since, until, limit, order, include_inactive };
         let store = self.store(py)?;
         let hits = py.detach(move || store.search(&q)).map_err(|e| to_py(py, e))?;
         hits.into_iter().map(|h| PySearchHit::new(py, h)).collect()
+    }
+
+    /// A session's messages in append order (integer id), with their states. By default the
+    /// active ones; `include_inactive` adds archived ones, `include_compacted` compacted ones;
+    /// `after_id` keeps larger integer ids; `limit` keeps the first (with `latest=True` the last)
+    /// so many.
+    #[pyo3(signature = (session_id, *, include_inactive=false, include_compacted=false, after_id=None, limit=None,
+        latest=false))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors HistoryQuery as Python keyword arguments")]
+    fn history(
+        &self,
+        py: Python<'_>,
+        session_id: String,
+        include_inactive: bool,
+        include_compacted: bool,
+        after_id: Option<i64>,
+        limit: Option<usize>,
+        latest: bool,
+    ) -> PyResult<Vec<PyHistoryItem>> {
+        let q = HistoryQuery { session_id, include_inactive, include_compacted, after_id, limit, latest };
+        let store = self.store(py)?;
+        let v = py.detach(move || store.history(&q)).map_err(|e| to_py(py, e))?;
+        v.into_iter().map(|h| PyHistoryItem::new(py, h)).collect()
+    }
+
+    /// Changes fields of one message, named by its integer id `num` and its session. Given
+    /// fields are set; `extra` is merged (JSON merge patch). Durable on return; returns the LSN.
+    #[pyo3(signature = (num, session_id, *, content=None, api_content=None, platform_message_id=None,
+        tool_calls=None, finish_reason=None, token_count=None, extra=None))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors MessageUpdate as Python keyword arguments")]
+    fn update_message(
+        &self,
+        py: Python<'_>,
+        num: i64,
+        session_id: String,
+        content: Option<String>,
+        api_content: Option<String>,
+        platform_message_id: Option<String>,
+        tool_calls: Option<Bound<'_, PyAny>>,
+        finish_reason: Option<String>,
+        token_count: Option<i64>,
+        extra: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let update = MessageUpdate {
+            num,
+            session_id,
+            content,
+            api_content,
+            platform_message_id,
+            tool_calls: json_text(py, tool_calls)?,
+            finish_reason,
+            token_count,
+            extra: json_text(py, extra)?,
+        };
+        let store = self.store(py)?;
+        py.detach(move || store.update_message(update)).map_err(|e| to_py(py, e))
+    }
+
+    /// Rewrites a session's history in one durable entry: every message appended before the call
+    /// (with `active_only`, the active ones) is deleted (`mode="delete"`), archived (`"archive"`:
+    /// hidden, kept, searchable with `include_inactive`) or compacted (`"compact"`: hidden, still
+    /// searchable), then `messages` (`Message` objects or dicts) are appended. Returns what was
+    /// appended.
+    #[pyo3(signature = (session_id, mode="delete", messages=None, *, active_only=false))]
+    fn rewrite(
+        &self,
+        py: Python<'_>,
+        session_id: String,
+        mode: &str,
+        messages: Option<Bound<'_, PyAny>>,
+        active_only: bool,
+    ) -> PyResult<Vec<PyAppended>> {
+        let mode = match mode {
+            "delete" => RewriteMode::Delete,
+            "archive" => RewriteMode::Archive,
+            "compact" => RewriteMode::Compact,
+            other => {
+                return Err(invalid(py, format!("mode must be \"delete\", \"archive\" or \"compact\", not {other:?}")));
+            }
+        };
+        let msgs = match messages {
+            Some(m) if !m.is_none() => messages_from_py(py, &m)?,
+            _ => Vec::new(),
+        };
+        let store = self.store(py)?;
+        let v = py.detach(move || store.rewrite(&session_id, mode, active_only, msgs)).map_err(|e| to_py(py, e))?;
+        Ok(v.into_iter().map(PyAppended::from).collect())
+    }
+
+    /// Deletes sessions with all their messages (with `with_children`, also every session whose
+    /// parent chain leads to one of them). Gone from reads and search on return. Returns the ids
+    /// deleted.
+    #[pyo3(signature = (ids, *, with_children=false))]
+    fn delete_sessions(&self, py: Python<'_>, ids: Vec<String>, with_children: bool) -> PyResult<Vec<String>> {
+        let store = self.store(py)?;
+        py.detach(move || {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            store.delete_sessions(&refs, with_children)
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
+    /// Adds to a session's counters (additive: writers in several processes commute). Durable
+    /// on return; returns the LSN.
+    #[pyo3(signature = (session_id, *, input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
+        reasoning_tokens=0, api_call_count=0, estimated_cost_usd=0.0, actual_cost_usd=0.0))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors CounterDelta as Python keyword arguments")]
+    fn add_counters(
+        &self,
+        py: Python<'_>,
+        session_id: String,
+        input_tokens: i64,
+        output_tokens: i64,
+        cache_read_tokens: i64,
+        cache_write_tokens: i64,
+        reasoning_tokens: i64,
+        api_call_count: i64,
+        estimated_cost_usd: f64,
+        actual_cost_usd: f64,
+    ) -> PyResult<u64> {
+        let delta = CounterDelta {
+            session_id,
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            reasoning_tokens,
+            api_call_count,
+            estimated_cost_usd,
+            actual_cost_usd,
+        };
+        let store = self.store(py)?;
+        py.detach(move || store.add_counters(delta)).map_err(|e| to_py(py, e))
+    }
+
+    /// Sets (or with `None` clears) a session's title. Titles are unique: one another session
+    /// has raises `TitleTakenError`. Returns the LSN.
+    fn set_title(&self, py: Python<'_>, session_id: String, title: Option<String>) -> PyResult<u64> {
+        let store = self.store(py)?;
+        py.detach(move || store.set_title(&session_id, title.as_deref())).map_err(|e| to_py(py, e))
+    }
+
+    /// Reopens an ended session (clears its end time and reason). Returns the LSN.
+    fn reopen_session(&self, py: Python<'_>, id: String) -> PyResult<u64> {
+        let store = self.store(py)?;
+        py.detach(move || store.reopen_session(&id)).map_err(|e| to_py(py, e))
+    }
+
+    /// Sets (or with `None` removes) a small metadata value of the store. Returns the LSN.
+    fn set_meta(&self, py: Python<'_>, key: String, value: Option<String>) -> PyResult<u64> {
+        let store = self.store(py)?;
+        py.detach(move || store.set_meta(&key, value.as_deref())).map_err(|e| to_py(py, e))
+    }
+
+    /// A metadata value set with `set_meta`, or `None`.
+    fn get_meta(&self, py: Python<'_>, key: String) -> PyResult<Option<String>> {
+        let store = self.store(py)?;
+        py.detach(move || store.meta(&key)).map_err(|e| to_py(py, e))
+    }
+
+    /// Every metadata key and value.
+    fn all_meta(&self, py: Python<'_>) -> PyResult<BTreeMap<String, String>> {
+        let store = self.store(py)?;
+        py.detach(move || store.all_meta()).map_err(|e| to_py(py, e))
+    }
+
+    /// The number of active messages of every session that has any.
+    fn message_counts(&self, py: Python<'_>) -> PyResult<BTreeMap<String, u64>> {
+        let store = self.store(py)?;
+        py.detach(move || store.message_counts()).map_err(|e| to_py(py, e))
+    }
+
+    /// Imports a Hermes Agent `state.db` (any schema version) into this store: its sessions,
+    /// then its messages in batches of 500, as `logbook import hermes` does. The file is opened
+    /// read-only and never changed. Message ids are deterministic, so importing again adds
+    /// nothing; a session patch is written only when it changes the stored session.
+    fn import_hermes(&self, py: Python<'_>, path: PathBuf) -> PyResult<PyImportReport> {
+        let store = self.store(py)?;
+        let result = py.detach(move || {
+            let known = store.list_sessions(&SessionFilter::default()).map_err(ImportFailure::Store)?;
+            let mut sink = ImportSink {
+                store: &store,
+                pending: Vec::new(),
+                sessions: known.into_iter().map(|s| (s.id.clone(), s)).collect(),
+                added: 0,
+                changed: 0,
+                refused: Vec::new(),
+            };
+            let report = {
+                let mut f = |e: Entry| sink.take(e);
+                logbook::import_hermes_db(&path, &mut f).map_err(ImportFailure::Import)?
+            };
+            sink.flush().map_err(ImportFailure::Store)?;
+            Ok(PyImportReport::new(report, sink.added, sink.changed, sink.refused))
+        });
+        result.map_err(|e| match e {
+            ImportFailure::Store(e) => to_py(py, e),
+            ImportFailure::Import(e) => import_to_py(py, e),
+        })
     }
 
     /// A snapshot of the store's state.

@@ -1,7 +1,7 @@
 //! The value types handed to Python: frozen (immutable, shareable between threads) classes with
 //! attributes, `__repr__`, `__eq__` and `to_dict()`.
 
-use logbook::{Appended, Message, SearchHit, Session, StoreStatus};
+use logbook::{Appended, Counters, HistoryItem, ImportReport, Message, MessageState, SearchHit, Session, StoreStatus};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
@@ -60,7 +60,7 @@ impl PyMessage {
     #[new]
     #[pyo3(signature = (session_id, role, content=None, *, id=None, tool_call_id=None, tool_name=None,
         tool_calls=None, reasoning=None, timestamp=None, token_count=None, finish_reason=None, source=None,
-        extra=None))]
+        extra=None, platform_message_id=None, api_content=None))]
     #[expect(clippy::too_many_arguments, reason = "mirrors the message fields as Python keyword arguments")]
     fn new(
         py: Python<'_>,
@@ -77,6 +77,8 @@ impl PyMessage {
         finish_reason: Option<String>,
         source: Option<String>,
         extra: Option<Bound<'_, PyAny>>,
+        platform_message_id: Option<String>,
+        api_content: Option<String>,
     ) -> PyResult<Self> {
         Ok(PyMessage {
             inner: Message {
@@ -93,9 +95,28 @@ impl PyMessage {
                 finish_reason,
                 source,
                 extra: json_text(py, extra)?,
+                platform_message_id,
+                api_content,
                 ..Message::default()
             },
         })
+    }
+
+    /// The integer id: unique in the store, increasing in append order (0 on a message built in
+    /// Python; the store assigns it at append).
+    #[getter]
+    fn num(&self) -> i64 {
+        self.inner.num
+    }
+    /// The platform's own id of this message (Telegram, Slack, ...).
+    #[getter]
+    fn platform_message_id(&self) -> Option<&str> {
+        self.inner.platform_message_id.as_deref()
+    }
+    /// The exact content sent to the model API, when it differs from `content`.
+    #[getter]
+    fn api_content(&self) -> Option<&str> {
+        self.inner.api_content.as_deref()
     }
 
     /// The id; empty on a message built in Python without one (the store assigns a UUIDv7).
@@ -161,6 +182,7 @@ impl PyMessage {
         let m = &self.inner;
         let d = PyDict::new(py);
         d.set_item("id", &m.id)?;
+        d.set_item("num", m.num)?;
         d.set_item("session_id", &m.session_id)?;
         d.set_item("role", &m.role)?;
         d.set_item("content", &m.content)?;
@@ -181,14 +203,17 @@ impl PyMessage {
         } else {
             d.set_item("extra", &m.extra)?;
         }
+        d.set_item("platform_message_id", &m.platform_message_id)?;
+        d.set_item("api_content", &m.api_content)?;
         Ok(d)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let m = &self.inner;
         Ok(format!(
-            "Message(id={}, session_id={}, role={}, content={}, timestamp={})",
+            "Message(id={}, num={}, session_id={}, role={}, content={}, timestamp={})",
             str_repr(py, &m.id, 64)?,
+            m.num,
             str_repr(py, &m.session_id, 64)?,
             str_repr(py, &m.role, 32)?,
             opt_repr(py, m.content.as_deref(), 40)?,
@@ -251,6 +276,11 @@ impl PySession {
     fn extra(&self) -> Option<&str> {
         self.inner.extra.as_deref()
     }
+    /// Summed counters (tokens, API calls, cost), added with `Store.add_counters`.
+    #[getter]
+    fn counters(&self) -> PyCounters {
+        PyCounters::from(self.inner.counters)
+    }
 
     /// Every field in a dict; with `parse_json=True`, `extra` is decoded.
     #[pyo3(signature = (*, parse_json=false))]
@@ -272,6 +302,7 @@ impl PySession {
         } else {
             d.set_item("extra", &s.extra)?;
         }
+        d.set_item("counters", PyCounters::from(s.counters).to_dict(py)?)?;
         Ok(d)
     }
 
@@ -301,11 +332,24 @@ pub struct PySearchHit {
     /// Relevance, higher is better; 0 for matches not ranked.
     #[pyo3(get)]
     score: f64,
+    /// Part of the live conversation (false once archived or compacted).
+    #[pyo3(get)]
+    active: bool,
+    /// Replaced by a compaction summary (kept and searchable).
+    #[pyo3(get)]
+    compacted: bool,
 }
 
 impl PySearchHit {
     pub(crate) fn new(py: Python<'_>, h: SearchHit) -> PyResult<Self> {
-        Ok(PySearchHit { message: Py::new(py, PyMessage { inner: h.message })?, snippet: h.snippet, score: h.score })
+        let MessageState { active, compacted } = h.state;
+        Ok(PySearchHit {
+            message: Py::new(py, PyMessage { inner: h.message })?,
+            snippet: h.snippet,
+            score: h.score,
+            active,
+            compacted,
+        })
     }
 }
 
@@ -318,6 +362,8 @@ impl PySearchHit {
         d.set_item("message", self.message.get().to_dict(py, parse_json)?)?;
         d.set_item("snippet", &self.snippet)?;
         d.set_item("score", self.score)?;
+        d.set_item("active", self.active)?;
+        d.set_item("compacted", self.compacted)?;
         Ok(d)
     }
 
@@ -337,7 +383,10 @@ impl PySearchHit {
 pub struct PyAppended {
     /// The message id (assigned if the message had none).
     #[pyo3(get)]
-    id: String,
+    pub(crate) id: String,
+    /// Its integer id (`Message.num`); `None` if the id was already stored.
+    #[pyo3(get)]
+    num: Option<i64>,
     /// Its journal position in this process's lane; `None` if the id was already stored and
     /// nothing was written.
     #[pyo3(get)]
@@ -346,7 +395,7 @@ pub struct PyAppended {
 
 impl From<Appended> for PyAppended {
     fn from(a: Appended) -> Self {
-        PyAppended { id: a.id, lsn: a.lsn }
+        PyAppended { id: a.id, num: a.num, lsn: a.lsn }
     }
 }
 
@@ -361,12 +410,18 @@ impl PyAppended {
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("id", &self.id)?;
+        d.set_item("num", self.num)?;
         d.set_item("lsn", self.lsn)?;
         Ok(d)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("Appended(id={}, lsn={})", str_repr(py, &self.id, 64)?, opt_num(self.lsn)))
+        Ok(format!(
+            "Appended(id={}, num={}, lsn={})",
+            str_repr(py, &self.id, 64)?,
+            opt_num(self.num),
+            opt_num(self.lsn)
+        ))
     }
 }
 
@@ -573,6 +628,182 @@ impl PyStoreStatus {
             str_repr(py, self.index.state, 16)?,
             self.unindexed,
             problems.join(", ")
+        ))
+    }
+}
+
+/// A session's summed counters (tokens, API calls, cost).
+#[pyclass(frozen, eq, get_all, module = "logbook", name = "Counters")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyCounters {
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    reasoning_tokens: i64,
+    api_call_count: i64,
+    estimated_cost_usd: f64,
+    actual_cost_usd: f64,
+}
+
+impl From<Counters> for PyCounters {
+    fn from(c: Counters) -> Self {
+        PyCounters {
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            cache_read_tokens: c.cache_read_tokens,
+            cache_write_tokens: c.cache_write_tokens,
+            reasoning_tokens: c.reasoning_tokens,
+            api_call_count: c.api_call_count,
+            estimated_cost_usd: c.estimated_cost_usd,
+            actual_cost_usd: c.actual_cost_usd,
+        }
+    }
+}
+
+#[pymethods]
+impl PyCounters {
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("input_tokens", self.input_tokens)?;
+        d.set_item("output_tokens", self.output_tokens)?;
+        d.set_item("cache_read_tokens", self.cache_read_tokens)?;
+        d.set_item("cache_write_tokens", self.cache_write_tokens)?;
+        d.set_item("reasoning_tokens", self.reasoning_tokens)?;
+        d.set_item("api_call_count", self.api_call_count)?;
+        d.set_item("estimated_cost_usd", self.estimated_cost_usd)?;
+        d.set_item("actual_cost_usd", self.actual_cost_usd)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Counters(input_tokens={}, output_tokens={}, cache_read_tokens={}, cache_write_tokens={}, \
+             reasoning_tokens={}, api_call_count={}, estimated_cost_usd={}, actual_cost_usd={})",
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.api_call_count,
+            self.estimated_cost_usd,
+            self.actual_cost_usd
+        )
+    }
+}
+
+/// A message with its state, as `Store.history` returns it.
+#[pyclass(frozen, module = "logbook", name = "HistoryItem")]
+#[derive(Debug)]
+pub struct PyHistoryItem {
+    /// The message.
+    #[pyo3(get)]
+    message: Py<PyMessage>,
+    /// Part of the live conversation (false once archived or compacted).
+    #[pyo3(get)]
+    active: bool,
+    /// Replaced by a compaction summary (kept and searchable).
+    #[pyo3(get)]
+    compacted: bool,
+}
+
+impl PyHistoryItem {
+    pub(crate) fn new(py: Python<'_>, h: HistoryItem) -> PyResult<Self> {
+        Ok(PyHistoryItem {
+            message: Py::new(py, PyMessage { inner: h.message })?,
+            active: h.state.active,
+            compacted: h.state.compacted,
+        })
+    }
+}
+
+#[pymethods]
+impl PyHistoryItem {
+    /// `{"message": {...}, "active": ..., "compacted": ...}`.
+    #[pyo3(signature = (*, parse_json=false))]
+    fn to_dict<'py>(&self, py: Python<'py>, parse_json: bool) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("message", self.message.get().to_dict(py, parse_json)?)?;
+        d.set_item("active", self.active)?;
+        d.set_item("compacted", self.compacted)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "HistoryItem(active={}, compacted={}, message={})",
+            if self.active { "True" } else { "False" },
+            if self.compacted { "True" } else { "False" },
+            self.message.get().__repr__(py)?
+        ))
+    }
+}
+
+/// What `Store.import_hermes` read and wrote.
+#[pyclass(frozen, get_all, module = "logbook", name = "ImportReport")]
+#[derive(Debug, Clone)]
+pub struct PyImportReport {
+    /// The database imported.
+    source: String,
+    /// `schema_version.version` of the database, if it has one.
+    schema_version: Option<i64>,
+    /// Sessions read.
+    sessions: u64,
+    /// Messages read.
+    messages: u64,
+    /// Messages appended (the others were stored already, or refused).
+    added_messages: u64,
+    /// Session changes written (sessions already stored as read are left alone).
+    changed_sessions: u64,
+    /// Database rows that could not be read (a damaged file) and were skipped.
+    unreadable_rows: u64,
+    /// Messages the store refused, each with why.
+    refused: Vec<String>,
+    /// Everything else worth telling, one sentence each.
+    warnings: Vec<String>,
+}
+
+impl PyImportReport {
+    pub(crate) fn new(r: ImportReport, added_messages: u64, changed_sessions: u64, refused: Vec<String>) -> Self {
+        PyImportReport {
+            source: r.source.to_string_lossy().into_owned(),
+            schema_version: r.schema_version,
+            sessions: r.sessions,
+            messages: r.messages,
+            added_messages,
+            changed_sessions,
+            unreadable_rows: r.unreadable_rows,
+            refused,
+            warnings: r.warnings,
+        }
+    }
+}
+
+#[pymethods]
+impl PyImportReport {
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("source", &self.source)?;
+        d.set_item("schema_version", self.schema_version)?;
+        d.set_item("sessions", self.sessions)?;
+        d.set_item("messages", self.messages)?;
+        d.set_item("added_messages", self.added_messages)?;
+        d.set_item("changed_sessions", self.changed_sessions)?;
+        d.set_item("unreadable_rows", self.unreadable_rows)?;
+        d.set_item("refused", &self.refused)?;
+        d.set_item("warnings", &self.warnings)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "ImportReport(source={}, schema_version={}, sessions={}, messages={}, added_messages={}, unreadable_rows={})",
+            str_repr(py, &self.source, 200)?,
+            opt_num(self.schema_version),
+            self.sessions,
+            self.messages,
+            self.added_messages,
+            self.unreadable_rows
         ))
     }
 }

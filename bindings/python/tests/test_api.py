@@ -172,7 +172,7 @@ def test_search(store: logbook.Store) -> None:
         assert [h.message.timestamp for h in store.search("invoice", since=150, until=250)] == [200.0]
         assert store.search("nothing like this") == []
         d = hits[0].to_dict()
-        assert set(d) == {"message", "snippet", "score"} and isinstance(d["message"], dict)
+        assert set(d) == {"message", "snippet", "score", "active", "compacted"} and isinstance(d["message"], dict)
         assert "SearchHit(" in repr(hits[0])
     with pytest.raises(logbook.InvalidInputError):
         store.search("   ")

@@ -139,6 +139,12 @@ KINDS: dict[str, tuple[type[BaseException], dict[str, object]]] = {
     "closed": (logbook.ClosedError, {}),
     "not_a_store": (logbook.NotAStoreError, {"path": "/s"}),
     "invalid": (logbook.InvalidInputError, {}),
+    "title_taken": (logbook.TitleTakenError, {"title": "Boat", "other": "s2"}),
+    "not_found": (logbook.NotFoundError, {"what": "message", "id": "42"}),
+    "too_many_lanes": (logbook.TooManyLanesError, {"path": "/s", "max": 4096}),
+    "empty_query": (logbook.EmptyQueryError, {}),
+    "compactor_busy": (logbook.CompactorBusyError, {"path": "/s/compactor.lock"}),
+    "destination_not_empty": (logbook.DestinationNotEmptyError, {"path": "/b"}),
 }
 
 

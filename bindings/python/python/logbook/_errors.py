@@ -21,6 +21,13 @@ __all__ = [
     "StorageError",
     "DiskFullError",
     "IndexFailure",
+    "TitleTakenError",
+    "NotFoundError",
+    "TooManyLanesError",
+    "EmptyQueryError",
+    "CompactorBusyError",
+    "DestinationNotEmptyError",
+    "HermesImportError",
 ]
 
 
@@ -93,3 +100,48 @@ class IndexFailure(LogbookError):
     damaged (the compactor rebuilds it)."""
 
     corrupt: bool | None = None
+
+
+class TitleTakenError(LogbookError, ValueError):
+    """A session title is already used by another session (``other``); titles are unique."""
+
+    title: str | None = None
+    other: str | None = None
+
+
+class NotFoundError(LogbookError, LookupError):
+    """The message or session an operation names does not exist (``what``, ``id``)."""
+
+    what: str | None = None
+    id: str | None = None
+
+
+class TooManyLanesError(LogbookError):
+    """Every lane number the integer ids can tell apart (``max``) is in use in the store at
+    ``path``; close idle writers."""
+
+    path: str | None = None
+    max: int | None = None
+
+
+class EmptyQueryError(InvalidInputError):
+    """A search query was empty or only whitespace."""
+
+
+class CompactorBusyError(LogbookError):
+    """An operation needing the compactor lock (``path``) found it held by a running process."""
+
+    path: str | None = None
+
+
+class DestinationNotEmptyError(LogbookError):
+    """A destination folder (``path``, of a backup) already holds files."""
+
+    path: str | None = None
+
+
+class HermesImportError(LogbookError):
+    """A Hermes ``state.db`` (``path``) could not be opened or read at all (damage that only
+    costs rows is counted in the ``ImportReport`` instead)."""
+
+    path: str | None = None

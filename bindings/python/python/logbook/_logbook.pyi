@@ -14,7 +14,11 @@ __all__ = [
     "LaneStatus",
     "IndexStatus",
     "CompactorStatus",
+    "Counters",
+    "HistoryItem",
+    "ImportReport",
     "_error_for_test",
+    "_bench_append",
     "__version__",
 ]
 
@@ -40,6 +44,8 @@ class Message:
         finish_reason: str | None = None,
         source: str | None = None,
         extra: str | dict[str, Any] | None = None,
+        platform_message_id: str | None = None,
+        api_content: str | None = None,
     ) -> Message: ...
     @property
     def id(self) -> str:
@@ -71,8 +77,74 @@ class Message:
     @property
     def extra(self) -> str | None:
         """JSON text."""
+    @property
+    def num(self) -> int:
+        """Integer id: unique, increasing in append order; 0 before the store assigns it."""
+    @property
+    def platform_message_id(self) -> str | None: ...
+    @property
+    def api_content(self) -> str | None: ...
     def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
     def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class Counters:
+    """A session's summed counters."""
+
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
+    @property
+    def reasoning_tokens(self) -> int: ...
+    @property
+    def api_call_count(self) -> int: ...
+    @property
+    def estimated_cost_usd(self) -> float: ...
+    @property
+    def actual_cost_usd(self) -> float: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class HistoryItem:
+    """A message with its state, from ``Store.history``."""
+
+    @property
+    def message(self) -> Message: ...
+    @property
+    def active(self) -> bool: ...
+    @property
+    def compacted(self) -> bool: ...
+    def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
+
+@final
+class ImportReport:
+    """What ``Store.import_hermes`` read and wrote."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def schema_version(self) -> int | None: ...
+    @property
+    def sessions(self) -> int: ...
+    @property
+    def messages(self) -> int: ...
+    @property
+    def added_messages(self) -> int: ...
+    @property
+    def changed_sessions(self) -> int: ...
+    @property
+    def unreadable_rows(self) -> int: ...
+    @property
+    def refused(self) -> list[str]: ...
+    @property
+    def warnings(self) -> list[str]: ...
+    def to_dict(self) -> dict[str, Any]: ...
 
 @final
 class Session:
@@ -99,6 +171,8 @@ class Session:
     @property
     def extra(self) -> str | None:
         """JSON text."""
+    @property
+    def counters(self) -> Counters: ...
     def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
     def __eq__(self, value: object, /) -> bool: ...
 
@@ -112,12 +186,19 @@ class SearchHit:
     @property
     def score(self) -> float:
         """Higher is better; 0.0 for unranked matches."""
+    @property
+    def active(self) -> bool: ...
+    @property
+    def compacted(self) -> bool: ...
     def to_dict(self, *, parse_json: bool = False) -> dict[str, Any]: ...
 
 @final
 class Appended:
     @property
     def id(self) -> str: ...
+    @property
+    def num(self) -> int | None:
+        """Integer id; None if the id was already stored."""
     @property
     def lsn(self) -> int | None:
         """Journal position in this process's lane; None if the id was already stored."""
@@ -234,8 +315,30 @@ class Store:
         finish_reason: str | None = None,
         source: str | None = None,
         extra: str | dict[str, Any] | None = None,
+        platform_message_id: str | None = None,
+        api_content: str | None = None,
     ) -> str:
         """Appends one message; returns its id once it is durable."""
+    def append_message(
+        self,
+        session_id: str,
+        role: str,
+        content: str | None = None,
+        *,
+        id: str | None = None,
+        tool_call_id: str | None = None,
+        tool_name: str | None = None,
+        tool_calls: _Json | None = None,
+        reasoning: str | None = None,
+        timestamp: float | None = None,
+        token_count: int | None = None,
+        finish_reason: str | None = None,
+        source: str | None = None,
+        extra: str | dict[str, Any] | None = None,
+        platform_message_id: str | None = None,
+        api_content: str | None = None,
+    ) -> Appended:
+        """Like ``append``; returns the ``Appended`` (id, integer id ``num``, LSN)."""
     def append_batch(self, messages: Iterable[Message | Mapping[str, Any]]) -> list[Appended]:
         """One durable commit for all; nothing is written if any is invalid."""
     def upsert_session(
@@ -252,8 +355,11 @@ class Store:
         ended_at: float | None = None,
         end_reason: str | None = None,
         extra: str | dict[str, Any] | None = None,
+        reopen: bool = False,
+        clear_title: bool = False,
+        fill_only: bool = False,
     ) -> int:
-        """Sets every given field; returns the journal LSN once durable."""
+        """Sets every given field (with ``fill_only``, only empty ones); returns the LSN."""
     def end_session(self, id: str, reason: str) -> int: ...
     def get_session(self, id: str) -> Session | None: ...
     def list_sessions(
@@ -278,7 +384,64 @@ class Store:
         until: float | None = None,
         limit: int = 20,
         order: Literal["relevance", "newest", "oldest"] = "relevance",
+        include_inactive: bool = False,
     ) -> list[SearchHit]: ...
+    def history(
+        self,
+        session_id: str,
+        *,
+        include_inactive: bool = False,
+        include_compacted: bool = False,
+        after_id: int | None = None,
+        limit: int | None = None,
+        latest: bool = False,
+    ) -> list[HistoryItem]:
+        """A session's messages in append order with their states."""
+    def update_message(
+        self,
+        num: int,
+        session_id: str,
+        *,
+        content: str | None = None,
+        api_content: str | None = None,
+        platform_message_id: str | None = None,
+        tool_calls: _Json | None = None,
+        finish_reason: str | None = None,
+        token_count: int | None = None,
+        extra: str | dict[str, Any] | None = None,
+    ) -> int: ...
+    def rewrite(
+        self,
+        session_id: str,
+        mode: Literal["delete", "archive", "compact"] = "delete",
+        messages: Iterable[Message | Mapping[str, Any]] | None = None,
+        *,
+        active_only: bool = False,
+    ) -> list[Appended]:
+        """Deletes, archives or compacts the earlier messages, then appends ``messages``."""
+    def delete_sessions(self, ids: Iterable[str], *, with_children: bool = False) -> list[str]: ...
+    def add_counters(
+        self,
+        session_id: str,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        api_call_count: int = 0,
+        estimated_cost_usd: float = 0.0,
+        actual_cost_usd: float = 0.0,
+    ) -> int: ...
+    def set_title(self, session_id: str, title: str | None) -> int:
+        """Raises ``TitleTakenError`` if another session has the title."""
+    def reopen_session(self, id: str) -> int: ...
+    def set_meta(self, key: str, value: str | None) -> int: ...
+    def get_meta(self, key: str) -> str | None: ...
+    def all_meta(self) -> dict[str, str]: ...
+    def message_counts(self) -> dict[str, int]: ...
+    def import_hermes(self, path: str | os.PathLike[str]) -> ImportReport:
+        """Imports a Hermes ``state.db`` (opened read-only, never changed)."""
     def status(self) -> StoreStatus: ...
     def wait_indexed(self, timeout: float) -> bool: ...
     def close(self, timeout: float | None = None) -> bool:
@@ -287,3 +450,5 @@ class Store:
     def __exit__(self, *exc: object) -> bool: ...
 
 def _error_for_test(kind: str) -> BaseException: ...
+def _bench_append(path: str | os.PathLike[str], count: int, content_len: int = 200, threads: int = 1) -> float:
+    """Seconds ``count`` appends take in Rust alone (for the benchmark)."""

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from ._logbook import Appended, Message, SearchHit, Session, Store, StoreStatus
+from ._logbook import Appended, HistoryItem, ImportReport, Message, SearchHit, Session, Store, StoreStatus
 
 __all__ = ["AsyncStore"]
 
@@ -99,6 +99,8 @@ class AsyncStore:
         finish_reason: str | None = None,
         source: str | None = None,
         extra: str | dict[str, Any] | None = None,
+        platform_message_id: str | None = None,
+        api_content: str | None = None,
     ) -> str:
         """Appends one message; returns its id once it is durable."""
         return await asyncio.to_thread(
@@ -116,7 +118,13 @@ class AsyncStore:
             finish_reason=finish_reason,
             source=source,
             extra=extra,
+            platform_message_id=platform_message_id,
+            api_content=api_content,
         )
+
+    async def append_message(self, session_id: str, role: str, content: str | None = None, **fields: Any) -> Appended:
+        """Appends one message; returns its ``Appended`` (id, integer id, LSN). See ``Store.append_message``."""
+        return await asyncio.to_thread(self._store.append_message, session_id, role, content, **fields)
 
     async def append_batch(self, messages: Iterable[Message | Mapping[str, Any]]) -> list[Appended]:
         """Appends several messages with one durable commit; nothing is written if any is invalid."""
@@ -169,6 +177,7 @@ class AsyncStore:
         until: float | None = None,
         limit: int = 20,
         order: Literal["relevance", "newest", "oldest"] = "relevance",
+        include_inactive: bool = False,
     ) -> list[SearchHit]:
         return await asyncio.to_thread(
             self._store.search,
@@ -180,7 +189,53 @@ class AsyncStore:
             until=until,
             limit=limit,
             order=order,
+            include_inactive=include_inactive,
         )
+
+    async def history(self, session_id: str, **query: Any) -> list[HistoryItem]:
+        """A session's messages in append order with their states; see ``Store.history``."""
+        return await asyncio.to_thread(self._store.history, session_id, **query)
+
+    async def update_message(self, num: int, session_id: str, **fields: Any) -> int:
+        return await asyncio.to_thread(self._store.update_message, num, session_id, **fields)
+
+    async def rewrite(
+        self,
+        session_id: str,
+        mode: Literal["delete", "archive", "compact"] = "delete",
+        messages: Iterable[Message | Mapping[str, Any]] | None = None,
+        *,
+        active_only: bool = False,
+    ) -> list[Appended]:
+        items = None if messages is None else list(messages)
+        return await asyncio.to_thread(self._store.rewrite, session_id, mode, items, active_only=active_only)
+
+    async def delete_sessions(self, ids: Iterable[str], *, with_children: bool = False) -> list[str]:
+        return await asyncio.to_thread(self._store.delete_sessions, list(ids), with_children=with_children)
+
+    async def add_counters(self, session_id: str, **deltas: Any) -> int:
+        return await asyncio.to_thread(self._store.add_counters, session_id, **deltas)
+
+    async def set_title(self, session_id: str, title: str | None) -> int:
+        return await asyncio.to_thread(self._store.set_title, session_id, title)
+
+    async def reopen_session(self, id: str) -> int:
+        return await asyncio.to_thread(self._store.reopen_session, id)
+
+    async def set_meta(self, key: str, value: str | None) -> int:
+        return await asyncio.to_thread(self._store.set_meta, key, value)
+
+    async def get_meta(self, key: str) -> str | None:
+        return await asyncio.to_thread(self._store.get_meta, key)
+
+    async def all_meta(self) -> dict[str, str]:
+        return await asyncio.to_thread(self._store.all_meta)
+
+    async def message_counts(self) -> dict[str, int]:
+        return await asyncio.to_thread(self._store.message_counts)
+
+    async def import_hermes(self, path: str | os.PathLike[str]) -> ImportReport:
+        return await asyncio.to_thread(self._store.import_hermes, path)
 
     async def status(self) -> StoreStatus:
         return await asyncio.to_thread(self._store.status)

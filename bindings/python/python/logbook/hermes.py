@@ -1,0 +1,1189 @@
+"""A drop-in ``SessionDB`` for Hermes Agent, writing through a logbook store.
+
+Hermes Agent keeps its sessions in ``hermes_state.SessionDB`` over a SQLite file, ``state.db``.
+This module offers a class with the same public calls and results, built on :class:`logbook.Store`:
+every write is a journal append synced before the call returns, and the SQLite file search reads
+is derived by the store (never a file of ours). Two lines make an unmodified gateway use it::
+
+    import logbook.hermes
+    logbook.hermes.install()
+
+``SessionDB(db_path)`` takes the path Hermes passes (its ``state.db``); the store lives beside it
+in ``<state.db>.logbook/``. On the first open, an existing ``state.db`` there is imported (opened
+read-only, never changed). See ``bindings/python/README.md`` for what is approximated.
+
+>>> import tempfile, os
+>>> from logbook.hermes import SessionDB
+>>> with SessionDB(os.path.join(tempfile.mkdtemp(), "state.db")) as db:
+...     sid = db.create_session("s1", "cli", model="m")
+...     first = db.append_message(sid, "user", "Where is the chat-send config?")
+...     second = db.append_message(sid, "assistant", "In my-app.config.ts.")
+...     [first < second, [h["snippet"] for h in db.search_messages("chat-send")]]
+[True, ['Where is the >>>chat-send<<< config?']]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import re
+import sys
+import time
+import types
+from collections.abc import Callable, Collection, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import TitleTakenError
+from ._logbook import Message, SearchHit, Session, Store
+
+__all__ = ["SessionDB", "AsyncSessionDB", "install", "sanitize_fts5_query", "store_path_for"]
+
+# Multimodal content is stored as this marker followed by JSON (Hermes' encoding).
+CONTENT_JSON_PREFIX = "\x00json:"
+# The store metadata key recording the import of the Hermes database.
+IMPORT_META_KEY = "logbook.hermes.import"
+# Hermes' limits.
+MAX_FTS5_QUERY_CHARS = 2048
+MAX_TITLE_LENGTH = 100
+
+# Message fields of Hermes rows that the logbook model has no field for: kept in `extra`.
+_EXTRA_MESSAGE_FIELDS = (
+    "reasoning_content",
+    "reasoning_details",
+    "codex_reasoning_items",
+    "codex_message_items",
+    "effect_disposition",
+    "display_kind",
+    "display_metadata",
+    "observed",
+    "_compressed_summary",
+)
+# Session columns the model has a field for; everything else lives in the session's `extra`.
+_SESSION_FIELDS = ("source", "model", "title", "user_id", "chat_id", "parent_session_id")
+# Counters: the logbook store sums these; an imported session also has its Hermes totals in extra.
+_COUNTERS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "api_call_count",
+)
+_COSTS = ("estimated_cost_usd", "actual_cost_usd")
+# Children inherit these from their parent session when not given.
+_INHERITED = ("cwd", "git_repo_root", "git_branch", "profile_name")
+_ROUTE_FIELDS = ("cost_status", "cost_source", "pricing_version", "billing_provider", "billing_base_url", "billing_mode")
+
+# ---------------------------------------------------------------------------------------------
+# Query sanitizing and parsing
+
+# Characters the FTS5 grammar refuses outside a quoted string ('%' is handled on its own).
+_SPECIALS = set('+{}():"^@/#&|~[]<>,;!?$=\\\'')
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x3000, 0x303F),
+    (0x3040, 0x309F),
+    (0x30A0, 0x30FF),
+    (0xAC00, 0xD7AF),
+)
+_OPERATORS = {"AND", "OR", "NOT"}
+
+
+def _is_cjk_char(ch: str) -> bool:
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+def contains_cjk(text: str) -> bool:
+    """True if ``text`` holds a CJK ideograph, kana, hangul or CJK punctuation."""
+    return any(_is_cjk_char(c) for c in text)
+
+
+def sanitize_fts5_query(query: str) -> str:
+    """Hermes' query sanitizing (``_sanitize_fts5_query``): the query cut to 2048 characters;
+    balanced ``"phrases"`` kept as they are and a stray ``"`` dropped; FTS5 special characters
+    removed (``%`` too, unless the query has CJK text); runs of ``*`` collapsed and a ``*`` that
+    starts a word dropped; a leading or trailing AND / OR / NOT removed; words joined by ``.``,
+    ``-`` or ``_`` quoted as one phrase (``chat-send`` becomes ``"chat-send"``)."""
+    query = query[:MAX_FTS5_QUERY_CHARS]
+    phrases: list[str] = []
+    out: list[str] = []
+    i = 0
+    while i < len(query):
+        c = query[i]
+        if c == '"':
+            end = query.find('"', i + 1)
+            if end < 0:
+                out.append(" ")  # an unmatched quote
+                i += 1
+                continue
+            phrases.append(query[i : end + 1])
+            out.append(f"\x00{len(phrases) - 1}\x00")
+            i = end + 1
+            continue
+        out.append(" " if c in _SPECIALS else c)
+        i += 1
+    text = "".join(out)
+    if "%" in text and not contains_cjk(text):
+        text = text.replace("%", " ")
+    text = re.sub(r"\*{2,}", "*", text)
+    text = re.sub(r"(?:(?<=\s)|^)\*", "", text)
+    text = text.strip()
+    text = re.sub(r"^(?:AND|OR|NOT)\b\s*", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"\s+(?:AND|OR|NOT)\s*$", "", text.strip(), flags=re.IGNORECASE)
+    text = re.sub(r"\b\w+(?:[._-]\w+)+\b", lambda m: f'"{m.group(0)}"', text)
+    for n, phrase in enumerate(phrases):
+        text = text.replace(f"\x00{n}\x00", phrase)
+    return text.strip()
+
+
+class _Term:
+    """One term of a parsed query: a word, a ``prefix*`` or a quoted phrase."""
+
+    __slots__ = ("text", "phrase", "prefix", "negated")
+
+    def __init__(self, text: str, *, phrase: bool, prefix: bool, negated: bool) -> None:
+        self.text = text
+        self.phrase = phrase
+        self.prefix = prefix
+        self.negated = negated
+
+    def words(self) -> list[str]:
+        """What the store is asked for: the term's whitespace-separated words."""
+        return self.text.split()
+
+    def pattern(self, whole_words: bool) -> re.Pattern[str]:
+        """A regular expression finding the term in text, case-insensitively. With
+        ``whole_words``, a word (not CJK) must match whole words (a ``prefix*`` the start of
+        one), as Hermes' unicode61 index matches tokens."""
+        body = r"\s+".join(re.escape(w) for w in self.words())
+        if whole_words and not contains_cjk(self.text):
+            body = r"(?<!\w)" + body + ("" if self.prefix else r"(?!\w)")
+        return re.compile(body, re.IGNORECASE)
+
+
+def _parse(sanitized: str) -> list[list[_Term]]:
+    """Splits a sanitized query into OR groups of terms (implicit AND inside a group), as
+    FTS5 reads it: ``NOT`` negates the next term, ``AND`` and ``NEAR`` are ignored."""
+    groups: list[list[_Term]] = [[]]
+    negate = False
+    for tok in re.findall(r'"[^"]*"|\S+', sanitized):
+        op = tok.upper()
+        if op == "OR":
+            if groups[-1]:
+                groups.append([])
+            negate = False
+            continue
+        if op in ("AND", "NEAR"):
+            continue
+        if op == "NOT":
+            negate = True
+            continue
+        phrase = tok.startswith('"')
+        prefix = not phrase and tok.endswith("*")
+        text = tok.strip('"').strip("*").strip()
+        if text:
+            groups[-1].append(_Term(text, phrase=phrase, prefix=prefix, negated=negate))
+        negate = False
+    return [g for g in groups if any(not t.negated for t in g)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Encodings
+
+
+def _encode_content(content: Any) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, (list, dict)):
+        return CONTENT_JSON_PREFIX + json.dumps(content)
+    return str(content)
+
+
+def _decode_content(content: str | None) -> Any:
+    if content is not None and content.startswith(CONTENT_JSON_PREFIX):
+        try:
+            return json.loads(content[len(CONTENT_JSON_PREFIX) :])
+        except ValueError:
+            return content
+    return content
+
+
+def _text_of(content: Any) -> str:
+    """The searchable text of decoded content (multimodal parts joined)."""
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content if isinstance(content, str) else ""
+
+
+def _tool_calls_json(tool_calls: Any) -> str | None:
+    if not tool_calls:
+        return None
+    if isinstance(tool_calls, str):
+        try:
+            json.loads(tool_calls)
+        except ValueError:
+            return json.dumps([])
+        return tool_calls
+    return json.dumps(tool_calls)
+
+
+def _loads(text: str | None, default: Any = None) -> Any:
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def _json_field(value: Any) -> Any:
+    """A JSON-ish Hermes field kept in ``extra``: strings holding JSON are decoded."""
+    if isinstance(value, str):
+        return _loads(value, value)
+    return value
+
+
+def sanitize_title(title: str | None) -> str | None:
+    """Hermes' title cleaning: control, zero-width and bidi characters removed, whitespace
+    collapsed, empty to ``None``; ``ValueError`` past 100 characters."""
+    if not title:
+        return None
+    cleaned = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", title)
+    cleaned = re.sub(r"[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufffc\ufff9-\ufffb]", "", cleaned)
+    cleaned = " ".join(cleaned.split())
+    if not cleaned:
+        return None
+    if len(cleaned) > MAX_TITLE_LENGTH:
+        raise ValueError(f"Title too long ({len(cleaned)} chars, max {MAX_TITLE_LENGTH})")
+    return cleaned
+
+
+def store_path_for(db_path: str | os.PathLike[str]) -> Path:
+    """The store folder used for a Hermes ``state.db`` path: ``<state.db>.logbook``."""
+    p = Path(db_path)
+    return p.with_name(p.name + ".logbook")
+
+
+def _default_db_path() -> Path:
+    home = os.environ.get("HERMES_HOME")
+    return (Path(home) if home else Path.home() / ".hermes") / "state.db"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class SessionDB:
+    """Hermes Agent's ``SessionDB`` over a logbook store (thread-safe, like the store).
+
+    ``db_path`` is Hermes' ``state.db`` (default ``$HERMES_HOME/state.db``, else
+    ``~/.hermes/state.db``); the store is the folder ``<db_path>.logbook``. On the first writable
+    open an existing ``state.db`` is imported into it, read-only. ``store_options`` go to
+    :class:`logbook.Store`.
+    """
+
+    MAX_TITLE_LENGTH = MAX_TITLE_LENGTH
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
+        *,
+        import_existing: bool = True,
+        **store_options: Any,
+    ) -> None:
+        self.db_path = Path(db_path) if db_path is not None else _default_db_path()
+        self.read_only = read_only
+        self.store_path = store_path_for(self.db_path)
+        if not read_only:
+            self.store_path.parent.mkdir(parents=True, exist_ok=True)
+        self._store = Store(self.store_path, read_only=read_only, **store_options)
+        self._sources: dict[str, str | None] = {}
+        self.import_report: dict[str, Any] | None = None
+        if not read_only and import_existing:
+            self._import_once()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The logbook store underneath."""
+        return self._store
+
+    def _import_once(self) -> None:
+        done = self._store.get_meta(IMPORT_META_KEY)
+        if done is not None:
+            self.import_report = _loads(done)
+            return
+        if self.db_path.is_file() and self.db_path.stat().st_size > 0:
+            report = self._store.import_hermes(self.db_path).to_dict()
+        else:
+            report = {"source": str(self.db_path), "sessions": 0, "messages": 0, "absent": True}
+        report["imported_at"] = time.time()
+        self._store.set_meta(IMPORT_META_KEY, json.dumps(report))
+        self.import_report = report
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> SessionDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<logbook.hermes.SessionDB {str(self.db_path)!r} store={str(self.store_path)!r}>"
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def create_session(
+        self,
+        session_id: str,
+        source: str,
+        model: str | None = None,
+        model_config: Any = None,
+        system_prompt: str | None = None,
+        user_id: str | None = None,
+        parent_session_id: str | None = None,
+        **fields: Any,
+    ) -> str:
+        """Creates the session, or fills in what an earlier writer left empty: a value already
+        set is never overwritten. A child inherits ``cwd``, git and profile fields from its
+        parent. Returns the session id."""
+        extra: dict[str, Any] = {}
+        if model_config is not None:
+            extra["model_config"] = model_config if isinstance(model_config, str) else json.dumps(model_config)
+        if system_prompt is not None:
+            extra["system_prompt"] = system_prompt
+        chat_id = fields.pop("chat_id", None)
+        title = fields.pop("title", None)
+        started_at = fields.pop("started_at", None)
+        for k, v in fields.items():
+            if v is not None:
+                extra[k] = v
+        if parent_session_id:
+            parent = self._store.get_session(parent_session_id)
+            if parent is not None:
+                pextra = _loads(parent.extra, {}) or {}
+                for k in _INHERITED:
+                    if k not in extra and pextra.get(k) is not None:
+                        extra[k] = pextra[k]
+        self._store.upsert_session(
+            session_id,
+            source=source,
+            model=model,
+            title=sanitize_title(title) if title else None,
+            user_id=None if user_id is None else str(user_id),
+            chat_id=None if chat_id is None else str(chat_id),
+            parent_session_id=parent_session_id,
+            started_at=time.time() if started_at is None else float(started_at),
+            extra=extra or None,
+            fill_only=True,
+        )
+        # The stored source is the first one set (fill_only): read it again when next needed.
+        self._sources.pop(session_id, None)
+        return session_id
+
+    def ensure_session(self, session_id: str, source: str = "unknown", model: str | None = None, **fields: Any) -> str:
+        """Creates the session if it does not exist (same upsert as ``create_session``)."""
+        return self.create_session(session_id, source, model=model, **fields)
+
+    def end_session(self, session_id: str, end_reason: str) -> None:
+        self._store.end_session(session_id, end_reason)
+
+    def reopen_session(self, session_id: str) -> None:
+        self._store.reopen_session(session_id)
+
+    def update_system_prompt(self, session_id: str, system_prompt: str) -> None:
+        self._store.upsert_session(session_id, extra={"system_prompt": system_prompt})
+
+    def update_session_model(self, session_id: str, model: str, model_config: Any = None) -> None:
+        extra = None
+        if model_config is not None:
+            extra = {"model_config": model_config if isinstance(model_config, str) else json.dumps(model_config)}
+        self._store.upsert_session(session_id, model=model, extra=extra)
+
+    def _row(self, s: Session, messages: list[Message] | None = None) -> dict[str, Any]:
+        """A session as Hermes returns its row: the columns, with extra fields flattened in."""
+        extra = _loads(s.extra, {}) or {}
+        if not isinstance(extra, dict):
+            extra = {}
+        row: dict[str, Any] = dict(extra)
+        row.update(
+            id=s.id,
+            source=s.source,
+            model=s.model,
+            title=s.title,
+            user_id=s.user_id,
+            chat_id=s.chat_id,
+            parent_session_id=s.parent_session_id,
+            started_at=s.started_at,
+            ended_at=s.ended_at,
+            end_reason=s.end_reason,
+        )
+        row.setdefault("model_config", None)
+        row.setdefault("system_prompt", None)
+        c = s.counters
+        for k in _COUNTERS:
+            row[k] = int(extra.get(k) or 0) + getattr(c, k)
+        for k in _COSTS:
+            base = extra.get(k)
+            added = getattr(c, k)
+            row[k] = None if base is None and not added else float(base or 0) + added
+        if messages is None:
+            messages = self._store.messages(s.id)
+        row["message_count"] = len(messages)
+        row["tool_call_count"] = sum(_count_tool_calls(m.tool_calls) for m in messages)
+        return row
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        s = self._store.get_session(session_id)
+        return None if s is None else self._row(s)
+
+    def _source_of(self, session_id: str) -> str | None:
+        if session_id not in self._sources:
+            s = self._store.get_session(session_id)
+            self._sources[session_id] = s.source if s is not None else None
+        return self._sources[session_id]
+
+    # -- titles ---------------------------------------------------------------------------
+
+    def set_session_title(self, session_id: str, title: str | None) -> bool:
+        """Sets (an empty title clears) the title. Titles are unique: one another session has
+        raises ``ValueError``. False if the session does not exist."""
+        cleaned = sanitize_title(title)
+        if self._store.get_session(session_id) is None:
+            return False
+        try:
+            self._store.set_title(session_id, cleaned)
+        except TitleTakenError as e:
+            raise ValueError(f"Title '{cleaned}' is already in use by session {e.other}") from e
+        return True
+
+    def get_session_title(self, session_id: str) -> str | None:
+        s = self._store.get_session(session_id)
+        return s.title if s is not None else None
+
+    def _titled(self, needle: str) -> list[Session]:
+        return [s for s in self._store.list_sessions(title_contains=needle) if s.title is not None]
+
+    def get_session_by_title(self, title: str) -> dict[str, Any] | None:
+        for s in self._titled(title):
+            if s.title == title:
+                return self._row(s)
+        return None
+
+    def resolve_session_by_title(self, title: str) -> str | None:
+        """The session with this title, preferring the newest ``"<title> #N"`` continuation."""
+        sessions = self._titled(title)
+        numbered = [s for s in sessions if s.title is not None and s.title.startswith(title + " #")]
+        if numbered:
+            numbered.sort(key=lambda s: s.started_at or 0.0, reverse=True)
+            return numbered[0].id
+        exact = [s for s in sessions if s.title == title]
+        return exact[0].id if exact else None
+
+    def get_next_title_in_lineage(self, base_title: str) -> str:
+        """``"my session"`` -> ``"my session #2"`` (or one past the highest number taken)."""
+        m = re.match(r"^(.*?) #(\d+)$", base_title)
+        base = m.group(1) if m else base_title
+        taken = [s.title for s in self._titled(base) if s.title == base or (s.title or "").startswith(base + " #")]
+        if not taken:
+            return base
+        numbers = [1]
+        for t in taken:
+            tm = re.match(r"^(.*?) #(\d+)$", t or "")
+            if tm and tm.group(1) == base:
+                numbers.append(int(tm.group(2)))
+        return f"{base} #{max(numbers) + 1}"
+
+    # -- token accounting -----------------------------------------------------------------
+
+    def update_token_counts(
+        self,
+        session_id: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        model: str | None = None,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        estimated_cost_usd: float | None = None,
+        actual_cost_usd: float | None = None,
+        api_call_count: int = 0,
+        absolute: bool = False,
+        **route: Any,
+    ) -> None:
+        """Adds token, API-call and cost deltas (``absolute=True`` sets the totals instead).
+        ``model`` fills an empty model; route fields (``cost_status``, ``billing_provider``, ...)
+        are recorded on the session."""
+        values: dict[str, Any] = {
+            "input_tokens": int(input_tokens or 0),
+            "output_tokens": int(output_tokens or 0),
+            "cache_read_tokens": int(cache_read_tokens or 0),
+            "cache_write_tokens": int(cache_write_tokens or 0),
+            "reasoning_tokens": int(reasoning_tokens or 0),
+            "api_call_count": int(api_call_count or 0),
+            "estimated_cost_usd": float(estimated_cost_usd or 0.0),
+            "actual_cost_usd": float(actual_cost_usd or 0.0),
+        }
+        if absolute:
+            # The store's counters are additive: turn the totals into deltas from what is stored.
+            current = self.get_session(session_id) or {}
+            for k in values:
+                given = {"estimated_cost_usd": estimated_cost_usd, "actual_cost_usd": actual_cost_usd}.get(k, 0)
+                if given is None:
+                    values[k] = 0.0
+                elif k in _COSTS:
+                    values[k] = values[k] - float(current.get(k) or 0.0)
+                else:
+                    values[k] = values[k] - int(current.get(k) or 0)
+        if any(values.values()):
+            self._store.add_counters(session_id, **values)
+        route_extra = {k: v for k, v in route.items() if k in _ROUTE_FIELDS and v is not None}
+        if model is not None:
+            self._store.upsert_session(session_id, model=model, fill_only=True)
+        if route_extra:
+            self._store.upsert_session(session_id, extra=route_extra)
+
+    def queue_token_counts(self, session_id: str, **deltas: Any) -> None:
+        """Hermes queues deltas for a writer thread; here each is one durable append."""
+        self.update_token_counts(session_id, **deltas)
+
+    def flush_token_counts(self, timeout: float | None = None) -> bool:
+        """Nothing is queued: every delta is durable when ``queue_token_counts`` returns."""
+        return True
+
+    # -- listings and counts --------------------------------------------------------------
+
+    def session_count(self, source: str | None = None) -> int:
+        return len(self._store.list_sessions(source=source))
+
+    def message_count(self, session_id: str | None = None) -> int:
+        counts = self._store.message_counts()
+        return counts.get(session_id, 0) if session_id is not None else sum(counts.values())
+
+    def list_sessions_rich(
+        self,
+        source: str | None = None,
+        sources: Collection[str] | None = None,
+        exclude_sources: Collection[str] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        include_archived: bool = False,
+        order_by_last_active: bool = False,
+        id_query: str | None = None,
+        include_children: bool = False,
+        **_ignored: Any,
+    ) -> list[dict[str, Any]]:
+        """Sessions newest first (or by last activity), with ``message_count``, ``preview`` (the
+        first user message, 60 characters) and ``last_active``. Children a compression or a
+        subagent made are hidden unless ``include_children``."""
+        all_sessions = self._store.list_sessions(source=source)
+        by_id = {s.id: s for s in all_sessions}
+        picked = []
+        for s in all_sessions:
+            extra = _loads(s.extra, {}) or {}
+            if sources is not None and s.source not in sources:
+                continue
+            if exclude_sources is not None and s.source in exclude_sources:
+                continue
+            if not include_archived and extra.get("archived"):
+                continue
+            if id_query and id_query.lower() not in s.id.lower():
+                continue
+            if not include_children and s.parent_session_id:
+                parent = by_id.get(s.parent_session_id)
+                compression = parent is not None and parent.end_reason == "compression"
+                if compression or s.source == "subagent" or extra.get("subagent"):
+                    continue
+            picked.append(s)
+        rows = []
+        page_known = not order_by_last_active
+        window = picked[offset : offset + limit] if page_known else picked
+        for s in window:
+            msgs = self._store.messages(s.id)
+            row = self._row(s, msgs)
+            row["preview"] = _preview(msgs)
+            row["last_active"] = max([m.timestamp for m in msgs] + [s.started_at or 0.0])
+            rows.append(row)
+        if order_by_last_active:
+            rows.sort(key=lambda r: r["last_active"], reverse=True)
+            rows = rows[offset : offset + limit]
+        return rows
+
+    def search_sessions(self, source: str | None = None, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+        """The early listing call: sessions newest first."""
+        sessions = self._store.list_sessions(source=source)[offset : offset + limit]
+        return [self._row(s) for s in sessions]
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        return self._store.get_meta(key)
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        self._store.set_meta(key, None if value is None else str(value))
+
+    def list_meta_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        if not prefix:
+            return []
+        return [(k, v) for k, v in self._store.all_meta().items() if k.startswith(prefix)]
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _message(self, session_id: str, role: str, msg: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of ``logbook.Message`` for a Hermes message dict."""
+        extra = {}
+        for k in _EXTRA_MESSAGE_FIELDS:
+            v = msg.get(k)
+            if v:
+                extra[k] = v
+        ts = msg.get("timestamp")
+        return {
+            "session_id": session_id,
+            "role": role,
+            "content": _encode_content(msg.get("content")),
+            "tool_call_id": msg.get("tool_call_id"),
+            "tool_name": msg.get("tool_name") or (msg.get("name") if role == "tool" else None),
+            "tool_calls": _tool_calls_json(msg.get("tool_calls")),
+            "reasoning": msg.get("reasoning") if isinstance(msg.get("reasoning"), str) else None,
+            "timestamp": float(ts) if isinstance(ts, (int, float)) and ts > 0 else time.time(),
+            "token_count": msg.get("token_count"),
+            "finish_reason": msg.get("finish_reason"),
+            "source": self._source_of(session_id),
+            "extra": extra or None,
+            "platform_message_id": msg.get("platform_message_id") or msg.get("message_id"),
+            "api_content": msg.get("api_content") if isinstance(msg.get("api_content"), str) else None,
+        }
+
+    def append_message(
+        self,
+        session_id: str,
+        role: str,
+        content: Any = None,
+        tool_name: str | None = None,
+        tool_calls: Any = None,
+        tool_call_id: str | None = None,
+        token_count: int | None = None,
+        finish_reason: str | None = None,
+        reasoning: str | None = None,
+        **fields: Any,
+    ) -> int:
+        """Appends a message, durable on return; returns its integer row id (increasing in
+        append order). Locking and lease arguments of Hermes are accepted and ignored."""
+        msg = dict(fields)
+        msg.update(
+            content=content,
+            tool_name=tool_name,
+            tool_calls=tool_calls,
+            tool_call_id=tool_call_id,
+            token_count=token_count,
+            finish_reason=finish_reason,
+            reasoning=reasoning,
+        )
+        appended = self._store.append_message(**self._message(session_id, role, msg))
+        return _num(appended.num)
+
+    def append_messages_batch(self, session_id: str, messages: Iterable[Mapping[str, Any]], **_ignored: Any) -> list[int]:
+        """Appends every message or none (one durable commit); returns their row ids."""
+        batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in messages]
+        if not batch:
+            return []
+        return [_num(a.num) for a in self._store.append_batch(batch)]
+
+    def get_messages(
+        self,
+        session_id: str,
+        include_inactive: bool = False,
+        include_compacted: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+        latest: bool = False,
+        after_id: int | None = None,
+        **_ignored: Any,
+    ) -> list[dict[str, Any]]:
+        """Messages as Hermes rows, ordered by row id. Default: the active ones;
+        ``include_compacted`` adds compacted ones, ``include_inactive`` every one."""
+        query: dict[str, Any] = {
+            "include_inactive": include_inactive,
+            "include_compacted": include_inactive or include_compacted,
+            "after_id": after_id,
+        }
+        if offset:
+            items = self._store.history(session_id, **query)
+            if limit is None:
+                items = items[:-offset] if latest else items[offset:]
+            elif latest:
+                end = max(len(items) - offset, 0)
+                items = items[max(end - limit, 0) : end]
+            else:
+                items = items[offset : offset + limit]
+        else:
+            items = self._store.history(session_id, limit=limit, latest=latest, **query)
+        return [_message_row(h.message, h.active, h.compacted) for h in items]
+
+    def get_messages_as_conversation(
+        self,
+        session_id: str,
+        include_ancestors: bool = False,
+        include_inactive: bool = False,
+        repair_alternation: bool = False,
+        include_row_ids: bool = False,
+        include_compacted: bool = False,
+        **_ignored: Any,
+    ) -> list[dict[str, Any]]:
+        """The conversation as OpenAI-format message dicts (``role``, ``content``, and when set
+        ``tool_calls``, ``tool_call_id``, ``name``, ``reasoning``, ``message_id``,
+        ``api_content``); with ``include_ancestors`` the parent chain's messages come first."""
+        chain = [session_id]
+        if include_ancestors:
+            seen = {session_id}
+            s = self._store.get_session(session_id)
+            while s is not None and s.parent_session_id and s.parent_session_id not in seen and len(chain) < 32:
+                seen.add(s.parent_session_id)
+                chain.insert(0, s.parent_session_id)
+                s = self._store.get_session(s.parent_session_id)
+        out: list[dict[str, Any]] = []
+        for sid in chain:
+            for row in self.get_messages(sid, include_inactive=include_inactive, include_compacted=include_compacted):
+                out.append(_conversation_dict(row, include_row_ids))
+        if repair_alternation:
+            out = _repair_alternation(out)
+        return out
+
+    def has_platform_message_id(self, session_id: str, platform_message_id: str) -> bool:
+        if not platform_message_id:
+            return False
+        for h in self._store.history(session_id, include_inactive=True, include_compacted=True):
+            m = h.message
+            if platform_message_id in (m.platform_message_id, (_loads(m.extra, {}) or {}).get("platform_message_id")):
+                return True
+        return False
+
+    def update_message_content(self, session_id: str, message_id: int, content: Any) -> None:
+        self._store.update_message(message_id, session_id, content=_encode_content(content))
+
+    def set_message_api_content(self, session_id: str, message_id: int, api_content: str | None) -> None:
+        self._store.update_message(message_id, session_id, api_content=api_content or "")
+
+    def replace_messages(
+        self,
+        session_id: str,
+        messages: Iterable[Mapping[str, Any]],
+        active_only: bool = False,
+        archive_dropped: bool = False,
+        **_ignored: Any,
+    ) -> list[int]:
+        """Replaces the history (/retry, /undo, /compress): every earlier message (with
+        ``active_only``, the active ones) is deleted, or archived with ``archive_dropped``, and
+        ``messages`` are appended, in one durable entry. Returns the new row ids."""
+        batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in messages]
+        mode: Literal["delete", "archive"] = "archive" if archive_dropped else "delete"
+        return [_num(a.num) for a in self._store.rewrite(session_id, mode, batch, active_only=active_only)]
+
+    def archive_and_compact(
+        self,
+        session_id: str,
+        compacted_messages: Iterable[Mapping[str, Any]],
+        model_config_patch: Mapping[str, Any] | None = None,
+        watermark: int | None = None,
+        **_ignored: Any,
+    ) -> list[int]:
+        """Compacts in place: the active messages become compacted (hidden, still searchable)
+        and ``compacted_messages`` (the summary) follow; active messages newer than
+        ``watermark`` are copied after the summary. Returns the new row ids."""
+        batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in compacted_messages]
+        if watermark is not None:
+            for h in self._store.history(session_id, after_id=watermark):
+                row = _message_row(h.message, True, False)
+                batch.append(self._message(session_id, h.message.role, row))
+        if model_config_patch:
+            s = self._store.get_session(session_id)
+            config = _loads((_loads(s.extra, {}) or {}).get("model_config") if s is not None else None, {}) or {}
+            if not isinstance(config, dict):
+                config = {}
+            config.update(model_config_patch)
+            self._store.upsert_session(session_id, extra={"model_config": json.dumps(config)})
+        return [_num(a.num) for a in self._store.rewrite(session_id, "compact", batch, active_only=True)]
+
+    def clear_messages(self, session_id: str) -> None:
+        """Deletes every message of the session (the session stays)."""
+        self._store.rewrite(session_id, "delete")
+
+    def delete_session(self, session_id: str) -> bool:
+        """Deletes the session, its messages and its children. False if it did not exist."""
+        if self._store.get_session(session_id) is None:
+            return False
+        self._store.delete_sessions([session_id], with_children=True)
+        self._sources.pop(session_id, None)
+        return True
+
+    def export_session(self, session_id: str) -> dict[str, Any] | None:
+        """The session row with its messages (every one, archived and compacted included)."""
+        s = self._store.get_session(session_id)
+        if s is None:
+            return None
+        row = self._row(s)
+        row["messages"] = self.get_messages(session_id, include_inactive=True, include_compacted=True)
+        return row
+
+    def export_all(self, source: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for s in self._store.list_sessions(source=source):
+            exported = self.export_session(s.id)
+            if exported is not None:
+                out.append(exported)
+        return out
+
+    # -- search ---------------------------------------------------------------------------
+
+    _SEARCH_FIELDS = (
+        "id",
+        "session_id",
+        "role",
+        "snippet",
+        "timestamp",
+        "tool_name",
+        "source",
+        "model",
+        "session_started",
+        "context",
+    )
+
+    def search_messages(
+        self,
+        query: str,
+        source_filter: Collection[str] | None = None,
+        exclude_sources: Collection[str] | None = None,
+        role_filter: Collection[str] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        sort: str | None = None,
+        include_inactive: bool = False,
+        fields: Collection[str] | None = None,
+        include_reasoning: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Full-text search with Hermes' query language (words ANDed, ``"phrases"``, OR, NOT,
+        ``prefix*``) and results (``snippet`` with ``>>>``/``<<<`` around matches, session
+        fields, one message of ``context`` either side). Words match whole words first; when
+        nothing matches, as substrings (Hermes' trigram fallback); CJK text always as
+        substrings. ``include_reasoning`` is accepted; reasoning text is not searched."""
+        if fields is not None:
+            if isinstance(fields, str):
+                raise TypeError("search fields must be a collection of field names, not a string")
+            unknown = set(fields) - set(self._SEARCH_FIELDS)
+            if unknown:
+                raise ValueError(f"unknown search result field(s): {', '.join(sorted(unknown))}")
+        if not query or not query.strip():
+            return []
+        groups = _parse(sanitize_fts5_query(query))
+        if not groups:
+            return []
+        orders: dict[str, Literal["newest", "oldest"]] = {"newest": "newest", "oldest": "oldest"}
+        order: Literal["relevance", "newest", "oldest"] = orders.get((sort or "").strip().lower(), "relevance")
+        sessions: dict[str, Session | None] = {}
+
+        def session(sid: str) -> Session | None:
+            if sid not in sessions:
+                sessions[sid] = self._store.get_session(sid)
+            return sessions[sid]
+
+        def accept(h: SearchHit) -> bool:
+            m = h.message
+            s = session(m.session_id)
+            src = s.source if s is not None else m.source
+            if source_filter is not None and src not in source_filter:
+                return False
+            if exclude_sources is not None and src in exclude_sources:
+                return False
+            if role_filter and m.role not in role_filter:
+                return False
+            return (_loads(m.extra, {}) or {}).get("display_kind") != "hidden"
+
+        wanted = offset + limit
+        role = next(iter(role_filter)) if role_filter and len(role_filter) == 1 else None
+        src_one = next(iter(source_filter)) if source_filter is not None and len(source_filter) == 1 else None
+        found: list[tuple[SearchHit, list[_Term]]] = []
+        for whole_words in (True, False):
+            found = self._search_groups(groups, whole_words, order, wanted, include_inactive, role, src_one, accept)
+            if found:
+                break
+        page = found[offset : offset + limit]
+        rows = []
+        histories: dict[str, list[Message]] = {}
+        for h, terms in page:
+            m = h.message
+            s = session(m.session_id)
+            row: dict[str, Any] = {
+                "id": m.num,
+                "session_id": m.session_id,
+                "role": m.role,
+                "snippet": _snippet(m, terms),
+                "timestamp": m.timestamp,
+                "tool_name": m.tool_name,
+                "source": s.source if s is not None else m.source,
+                "model": s.model if s is not None else None,
+                "session_started": s.started_at if s is not None else None,
+            }
+            if fields is None or "context" in fields:
+                if m.session_id not in histories:
+                    items = self._store.history(m.session_id, include_inactive=True, include_compacted=True)
+                    histories[m.session_id] = sorted((i.message for i in items), key=lambda x: (x.timestamp, x.num))
+                row["context"] = _context(histories[m.session_id], m.num)
+            if fields is not None:
+                row = {k: row[k] for k in self._SEARCH_FIELDS if k in fields and k in row}
+            rows.append(row)
+        return rows
+
+    def _search_groups(
+        self,
+        groups: list[list[_Term]],
+        whole_words: bool,
+        order: Literal["relevance", "newest", "oldest"],
+        wanted: int,
+        include_inactive: bool,
+        role: str | None,
+        source: str | None,
+        accept: Callable[[SearchHit], bool],
+    ) -> list[tuple[SearchHit, list[_Term]]]:
+        """Runs each OR group through the store (its words ANDed as substrings), keeps the hits
+        whose text satisfies the group's terms, and merges the groups."""
+        merged: dict[str, tuple[SearchHit, list[_Term]]] = {}
+        for group in groups:
+            positive = [t for t in group if not t.negated]
+            text = " ".join(w for t in positive for w in t.words())
+            fetch = max(wanted * 4, 50)
+            while True:
+                hits = self._store.search(
+                    text,
+                    role=role,
+                    source=source,
+                    limit=fetch,
+                    order=order,
+                    include_inactive=include_inactive,
+                )
+                kept = [h for h in hits if accept(h) and _satisfies(h.message, group, whole_words)]
+                if len(kept) >= wanted or len(hits) < fetch or fetch >= 100_000:
+                    break
+                fetch *= 4
+            for h in kept:
+                merged.setdefault(h.message.id, (h, positive))
+        found = list(merged.values())
+        if order != "relevance" or len(groups) > 1:
+            reverse = order != "oldest"
+            if order == "relevance":
+                found.sort(key=lambda x: x[0].score, reverse=True)
+            else:
+                found.sort(key=lambda x: (x[0].message.timestamp, x[0].message.num), reverse=reverse)
+        return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Row helpers
+
+
+def _num(n: int | None) -> int:
+    if n is None:
+        raise RuntimeError("the store reported a duplicate for a message without a client id")
+    return n
+
+
+def _count_tool_calls(tool_calls: str | None) -> int:
+    parsed = _loads(tool_calls)
+    return len(parsed) if isinstance(parsed, list) else (1 if parsed else 0)
+
+
+def _message_row(m: Message, active: bool, compacted: bool) -> dict[str, Any]:
+    """A message as Hermes' ``get_messages`` returns a row."""
+    extra = _loads(m.extra, {}) or {}
+    if not isinstance(extra, dict):
+        extra = {}
+    row: dict[str, Any] = {
+        "id": m.num,
+        "session_id": m.session_id,
+        "role": m.role,
+        "content": _decode_content(m.content),
+        "tool_call_id": m.tool_call_id,
+        "tool_calls": _loads(m.tool_calls),
+        "tool_name": m.tool_name,
+        "timestamp": m.timestamp,
+        "token_count": m.token_count,
+        "finish_reason": m.finish_reason,
+        "reasoning": m.reasoning,
+        # Imported rows keep these Hermes columns in extra.
+        "platform_message_id": m.platform_message_id or extra.get("platform_message_id"),
+        "api_content": m.api_content if m.api_content is not None else extra.get("api_content"),
+        "active": 1 if active else 0,
+        "compacted": 1 if compacted else 0,
+    }
+    for k in _EXTRA_MESSAGE_FIELDS:
+        v = extra.get(k)
+        row[k] = _json_field(v) if k in ("reasoning_details", "codex_reasoning_items", "codex_message_items", "display_metadata") else v
+    row["observed"] = 1 if extra.get("observed") else 0
+    row["_compressed_summary"] = 1 if extra.get("_compressed_summary") else 0
+    return row
+
+
+def _conversation_dict(row: Mapping[str, Any], include_row_ids: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {"role": row["role"], "content": row["content"]}
+    if row.get("tool_calls"):
+        d["tool_calls"] = row["tool_calls"]
+    if row.get("tool_call_id"):
+        d["tool_call_id"] = row["tool_call_id"]
+    if row["role"] == "tool" and row.get("tool_name"):
+        d["name"] = row["tool_name"]
+    if row["role"] == "assistant":
+        for k in ("reasoning", "reasoning_content", "reasoning_details", "codex_reasoning_items", "codex_message_items"):
+            if row.get(k):
+                d[k] = row[k]
+    if row.get("platform_message_id"):
+        d["message_id"] = row["platform_message_id"]
+    if row.get("api_content") is not None:
+        d["api_content"] = row["api_content"]
+    if include_row_ids:
+        d["id"] = row["id"]
+    return d
+
+
+def _repair_alternation(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merges consecutive user messages with plain-text content (the model APIs refuse two user
+    turns in a row)."""
+    out: list[dict[str, Any]] = []
+    for m in msgs:
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and prev["role"] == m["role"] == "user"
+            and isinstance(prev.get("content"), str)
+            and isinstance(m.get("content"), str)
+        ):
+            prev["content"] = prev["content"] + "\n\n" + m["content"]
+            continue
+        out.append(dict(m))
+    return out
+
+
+def _preview(msgs: list[Message]) -> str:
+    for m in msgs:
+        if m.role == "user":
+            text = " ".join(_text_of(_decode_content(m.content)).split())
+            if text:
+                return text[:60] + "..." if len(text) > 63 else text
+    return ""
+
+
+def _searchable(m: Message) -> str:
+    return _text_of(_decode_content(m.content))
+
+
+def _satisfies(m: Message, group: list[_Term], whole_words: bool) -> bool:
+    text = _searchable(m)
+    name = m.tool_name or ""
+    for t in group:
+        pat = t.pattern(whole_words)
+        hit = bool(pat.search(text) or pat.search(name))
+        if hit == t.negated:
+            return False
+    return True
+
+
+def _snippet(m: Message, terms: list[_Term], width: int = 40) -> str:
+    """About ``width`` words around the first match, every match in ``>>>``/``<<<``, cuts
+    marked ``...`` (Hermes' ``snippet(..., '>>>', '<<<', '...', 40)``)."""
+    text = _searchable(m) or (m.tool_name or "")
+    pats = [t.pattern(False) for t in terms]
+    spans = sorted({(mm.start(), mm.end()) for p in pats for mm in p.finditer(text)})
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    words = [(w.start(), w.end()) for w in re.finditer(r"\S+", text)]
+    if merged and len(words) > width:
+        first = next(i for i, (_, e) in enumerate(words) if e > merged[0][0])
+        lo = max(0, first - width // 4)
+        hi = min(len(words), lo + width)
+        lo = max(0, hi - width)
+        start, end = words[lo][0], words[hi - 1][1]
+    else:
+        start, end = 0, len(text)
+    out = []
+    pos = start
+    for s, e in merged:
+        if e <= start or s >= end:
+            continue
+        s, e = max(s, start), min(e, end)
+        out.append(text[pos:s])
+        out.append(">>>" + text[s:e] + "<<<")
+        pos = e
+    out.append(text[pos:end])
+    snippet = "".join(out)
+    if start > 0:
+        snippet = "..." + snippet
+    if end < len(text):
+        snippet += "..."
+    return snippet
+
+
+def _context(history: list[Message], num: int) -> list[dict[str, Any]]:
+    """The hit and one message either side (by time, then id), content cut to 200 characters."""
+    for i, m in enumerate(history):
+        if m.num == num:
+            window = history[max(0, i - 1) : i + 2]
+            return [{"role": w.role, "content": _text_of(_decode_content(w.content))[:200]} for w in window]
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class AsyncSessionDB:
+    """Hermes' ``AsyncSessionDB``: every ``SessionDB`` call as a coroutine run in a worker thread
+    (``asyncio.to_thread``). The store releases the GIL while it waits on the disk, so the loop
+    keeps running meanwhile."""
+
+    def __init__(self, db: SessionDB) -> None:
+        self._db = db
+
+    @property
+    def db(self) -> SessionDB:
+        return self._db
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._db, name)
+        if not callable(attr):
+            return attr
+
+        async def offloaded(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(attr, *args, **kwargs)
+
+        offloaded.__name__ = name
+        return offloaded
+
+
+def install() -> types.ModuleType:
+    """Makes ``hermes_state.SessionDB`` and ``AsyncSessionDB`` these classes, so an unmodified
+    Hermes gateway writes through logbook. Patches ``hermes_state`` if it is imported or
+    importable; otherwise installs a module of that name holding these classes. Returns the
+    module patched. Call it before the gateway creates its ``SessionDB``."""
+    module: types.ModuleType
+    if "hermes_state" in sys.modules:
+        module = sys.modules["hermes_state"]
+    else:
+        try:
+            module = importlib.import_module("hermes_state")
+        except ImportError:
+            module = types.ModuleType("hermes_state", "logbook.hermes standing in for Hermes Agent's hermes_state")
+            sys.modules["hermes_state"] = module
+    setattr(module, "SessionDB", SessionDB)
+    setattr(module, "AsyncSessionDB", AsyncSessionDB)
+    module.__dict__.setdefault("DEFAULT_DB_PATH", _default_db_path())
+    return module
