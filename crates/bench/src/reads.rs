@@ -82,7 +82,8 @@ fn build_sqlite(path: &Path, n: usize) -> Result<()> {
         let mut ins = tx.prepare(
             "INSERT INTO messages (session_id, role, content, tool_name, timestamp) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        let mut ses = tx.prepare("INSERT OR IGNORE INTO sessions (id, source, started_at) VALUES (?1, 'telegram', ?2)")?;
+        let mut ses =
+            tx.prepare("INSERT OR IGNORE INTO sessions (id, source, started_at) VALUES (?1, 'telegram', ?2)")?;
         for from in (0..n).step_by(1000) {
             for m in batch(from, 1000.min(n - from)) {
                 ses.execute((&m.session_id, m.timestamp))?;
@@ -249,7 +250,14 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "| read | logbook ms | SQLite (Hermes schema) ms | ratio |")?;
     writeln!(out, "|---|---:|---:|---:|")?;
     for r in &rows {
-        writeln!(out, "| {} | {:.2} | {:.2} | {:.2}x |", r.what, r.logbook_ms, r.sqlite_ms, r.logbook_ms / r.sqlite_ms)?;
+        writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:.2}x |",
+            r.what,
+            r.logbook_ms,
+            r.sqlite_ms,
+            r.logbook_ms / r.sqlite_ms
+        )?;
     }
     writeln!(
         out,

@@ -1,6 +1,6 @@
 //! The commands that read, check, repair and copy a store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -39,10 +39,6 @@ pub fn export(
     let dir = util::existing_store(cli)?;
     let store = util::open_store_read_only(cli, &dir)?;
     let mut rep = Reporter::new();
-    rep.working("reading the messages");
-    let mut msgs = store.all_messages(session, since).context("cannot read the messages")?;
-    msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
-    let total = msgs.len() as u64;
     match (format, out) {
         (ExportFormat::HermesJsonl, Some(out)) => {
             std::fs::DirBuilder::new()
@@ -50,59 +46,79 @@ pub fn export(
                 .mode(0o700)
                 .create(out)
                 .with_context(|| format!("cannot create the folder {}", out.display()))?;
-            let mut by_session: BTreeMap<String, Vec<logbook::Message>> = BTreeMap::new();
-            for m in msgs {
-                by_session.entry(m.session_id.clone()).or_default().push(m);
-            }
-            let mut n_msgs = 0;
-            for (sid, list) in &by_session {
+            let sessions: Vec<String> = match session {
+                Some(s) => vec![s.to_string()],
+                None => store.list_sessions(&SessionFilter::default())?.into_iter().map(|s| s.id).collect(),
+            };
+            let (mut n_msgs, mut n_files) = (0u64, 0usize);
+            for (i, sid) in sessions.iter().enumerate() {
+                let mut list = Vec::new();
+                store.export(Some(sid), since, &mut |m| {
+                    list.push(m);
+                    Ok(())
+                })?;
+                if list.is_empty() {
+                    continue;
+                }
                 let s = store.get_session(sid)?.unwrap_or_else(|| Session { id: sid.clone(), ..Session::default() });
                 let path = out.join(format!("{}.jsonl", safe_file_name(sid)));
                 let f = create_new_file(&path, "export into an empty folder")?;
                 let mut w = io::BufWriter::new(f);
-                for line in ops::hermes_session_lines(&s, list) {
+                for line in ops::hermes_session_lines(&s, &list) {
                     writeln!(w, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
                 }
                 finish_file(w, &path)?;
-                n_msgs += list.len();
-                rep.update("writing session files", n_msgs as u64, total);
+                n_msgs += list.len() as u64;
+                n_files += 1;
+                rep.update("writing session files", i as u64 + 1, sessions.len() as u64);
             }
             rep.finish();
             if cli.json {
-                print_json(&json!({"out": out, "sessions": by_session.len(), "messages": n_msgs}))?;
+                print_json(&json!({"out": out, "sessions": n_files, "messages": n_msgs}))?;
             } else {
-                say(format!("wrote {} session file(s), {n_msgs} message(s) to {}", by_session.len(), out.display()))?;
+                say(format!("wrote {n_files} session file(s), {n_msgs} message(s) to {}", out.display()))?;
             }
         }
         (_, Some(out)) => {
             let f = create_new_file(out, "give a new file name with --out")?;
             let mut w = io::BufWriter::new(f);
-            for (i, m) in msgs.iter().enumerate() {
-                writeln!(w, "{}", ops::message_to_json(m))
-                    .with_context(|| format!("cannot write {}", out.display()))?;
-                if i % 1024 == 0 {
-                    rep.update("writing", i as u64, total);
+            let mut write_err = None;
+            let n = store.export(session, since, &mut |m| {
+                if let Err(e) = writeln!(w, "{}", ops::message_to_json(&m)) {
+                    write_err = Some(e);
+                    return Err(logbook::Error::Closed);
                 }
+                Ok(())
+            });
+            if let Some(e) = write_err {
+                return Err(e).with_context(|| format!("cannot write {}", out.display()));
             }
+            let n = n?;
             finish_file(w, out)?;
             rep.finish();
             if cli.json {
-                print_json(&json!({"out": out, "messages": msgs.len()}))?;
+                print_json(&json!({"out": out, "messages": n}))?;
             } else {
-                say(format!("wrote {} message(s) to {}", msgs.len(), out.display()))?;
+                say(format!("wrote {n} message(s) to {}", out.display()))?;
             }
         }
         (_, None) => {
             rep.finish();
             let stdout = io::stdout();
             let mut w = io::BufWriter::new(stdout.lock());
-            for m in &msgs {
-                let line = ops::message_to_json(m).to_string();
-                if let Err(e) = writeln!(w, "{line}") {
-                    if e.kind() == io::ErrorKind::BrokenPipe {
-                        std::process::exit(0);
-                    }
-                    return Err(e).context("cannot write to stdout");
+            let mut write_err = None;
+            let res = store.export(session, since, &mut |m| {
+                if let Err(e) = writeln!(w, "{}", ops::message_to_json(&m)) {
+                    write_err = Some(e);
+                    return Err(logbook::Error::Closed);
+                }
+                Ok(())
+            });
+            match write_err {
+                Some(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+                Some(e) => return Err(e).context("cannot write to stdout"),
+                None => {
+                    res?;
                 }
             }
             if let Err(e) = w.flush() {
@@ -586,39 +602,36 @@ pub fn quarantine_remove(cli: &Cli, names: &[String], all: bool) -> anyhow::Resu
 pub fn tail(cli: &Cli, follow: bool, session: Option<&str>, lines: usize) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
     let store = util::open_store_read_only(cli, &dir)?;
-    let mut msgs = store.all_messages(session, None).context("cannot read the messages")?;
-    msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
-    let skip = msgs.len().saturating_sub(lines);
+    // The newest `lines` messages by append order (bounded by what it prints, not by the store).
+    let msgs = store.latest(lines, session).context("cannot read the messages")?;
     let stdout = io::stdout();
     let print = |m: &logbook::Message| -> anyhow::Result<()> {
         let line = if cli.json { ops::message_to_json(m).to_string() } else { message_line(m) };
         out_line(&mut stdout.lock(), &line)
     };
-    for m in msgs.iter().skip(skip) {
+    for m in &msgs {
         print(m)?;
     }
     if !follow {
         store.close()?;
         return Ok(Outcome::Fine);
     }
-    let mut last = msgs.last().map_or(0.0, |m| m.timestamp);
-    let mut seen: HashMap<String, f64> =
-        msgs.iter().filter(|m| m.timestamp >= last).map(|m| (m.id.clone(), m.timestamp)).collect();
-    drop(msgs);
+    // Follow by integer id, whatever the messages' timestamps say; ids of other processes are
+    // only roughly in time, so ask from a little before the last one and skip what was shown.
+    const SLACK: i64 = 10_000 << 20; // 10 s of ids
+    let mut last = msgs.iter().map(|m| m.num).max().unwrap_or(0);
+    let mut seen: HashMap<String, i64> = msgs.iter().map(|m| (m.id.clone(), m.num)).collect();
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let mut new: Vec<_> = store
-            .all_messages(session, Some(last))
-            .context("cannot read the messages")?
-            .into_iter()
-            .filter(|m| !seen.contains_key(&m.id))
-            .collect();
-        new.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+        let new = store.messages_after(last.saturating_sub(SLACK), session, 10_000).context("cannot read the messages")?;
         for m in &new {
+            if seen.contains_key(&m.id) {
+                continue;
+            }
             print(m)?;
-            last = last.max(m.timestamp);
-            seen.insert(m.id.clone(), m.timestamp);
+            last = last.max(m.num);
+            seen.insert(m.id.clone(), m.num);
         }
-        seen.retain(|_, t| *t >= last);
+        seen.retain(|_, n| *n >= last.saturating_sub(SLACK));
     }
 }

@@ -122,7 +122,9 @@ impl Iter {
             _ => (0, None),
         };
         let hinted = pos != 0;
-        Iter { inner, segs, holes, seg, pos, from, end, expected, done: false, buf: Vec::new(), window: None, hinted }
+        // Nothing to read (the common case of a reader that is caught up): no segment is touched.
+        let done = from > end;
+        Iter { inner, segs, holes, seg, pos, from, end, expected, done, buf: Vec::new(), window: None, hinted }
     }
 
     /// Gives up the seek hint: reads the segment from its first record.

@@ -81,30 +81,204 @@ impl Store {
         Ok(out)
     }
 
+    /// The operations of the sessions the tail changes or adds messages to (the only sessions
+    /// whose index rows a read must correct).
+    fn tail_ops(&self, tail: &Tail) -> BTreeMap<String, SessionOps> {
+        let mut sessions: HashSet<String> = tail.rewritten_sessions().into_iter().map(str::to_string).collect();
+        sessions.extend(tail.messages().map(|m| m.session_id.clone()));
+        let mut indexed: BTreeMap<String, IndexedOps> = BTreeMap::new();
+        if !sessions.is_empty() {
+            let _ = self.inner.with_reader(|ix| {
+                for s in &sessions {
+                    indexed.insert(s.clone(), IndexedOps::read(ix, s)?);
+                }
+                Ok(())
+            });
+        }
+        sessions
+            .into_iter()
+            .map(|s| {
+                let o = SessionOps::of(&s, indexed.remove(&s).unwrap_or_default(), tail);
+                (s, o)
+            })
+            .collect()
+    }
+
     /// The newest `n` active messages (of one session, or of the store), by integer id (append
-    /// order), oldest of them first.
+    /// order), oldest of them first. Reads at most what it returns from the index (plus what the
+    /// unindexed tail's operations remove), and the tail.
     pub fn latest(&self, n: usize, session_id: Option<&str>) -> Result<Vec<Message>> {
-        let mut all = self.all_messages(session_id, None)?;
-        all.sort_by_key(|m| m.num);
-        let cut = all.len().saturating_sub(n);
-        Ok(all.split_off(cut))
+        let positions = self.inner.with_reader(|ix| ix.applied_positions()).unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
+        let ops = self.tail_ops(&tail);
+        let visible = |m: &mut Message| -> bool {
+            match ops.get(&m.session_id) {
+                Some(o) => match o.state(m.num) {
+                    Some(s) if s.active => {
+                        o.update(m);
+                        true
+                    }
+                    _ => false,
+                },
+                None => true,
+            }
+        };
+        let mut out: Vec<Message> = tail
+            .messages()
+            .filter(|m| session_id.is_none_or(|s| m.session_id == s))
+            .cloned()
+            .filter_map(|mut m| visible(&mut m).then_some(m))
+            .collect();
+        // Index rows, newest first, until `n` survive the tail's operations.
+        let mut want = n.saturating_add(16);
+        while let Some(rows) = self.inner.with_reader(|ix| ix.latest(session_id, want)) {
+            let exhausted = rows.len() < want;
+            let mut kept: Vec<Message> =
+                rows.into_iter().map(|(m, _)| m).filter_map(|mut m| visible(&mut m).then_some(m)).collect();
+            if kept.len() >= n || exhausted {
+                out.append(&mut kept);
+                break;
+            }
+            want = want.saturating_mul(4);
+        }
+        let mut seen = HashSet::new();
+        out.retain(|m| seen.insert(m.id.clone()));
+        out.sort_by_key(|m| std::cmp::Reverse(m.num));
+        out.truncate(n);
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Active messages appended after integer id `after` (of one session, or of the store), by
+    /// id, at most `limit` (for following a store: `tail -f`). Messages of another process may
+    /// get an id slightly below one already seen (ids are only roughly in time across lanes):
+    /// a follower asks from a little before its last id and skips what it has seen.
+    pub fn messages_after(&self, after: i64, session_id: Option<&str>, limit: usize) -> Result<Vec<Message>> {
+        let positions = self.inner.with_reader(|ix| ix.applied_positions()).unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
+        let ops = self.tail_ops(&tail);
+        let mut out: Vec<Message> = self
+            .inner
+            .with_reader(|ix| ix.after(after, session_id, limit))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        out.extend(
+            tail.messages().filter(|m| m.num > after && session_id.is_none_or(|s| m.session_id == s)).cloned(),
+        );
+        let mut seen = HashSet::new();
+        out.retain_mut(|m| {
+            if !seen.insert(m.id.clone()) {
+                return false;
+            }
+            match ops.get(&m.session_id) {
+                Some(o) => match o.state(m.num) {
+                    Some(s) if s.active => {
+                        o.update(m);
+                        true
+                    }
+                    _ => false,
+                },
+                None => true,
+            }
+        });
+        out.sort_by_key(|m| m.num);
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Calls `visit` with every active message (of one session, at or after a time), by
-    /// timestamp then id. Stops at the first error `visit` returns.
+    /// timestamp then id, streaming from the index (constant memory; the first message comes at
+    /// once) merged with the unindexed tail. Stops at the first error `visit` returns. Returns
+    /// how many it visited.
     pub fn export(
         &self,
         session_id: Option<&str>,
         since: Option<f64>,
         visit: &mut dyn FnMut(Message) -> Result<()>,
     ) -> Result<u64> {
-        let mut all = self.all_messages(session_id, since)?;
-        all.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp).then(a.num.cmp(&b.num)));
-        let n = all.len() as u64;
-        for m in all {
-            visit(m)?;
+        // `None`: the index cannot be used; the journal answers alone (the tail is all of it).
+        let positions = self.inner.with_reader(|ix| ix.applied_positions());
+        let tail = Tail::read(&self.inner, &positions.clone().unwrap_or_default())?;
+        let ops = self.tail_ops(&tail);
+        let fix = |mut m: Message| -> Option<Message> {
+            match ops.get(&m.session_id) {
+                Some(o) => match o.state(m.num) {
+                    Some(s) if s.active => {
+                        o.update(&mut m);
+                        Some(m)
+                    }
+                    _ => None,
+                },
+                None => Some(m),
+            }
+        };
+        let key = |m: &Message| (m.timestamp, m.num);
+        let mut pending: Vec<Message> = tail
+            .messages()
+            .filter(|m| session_id.is_none_or(|s| m.session_id == s) && since.is_none_or(|t| m.timestamp >= t))
+            .cloned()
+            .filter_map(fix)
+            .collect();
+        pending.sort_by(|a, b| key(b).0.total_cmp(&key(a).0).then(key(b).1.cmp(&key(a).1)));
+        let mut ids: HashSet<String> = pending.iter().map(|m| m.id.clone()).collect();
+        let mut count = 0u64;
+        let mut failure: Option<crate::Error> = None;
+        let mut emit = |m: Message, failure: &mut Option<crate::Error>| -> bool {
+            match visit(m) {
+                Ok(()) => {
+                    count += 1;
+                    true
+                }
+                Err(e) => {
+                    *failure = Some(e);
+                    false
+                }
+            }
+        };
+        let path = self.inner.dir.join(crate::layout::INDEX_FILE);
+        // Its own connection: an export holds its read for as long as the caller writes.
+        let index = match positions {
+            Some(_) => Some(crate::index::Index::open_read_only(&path, &self.inner.opts.index)?),
+            None => None,
+        };
+        if let Some(ix) = index {
+            {
+                ix.for_each_message(session_id, since, &mut |m| {
+                    // Tail messages that come before this row, first.
+                    while pending.last().is_some_and(|p| (p.timestamp, p.num) <= (m.timestamp, m.num)) {
+                        if let Some(p) = pending.pop()
+                            && !emit(p, &mut failure)
+                        {
+                            return false;
+                        }
+                    }
+                    if ids.contains(&m.id) {
+                        return true;
+                    }
+                    match fix(m) {
+                        Some(m) => {
+                            ids.insert(m.id.clone());
+                            emit(m, &mut failure)
+                        }
+                        None => true,
+                    }
+                })?;
+            }
         }
-        Ok(n)
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        while let Some(p) = pending.pop() {
+            if !emit(p, &mut failure) {
+                break;
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
     }
 
     /// One session, with changes not indexed yet applied; `None` if unknown or deleted.

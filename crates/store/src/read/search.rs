@@ -97,7 +97,7 @@ impl Store {
             SearchOrder::Newest | SearchOrder::Oldest => {
                 let mut v = kept;
                 v.extend(tail_hits);
-                v.sort_by(|a, b| a.message.timestamp.total_cmp(&b.message.timestamp));
+                v.sort_by_key(|h| h.message.num);
                 if q.order == SearchOrder::Newest {
                     v.reverse();
                 }
