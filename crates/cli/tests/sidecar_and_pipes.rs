@@ -156,3 +156,58 @@ fn a_folder_that_is_not_a_store_is_not_turned_into_one() {
     assert_eq!(code(&run_stdin(&empty, &["append", "--jsonl"], &(msg("s", 2) + "\n"))), 0);
     assert_eq!(code(&run_stdin(&t.path().join("new"), &["append", "--jsonl"], &(msg("s", 1) + "\n"))), 0);
 }
+
+#[test]
+fn imports_of_the_wrong_kind_of_file_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    assert_eq!(code(&run_stdin(&dir, &["append", "--jsonl"], &(msg("s", 1) + "\n"))), 0);
+    // Wait for the index to exist.
+    for _ in 0..50 {
+        if dir.join("index.db").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let copy = t.path().join("index-copy.db");
+    let o = run(&dir, &["backup", t.path().join("bk").to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::copy(t.path().join("bk/index.db"), &copy).unwrap();
+    let target = t.path().join("target");
+    let o = run(&target, &["import", "hermes", copy.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("is a Logbook index"), "{}", stderr(&o));
+    let db = t.path().join("state.db");
+    std::fs::copy(fixtures().join("state-v30.db"), &db).unwrap();
+    let o = run(&target, &["import", "jsonl", db.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("is a SQLite database"), "{}", stderr(&o));
+    assert!(!target.join("lanes").exists(), "nothing was written");
+}
+
+#[test]
+fn hermes_export_gives_sessions_with_alike_names_their_own_files() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    let input: String = ["a/b", "a_b", "a b"]
+        .iter()
+        .map(|s| serde_json::json!({"session_id": s, "role": "user", "content": format!("in {s}")}).to_string() + "\n")
+        .collect();
+    assert_eq!(code(&run_stdin(&dir, &["append", "--jsonl"], &input)), 0);
+    let out = t.path().join("hermes");
+    let o = run(&dir, &["export", "--format", "hermes-jsonl", "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
+}
+
+#[test]
+fn verify_flags_a_world_writable_store_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    assert_eq!(code(&run_stdin(&dir, &["append", "--jsonl"], &(msg("s", 1) + "\n"))), 0);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run(&dir, &["verify"]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains("writable by every user"), "{}", stdout(&o));
+}

@@ -101,6 +101,18 @@ pub fn verify_store(dir: &Path, progress: Progress<'_>) -> Result<VerifyReport> 
     if let Some(p) = super::backup::backup_problem(dir) {
         rep.problems.push(p);
     }
+    // A folder every user may write to lets any of them replace or remove the history.
+    if let Ok(m) = std::fs::metadata(dir) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = m.permissions().mode() & 0o7777;
+        if mode & 0o002 != 0 {
+            rep.problems.push(format!(
+                "{} is writable by every user (mode {mode:o}); run `chmod 700 {}`",
+                dir.display(),
+                dir.display()
+            ));
+        }
+    }
     let names = lane_names(dir)?;
     let total = names.len() as u64;
     let mut damaged = BTreeSet::new();
