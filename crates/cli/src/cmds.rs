@@ -19,10 +19,21 @@ fn parse_time(s: &str) -> anyhow::Result<f64> {
     ops::parse_timestamp(&serde_json::Value::String(s.to_string())).map_err(|e| anyhow::anyhow!("--since: {e}"))
 }
 
+/// A file name for a session id, one to one: letters, digits, `-`, `_`, `:` and inner `.` stay,
+/// every other byte becomes `%XX` (so `a/b`, `a_b` and `a b` get three different files).
 fn safe_file_name(id: &str) -> String {
-    let s: String =
-        id.chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') { c } else { '_' }).collect();
-    if s.is_empty() || s.starts_with('.') { format!("_{s}") } else { s }
+    let mut s = String::with_capacity(id.len());
+    for (i, c) in id.char_indices() {
+        if c.is_alphanumeric() || matches!(c, '-' | '_' | ':') || (c == '.' && i > 0) {
+            s.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                s.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    if s.is_empty() { "%".to_string() } else { s }
 }
 
 pub fn export(
@@ -633,5 +644,19 @@ pub fn tail(cli: &Cli, follow: bool, session: Option<&str>, lines: usize) -> any
             seen.insert(m.id.clone(), m.num);
         }
         seen.retain(|_, n| *n >= last.saturating_sub(SLACK));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_name;
+
+    #[test]
+    fn session_file_names_are_one_to_one() {
+        let ids = ["a/b", "a_b", "a b", "a%2Fb", ".hidden", "20260503_170010_abc", "検索", "../x"];
+        let names: std::collections::BTreeSet<String> = ids.iter().map(|i| safe_file_name(i)).collect();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+        assert_eq!(safe_file_name("20260503_170010_abc"), "20260503_170010_abc");
+        assert!(names.iter().all(|n| !n.starts_with('.') && !n.contains('/')), "{names:?}");
     }
 }

@@ -110,6 +110,13 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             }
             out.extend(files);
         } else {
+            if is_sqlite(p) {
+                bail!(
+                    "{} is a SQLite database, not JSON lines; for a Hermes state.db use `logbook import hermes {}`",
+                    p.display(),
+                    p.display()
+                );
+            }
             out.push(p.clone());
         }
     }
@@ -118,10 +125,45 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 fn check_source(p: &Path) -> anyhow::Result<()> {
     match std::fs::metadata(p) {
-        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.is_file() => {}
         Ok(_) => bail!("{} is not a file; give the Hermes state.db file", p.display()),
         Err(e) => bail!("cannot read {}: {e}; check the path", p.display()),
     }
+    if is_logbook_index(p) {
+        bail!(
+            "{} is a Logbook index, not a Hermes state.db; it is derived from a store's journal (use `logbook backup` to copy a store)",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether a file starts like a SQLite database.
+fn is_sqlite(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(p).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"SQLite format 3\0"
+}
+
+/// Whether a SQLite file is a Logbook index (its `applied` positions table and FTS table), which
+/// `import hermes` would otherwise read as a Hermes store of another schema.
+fn is_logbook_index(p: &Path) -> bool {
+    use rusqlite::{Connection, OpenFlags};
+    if !is_sqlite(p) {
+        return false;
+    }
+    let Some(path) = p.to_str() else { return false };
+    let uri = format!("file:{}?immutable=1", path.replace('%', "%25").replace('?', "%3f").replace('#', "%23"));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(uri, flags)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('applied', 'messages_fts', 'session_ops')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .is_ok_and(|n| n >= 2)
 }
 
 pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {

@@ -96,9 +96,11 @@ pub enum Cmd {
     #[command(after_help = "Each input line is a JSON object: session_id, role, content, and optionally id, \
         timestamp (seconds or ISO-8601), source, tool_calls (any JSON), tool_call_id, tool_name, reasoning, \
         token_count, finish_reason, extra (object). For each line the command prints \
-        {\"ack\": LINE, \"id\": \"...\"} on stdout once the message is durable. A client id makes the \
-        append idempotent. At the first invalid line it reports the line on stderr and exits 1 (the lines \
-        before it are kept).")]
+        {\"ack\": LINE, \"id\": \"...\"} on stdout once the message is durable, or \
+        {\"line\": LINE, \"error\": \"...\"} if the line is refused, and goes on (exit 1 at the end if a line \
+        was refused). A client id makes the append idempotent: a resend is acknowledged with \
+        \"duplicate\": true (and \"conflict\": true if its content differs; the first version is kept). \
+        The store folder must be a store, or a new or empty folder.")]
     Append {
         /// Read JSON lines (the only input format).
         #[arg(long, required = true)]
@@ -282,7 +284,7 @@ fn main() -> ExitCode {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("logbook: internal error{at}: {msg}; please report it");
+        util::err_line(format!("logbook: internal error{at}: {msg}; please report it"));
         std::process::exit(2);
     }));
     let cli = parse_args();
@@ -291,10 +293,20 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(Outcome::Fine) => ExitCode::SUCCESS,
         Ok(Outcome::Problem) => ExitCode::from(1),
+        // `| head`: a reading command stops quietly; one that wrote to the store did its work
+        // (its report is what could not be printed) and says so where it still can.
+        Err(e) if e.is::<util::StdoutClosed>() => {
+            if writes_store(&cli.cmd) {
+                util::err_line(
+                    "logbook: note: stdout was closed; the command finished its work but could not print its report",
+                );
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("{}{}", util::error_prefix(), util::render_error(&e));
+            util::err_line(format!("{}{}", util::error_prefix(), util::render_error(&e)));
             if let Some(hint) = util::hint(&e) {
-                eprintln!("logbook: {hint}");
+                util::err_line(format!("logbook: {hint}"));
             }
             ExitCode::from(2)
         }
@@ -328,10 +340,24 @@ fn parse_args() -> Cli {
             // Plain text: our prefix carries the color, the rest reads the same either way.
             let text = e.render().to_string();
             let body = text.trim_end();
-            eprintln!("{}{}", util::error_prefix(), body.strip_prefix("error: ").unwrap_or(body));
+            util::err_line(format!("{}{}", util::error_prefix(), body.strip_prefix("error: ").unwrap_or(body)));
             std::process::exit(2);
         }
     }
+}
+
+/// Whether a command changes the store (its report comes after its work).
+fn writes_store(cmd: &Cmd) -> bool {
+    !matches!(
+        cmd,
+        Cmd::Export { .. }
+            | Cmd::Verify
+            | Cmd::Search(_)
+            | Cmd::Sessions { .. }
+            | Cmd::Stats
+            | Cmd::Tail { .. }
+            | Cmd::Quarantine(QuarantineCmd::List)
+    )
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Outcome> {

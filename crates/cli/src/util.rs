@@ -73,8 +73,28 @@ pub fn warn_line(s: impl AsRef<str>) {
         return;
     }
     let prefix = if color() { "logbook: \x1b[1;33mwarning\x1b[0m: " } else { "logbook: warning: " };
-    eprintln!("{prefix}{}", s.as_ref());
+    err_line(format!("{prefix}{}", s.as_ref()));
 }
+
+/// Writes one line on stderr. A closed or failing stderr is ignored: nothing the tool says
+/// there is worth stopping its work for (`eprintln!` would panic, and mid-import).
+pub fn err_line(s: impl AsRef<str>) {
+    let mut e = io::stderr().lock();
+    let _ = writeln!(e, "{}", s.as_ref()).and_then(|()| e.flush());
+}
+
+/// Stdout was closed by its reader (`| head`): reading commands stop quietly, commands that
+/// write to the store stop at a safe point and say so.
+#[derive(Debug, Clone, Copy)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
 
 /// An error and its causes on one line, each cause once: a cause whose text the message
 /// already includes (a library error whose `Display` names its source) is not repeated.
@@ -113,23 +133,42 @@ pub fn existing_store(cli: &Cli) -> anyhow::Result<PathBuf> {
         Err(e) => bail!("cannot read {}: {e}; check its permissions", dir.display()),
     }
     let lanes = dir.join(logbook::LANES_DIR);
-    if !lanes.is_dir() {
-        bail!(
+    match std::fs::metadata(&lanes) {
+        Ok(m) if m.is_dir() => {}
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            bail!("cannot read the store at {}: permission denied; run as the user that owns it", dir.display())
+        }
+        _ => bail!(
             "{} is not a logbook store (it has no {}/ folder); check --dir or LOGBOOK_DIR",
             dir.display(),
             logbook::LANES_DIR
-        );
+        ),
+    }
+    if let Err(e) = std::fs::read_dir(&lanes) {
+        bail!("cannot read the store at {}: {e}; check its permissions", dir.display());
     }
     Ok(dir)
 }
 
-/// Checks that `dir` can hold a store (missing, or a folder).
+/// Checks that `dir` can hold a store: a store already, or a missing or empty folder. Any other
+/// folder (a typo, another program's files) is refused rather than turned into a store.
 pub fn new_or_existing_store(cli: &Cli) -> anyhow::Result<PathBuf> {
     let dir = store_dir(cli)?;
-    if let Ok(m) = std::fs::metadata(&dir)
-        && !m.is_dir()
-    {
-        bail!("{} is not a folder; pass the store folder with --dir", dir.display());
+    match std::fs::metadata(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(dir),
+        Err(e) => bail!("cannot read {}: {e}; check its permissions", dir.display()),
+        Ok(m) if !m.is_dir() => bail!("{} is not a folder; pass the store folder with --dir", dir.display()),
+        Ok(_) => {}
+    }
+    if dir.join(logbook::LANES_DIR).is_dir() {
+        return existing_store(cli);
+    }
+    let mut entries = std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if entries.next().is_some() {
+        bail!(
+            "{} is not empty and is not a logbook store; pass a new or empty folder to create a store, or the store's folder",
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -263,12 +302,13 @@ impl Drop for Reporter {
     }
 }
 
-/// Writes one line to stdout and flushes; a closed pipe (`| head`) ends the program quietly.
+/// Writes one line to stdout and flushes; a closed pipe (`| head`) is the error
+/// [`StdoutClosed`], which ends a reading command quietly.
 pub fn out_line(w: &mut impl Write, s: &str) -> anyhow::Result<()> {
     let r = writeln!(w, "{s}").and_then(|()| w.flush());
     match r {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(StdoutClosed)),
         Err(e) => Err(e).context("cannot write to stdout"),
     }
 }

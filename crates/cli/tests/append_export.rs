@@ -63,7 +63,7 @@ fn append_acks_dedups_and_exports() {
 }
 
 #[test]
-fn invalid_lines_stop_with_exit_1_and_keep_what_came_before() {
+fn invalid_lines_are_answered_with_an_error_line_and_the_sidecar_goes_on() {
     let t = tempfile::tempdir().unwrap();
     let cases = [
         ("{not json", "not valid JSON"),
@@ -78,10 +78,14 @@ fn invalid_lines_stop_with_exit_1_and_keep_what_came_before() {
         let input = format!("{}\n{}\n{bad}\n{}\n", msg("a", 1), msg("a", 2), msg("a", 3));
         let o = run_stdin(&dir, &["append", "--jsonl"], &input);
         assert_eq!(code(&o), 1, "{bad}");
-        assert!(stderr(&o).contains("line 3") && stderr(&o).contains(why), "{bad}: {}", stderr(&o));
-        assert_eq!(json_lines(&o).len(), 2);
+        let answers = json_lines(&o);
+        assert_eq!(answers.len(), 4, "one answer per line");
+        assert_eq!(answers[2]["line"], 3, "{bad}");
+        assert!(answers[2]["error"].as_str().unwrap().contains(why), "{bad}: {}", answers[2]);
+        assert_eq!(answers[3]["ack"], 4, "the line after the bad one is stored");
+        assert!(stderr(&o).contains("1 line(s) refused"), "{}", stderr(&o));
         let o = run(&dir, &["export"]);
-        assert_eq!(json_lines(&o).len(), 2, "lines before the bad one are kept");
+        assert_eq!(json_lines(&o).len(), 3, "every good line is kept");
     }
     // Invalid UTF-8.
     let dir = t.path().join("utf8");
@@ -98,7 +102,7 @@ fn invalid_lines_stop_with_exit_1_and_keep_what_came_before() {
     child.stdin.take().unwrap().write_all(b"{\"session_id\":\"\xff\"}\n").unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("UTF-8"));
+    assert!(json_lines(&o)[0]["error"].as_str().unwrap().contains("UTF-8"), "{}", stdout(&o));
 }
 
 #[test]
@@ -122,8 +126,11 @@ fn oversized_message_is_refused_with_exit_1() {
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("line 2") && stderr(&o).contains("maximum record size"), "{}", stderr(&o));
-    assert_eq!(json_lines(&o).len(), 1);
+    let answers = json_lines(&o);
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[1]["line"], 2);
+    assert!(answers[1]["error"].as_str().unwrap().contains("maximum record size"), "{}", answers[1]);
+    assert_eq!(answers[2]["ack"], 3);
 }
 
 #[test]

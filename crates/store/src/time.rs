@@ -170,3 +170,14 @@ pub(crate) fn format_iso8601(t: f64) -> String {
     let r = secs.rem_euclid(86_400);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+00:00", r / 3600, r / 60 % 60, r % 60)
 }
+
+/// A new time-ordered (v7) UUID for a message without a client id. A clock set before 1970
+/// (a board without a real-time clock at boot) gets the epoch's timestamp with random bits
+/// instead of the panic of `Uuid::now_v7`.
+pub(crate) fn new_uuid_v7() -> uuid::Uuid {
+    if SystemTime::now().duration_since(UNIX_EPOCH).is_ok() {
+        uuid::Uuid::now_v7()
+    } else {
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::timestamp::context::NoContext, 0, 0))
+    }
+}

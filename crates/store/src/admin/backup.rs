@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::{Progress, read_options};
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexOptions};
-use crate::layout::{INDEX_FILE, LANES_DIR, copy_file_private, create_private_dir, lane_dir, lane_names, sync_dir};
+use crate::layout::{
+    BACKUP_MARKER, INDEX_FILE, LANES_DIR, copy_file_private, create_private_dir, lane_dir, lane_names, sync_dir,
+};
 
 /// One lane of a backup.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -38,6 +40,84 @@ pub struct BackupReport {
     pub index_copied: bool,
     /// Why it was not, if it was not.
     pub index_problem: Option<String>,
+}
+
+/// The completion marker of a backup (`backup.json`): written first with `complete: false`,
+/// replaced once every file is copied and synced. `verify` of a backup requires `complete`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+struct BackupMarker {
+    complete: bool,
+    source: PathBuf,
+    started_unix_ms: u64,
+    #[serde(default)]
+    finished_unix_ms: Option<u64>,
+    /// Highest LSN copied per lane.
+    #[serde(default)]
+    lanes: std::collections::BTreeMap<String, u64>,
+}
+
+fn write_marker(dest: &Path, m: &BackupMarker) -> Result<()> {
+    let body =
+        serde_json::to_vec_pretty(m).map_err(|e| Error::Invalid(format!("cannot encode {BACKUP_MARKER}: {e}")))?;
+    let tmp = dest.join(format!("{BACKUP_MARKER}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    crate::layout::write_new_private_file(&tmp, &body)?;
+    let path = dest.join(BACKUP_MARKER);
+    fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+    sync_dir(dest)
+}
+
+/// In a backup folder: a problem if the backup did not complete (killed or failed part-way),
+/// `None` if it completed or `dir` is not a backup.
+pub(crate) fn backup_problem(dir: &Path) -> Option<String> {
+    let path = dir.join(BACKUP_MARKER);
+    let body = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("{} cannot be read ({e}): this backup may be incomplete", path.display())),
+    };
+    match serde_json::from_slice::<BackupMarker>(&body) {
+        Ok(m) if m.complete => None,
+        Ok(_) => Some(format!(
+            "{} says this backup did not complete (the backup was stopped part-way); take the backup again",
+            path.display()
+        )),
+        Err(e) => Some(format!("{} is not a valid backup marker ({e}): this backup may be incomplete", path.display())),
+    }
+}
+
+/// Refuses a destination inside the store folder (the backup would copy itself, and a restore
+/// would bring the store back inside itself).
+fn check_outside(dir: &Path, dest: &Path) -> Result<()> {
+    let Ok(store) = fs::canonicalize(dir) else { return Ok(()) };
+    // The destination may not exist yet: resolve its nearest existing ancestor.
+    let mut probe = if dest.is_absolute() {
+        dest.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| Error::io("read the current folder", dest, e))?.join(dest)
+    };
+    let mut rest = Vec::new();
+    let resolved = loop {
+        match fs::canonicalize(&probe) {
+            Ok(p) => break p,
+            Err(_) => match (probe.file_name().map(|n| n.to_os_string()), probe.parent().map(Path::to_path_buf)) {
+                (Some(n), Some(parent)) => {
+                    rest.push(n);
+                    probe = parent;
+                }
+                _ => return Ok(()),
+            },
+        }
+    };
+    let full = rest.iter().rev().fold(resolved, |p, n| p.join(n));
+    if full.starts_with(&store) {
+        return Err(Error::Invalid(format!(
+            "backup folder {} is inside the store {}; choose a folder outside it",
+            dest.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn copy_lane(src: &Path, dest: &Path) -> Result<(usize, u64)> {
@@ -68,7 +148,16 @@ fn copy_lane(src: &Path, dest: &Path) -> Result<(usize, u64)> {
 /// each copied lane is then opened with [`Journal::open`], which cuts a tail still being written
 /// into the copy's quarantine, so the copy holds every record durable when it was taken and the
 /// index copy is never ahead of it. Folders are created 0700, files 0600.
+///
+/// The index is copied in one step (a commit of the compactor meanwhile does not restart it).
+/// `backup.json` is written first saying the backup is not complete, and replaced once every
+/// file is copied and synced: a backup stopped part-way fails [`verify_store`](super::verify_store).
+/// A destination inside the store folder is refused.
 pub fn backup_store(dir: &Path, dest: &Path, progress: Progress<'_>) -> Result<BackupReport> {
+    if !dir.join(LANES_DIR).is_dir() {
+        return Err(Error::NotAStore { path: dir.to_path_buf() });
+    }
+    check_outside(dir, dest)?;
     match fs::read_dir(dest) {
         Ok(mut it) => {
             if it.next().is_some() {
@@ -79,6 +168,13 @@ pub fn backup_store(dir: &Path, dest: &Path, progress: Progress<'_>) -> Result<B
         Err(e) => return Err(Error::io("open backup folder", dest, e)),
     }
     create_private_dir(dest)?;
+    let mut marker = BackupMarker {
+        complete: false,
+        source: fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        started_unix_ms: crate::time::now_ms(),
+        ..BackupMarker::default()
+    };
+    write_marker(dest, &marker)?;
     let mut rep = BackupReport { dest: dest.to_path_buf(), ..BackupReport::default() };
     let src_index = dir.join(INDEX_FILE);
     if src_index.exists() {
@@ -130,5 +226,9 @@ pub fn backup_store(dir: &Path, dest: &Path, progress: Progress<'_>) -> Result<B
     progress("copying lanes", total, total);
     sync_dir(&dest.join(LANES_DIR))?;
     sync_dir(dest)?;
+    marker.complete = true;
+    marker.finished_unix_ms = Some(crate::time::now_ms());
+    marker.lanes = rep.lanes.iter().map(|l| (l.name.clone(), l.last_lsn)).collect();
+    write_marker(dest, &marker)?;
     Ok(rep)
 }

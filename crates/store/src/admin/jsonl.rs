@@ -39,6 +39,10 @@ fn check_key(what: &str, v: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The latest timestamp a message line may carry: 9999-12-31T23:59:59Z (ISO-8601 has four-digit
+/// years; a larger number is a unit mistake, milliseconds or nanoseconds taken for seconds, or junk).
+const MAX_TIMESTAMP: f64 = 253_402_300_799.0;
+
 /// Parses a timestamp given as seconds since the Unix epoch (a number) or an ISO-8601 string.
 pub fn parse_timestamp(v: &Value) -> std::result::Result<f64, String> {
     match v {
@@ -62,6 +66,8 @@ pub fn parse_timestamp(v: &Value) -> std::result::Result<f64, String> {
 /// ISO-8601 string; `tool_calls` may be any JSON (stored as JSON text); `extra` must be an object.
 /// Fields the model does not know are kept in `extra`. Never panics; the error says what is wrong.
 pub fn parse_message_line(line: &str) -> std::result::Result<Message, String> {
+    // A byte order mark (some editors and Windows tools write one) is not part of the JSON.
+    let line = line.trim_start_matches('\u{feff}');
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(mut o) = v else {
         return Err(format!("expected a JSON object, found {}", kind(&v)));
@@ -81,6 +87,11 @@ pub fn parse_message_line(line: &str) -> std::result::Result<Message, String> {
         Some(v) => return Err(format!("`content` must be a string or an array of parts, not {}", kind(&v))),
     };
     let timestamp = parse_timestamp(&o.remove("timestamp").unwrap_or(Value::Null))?;
+    if timestamp > MAX_TIMESTAMP {
+        return Err(format!(
+            "`timestamp` {timestamp} is after the year 9999; give seconds since 1970 (or an ISO-8601 date)"
+        ));
+    }
     let tool_calls = match o.remove("tool_calls") {
         None | Some(Value::Null) => None,
         // A string holding a JSON array or object (as Hermes stores it) is kept as is.

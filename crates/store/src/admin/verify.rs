@@ -1,8 +1,8 @@
 //! `verify`: checks a whole store without changing it, safe while writers run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use logbook_journal::{Journal, RecoveryMode};
 use serde::Serialize;
@@ -11,7 +11,7 @@ use super::{Progress, read_options};
 use crate::entry;
 use crate::error::Result;
 use crate::index::{Index, IndexError, IndexOptions};
-use crate::layout::{INDEX_FILE, LANES_DIR, file_len, lane_dir, lane_names, lane_number, unique_temp_dir, wal_path};
+use crate::layout::{INDEX_FILE, LANES_DIR, file_len, lane_dir, lane_names, lane_number, store_temp_dir, wal_path};
 use crate::read::LiveSet;
 
 /// What `verify` found in one lane.
@@ -79,43 +79,54 @@ impl VerifyReport {
     }
 }
 
+/// How many times a lane is scanned again when a scan finds a problem: only a problem every scan
+/// finds at the same place is reported (a commit in flight is gone by the next scan).
+const CONFIRMING_SCANS: u32 = 3;
+
 /// Checks a whole store without changing it (safe while writers run): every lane's segments
 /// record by record ([`logbook_journal::verify`]); the index's `quick_check` and FTS5
 /// integrity-check (on a private copy, since the check is a write statement); that its applied
 /// positions are not ahead of the journal; and that the message ids in the journal up to those
-/// positions are exactly the indexed ones (so, once caught up, the counts are equal).
+/// positions are exactly the indexed ones (so, once caught up, the counts are equal). In a
+/// backup, that the backup completed.
+///
+/// Beside live writers: a writer's commit in flight (a batch half-written, preallocated zeros
+/// not yet overwritten) looks like a torn tail or zeros in the middle to a scan that reads it at
+/// that moment. A lane with a problem is therefore scanned again ([`CONFIRMING_SCANS`] times, a
+/// little later each time) and only what every scan finds at the same place is reported. The
+/// index is compared with the journal at one point: its positions and ids are read in one read
+/// transaction, and the journals are opened after it, so they hold at least what it applied.
 pub fn verify_store(dir: &Path, progress: Progress<'_>) -> Result<VerifyReport> {
     let mut rep = VerifyReport { dir: dir.to_path_buf(), ..VerifyReport::default() };
+    if let Some(p) = super::backup::backup_problem(dir) {
+        rep.problems.push(p);
+    }
+    // A folder every user may write to lets any of them replace or remove the history.
+    if let Ok(m) = std::fs::metadata(dir) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = m.permissions().mode() & 0o7777;
+        if mode & 0o002 != 0 {
+            rep.problems.push(format!(
+                "{} is writable by every user (mode {mode:o}); run `chmod 700 {}`",
+                dir.display(),
+                dir.display()
+            ));
+        }
+    }
     let names = lane_names(dir)?;
     let total = names.len() as u64;
-    let mut journals: BTreeMap<String, Journal> = BTreeMap::new();
+    let mut damaged = BTreeSet::new();
     for (i, name) in names.iter().enumerate() {
         progress("checking lanes", i as u64, total);
-        let ldir = lane_dir(dir, name);
-        let mut lv = LaneVerify { name: name.clone(), ..LaneVerify::default() };
-        match logbook_journal::verify(&ldir, &read_options(RecoveryMode::Strict)) {
-            Ok(r) => {
-                lv.segments = r.segments;
-                lv.records = r.records_scanned;
-                lv.first_lsn = r.first_lsn;
-                lv.last_lsn = r.last_lsn;
-                lv.known_holes = r.known_holes;
-                lv.problems = r.problems;
-            }
-            Err(e) => lv.problems.push(e.to_string()),
-        }
-        match Journal::open_read_only(&ldir, read_options(RecoveryMode::Strict)) {
-            Ok(j) => {
-                journals.insert(name.clone(), j);
-            }
-            Err(e) if lv.problems.is_empty() => lv.problems.push(format!("cannot be read: {e}")),
-            Err(_) => {}
+        let lv = verify_lane(dir, name);
+        if !lv.problems.is_empty() {
+            damaged.insert(name.clone());
         }
         rep.problems.extend(lv.problems.iter().map(|p| format!("lane {name}: {p}")));
         rep.lanes.push(lv);
     }
     progress("checking lanes", total, total);
-    rep.index = verify_index(dir, &journals, progress);
+    rep.index = verify_index(dir, &names, &damaged, progress);
     rep.problems.extend(rep.index.problems.iter().map(|p| format!("index: {p}")));
     // Deleted content still in journal files is reported (not a problem: the compactor erases
     // it within its deadline).
@@ -126,13 +137,99 @@ pub fn verify_store(dir: &Path, progress: Progress<'_>) -> Result<VerifyReport> 
     Ok(rep)
 }
 
-fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Progress<'_>) -> IndexVerify {
+/// One scan of a lane: the report (if the lane could be read) and its problems, each naming the
+/// segment file.
+fn scan_lane(ldir: &Path) -> (Option<logbook_journal::RecoveryReport>, Vec<String>) {
+    match logbook_journal::verify(ldir, &read_options(RecoveryMode::Strict)) {
+        Ok(r) => {
+            let problems = r.problems.iter().map(|p| name_segment_file(ldir, p)).collect();
+            (Some(r), problems)
+        }
+        Err(e) => (None, vec![e.to_string()]),
+    }
+}
+
+/// The journal names damage in the middle of a segment by the segment's number ("segment 3
+/// offset 4096: ..."): name its file instead, as every other problem does.
+fn name_segment_file(ldir: &Path, problem: &str) -> String {
+    let Some(rest) = problem.strip_prefix("segment ") else { return problem.to_string() };
+    let Some((id, tail)) = rest.split_once(' ') else { return problem.to_string() };
+    match id.parse::<u64>() {
+        Ok(id) if tail.starts_with("offset ") => {
+            let file = ldir.join(logbook_journal::decode::segment_file_name(id));
+            format!("{} {tail}", file.display())
+        }
+        _ => problem.to_string(),
+    }
+}
+
+/// What identifies a problem across scans: its text without the LSN range it affects (which
+/// grows while a writer appends behind damage).
+fn problem_key(p: &str) -> &str {
+    p.split(" (LSNs ").next().unwrap_or(p)
+}
+
+fn verify_lane(dir: &Path, name: &str) -> LaneVerify {
+    let ldir = lane_dir(dir, name);
+    let (mut report, mut problems) = scan_lane(&ldir);
+    let mut scans = 0;
+    while !problems.is_empty() && scans < CONFIRMING_SCANS {
+        scans += 1;
+        std::thread::sleep(Duration::from_millis(40 * u64::from(scans)));
+        let (r, again) = scan_lane(&ldir);
+        let seen: BTreeSet<&str> = problems.iter().map(|p| problem_key(p)).collect();
+        let confirmed: Vec<String> = again.iter().filter(|p| seen.contains(problem_key(p))).cloned().collect();
+        if confirmed.len() < problems.len() {
+            tracing::debug!(
+                lane = name,
+                was = problems.len(),
+                now = confirmed.len(),
+                "a scan did not find again what an earlier one found (a commit in flight)"
+            );
+        }
+        problems = confirmed;
+        if r.is_some() {
+            report = r;
+        }
+    }
+    let mut lv = LaneVerify { name: name.to_string(), problems, ..LaneVerify::default() };
+    if let Some(r) = report {
+        lv.segments = r.segments;
+        lv.records = r.records_scanned;
+        lv.first_lsn = r.first_lsn;
+        lv.last_lsn = r.last_lsn;
+        lv.known_holes = r.known_holes;
+    }
+    lv
+}
+
+/// A read-only handle on a lane, read past damage the lane check already reported (Salvage, in
+/// memory). Opening may meet a commit in flight: it is tried again.
+fn open_lane(dir: &Path, name: &str) -> std::result::Result<Journal, logbook_journal::Error> {
+    let ldir = lane_dir(dir, name);
+    let mut tries = 0;
+    loop {
+        match Journal::open_read_only(&ldir, read_options(RecoveryMode::Salvage)) {
+            Ok(j) => return Ok(j),
+            Err(_) if tries < CONFIRMING_SCANS => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(40 * u64::from(tries)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The index's state at one point: applied positions, message ids, message count.
+type IndexView = (BTreeMap<String, u64>, Vec<String>, u64);
+
+fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progress: Progress<'_>) -> IndexVerify {
     let path = dir.join(INDEX_FILE);
     let mut iv = IndexVerify { path: path.clone(), present: path.exists(), ..IndexVerify::default() };
     iv.db_bytes = file_len(&path);
     iv.wal_bytes = file_len(&wal_path(&path));
     if !iv.present {
-        let records: u64 = journals.values().map(|j| j.last_lsn()).sum();
+        let records: u64 = names.iter().filter_map(|n| open_lane(dir, n).ok()).map(|j| j.last_lsn()).sum();
         if records > 0 {
             iv.problems.push(format!("{} is missing; run `logbook rebuild-index`", path.display()));
         }
@@ -142,66 +239,75 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
     let ix = match Index::open_read_only(&path, &opts) {
         Ok(ix) => ix,
         Err(e) => {
-            iv.problems.push(format!("cannot be opened: {e}; run `logbook repair`"));
+            iv.problems.push(format!("{} cannot be opened: {e}; run `logbook repair`", path.display()));
             return iv;
         }
     };
     // Integrity: on a private copy, where the FTS5 integrity-check (a write statement) may run.
+    // The copy is taken in one step (a commit of the compactor does not restart it) into a
+    // scratch folder that is removed when done, and by the next run if this one is killed.
     progress("checking the index", 0, 0);
-    match unique_temp_dir("verify") {
+    match store_temp_dir(dir, "verify") {
         Ok(tmp) => {
-            let copy = tmp.join(INDEX_FILE);
+            let copy = tmp.path().join(INDEX_FILE);
             match ix.backup_to(&copy).and_then(|()| Index::open(&copy, &opts)).and_then(|c| c.check()) {
-                Ok(p) => iv.problems.extend(super::summarize_check(p)),
-                Err(e) if e.is_corruption() => iv.problems.push(format!("{e}; run `logbook repair`")),
-                Err(e) => iv.problems.push(format!("could not be checked: {e}")),
-            }
-            let _ = fs::remove_dir_all(&tmp);
-        }
-        Err(e) => iv.problems.push(format!("could not be checked (no temporary folder): {e}")),
-    }
-    // A consistent view: positions, ids, positions again.
-    let mut view = None;
-    for _ in 0..5 {
-        let read = || -> std::result::Result<_, IndexError> {
-            let before = ix.applied_positions()?;
-            let ids = ix.message_ids()?;
-            let count = ix.message_count()?;
-            let after = ix.applied_positions()?;
-            Ok((before, ids, count, after))
-        };
-        match read() {
-            Ok((before, ids, count, after)) if before == after => {
-                view = Some((before, ids, count));
-                break;
-            }
-            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-            Err(e) => {
-                iv.problems.push(format!("cannot be read: {e}"));
-                return iv;
+                Ok(p) => iv
+                    .problems
+                    .extend(super::summarize_check(p).into_iter().map(|p| format!("{}: {p}", path.display()))),
+                Err(e) if e.is_corruption() => {
+                    iv.problems.push(format!("{}: {e}; run `logbook repair`", path.display()))
+                }
+                Err(e) => iv.problems.push(format!("{} could not be checked: {e}", path.display())),
             }
         }
+        Err(e) => iv.problems.push(format!("{} could not be checked (no scratch folder): {e}", path.display())),
     }
-    let Some((positions, ids, count)) = view else {
-        iv.problems.push("kept changing while being read; run verify again".into());
-        return iv;
+    // One consistent point: positions, ids and count in one read transaction ...
+    let view = ix.read_snapshot(|ix| -> std::result::Result<IndexView, IndexError> {
+        Ok((ix.applied_positions()?, ix.message_ids()?, ix.message_count()?))
+    });
+    let (positions, ids, count) = match view {
+        Ok(v) => v,
+        Err(e) => {
+            iv.problems.push(format!("{} cannot be read: {e}", path.display()));
+            return iv;
+        }
     };
+    // ... then the journals, opened after it: they hold at least every entry it applied.
+    let mut journals: BTreeMap<String, Journal> = BTreeMap::new();
+    let mut complete_history = damaged.is_empty();
+    for name in names {
+        match open_lane(dir, name) {
+            Ok(j) => {
+                journals.insert(name.clone(), j);
+            }
+            Err(e) => {
+                complete_history = false;
+                if !damaged.contains(name) {
+                    iv.problems.push(format!("lane {name} cannot be read to compare with the index: {e}"));
+                }
+            }
+        }
+    }
     iv.messages = Some(count);
     iv.applied = positions.clone();
-    let mut complete_history = true;
     for (lane, pos) in &positions {
         match journals.get(lane) {
+            // A damaged lane was reported above; what the index says of it follows from that.
+            _ if damaged.contains(lane) => {}
             Some(j) => {
                 let last = j.last_lsn();
                 if *pos > last {
-                    iv.problems.push(format!("applied position {pos} of lane {lane} is ahead of its journal (last LSN {last}); run `logbook repair`"));
+                    iv.problems.push(format!("{}: applied position {pos} of lane {lane} is ahead of its journal (last LSN {last}); run `logbook repair`", path.display()));
                 }
             }
             None if dir.join(LANES_DIR).join(lane).exists() => complete_history = false,
-            None => iv.problems.push(format!("refers to lane {lane}, which this store does not have")),
+            None => {
+                iv.problems.push(format!("{}: refers to lane {lane}, which this store does not have", path.display()))
+            }
         }
     }
-    for (name, j) in journals {
+    for (name, j) in &journals {
         let pos = positions.get(name).copied().unwrap_or(0);
         iv.unindexed += j.last_lsn().saturating_sub(pos);
     }
@@ -209,7 +315,7 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
     let mut history = LiveSet::default();
     let total: u64 = positions.values().sum();
     let mut done = 0u64;
-    for (name, j) in journals {
+    for (name, j) in &journals {
         let pos = positions.get(name).copied().unwrap_or(0);
         if j.status().holes > 0 {
             complete_history = false; // salvaged damage: the index may hold the only copy
@@ -232,7 +338,9 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
                 }
                 Err(e) => {
                     complete_history = false;
-                    iv.problems.push(format!("lane {name} cannot be read to compare with the index: {e}"));
+                    if !damaged.contains(name) {
+                        iv.problems.push(format!("lane {name} cannot be read to compare with the index: {e}"));
+                    }
                     break;
                 }
             }
@@ -246,7 +354,8 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
     let missing: Vec<&String> = journal_ids.difference(&index_ids).collect();
     if !missing.is_empty() {
         iv.problems.push(format!(
-            "{} message(s) applied from the journal are missing from the index (first: {}); run `logbook repair`",
+            "{}: {} message(s) applied from the journal are missing from the index (first: {}); run `logbook repair`",
+            path.display(),
             missing.len(),
             missing.first().map(|s| s.as_str()).unwrap_or("")
         ));
@@ -255,14 +364,16 @@ fn verify_index(dir: &Path, journals: &BTreeMap<String, Journal>, progress: Prog
         let extra: Vec<&String> = index_ids.difference(&journal_ids).collect();
         if !extra.is_empty() {
             iv.problems.push(format!(
-                "{} indexed message(s) are not in the journal (first: {}); run `logbook repair`",
+                "{}: {} indexed message(s) are not in the journal (first: {}); run `logbook repair`",
+                path.display(),
                 extra.len(),
                 extra.first().map(|s| s.as_str()).unwrap_or("")
             ));
         }
         if iv.unindexed == 0 && journal_ids.len() as u64 != count {
             iv.problems.push(format!(
-                "index holds {count} messages but the journal has {} distinct message ids",
+                "{}: holds {count} messages but the journal has {} distinct message ids",
+                path.display(),
                 journal_ids.len()
             ));
         }

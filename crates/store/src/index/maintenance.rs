@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::backup::Backup;
+use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::error::is_corrupt_sqlite;
@@ -146,9 +146,32 @@ impl Index {
         create_private_file(dest, true)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut dst = Connection::open_with_flags(dest, flags).ctx("open the backup file")?;
-        Backup::new(&self.conn, &mut dst)
-            .and_then(|b| b.run_to_completion(256, Duration::from_millis(5), None))
-            .ctx("copy the index to the backup")?;
+        // One step copying every page: the source read transaction is held for the whole copy,
+        // so a commit of another connection (the compactor) cannot restart it, as it restarts an
+        // incremental backup (which beside a steady writer never finished).
+        {
+            let b = Backup::new(&self.conn, &mut dst).ctx("start the backup")?;
+            let mut waited = Duration::ZERO;
+            loop {
+                match b.step(-1).ctx("copy the index to the backup")? {
+                    StepResult::Done => break,
+                    StepResult::More => continue,
+                    StepResult::Busy | StepResult::Locked if waited < self.opts.busy_timeout => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        waited += Duration::from_millis(5);
+                    }
+                    other => {
+                        return Err(IndexError::Sqlite {
+                            context: "copy the index to the backup",
+                            source: rusqlite::Error::SqliteFailure(
+                                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                                Some(format!("source busy for {waited:?} ({other:?})")),
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         dst.close().map_err(|(_, e)| e).ctx("close the backup")?;
         let io_err = |context, source| IndexError::Io { context, path: dest.to_owned(), source };
         File::open(dest).and_then(|f| f.sync_all()).map_err(|e| io_err("sync", e))?;
@@ -157,6 +180,18 @@ impl Index {
         }
         tracing::info!(from = %self.path.display(), to = %dest.display(), "backed up the index");
         Ok(())
+    }
+
+    /// Runs `f` inside one read transaction: every query it makes sees the same committed state
+    /// of the index, whatever other connections commit meanwhile (WAL snapshot).
+    pub fn read_snapshot<T>(&self, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED").ctx("begin a read transaction")?;
+        let r = f(self);
+        // A read transaction has nothing to keep: ending it cannot lose anything.
+        let end = self.conn.execute_batch("COMMIT").ctx("end the read transaction");
+        let v = r?;
+        end?;
+        Ok(v)
     }
 
     /// Sizes in bytes of the database file and its WAL (0 when missing).

@@ -96,7 +96,7 @@ impl Store {
             })?;
             let client_id = !m.id.is_empty();
             if !client_id {
-                m.id = uuid::Uuid::now_v7().to_string();
+                m.id = crate::time::new_uuid_v7().to_string();
             }
             if m.timestamp == 0.0 {
                 m.timestamp = now_secs();
