@@ -129,8 +129,22 @@ fn failed(inner: &Inner, e: &Error, backoff: &mut Duration) {
         sh.compactor.retries += 1;
         sh.compactor.last_error = Some(e.to_string());
     }
-    pause(inner, *backoff);
+    // A back-off is not cut short by appends: a failing index (full disk, busy) would otherwise
+    // be retried, and warned about, once per append.
+    sleep_unless_stopped(inner, *backoff);
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
+}
+
+/// Sleeps up to `d`, waking early only when the store stops.
+fn sleep_unless_stopped(inner: &Inner, d: Duration) {
+    let deadline = Instant::now() + d;
+    while !inner.stop.load(Ordering::SeqCst) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
 }
 
 /// Moves the index file (and its `-wal` and `-shm`) to the quarantine with a note.
