@@ -546,7 +546,8 @@ impl Journal {
 
     /// Iterates over records from `lsn` (inclusive) to the last readable one. Records are
     /// checked against their checksums as they are read; damage yields an [`Error::Corrupt`]
-    /// naming the segment and offset, then the iterator ends.
+    /// naming the segment, the offset and the LSNs skipped, then the iterator goes on with the
+    /// next valid record (a caller that stops at the first error reads a prefix).
     pub fn iter_from(&self, lsn: Lsn) -> Iter {
         let end = self.last_lsn();
         Iter::new(Arc::clone(&self.inner), lsn, end)
