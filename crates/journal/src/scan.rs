@@ -374,6 +374,10 @@ pub(crate) fn scan_segment(
             }
             pos = at;
             expected = expected.max(h.last_lost_lsn.saturating_add(1));
+            // LSNs lost in a hole were used: the segment's last LSN is at least the hole's last.
+            if h.lost_count() > 0 {
+                scan.last_lsn = scan.last_lsn.max(h.last_lost_lsn);
+            }
             batch_mark = (pos, digest.clone(), scan.records, scan.last_lsn);
             continue;
         }
@@ -463,6 +467,9 @@ pub(crate) fn scan_segment(
                 pos = off;
                 if let Found::Record(lsn) = found {
                     expected = lsn;
+                    // The damaged records' LSNs were used (acknowledged, maybe indexed): never
+                    // handed out again, even when no record follows the damage.
+                    scan.last_lsn = scan.last_lsn.max(lsn.saturating_sub(1));
                 }
                 batch_mark = (pos, digest.clone(), scan.records, scan.last_lsn);
             }
