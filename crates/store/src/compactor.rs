@@ -175,8 +175,12 @@ impl Compactor {
             if !lane_dir(&inner.dir, lane).exists() {
                 return None;
             }
-            // A lane that cannot be read right now is not evidence against the index.
-            Some(inner.lane_journal(lane).map(|j| j.last_lsn()).unwrap_or(u64::MAX))
+            // A lane that cannot be read right now, or that lost records to damage, is not
+            // evidence against the index: the index may hold the only copy of what it lost.
+            Some(match inner.lane_journal(lane) {
+                Some(j) if !crate::state::lane_has_damage(&j) => j.last_lsn(),
+                _ => u64::MAX,
+            })
         };
         let mut rebuilding = forced;
         let index = match Index::open(&path, &inner.opts.index) {
@@ -264,6 +268,9 @@ impl Compactor {
                             break 'lanes;
                         }
                     }
+                    // Damage: reported; the records after it are applied (the lost ones may
+                    // still be in the index, which keeps them).
+                    Err(e) if e.is_corruption() => inner.shared.lock().damage(name, e.to_string()),
                     Err(e) => {
                         error!(lane = %name, "lane cannot be read past LSN {}: {e}", from - 1);
                         inner.shared.lock().lane_errors.insert(name.clone(), e.to_string());

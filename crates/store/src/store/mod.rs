@@ -59,7 +59,7 @@ impl Store {
                 }
                 Err(logbook_journal::Error::Locked { .. }) => continue,
                 Err(e) if e.is_corruption() => {
-                    error!(lane = %name, "lane cannot be opened and is left for `logbook repair`: {e}");
+                    error!(lane = %name, "lane cannot be opened and is left for `logbook repair --salvage`; this process appends to a new lane: {e}");
                     lane_errors.insert(name.clone(), e.to_string());
                 }
                 Err(e) => return Err(e.into()),
@@ -89,7 +89,7 @@ impl Store {
         let mut lane_errors = BTreeMap::new();
         let mut first = None;
         for name in lane_names(&dir)? {
-            match Journal::open_read_only(lane_dir(&dir, &name), opts.journal_options()) {
+            match Journal::open_read_only(lane_dir(&dir, &name), crate::state::read_lane_options(&opts)) {
                 Ok(j) => {
                     first = Some((name, j));
                     break;
@@ -121,6 +121,12 @@ impl Store {
         info!(dir = %dir.display(), lane = %lane_name, last_lsn = lane.last_lsn(), "store opened");
         let last_id = if opts.read_only { 0 } else { last_id_of_lane(&dir, &lane_name, &lane, &opts)? };
         let inner = Arc::new(Inner::new(dir, opts, lane_name, lane, lane_errors, last_id));
+        if inner.opts.read_only {
+            let mut sh = inner.shared.lock();
+            for p in &inner.lane.recovery_report().problems {
+                sh.damage(&inner.lane_name, p.clone());
+            }
+        }
         let handle = if inner.opts.run_compactor && !inner.opts.read_only {
             let c = Arc::clone(&inner);
             Some(
