@@ -270,7 +270,17 @@ impl Compactor {
                     }
                     // Damage: reported; the records after it are applied (the lost ones may
                     // still be in the index, which keeps them).
-                    Err(e) if e.is_corruption() => inner.shared.lock().damage(name, e.to_string()),
+                    Err(e) if e.is_corruption() => {
+                        // The LSNs the reader skipped are gone from the journal: move past them
+                        // (reported), as for an undecodable record.
+                        if let logbook_journal::Error::Corrupt { last_lost_lsn, .. } = &e
+                            && *last_lost_lsn != u64::MAX
+                        {
+                            let p = skipped.entry(name.clone()).or_insert(0);
+                            *p = (*p).max(*last_lost_lsn);
+                        }
+                        inner.shared.lock().damage(name, e.to_string());
+                    }
                     Err(e) => {
                         error!(lane = %name, "lane cannot be read past LSN {}: {e}", from - 1);
                         inner.shared.lock().lane_errors.insert(name.clone(), e.to_string());

@@ -171,6 +171,12 @@ pub fn repair_store(dir: &Path, mode: RecoveryMode, progress: Progress<'_>) -> R
                 lane_failed = true;
                 lr.outcome = LaneOutcome::Failed;
                 lr.problems.push(e.to_string());
+                if e.is_corruption() {
+                    lr.problems.push(
+                        "run `logbook repair --salvage`: it keeps every valid record and restores from the index what it holds of the damaged ones"
+                            .into(),
+                    );
+                }
             }
         }
         rep.lanes.push(lr);

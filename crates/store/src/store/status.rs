@@ -92,8 +92,11 @@ impl Store {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status();
+            // A lane that lost records to damage may end below what the index applied (the index
+            // keeps its copy); nothing more will come of waiting for it.
+            let damaged: Vec<String> = self.inner.shared.lock().lane_damage.keys().cloned().collect();
             let caught_up = s.unindexed == 0
-                && s.lanes.iter().all(|l| l.applied_lsn.is_some_and(|a| a <= l.last_lsn))
+                && s.lanes.iter().all(|l| l.applied_lsn.is_some_and(|a| a <= l.last_lsn || damaged.contains(&l.name)))
                 && !self.inner.dir.join(REBUILD_MARKER).exists();
             if caught_up {
                 return true;
