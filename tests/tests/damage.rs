@@ -247,3 +247,39 @@ fn an_emptied_active_segment_is_damage_and_the_index_copy_is_restored() {
     assert_eq!(ids, all_ids(N));
     assert!(t.path().join(INDEX_FILE).exists());
 }
+
+#[test]
+fn a_lane_folder_deleted_under_a_live_writer_stops_the_acks() {
+    let t = tempfile::tempdir().unwrap();
+    let s = Store::open(t.path(), opts()).unwrap();
+    s.append(msg(0)).unwrap();
+    let lane = t.path().join(LANES_DIR).join(s.lane());
+    std::fs::remove_dir_all(&lane).unwrap();
+    let err = s.append(msg(1)).unwrap_err();
+    assert!(err.to_string().contains("deleted or replaced"), "{err}");
+    assert!(s.append(msg(2)).is_err(), "poisoned: no later ack either");
+    let st = s.status();
+    assert!(st.journal_poisoned.is_some());
+    assert!(st.problems.iter().any(|p| p.contains("refuses appends")), "{:?}", st.problems);
+    drop(s);
+}
+
+#[test]
+fn a_flipped_checksum_byte_of_the_last_record_is_not_a_torn_tail() {
+    const N: usize = 30;
+    let src = make_store(N);
+    let active = segments(&lane1(src.path())).pop().unwrap();
+    let &(off, len, lsn) = frames(&active).last().unwrap();
+    assert_eq!(lsn as usize, N);
+    for at in [off + len - 1, off + len - 4, off + 8] {
+        let t = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), t.path());
+        flip(&segments(&lane1(t.path())).pop().unwrap(), at);
+        // repair --salvage (no writer in between): the record is lost, its message restored.
+        let (ids, r) = salvage_and_rebuild(t.path());
+        assert_eq!(r.lanes[0].lost_lsns, vec![(lsn, lsn)], "byte {}", at - off);
+        assert!(r.lanes[0].torn_tails.is_empty(), "{:?}", r.lanes[0].torn_tails);
+        assert_eq!(r.restored.restored.len(), 1);
+        assert_eq!(ids, all_ids(N));
+    }
+}
