@@ -34,7 +34,7 @@ pub struct RestoredMessage {
     pub from_lsn: u64,
 }
 
-/// What [`restore_lost`] did.
+/// What `repair --salvage` or `rebuild-index` restored from the index.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreReport {
     /// The lane the restored messages were appended to (`None` if nothing was restored).
