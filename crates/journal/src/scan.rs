@@ -182,7 +182,8 @@ fn one_byte_error(syndrome: u32, candidates: usize) -> bool {
 /// A write cut short leaves the rest of the record as the file held it before (zeros, the end of
 /// the file) or garbage; so the record counts as written in full only if it is whole but for one
 /// damaged byte: changing one byte (of the header, the payload or the checksum) makes it valid,
-/// and nothing but zeros (never-written space) follows it. Bytes of a lost write pass that test
+/// its last byte is not zero (a write cut short leaves a zero suffix, which for a missing last
+/// byte is a one-byte difference too), and nothing but zeros (never-written space) follows it. Bytes of a lost write pass that test
 /// only by a 32-bit checksum collision; garbage that runs past the record's end is a torn write. Damage to more than
 /// one byte of the very last record cannot be told from a torn write and is cut as a tail.
 pub(crate) fn fully_written(
@@ -201,6 +202,12 @@ pub(crate) fn fully_written(
             let (Some(msg), Some(stored)) = (frame.get(..body_end), frame.get(body_end..flen)) else {
                 return Ok(None);
             };
+            // A write cut short leaves a zero suffix, so its last byte is zero: a record that
+            // lacks only its last byte(s) differs from a valid one in one byte too. Never call
+            // that damage.
+            if frame.last().is_none_or(|&b| b == 0) {
+                return Ok(None);
+            }
             let mut hasher = crc32fast::Hasher::new_with_initial(salt);
             hasher.update(msg);
             let computed = hasher.finalize();
@@ -238,6 +245,9 @@ pub(crate) fn fully_written(
                     }
                     if let Some(dst) = frame.get_mut(..RECORD_HEADER_LEN) {
                         dst.copy_from_slice(&fixed);
+                    }
+                    if frame.last().is_none_or(|&b| b == 0) {
+                        continue;
                     }
                     if check_record_body(&frame, salt, &h).is_some()
                         && end_of_nonzero(r, at + h.frame_len())? == at + h.frame_len()
