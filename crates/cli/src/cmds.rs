@@ -140,8 +140,9 @@ pub fn export(
             }
         }
     }
+    let (outcome, _) = util::read_problems(&store);
     store.close()?;
-    Ok(Outcome::Fine)
+    Ok(outcome)
 }
 
 /// Creates a new private file (0600) that must not exist yet.
@@ -241,6 +242,7 @@ pub fn repair(cli: &Cli, salvage: bool) -> anyhow::Result<Outcome> {
                 say(format!("  {p}"))?;
             }
         }
+        print_restored(&r.restored)?;
         let ix = &r.index;
         say(format!("index: {}{}", ix.outcome, ix.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()))?;
         for q in &ix.quarantined {
@@ -258,6 +260,27 @@ pub fn repair(cli: &Cli, salvage: bool) -> anyhow::Result<Outcome> {
     Ok(if r.verify.is_ok() { Outcome::Fine } else { Outcome::Problem })
 }
 
+/// Messages restored from the index, and lost records it had no copy of.
+fn print_restored(r: &ops::RestoreReport) -> anyhow::Result<()> {
+    if let Some(lane) = &r.lane {
+        say(format!(
+            "restored from the index to lane {lane}: {} message(s) the journal lost (marked `{}` in extra)",
+            r.restored.len(),
+            ops::RESTORED_KEY
+        ))?;
+        for m in &r.restored {
+            say(format!("  {} (session {}) from {} LSN {}", m.id, m.session_id, m.from_lane, m.from_lsn))?;
+        }
+    }
+    for (lane, a, b) in &r.not_in_index {
+        say(format!("  {lane} LSNs {a}..={b}: no copy in the index (lost)"))?;
+    }
+    if let Some(e) = &r.error {
+        say(format!("  the index could not be read to restore lost messages: {e}"))?;
+    }
+    Ok(())
+}
+
 fn print_rebuild(cli: &Cli, r: &ops::RebuildReport, moved: &[std::path::PathBuf]) -> anyhow::Result<()> {
     if cli.json {
         return print_json(&json!({"quarantined": moved, "rebuild": r}));
@@ -273,7 +296,8 @@ fn print_rebuild(cli: &Cli, r: &ops::RebuildReport, moved: &[std::path::PathBuf]
         r.duplicate_messages,
         r.sessions,
         r.undecodable
-    ))
+    ))?;
+    print_restored(&r.restored)
 }
 
 pub fn rebuild_index(cli: &Cli) -> anyhow::Result<Outcome> {
@@ -411,12 +435,13 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
         ..SearchQuery::default()
     };
     let hits = store.search(&q).context("search failed")?;
+    let (outcome, problems) = util::read_problems(&store);
     if cli.json {
         let v: Vec<_> = hits
             .iter()
             .map(|h| json!({"message": ops::message_to_json(&h.message), "snippet": h.snippet, "score": h.score}))
             .collect();
-        print_json(&json!({"hits": v}))?;
+        print_json(&json!({"hits": v, "problems": problems}))?;
     } else {
         for h in &hits {
             let m = &h.message;
@@ -432,7 +457,7 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
         say(format!("{} hit(s)", hits.len()))?;
     }
     store.close()?;
-    Ok(Outcome::Fine)
+    Ok(outcome)
 }
 
 pub fn sessions(cli: &Cli, source: Option<String>, title: Option<String>, limit: usize) -> anyhow::Result<Outcome> {
@@ -445,9 +470,10 @@ pub fn sessions(cli: &Cli, source: Option<String>, title: Option<String>, limit:
     for s in &list {
         counts.push(store.messages(&s.id).with_context(|| format!("cannot read the messages of {}", s.id))?.len());
     }
+    let (outcome, problems) = util::read_problems(&store);
     if cli.json {
         let v: Vec<_> = list.iter().zip(&counts).map(|(s, n)| session_json(s, *n)).collect();
-        print_json(&json!({"sessions": v}))?;
+        print_json(&json!({"sessions": v, "problems": problems}))?;
     } else {
         for (s, n) in list.iter().zip(&counts) {
             say(format!(
@@ -463,7 +489,7 @@ pub fn sessions(cli: &Cli, source: Option<String>, title: Option<String>, limit:
         say(format!("{} session(s)", list.len()))?;
     }
     store.close()?;
-    Ok(Outcome::Fine)
+    Ok(outcome)
 }
 
 /// A session as JSON, with its message count and `extra` as an object (not JSON text).
@@ -480,9 +506,13 @@ fn session_json(s: &Session, messages: usize) -> serde_json::Value {
 pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
     let s = ops::store_stats(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for p in &s.problems {
+        util::warn_line(format!("incomplete: {p}"));
+    }
+    let outcome = if s.problems.is_empty() { Outcome::Fine } else { Outcome::Problem };
     if cli.json {
         print_json(&s)?;
-        return Ok(Outcome::Fine);
+        return Ok(outcome);
     }
     say(format!("store {}", s.dir.display()))?;
     for l in &s.lanes {
@@ -524,7 +554,7 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
             s.quarantine.len()
         ))?;
     }
-    Ok(Outcome::Fine)
+    Ok(outcome)
 }
 
 /// Groups quarantined files by item, in listing order.
@@ -634,7 +664,8 @@ pub fn tail(cli: &Cli, follow: bool, session: Option<&str>, lines: usize) -> any
     let mut seen: HashMap<String, i64> = msgs.iter().map(|m| (m.id.clone(), m.num)).collect();
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let new = store.messages_after(last.saturating_sub(SLACK), session, 10_000).context("cannot read the messages")?;
+        let new =
+            store.messages_after(last.saturating_sub(SLACK), session, 10_000).context("cannot read the messages")?;
         for m in &new {
             if seen.contains_key(&m.id) {
                 continue;

@@ -96,6 +96,17 @@ impl std::fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
+/// After a read: every problem of the store (damage met while reading, lanes that cannot be
+/// read) as a warning line on stderr, and the outcome: [`Outcome::Problem`] (exit 1) when there
+/// is any, since what the command printed may then be incomplete.
+pub fn read_problems(store: &logbook::Store) -> (crate::Outcome, Vec<String>) {
+    let problems = store.status().problems;
+    for p in &problems {
+        warn_line(format!("incomplete: {p}"));
+    }
+    (if problems.is_empty() { crate::Outcome::Fine } else { crate::Outcome::Problem }, problems)
+}
+
 /// An error and its causes on one line, each cause once: a cause whose text the message
 /// already includes (a library error whose `Display` names its source) is not repeated.
 pub fn render_error(e: &anyhow::Error) -> String {

@@ -40,6 +40,18 @@ pub enum Error {
         /// The first failure.
         cause: String,
     },
+    /// The journal's files were deleted or replaced while it was open for writing: what it writes
+    /// can never be read back by anyone opening the folder, so it acknowledges nothing more (the
+    /// journal is poisoned).
+    #[error(
+        "journal files were deleted or replaced under the writer ({detail}): {path}; nothing more is acknowledged: stop this writer and check the folder"
+    )]
+    Unlinked {
+        /// The file or folder that is gone.
+        path: PathBuf,
+        /// What was found.
+        detail: String,
+    },
     /// Damage in the middle of the log (valid records follow it). Strict recovery refuses to open.
     #[error(
         "corruption in {path} at offset {offset}: {detail}; LSNs {first_lost_lsn}..={last_lost_lsn} affected \

@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     /// when it can, so reading the newest records does not rescan the whole segment.
     pub(crate) seek_hint: Mutex<Option<(u64, u64, Lsn)>>,
     lock: Mutex<Option<Box<dyn LockGuard>>>,
+    /// The folder's identity when a writer opened it (see [`crate::storage::Storage::dir_identity`]).
+    dir_identity: Option<u64>,
 }
 
 /// A segmented, checksummed, group-committed write-ahead log.
@@ -199,6 +201,7 @@ impl Journal {
         let last = active.last_lsn;
         report.last_lsn = last;
         report.first_lsn = views.first().map(|v| v.first_lsn).unwrap_or(1);
+        let dir_identity = storage.dir_identity(&dir);
         let inner = Inner {
             dir,
             opts,
@@ -221,6 +224,7 @@ impl Journal {
             ro_tail: Mutex::new(None),
             seek_hint: Mutex::new(None),
             lock: Mutex::new(Some(lock)),
+            dir_identity,
         };
         Ok(Journal { inner: Arc::new(inner) })
     }
@@ -269,6 +273,7 @@ impl Journal {
             ro_tail: Mutex::new(None),
             seek_hint: Mutex::new(None),
             lock: Mutex::new(None),
+            dir_identity: None,
         };
         Ok(Journal { inner: Arc::new(inner) })
     }
@@ -380,11 +385,33 @@ impl Journal {
             w.active.file.sync_data().map_err(|e| Error::io("sync", &w.active.path, e))?;
             inner.syncs.fetch_add(1, Ordering::Relaxed);
         }
+        // An ack for bytes in a deleted file would be a lie: check that the segment still has a
+        // name and the folder is the one we opened (an fstat and a stat per group commit).
+        self.check_still_linked(&w.active)?;
         // Shrink a buffer grown by a huge record.
         if w.buf.capacity() > 8 << 20 {
             w.buf = Vec::new();
         }
         Ok(lsn)
+    }
+
+    fn check_still_linked(&self, a: &Active) -> Result<()> {
+        let inner = &*self.inner;
+        if a.file.is_unlinked().map_err(|e| Error::io("stat", &a.path, e))? {
+            return Err(Error::Unlinked {
+                path: a.path.clone(),
+                detail: "the active segment has no name any more".into(),
+            });
+        }
+        if let Some(id) = inner.dir_identity
+            && inner.opts.storage.dir_identity(&inner.dir) != Some(id)
+        {
+            return Err(Error::Unlinked {
+                path: inner.dir.clone(),
+                detail: "the journal folder was removed or replaced".into(),
+            });
+        }
+        Ok(())
     }
 
     fn flush_buf(&self, w: &mut Writer) -> Result<()> {
@@ -546,7 +573,8 @@ impl Journal {
 
     /// Iterates over records from `lsn` (inclusive) to the last readable one. Records are
     /// checked against their checksums as they are read; damage yields an [`Error::Corrupt`]
-    /// naming the segment and offset, then the iterator ends.
+    /// naming the segment, the offset and the LSNs skipped, then the iterator goes on with the
+    /// next valid record (a caller that stops at the first error reads a prefix).
     pub fn iter_from(&self, lsn: Lsn) -> Iter {
         let end = self.last_lsn();
         Iter::new(Arc::clone(&self.inner), lsn, end)
@@ -607,6 +635,12 @@ impl Journal {
             read_only: inner.read_only,
             holes: inner.holes.read().len(),
         }
+    }
+
+    /// The damaged ranges salvage accepted (`holes.json`), which readers skip, with the LSNs each
+    /// lost.
+    pub fn holes(&self) -> Vec<Hole> {
+        self.inner.holes.read().clone()
     }
 
     /// Number of data syncs issued so far (for tests and benchmarks).

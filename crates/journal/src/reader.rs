@@ -134,14 +134,37 @@ impl Iter {
         self.expected = None;
     }
 
+    /// Reports damage at `offset` of `s` and moves past it: to the next valid record of the
+    /// segment, else to the next segment (sealed), else to the end (active). The error names the
+    /// LSNs skipped; the iterator then goes on with every valid record after the damage.
     fn fail(&mut self, s: &SegView, offset: u64, detail: String) -> Option<Result<Record>> {
-        self.done = true;
         let first = self.expected.unwrap_or(s.first_lsn);
+        let resume = s.file.len().and_then(|len| {
+            let mut r = crate::scan::ChunkReader::new(&*s.file, if s.sealed { s.data_end.min(len) } else { len });
+            crate::scan::find_next_valid(&mut r, offset + 1, s.salt, first, self.inner.opts.max_record_size)
+        });
+        let last_lost = match resume {
+            Ok(Some((off, crate::scan::Found::Record(lsn)))) if lsn <= self.end || s.sealed => {
+                self.pos = off;
+                self.expected = Some(lsn);
+                lsn.saturating_sub(1)
+            }
+            _ if s.sealed => {
+                self.seg += 1;
+                self.pos = 0;
+                self.expected = Some(s.last_lsn.saturating_add(1));
+                s.last_lsn
+            }
+            _ => {
+                self.done = true;
+                self.end.max(first)
+            }
+        };
         Some(Err(Error::Corrupt {
             path: s.path.clone(),
             offset,
             first_lost_lsn: first,
-            last_lost_lsn: if s.sealed { s.last_lsn } else { first },
+            last_lost_lsn: last_lost,
             detail,
         }))
     }

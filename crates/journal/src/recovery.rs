@@ -155,8 +155,11 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
         let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
         let seg_holes: Vec<&Hole> = holes.iter().filter(|h| h.segment_id == id).collect();
 
-        // Fast path: header + footer.
-        if !is_last && opts.sealed_check == SealedCheck::Footer && seg_holes.is_empty() {
+        // Fast path: header + footer. A salvage that may change files reads every record: damage
+        // inside a sealed record is invisible to the footer check, and salvage is where it must
+        // be found and isolated.
+        let full = opts.sealed_check == SealedCheck::Full || (salvage && !read_only);
+        if !is_last && !full && seg_holes.is_empty() {
             if let Some(meta) = check_by_footer(&file, &path, id, len)? {
                 report.sealed_checked_by_footer += 1;
                 segments.push(meta);
@@ -166,26 +169,30 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
         }
 
         report.segments_scanned += 1;
-        let mode = ScanMode { salvage, classify: classify_last || !is_last, max_len: opts.max_record_size };
-        let scan = scan_segment(&*file, len, &seg_holes, mode).map_err(|e| Error::io("read", &path, e))?;
+        // The last segment is classified even by a read-only look: damage to a record written in
+        // full is reported; what looks like a write in flight is where reading stops.
+        let mode = ScanMode { salvage, classify: true, max_len: opts.max_record_size };
+        let mut scan = scan_segment(&*file, len, &seg_holes, mode).map_err(|e| Error::io("read", &path, e))?;
+        if read_only && is_last && matches!(&scan, Ok(s) if !s.middle.is_empty()) {
+            // A live writer may have completed a record between two reads of the scan: look again
+            // and believe damage only if it is still there.
+            let len2 = file.len().map_err(|e| Error::io("stat", &path, e))?;
+            let again = scan_segment(&*file, len2, &seg_holes, mode).map_err(|e| Error::io("read", &path, e))?;
+            if matches!(&again, Ok(s) if s.middle.is_empty()) {
+                scan = again;
+            }
+        }
         let scan = match scan {
             Ok(s) => s,
             Err(why) => {
                 // The header itself is unreadable: we do not know the salt, so nothing in the file
                 // can be validated.
-                let all_zero = is_all_zero(&*file, len).map_err(|e| Error::io("read", &path, e))?;
                 let prev_last = segments.last().map(|s| s.last_lsn).unwrap_or(0);
-                if is_last && (all_zero || len < SEGMENT_HEADER_LEN as u64) {
-                    if !read_only {
-                        warn!(segment = %path.display(), len, "last segment has no valid header and holds nothing; moving it to quarantine");
-                        actions.push(Action::MoveFile {
-                            path,
-                            len,
-                            reason: format!("segment header unreadable ({why}); file held no data"),
-                        });
-                    }
-                    continue;
-                }
+                // A segment gets its final name only after its header was synced (see
+                // `create_segment`), so an empty or zeroed one lost its bytes after it was
+                // created: what it held, from the previous segment's end on, is gone, and how
+                // much is unknown when it was the last segment. That is damage, never a torn
+                // tail.
                 if known(&holes, id, 0) {
                     continue;
                 }
@@ -208,7 +215,14 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
                     // (none reported) if no later segment says where it starts.
                     last_lost_lsn: next_first_lsn(storage, dir, ids.get(i + 1).copied())
                         .map_or(prev_last, |f| f.saturating_sub(1).max(prev_last)),
-                    reason: format!("segment header unreadable: {why}; whole file quarantined"),
+                    reason: if is_last {
+                        format!(
+                            "segment header unreadable ({len} bytes): {why}; whole file quarantined; the LSNs it held from {} on are lost (how many is unknown: it was the last segment)",
+                            prev_last + 1
+                        )
+                    } else {
+                        format!("segment header unreadable: {why}; whole file quarantined")
+                    },
                     quarantine_file: None,
                     time_unix_ms: files::now_ms(),
                 };
@@ -247,7 +261,9 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
         }
         if let Some(d) = &scan.tail {
             if is_last {
-                actions.push(Action::Torn { seg: seg_index, damage: d.clone() });
+                if classify_last {
+                    actions.push(Action::Torn { seg: seg_index, damage: d.clone() });
+                }
             } else if !known(&holes, id, d.offset) {
                 let next_first = next_first_lsn(storage, dir, ids.get(i + 1).copied());
                 let last_lost = next_first.map(|f| f.saturating_sub(1)).unwrap_or(u64::MAX);
@@ -501,11 +517,6 @@ fn next_first_lsn(storage: &dyn crate::storage::Storage, dir: &Path, id: Option<
     let mut b = [0u8; SEGMENT_HEADER_LEN];
     files::read_full_at(&*f, &mut b, 0).ok()?;
     SegmentHeader::decode(&b).ok().map(|h| h.first_lsn)
-}
-
-fn is_all_zero(file: &dyn StorageFile, len: u64) -> std::io::Result<bool> {
-    let mut r = crate::scan::ChunkReader::new(file, len);
-    Ok(crate::scan::end_of_nonzero(&mut r, 0)? == 0)
 }
 
 /// Header and footer check of a sealed segment; `None` if the footer is not valid.

@@ -122,6 +122,152 @@ pub(crate) fn find_next_valid(
     Ok(None)
 }
 
+/// The CRC-32 (IEEE, reflected) table, for the single-byte error search below.
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut k = 0;
+    while k < 256 {
+        let mut c = k as u32;
+        let mut b = 0;
+        while b < 8 {
+            c = if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            b += 1;
+        }
+        t[k] = c;
+        k += 1;
+    }
+    t
+};
+
+/// `CRC_TABLE` indexed by the top byte of its entries (which are all different).
+const CRC_BY_TOP: [u8; 256] = {
+    let mut inv = [0u8; 256];
+    let mut k = 0;
+    while k < 256 {
+        inv[(CRC_TABLE[k] >> 24) as usize] = k as u8;
+        k += 1;
+    }
+    inv
+};
+
+/// Whether changing exactly one byte of a message of `msg_len` bytes, among its last
+/// `candidates`, turns its CRC into the stored one, given `syndrome` = computed CRC ^ stored CRC.
+/// CRC is linear: the syndrome of a one-byte error `d` at distance `m` from the end is the table
+/// entry of `d` advanced over `m` zero bytes, so walking the syndrome back one byte at a time
+/// finds it in `candidates` steps. Also true when the stored CRC itself has one damaged byte.
+fn one_byte_error(syndrome: u32, candidates: usize) -> bool {
+    if syndrome == 0 {
+        return false;
+    }
+    if syndrome.to_le_bytes().iter().filter(|&&b| b != 0).count() == 1 {
+        return true;
+    }
+    let mut t = syndrome;
+    for _ in 0..candidates {
+        let k = CRC_BY_TOP[(t >> 24) as usize];
+        let entry = CRC_TABLE[usize::from(k)];
+        if k != 0 && entry == t {
+            return true;
+        }
+        // Undo one zero byte: t = (c >> 8) ^ TABLE[c & 0xff], and the top byte names the entry.
+        t = ((t ^ entry) << 8) | u32::from(k);
+    }
+    false
+}
+
+/// Whether the record at `at` (with LSN `expected`, failing its checks, nothing valid after it)
+/// was written in full, so that its failure is damage to written bytes rather than a write cut
+/// short. Returns the end of its frame and what is wrong with it.
+///
+/// A write cut short leaves the rest of the record as the file held it before (zeros, the end of
+/// the file) or garbage; so the record counts as written in full only if it is whole but for one
+/// damaged byte: changing one byte (of the header, the payload or the checksum) makes it valid,
+/// its last byte is not zero (a write cut short leaves a zero suffix, which for a missing last
+/// byte is a one-byte difference too), and nothing but zeros (never-written space) follows it. Bytes of a lost write pass that test
+/// only by a 32-bit checksum collision; garbage that runs past the record's end is a torn write. Damage to more than
+/// one byte of the very last record cannot be told from a torn write and is cut as a tail.
+pub(crate) fn fully_written(
+    r: &mut ChunkReader<'_>,
+    at: u64,
+    salt: u32,
+    expected: u64,
+    max_len: u32,
+) -> io::Result<Option<(u64, String)>> {
+    let head = r.get(at, RECORD_HEADER_LEN)?.to_vec();
+    match check_record_header(&head, salt, max_len) {
+        HeaderCheck::Valid(h) if h.lsn == expected => {
+            let flen = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
+            let frame = r.get(at, flen)?;
+            let body_end = flen.saturating_sub(4);
+            let (Some(msg), Some(stored)) = (frame.get(..body_end), frame.get(body_end..flen)) else {
+                return Ok(None);
+            };
+            // A write cut short leaves a zero suffix, so its last byte is zero: a record that
+            // lacks only its last byte(s) differs from a valid one in one byte too. Never call
+            // that damage.
+            if frame.last().is_none_or(|&b| b == 0) {
+                return Ok(None);
+            }
+            let mut hasher = crc32fast::Hasher::new_with_initial(salt);
+            hasher.update(msg);
+            let computed = hasher.finalize();
+            let stored = u32::from_le_bytes(stored.try_into().unwrap_or([0; 4]));
+            if !one_byte_error(computed ^ stored, usize::try_from(h.len).unwrap_or(0))
+                || end_of_nonzero(r, at + h.frame_len())? > at + h.frame_len()
+            {
+                return Ok(None);
+            }
+            Ok(Some((
+                at + h.frame_len(),
+                format!("record LSN {expected} fails its checksum (one damaged byte in a record written in full)"),
+            )))
+        }
+        HeaderCheck::Valid(_) | HeaderCheck::Invalid(_) => {
+            // One damaged byte in the header? Try every value at every position.
+            for i in 0..RECORD_HEADER_LEN {
+                let Some(&orig) = head.get(i) else { break };
+                for v in 0..=255u8 {
+                    if v == orig {
+                        continue;
+                    }
+                    let mut fixed = head.clone();
+                    if let Some(b) = fixed.get_mut(i) {
+                        *b = v;
+                    }
+                    let HeaderCheck::Valid(h) = check_record_header(&fixed, salt, max_len) else { continue };
+                    if h.lsn != expected {
+                        continue;
+                    }
+                    let flen = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
+                    let mut frame = r.get(at, flen)?.to_vec();
+                    if frame.len() < flen {
+                        continue;
+                    }
+                    if let Some(dst) = frame.get_mut(..RECORD_HEADER_LEN) {
+                        dst.copy_from_slice(&fixed);
+                    }
+                    if frame.last().is_none_or(|&b| b == 0) {
+                        continue;
+                    }
+                    if check_record_body(&frame, salt, &h).is_some()
+                        && end_of_nonzero(r, at + h.frame_len())? == at + h.frame_len()
+                    {
+                        return Ok(Some((
+                            at + h.frame_len(),
+                            format!(
+                                "record LSN {expected} has a damaged header byte at offset {} (a record written in full)",
+                                at + i as u64
+                            ),
+                        )));
+                    }
+                }
+            }
+            Ok(None)
+        }
+        HeaderCheck::Unwritten | HeaderCheck::Short => Ok(None),
+    }
+}
+
 /// Offset just past the last non-zero byte at or after `from` (or `from` if all zeros).
 pub(crate) fn end_of_nonzero(r: &mut ChunkReader<'_>, from: u64) -> io::Result<u64> {
     let mut end = from;
@@ -238,6 +384,10 @@ pub(crate) fn scan_segment(
             }
             pos = at;
             expected = expected.max(h.last_lost_lsn.saturating_add(1));
+            // LSNs lost in a hole were used: the segment's last LSN is at least the hole's last.
+            if h.lost_count() > 0 {
+                scan.last_lsn = scan.last_lsn.max(h.last_lost_lsn);
+            }
             batch_mark = (pos, digest.clone(), scan.records, scan.last_lsn);
             continue;
         }
@@ -282,8 +432,18 @@ pub(crate) fn scan_segment(
             scan.incomplete_batch = Some((batch_mark.0, pos));
         }
         let bad_at = pos;
-        let resume =
+        let mut resume =
             if mode.classify { find_next_valid(&mut r, bad_at + 1, salt, expected, mode.max_len)? } else { None };
+        // Nothing valid follows, but the failing record was written in full (one damaged byte
+        // in an otherwise complete record): damage to an acknowledged record, not a torn tail.
+        let mut reason = reason;
+        if resume.is_none()
+            && mode.classify
+            && let Some((end, why)) = fully_written(&mut r, bad_at, salt, expected, mode.max_len)?
+        {
+            resume = Some((end, Found::Record(expected + 1)));
+            reason = Some(why);
+        }
         match resume {
             Some((off, found)) => {
                 let last_lost = match found {
@@ -317,6 +477,9 @@ pub(crate) fn scan_segment(
                 pos = off;
                 if let Found::Record(lsn) = found {
                     expected = lsn;
+                    // The damaged records' LSNs were used (acknowledged, maybe indexed): never
+                    // handed out again, even when no record follows the damage.
+                    scan.last_lsn = scan.last_lsn.max(lsn.saturating_sub(1));
                 }
                 batch_mark = (pos, digest.clone(), scan.records, scan.last_lsn);
             }
@@ -369,4 +532,38 @@ pub(crate) fn scan_segment(
     scan.data_end = pos;
     scan.digest = digest.finalize();
     Ok(Ok(scan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_byte_error;
+
+    fn crc(salt: u32, b: &[u8]) -> u32 {
+        let mut h = crc32fast::Hasher::new_with_initial(salt);
+        h.update(b);
+        h.finalize()
+    }
+
+    #[test]
+    fn one_damaged_byte_is_found_anywhere_and_garbage_is_not() {
+        let msg: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        let good = crc(0x1234_5678, &msg);
+        for i in 0..msg.len() {
+            for d in [1u8, 0x80, 0xFF, 0x5A] {
+                let mut bad = msg.clone();
+                bad[i] ^= d;
+                let s = crc(0x1234_5678, &bad) ^ good;
+                // Every position of the last 280 bytes is a candidate.
+                assert_eq!(one_byte_error(s, 280), i >= 20, "byte {i} ^ {d:#x}");
+            }
+        }
+        // The stored checksum itself damaged.
+        assert!(one_byte_error(0x0000_FF00, 10));
+        // Several bytes of garbage.
+        let mut bad = msg.clone();
+        for b in &mut bad[200..213] {
+            *b = 0xA5;
+        }
+        assert!(!one_byte_error(crc(0x1234_5678, &bad) ^ good, 280));
+    }
 }

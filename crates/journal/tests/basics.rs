@@ -416,3 +416,27 @@ fn segments_sealed_after_a_reopen_verify() {
     let v = verify(dir.path(), &opts).unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 }
+
+/// A write cut just before its last byte (a 512-byte sector boundary one byte before the end of
+/// the record) differs from the whole record in one byte: it is still a torn tail, never damage.
+#[test]
+fn a_record_missing_only_its_last_bytes_is_a_torn_tail() {
+    let src = tempfile::tempdir().unwrap();
+    let (seg, ends) = three_record_journal(src.path());
+    let full = fs::read(&seg).unwrap();
+    let last_end = *ends.last().unwrap() as usize;
+    for missing in 1..=4 {
+        let dir = tempfile::tempdir().unwrap();
+        let seg_path = dir.path().join(seg.file_name().unwrap());
+        let mut bytes = full[..last_end].to_vec();
+        for b in &mut bytes[last_end - missing..] {
+            *b = 0;
+        }
+        bytes.extend(std::iter::repeat_n(0u8, 100));
+        fs::write(&seg_path, &bytes).unwrap();
+        let j = Journal::open(dir.path(), Options { preallocate: false, ..small_opts() })
+            .unwrap_or_else(|e| panic!("{missing} byte(s) missing: {e}"));
+        assert_eq!(j.last_lsn(), 2, "{missing} byte(s) missing");
+        assert_eq!(j.recovery_report().torn_tails.len(), 1);
+    }
+}

@@ -329,3 +329,39 @@ fn power_cut_at_every_step_of_a_growing_preallocation() {
     }
     assert!(cases > 1000, "{cases} cases");
 }
+
+/// A lane folder deleted (or a segment replaced) under a live writer: the writer stops
+/// acknowledging, since nobody could ever read what it writes there.
+#[test]
+fn deleted_files_under_a_writer_poison_it() {
+    use logbook_journal::storage::SimStorage;
+    // Simulated disk: the active segment loses its name.
+    let sim = SimStorage::new();
+    let opts = Options { storage: std::sync::Arc::new(sim.clone()), ..Options::default() };
+    let dir = std::path::Path::new("/j");
+    let j = Journal::open(dir, opts).unwrap();
+    j.append(b"one").unwrap();
+    let seg = dir.join("00000000000000000001.seg");
+    logbook_journal::storage::Storage::remove_file(&sim, &seg).unwrap();
+    let err = j.append(b"two").unwrap_err();
+    assert!(matches!(err, logbook_journal::Error::Unlinked { .. }), "{err}");
+    assert!(matches!(j.append(b"three").unwrap_err(), logbook_journal::Error::Poisoned { .. }));
+    assert!(j.status().poisoned.is_some());
+
+    // Real disk: the whole folder removed.
+    let tmp = tempfile::tempdir().unwrap();
+    let lane = tmp.path().join("lane");
+    let j = Journal::open(&lane, Options::default()).unwrap();
+    j.append(b"one").unwrap();
+    std::fs::remove_dir_all(&lane).unwrap();
+    let err = j.append(b"two").unwrap_err();
+    assert!(matches!(err, logbook_journal::Error::Unlinked { .. }), "{err}");
+    // Removed and created again (a restore copied into place): still not ours.
+    let lane2 = tmp.path().join("lane2");
+    let j = Journal::open(&lane2, Options::default()).unwrap();
+    j.append(b"one").unwrap();
+    std::fs::rename(&lane2, tmp.path().join("aside")).unwrap();
+    std::fs::create_dir(&lane2).unwrap();
+    let err = j.append(b"two").unwrap_err();
+    assert!(matches!(err, logbook_journal::Error::Unlinked { .. }), "{err}");
+}

@@ -189,8 +189,12 @@ impl Compactor {
             if !lane_dir(&inner.dir, lane).exists() {
                 return None;
             }
-            // A lane that cannot be read right now is not evidence against the index.
-            Some(inner.lane_journal(lane).map(|j| j.last_lsn()).unwrap_or(u64::MAX))
+            // A lane that cannot be read right now, or that lost records to damage, is not
+            // evidence against the index: the index may hold the only copy of what it lost.
+            Some(match inner.lane_journal(lane) {
+                Some(j) if !crate::state::lane_has_damage(&j) => j.last_lsn(),
+                _ => u64::MAX,
+            })
         };
         let mut rebuilding = forced;
         let index = match Index::open(&path, &inner.opts.index) {
@@ -277,6 +281,19 @@ impl Compactor {
                         if started.elapsed() >= o.batch_max_time {
                             break 'lanes;
                         }
+                    }
+                    // Damage: reported; the records after it are applied (the lost ones may
+                    // still be in the index, which keeps them).
+                    Err(e) if e.is_corruption() => {
+                        // The LSNs the reader skipped are gone from the journal: move past them
+                        // (reported), as for an undecodable record.
+                        if let logbook_journal::Error::Corrupt { last_lost_lsn, .. } = &e
+                            && *last_lost_lsn != u64::MAX
+                        {
+                            let p = skipped.entry(name.clone()).or_insert(0);
+                            *p = (*p).max(*last_lost_lsn);
+                        }
+                        inner.shared.lock().damage(name, e.to_string());
                     }
                     Err(e) => {
                         error!(lane = %name, "lane cannot be read past LSN {}: {e}", from - 1);

@@ -28,6 +28,10 @@ pub(crate) struct Shared {
     pub compactor: CompactorStatus,
     pub read_problem: Option<String>,
     pub lane_errors: BTreeMap<String, String>,
+    /// Damage met in each lane (records that cannot be read, with the file, the offset and the
+    /// LSNs), as found by opening or reading it. Sticky for the life of the store handle: the
+    /// history it shows is incomplete until `logbook repair --salvage`.
+    pub lane_damage: BTreeMap<String, Vec<String>>,
     /// Records that did not decode, as `lane/lsn` -> why (written by a newer version, or
     /// damaged). Every read reports them; bounded (the count goes on in `undecodable_more`).
     pub undecodable: BTreeMap<String, String>,
@@ -41,6 +45,18 @@ const UNDECODABLE_KEPT: usize = 16;
 
 impl Shared {
     /// Records a record that did not decode (logged once).
+    /// Records damage met in a lane (logged once per distinct message).
+    pub(crate) fn damage(&mut self, lane: &str, what: String) {
+        let list = self.lane_damage.entry(lane.to_string()).or_default();
+        if list.contains(&what) {
+            return;
+        }
+        error!(lane = %lane, "lane has unreadable records: {what}");
+        if list.len() < UNDECODABLE_KEPT {
+            list.push(what);
+        }
+    }
+
     pub(crate) fn undecodable(&mut self, lane: &str, lsn: Lsn, why: String) {
         let key = format!("{lane}/{lsn}");
         if self.undecodable.contains_key(&key) {
@@ -76,6 +92,21 @@ pub(crate) struct Inner {
     pub ids: Mutex<IdClock>,
 }
 
+/// Journal options for a read-only look at a lane: salvage in memory (a read-only open changes
+/// nothing), so that reads show every valid record on both sides of damage and report the damage
+/// instead of stopping at it or refusing the lane.
+pub(crate) fn read_lane_options(opts: &StoreOptions) -> logbook_journal::Options {
+    logbook_journal::Options { recovery: logbook_journal::RecoveryMode::Salvage, ..opts.journal_options() }
+}
+
+/// Whether what a lane's journal found when it was opened explains records missing from it
+/// (damage rather than a clean end), so that an index holding more of it is not evidence of
+/// anything wrong with the index.
+pub(crate) fn lane_has_damage(j: &Journal) -> bool {
+    let r = j.recovery_report();
+    !r.salvaged.is_empty() || r.known_holes > 0 || !r.quarantined_files.is_empty()
+}
+
 /// Ids of messages in this process's lane that the index may not have yet (for idempotent
 /// appends), filled incrementally from the lane.
 #[derive(Debug, Default)]
@@ -105,6 +136,10 @@ impl Inner {
                 index: IndexHealth::Unchecked,
                 compactor: CompactorStatus::default(),
                 read_problem: None,
+                lane_damage: lane_errors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), vec![format!("cannot be opened as it is: {v}")]))
+                    .collect(),
                 lane_errors,
                 undecodable: BTreeMap::new(),
                 undecodable_more: 0,
@@ -178,6 +213,8 @@ impl Inner {
                         Ok(e) => f(&name, rec.lsn, e),
                         Err(e) => self.shared.lock().undecodable(&name, rec.lsn, e.to_string()),
                     },
+                    // Damage: reported, and reading goes on with the next valid record.
+                    Err(e) if e.is_corruption() => self.shared.lock().damage(&name, e.to_string()),
                     Err(e) => {
                         error!(lane = %name, "reading lane failed: {e}");
                         self.shared.lock().lane_errors.insert(name.clone(), e.to_string());
@@ -210,9 +247,14 @@ impl Inner {
                 }
             }
         }
-        match Journal::open_read_only(lane_dir(&self.dir, name), self.opts.journal_options()) {
+        match Journal::open_read_only(lane_dir(&self.dir, name), read_lane_options(&self.opts)) {
             Ok(j) => {
-                self.shared.lock().lane_errors.remove(name);
+                let mut sh = self.shared.lock();
+                sh.lane_errors.remove(name);
+                for p in &j.recovery_report().problems {
+                    sh.damage(name, p.clone());
+                }
+                drop(sh);
                 others.insert(name.to_string(), j.clone());
                 Some(j)
             }

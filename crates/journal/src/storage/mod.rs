@@ -62,6 +62,11 @@ pub trait StorageFile: Send + Sync + Debug {
     /// valid on Unix).
     #[allow(unsafe_code)]
     unsafe fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes>;
+    /// Whether the file no longer has a name (it was deleted, or replaced by a rename, while
+    /// open): writes to it can never be read back by anyone who opens the folder. Default: no.
+    fn is_unlinked(&self) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A held exclusive lock on a file; released on drop.
@@ -87,4 +92,9 @@ pub trait Storage: Send + Sync + Debug {
     /// Takes an exclusive lock on `path` (created if missing) without waiting; an error of kind
     /// [`io::ErrorKind::WouldBlock`] if another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+    /// An identity of the folder at `path` that changes when it is deleted and created again
+    /// (the inode on Unix); `None` where the backend has none, or the folder does not exist.
+    fn dir_identity(&self, _path: &Path) -> Option<u64> {
+        None
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,6 +40,10 @@ impl StorageFile for OsFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+
+    fn is_unlinked(&self) -> io::Result<bool> {
+        Ok(self.0.metadata()?.nlink() == 0)
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
@@ -142,6 +146,10 @@ impl Storage for OsStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn dir_identity(&self, path: &Path) -> Option<u64> {
+        fs::metadata(path).ok().filter(|m| m.is_dir()).map(|m| m.ino() ^ m.dev().rotate_left(32))
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {

@@ -465,6 +465,42 @@ impl SimStorage {
         }
     }
 
+    /// Damage at rest: XORs the byte at `offset` of the file at `path` with `xor`, in what the
+    /// process sees and in what survives a power cut alike (bit rot, a stray write), whether the
+    /// byte was synced or not. Sealed segments are damaged this way as easily as the active one.
+    pub fn flip_byte(&self, path: &Path, offset: u64, xor: u8) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let ino = *st.names.get(path).ok_or_else(|| io::Error::from(Kind::NotFound))?;
+        let inode = st.inode(ino)?;
+        let at = usize::try_from(offset).map_err(|_| io::Error::from(Kind::InvalidInput))?;
+        for image in [&mut inode.data, &mut inode.synced] {
+            if let Some(b) = image.get_mut(at) {
+                *b ^= xor;
+            }
+        }
+        for change in &mut inode.pending {
+            if let Pending::Write(o, bytes) = change
+                && let Some(b) = at.checked_sub(*o).and_then(|i| bytes.get_mut(i))
+            {
+                *b ^= xor;
+            }
+        }
+        Ok(())
+    }
+
+    /// Damage at rest: cuts the file at `path` to `len` bytes, durably (what a lost extent or an
+    /// operator's mistake does), without going through a handle.
+    pub fn truncate_at_rest(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let ino = *st.names.get(path).ok_or_else(|| io::Error::from(Kind::NotFound))?;
+        let inode = st.inode(ino)?;
+        let len = usize::try_from(len).map_err(|_| io::Error::from(Kind::InvalidInput))?;
+        inode.data.truncate(len);
+        inode.synced.truncate(len);
+        inode.pending.clear();
+        Ok(())
+    }
+
     /// Kills the process: data and names stay as they are (the page cache survives), handles go
     /// stale, locks are released, and faults and the crash countdown are cleared.
     pub fn kill(&self) {
@@ -679,6 +715,10 @@ impl StorageFile for SimFile {
 
     fn len(&self) -> io::Result<u64> {
         self.with(false, |st, ino| Ok(st.inode(ino)?.data.len() as u64))
+    }
+
+    fn is_unlinked(&self) -> io::Result<bool> {
+        self.with(false, |st, ino| Ok(!st.names.values().any(|&i| i == ino)))
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

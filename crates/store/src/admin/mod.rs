@@ -13,6 +13,7 @@ mod erase;
 mod jsonl;
 mod rebuild;
 mod repair;
+mod restore;
 mod stats;
 mod verify;
 
@@ -25,6 +26,8 @@ pub use jsonl::{
 };
 pub use rebuild::{RebuildReport, rebuild_index_at, rebuild_index_in_place};
 pub use repair::{IndexOutcome, IndexRepair, LaneOutcome, LaneRepair, RepairReport, repair_store};
+pub(crate) use restore::restore_lost;
+pub use restore::{RESTORED_KEY, RestoreReport, RestoredMessage};
 pub use stats::{LaneStats, StoreStats, store_stats};
 pub use verify::{IndexVerify, LaneVerify, VerifyReport, verify_store};
 

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{Journal, RecoveryMode};
+use logbook_journal::{Journal, RecoveryMode, SealedCheck};
 use serde::Serialize;
 
+use super::restore::{RestoreReport, restore_lost};
 use super::{Progress, read_options};
 use crate::entry;
 use crate::entry::Entry;
@@ -36,6 +37,9 @@ pub struct RebuildReport {
     pub undecodable: u64,
     /// Applied position per lane.
     pub applied: BTreeMap<String, u64>,
+    /// Messages the old index held from records the journal lost, restored to a new lane
+    /// before the old index was replaced.
+    pub restored: RestoreReport,
 }
 
 /// Builds (or completes) the index at `dest` from every lane's journal, in batches. `dest` may
@@ -93,6 +97,34 @@ pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Resu
     Ok(rep)
 }
 
+/// Restores (to a new lane) the messages `old` holds from records its lanes lost that `new`
+/// lacks; `None` if there were none.
+fn rescue_from_old_index(dir: &Path, old: &Path, new: &Path) -> Result<Option<RestoreReport>> {
+    let Ok(old_ix) = Index::open_read_only(old, &IndexOptions::default()) else { return Ok(None) };
+    let applied = old_ix.applied_positions()?;
+    drop(old_ix);
+    let mut lost = Vec::new();
+    for name in lane_names(dir)? {
+        let j = Journal::open_read_only(lane_dir(dir, &name), read_options(RecoveryMode::Strict))?;
+        for h in j.holes() {
+            if h.lost_count() > 0 {
+                lost.push((name.clone(), h.first_lost_lsn, h.last_lost_lsn));
+            }
+        }
+        if let Some(&pos) = applied.get(&name).filter(|&&p| p > j.last_lsn()) {
+            lost.push((name.clone(), j.last_lsn() + 1, pos));
+        }
+    }
+    if lost.is_empty() {
+        return Ok(None);
+    }
+    // Read-write, so that closing it leaves no `-wal` beside the new index.
+    let new_ix = Index::open(new, &IndexOptions::default())?;
+    let keep = |m: &crate::model::Message| !new_ix.contains_message(&m.id).unwrap_or(true);
+    let rep = restore_lost(dir, old, &lost, &keep)?;
+    Ok((!rep.restored.is_empty()).then_some(rep))
+}
+
 /// Rebuilds the store's index in place from the journal. A healthy index (it opens and passes
 /// [`Index::check`]) is replaced and not kept: the new one is built beside it and renamed over
 /// it, so readers see the old index until the new one is complete. A damaged or unreadable one is
@@ -108,6 +140,24 @@ pub fn rebuild_index_in_place(
     let Some(_lock) = try_lock_compactor(dir)? else {
         return Err(Error::CompactorBusy { lock: dir.join(COMPACTOR_LOCK) });
     };
+    // Every lane must be readable in full before the old index is touched: a rebuild from a
+    // damaged lane would hold fewer messages than the index it replaces (the index may hold the
+    // last copy of what the lane lost). `logbook repair --salvage` isolates the damage and
+    // restores those messages from the index first.
+    progress("checking the journal", 0, 0);
+    for name in lane_names(dir)? {
+        let opts = logbook_journal::Options { sealed_check: SealedCheck::Full, ..read_options(RecoveryMode::Strict) };
+        let j = Journal::open_read_only(lane_dir(dir, &name), opts)?;
+        if let Some(p) = j.recovery_report().problems.first() {
+            return Err(Error::Journal(logbook_journal::Error::Corrupt {
+                path: lane_dir(dir, &name),
+                offset: 0,
+                first_lost_lsn: 0,
+                last_lost_lsn: 0,
+                detail: format!("{p}; run `logbook repair --salvage` first (it keeps what the index holds)"),
+            }));
+        }
+    }
     let index_path = dir.join(INDEX_FILE);
     let damage = if index_path.exists() {
         progress("checking the old index", 0, 0);
@@ -132,6 +182,23 @@ pub fn rebuild_index_in_place(
             return Err(e);
         }
     };
+    // Messages the old index holds from records the journal lost (salvaged holes, or beyond a
+    // lane's end) that the new index lacks: the old index is their last copy. Restore them to a
+    // new lane and apply it, so the rebuild never shrinks the history.
+    match rescue_from_old_index(dir, &index_path, &tmp) {
+        Ok(Some(restored)) => {
+            let more = rebuild_index_at(dir, &tmp, progress)?;
+            rep.messages += more.messages;
+            rep.entries += more.entries;
+            rep.applied = more.applied;
+            rep.restored = restored;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = remove_rebuilding_files(dir);
+            return Err(e);
+        }
+    }
     replace_index_files(dir, &tmp)?;
     rep.path = index_path;
     Ok((Vec::new(), rep))

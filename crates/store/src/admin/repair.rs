@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{Journal, RecoveryMode};
+use logbook_journal::{Journal, RecoveryMode, SealedCheck};
 use serde::Serialize;
 
 use super::rebuild::{RebuildReport, rebuild_index_at};
+use super::restore::{RestoreReport, restore_lost};
 use super::verify::{VerifyReport, verify_store};
 use super::{Progress, read_options};
 use crate::error::Result;
@@ -101,6 +102,9 @@ pub struct RepairReport {
     pub lanes: Vec<LaneRepair>,
     /// The index.
     pub index: IndexRepair,
+    /// Messages the journal lost to damage that the index still held, appended again to a new
+    /// lane (salvage only).
+    pub restored: RestoreReport,
     /// `verify` of the result.
     pub verify: VerifyReport,
 }
@@ -112,10 +116,20 @@ pub struct RepairReport {
 pub fn repair_store(dir: &Path, mode: RecoveryMode, progress: Progress<'_>) -> Result<RepairReport> {
     let mut rep = RepairReport::default();
     let mut lane_failed = false;
+    let index_path = dir.join(INDEX_FILE);
+    // What the index applied of each lane before anything changes: a lane that now ends below it
+    // lost records the index may still hold.
+    let applied = Index::open_read_only(&index_path, &IndexOptions::default())
+        .and_then(|ix| ix.applied_positions())
+        .unwrap_or_default();
+    let mut lost: Vec<(String, u64, u64)> = Vec::new();
     for name in lane_names(dir)? {
         progress("repairing lanes", 0, 0);
         let mut lr = LaneRepair { name: name.clone(), ..LaneRepair::default() };
-        match Journal::open(lane_dir(dir, &name), read_options(mode)) {
+        // Every record of every segment is read: damage inside a sealed record is invisible to
+        // the footer check.
+        let opts = logbook_journal::Options { sealed_check: SealedCheck::Full, ..read_options(mode) };
+        match Journal::open(lane_dir(dir, &name), opts) {
             Ok(j) => {
                 let r = j.recovery_report();
                 lr.outcome = if r.is_clean() { LaneOutcome::Clean } else { LaneOutcome::Repaired };
@@ -137,6 +151,16 @@ pub fn repair_store(dir: &Path, mode: RecoveryMode, progress: Progress<'_>) -> R
                 lr.quarantined_files = r.quarantined_files.clone();
                 lr.problems = r.problems.clone();
                 lr.last_lsn = j.last_lsn();
+                if mode == RecoveryMode::Salvage {
+                    for &(a, b) in &lr.lost_lsns {
+                        lost.push((name.clone(), a, b));
+                    }
+                    // Records lost at the end of the lane (an emptied last segment: how many is
+                    // unknown to the journal) that the index had applied.
+                    if let Some(&pos) = applied.get(&name).filter(|&&p| p > lr.last_lsn) {
+                        lost.push((name.clone(), lr.last_lsn + 1, pos));
+                    }
+                }
                 j.close()?;
             }
             Err(logbook_journal::Error::Locked { .. }) => {
@@ -147,9 +171,19 @@ pub fn repair_store(dir: &Path, mode: RecoveryMode, progress: Progress<'_>) -> R
                 lane_failed = true;
                 lr.outcome = LaneOutcome::Failed;
                 lr.problems.push(e.to_string());
+                if e.is_corruption() {
+                    lr.problems.push(
+                        "run `logbook repair --salvage`: it keeps every valid record and restores from the index what it holds of the damaged ones"
+                            .into(),
+                    );
+                }
             }
         }
         rep.lanes.push(lr);
+    }
+    if !lost.is_empty() && index_path.exists() {
+        progress("restoring lost messages from the index", 0, 0);
+        rep.restored = restore_lost(dir, &index_path, &lost, &|_| true)?;
     }
     rep.index = repair_index(dir, lane_failed, progress)?;
     rep.verify = verify_store(dir, progress)?;
@@ -182,6 +216,8 @@ fn repair_index(dir: &Path, lane_failed: bool, progress: Progress<'_>) -> Result
                                 problems.push(format!("refers to lane {lane}, which this store does not have"));
                                 continue;
                             }
+                            // (After a salvage, what the index held of the lost records was
+                            // restored above: a rebuild loses nothing of it.)
                             if let Ok(j) = Journal::open_read_only(&ldir, read_options(RecoveryMode::Strict))
                                 && pos > j.last_lsn()
                             {

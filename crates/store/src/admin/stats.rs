@@ -60,6 +60,9 @@ pub struct StoreStats {
     pub quarantine: Vec<QuarantinedFile>,
     /// Total bytes under every `quarantine/` folder (notes included).
     pub quarantine_bytes: u64,
+    /// What makes the store's history incomplete until repaired: lanes that cannot be read,
+    /// damage found in them (file, offset, LSNs), an index that cannot be read.
+    pub problems: Vec<String>,
 }
 
 /// Gathers statistics about a store folder without changing it.
@@ -107,14 +110,21 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
                 }
             }
         }
-        match Journal::open_read_only(&ldir, read_options(RecoveryMode::Strict)) {
+        // Salvage in memory (nothing is changed): every valid record counts, damage is named.
+        match Journal::open_read_only(&ldir, read_options(RecoveryMode::Salvage)) {
             Ok(j) => {
                 let s = j.status();
                 ls.first_lsn = s.first_lsn;
                 ls.last_lsn = s.written_lsn;
                 ls.holes = s.holes;
+                for p in &j.recovery_report().problems {
+                    st.problems.push(format!("lane {name}: {p} (run `logbook repair --salvage`)"));
+                }
             }
-            Err(e) => ls.error = Some(e.to_string()),
+            Err(e) => {
+                st.problems.push(format!("lane {name} cannot be read: {e}"));
+                ls.error = Some(e.to_string());
+            }
         }
         ls.applied_lsn = positions.as_ref().map(|p| p.get(&name).copied().unwrap_or(0));
         st.unindexed += ls.last_lsn.saturating_sub(ls.applied_lsn.unwrap_or(0));

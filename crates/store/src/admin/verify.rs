@@ -92,7 +92,7 @@ const CONFIRMING_SCANS: u32 = 3;
 ///
 /// Beside live writers: a writer's commit in flight (a batch half-written, preallocated zeros
 /// not yet overwritten) looks like a torn tail or zeros in the middle to a scan that reads it at
-/// that moment. A lane with a problem is therefore scanned again ([`CONFIRMING_SCANS`] times, a
+/// that moment. A lane with a problem is therefore scanned again (`CONFIRMING_SCANS` times, a
 /// little later each time) and only what every scan finds at the same place is reported. The
 /// index is compared with the journal at one point: its positions and ids are read in one read
 /// transaction, and the journals are opened after it, so they hold at least what it applied.

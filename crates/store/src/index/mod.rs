@@ -27,6 +27,7 @@ mod apply;
 mod error;
 mod maintenance;
 mod query;
+mod restore;
 mod schema;
 #[cfg(test)]
 mod tests;

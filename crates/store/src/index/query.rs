@@ -369,7 +369,12 @@ impl Index {
         let picked = match (fts, q.order) {
             (false, order) => {
                 let order = if order == SearchOrder::Relevance { " ORDER BY m.rid DESC" } else { by_id };
-                run(&format!("SELECT m.rid, 0.0 FROM messages m JOIN fts_source s ON s.rid = m.rid WHERE 1{filters}{order} LIMIT ?"), vec![])?
+                run(
+                    &format!(
+                        "SELECT m.rid, 0.0 FROM messages m JOIN fts_source s ON s.rid = m.rid WHERE 1{filters}{order} LIMIT ?"
+                    ),
+                    vec![],
+                )?
             }
             // FTS5 returns matches in id order and stops at the limit: cost follows the hits,
             // not the match set.

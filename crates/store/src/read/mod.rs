@@ -164,9 +164,7 @@ impl Store {
             .into_iter()
             .map(|(m, _)| m)
             .collect();
-        out.extend(
-            tail.messages().filter(|m| m.num > after && session_id.is_none_or(|s| m.session_id == s)).cloned(),
-        );
+        out.extend(tail.messages().filter(|m| m.num > after && session_id.is_none_or(|s| m.session_id == s)).cloned());
         let mut seen = HashSet::new();
         out.retain_mut(|m| {
             if !seen.insert(m.id.clone()) {

@@ -59,7 +59,7 @@ impl Store {
                 }
                 Err(logbook_journal::Error::Locked { .. }) => continue,
                 Err(e) if e.is_corruption() => {
-                    error!(lane = %name, "lane cannot be opened and is left for `logbook repair`: {e}");
+                    error!(lane = %name, "lane cannot be opened and is left for `logbook repair --salvage`; this process appends to a new lane: {e}");
                     lane_errors.insert(name.clone(), e.to_string());
                 }
                 Err(e) => return Err(e.into()),
@@ -89,7 +89,7 @@ impl Store {
         let mut lane_errors = BTreeMap::new();
         let mut first = None;
         for name in lane_names(&dir)? {
-            match Journal::open_read_only(lane_dir(&dir, &name), opts.journal_options()) {
+            match Journal::open_read_only(lane_dir(&dir, &name), crate::state::read_lane_options(&opts)) {
                 Ok(j) => {
                     first = Some((name, j));
                     break;
@@ -116,11 +116,20 @@ impl Store {
             warn!(lane = %lane_name, problems = ?rep.problems, "lane recovered with repairs");
         }
         if !opts.read_only {
+            if !rep.salvaged.is_empty() {
+                restore_salvaged(&dir, &lane_name, &lane, &opts.index);
+            }
             check_index_not_ahead(&dir, &lane_name, lane.last_lsn(), &opts.index)?;
         }
         info!(dir = %dir.display(), lane = %lane_name, last_lsn = lane.last_lsn(), "store opened");
         let last_id = if opts.read_only { 0 } else { last_id_of_lane(&dir, &lane_name, &lane, &opts)? };
         let inner = Arc::new(Inner::new(dir, opts, lane_name, lane, lane_errors, last_id));
+        if inner.opts.read_only {
+            let mut sh = inner.shared.lock();
+            for p in &inner.lane.recovery_report().problems {
+                sh.damage(&inner.lane_name, p.clone());
+            }
+        }
         let handle = if inner.opts.run_compactor && !inner.opts.read_only {
             let c = Arc::clone(&inner);
             Some(
@@ -231,6 +240,27 @@ fn last_id_of_lane(dir: &Path, lane_name: &str, lane: &Journal, opts: &StoreOpti
         }
     }
     Ok(last)
+}
+
+/// A lane opened in `Salvage` mode lost records just now: before anything can replace the index,
+/// append again (to a new lane, marked restored) the messages it still holds from those LSNs,
+/// including any beyond the lane's new end. Failures are logged: the index itself is kept.
+fn restore_salvaged(dir: &Path, lane_name: &str, lane: &Journal, opts: &crate::index::IndexOptions) {
+    let mut lost: Vec<(String, u64, u64)> =
+        lane.recovery_report().lost_lsns().into_iter().map(|(a, b)| (lane_name.to_string(), a, b)).collect();
+    let path = dir.join(INDEX_FILE);
+    if let Ok(applied) = Index::open_read_only(&path, opts).and_then(|ix| ix.applied_positions())
+        && let Some(&pos) = applied.get(lane_name).filter(|&&p| p > lane.last_lsn())
+    {
+        lost.push((lane_name.to_string(), lane.last_lsn() + 1, pos));
+    }
+    match crate::admin::restore_lost(dir, &path, &lost, &|_| true) {
+        Ok(r) if !r.restored.is_empty() => {
+            warn!(lane = %lane_name, restored = r.restored.len(), to = ?r.lane, "restored from the index messages this lane lost to damage")
+        }
+        Ok(_) => {}
+        Err(e) => error!(lane = %lane_name, "cannot restore from the index what this lane lost: {e}"),
+    }
 }
 
 fn check_index_not_ahead(dir: &Path, lane: &str, last: Lsn, opts: &crate::index::IndexOptions) -> Result<()> {

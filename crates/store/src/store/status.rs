@@ -33,7 +33,8 @@ impl Store {
             if let Some(e) = &l.error {
                 problems.push(format!("lane {} cannot be read: {e}", l.name));
             }
-            if let Some(a) = l.applied_lsn.filter(|&a| a > l.last_lsn && l.error.is_none()) {
+            let damaged = sh.lane_damage.contains_key(&l.name);
+            if let Some(a) = l.applied_lsn.filter(|&a| a > l.last_lsn && l.error.is_none() && !damaged) {
                 problems.push(format!(
                     "index is ahead of lane {} (applied {a}, lane ends at {}): it is rebuilt by the compactor",
                     l.name, l.last_lsn
@@ -49,6 +50,13 @@ impl Store {
             }
             IndexHealth::Failed { reason } => problems.push(format!("index unusable: {reason}")),
             _ => {}
+        }
+        for (lane, list) in &sh.lane_damage {
+            for d in list {
+                problems.push(format!(
+                    "lane {lane} has records that cannot be read (the history shown is incomplete; run `logbook repair --salvage`): {d}"
+                ));
+            }
         }
         for (at, why) in &sh.undecodable {
             problems.push(format!("journal record {at} cannot be read (left out of every read): {why}"));
@@ -84,8 +92,11 @@ impl Store {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status();
+            // A lane that lost records to damage may end below what the index applied (the index
+            // keeps its copy); nothing more will come of waiting for it.
+            let damaged: Vec<String> = self.inner.shared.lock().lane_damage.keys().cloned().collect();
             let caught_up = s.unindexed == 0
-                && s.lanes.iter().all(|l| l.applied_lsn.is_some_and(|a| a <= l.last_lsn))
+                && s.lanes.iter().all(|l| l.applied_lsn.is_some_and(|a| a <= l.last_lsn || damaged.contains(&l.name)))
                 && !self.inner.dir.join(REBUILD_MARKER).exists();
             if caught_up {
                 return true;
