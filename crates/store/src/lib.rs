@@ -57,7 +57,7 @@ pub use error::{Error, Result};
 pub use import::{ImportError, ImportReport, SinkError, import_hermes_db, import_jsonl, imported_message_id};
 pub use index::{
     ApplyStats, CheckpointStats, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit, SearchOrder, SearchQuery,
-    SessionFilter,
+    SessionFilter, indexed_text, match_snippet,
 };
 pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SHIPPER_LOCK, STORE_ID_FILE};
 pub use logbook_journal::{Durability, RecoveryMode};
