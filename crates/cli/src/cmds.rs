@@ -368,8 +368,6 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
     if a.query.trim().is_empty() {
         bail!("the search query is empty; give some text to look for");
     }
-    let dir = util::existing_store(cli)?;
-    let store = util::open_store_read_only(cli, &dir)?;
     let q = SearchQuery {
         text: a.query.clone(),
         session_id: a.session.clone(),
@@ -383,6 +381,11 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
         },
         ..SearchQuery::default()
     };
+    if let Some(t) = crate::sync::target(cli)? {
+        return crate::sync::search(cli, &t, &q);
+    }
+    let dir = util::existing_store(cli)?;
+    let store = util::open_store_read_only(cli, &dir)?;
     let hits = store.search(&q).context("search failed")?;
     if cli.json {
         let v: Vec<_> = hits
@@ -454,7 +457,11 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
     let s = ops::store_stats(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
     if cli.json {
-        print_json(&s)?;
+        let mut v = serde_json::to_value(&s).context("cannot encode the report as JSON")?;
+        if let Some(r) = crate::sync::stats(cli, &dir)? {
+            v["remote"] = r;
+        }
+        print_json(&v)?;
         return Ok(Outcome::Fine);
     }
     say(format!("store {}", s.dir.display()))?;
@@ -497,6 +504,7 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
             s.quarantine.len()
         ))?;
     }
+    crate::sync::stats(cli, &dir)?;
     Ok(Outcome::Fine)
 }
 
