@@ -70,7 +70,7 @@ fn string(v: Option<Vec<u8>>) -> Option<String> {
 
 pub(crate) fn message_from_row(r: &Row, at: usize) -> Result<(Message, MessageState), postgres::Error> {
     let m = Message {
-        id: r.try_get(at + 0)?,
+        id: r.try_get(at)?,
         session_id: r.try_get(at + 1)?,
         role: r.try_get(at + 2)?,
         content: string(r.try_get(at + 3)?),

@@ -11,7 +11,7 @@ use crate::error::{Ctx, PgError};
 pub const PG_SCHEMA_VERSION: i64 = 1;
 
 /// Advisory lock key of schema creation (`"logbook"` as ASCII).
-const SCHEMA_LOCK: i64 = 0x6c6f_6762_6f6f_6b;
+const SCHEMA_LOCK: i64 = 0x006c_6f67_626f_6f6b;
 
 /// Long free text (`content`, `api_content`, `reasoning`, `tool_calls`, `extra`) is kept as
 /// `bytea`, the exact UTF-8 bytes: PostgreSQL `text` cannot hold NUL, which multimodal content

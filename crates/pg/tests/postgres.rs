@@ -229,6 +229,9 @@ fn postgres_crash_and_restart_mid_stream() {
     store.close().unwrap();
 }
 
+/// Title, extra, ended_at, input tokens, actual cost.
+type SessionRow = (Option<String>, Option<String>, Option<f64>, i64, f64);
+
 /// A batch with every entry kind, in the order a gateway would write it.
 fn mixed_batch() -> Vec<(String, u64, Entry)> {
     let m = |num: i64, s: &str, text: &str| Message { num, id: format!("m{num}"), ..msg(s, text.to_string()) };
@@ -338,7 +341,7 @@ fn same_batch_twice_and_the_sqlite_semantics() {
             .collect();
         assert_eq!(got, want, "session {session}");
         let want_s = sq.get_session(session).unwrap();
-        let got_s: Option<(Option<String>, Option<String>, Option<f64>, i64, f64)> = c
+        let got_s: Option<SessionRow> = c
             .query_opt(
                 "SELECT title, extra, ended_at, input_tokens, actual_cost_usd FROM logbook.sessions WHERE store = 'store-a' AND id = $1",
                 &[&session],
@@ -349,7 +352,7 @@ fn same_batch_twice_and_the_sqlite_semantics() {
             want_s.map(|s| (s.title, s.extra, s.ended_at, s.counters.input_tokens, s.counters.actual_cost_usd));
         // `extra` is the same JSON object; key order may differ (serde_json vs SQLite json_patch).
         let json = |s: &Option<String>| s.as_deref().map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap());
-        let norm = |v: Option<(Option<String>, Option<String>, Option<f64>, i64, f64)>| {
+        let norm = |v: Option<SessionRow>| {
             v.map(|(t, e, end, i, c)| (t, json(&e), end, i, c))
         };
         assert_eq!(norm(got_s), norm(want_s), "session {session}");
