@@ -23,6 +23,9 @@ pub struct RemoteHit {
     pub hit: SearchHit,
 }
 
+/// How many of the newest matches relevance order ranks.
+const RELEVANCE_POOL: i64 = 1_000;
+
 /// Context of a snippet without a match, in characters (as on SQLite).
 const SNIPPET_CONTEXT: usize = 64;
 
@@ -67,11 +70,7 @@ impl PgTarget {
             params.push(v);
             format!("${}", params.len())
         };
-        let qtext = arg(Box::new(text(&q.text).into_owned()), &mut params);
-        let mut sql = format!(
-            "SELECT m.store, {MESSAGE_COLS}, m.body, word_similarity({qtext}, coalesce(m.body, '')) AS score \
-             FROM logbook.messages m WHERE true"
-        );
+        let mut sql = format!("SELECT m.store, {MESSAGE_COLS}, m.body FROM logbook.messages m WHERE true");
         for w in &words {
             let p = arg(Box::new(like_pattern(&text(w))), &mut params);
             sql.push_str(&format!(" AND (m.body ILIKE {p} OR m.tool_name ILIKE {p})"));
@@ -107,12 +106,24 @@ impl PgTarget {
             sql.push_str(&format!(" AND m.\"timestamp\" <= {p}"));
         }
         sql.push_str(match q.order {
-            SearchOrder::Relevance => " ORDER BY score DESC, m.\"timestamp\" DESC NULLS LAST, m.store, m.rid DESC",
             SearchOrder::Oldest => " ORDER BY m.\"timestamp\" NULLS FIRST, m.store, m.rid",
             _ => " ORDER BY m.\"timestamp\" DESC NULLS LAST, m.store, m.rid DESC",
         });
-        let p = arg(Box::new(i64::try_from(q.limit).unwrap_or(i64::MAX)), &mut params);
-        sql.push_str(&format!(" LIMIT {p}"));
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let sql = if q.order == SearchOrder::Relevance {
+            // word_similarity costs a pass over each body: rank the newest RELEVANCE_POOL matches
+            // (or `limit`, if larger), not every match of a common word.
+            let qtext = arg(Box::new(text(&q.text).into_owned()), &mut params);
+            let p = arg(Box::new(limit.max(RELEVANCE_POOL)), &mut params);
+            let l = arg(Box::new(limit), &mut params);
+            format!(
+                "SELECT c.*, word_similarity({qtext}, coalesce(c.body, '')) AS score FROM ({sql} LIMIT {p}) c \
+                 ORDER BY score DESC, c.\"timestamp\" DESC NULLS LAST, c.store, c.rid DESC LIMIT {l}"
+            )
+        } else {
+            let l = arg(Box::new(limit), &mut params);
+            format!("SELECT c.*, 0::real AS score FROM ({sql} LIMIT {l}) c")
+        };
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
         let rows = client.query(&sql, &refs).ctx(target, "run a search")?;
         let mut out = Vec::with_capacity(rows.len());

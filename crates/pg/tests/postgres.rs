@@ -352,9 +352,7 @@ fn same_batch_twice_and_the_sqlite_semantics() {
             want_s.map(|s| (s.title, s.extra, s.ended_at, s.counters.input_tokens, s.counters.actual_cost_usd));
         // `extra` is the same JSON object; key order may differ (serde_json vs SQLite json_patch).
         let json = |s: &Option<String>| s.as_deref().map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap());
-        let norm = |v: Option<SessionRow>| {
-            v.map(|(t, e, end, i, c)| (t, json(&e), end, i, c))
-        };
+        let norm = |v: Option<SessionRow>| v.map(|(t, e, end, i, c)| (t, json(&e), end, i, c));
         assert_eq!(norm(got_s), norm(want_s), "session {session}");
     }
     // Search sees the multimodal text, the edit, and archived messages only when asked.
