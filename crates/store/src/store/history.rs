@@ -106,7 +106,7 @@ impl Store {
 
     /// Deletes sessions (and, with `with_children`, every session whose parent chain leads to
     /// one of them) with all their messages. Gone from reads and search on return; erased from
-    /// the index when the compactor applies it, and from the journal by [`Store::erase`] within
+    /// the index when the compactor applies it, and from the journal by an erase pass ([`ops::erase_store`](crate::ops::erase_store)) within
     /// the configured time. Returns the sessions deleted.
     pub fn delete_sessions(&self, ids: &[&str], with_children: bool) -> Result<Vec<String>> {
         self.writable()?;
