@@ -419,8 +419,6 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
     if a.query.trim().is_empty() {
         bail!("the search query is empty; give some text to look for");
     }
-    let dir = util::existing_store(cli)?;
-    let store = util::open_store_read_only(cli, &dir)?;
     let q = SearchQuery {
         text: a.query.clone(),
         session_id: a.session.clone(),
@@ -434,6 +432,11 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
         },
         ..SearchQuery::default()
     };
+    if let Some(t) = crate::sync::target(cli)? {
+        return crate::sync::search(cli, &t, &q);
+    }
+    let dir = util::existing_store(cli)?;
+    let store = util::open_store_read_only(cli, &dir)?;
     let hits = store.search(&q).context("search failed")?;
     let (outcome, problems) = util::read_problems(&store);
     if cli.json {
@@ -511,7 +514,11 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
     }
     let outcome = if s.problems.is_empty() { Outcome::Fine } else { Outcome::Problem };
     if cli.json {
-        print_json(&s)?;
+        let mut v = serde_json::to_value(&s).context("cannot encode the report as JSON")?;
+        if let Some(r) = crate::sync::stats(cli, &dir)? {
+            v["remote"] = r;
+        }
+        print_json(&v)?;
         return Ok(outcome);
     }
     say(format!("store {}", s.dir.display()))?;
@@ -554,6 +561,7 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
             s.quarantine.len()
         ))?;
     }
+    crate::sync::stats(cli, &dir)?;
     Ok(outcome)
 }
 

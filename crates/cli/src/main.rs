@@ -10,6 +10,7 @@ mod cmds;
 mod demo;
 mod erase;
 mod import;
+mod sync;
 mod util;
 
 use std::path::PathBuf;
@@ -21,13 +22,15 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  fine: the command did what it says and found nothing wrong
   1  a problem was found: verify found damage, repair could not make the store verify, an input
-     line was invalid (append), some rows could not be read (import), a message was lost (demo)
+     line was invalid (append), some rows could not be read (import), a message was lost (demo),
+     PostgreSQL is ahead of a journal (sync)
   2  usage error or I/O error: bad arguments, no store at --dir, a file cannot be read or written
 
 Results go to stdout; problems to stderr, one line each; progress to stderr when it is a
 terminal. Logs only with -v/-vv (or RUST_LOG). --quiet: results and errors only. NO_COLOR or
 --color never turns colors off.
-The store folder is --dir DIR or the environment variable LOGBOOK_DIR.
+The store folder is --dir DIR or the environment variable LOGBOOK_DIR; a shared PostgreSQL index
+is --postgres URL or LOGBOOK_POSTGRES (see docs/scale-out.md).
 See docs/recovery.md for the runbook.";
 
 /// A durable message store for AI-agent gateways.
@@ -58,6 +61,10 @@ pub struct Cli {
     /// Colors on stderr: auto (a terminal, and NO_COLOR unset), always or never.
     #[arg(long, value_enum, default_value = "auto", global = true, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// A PostgreSQL database shared by many stores (libpq URL): writers ship their batches to it
+    /// in the background, `sync` ships what it lacks, `search` runs there across every store.
+    #[arg(long, env = "LOGBOOK_POSTGRES", global = true, value_name = "URL")]
+    pub postgres: Option<String>,
     /// Largest record accepted when writing (bytes; for tests).
     #[arg(long, env = "LOGBOOK_MAX_RECORD_SIZE", global = true, hide = true)]
     pub max_record_size: Option<u32>,
@@ -171,8 +178,12 @@ pub enum Cmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Lanes, segments, sizes, LSNs, compactor lag, index, quarantine.
+    /// Lanes, segments, sizes, LSNs, compactor lag, index, quarantine (and the PostgreSQL lag
+    /// with --postgres).
     Stats,
+    /// Ship every journal entry the PostgreSQL database (--postgres) lacks, exactly once, and
+    /// report the lag per lane. Exit 1 if the database is ahead of a journal (a journal was lost).
+    Sync,
     /// Erase deleted content from the journal files now (optionally deleting sessions first).
     /// Exit 1 if something still holds it (a lane another process writes).
     Erase {
@@ -378,6 +389,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Cmd::Search(a) => cmds::search(cli, a),
         Cmd::Sessions { source, title, limit } => cmds::sessions(cli, source.clone(), title.clone(), *limit),
         Cmd::Stats => cmds::stats(cli),
+        Cmd::Sync => sync::run(cli),
         Cmd::Erase { sessions, children } => erase::run(cli, sessions, *children),
         Cmd::Tail { follow, session, lines } => cmds::tail(cli, *follow, session.as_deref(), *lines),
         Cmd::Demo { writers, messages } => demo::run(cli, *writers, *messages),

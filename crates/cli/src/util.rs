@@ -198,7 +198,10 @@ pub fn store_options(cli: &Cli) -> StoreOptions {
 
 /// Opens the store in `dir` (running recovery on the lane it claims).
 pub fn open_store(cli: &Cli, dir: &Path) -> anyhow::Result<Store> {
-    Store::open(dir, store_options(cli)).with_context(|| format!("cannot open the store at {}", dir.display()))
+    // With --postgres, a writer also ships to PostgreSQL (in the background, never waiting).
+    let remote = crate::sync::target(cli)?.map(|t| t as std::sync::Arc<dyn logbook::RemoteTarget>);
+    Store::open(dir, StoreOptions { remote, ..store_options(cli) })
+        .with_context(|| format!("cannot open the store at {}", dir.display()))
 }
 
 /// Opens the store in `dir` for reading only: claims no lane, writes nothing, runs no

@@ -26,7 +26,7 @@ use crate::status::IndexHealth;
 use crate::time::now_ms;
 
 /// Sleeps up to `d`, waking early when the store stops. Wakes on this process's appends too.
-fn pause(inner: &Inner, d: Duration) {
+pub(crate) fn pause(inner: &Inner, d: Duration) {
     let wake_at = inner.lane.last_lsn() + 1;
     let deadline = Instant::now() + d;
     while !inner.stop.load(Ordering::SeqCst) {
@@ -38,6 +38,84 @@ fn pause(inner: &Inner, d: Duration) {
             return;
         }
     }
+}
+
+/// Journal entries read for one batch.
+pub(crate) struct Batch {
+    /// `(lane, lsn, entry)`, each lane's in LSN order.
+    pub entries: Vec<(String, u64, Entry)>,
+    /// Their payload bytes.
+    pub bytes: usize,
+    /// Per lane, the last record that did not decode (left out; logged and in the status).
+    pub skipped: BTreeMap<String, u64>,
+    /// How many records did not decode.
+    pub undecodable: u64,
+}
+
+/// Reads the next batch above `positions`, lanes in turn from `first_lane` (so that one busy
+/// lane cannot starve the others), leaving out the lanes in `exclude`. Stops at the batch
+/// limits of the options. Shared by the compactor and the remote shipper.
+pub(crate) fn read_batch(
+    inner: &Inner,
+    positions: &BTreeMap<String, u64>,
+    first_lane: usize,
+    exclude: &[String],
+) -> Result<Batch> {
+    let started = Instant::now();
+    let o = &inner.opts;
+    let names = lane_names(&inner.dir)?;
+    let mut out = Batch { entries: Vec::new(), bytes: 0, skipped: BTreeMap::new(), undecodable: 0 };
+    let n = names.len();
+    'lanes: for k in 0..n {
+        let Some(name) = names.get((first_lane + k) % n.max(1)) else { continue };
+        if exclude.contains(name) {
+            continue;
+        }
+        let Some(j) = inner.lane_journal(name) else { continue };
+        let from = positions.get(name).copied().unwrap_or(0) + 1;
+        for rec in j.iter_from(from) {
+            match rec {
+                Ok(r) => {
+                    match entry::decode_record(lane_number(name).unwrap_or(0), r.lsn, &r.payload) {
+                        Ok(e) => {
+                            out.bytes += r.payload.len();
+                            out.entries.push((name.clone(), r.lsn, e));
+                        }
+                        Err(e) => {
+                            inner.shared.lock().undecodable(name, r.lsn, format!("{e}; not indexed"));
+                            out.skipped.insert(name.clone(), r.lsn);
+                            out.undecodable += 1;
+                        }
+                    }
+                    if out.entries.len() >= o.batch_max_entries
+                        || out.bytes >= o.batch_max_bytes
+                        || started.elapsed() >= o.batch_max_time
+                    {
+                        break 'lanes;
+                    }
+                }
+                // Damage: reported; the records after it are applied (the lost ones may still
+                // be in the index, which keeps them).
+                Err(e) if e.is_corruption() => {
+                    // The LSNs the reader skipped are gone from the journal: move past them
+                    // (reported), as for an undecodable record.
+                    if let logbook_journal::Error::Corrupt { last_lost_lsn, .. } = &e
+                        && *last_lost_lsn != u64::MAX
+                    {
+                        let p = out.skipped.entry(name.clone()).or_insert(0);
+                        *p = (*p).max(*last_lost_lsn);
+                    }
+                    inner.shared.lock().damage(name, e.to_string());
+                }
+                Err(e) => {
+                    error!(lane = %name, "lane cannot be read past LSN {}: {e}", from - 1);
+                    inner.shared.lock().lane_errors.insert(name.clone(), e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The compactor thread's body.
@@ -251,59 +329,10 @@ impl Compactor {
     fn step(&mut self, inner: &Inner) -> Result<usize> {
         let started = Instant::now();
         let o = &inner.opts;
-        let names = lane_names(&inner.dir)?;
-        let mut batch: Vec<(String, u64, Entry)> = Vec::new();
-        let mut bytes = 0usize;
-        let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
-        let n = names.len();
-        'lanes: for k in 0..n {
-            let Some(name) = names.get((self.next_lane + k) % n.max(1)) else { continue };
-            let Some(j) = inner.lane_journal(name) else { continue };
-            let from = self.positions.get(name).copied().unwrap_or(0) + 1;
-            for rec in j.iter_from(from) {
-                match rec {
-                    Ok(r) => {
-                        match entry::decode_record(lane_number(name).unwrap_or(0), r.lsn, &r.payload) {
-                            Ok(e) => {
-                                bytes += r.payload.len();
-                                batch.push((name.clone(), r.lsn, e));
-                            }
-                            Err(e) => {
-                                let mut sh = inner.shared.lock();
-                                sh.undecodable(name, r.lsn, format!("{e}; not indexed"));
-                                sh.compactor.undecodable += 1;
-                                skipped.insert(name.clone(), r.lsn);
-                            }
-                        }
-                        if batch.len() >= o.batch_max_entries || bytes >= o.batch_max_bytes {
-                            break 'lanes;
-                        }
-                        if started.elapsed() >= o.batch_max_time {
-                            break 'lanes;
-                        }
-                    }
-                    // Damage: reported; the records after it are applied (the lost ones may
-                    // still be in the index, which keeps them).
-                    Err(e) if e.is_corruption() => {
-                        // The LSNs the reader skipped are gone from the journal: move past them
-                        // (reported), as for an undecodable record.
-                        if let logbook_journal::Error::Corrupt { last_lost_lsn, .. } = &e
-                            && *last_lost_lsn != u64::MAX
-                        {
-                            let p = skipped.entry(name.clone()).or_insert(0);
-                            *p = (*p).max(*last_lost_lsn);
-                        }
-                        inner.shared.lock().damage(name, e.to_string());
-                    }
-                    Err(e) => {
-                        error!(lane = %name, "lane cannot be read past LSN {}: {e}", from - 1);
-                        inner.shared.lock().lane_errors.insert(name.clone(), e.to_string());
-                        break;
-                    }
-                }
-            }
-        }
+        let Batch { entries: batch, bytes, skipped, undecodable } =
+            read_batch(inner, &self.positions, self.next_lane, &[])?;
         self.next_lane = self.next_lane.wrapping_add(1);
+        inner.shared.lock().compactor.undecodable += undecodable;
         for (lane, lsn) in skipped {
             let p = self.positions.entry(lane).or_insert(0);
             *p = (*p).max(lsn);
@@ -329,7 +358,11 @@ impl Compactor {
         }
         drop(sh);
         if o.retention == Retention::AfterIndexed {
-            let own = self.positions.get(&inner.lane_name).copied().unwrap_or(0);
+            let mut own = self.positions.get(&inner.lane_name).copied().unwrap_or(0);
+            if o.remote.is_some() {
+                // The remote index needs these records too: keep them until it has them.
+                own = own.min(inner.shared.lock().remote.applied_lsn(&inner.lane_name).unwrap_or(0));
+            }
             // synchronous=FULL: the commit above is durable, so these records have a copy.
             match inner.lane.remove_segments_below(own + 1) {
                 Ok(v) if !v.is_empty() => info!(segments = ?v, "retention removed indexed segments"),

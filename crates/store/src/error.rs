@@ -15,6 +15,9 @@ pub enum Error {
     /// The SQLite index failed.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// A remote index (PostgreSQL) failed.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::TargetError),
     /// A message or session was refused; nothing was written.
     #[error("invalid input: {0}")]
     Invalid(String),

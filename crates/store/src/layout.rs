@@ -13,6 +13,8 @@
 //!                          one left by a killed process is removed by the next verify or backup
 //!   backup.json            in a backup: written first with "complete": false, replaced with
 //!                          "complete": true once every file is copied and synced
+//!   store.id               this store's stable random id (a remote index keys its rows by it)
+//!   shipper.lock           held (flock) by the process shipping batches to a remote index
 //! ```
 //!
 //! The quarantine keeps damaged files until a person removes them
@@ -42,6 +44,11 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const REBUILD_MARKER: &str = "index.rebuild";
 /// Where `rebuild-index` builds the replacement of a healthy index before swapping it in.
 pub(crate) const REBUILDING_FILE: &str = "index.rebuilding.db";
+/// This store's stable id: a random UUID written once, when a writer first opens the folder.
+/// A remote index (PostgreSQL) fed by many stores keys every row by it.
+pub const STORE_ID_FILE: &str = "store.id";
+/// The lock held by the process shipping batches to a remote index.
+pub const SHIPPER_LOCK: &str = "shipper.lock";
 /// Prefix of lane folder names.
 const LANE_PREFIX: &str = "lane-";
 
@@ -146,6 +153,64 @@ pub(crate) fn try_lock_compactor(dir: &Path) -> Result<Option<File>> {
         Ok(()) => Ok(Some(f)),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
         Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+    }
+}
+
+/// Takes the store's shipper lock (one process ships to a remote index at a time) without
+/// waiting; `None` if another process holds it.
+pub(crate) fn try_lock_shipper(dir: &Path) -> Result<Option<File>> {
+    let path = dir.join(SHIPPER_LOCK);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+    }
+}
+
+/// The store's id (`store.id`): read it, or with `create` write a new random one (durably; if
+/// two processes race, the first file wins and both return its id). `None` when it is missing
+/// and `create` is false (a read-only open of a store no writer has opened since ids exist).
+pub(crate) fn store_id(dir: &Path, create: bool) -> Result<Option<String>> {
+    let path = dir.join(STORE_ID_FILE);
+    let read = |path: &Path| -> Result<Option<String>> {
+        match fs::read_to_string(path) {
+            Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+            // Empty: a crash between create and write; only a writer may replace it.
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", path, e)),
+        }
+    };
+    if let Some(id) = read(&path)? {
+        return Ok(Some(id));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    // Written beside and renamed into place, so no reader ever sees a half-written id.
+    let tmp = dir.join(format!("{STORE_ID_FILE}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    write_new_private_file(&tmp, format!("{id}\n").as_bytes())?;
+    // hard_link fails if another process put its id in place first: theirs wins.
+    let linked = fs::hard_link(&tmp, &path);
+    let _ = fs::remove_file(&tmp);
+    sync_dir(dir)?;
+    match linked {
+        Ok(()) => {
+            info!(store_id = %id, "store id created");
+            Ok(Some(id))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read(&path),
+        Err(e) => Err(Error::io("create", &path, e)),
     }
 }
 

@@ -43,6 +43,7 @@ mod layout;
 mod model;
 mod options;
 mod read;
+mod remote;
 mod state;
 mod status;
 mod store;
@@ -56,9 +57,9 @@ pub use error::{Error, Result};
 pub use import::{ImportError, ImportReport, SinkError, import_hermes_db, import_jsonl, imported_message_id};
 pub use index::{
     ApplyStats, CheckpointStats, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit, SearchOrder, SearchQuery,
-    SessionFilter,
+    SessionFilter, indexed_text, match_snippet,
 };
-pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER};
+pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SHIPPER_LOCK, STORE_ID_FILE};
 pub use logbook_journal::{Durability, RecoveryMode};
 pub use model::{
     CounterDelta, Counters, DeleteSessions, Erased, Message, MessageState, MessageUpdate, MetaSet, Rewrite,
@@ -66,7 +67,8 @@ pub use model::{
 };
 pub use options::{Retention, StoreOptions};
 pub use read::HistoryItem;
-pub use status::{CompactorStatus, IndexHealth, LaneStatus, StoreStatus};
+pub use remote::{IndexTarget, RemoteTarget, TargetError};
+pub use status::{CompactorStatus, IndexHealth, LaneStatus, RemoteLag, RemoteLane, RemoteStatus, StoreStatus};
 pub use store::{Appended, HistoryQuery, Store};
 
 /// Whole-store operations, the library side of the `logbook` tool: verify, repair, rebuild,

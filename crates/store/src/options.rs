@@ -1,10 +1,12 @@
 //! Options of the message store.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use logbook_journal::{Durability, RecoveryMode};
 
 use crate::index::IndexOptions;
+use crate::remote::RemoteTarget;
 
 /// Whether journal segments are ever removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,6 +61,11 @@ pub struct StoreOptions {
     /// with [`Error::ReadOnly`](crate::Error::ReadOnly). The folder must already hold a store.
     /// Default: `false`.
     pub read_only: bool,
+    /// A remote index (PostgreSQL: `logbook_pg::PgTarget`) fed from a shipper thread beside
+    /// the compactor, one process per store at a time, with back-off on failure; appends and
+    /// the local index never wait for it. With [`Retention::AfterIndexed`], segments are kept
+    /// until the remote index has them too. Default: `None`.
+    pub remote: Option<Arc<dyn RemoteTarget>>,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +86,7 @@ impl Default for StoreOptions {
             retention: Retention::Off,
             erase_within: Duration::from_secs(60),
             read_only: false,
+            remote: None,
         }
     }
 }

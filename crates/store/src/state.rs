@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::index::{Index, IndexError};
 use crate::layout::{INDEX_FILE, lane_dir, lane_names, lane_number};
 use crate::options::StoreOptions;
-use crate::status::{CompactorStatus, IndexHealth};
+use crate::status::{CompactorStatus, IndexHealth, RemoteStatus};
 use crate::store::IdClock;
 
 #[derive(Debug)]
@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub undecodable_more: u64,
     /// Deleted content an erase pass could not remove yet, and why.
     pub erase_pending: Option<String>,
+    /// The remote shipper's view (default when no remote index is configured).
+    pub remote: RemoteStatus,
 }
 
 /// How many undecodable records are kept by name.
@@ -144,6 +146,7 @@ impl Inner {
                 undecodable: BTreeMap::new(),
                 undecodable_more: 0,
                 erase_pending: None,
+                remote: RemoteStatus::default(),
             }),
             reader: Mutex::new(None),
             others: Mutex::new(BTreeMap::new()),

@@ -84,6 +84,8 @@ pub struct StoreStatus {
     pub quarantine_bytes: u64,
     /// Why this process's lane refuses appends, if it does.
     pub journal_poisoned: Option<String>,
+    /// The shipper to a remote index, when one is configured.
+    pub remote: Option<RemoteStatus>,
     /// Everything that is not as it should be, in words. Empty when healthy.
     pub problems: Vec<String>,
 }
@@ -93,4 +95,97 @@ impl StoreStatus {
     pub fn is_degraded(&self) -> bool {
         !self.problems.is_empty()
     }
+}
+
+/// One lane as a remote index has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteLane {
+    /// Lane name.
+    pub name: String,
+    /// Highest readable LSN of the lane here.
+    pub last_lsn: Lsn,
+    /// Highest LSN the remote index applied (0 if none).
+    pub applied_lsn: Lsn,
+    /// Entries not shipped yet (`last_lsn - applied_lsn`, 0 when ahead).
+    pub lag: u64,
+    /// The remote index has applied more of this lane than the lane holds (the journal was
+    /// lost or replaced): the lane is not shipped until someone decides (see docs/scale-out.md).
+    pub ahead: bool,
+}
+
+/// A store's position in a remote index: what [`Store::remote_lag`](crate::Store::remote_lag)
+/// and [`Store::sync_remote`](crate::Store::sync_remote) return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteLag {
+    /// The remote index (no password).
+    pub target: String,
+    /// This store's id in it.
+    pub store_id: String,
+    /// Every lane of the store, and every lane the remote index knows of this store.
+    pub lanes: Vec<RemoteLane>,
+    /// Lanes the remote index has positions of that this store does not have (lost folders).
+    pub missing_lanes: Vec<String>,
+    /// Entries shipped by this call (0 for `remote_lag`).
+    pub shipped: u64,
+}
+
+impl RemoteLag {
+    /// Entries not shipped yet, over every lane.
+    pub fn lag(&self) -> u64 {
+        self.lanes.iter().map(|l| l.lag).sum()
+    }
+
+    /// What is wrong, in words: lanes whose remote position is ahead, lanes missing here.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for l in self.lanes.iter().filter(|l| l.ahead) {
+            out.push(format!(
+                "remote index {} has applied LSN {} of {} {}, but the lane ends at {}: the journal was lost or \
+                 replaced; the lane is not shipped (see docs/scale-out.md)",
+                self.target, l.applied_lsn, self.store_id, l.name, l.last_lsn
+            ));
+        }
+        for l in &self.missing_lanes {
+            out.push(format!(
+                "remote index {} has positions of lane {l} of store {}, which this folder does not have",
+                self.target, self.store_id
+            ));
+        }
+        out
+    }
+}
+
+impl RemoteStatus {
+    /// The remote index's position of `lane`, if known.
+    pub fn applied_lsn(&self, lane: &str) -> Option<Lsn> {
+        self.lanes.iter().find(|l| l.name == lane).map(|l| l.applied_lsn)
+    }
+}
+
+/// The shipper to a remote index as this process sees it (present when
+/// [`StoreOptions::remote`](crate::StoreOptions::remote) is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteStatus {
+    /// The remote index (no password).
+    pub target: String,
+    /// This store's id.
+    pub store_id: Option<String>,
+    /// This process holds the shipper role (`shipper.lock`); only it knows the positions.
+    pub shipping_here: bool,
+    /// Connected right now.
+    pub connected: bool,
+    /// Per lane, as of the last batch or connection (empty until connected).
+    pub lanes: Vec<RemoteLane>,
+    /// Entries not shipped yet (`None` until the positions were read).
+    pub lag: Option<u64>,
+    /// Batches committed by this process.
+    pub batches: u64,
+    /// Entries applied by this process.
+    pub entries_applied: u64,
+    /// Failed attempts (connections and batches), retried with back-off.
+    pub retries: u64,
+    /// The last error, while it lasts.
+    pub last_error: Option<String>,
+    /// When the next attempt is due, ms since the Unix epoch (while failing).
+    pub retry_at_unix_ms: Option<u64>,
 }

@@ -93,7 +93,7 @@ pub(super) fn head(s: &str, n: usize) -> String {
     }
 }
 
-/// Case-insensitive substring match with the same snippet format as [`Index::search`]: the
+/// Case-insensitive substring match with the same snippet format as [`Index::search`](crate::Index::search): the
 /// query is split on whitespace and every word must occur in `text`; the snippet is about 64
 /// characters around the first match, each match inside it wrapped in `[` `]`, cuts marked `…`.
 /// Returns `None` if a word is missing or the query is empty. For messages not yet indexed.

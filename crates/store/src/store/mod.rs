@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::layout::{
-    INDEX_FILE, LANES_DIR, create_private_dir, lane_dir, lane_name, lane_names, lane_number, request_rebuild,
+    INDEX_FILE, LANES_DIR, create_private_dir, lane_dir, lane_name, lane_names, lane_number, request_rebuild, store_id,
 };
 use crate::options::StoreOptions;
 use crate::state::Inner;
@@ -32,6 +32,7 @@ pub(crate) use ids::IdClock;
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
     compactor: Mutex<Option<JoinHandle<()>>>,
+    shipper: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Store {
@@ -120,6 +121,8 @@ impl Store {
                 restore_salvaged(&dir, &lane_name, &lane, &opts.index);
             }
             check_index_not_ahead(&dir, &lane_name, lane.last_lsn(), &opts.index)?;
+            // Created once, by the first writer (remote indexes key this store's rows by it).
+            store_id(&dir, true)?;
         }
         info!(dir = %dir.display(), lane = %lane_name, last_lsn = lane.last_lsn(), "store opened");
         let last_id = if opts.read_only { 0 } else { last_id_of_lane(&dir, &lane_name, &lane, &opts)? };
@@ -141,7 +144,19 @@ impl Store {
         } else {
             None
         };
-        Ok(Store { inner, compactor: Mutex::new(handle) })
+        let shipper = match inner.opts.remote.clone() {
+            Some(target) if !inner.opts.read_only => {
+                let c = Arc::clone(&inner);
+                Some(
+                    std::thread::Builder::new()
+                        .name("logbook-shipper".into())
+                        .spawn(move || crate::remote::run_shipper(c, target))
+                        .map_err(|e| Error::io("spawn shipper thread", PathBuf::new(), e))?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Store { inner, compactor: Mutex::new(handle), shipper: Mutex::new(shipper) })
     }
 
     fn writable(&self) -> Result<()> {
@@ -184,8 +199,20 @@ impl Store {
         let started = Instant::now();
         self.inner.stop.store(true, Ordering::SeqCst);
         let res = self.inner.lane.close();
+        let deadline = started + self.inner.opts.close_deadline;
+        if let Some(h) = self.shipper.lock().take() {
+            // Stops at a batch boundary; a batch in flight is committed or not, and either way
+            // the next shipper's positions say which. Never waits past the deadline on a network.
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                warn!("shipper did not reach a batch boundary before the close deadline; leaving it");
+            }
+        }
         if let Some(h) = self.compactor.lock().take() {
-            let deadline = started + self.inner.opts.close_deadline;
             while !h.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }

@@ -73,6 +73,29 @@ impl Store {
         if let Some(e) = &sh.compactor.last_error {
             problems.push(format!("compactor: {e}"));
         }
+        let remote = self.inner.opts.remote.as_ref().map(|t| {
+            let mut r = sh.remote.clone();
+            if r.target.is_empty() {
+                r.target = t.describe();
+            }
+            r
+        });
+        if let Some(r) = &remote {
+            if let Some(e) = &r.last_error {
+                problems.push(format!(
+                    "remote index {} not reachable or refusing batches (retrying with back-off; appends and the \
+                     local index are unaffected): {e}",
+                    r.target
+                ));
+            }
+            for l in r.lanes.iter().filter(|l| l.ahead) {
+                problems.push(format!(
+                    "remote index {} has applied LSN {} of lane {}, but the lane ends at {}: the journal was lost or \
+                     replaced; the lane is not shipped (see docs/scale-out.md)",
+                    r.target, l.applied_lsn, l.name, l.last_lsn
+                ));
+            }
+        }
         StoreStatus {
             dir: self.inner.dir.clone(),
             lane: self.inner.lane_name.clone(),
@@ -82,6 +105,7 @@ impl Store {
             unindexed,
             quarantine_bytes: quarantine_bytes(&self.inner.dir),
             journal_poisoned: poisoned,
+            remote,
             problems,
         }
     }

@@ -1,0 +1,95 @@
+//! The index target seam: where the compactor's batches go.
+//!
+//! A batch is a run of journal entries `(lane, lsn, entry)` read from the lanes above a
+//! target's applied positions. A target applies a batch in one transaction that also stores
+//! the new applied position of every lane it touched, and skips an entry at or below its lane's
+//! position, so replaying a batch (after a crash, a lost connection, or a lost commit reply)
+//! never duplicates and never leaves a gap. Two targets exist:
+//!
+//! - the local SQLite [`Index`] (the default, always there; its compactor thread runs in
+//!   `compactor.rs`), and
+//! - a remote target ([`RemoteTarget`]), such as PostgreSQL in the `logbook-pg` crate, shared
+//!   by many stores: its rows and positions are keyed by the store's id as well. A shipper
+//!   thread (`shipper.rs`), separate from the compactor, feeds it from its own positions, with
+//!   back-off, so an outage never blocks appends or the local index.
+
+mod shipper;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use logbook_journal::Lsn;
+
+use crate::entry::Entry;
+use crate::index::{ApplyStats, Index, IndexError};
+
+pub(crate) use shipper::run as run_shipper;
+
+/// Where batches of journal entries are applied.
+pub trait IndexTarget: Send {
+    /// The last applied position of every lane of store `store_id`.
+    fn applied_positions(&mut self, store_id: &str) -> Result<BTreeMap<String, Lsn>, TargetError>;
+
+    /// Applies `entries` of store `store_id` in one transaction that also stores each lane's
+    /// new position; an entry at or below its lane's stored position is skipped (counted in
+    /// [`ApplyStats::skipped`]). Entries of one lane come in LSN order.
+    fn apply_batch(&mut self, store_id: &str, entries: &[(String, Lsn, Entry)]) -> Result<ApplyStats, TargetError>;
+}
+
+/// A remote index that many stores feed (PostgreSQL: `logbook-pg`). Set it in
+/// [`StoreOptions::remote`](crate::StoreOptions::remote).
+pub trait RemoteTarget: Send + Sync + fmt::Debug {
+    /// Where it is, for messages (no password).
+    fn describe(&self) -> String;
+
+    /// Opens a connection. The shipper drops it after any error and connects again later.
+    fn connect(&self) -> Result<Box<dyn IndexTarget>, TargetError>;
+}
+
+/// Why a target failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// The target cannot be reached, or the connection broke: retried with back-off.
+    #[error("cannot reach {target}: {source}")]
+    Unreachable {
+        /// Where (no password).
+        target: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The target refused a statement (schema, constraint, permission): retried with back-off,
+    /// and reported until it succeeds.
+    #[error("{target} refused a batch: {source}")]
+    Refused {
+        /// Where (no password).
+        target: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The target's data is not what this version expects (a newer schema, an entry it cannot
+    /// hold).
+    #[error("{target}: {detail}")]
+    Incompatible {
+        /// Where (no password).
+        target: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The local SQLite index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// The local index as a target: one store per file, so the store id is not used.
+impl IndexTarget for Index {
+    fn applied_positions(&mut self, _store_id: &str) -> Result<BTreeMap<String, Lsn>, TargetError> {
+        Ok(Index::applied_positions(self)?)
+    }
+
+    fn apply_batch(&mut self, _store_id: &str, entries: &[(String, Lsn, Entry)]) -> Result<ApplyStats, TargetError> {
+        Ok(Index::apply_batch(self, entries)?)
+    }
+}
