@@ -113,14 +113,14 @@ def test_damaged_lane_is_reported_in_status(store_dir: Path) -> None:
         f.seek(200)
         f.write(b"\xff" * 64)
     with logbook.Store(store_dir, run_compactor=False) as s:
-        # Opening checks a sealed segment's header and footer only, so the damage shows when the
-        # lane is read: reads skip the lane (they do not raise CorruptError) and the status
-        # names it with the file, offset and LSNs.
-        s.messages("s")
+        # The damage shows when the lane is read: reads keep every record before and after the
+        # damaged ones (they do not raise CorruptError) and the status names the lane, the file,
+        # the offset and the LSNs lost, so the history never shrinks silently.
+        got = s.messages("s")
+        assert 0 < len(got) < 100
         st = s.status()
         assert st.is_degraded
         assert any(lane in p and "corruption" in p for p in st.problems), st.problems
-        assert any(lane_status.error for lane_status in st.lanes)
 
 
 KINDS: dict[str, tuple[type[BaseException], dict[str, object]]] = {
