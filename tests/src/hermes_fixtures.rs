@@ -19,6 +19,9 @@
 //! - `state-v30-damaged.db`: `state-v30.db` with leaf pages of the `messages` table overwritten
 //!   (zeros or garbage), so `PRAGMA integrity_check` fails and a full scan stops with "database
 //!   disk image is malformed"; the other rows can still be read one at a time by rowid.
+//! - `state-v30-bitrot.db`: `state-v30.db` with single cells of `messages` damaged on intact
+//!   pages (0xFF bytes in `content` and `session_id`, `timestamp` typed TEXT or BLOB): every row
+//!   is reachable and a full scan succeeds, but the cells are not what a reader expects.
 //! - `sessions/<id>.jsonl`: JSONL sidecars of the last 12 sessions of `state-v30.db`, some ending
 //!   in a line cut off mid-write.
 //! - `expected.json` and `README.md`: the counts.
@@ -59,12 +62,30 @@ pub struct Counts {
     pub damaged_readable: usize,
     /// Messages `state-v30-damaged.db` held before the damage.
     pub damaged_total: usize,
+    /// What `state-v30-bitrot.db` damaged.
+    pub bitrot: Bitrot,
+}
+
+/// The cells `state-v30-bitrot.db` damaged: every row stays reachable, but some cells are not
+/// what a reader expects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bitrot {
+    /// Messages in the file (all of them on intact pages).
+    pub messages: usize,
+    /// Rows whose `content` has one byte replaced by 0xFF (never valid UTF-8).
+    pub content_flipped: usize,
+    /// Rows whose `session_id` has one byte replaced by 0xFF.
+    pub session_id_flipped: usize,
+    /// Rows whose `timestamp` record type was changed from REAL to an 8-byte TEXT or BLOB.
+    pub timestamp_retyped: usize,
 }
 
 /// The file names [`generate`] writes, relative to its output folder (sidecars listed one by one).
 pub fn file_names() -> Vec<String> {
     let mut names: Vec<String> =
-        ["README.md", "expected.json", "state-v11.db", "state-v30-damaged.db", "state-v30.db"].map(String::from).into();
+        ["README.md", "expected.json", "state-v11.db", "state-v30-bitrot.db", "state-v30-damaged.db", "state-v30.db"]
+            .map(String::from)
+            .into();
     names.extend(SESSIONS[V11_SESSIONS..].iter().map(|s| format!("sessions/{}.jsonl", s.id)));
     names
 }
@@ -1040,6 +1061,116 @@ fn write_damaged(clean: &Path, damaged: &Path) -> Result<(usize, usize)> {
     Ok((readable_by_rowid(&conn, total as i64)?, total))
 }
 
+fn varint(b: &[u8], at: usize) -> (u64, usize) {
+    let mut v: u64 = 0;
+    for i in 0..9 {
+        let byte = b[at + i];
+        if i == 8 {
+            return ((v << 8) | u64::from(byte), 9);
+        }
+        v = (v << 7) | u64::from(byte & 0x7f);
+        if byte & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    unreachable!()
+}
+
+fn serial_size(t: u64) -> usize {
+    match t {
+        0 | 8 | 9 | 10 | 11 => 0,
+        1 => 1,
+        2 => 2,
+        3 => 3,
+        4 => 4,
+        5 => 6,
+        6 | 7 => 8,
+        n => ((n - 12) / 2) as usize,
+    }
+}
+
+/// Copies `clean` to `rotten` with single cells of `messages` damaged in place, on otherwise
+/// intact pages (a bit flip that no page checksum caught): in every 17th row (from rowid 2) one
+/// byte of `content` becomes 0xFF, in every 23rd (from 11) one byte of `session_id`, and in every
+/// 19th (from 7) the record type of `timestamp` says TEXT (odd rowids) or BLOB (even rowids) of 8
+/// bytes instead of REAL. Only cells whose bytes lie on the leaf page itself are touched.
+fn write_bitrot(clean: &Path, rotten: &Path) -> Result<Bitrot> {
+    let (root, page_size, cols) = {
+        let conn = open_ro(clean)?;
+        let root: u32 =
+            conn.query_row("SELECT rootpage FROM sqlite_master WHERE name = 'messages'", [], |r| r.get(0))?;
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let mut stmt = conn.prepare("PRAGMA table_info(messages)")?;
+        let cols: Vec<String> = stmt.query_map([], |r| r.get(1))?.collect::<rusqlite::Result<_>>()?;
+        (root, usize::try_from(page_size)?, cols)
+    };
+    let col = |name: &str| cols.iter().position(|c| c == name).unwrap();
+    let (sid_col, content_col, ts_col) = (col("session_id"), col("content"), col("timestamp"));
+    let mut bytes = fs::read(clean)?;
+    let mut leaves = Vec::new();
+    table_leaves(&bytes, page_size, root, &mut leaves);
+    let usable = page_size;
+    let max_local = usable - 35;
+    let min_local = (usable - 12) * 32 / 255 - 23;
+    let mut b = Bitrot::default();
+    for page in leaves {
+        let base = (page as usize - 1) * page_size;
+        let be16 = |d: &[u8], at: usize| usize::from(u16::from_be_bytes([d[at], d[at + 1]]));
+        for i in 0..be16(&bytes, base + 3) {
+            b.messages += 1;
+            let mut at = base + be16(&bytes, base + 8 + 2 * i);
+            let (payload, n) = varint(&bytes, at);
+            at += n;
+            let (rowid, n) = varint(&bytes, at);
+            at += n;
+            let payload = usize::try_from(payload)?;
+            let local = if payload <= max_local {
+                payload
+            } else {
+                let k = min_local + (payload - min_local) % (usable - 4);
+                if k <= max_local { k } else { min_local }
+            };
+            let (hdr_len, n) = varint(&bytes, at);
+            let mut type_at = at + n;
+            let mut body = at + usize::try_from(hdr_len)?;
+            // (offset of the serial type, serial type, offset of the value) per column
+            let mut fields = Vec::new();
+            for _ in 0..cols.len() {
+                let (t, n) = varint(&bytes, type_at);
+                fields.push((type_at, t, n, body));
+                type_at += n;
+                body += serial_size(t);
+            }
+            let end_local = at + local;
+            let text_at = |f: (usize, u64, usize, usize)| -> Option<(usize, usize)> {
+                let (_, t, _, value) = f;
+                let len = serial_size(t);
+                (t >= 13 && t % 2 == 1 && len >= 8 && value + len <= end_local).then_some((value, len))
+            };
+            if rowid % 17 == 2
+                && let Some((value, len)) = text_at(fields[content_col])
+            {
+                bytes[value + len / 2] = 0xff;
+                b.content_flipped += 1;
+            }
+            if rowid % 23 == 11
+                && let Some((value, len)) = text_at(fields[sid_col])
+            {
+                bytes[value + len - 2] = 0xff;
+                b.session_id_flipped += 1;
+            }
+            let (type_at, t, n, _) = fields[ts_col];
+            if rowid % 19 == 7 && t == 7 && n == 1 {
+                bytes[type_at] = if rowid % 2 == 1 { 29 } else { 28 };
+                b.timestamp_retyped += 1;
+            }
+        }
+    }
+    remove_db(rotten)?;
+    fs::write(rotten, &bytes)?;
+    Ok(b)
+}
+
 /// Messages whose every column can be read by rowid, probing rowids `1..=max`.
 pub fn readable_by_rowid(conn: &Connection, max: i64) -> Result<usize> {
     let mut stmt = conn.prepare("SELECT * FROM messages WHERE rowid = ?1")?;
@@ -1068,7 +1199,7 @@ pub fn open_ro(path: &Path) -> Result<Connection> {
 /// `expected.json`, written by hand so the key order never depends on serde_json's features.
 fn expected_json(c: &Counts) -> String {
     format!(
-        "{{\n  \"state-v11.db\": {{\n    \"sessions\": {},\n    \"messages\": {}\n  }},\n  \"state-v30.db\": {{\n    \"sessions\": {},\n    \"messages\": {}\n  }},\n  \"sessions/\": {{\n    \"files\": {},\n    \"messages\": {}\n  }},\n  \"state-v30-damaged.db\": {{\n    \"messages_readable_by_rowid\": {},\n    \"messages_total\": {}\n  }}\n}}\n",
+        "{{\n  \"state-v11.db\": {{\n    \"sessions\": {},\n    \"messages\": {}\n  }},\n  \"state-v30.db\": {{\n    \"sessions\": {},\n    \"messages\": {}\n  }},\n  \"sessions/\": {{\n    \"files\": {},\n    \"messages\": {}\n  }},\n  \"state-v30-damaged.db\": {{\n    \"messages_readable_by_rowid\": {},\n    \"messages_total\": {}\n  }},\n  \"state-v30-bitrot.db\": {{\n    \"messages\": {},\n    \"content_flipped\": {},\n    \"session_id_flipped\": {},\n    \"timestamp_retyped\": {}\n  }}\n}}\n",
         c.v11_sessions,
         c.v11_messages,
         c.v30_sessions,
@@ -1076,7 +1207,11 @@ fn expected_json(c: &Counts) -> String {
         c.sidecar_files,
         c.sidecar_messages,
         c.damaged_readable,
-        c.damaged_total
+        c.damaged_total,
+        c.bitrot.messages,
+        c.bitrot.content_flipped,
+        c.bitrot.session_id_flipped,
+        c.bitrot.timestamp_retyped,
     )
 }
 
@@ -1102,6 +1237,7 @@ from its output by a single byte.
 | `state-v11.db` | schema version 11: inline FTS5 tables `messages_fts` (unicode61) and `messages_fts_trigram` (trigram) fed by a trigger; {v11s} sessions, {v11m} messages |
 | `state-v30.db` | schema version 30: many more session and message columns, `system_prompts` deduplicated by SHA-256, `state_meta`, external-content FTS5 over views; {v30s} sessions, {v30m} messages (its first {v11s} sessions are the conversations of `state-v11.db`) |
 | `state-v30-damaged.db` | `state-v30.db` with leaf pages of `messages` overwritten (zeros, or garbage): `PRAGMA integrity_check` fails and a full scan of `messages` stops with "database disk image is malformed"; {dr} of the {dt} messages can still be read one row at a time by rowid |
+| `state-v30-bitrot.db` | `state-v30.db` with single cells of `messages` damaged on intact pages, as an undetected bit flip leaves them: {bc} `content` cells and {bs} `session_id` cells hold a 0xFF byte (invalid UTF-8), {bt} `timestamp` cells are typed TEXT or BLOB instead of REAL; all {bm} rows are reachable and a full scan succeeds |
 | `sessions/*.jsonl` | JSONL session sidecars: a first line with `"role": "session_meta"` (session id, model, platform, ISO timestamp, tools), then one OpenAI-style message per line with an ISO-8601 timestamp; {cut} files end in a line cut off mid-write, as a killed writer leaves it; {sf} files, {sm} whole messages, the conversations of the last {sf} sessions of `state-v30.db` |
 | `expected.json` | the counts above, machine-readable |
 
@@ -1125,6 +1261,10 @@ Things a faithful import has to get right, all present in these files:
         v30m = c.v30_messages,
         dr = c.damaged_readable,
         dt = c.damaged_total,
+        bm = c.bitrot.messages,
+        bc = c.bitrot.content_flipped,
+        bs = c.bitrot.session_id_flipped,
+        bt = c.bitrot.timestamp_retyped,
         cut = CUT_SIDECARS.len(),
         sf = c.sidecar_files,
         sm = c.sidecar_messages,
@@ -1141,6 +1281,7 @@ pub fn generate(out: &Path) -> Result<Counts> {
     let sidecar_messages = write_sidecars(&out.join("sessions"), rest)?;
     let (damaged_readable, damaged_total) =
         write_damaged(&out.join("state-v30.db"), &out.join("state-v30-damaged.db"))?;
+    let bitrot = write_bitrot(&out.join("state-v30.db"), &out.join("state-v30-bitrot.db"))?;
     let counts = Counts {
         v11_sessions: v11.len(),
         v11_messages: v11.iter().map(|c| c.messages.len()).sum(),
@@ -1150,6 +1291,7 @@ pub fn generate(out: &Path) -> Result<Counts> {
         sidecar_messages,
         damaged_readable,
         damaged_total,
+        bitrot,
     };
     fs::write(out.join("expected.json"), expected_json(&counts))?;
     fs::write(out.join("README.md"), readme(&counts))?;

@@ -167,6 +167,25 @@ fn hermes_counts_match_expected_json() {
     assert_eq!(readable, n("state-v30-damaged.db", "messages_readable_by_rowid"));
     assert!(readable < total);
     assert_eq!(count(&conn, "SELECT count(*) FROM sessions"), n("state-v30.db", "sessions"));
+
+    // Bit rot: every row is there and a full scan succeeds, but some cells are not what they were.
+    let conn = open_ro(&dir.join("state-v30-bitrot.db")).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM messages NOT INDEXED"), n("state-v30-bitrot.db", "messages"));
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM messages NOT INDEXED WHERE typeof(timestamp) NOT IN ('real', 'integer')"),
+        n("state-v30-bitrot.db", "timestamp_retyped")
+    );
+    let invalid_utf8 = |col: &str| -> u64 {
+        let mut stmt = conn.prepare(&format!("SELECT {col} FROM messages NOT INDEXED")).unwrap();
+        let cells: Vec<Option<Vec<u8>>> = stmt
+            .query_map([], |r| Ok(r.get_ref(0)?.as_bytes_or_null().ok().flatten().map(<[u8]>::to_vec)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        cells.iter().flatten().filter(|b| std::str::from_utf8(b).is_err()).count() as u64
+    };
+    assert_eq!(invalid_utf8("content"), n("state-v30-bitrot.db", "content_flipped"));
+    assert_eq!(invalid_utf8("session_id"), n("state-v30-bitrot.db", "session_id_flipped"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 //! Every imported entry goes through a `Store`: messages in batches of 500 (their ids are
 //! deterministic, so a re-import finds them stored and adds nothing), session changes one by one
 //! and only when they change something.
+//!
+//! A message the import had to repair (lossy text, a key taken from its neighbours) is first
+//! looked up by its Hermes row (session, role, rowid): when the store already holds that row,
+//! imported from a healthier copy of the database, the damaged copy is counted as a
+//! near-duplicate and not added.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use logbook::{Entry, Message, Session, SessionFilter, Store};
-use logbook::{ImportReport, import_hermes_db, import_jsonl};
+use logbook::{ImportReport, hermes_source_rowid, import_hermes_db, import_jsonl, is_repaired_import};
 use serde_json::json;
 
 use crate::util::{self, Reporter, print_json, say};
@@ -30,6 +35,10 @@ struct Sink<'a> {
     seen_messages: u64,
     changed_sessions: u64,
     refused: Vec<String>,
+    /// Repaired messages whose Hermes row the store already holds under another id.
+    near_duplicates: Vec<String>,
+    /// Per session: the stored messages by Hermes row (role, rowid) -> id.
+    rows: HashMap<String, HashMap<(String, i64), String>>,
     reporter: Reporter,
     /// Messages in the source, when they could be counted beforehand (0: unknown).
     expected: u64,
@@ -62,10 +71,39 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// The id under which the store holds the Hermes row `m` was imported from, if another
+    /// than `m`'s own.
+    fn stored_row(&mut self, m: &Message) -> Result<Option<String>, SinkError> {
+        let Some(rowid) = hermes_source_rowid(m) else { return Ok(None) };
+        if !self.rows.contains_key(&m.session_id) {
+            // What this import added so far must be visible too.
+            self.flush()?;
+            let mut by_row = HashMap::new();
+            for s in self.store.messages(&m.session_id)? {
+                if let Some(r) = hermes_source_rowid(&s) {
+                    by_row.insert((s.role.clone(), r), s.id);
+                }
+            }
+            self.rows.insert(m.session_id.clone(), by_row);
+        }
+        let stored = self.rows.get(&m.session_id).and_then(|rows| rows.get(&(m.role.clone(), rowid)));
+        Ok(stored.filter(|id| **id != m.id).cloned())
+    }
+
     fn take(&mut self, e: Entry) -> Result<(), SinkError> {
         match e {
             Entry::Message(m) => {
                 self.seen_messages += 1;
+                if is_repaired_import(&m)
+                    && let Some(stored) = self.stored_row(&m)?
+                {
+                    let rowid = hermes_source_rowid(&m).unwrap_or_default();
+                    self.near_duplicates.push(format!(
+                        "session {} row {rowid}: a damaged copy of stored message {stored}; not added",
+                        m.session_id
+                    ));
+                    return Ok(());
+                }
                 self.pending.push(m);
                 if self.seen_messages.is_multiple_of(50) {
                     self.reporter.update(
@@ -185,6 +223,8 @@ pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
         seen_messages: 0,
         changed_sessions: 0,
         refused: Vec::new(),
+        near_duplicates: Vec::new(),
+        rows: HashMap::new(),
         reporter: Reporter::new(),
         expected: 0,
     };
@@ -222,9 +262,19 @@ pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
     sink.reporter.finish();
     let (added, changed) = (sink.added_messages, sink.changed_sessions);
     let refused = std::mem::take(&mut sink.refused);
+    let near_duplicates = std::mem::take(&mut sink.near_duplicates);
     store.close().with_context(|| format!("cannot close the store at {}", dir.display()))?;
-    let problem = report.unreadable_rows > 0 || !report.bad_lines.is_empty() || !refused.is_empty();
-    let stored = report.messages.saturating_sub(added).saturating_sub(refused.len() as u64);
+    // Repaired rows are a damaged source too: flagged, imported, and reported as a problem.
+    let repaired = report.lossy_utf8_messages
+        + report.lossy_utf8_sessions
+        + report.session_ids_inferred
+        + report.timestamps_inferred;
+    let problem = report.unreadable_rows > 0 || repaired > 0 || !report.bad_lines.is_empty() || !refused.is_empty();
+    let stored = report
+        .messages
+        .saturating_sub(added)
+        .saturating_sub(refused.len() as u64)
+        .saturating_sub(near_duplicates.len() as u64);
     if cli.json {
         print_json(&json!({
             "source": report.source,
@@ -235,7 +285,12 @@ pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
             "messages_already_stored": stored,
             "messages_refused": refused,
             "session_changes_written": changed,
+            "messages_near_duplicates": near_duplicates,
             "unreadable_rows": report.unreadable_rows,
+            "lossy_utf8_messages": report.lossy_utf8_messages,
+            "lossy_utf8_sessions": report.lossy_utf8_sessions,
+            "session_ids_inferred": report.session_ids_inferred,
+            "timestamps_inferred": report.timestamps_inferred,
             "cut_lines": report.cut_lines.iter().map(|(p, n)| json!({"file": p, "line": n})).collect::<Vec<_>>(),
             "bad_lines": report.bad_lines.iter().map(|(p, n, e)| json!({"file": p, "line": n, "error": e})).collect::<Vec<_>>(),
             "warnings": report.warnings,
@@ -257,6 +312,25 @@ pub fn run(cli: &Cli, cmd: &ImportCmd) -> anyhow::Result<Outcome> {
                 report.warnings.len(),
                 if util::quiet() { " (not shown with --quiet; all of them with --json)" } else { " (on stderr)" }
             ))?;
+        }
+        // One line per kind of repair, only when there was some.
+        let repairs = [
+            (report.lossy_utf8_messages, "message(s) with text that is not valid UTF-8, decoded lossily and flagged"),
+            (report.lossy_utf8_sessions, "session(s) with text that is not valid UTF-8, decoded lossily and flagged"),
+            (
+                report.session_ids_inferred,
+                "message(s) whose session id was unreadable, taken from the neighbouring rows",
+            ),
+            (report.timestamps_inferred, "message(s) whose timestamp was unreadable, taken from their session's rows"),
+            (
+                near_duplicates.len() as u64,
+                "damaged near-duplicate(s) of messages already stored from a healthier copy, not added",
+            ),
+        ];
+        for (n, what) in repairs {
+            if n > 0 {
+                say(format!("{n} {what}"))?;
+            }
         }
         if report.unreadable_rows > 0 {
             say(format!(

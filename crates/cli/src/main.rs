@@ -10,6 +10,7 @@ mod cmds;
 mod demo;
 mod erase;
 mod import;
+mod init;
 mod sync;
 mod util;
 
@@ -99,6 +100,9 @@ pub enum Order {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
+    /// Create a store in the --dir folder (missing or empty). A folder that already is a store
+    /// is left as it is; any other non-empty folder is refused.
+    Init,
     /// Append messages read as JSON lines on stdin; acknowledge each once it is durable.
     #[command(after_help = "Each input line is a JSON object: session_id, role, content, and optionally id, \
         timestamp (seconds or ISO-8601), source, tool_calls (any JSON), tool_call_id, tool_name, reasoning, \
@@ -373,6 +377,7 @@ fn writes_store(cmd: &Cmd) -> bool {
 
 fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     match &cli.cmd {
+        Cmd::Init => init::run(cli),
         Cmd::Append { .. } => append::run(cli),
         Cmd::Export { session, since, format, out } => {
             cmds::export(cli, session.as_deref(), since.as_deref(), *format, out.as_deref())

@@ -54,7 +54,10 @@ pub use entry::{
     encode as encode_entry,
 };
 pub use error::{Error, Result};
-pub use import::{ImportError, ImportReport, SinkError, import_hermes_db, import_jsonl, imported_message_id};
+pub use import::{
+    ImportError, ImportReport, SinkError, hermes_source_rowid, import_hermes_db, import_jsonl, imported_message_id,
+    is_repaired_import,
+};
 pub use index::{
     ApplyStats, CheckpointStats, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit, SearchOrder, SearchQuery,
     SessionFilter, indexed_text, match_snippet,

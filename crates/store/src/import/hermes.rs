@@ -10,8 +10,10 @@ use std::path::Path;
 
 use super::json::{J, Style};
 
+use rusqlite::types::ValueRef;
+
 use super::sqlite::{Cell, Db, RowRead, check_sqlite_header, open_read_only, quote_ident, warn_about_wal};
-use super::{ImportError, ImportReport, Out, SinkError, UNREADABLE_COLUMNS_KEY};
+use super::{IMPORT_FLAGS_KEY, ImportError, ImportReport, Out, SinkError, UNREADABLE_COLUMNS_KEY};
 
 /// Reads a Hermes Agent `state.db` of any schema version, read-only, and calls `sink` with a
 /// [`SessionPatch`] for every session (in rowid order), then with every [`Message`] (ordered by
@@ -76,12 +78,26 @@ pub fn import_hermes_db(
     Ok(report)
 }
 
+/// What messages need of their session: its source, and its start for a lost timestamp.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SessionInfo {
+    pub(super) source: Option<String>,
+    pub(super) started_at: Option<f64>,
+}
+
+/// Sessions by id.
+pub(super) type Sessions = HashMap<String, SessionInfo>;
+
 /// Decodes a row into model fields, collecting what the model has no field for.
 pub(super) struct Fields<'c> {
     pub(super) cols: &'c [String],
     pub(super) cells: Vec<Option<Cell>>,
     pub(super) extra: Vec<(String, J)>,
     pub(super) unreadable: Vec<String>,
+    /// Columns whose text was not valid UTF-8 and was decoded with U+FFFD replacements.
+    pub(super) lossy: Vec<String>,
+    /// Other repairs, written under [`IMPORT_FLAGS_KEY`] with `lossy_utf8`.
+    pub(super) flags: Vec<(String, J)>,
 }
 
 impl<'c> Fields<'c> {
@@ -92,7 +108,18 @@ impl<'c> Fields<'c> {
                 unreadable.push(name.clone());
             }
         }
-        Self { cols, cells, extra: Vec::new(), unreadable }
+        Self { cols, cells, extra: Vec::new(), unreadable, lossy: Vec::new(), flags: Vec::new() }
+    }
+
+    /// Text bytes as a string; invalid UTF-8 is decoded lossily and the column flagged.
+    pub(super) fn decode(&mut self, name: &str, bytes: Vec<u8>) -> String {
+        match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                self.lossy.push(name.to_string());
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }
+        }
     }
 
     pub(super) fn take(&mut self, name: &str) -> Option<Cell> {
@@ -104,13 +131,7 @@ impl<'c> Fields<'c> {
     pub(super) fn text(&mut self, name: &str) -> Option<String> {
         match self.take(name)? {
             Cell::Null => None,
-            Cell::Text(bytes) => match String::from_utf8(bytes) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    self.unreadable.push(name.to_string());
-                    None
-                }
-            },
+            Cell::Text(bytes) => Some(self.decode(name, bytes)),
             other => {
                 self.keep(name, other);
                 None
@@ -156,13 +177,7 @@ impl<'c> Fields<'c> {
             Cell::Null => return,
             Cell::Int(i) => J::Int(i),
             Cell::Real(f) => J::Float(f),
-            Cell::Text(bytes) => match String::from_utf8(bytes) {
-                Ok(s) => J::Str(s),
-                Err(_) => {
-                    self.unreadable.push(name.to_string());
-                    return;
-                }
-            },
+            Cell::Text(bytes) => J::Str(self.decode(name, bytes)),
             Cell::Blob(bytes) => {
                 let mut hex = String::with_capacity(bytes.len() * 2);
                 for b in bytes {
@@ -174,8 +189,9 @@ impl<'c> Fields<'c> {
         self.extra.push((name.to_string(), value));
     }
 
-    /// Moves every column not yet taken into `extra`, and returns it as JSON text.
-    pub(super) fn finish(mut self) -> (Option<String>, Vec<String>) {
+    /// Moves every column not yet taken into `extra`, and returns it as JSON text, with the
+    /// unreadable columns and whether any text was decoded lossily.
+    pub(super) fn finish(mut self) -> (Option<String>, Vec<String>, bool) {
         for i in 0..self.cols.len() {
             if let (Some(name), Some(cell)) = (self.cols.get(i).cloned(), self.cells.get_mut(i).and_then(Option::take))
             {
@@ -186,8 +202,17 @@ impl<'c> Fields<'c> {
             let names = self.unreadable.iter().cloned().map(J::Str).collect();
             self.extra.push((UNREADABLE_COLUMNS_KEY.to_string(), J::Arr(names)));
         }
+        let lossy = !self.lossy.is_empty();
+        if lossy || !self.flags.is_empty() {
+            let mut flags = Vec::new();
+            if lossy {
+                flags.push(("lossy_utf8".to_string(), J::Arr(self.lossy.into_iter().map(J::Str).collect())));
+            }
+            flags.extend(self.flags);
+            self.extra.push((IMPORT_FLAGS_KEY.to_string(), J::Obj(flags)));
+        }
         let extra = if self.extra.is_empty() { None } else { Some(J::Obj(self.extra).to_json(Style::Compact)) };
-        (extra, self.unreadable)
+        (extra, self.unreadable, lossy)
     }
 }
 
@@ -236,7 +261,11 @@ pub(super) fn session_from_row(
     if let Some(h) = hash {
         f.extra.push(("system_prompt_hash".into(), J::Str(h)));
     }
-    let (extra, unreadable) = f.finish();
+    let (extra, unreadable, lossy) = f.finish();
+    if lossy {
+        out.report.lossy_utf8_sessions += 1;
+        out.warn(format!("{}: session {id}: text that is not valid UTF-8 was decoded lossily", db.path.display()));
+    }
     if !unreadable.is_empty() {
         out.warn(format!(
             "{}: session {id}: columns {} could not be read; imported without them",
@@ -253,7 +282,7 @@ pub(super) fn import_sessions(
     db: &Db<'_>,
     cols: &[String],
     with_prompts: bool,
-    sources: &mut HashMap<String, Option<String>>,
+    sources: &mut Sessions,
     out: &mut Out<'_>,
 ) -> Result<(), ImportError> {
     let list: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
@@ -316,12 +345,13 @@ pub(super) fn emit_session(
     cells: Vec<Option<Cell>>,
     with_prompts: bool,
     rowid: i64,
-    sources: &mut HashMap<String, Option<String>>,
+    sources: &mut Sessions,
     out: &mut Out<'_>,
 ) -> Result<(), ImportError> {
     match session_from_row(db, cols, cells, with_prompts, out) {
         Ok(patch) => {
-            sources.insert(patch.id.clone(), patch.source.clone());
+            sources
+                .insert(patch.id.clone(), SessionInfo { source: patch.source.clone(), started_at: patch.started_at });
             out.session(patch)
         }
         Err(why) => {
@@ -332,33 +362,72 @@ pub(super) fn emit_session(
     }
 }
 
+/// A message key the row itself could not give, taken from elsewhere (salvage only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct KeyRepair {
+    /// The session id, taken from the neighbouring rows.
+    pub(super) session_id: Option<String>,
+    /// The timestamp, and where it came from (`previous_row`, `next_row`, `session_start`).
+    pub(super) timestamp: Option<(f64, &'static str)>,
+}
+
+/// What [`message_from_row`] had to repair.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Repairs {
+    pub(super) lossy: bool,
+    pub(super) session_id: bool,
+    pub(super) timestamp: bool,
+}
+
 pub(super) fn message_from_row(
     cols: &[String],
     cells: Vec<Option<Cell>>,
-    sources: &HashMap<String, Option<String>>,
-) -> Result<(Message, Vec<String>), String> {
+    sources: &Sessions,
+    rowid: i64,
+    repair: Option<&KeyRepair>,
+) -> Result<(Message, Vec<String>, Repairs), String> {
     let mut f = Fields::new(cols, cells);
-    let session_id = f.required_text("session_id")?;
+    let mut repairs = Repairs::default();
+    let session_id = match (f.required_text("session_id"), repair.and_then(|r| r.session_id.clone())) {
+        (Ok(s), _) => s,
+        (Err(_), Some(s)) => {
+            f.flags.push(("session_id_from".into(), J::Str("neighbour_rows".into())));
+            repairs.session_id = true;
+            s
+        }
+        (Err(e), None) => return Err(e),
+    };
     let role = f.required_text("role")?;
-    let timestamp = match f.take("timestamp") {
-        Some(Cell::Real(t)) => t,
-        Some(Cell::Int(t)) => t as f64,
-        Some(_) => return Err("`timestamp` is not a number".into()),
-        None => return Err("`timestamp` cannot be read".into()),
+    let timestamp = match (f.take("timestamp"), repair.and_then(|r| r.timestamp)) {
+        (Some(Cell::Real(t)), _) => t,
+        (Some(Cell::Int(t)), _) => t as f64,
+        (bad, Some((t, from))) => {
+            // The damaged bytes, kept as they were (text here is no text, so as a blob).
+            if let Some(cell) = bad {
+                let cell = match cell {
+                    Cell::Text(b) => Cell::Blob(b),
+                    other => other,
+                };
+                f.keep("timestamp_unreadable", cell);
+            }
+            f.flags.push(("timestamp_from".into(), J::Str(from.into())));
+            repairs.timestamp = true;
+            t
+        }
+        (Some(_), None) => return Err("`timestamp` is not a number".into()),
+        (None, None) => return Err("`timestamp` cannot be read".into()),
     };
     let content = match f.take("content") {
         None if cols.iter().any(|c| c == "content") => {
             return Err("`content` cannot be read".into());
         }
         None | Some(Cell::Null) => None,
-        Some(Cell::Text(b) | Cell::Blob(b)) => {
-            Some(String::from_utf8(b).map_err(|_| "`content` is not valid UTF-8".to_string())?)
-        }
+        Some(Cell::Text(b) | Cell::Blob(b)) => Some(f.decode("content", b)),
         Some(Cell::Int(i)) => Some(i.to_string()),
         Some(Cell::Real(r)) => Some(r.to_string()),
     };
     let mut m = Message {
-        source: sources.get(&session_id).cloned().flatten(),
+        source: sources.get(&session_id).and_then(|s| s.source.clone()),
         session_id,
         role,
         content,
@@ -371,7 +440,12 @@ pub(super) fn message_from_row(
         finish_reason: f.text("finish_reason"),
         ..Message::default()
     };
-    let (extra, unreadable) = f.finish();
+    if repairs.session_id || repairs.timestamp || !f.lossy.is_empty() {
+        // The row identity a healthier copy of the same database shares.
+        f.flags.push(("source_rowid".into(), J::Int(rowid)));
+    }
+    let (extra, unreadable, lossy) = f.finish();
+    repairs.lossy = lossy;
     m.extra = extra;
     // Damaged files can hold tool calls that are no longer JSON: keep the text, verbatim, in
     // `extra` rather than store an invalid `tool_calls` (the store refuses those).
@@ -384,7 +458,7 @@ pub(super) fn message_from_row(
             m.extra = Some(crate::model::merge_extra(m.extra.as_deref(), &patch));
         }
     }
-    Ok((m, unreadable))
+    Ok((m, unreadable, repairs))
 }
 
 /// The order messages are delivered in: session id, timestamp, rowid (as SQLite sorts them).
@@ -410,16 +484,39 @@ pub(super) fn emit_message(
     cols: &[String],
     cells: Vec<Option<Cell>>,
     rowid: i64,
-    sources: &HashMap<String, Option<String>>,
+    sources: &Sessions,
+    repair: Option<&KeyRepair>,
     out: &mut Out<'_>,
 ) -> Result<Option<MessageKey>, ImportError> {
-    match message_from_row(cols, cells, sources) {
-        Ok((m, unreadable)) => {
+    match message_from_row(cols, cells, sources, rowid, repair) {
+        Ok((m, unreadable, repairs)) => {
+            let path = db.path.display();
             if !unreadable.is_empty() {
                 out.warn(format!(
-                    "{}: `messages` row {rowid}: columns {} could not be read; imported without them",
-                    db.path.display(),
+                    "{path}: `messages` row {rowid}: columns {} could not be read; imported without them",
                     unreadable.join(", ")
+                ));
+            }
+            if repairs.lossy {
+                out.report.lossy_utf8_messages += 1;
+                out.warn(format!("{path}: `messages` row {rowid}: text that is not valid UTF-8 was decoded lossily"));
+            }
+            if repairs.session_id {
+                out.report.session_ids_inferred += 1;
+                out.warn(format!(
+                    "{path}: `messages` row {rowid}: unreadable session id taken from the neighbouring rows ({})",
+                    m.session_id
+                ));
+            }
+            if repairs.timestamp {
+                out.report.timestamps_inferred += 1;
+                out.warn(format!(
+                    "{path}: `messages` row {rowid}: unreadable timestamp taken from {}",
+                    match repair.and_then(|r| r.timestamp) {
+                        Some((_, "previous_row")) => "the previous row of its session",
+                        Some((_, "next_row")) => "the next row of its session",
+                        _ => "its session's start",
+                    }
                 ));
             }
             let key = MessageKey { session_id: m.session_id.clone(), timestamp: m.timestamp, rowid };
@@ -434,12 +531,50 @@ pub(super) fn emit_message(
     }
 }
 
+/// Whether every row's `session_id` and `timestamp` read from the table itself (not from an
+/// index, which may hold intact copies) are usable as they are. `false` when the table cannot
+/// be read through, too: then only a row-by-row salvage can repair or count what is wrong.
+fn keys_are_sound(db: &Db<'_>) -> bool {
+    let check = || -> rusqlite::Result<Option<i64>> {
+        let mut stmt = db.conn.prepare("SELECT rowid, session_id, timestamp FROM messages NOT INDEXED")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let sid_ok = matches!(row.get_ref(1)?, ValueRef::Text(t) if std::str::from_utf8(t).is_ok());
+            let ts_ok = matches!(row.get_ref(2)?, ValueRef::Real(_) | ValueRef::Integer(_));
+            if !(sid_ok && ts_ok) {
+                return Ok(Some(row.get(0)?));
+            }
+        }
+        Ok(None)
+    };
+    match check() {
+        Ok(None) => true,
+        Ok(Some(rowid)) => {
+            tracing::warn!(path = %db.path.display(), rowid, "a message row has an unusable session id or timestamp");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(path = %db.path.display(), error = %e, "cannot read the keys of `messages` in one pass");
+            false
+        }
+    }
+}
+
 pub(super) fn import_messages(
     db: &Db<'_>,
     cols: &[String],
-    sources: &HashMap<String, Option<String>>,
+    sources: &Sessions,
     out: &mut Out<'_>,
 ) -> Result<(), ImportError> {
+    if !keys_are_sound(db) {
+        // Rows with a damaged key can only be repaired, and delivered in order, by a salvage.
+        out.warn(format!(
+            "{}: some `messages` rows have a damaged session id or timestamp, or the table cannot be read \
+             through; reading it row by row",
+            db.path.display()
+        ));
+        return salvage_messages(db, cols, sources, None, &HashSet::new(), out);
+    }
     let list: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
     let sql = format!("SELECT rowid, {} FROM messages ORDER BY session_id, timestamp, rowid", list.join(", "));
     let mut last: Option<MessageKey> = None;
@@ -453,7 +588,7 @@ pub(super) fn import_messages(
             let cells: Vec<Option<Cell>> = (1..=cols.len())
                 .map(|i| row.get_ref(i).map(|v| Some(Cell::from_ref(v))))
                 .collect::<rusqlite::Result<_>>()?;
-            match emit_message(db, cols, cells, rowid, sources, out) {
+            match emit_message(db, cols, cells, rowid, sources, None, out) {
                 Ok(Some(key)) => last = Some(key),
                 Ok(None) => {
                     counted.insert(rowid);
@@ -474,10 +609,69 @@ pub(super) fn import_messages(
     salvage_messages(db, cols, sources, last.as_ref(), &counted, out)
 }
 
+/// The key cells of one row, as pass 1 of a salvage read them.
+struct RowKey {
+    rowid: i64,
+    /// Interned session id; `None` when it cannot be read or is not UTF-8.
+    session: Option<u32>,
+    timestamp: Option<f64>,
+}
+
+/// How far (in rows) a lost key is looked for among the neighbours.
+const NEIGHBOUR_REACH: usize = 1000;
+
+/// The session id of the nearest readable row before and after `i`, in rowid order; the one
+/// the damaged bytes resemble (same length, at most a quarter of the bytes differ) wins, and
+/// without such bytes both neighbours must agree.
+fn neighbour_session(rows: &[RowKey], i: usize, raw: Option<&[u8]>, names: &[String]) -> Option<u32> {
+    let before = rows.get(i.saturating_sub(NEIGHBOUR_REACH)..i)?.iter().rev().find_map(|r| r.session);
+    let after = rows.get(i + 1..)?.iter().take(NEIGHBOUR_REACH).find_map(|r| r.session);
+    let name = |n: u32| names.get(n as usize).map_or(&[][..], |s| s.as_bytes());
+    match raw {
+        Some(raw) => {
+            let distance = |n: u32| -> Option<usize> {
+                let cand = name(n);
+                (cand.len() == raw.len()).then(|| cand.iter().zip(raw).filter(|(a, b)| a != b).count())
+            };
+            [before, after]
+                .into_iter()
+                .flatten()
+                .filter_map(|n| distance(n).map(|d| (d, n)))
+                .filter(|(d, _)| *d * 4 <= raw.len().max(4))
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, n)| n)
+        }
+        None => match (before, after) {
+            (Some(a), Some(b)) if a == b => Some(a),
+            _ => None,
+        },
+    }
+}
+
+/// The timestamp of the nearest row of the same session before `i` (or else after it), in
+/// rowid order, or else the session's start.
+fn neighbour_timestamp(
+    rows: &[RowKey],
+    i: usize,
+    session: u32,
+    started_at: Option<f64>,
+) -> Option<(f64, &'static str)> {
+    let same = |r: &&RowKey| r.session == Some(session) && r.timestamp.is_some();
+    let before = rows.get(i.saturating_sub(NEIGHBOUR_REACH)..i)?.iter().rev().find(same);
+    let after = rows.get(i + 1..)?.iter().take(NEIGHBOUR_REACH).find(same);
+    if let Some(t) = before.and_then(|r| r.timestamp) {
+        return Some((t, "previous_row"));
+    }
+    if let Some(t) = after.and_then(|r| r.timestamp) {
+        return Some((t, "next_row"));
+    }
+    started_at.map(|t| (t, "session_start"))
+}
+
 pub(super) fn salvage_messages(
     db: &Db<'_>,
     cols: &[String],
-    sources: &HashMap<String, Option<String>>,
+    sources: &Sessions,
     resume_after: Option<&MessageKey>,
     counted: &HashSet<i64>,
     out: &mut Out<'_>,
@@ -486,10 +680,13 @@ pub(super) fn salvage_messages(
     let unreadable_before = out.report.unreadable_rows;
     let messages_before = out.report.messages;
 
-    // Pass 1: the sort key of every readable row (session ids interned: rows share them).
+    // Pass 1: the key cells of every row that can be found (session ids interned: rows share
+    // them), in rowid order, so a damaged key can be taken from its neighbours.
     let mut interned: HashMap<String, u32> = HashMap::new();
     let mut names: Vec<String> = Vec::new();
-    let mut keys: Vec<(u32, f64, i64)> = Vec::new();
+    let mut rows: Vec<RowKey> = Vec::new();
+    // The bytes of session ids that are not UTF-8, by position in `rows`.
+    let mut raw_sids: HashMap<usize, Vec<u8>> = HashMap::new();
     let key_cols = vec!["session_id".to_string(), "timestamp".to_string()];
     for rowid in candidates.iter() {
         if counted.contains(&rowid) {
@@ -497,27 +694,29 @@ pub(super) fn salvage_messages(
         }
         let why = match db.read_row("messages", &key_cols, &[0, 1], rowid) {
             RowRead::Found(mut cells) => {
-                let ts = match cells.pop().flatten() {
+                let timestamp = match cells.pop().flatten() {
                     Some(Cell::Real(t)) => Some(t),
                     Some(Cell::Int(t)) => Some(t as f64),
                     _ => None,
                 };
-                let sid = match cells.pop().flatten() {
-                    Some(Cell::Text(b)) => String::from_utf8(b).ok(),
+                let session = match cells.pop().flatten() {
+                    Some(Cell::Text(b)) => match String::from_utf8(b) {
+                        Ok(sid) => {
+                            let next = u32::try_from(names.len()).unwrap_or(u32::MAX);
+                            Some(*interned.entry(sid.clone()).or_insert_with(|| {
+                                names.push(sid);
+                                next
+                            }))
+                        }
+                        Err(e) => {
+                            raw_sids.insert(rows.len(), e.into_bytes());
+                            None
+                        }
+                    },
                     _ => None,
                 };
-                match (sid, ts) {
-                    (Some(sid), Some(ts)) => {
-                        let next = u32::try_from(names.len()).unwrap_or(u32::MAX);
-                        let n = *interned.entry(sid.clone()).or_insert_with(|| {
-                            names.push(sid);
-                            next
-                        });
-                        keys.push((n, ts, rowid));
-                        continue;
-                    }
-                    _ => "`session_id` or `timestamp` is unreadable or of the wrong type".into(),
-                }
+                rows.push(RowKey { rowid, session, timestamp });
+                continue;
             }
             RowRead::Missing if candidates.is_indexed(rowid) => {
                 "it is listed by an index but cannot be found".to_string()
@@ -527,6 +726,55 @@ pub(super) fn salvage_messages(
         };
         out.report.unreadable_rows += 1;
         out.warn(format!("{}: `messages` row {rowid} cannot be read ({why}); skipped", db.path.display()));
+    }
+
+    // Repair the keys the rows could not give: session ids first, then timestamps, which are
+    // looked for within the session.
+    let mut repairs: HashMap<i64, KeyRepair> = HashMap::new();
+    let lost_sessions: Vec<usize> =
+        (0..rows.len()).filter(|&i| rows.get(i).is_some_and(|r| r.session.is_none())).collect();
+    let mut found: Vec<(usize, u32)> = Vec::new();
+    for i in lost_sessions {
+        if let Some(n) = neighbour_session(&rows, i, raw_sids.get(&i).map(Vec::as_slice), &names) {
+            found.push((i, n));
+        }
+    }
+    for (i, n) in found {
+        if let Some(r) = rows.get_mut(i) {
+            r.session = Some(n);
+            repairs.entry(r.rowid).or_default().session_id = names.get(n as usize).cloned();
+        }
+    }
+    let mut timestamps: Vec<(usize, (f64, &'static str))> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let (Some(n), None) = (r.session, r.timestamp) {
+            let started = names.get(n as usize).and_then(|s| sources.get(s)).and_then(|s| s.started_at);
+            if let Some(t) = neighbour_timestamp(&rows, i, n, started) {
+                timestamps.push((i, t));
+            }
+        }
+    }
+    for (i, t) in timestamps {
+        if let Some(r) = rows.get_mut(i) {
+            r.timestamp = Some(t.0);
+            repairs.entry(r.rowid).or_default().timestamp = Some(t);
+        }
+    }
+
+    let mut keys: Vec<(u32, f64, i64)> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match (r.session, r.timestamp) {
+            (Some(n), Some(t)) => keys.push((n, t, r.rowid)),
+            (s, _) => {
+                let what = if s.is_none() { "session id" } else { "timestamp" };
+                out.report.unreadable_rows += 1;
+                out.warn(format!(
+                    "{}: `messages` row {}: its {what} cannot be read nor taken from its neighbours; skipped",
+                    db.path.display(),
+                    r.rowid
+                ));
+            }
+        }
     }
     let name = |n: u32| names.get(n as usize).map_or("", String::as_str);
     keys.sort_by(|a, b| {
@@ -551,7 +799,7 @@ pub(super) fn salvage_messages(
         }
         match db.read_row("messages", cols, &essential, rowid) {
             RowRead::Found(cells) => {
-                emit_message(db, cols, cells, rowid, sources, out)?;
+                emit_message(db, cols, cells, rowid, sources, repairs.get(&rowid), out)?;
             }
             RowRead::Missing => {
                 out.report.unreadable_rows += 1;
@@ -576,4 +824,24 @@ pub(super) fn salvage_messages(
         db.path.display()
     ));
     Ok(())
+}
+
+/// The Hermes row a message was imported from: `logbook_import.source_rowid` in its `extra`
+/// (written on repaired messages), or else the `id` column Hermes keeps (an alias of the rowid).
+/// With the session id and role it identifies the source row across copies of one database,
+/// whatever damage changed in the text or timestamp; `None` for messages not imported from a
+/// Hermes database.
+pub fn hermes_source_rowid(m: &Message) -> Option<i64> {
+    let extra: serde_json::Value = serde_json::from_str(m.extra.as_deref()?).ok()?;
+    extra.get(IMPORT_FLAGS_KEY).and_then(|f| f.get("source_rowid")).and_then(serde_json::Value::as_i64).or_else(|| {
+        if m.id.starts_with("hermes-") { extra.get("id").and_then(serde_json::Value::as_i64) } else { None }
+    })
+}
+
+/// Whether the import repaired a message (lossy text, a key taken from its neighbours): such a
+/// message may be a damaged near-duplicate of one imported from a healthier copy.
+pub fn is_repaired_import(m: &Message) -> bool {
+    m.extra
+        .as_deref()
+        .is_some_and(|e| serde_json::from_str::<serde_json::Value>(e).is_ok_and(|v| v.get(IMPORT_FLAGS_KEY).is_some()))
 }

@@ -24,11 +24,25 @@
 //!
 //! When a full scan fails (a damaged file: "database disk image is malformed"), the importer
 //! falls back to reading one row at a time by rowid, over the rowid range and every rowid any
-//! readable index lists. A row whose identifying columns (`session_id`, `role`, `content`,
-//! `timestamp` for a message; `id` for a session) cannot be read is skipped and counted in
-//! [`ImportReport::unreadable_rows`], as is a rowid an index lists but the table no longer
-//! finds. A row whose other columns cannot be read is imported without them, and their names
-//! are listed in its `extra` under `logbook_unreadable_columns`.
+//! readable index lists. A row whose identifying columns (`role`, `content` for a message; `id`
+//! for a session) cannot be read is skipped and counted in [`ImportReport::unreadable_rows`], as
+//! is a rowid an index lists but the table no longer finds. A row whose other columns cannot be
+//! read is imported without them, and their names are listed in its `extra` under
+//! `logbook_unreadable_columns`.
+//!
+//! Damaged cells that can be read are repaired and flagged rather than cost the row. Text that
+//! is not valid UTF-8 is decoded lossily (U+FFFD). A message whose `session_id` cannot be read
+//! (or is not UTF-8) takes the session of its neighbours by rowid (the one its bytes resemble,
+//! or the one both neighbours share); one whose `timestamp` cannot be read (or is not a number)
+//! takes the timestamp of the previous row of its session, else the next, else the session's
+//! `started_at`. Before a full scan, one pass over the table's own `session_id` and `timestamp`
+//! cells (not an index, which may hold intact copies) decides whether any key needs such a
+//! repair; if so the table is read row by row, so messages are still delivered in order. Each
+//! repaired message lists its repairs in `extra` under `logbook_import` (`lossy_utf8`,
+//! `session_id_from`, `timestamp_from`) with `source_rowid`, its Hermes row: with the session id
+//! and role, that row identity ([`hermes_source_rowid`]) lets a caller recognise a damaged
+//! near-duplicate of a message imported from a healthier copy, whose id differs because its
+//! text or timestamp does. The report counts each kind of repair.
 //!
 //! # Message ids
 //!
@@ -44,7 +58,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-pub use hermes::import_hermes_db;
+pub use hermes::{hermes_source_rowid, import_hermes_db, is_repaired_import};
 pub use ids::imported_message_id;
 pub use jsonl::import_jsonl;
 use std::error::Error as StdError;
@@ -70,6 +84,11 @@ pub(super) const BLIND_PROBE_RANGE: i64 = 1_000_000;
 
 /// The key under which a salvaged row lists the columns that could not be read.
 pub(super) const UNREADABLE_COLUMNS_KEY: &str = "logbook_unreadable_columns";
+
+/// The key under which an imported message or session lists what the import repaired:
+/// `lossy_utf8` (columns decoded with U+FFFD replacements), `session_id_from`, `timestamp_from`,
+/// and `source_rowid` (the Hermes row).
+pub(super) const IMPORT_FLAGS_KEY: &str = "logbook_import";
 
 /// Why an import failed. Damage that only costs some rows is not an error: it is counted in the
 /// [`ImportReport`].
@@ -144,6 +163,17 @@ pub struct ImportReport {
     pub messages: u64,
     /// Database rows (sessions and messages) that could not be read and were skipped.
     pub unreadable_rows: u64,
+    /// Messages imported with text that was not valid UTF-8, decoded with U+FFFD in place of
+    /// the bad bytes and flagged in `extra.logbook_import.lossy_utf8`.
+    pub lossy_utf8_messages: u64,
+    /// Sessions imported with text decoded the same way.
+    pub lossy_utf8_sessions: u64,
+    /// Messages whose session id could not be read and was taken from the neighbouring rows
+    /// (`extra.logbook_import.session_id_from`).
+    pub session_ids_inferred: u64,
+    /// Messages whose timestamp could not be read and was taken from a neighbouring row of the
+    /// same session or from the session's start (`extra.logbook_import.timestamp_from`).
+    pub timestamps_inferred: u64,
     /// Sidecar lines cut off mid-write (the last line, without a newline, not valid JSON):
     /// file and 1-based line number. Skipped.
     pub cut_lines: Vec<(PathBuf, usize)>,

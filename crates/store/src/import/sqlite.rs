@@ -306,7 +306,21 @@ impl Db<'_> {
         let ess_cells = match select(&ess) {
             Ok(Some(cells)) => cells,
             Ok(None) => return RowRead::Missing,
-            Err(e) => return RowRead::Failed(e.to_string()),
+            // One damaged cell must not cost the others: read them one by one, and leave the
+            // caller to repair (or refuse) the row by what is missing.
+            Err(e) => {
+                let one_by_one: Vec<Option<Cell>> = ess
+                    .iter()
+                    .map(|name| match select(&[name]) {
+                        Ok(Some(mut one)) => one.pop().flatten(),
+                        _ => None,
+                    })
+                    .collect();
+                if one_by_one.iter().all(Option::is_none) {
+                    return RowRead::Failed(e.to_string());
+                }
+                one_by_one
+            }
         };
         let mut cells: Vec<Option<Cell>> = vec![None; cols.len()];
         for (&i, cell) in essential.iter().zip(ess_cells) {

@@ -580,3 +580,71 @@ fn python_style_json() {
     );
     assert_eq!(j.to_json(Style::Compact), "{\"b\":[1,-2,1.5,1e-07,1e+16,true,null],\"a\":\"é🧪\u{7f}\\n\"}");
 }
+
+/// A small store whose damage a bit flip could cause: text that is not UTF-8, a timestamp that
+/// is text, a session id that is not UTF-8. Rows 1..=6 of session `s1`, 7 of `s2`.
+fn bit_flipped_db(dir: &Path) -> PathBuf {
+    let path = dir.join("state.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE sessions(id TEXT PRIMARY KEY, source TEXT NOT NULL, started_at REAL NOT NULL);
+         CREATE TABLE messages(id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,
+                               role TEXT NOT NULL, content TEXT, timestamp REAL NOT NULL);
+         INSERT INTO sessions VALUES ('s1', 'cli', 1000.0), ('s2', 'cli', 2000.0);
+         INSERT INTO messages(session_id, role, content, timestamp) VALUES
+             ('s1', 'user', 'hello', 1001.0),
+             ('s1', 'assistant', CAST(x'68e96c6c6f' AS TEXT), 1002.0),
+             ('s1', 'user', 'when?', 1003.0),
+             ('s1', 'assistant', 'now', 'x'),
+             (CAST(x'73ff' AS TEXT), 'user', 'which session?', 1005.0),
+             ('s1', 'assistant', 'this one', 1006.0),
+             ('s2', 'user', 'first', CAST(x'ff' AS BLOB));",
+    )
+    .unwrap();
+    path
+}
+
+fn import_flags(m: &Message) -> serde_json::Value {
+    let extra: serde_json::Value = serde_json::from_str(m.extra.as_deref().unwrap_or("{}")).unwrap();
+    extra["logbook_import"].clone()
+}
+
+#[test]
+fn invalid_utf8_text_is_decoded_lossily_and_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (report, _, messages) = collect(|sink| import_hermes_db(&bit_flipped_db(tmp.path()), sink));
+    assert_eq!(report.unreadable_rows, 0, "{:?}", report.warnings);
+    assert_eq!(report.messages, 7);
+    assert_eq!(report.lossy_utf8_messages, 1);
+    let m = messages.iter().find(|m| m.content.as_deref() == Some("h\u{fffd}llo")).unwrap();
+    assert_eq!(import_flags(m)["lossy_utf8"], serde_json::json!(["content"]));
+    assert_eq!(import_flags(m)["source_rowid"], 2);
+    assert_eq!(super::hermes_source_rowid(m), Some(2));
+}
+
+#[test]
+fn unreadable_timestamp_is_taken_from_the_session_and_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (report, _, messages) = collect(|sink| import_hermes_db(&bit_flipped_db(tmp.path()), sink));
+    assert_eq!(report.timestamps_inferred, 2, "{:?}", report.warnings);
+    let now = messages.iter().find(|m| m.content.as_deref() == Some("now")).unwrap();
+    assert_eq!(now.timestamp, 1003.0, "the previous row of its session");
+    assert_eq!(import_flags(now)["timestamp_from"], "previous_row");
+    // The only row of its session: the session's start.
+    let first = messages.iter().find(|m| m.content.as_deref() == Some("first")).unwrap();
+    assert_eq!(first.timestamp, 2000.0);
+    assert_eq!(import_flags(first)["timestamp_from"], "session_start");
+    assert_ordered(&messages);
+}
+
+#[test]
+fn unreadable_session_id_is_taken_from_the_neighbours_and_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (report, _, messages) = collect(|sink| import_hermes_db(&bit_flipped_db(tmp.path()), sink));
+    assert_eq!(report.session_ids_inferred, 1, "{:?}", report.warnings);
+    let m = messages.iter().find(|m| m.content.as_deref() == Some("which session?")).unwrap();
+    assert_eq!(m.session_id, "s1");
+    assert_eq!(import_flags(m)["session_id_from"], "neighbour_rows");
+    assert!(super::is_repaired_import(m));
+    assert!(!super::is_repaired_import(messages.iter().find(|m| m.content.as_deref() == Some("hello")).unwrap()));
+}
