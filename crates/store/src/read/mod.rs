@@ -242,28 +242,26 @@ impl Store {
             None => None,
         };
         if let Some(ix) = index {
-            {
-                ix.for_each_message(session_id, since, &mut |m| {
-                    // Tail messages that come before this row, first.
-                    while pending.last().is_some_and(|p| (p.timestamp, p.num) <= (m.timestamp, m.num)) {
-                        if let Some(p) = pending.pop()
-                            && !emit(p, &mut failure)
-                        {
-                            return false;
-                        }
+            ix.for_each_message(session_id, since, &mut |m| {
+                // Tail messages that come before this row, first.
+                while pending.last().is_some_and(|p| (p.timestamp, p.num) <= (m.timestamp, m.num)) {
+                    if let Some(p) = pending.pop()
+                        && !emit(p, &mut failure)
+                    {
+                        return false;
                     }
-                    if ids.contains(&m.id) {
-                        return true;
+                }
+                if ids.contains(&m.id) {
+                    return true;
+                }
+                match fix(m) {
+                    Some(m) => {
+                        ids.insert(m.id.clone());
+                        emit(m, &mut failure)
                     }
-                    match fix(m) {
-                        Some(m) => {
-                            ids.insert(m.id.clone());
-                            emit(m, &mut failure)
-                        }
-                        None => true,
-                    }
-                })?;
-            }
+                    None => true,
+                }
+            })?;
         }
         if let Some(e) = failure {
             return Err(e);
