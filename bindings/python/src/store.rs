@@ -332,24 +332,25 @@ impl PyStore {
         platform_message_id: Option<String>,
         api_content: Option<String>,
     ) -> PyResult<PyAppended> {
-        let msg = Message {
-            id: id.unwrap_or_default(),
+        let msg = PyMessage::new(
+            py,
             session_id,
             role,
             content,
+            id,
             tool_call_id,
             tool_name,
-            tool_calls: json_text(py, tool_calls)?,
+            tool_calls,
             reasoning,
-            timestamp: timestamp.unwrap_or(0.0),
+            timestamp,
             token_count,
             finish_reason,
             source,
-            extra: json_text(py, extra)?,
+            extra,
             platform_message_id,
             api_content,
-            ..Message::default()
-        };
+        )?
+        .inner;
         let store = self.store(py)?;
         let appended = py.detach(move || store.append(msg)).map_err(|e| to_py(py, e))?;
         Ok(appended.into())

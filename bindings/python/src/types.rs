@@ -62,7 +62,7 @@ impl PyMessage {
         tool_calls=None, reasoning=None, timestamp=None, token_count=None, finish_reason=None, source=None,
         extra=None, platform_message_id=None, api_content=None))]
     #[expect(clippy::too_many_arguments, reason = "mirrors the message fields as Python keyword arguments")]
-    fn new(
+    pub(crate) fn new(
         py: Python<'_>,
         session_id: String,
         role: String,
