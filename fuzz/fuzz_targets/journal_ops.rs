@@ -4,4 +4,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| logbook_tests::fuzz_logic::journal_ops(data));
+fuzz_target!(|data: &[u8]| tidelog_tests::fuzz_logic::journal_ops(data));

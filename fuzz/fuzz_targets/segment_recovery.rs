@@ -4,4 +4,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| logbook_tests::fuzz_logic::segment_recovery(data));
+fuzz_target!(|data: &[u8]| tidelog_tests::fuzz_logic::segment_recovery(data));

@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 
 use arbitrary::{Arbitrary, Unstructured};
-use logbook_journal::decode::{HeaderCheck, SegmentHeader, check_record_body, check_record_header, segment_file_name};
-use logbook_journal::storage::{Damage, SimStorage};
-use logbook_journal::{Durability, Error, Journal, Options, RecoveryMode, SEGMENT_HEADER_LEN};
+use tidelog_journal::decode::{HeaderCheck, SegmentHeader, check_record_body, check_record_header, segment_file_name};
+use tidelog_journal::storage::{Damage, SimStorage};
+use tidelog_journal::{Durability, Error, Journal, Options, RecoveryMode, SEGMENT_HEADER_LEN};
 
 use crate::{Model, dir, recover_and_check, sim_opts};
 
@@ -104,7 +104,7 @@ pub fn segment_recovery(data: &[u8]) {
             read_checked(&j, &valid);
         }
         let files_now = || -> Vec<_> {
-            sim.file_names().into_iter().filter(|p| !p.ends_with(logbook_journal::LOCK_FILE)).collect()
+            sim.file_names().into_iter().filter(|p| !p.ends_with(tidelog_journal::LOCK_FILE)).collect()
         };
         let before = files_now();
         match Journal::open(dir(), decoder_opts(&sim, mode)) {
@@ -248,14 +248,14 @@ pub fn journal_ops(data: &[u8]) {
 /// gives the same message (the export and append formats agree).
 pub fn jsonl_line(data: &[u8]) {
     let Ok(line) = std::str::from_utf8(data) else { return };
-    let Ok(m) = logbook::ops::parse_message_line(line) else { return };
+    let Ok(m) = tidelog::ops::parse_message_line(line) else { return };
     assert!(!m.session_id.is_empty() || line.contains("session_id"));
-    let exported = logbook::ops::message_to_json(&m).to_string();
-    let again = logbook::ops::parse_message_line(&exported)
+    let exported = tidelog::ops::message_to_json(&m).to_string();
+    let again = tidelog::ops::parse_message_line(&exported)
         .unwrap_or_else(|e| panic!("exported line does not parse back: {e}: {exported}"));
     let same_ts = (again.timestamp - m.timestamp).abs() < 1e-6 || (again.timestamp.is_nan() && m.timestamp.is_nan());
     assert!(same_ts, "timestamp changed: {} -> {}", m.timestamp, again.timestamp);
-    let strip = |mut x: logbook::Message| {
+    let strip = |mut x: tidelog::Message| {
         x.timestamp = 0.0;
         x
     };

@@ -19,8 +19,8 @@ pub mod hermes_fixtures;
 use std::path::Path;
 use std::sync::Arc;
 
-use logbook_journal::storage::SimStorage;
-use logbook_journal::{Durability, Error, Journal, Lsn, Options, Record, RecoveryMode};
+use tidelog_journal::storage::SimStorage;
+use tidelog_journal::{Durability, Error, Journal, Lsn, Options, Record, RecoveryMode};
 
 /// The journal folder used on the simulated disk.
 pub const DIR: &str = "/data/journal";

@@ -9,15 +9,15 @@
 //! error if it meets the damage; Salvage always opens, loses only LSNs it reports (or a torn
 //! tail of the active segment), and a second open is clean (I5).
 //!
-//! Knob: `LOGBOOK_SWEEP_FULL=1` adds XOR 0x80 and 0x10 flips.
+//! Knob: `TIDELOG_SWEEP_FULL=1` adds XOR 0x80 and 0x10 flips.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use logbook_journal::storage::SimStorage;
-use logbook_journal::{Durability, Error, Journal, Options, Record, RecoveryMode, SealedCheck};
-use logbook_tests::{Model, dir, env_knob, named_corruption, par_map, read_all, sim_opts};
+use tidelog_journal::storage::SimStorage;
+use tidelog_journal::{Durability, Error, Journal, Options, Record, RecoveryMode, SealedCheck};
+use tidelog_tests::{Model, dir, env_knob, named_corruption, par_map, read_all, sim_opts};
 
 const SEGMENT: u64 = 1024;
 
@@ -194,7 +194,7 @@ fn flip_every_byte_of_every_file() {
     let (files, model) = build();
     assert!(files.len() >= 4, "want 3+ sealed segments and the active one: {}", files.len());
     let mut masks = vec![0x01u8, 0xFF];
-    if env_knob("LOGBOOK_SWEEP_FULL", 0) != 0 {
+    if env_knob("TIDELOG_SWEEP_FULL", 0) != 0 {
         masks.extend([0x80, 0x10]);
     }
     let mut variants = Vec::new();

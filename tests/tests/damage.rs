@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use logbook::ops::{self, LaneOutcome};
-use logbook::{INDEX_FILE, LANES_DIR, Message, RecoveryMode, Store, StoreOptions};
-use logbook_tests::copy_dir;
+use tidelog::ops::{self, LaneOutcome};
+use tidelog::{INDEX_FILE, LANES_DIR, Message, RecoveryMode, Store, StoreOptions};
+use tidelog_tests::copy_dir;
 
 const SESSIONS: usize = 3;
 
@@ -61,14 +61,14 @@ fn segments(lane: &Path) -> Vec<PathBuf> {
 fn frames(seg: &Path) -> Vec<(u64, u64, u64)> {
     let b = std::fs::read(seg).unwrap();
     let mut out = Vec::new();
-    let mut p = logbook_journal::SEGMENT_HEADER_LEN;
+    let mut p = tidelog_journal::SEGMENT_HEADER_LEN;
     while p + 20 <= b.len() {
         let lsn = u64::from_le_bytes(b[p..p + 8].try_into().unwrap());
         let len = u32::from_le_bytes(b[p + 8..p + 12].try_into().unwrap()) as usize;
         if lsn == 0 || &b[p..p + 8] == b"LBSEAL\r\n" {
             break;
         }
-        let f = logbook_journal::frame_len(len);
+        let f = tidelog_journal::frame_len(len);
         out.push((p as u64, f as u64, lsn));
         p += f;
     }

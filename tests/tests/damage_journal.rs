@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use logbook_journal::storage::SimStorage;
-use logbook_journal::{Error, Journal, Options, RecoveryMode, SealedCheck};
+use tidelog_journal::storage::SimStorage;
+use tidelog_journal::{Error, Journal, Options, RecoveryMode, SealedCheck};
 
 const DIR: &str = "/j";
 
@@ -46,19 +46,19 @@ fn seg(id: u64) -> PathBuf {
 
 /// (offset, frame length, LSN) of every record of a segment.
 fn frames(sim: &SimStorage, id: u64) -> Vec<(u64, u64, u64)> {
-    use logbook_journal::storage::{OpenMode, Storage};
+    use tidelog_journal::storage::{OpenMode, Storage};
     let f = sim.open(&seg(id), OpenMode::Read).unwrap();
     let mut b = vec![0u8; f.len().unwrap() as usize];
     f.read_at(&mut b, 0).unwrap();
     let mut out = Vec::new();
-    let mut p = logbook_journal::SEGMENT_HEADER_LEN;
+    let mut p = tidelog_journal::SEGMENT_HEADER_LEN;
     while p + 20 <= b.len() && &b[p..p + 8] != b"LBSEAL\r\n" {
         let lsn = u64::from_le_bytes(b[p..p + 8].try_into().unwrap());
         if lsn == 0 {
             break;
         }
         let len = u32::from_le_bytes(b[p + 8..p + 12].try_into().unwrap()) as usize;
-        let fl = logbook_journal::frame_len(len) as u64;
+        let fl = tidelog_journal::frame_len(len) as u64;
         out.push((p as u64, fl, lsn));
         p += fl as usize;
     }
@@ -66,7 +66,7 @@ fn frames(sim: &SimStorage, id: u64) -> Vec<(u64, u64, u64)> {
 }
 
 fn last_segment(sim: &SimStorage) -> u64 {
-    use logbook_journal::storage::Storage;
+    use tidelog_journal::storage::Storage;
     (1..).take_while(|&i| sim.exists(&seg(i))).last().unwrap()
 }
 

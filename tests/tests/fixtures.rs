@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use logbook::{Entry, LANES_DIR, Message, SearchQuery, Session, SessionFilter, Store, StoreOptions, decode_entry};
-use logbook_journal::Journal;
-use logbook_tests::copy_dir;
-use logbook_tests::hermes_fixtures::{self, open_ro, readable_by_rowid, sha256_hex};
+use tidelog::{Entry, LANES_DIR, Message, SearchQuery, Session, SessionFilter, Store, StoreOptions, decode_entry};
+use tidelog_journal::Journal;
+use tidelog_tests::copy_dir;
+use tidelog_tests::hermes_fixtures::{self, open_ro, readable_by_rowid, sha256_hex};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -56,7 +56,7 @@ fn hermes_fixtures_are_the_generators_output() {
         assert!(
             committed[name] == *bytes,
             "tests/fixtures/hermes/{name} differs from the generator's output; regenerate with \
-             `cargo run -p logbook-tests --bin gen-hermes-fixtures -- tests/fixtures/hermes` and commit"
+             `cargo run -p tidelog-tests --bin gen-hermes-fixtures -- tests/fixtures/hermes` and commit"
         );
     }
 }
@@ -292,7 +292,7 @@ fn journal_v1_reads_back_exactly() {
 
     // The journal itself: LSNs 1..=10 in one lane, every record decodes, in append order.
     let lane = dir.join(LANES_DIR).join("lane-0001");
-    let j = Journal::open_read_only(&lane, logbook_journal::Options::default()).unwrap();
+    let j = Journal::open_read_only(&lane, tidelog_journal::Options::default()).unwrap();
     let records: Vec<_> = j.iter_from(j.first_lsn()).collect::<Result<_, _>>().unwrap();
     assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
     let kinds: String = records

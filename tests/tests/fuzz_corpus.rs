@@ -1,16 +1,16 @@
 //! Replays every committed fuzz corpus file (`fuzz/corpus/<target>/*`) through the same logic the
-//! fuzz targets run (`logbook_tests::fuzz_logic`), as ordinary stable tests: no panic, I1-I3 and
+//! fuzz targets run (`tidelog_tests::fuzz_logic`), as ordinary stable tests: no panic, I1-I3 and
 //! I5 for `journal_ops`, checksummed records only for `segment_recovery`.
 //!
-//! `cargo test -p logbook-tests --test fuzz_corpus -- --ignored generate_seed_corpus` rewrites
+//! `cargo test -p tidelog-tests --test fuzz_corpus -- --ignored generate_seed_corpus` rewrites
 //! the seed inputs (valid segments made by the journal, truncated, flipped).
 
 use std::path::{Path, PathBuf};
 
-use logbook_journal::storage::SimStorage;
-use logbook_journal::{Durability, Journal};
-use logbook_tests::fuzz_logic::{journal_ops, jsonl_line, segment_recovery};
-use logbook_tests::{dir, sim_opts};
+use tidelog_journal::storage::SimStorage;
+use tidelog_journal::{Durability, Journal};
+use tidelog_tests::fuzz_logic::{journal_ops, jsonl_line, segment_recovery};
+use tidelog_tests::{dir, sim_opts};
 
 fn corpus(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)

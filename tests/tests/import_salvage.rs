@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use logbook::{Entry, ImportReport, Message, import_hermes_db};
-use logbook_tests::hermes_fixtures::open_ro;
+use tidelog::{Entry, ImportReport, Message, import_hermes_db};
+use tidelog_tests::hermes_fixtures::open_ro;
 
 fn fixture(t: &Path, name: &str) -> PathBuf {
     let dst = t.join(name);
@@ -109,7 +109,7 @@ fn bit_rot_is_repaired_and_flagged() {
     // Repaired session ids are real sessions; repaired timestamps lie inside their session.
     let clean = fixture(t.path(), "state-v30.db");
     let (_, healthy) = import(&clean);
-    let key = |m: &Message| (m.session_id.clone(), m.role.clone(), logbook::hermes_source_rowid(m).unwrap());
+    let key = |m: &Message| (m.session_id.clone(), m.role.clone(), tidelog::hermes_source_rowid(m).unwrap());
     let by_row: std::collections::HashMap<_, &Message> = healthy.iter().map(|m| (key(m), m)).collect();
     for m in &messages {
         let h = by_row.get(&key(m)).unwrap_or_else(|| panic!("no healthy row for {:?}", key(m)));

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use logbook::{
+use tidelog::{
     Entry, INDEX_FILE, Index, IndexHealth, IndexOptions, LANES_DIR, Message, QUARANTINE_DIR, SearchQuery, Store,
     StoreOptions,
 };
-use logbook_journal::{Journal, Options};
-use logbook_tests::copy_dir;
+use tidelog_journal::{Journal, Options};
+use tidelog_tests::copy_dir;
 
 const PER_LANE: usize = 400;
 
@@ -59,7 +59,7 @@ fn journal_ids(dir: &Path) -> BTreeSet<String> {
         let lane = e.unwrap().path();
         let j = Journal::open_read_only(&lane, Options::default()).unwrap();
         for r in j.iter_from(j.first_lsn()) {
-            if let Entry::Message(m) = logbook::decode_entry(&r.unwrap().payload).unwrap() {
+            if let Entry::Message(m) = tidelog::decode_entry(&r.unwrap().payload).unwrap() {
                 assert!(ids.insert(m.id.clone()), "{} twice in the journals", m.id);
             }
         }
@@ -244,7 +244,7 @@ fn busy_index_makes_the_compactor_retry_without_loss() {
         .iter_from(1)
         .map(|r| {
             let r = r.unwrap();
-            (lane.clone(), r.lsn, logbook::decode_entry(&r.payload).unwrap())
+            (lane.clone(), r.lsn, tidelog::decode_entry(&r.payload).unwrap())
         })
         .collect();
     let path = dir.join(INDEX_FILE);

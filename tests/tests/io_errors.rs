@@ -5,13 +5,13 @@
 //! without a sync (after a power cut that drops everything unsynced, every acknowledged append
 //! is there: I1), reopening recovers a gap-free prefix (I3) and a second open is clean (I5).
 //!
-//! Knob: `LOGBOOK_IO_NTH` (default 25) occurrences per call site.
+//! Knob: `TIDELOG_IO_NTH` (default 25) occurrences per call site.
 
 use std::time::Instant;
 
-use logbook_journal::storage::{Damage, FaultKind, FaultOp, SimStorage};
-use logbook_journal::{Durability, Error, Journal};
-use logbook_tests::{Model, dir, env_knob, par_map, recover_and_check, sim_opts};
+use tidelog_journal::storage::{Damage, FaultKind, FaultOp, SimStorage};
+use tidelog_journal::{Durability, Error, Journal};
+use tidelog_tests::{Model, dir, env_knob, par_map, recover_and_check, sim_opts};
 
 const OPS: [FaultOp; 7] = [
     FaultOp::Write,
@@ -87,7 +87,7 @@ fn check_class(e: &Error) -> Result<(), String> {
 #[test]
 fn every_call_site_once_and_permanent() {
     let t = Instant::now();
-    let nth = env_knob("LOGBOOK_IO_NTH", 25);
+    let nth = env_knob("TIDELOG_IO_NTH", 25);
     let mut combos = Vec::new();
     for op in OPS {
         for kind in [FaultKind::Eio, FaultKind::Enospc] {

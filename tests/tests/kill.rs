@@ -16,7 +16,7 @@
 //! and every `I6_EVERY` cycles I6: after `wait_indexed`, the index holds exactly the ids the
 //! journals hold and a search for a message's unique token finds that message.
 //!
-//! Knobs: `LOGBOOK_KILL_CYCLES` (default 200), `LOGBOOK_KILL_SEED`.
+//! Knobs: `TIDELOG_KILL_CYCLES` (default 200), `TIDELOG_KILL_SEED`.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,14 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use logbook::{Entry, INDEX_FILE, Index, IndexOptions, LANES_DIR, Message, SearchQuery, Store, StoreOptions};
-use logbook_journal::{Journal, Options};
-use logbook_tests::Rng;
+use tidelog::{Entry, INDEX_FILE, Index, IndexOptions, LANES_DIR, Message, SearchQuery, Store, StoreOptions};
+use tidelog_journal::{Journal, Options};
+use tidelog_tests::Rng;
 
 const TEST_NAME: &str = "kill_children_at_random_moments";
-const ENV_CHILD: &str = "LOGBOOK_KILL_CHILD";
-const ENV_TAG: &str = "LOGBOOK_KILL_TAG";
-const ENV_THREADS: &str = "LOGBOOK_KILL_THREADS";
+const ENV_CHILD: &str = "TIDELOG_KILL_CHILD";
+const ENV_TAG: &str = "TIDELOG_KILL_TAG";
+const ENV_THREADS: &str = "TIDELOG_KILL_THREADS";
 const SEGMENT: u64 = 32 * 1024;
 /// Cycles per store folder (a fresh folder keeps the checks cheap).
 const CYCLES_PER_STORE: u64 = 25;
@@ -175,7 +175,7 @@ fn check_lanes(dir: &Path) -> BTreeMap<String, usize> {
             let r = r.unwrap_or_else(|e| panic!("I3: {} unreadable: {e}", lane.display()));
             assert_eq!(r.lsn, expect, "I3: gap in {}", lane.display());
             expect += 1;
-            if let Ok(Entry::Message(m)) = logbook::decode_entry(&r.payload) {
+            if let Ok(Entry::Message(m)) = tidelog::decode_entry(&r.payload) {
                 *ids.entry(m.id).or_insert(0) += 1;
             } else {
                 panic!("record {} of {} does not decode", r.lsn, lane.display());
@@ -231,9 +231,9 @@ fn kill_children_at_random_moments() {
         child(&dir);
         return;
     }
-    let cycles: u64 = std::env::var("LOGBOOK_KILL_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let seed: u64 = std::env::var("LOGBOOK_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x6c6f_6762);
-    println!("kill test: {cycles} cycles, seed {seed} (LOGBOOK_KILL_SEED)");
+    let cycles: u64 = std::env::var("TIDELOG_KILL_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let seed: u64 = std::env::var("TIDELOG_KILL_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x6c6f_6762);
+    println!("kill test: {cycles} cycles, seed {seed} (TIDELOG_KILL_SEED)");
     let mut rng = Rng::new(seed);
     let started = Instant::now();
     let root = tempfile::tempdir().unwrap();

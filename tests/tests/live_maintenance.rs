@@ -3,17 +3,17 @@
 //! during the checks. None of them may report damage that is not there, the backups must finish
 //! and verify, and a backup stopped part-way must fail verify.
 //!
-//! `LOGBOOK_LIVE_ROUNDS` sets how many verifies and repairs run (default 12, CI-sized; try 300).
+//! `TIDELOG_LIVE_ROUNDS` sets how many verifies and repairs run (default 12, CI-sized; try 300).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use logbook::{Message, RecoveryMode, Store, StoreOptions, ops};
+use tidelog::{Message, RecoveryMode, Store, StoreOptions, ops};
 
 fn rounds() -> usize {
-    std::env::var("LOGBOOK_LIVE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(12)
+    std::env::var("TIDELOG_LIVE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(12)
 }
 
 fn opts() -> StoreOptions {

@@ -10,13 +10,13 @@
 //! Knob: `PROPTEST_CASES` (default 256). Failures are kept in `tests/model.proptest-regressions`
 //! and replayed first.
 
-use logbook_journal::storage::{Damage, SimStorage};
-use logbook_journal::{Durability, Journal, Options, RecoveryMode, SealedCheck};
-use logbook_tests::{Model, dir, env_knob, named_corruption, recover_and_check, reopen_is_idempotent, sim_opts};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+use tidelog_journal::storage::{Damage, SimStorage};
+use tidelog_journal::{Durability, Journal, Options, RecoveryMode, SealedCheck};
+use tidelog_tests::{Model, dir, env_knob, named_corruption, recover_and_check, reopen_is_idempotent, sim_opts};
 
 const SEGMENT: u64 = 1024;
 
@@ -90,7 +90,7 @@ fn corrupt(
                 return Err(format!("Strict refused without a named corruption error: {e:?}"));
             }
             let named = match &e {
-                logbook_journal::Error::Corrupt { path, .. } | logbook_journal::Error::BrokenChain { path, .. } => {
+                tidelog_journal::Error::Corrupt { path, .. } | tidelog_journal::Error::BrokenChain { path, .. } => {
                     path.clone()
                 }
                 _ => unreachable!(),
@@ -102,7 +102,7 @@ fn corrupt(
         Ok(j) => {
             // Only acceptable inside a range an earlier salvage already skips.
             let recs =
-                logbook_tests::read_all(&j).map_err(|e| format!("read after Strict open of a flipped file: {e}"))?;
+                tidelog_tests::read_all(&j).map_err(|e| format!("read after Strict open of a flipped file: {e}"))?;
             model.check_records(&recs, true, &j.recovery_report().lost_lsns())?;
             if j.recovery_report().known_holes == 0 {
                 return Err(format!("Strict (Full) opened despite a flip at {} offset {at}", path.display()));

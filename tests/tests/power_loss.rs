@@ -9,13 +9,13 @@
 //! a crash) and I5 (a second open is clean and reads the same). Runs with `Durability::Sync`
 //! and `Durability::Buffered` (where only synced appends must survive a power cut).
 //!
-//! Knob: `LOGBOOK_CRASH_SEEDS` (default 2) seeds per (crash point, damage).
+//! Knob: `TIDELOG_CRASH_SEEDS` (default 2) seeds per (crash point, damage).
 
 use std::time::Instant;
 
-use logbook_journal::storage::{Damage, SimStorage};
-use logbook_journal::{Durability, Error, Journal, Options};
-use logbook_tests::{Model, dir, env_knob, par_map, recover_and_check, sim_opts};
+use tidelog_journal::storage::{Damage, SimStorage};
+use tidelog_journal::{Durability, Error, Journal, Options};
+use tidelog_tests::{Model, dir, env_knob, par_map, recover_and_check, sim_opts};
 
 const SEGMENT: u64 = 4096;
 
@@ -94,7 +94,7 @@ fn run(sim: &SimStorage, opts: &Options, model: &mut Model) -> Result<(), Error>
 }
 
 fn sweep(durability: Durability) -> (u64, usize) {
-    let seeds = env_knob("LOGBOOK_CRASH_SEEDS", 2);
+    let seeds = env_knob("TIDELOG_CRASH_SEEDS", 2);
     // The clean run: count the crash points and check the end state.
     let sim = SimStorage::new();
     let opts = sim_opts(&sim, SEGMENT, durability);

@@ -1,9 +1,9 @@
 //! Regression tests: one per journal bug the fault-injection suite found, each with the bug
 //! described above it. They run on `SimStorage` and are fast.
 
-use logbook_journal::storage::{Damage, SimStorage};
-use logbook_journal::{Durability, Journal};
-use logbook_tests::{Model, dir, recover_and_check, sim_opts};
+use tidelog_journal::storage::{Damage, SimStorage};
+use tidelog_journal::{Durability, Journal};
+use tidelog_tests::{Model, dir, recover_and_check, sim_opts};
 
 /// Bug 1 (found by `power_loss.rs`, `Damage::ReorderDirs`): `remove_segments_below` removed every
 /// old segment and synced the folder once at the end. A crash before that sync may persist the
@@ -40,7 +40,7 @@ fn retention_crash_never_leaves_a_gap_in_the_chain() {
 /// when the journal is poisoned.
 #[test]
 fn poisoned_buffered_journal_does_not_sync_on_drop() {
-    use logbook_journal::storage::{FaultKind, FaultOp};
+    use tidelog_journal::storage::{FaultKind, FaultOp};
     let sim = SimStorage::new();
     let opts = sim_opts(&sim, 4096, Durability::Buffered);
     let j = Journal::open(dir(), opts).unwrap();
@@ -66,7 +66,7 @@ fn records_recovered_from_the_page_cache_are_made_durable_at_open() {
         let j = Journal::open(dir(), opts.clone()).unwrap();
         let p = model.next_payload(10);
         if durability == Durability::Sync {
-            use logbook_journal::storage::{FaultKind, FaultOp};
+            use tidelog_journal::storage::{FaultKind, FaultOp};
             sim.inject(FaultOp::Sync, FaultKind::Eio, 0, false);
             assert!(j.append(&p).is_err());
             model.failed(&[p]);
@@ -88,7 +88,7 @@ fn records_recovered_from_the_page_cache_are_made_durable_at_open() {
 
 /// A journal of three sealed 1 KiB segments and an active one; returns the sim, its options,
 /// the model and the path of the first segment.
-fn sealed_journal() -> (SimStorage, logbook_journal::Options, Model, std::path::PathBuf) {
+fn sealed_journal() -> (SimStorage, tidelog_journal::Options, Model, std::path::PathBuf) {
     let sim = SimStorage::new();
     let opts = sim_opts(&sim, 1024, Durability::Sync);
     let mut model = Model::new();
@@ -103,10 +103,10 @@ fn sealed_journal() -> (SimStorage, logbook_journal::Options, Model, std::path::
     (sim, opts, model, dir().join("00000000000000000001.seg"))
 }
 
-fn salvage_twice(sim: &SimStorage, opts: &logbook_journal::Options, model: &mut Model) {
-    use logbook_journal::{RecoveryMode, SealedCheck};
+fn salvage_twice(sim: &SimStorage, opts: &tidelog_journal::Options, model: &mut Model) {
+    use tidelog_journal::{RecoveryMode, SealedCheck};
     let o =
-        logbook_journal::Options { recovery: RecoveryMode::Salvage, sealed_check: SealedCheck::Full, ..opts.clone() };
+        tidelog_journal::Options { recovery: RecoveryMode::Salvage, sealed_check: SealedCheck::Full, ..opts.clone() };
     let j = Journal::open(dir(), o.clone()).unwrap();
     let records = model.check_reopened(&j, true).unwrap_or_else(|e| panic!("first salvage: {e}"));
     drop(j);
@@ -116,7 +116,7 @@ fn salvage_twice(sim: &SimStorage, opts: &logbook_journal::Options, model: &mut 
         "second salvage repaired again: {:?}",
         j.recovery_report().problems
     );
-    assert_eq!(logbook_tests::read_all(&j).unwrap(), records);
+    assert_eq!(tidelog_tests::read_all(&j).unwrap(), records);
     let _ = sim;
 }
 
@@ -159,7 +159,7 @@ fn salvaged_truncated_sealed_segment_is_reported_once_with_its_lsns() {
 #[test]
 fn exported_message_reimports_identically_with_huge_numbers() {
     let line = br#"{"session_id": "s", "role": "user", "": 33333333333333133333333333333333333333333333333333333333333333333344, "extra": {"~kest": [1, 2]}}"#;
-    logbook_tests::fuzz_logic::jsonl_line(line);
+    tidelog_tests::fuzz_logic::jsonl_line(line);
 }
 
 /// Bug 7 (found by the `segment_recovery` fuzz target in the CI smoke run): a record that opens
@@ -172,7 +172,7 @@ fn exported_message_reimports_identically_with_huge_numbers() {
 #[test]
 fn salvage_then_reopen_agree_on_an_incomplete_batch_after_damage() {
     let data = include_bytes!("../../fuzz/corpus/segment_recovery/regression-salvage-reopen-loses-record");
-    logbook_tests::fuzz_logic::segment_recovery(data);
+    tidelog_tests::fuzz_logic::segment_recovery(data);
 }
 
 /// Bug 8 (found in review): damage inside the active segment, among records already written and
@@ -184,7 +184,7 @@ fn salvage_then_reopen_agree_on_an_incomplete_batch_after_damage() {
 #[test]
 fn damage_in_the_active_segment_is_reported_not_taken_for_the_end() {
     let t = tempfile::tempdir().unwrap();
-    let opts = logbook_journal::Options { segment_size: 1 << 20, ..logbook_journal::Options::default() };
+    let opts = tidelog_journal::Options { segment_size: 1 << 20, ..tidelog_journal::Options::default() };
     let j = Journal::open(t.path(), opts.clone()).unwrap();
     for i in 0..5u8 {
         j.append(&[i; 100]).unwrap();
@@ -197,14 +197,14 @@ fn damage_in_the_active_segment_is_reported_not_taken_for_the_end() {
         .find(|p| p.extension().is_some_and(|e| e == "seg"))
         .unwrap();
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    let second_payload = (logbook_journal::SEGMENT_HEADER_LEN + logbook_journal::frame_len(100) + 30) as u64;
+    let second_payload = (tidelog_journal::SEGMENT_HEADER_LEN + tidelog_journal::frame_len(100) + 30) as u64;
     std::os::unix::fs::FileExt::write_all_at(&f, &[0xEE], second_payload).unwrap();
     for handle in [&j, &ro] {
         let got: Vec<_> = handle.iter_from(1).collect();
         assert_eq!(got.len(), 5, "{got:?}");
         assert!(got[0].is_ok());
         assert!(
-            matches!(&got[1], Err(logbook_journal::Error::Corrupt { first_lost_lsn: 2, last_lost_lsn: 2, .. })),
+            matches!(&got[1], Err(tidelog_journal::Error::Corrupt { first_lost_lsn: 2, last_lost_lsn: 2, .. })),
             "{:?}",
             got[1]
         );
@@ -219,7 +219,7 @@ fn damage_in_the_active_segment_is_reported_not_taken_for_the_end() {
 #[test]
 fn read_only_open_of_a_healthy_journal_reports_no_problem() {
     let t = tempfile::tempdir().unwrap();
-    let opts = logbook_journal::Options { segment_size: 1 << 20, ..logbook_journal::Options::default() };
+    let opts = tidelog_journal::Options { segment_size: 1 << 20, ..tidelog_journal::Options::default() };
     let j = Journal::open(t.path(), opts.clone()).unwrap();
     j.append_batch(&[b"a", b"b"]).unwrap();
     let ro = Journal::open_read_only(t.path(), opts).unwrap();
@@ -235,7 +235,7 @@ fn read_only_open_of_a_healthy_journal_reports_no_problem() {
 fn close_under_load_then_reopen_keeps_every_acknowledged_record() {
     for round in 0..20 {
         let t = tempfile::tempdir().unwrap();
-        let opts = logbook_journal::Options { segment_size: 1 << 20, ..logbook_journal::Options::default() };
+        let opts = tidelog_journal::Options { segment_size: 1 << 20, ..tidelog_journal::Options::default() };
         let j = Journal::open(t.path(), opts.clone()).unwrap();
         let acked = std::sync::Mutex::new(Vec::new());
         std::thread::scope(|s| {
@@ -246,7 +246,7 @@ fn close_under_load_then_reopen_keeps_every_acknowledged_record() {
                         let p = format!("{w}-{i}");
                         match j.append(p.as_bytes()) {
                             Ok(lsn) => acked.lock().unwrap().push((lsn, p)),
-                            Err(logbook_journal::Error::Closed) => return,
+                            Err(tidelog_journal::Error::Closed) => return,
                             Err(e) => panic!("round {round}: {e}"),
                         }
                     }

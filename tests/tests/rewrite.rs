@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use logbook_journal::storage::{Damage, SimStorage};
-use logbook_journal::{Durability, Journal, rewrite_segment, sealed_segment_ids, verify};
-use logbook_tests::{dir, env_knob, read_all, sim_opts};
+use tidelog_journal::storage::{Damage, SimStorage};
+use tidelog_journal::{Durability, Journal, rewrite_segment, sealed_segment_ids, verify};
+use tidelog_tests::{dir, env_knob, read_all, sim_opts};
 
 const SEGMENT: u64 = 4096;
 
@@ -44,7 +44,7 @@ fn build(sim: &SimStorage) -> (Vec<u64>, u64) {
 }
 
 /// The rewrites; stops at the first error (a crash).
-fn rewrites(sim: &SimStorage, sealed: &[u64]) -> Result<(), logbook_journal::Error> {
+fn rewrites(sim: &SimStorage, sealed: &[u64]) -> Result<(), tidelog_journal::Error> {
     let opts = sim_opts(sim, SEGMENT, Durability::Sync);
     let pass = |id: u64, pick: fn(u64) -> bool| {
         rewrite_segment(dir(), &opts, id, &mut |lsn, _| pick(lsn).then(|| erased(lsn))).map(|_| ())
@@ -94,7 +94,7 @@ fn rewrite_survives_power_loss_at_every_crash_point() {
         }
     }
 
-    let seeds = env_knob("LOGBOOK_CRASH_SEEDS", 2);
+    let seeds = env_knob("TIDELOG_CRASH_SEEDS", 2);
     let mut cases = 0;
     for k in 0..=ops {
         for torn in [false, true] {

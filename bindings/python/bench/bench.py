@@ -10,10 +10,10 @@ call returns, into a fresh folder under ``--dir`` (default: a temporary folder; 
 you care about: the figures are mostly fsync latency). Printed: messages per second, and the
 ratios the targets are about.
 
-1. Rust: ``logbook._logbook._bench_append`` appends from Rust threads with no Python in the
+1. Rust: ``tidelog._tidelog._bench_append`` appends from Rust threads with no Python in the
    loop (the same build, the same run).
 2. Python through the binding: ``Store.append`` from 1 and 8 Python threads.
-3. ``logbook.hermes.SessionDB.append_message`` (the Hermes adapter) from 1 thread.
+3. ``tidelog.hermes.SessionDB.append_message`` (the Hermes adapter) from 1 thread.
 4. Hermes-style SQLite from Python: WAL, ``synchronous=FULL``, an FTS5 table (unicode61) and a
    trigram table fed by ``AFTER INSERT`` triggers, one ``BEGIN IMMEDIATE`` transaction per
    message, one connection shared under a lock (as Hermes' ``_execute_write`` does), from 1 and
@@ -36,9 +36,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import logbook
-from logbook._logbook import _bench_append
-from logbook.hermes import SessionDB
+import tidelog
+from tidelog._tidelog import _bench_append
+from tidelog.hermes import SessionDB
 
 HERMES_SCHEMA = """
 PRAGMA journal_mode=WAL;
@@ -147,7 +147,7 @@ def main() -> None:
     args = ap.parse_args()
     count, size = args.count, args.size
     content = "x" * size
-    base = Path(tempfile.mkdtemp(prefix="logbook-bench-", dir=args.dir))
+    base = Path(tempfile.mkdtemp(prefix="tidelog-bench-", dir=args.dir))
     n = 0
 
     def fresh(name: str) -> Path:
@@ -156,13 +156,13 @@ def main() -> None:
         return base / f"{n:02d}-{name}"
 
     print(f"# {platform.platform()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
-          f"SQLite {sqlite3.sqlite_version}, logbook {logbook.__version__}")
+          f"SQLite {sqlite3.sqlite_version}, tidelog {tidelog.__version__}")
     print(f"# {count} messages of {size} characters per configuration and round, {args.rounds} interleaved "
           f"rounds (median shown), folder {base}")
 
     def binding(threads: int) -> Callable[[], float]:
         def run() -> float:
-            with logbook.Store(fresh(f"py{threads}")) as store:
+            with tidelog.Store(fresh(f"py{threads}")) as store:
                 return run_threads(count, threads, lambda t, i: store.append(f"bench-{t}", "user", content))
 
         return run
@@ -187,7 +187,7 @@ def main() -> None:
     configs: dict[str, Callable[[], float]] = {
         "rust store, 1 thread": lambda: _bench_append(fresh("rust1"), count, size, 1),
         "python binding Store.append, 1 thread": binding(1),
-        "logbook.hermes SessionDB.append_message, 1": adapter,
+        "tidelog.hermes SessionDB.append_message, 1": adapter,
         "hermes-style sqlite, 1 thread": hermes_style(1),
         "rust store, 8 threads": lambda: _bench_append(fresh("rust8"), count, size, 8),
         "python binding Store.append, 8 threads": binding(8),
@@ -204,7 +204,7 @@ def main() -> None:
 
     idle, idle_median = asyncio.run(longest_stall(lambda: time.sleep(2.0)))
     print(f"{'asyncio stall, idle (machine noise)':<44} {idle * 1e3:>9.2f} ms longest (p99 tick {idle_median * 1e3:.2f} ms)")
-    with logbook.Store(fresh("stall")) as store:
+    with tidelog.Store(fresh("stall")) as store:
         stall, median = asyncio.run(
             longest_stall(lambda: run_threads(count, 8, lambda t, i: store.append(f"bench-{t}", "user", content)))
         )

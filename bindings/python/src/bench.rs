@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use logbook::{Message, Store, StoreOptions};
 use pyo3::prelude::*;
+use tidelog::{Message, Store, StoreOptions};
 
 use crate::errors::{invalid, to_py};
 
@@ -24,16 +24,16 @@ pub(crate) fn _bench_append(
     if threads == 0 {
         return Err(invalid(py, "threads must be at least 1"));
     }
-    let result = py.detach(move || -> Result<f64, logbook::Error> {
+    let result = py.detach(move || -> Result<f64, tidelog::Error> {
         let store = Store::open(&path, StoreOptions::default())?;
         let content = "x".repeat(content_len);
         let started = Instant::now();
-        std::thread::scope(|scope| -> Result<(), logbook::Error> {
+        std::thread::scope(|scope| -> Result<(), tidelog::Error> {
             let workers: Vec<_> = (0..threads)
                 .map(|t| {
                     let (store, content) = (&store, &content);
                     let share = count / threads + usize::from(t < count % threads);
-                    scope.spawn(move || -> Result<(), logbook::Error> {
+                    scope.spawn(move || -> Result<(), tidelog::Error> {
                         for i in 0..share {
                             store.append(Message {
                                 session_id: format!("bench-{t}"),
@@ -47,7 +47,7 @@ pub(crate) fn _bench_append(
                 })
                 .collect();
             for w in workers {
-                w.join().map_err(|_| logbook::Error::Invalid("a benchmark thread panicked".into()))??;
+                w.join().map_err(|_| tidelog::Error::Invalid("a benchmark thread panicked".into()))??;
             }
             Ok(())
         })?;

@@ -1,23 +1,23 @@
 //! From Rust errors to the Python exception hierarchy.
 //!
-//! The exception classes are defined in Python (`logbook/_errors.py`): `InvalidInputError` has
-//! two bases (`LogbookError` and `ValueError`) and `StorageError` is an `OSError`, which
+//! The exception classes are defined in Python (`tidelog/_errors.py`): `InvalidInputError` has
+//! two bases (`TidelogError` and `ValueError`) and `StorageError` is an `OSError`, which
 //! `create_exception!` cannot express. This module imports them once and maps every Rust error
 //! variant to one of them with a `match`, setting the details (`path`, `offset`, `lsn`, ...) as
 //! attributes.
 
 use std::path::Path;
 
-use logbook::{Error, ImportError};
-use logbook_journal::Error as JournalError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
+use tidelog::{Error, ImportError};
+use tidelog_journal::Error as JournalError;
 
 /// The Python module that defines the exception classes.
-const ERRORS_MODULE: &str = "logbook._errors";
+const ERRORS_MODULE: &str = "tidelog._errors";
 
-/// One of the exception classes of `logbook._errors`, imported once per class.
+/// One of the exception classes of `tidelog._errors`, imported once per class.
 fn class<'py>(py: Python<'py>, name: &'static str) -> PyResult<&'py Bound<'py, PyType>> {
     macro_rules! cached {
         ($($n:literal),* $(,)?) => {
@@ -26,12 +26,12 @@ fn class<'py>(py: Python<'py>, name: &'static str) -> PyResult<&'py Bound<'py, P
                     static CELL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
                     CELL.import(py, ERRORS_MODULE, $n)
                 })*
-                _ => Err(pyo3::exceptions::PySystemError::new_err(format!("unknown logbook exception {name}"))),
+                _ => Err(pyo3::exceptions::PySystemError::new_err(format!("unknown tidelog exception {name}"))),
             }
         };
     }
     cached!(
-        "LogbookError",
+        "TidelogError",
         "InvalidInputError",
         "ClosedError",
         "ReadOnlyError",
@@ -149,8 +149,8 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
             Error::DestinationNotEmpty { path } => {
                 simple(py, "DestinationNotEmptyError", message, vec![("path", path_attr(py, path)?)])
             }
-            // `Error` is non-exhaustive: a variant added later is still a LogbookError.
-            _ => simple(py, "LogbookError", message, vec![]),
+            // `Error` is non-exhaustive: a variant added later is still a TidelogError.
+            _ => simple(py, "TidelogError", message, vec![]),
         })
     })();
     res.unwrap_or_else(|e| e)
@@ -191,7 +191,7 @@ fn journal_to_py(py: Python<'_>, err: &JournalError, message: String) -> PyErr {
                 simple(py, "ReadOnlyError", message, vec![("path", path_attr(py, path)?)])
             }
             JournalError::Closed => simple(py, "ClosedError", message, vec![]),
-            _ => simple(py, "LogbookError", message, vec![]),
+            _ => simple(py, "TidelogError", message, vec![]),
         })
     })();
     res.unwrap_or_else(|e| e)
@@ -205,7 +205,7 @@ pub(crate) fn import_to_py(py: Python<'_>, err: ImportError) -> PyErr {
         ImportError::Sink { source, .. } => {
             return match source.downcast::<Error>() {
                 Ok(e) => to_py(py, *e),
-                Err(other) => simple(py, "LogbookError", other.to_string(), vec![]),
+                Err(other) => simple(py, "TidelogError", other.to_string(), vec![]),
             };
         }
         ImportError::Open { path, .. }

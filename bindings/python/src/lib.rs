@@ -1,6 +1,6 @@
-//! Python bindings of the logbook message store: the native module `logbook._logbook`.
+//! Python bindings of the tidelog message store: the native module `tidelog._tidelog`.
 //!
-//! The Python package `logbook` (in `python/logbook`) re-exports these classes and adds the
+//! The Python package `tidelog` (in `python/tidelog`) re-exports these classes and adds the
 //! exception hierarchy (`_errors.py`) and the asyncio wrapper (`aio.py`). Every call that waits on
 //! the disk or SQLite releases the GIL. See `README.md`.
 #![forbid(unsafe_code)]
@@ -12,9 +12,9 @@ mod types;
 
 use pyo3::prelude::*;
 
-/// The native module `logbook._logbook`.
+/// The native module `tidelog._tidelog`.
 #[pymodule]
-fn _logbook(m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _tidelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyStore>()?;
     m.add_class::<types::PyMessage>()?;
     m.add_class::<types::PySession>()?;

@@ -1,4 +1,4 @@
-//! `logbook.Store`: the Rust `Store` behind a thread-safe Python class.
+//! `tidelog.Store`: the Rust `Store` behind a thread-safe Python class.
 //!
 //! The class holds `Mutex<Option<Arc<Store>>>`. The mutex is held only to clone or take the
 //! `Arc` (never across a call into the store, never while running Python code), so any number
@@ -13,19 +13,19 @@ use std::time::{Duration, Instant};
 
 use std::collections::{BTreeMap, HashMap};
 
-use logbook::{
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyType};
+use tidelog::{
     CounterDelta, Durability, Entry, HistoryQuery, Message, MessageUpdate, RecoveryMode, Retention, RewriteMode,
     SearchOrder, SearchQuery, Session, SessionFilter, SessionPatch, Store, StoreOptions,
 };
-use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyType};
 
 use crate::errors::{closed, import_to_py, invalid, to_py};
 use crate::types::{
     PyAppended, PyHistoryItem, PyImportReport, PyMessage, PySearchHit, PySession, PyStoreStatus, json_text,
 };
 
-/// Messages appended per durable commit by `Store.import_hermes` (as `logbook import` does).
+/// Messages appended per durable commit by `Store.import_hermes` (as `tidelog import` does).
 const IMPORT_BATCH: usize = 500;
 
 /// Converts `Message` objects or dicts of `Message` keyword arguments to Rust messages.
@@ -87,20 +87,20 @@ struct ImportSink<'a> {
 type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ImportSink<'_> {
-    fn flush(&mut self) -> Result<(), logbook::Error> {
+    fn flush(&mut self) -> Result<(), tidelog::Error> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
         match self.store.append_batch(batch.clone()) {
             Ok(acks) => self.added += acks.iter().filter(|a| a.lsn.is_some()).count() as u64,
-            Err(logbook::Error::Invalid(_)) => {
+            Err(tidelog::Error::Invalid(_)) => {
                 // One message the store refuses (damaged source data): keep the others.
                 for m in batch {
                     let id = m.id.clone();
                     match self.store.append(m) {
                         Ok(a) => self.added += u64::from(a.lsn.is_some()),
-                        Err(logbook::Error::Invalid(why)) => self.refused.push(format!("message {id}: {why}")),
+                        Err(tidelog::Error::Invalid(why)) => self.refused.push(format!("message {id}: {why}")),
                         Err(e) => return Err(e),
                     }
                 }
@@ -154,14 +154,14 @@ fn seconds(py: Python<'_>, what: &str, secs: Option<f64>) -> PyResult<Duration> 
 
 /// Why `Store.import_hermes` failed.
 enum ImportFailure {
-    Store(logbook::Error),
-    Import(logbook::ImportError),
+    Store(tidelog::Error),
+    Import(tidelog::ImportError),
 }
 
 /// A message store folder, open for appending (or reading, with `read_only=True`).
 ///
 /// Thread-safe: share one `Store` between threads. Usable as a context manager (closes on exit).
-#[pyclass(frozen, module = "logbook", name = "Store")]
+#[pyclass(frozen, module = "tidelog", name = "Store")]
 #[derive(Debug)]
 pub struct PyStore {
     state: Mutex<Option<Arc<Store>>>,
@@ -660,7 +660,7 @@ impl PyStore {
     }
 
     /// Imports a Hermes Agent `state.db` (any schema version) into this store: its sessions,
-    /// then its messages in batches of 500, as `logbook import hermes` does. The file is opened
+    /// then its messages in batches of 500, as `tidelog import hermes` does. The file is opened
     /// read-only and never changed. Message ids are deterministic, so importing again adds
     /// nothing; a session patch is written only when it changes the stored session.
     fn import_hermes(&self, py: Python<'_>, path: PathBuf) -> PyResult<PyImportReport> {
@@ -677,7 +677,7 @@ impl PyStore {
             };
             let report = {
                 let mut f = |e: Entry| sink.take(e);
-                logbook::import_hermes_db(&path, &mut f).map_err(ImportFailure::Import)?
+                tidelog::import_hermes_db(&path, &mut f).map_err(ImportFailure::Import)?
             };
             sink.flush().map_err(ImportFailure::Store)?;
             Ok(PyImportReport::new(report, sink.added, sink.changed, sink.refused))
@@ -754,6 +754,6 @@ impl PyStore {
 
     fn __repr__(&self) -> String {
         let state = if self.closed() { "closed" } else { "open" };
-        format!("<logbook.Store {} ({state})>", self.path.to_string_lossy())
+        format!("<tidelog.Store {} ({state})>", self.path.to_string_lossy())
     }
 }

@@ -1,10 +1,10 @@
 //! The value types handed to Python: frozen (immutable, shareable between threads) classes with
 //! attributes, `__repr__`, `__eq__` and `to_dict()`.
 
-use logbook::{Appended, Counters, HistoryItem, ImportReport, Message, MessageState, SearchHit, Session, StoreStatus};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString};
+use tidelog::{Appended, Counters, HistoryItem, ImportReport, Message, MessageState, SearchHit, Session, StoreStatus};
 
 /// `repr()` of a Python string, cut to `max` characters of content.
 fn str_repr(py: Python<'_>, s: &str, max: usize) -> PyResult<String> {
@@ -49,7 +49,7 @@ fn json_value<'py>(py: Python<'py>, text: Option<&str>) -> PyResult<Bound<'py, P
 
 /// One chat message. Build one to pass to `Store.append_batch`; read ones come back from
 /// `Store.messages` and `Store.search`.
-#[pyclass(frozen, eq, module = "logbook", name = "Message")]
+#[pyclass(frozen, eq, module = "tidelog", name = "Message")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyMessage {
     pub(crate) inner: Message,
@@ -223,7 +223,7 @@ impl PyMessage {
 }
 
 /// A session (conversation).
-#[pyclass(frozen, eq, module = "logbook", name = "Session")]
+#[pyclass(frozen, eq, module = "tidelog", name = "Session")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PySession {
     pub(crate) inner: Session,
@@ -320,7 +320,7 @@ impl PySession {
 }
 
 /// One search result.
-#[pyclass(frozen, module = "logbook", name = "SearchHit")]
+#[pyclass(frozen, module = "tidelog", name = "SearchHit")]
 #[derive(Debug)]
 pub struct PySearchHit {
     /// The whole message.
@@ -378,7 +378,7 @@ impl PySearchHit {
 }
 
 /// What `Store.append_batch` did with one message.
-#[pyclass(frozen, eq, module = "logbook", name = "Appended")]
+#[pyclass(frozen, eq, module = "tidelog", name = "Appended")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyAppended {
     /// The message id (assigned if the message had none).
@@ -426,7 +426,7 @@ impl PyAppended {
 }
 
 /// One lane (a journal of one writing process) as `Store.status()` sees it.
-#[pyclass(frozen, get_all, module = "logbook", name = "LaneStatus")]
+#[pyclass(frozen, get_all, module = "tidelog", name = "LaneStatus")]
 #[derive(Debug, Clone)]
 pub struct PyLaneStatus {
     name: String,
@@ -462,7 +462,7 @@ impl PyLaneStatus {
 
 /// Health of the SQLite index: `state` is `"unchecked"`, `"healthy"`, `"rebuilding"` (with
 /// `reason`, `done`, `total`) or `"failed"` (with `reason`).
-#[pyclass(frozen, get_all, module = "logbook", name = "IndexStatus")]
+#[pyclass(frozen, get_all, module = "tidelog", name = "IndexStatus")]
 #[derive(Debug, Clone)]
 pub struct PyIndexStatus {
     state: &'static str,
@@ -494,7 +494,7 @@ impl PyIndexStatus {
 }
 
 /// The compactor as this process sees it.
-#[pyclass(frozen, get_all, module = "logbook", name = "CompactorStatus")]
+#[pyclass(frozen, get_all, module = "tidelog", name = "CompactorStatus")]
 #[derive(Debug, Clone)]
 pub struct PyCompactorStatus {
     running_here: bool,
@@ -535,7 +535,7 @@ impl PyCompactorStatus {
 }
 
 /// A snapshot of the store's state. Anything degraded is listed in `problems`.
-#[pyclass(frozen, get_all, module = "logbook", name = "StoreStatus")]
+#[pyclass(frozen, get_all, module = "tidelog", name = "StoreStatus")]
 #[derive(Debug, Clone)]
 pub struct PyStoreStatus {
     dir: String,
@@ -551,14 +551,14 @@ pub struct PyStoreStatus {
 impl From<StoreStatus> for PyStoreStatus {
     fn from(s: StoreStatus) -> Self {
         let index = match s.index {
-            logbook::IndexHealth::Unchecked => {
+            tidelog::IndexHealth::Unchecked => {
                 PyIndexStatus { state: "unchecked", reason: None, done: None, total: None }
             }
-            logbook::IndexHealth::Healthy => PyIndexStatus { state: "healthy", reason: None, done: None, total: None },
-            logbook::IndexHealth::Rebuilding { reason, done, total } => {
+            tidelog::IndexHealth::Healthy => PyIndexStatus { state: "healthy", reason: None, done: None, total: None },
+            tidelog::IndexHealth::Rebuilding { reason, done, total } => {
                 PyIndexStatus { state: "rebuilding", reason: Some(reason), done: Some(done), total: Some(total) }
             }
-            logbook::IndexHealth::Failed { reason } => {
+            tidelog::IndexHealth::Failed { reason } => {
                 PyIndexStatus { state: "failed", reason: Some(reason), done: None, total: None }
             }
         };
@@ -633,7 +633,7 @@ impl PyStoreStatus {
 }
 
 /// A session's summed counters (tokens, API calls, cost).
-#[pyclass(frozen, eq, get_all, module = "logbook", name = "Counters")]
+#[pyclass(frozen, eq, get_all, module = "tidelog", name = "Counters")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyCounters {
     input_tokens: i64,
@@ -693,7 +693,7 @@ impl PyCounters {
 }
 
 /// A message with its state, as `Store.history` returns it.
-#[pyclass(frozen, module = "logbook", name = "HistoryItem")]
+#[pyclass(frozen, module = "tidelog", name = "HistoryItem")]
 #[derive(Debug)]
 pub struct PyHistoryItem {
     /// The message.
@@ -740,7 +740,7 @@ impl PyHistoryItem {
 }
 
 /// What `Store.import_hermes` read and wrote.
-#[pyclass(frozen, get_all, module = "logbook", name = "ImportReport")]
+#[pyclass(frozen, get_all, module = "tidelog", name = "ImportReport")]
 #[derive(Debug, Clone)]
 pub struct PyImportReport {
     /// The database imported.

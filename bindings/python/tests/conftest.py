@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-import logbook
+import tidelog
 
 
 @pytest.fixture
@@ -14,8 +14,8 @@ def store_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(store_dir: Path) -> Iterator[logbook.Store]:
-    s = logbook.Store(store_dir)
+def store(store_dir: Path) -> Iterator[tidelog.Store]:
+    s = tidelog.Store(store_dir)
     try:
         yield s
     finally:

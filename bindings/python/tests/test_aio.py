@@ -1,4 +1,4 @@
-"""logbook.aio.AsyncStore: every call as a coroutine, the loop never blocked."""
+"""tidelog.aio.AsyncStore: every call as a coroutine, the loop never blocked."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-import logbook
-from logbook.aio import AsyncStore
+import tidelog
+from tidelog.aio import AsyncStore
 
 
 def test_async_round_trip(store_dir: Path) -> None:
     async def main() -> None:
         async with await AsyncStore.open(store_dir, durability="sync") as s:
-            assert isinstance(s.store, logbook.Store)
+            assert isinstance(s.store, tidelog.Store)
             mid = await s.append("s", "user", "the invoice for the boat", timestamp=1.0, extra={"a": 1})
             out = await s.append_batch([{"session_id": "s", "role": "assistant", "content": "found it", "timestamp": 2.0}])
             assert out[0].lsn is not None
@@ -34,7 +34,7 @@ def test_async_round_trip(store_dir: Path) -> None:
             assert len(set(ids)) == 64
             assert len(await s.messages("c")) == 64
         assert s.closed
-        with pytest.raises(logbook.ClosedError):
+        with pytest.raises(tidelog.ClosedError):
             await s.append("s", "user", "late")
 
     asyncio.run(main())
@@ -42,10 +42,10 @@ def test_async_round_trip(store_dir: Path) -> None:
 
 def test_async_errors(store_dir: Path) -> None:
     async def main() -> None:
-        with pytest.raises(logbook.NotAStoreError):
+        with pytest.raises(tidelog.NotAStoreError):
             await AsyncStore.open(store_dir, read_only=True)
         async with await AsyncStore.open(store_dir) as s:
-            with pytest.raises(logbook.InvalidInputError):
+            with pytest.raises(tidelog.InvalidInputError):
                 await s.append("s", "")
 
     asyncio.run(main())

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-import logbook
+import tidelog
 
 
 def test_imported_from_an_installation_not_the_source_tree() -> None:
     # The tests must exercise the package as a user gets it (pip install ./bindings/python).
-    assert "site-packages" in logbook.__file__, logbook.__file__
-    assert logbook._logbook.__file__.endswith(".abi3.so")
+    assert "site-packages" in tidelog.__file__, tidelog.__file__
+    assert tidelog._tidelog.__file__.endswith(".abi3.so")
 
 
-def test_append_read_back_every_field(store: logbook.Store) -> None:
+def test_append_read_back_every_field(store: tidelog.Store) -> None:
     mid = store.append(
         "telegram:42",
         "assistant",
@@ -53,7 +53,7 @@ def test_append_read_back_every_field(store: logbook.Store) -> None:
     assert json.loads(store.messages("s2")[0].extra or "") == {"k": 1}
 
 
-def test_timestamp_defaults_to_now_and_ids_are_assigned(store: logbook.Store) -> None:
+def test_timestamp_defaults_to_now_and_ids_are_assigned(store: tidelog.Store) -> None:
     before = time.time()
     mid = store.append("s", "user", "hi")
     (m,) = store.messages("s")
@@ -61,64 +61,64 @@ def test_timestamp_defaults_to_now_and_ids_are_assigned(store: logbook.Store) ->
     assert before - 1 <= m.timestamp <= time.time() + 1
 
 
-def test_messages_are_frozen_values(store: logbook.Store) -> None:
+def test_messages_are_frozen_values(store: tidelog.Store) -> None:
     store.append("s", "user", "hi", id="a")
     m = store.messages("s")[0]
     with pytest.raises(AttributeError):
         m.content = "changed"  # type: ignore[misc]
     assert m == store.messages("s")[0]
-    built = logbook.Message("s", "user", "hi")
+    built = tidelog.Message("s", "user", "hi")
     assert built.id == "" and built.timestamp == 0.0
 
 
 def test_context_manager_closes(store_dir: Path) -> None:
-    with logbook.Store(store_dir) as s:
+    with tidelog.Store(store_dir) as s:
         s.append("s", "user", "hello")
         assert not s.closed
     assert s.closed
-    with pytest.raises(logbook.ClosedError):
+    with pytest.raises(tidelog.ClosedError):
         s.append("s", "user", "again")
     assert s.close() is True  # closing twice is fine
-    with logbook.Store(store_dir, read_only=True) as r:
+    with tidelog.Store(store_dir, read_only=True) as r:
         assert [m.content for m in r.messages("s")] == ["hello"]
 
 
 def test_context_manager_closes_on_exception(store_dir: Path) -> None:
-    with pytest.raises(RuntimeError), logbook.Store(store_dir) as s:
+    with pytest.raises(RuntimeError), tidelog.Store(store_dir) as s:
         s.append("s", "user", "kept")
         raise RuntimeError("boom")
     assert s.closed
-    with logbook.Store(store_dir) as s2:
+    with tidelog.Store(store_dir) as s2:
         assert [m.content for m in s2.messages("s")] == ["kept"]
 
 
 def test_unclosed_store_closes_when_collected(store_dir: Path) -> None:
-    s = logbook.Store(store_dir)
+    s = tidelog.Store(store_dir)
     mid = s.append("s", "user", "not closed explicitly")
     del s
     gc.collect()
-    with logbook.Store(store_dir) as s2:
+    with tidelog.Store(store_dir) as s2:
         assert s2.lane == "lane-0001"  # the lane was released
         assert [m.id for m in s2.messages("s")] == [mid]
 
 
 def test_reopen_keeps_everything(store_dir: Path) -> None:
-    with logbook.Store(store_dir, run_compactor=False) as s:
+    with tidelog.Store(store_dir, run_compactor=False) as s:
         ids = [s.append("s", "user", f"message {i}") for i in range(50)]
-    with logbook.Store(store_dir) as s:
+    with tidelog.Store(store_dir) as s:
         assert [m.id for m in s.messages("s")] == ids
         assert s.wait_indexed(10)
         assert [m.id for m in s.messages("s")] == ids
 
 
-def test_append_batch_messages_and_dicts(store: logbook.Store) -> None:
+def test_append_batch_messages_and_dicts(store: tidelog.Store) -> None:
     out = store.append_batch(
         [
-            logbook.Message("s", "user", "one", timestamp=1.0),
+            tidelog.Message("s", "user", "one", timestamp=1.0),
             {"session_id": "s", "role": "assistant", "content": "two", "timestamp": 2.0, "extra": {"a": 1}},
         ]
     )
-    assert [type(a) for a in out] == [logbook.Appended, logbook.Appended]
+    assert [type(a) for a in out] == [tidelog.Appended, tidelog.Appended]
     assert out[1].lsn == out[0].lsn + 1  # type: ignore[operator]
     assert not out[0].duplicate
     assert [m.content for m in store.messages("s")] == ["one", "two"]
@@ -127,7 +127,7 @@ def test_append_batch_messages_and_dicts(store: logbook.Store) -> None:
     assert len(store.messages("g")) == 3
 
 
-def test_append_batch_is_atomic_on_invalid_input(store: logbook.Store) -> None:
+def test_append_batch_is_atomic_on_invalid_input(store: tidelog.Store) -> None:
     good = {"session_id": "s", "role": "user", "content": "fine"}
     cases: list[list[Any]] = [
         [good, {"session_id": "s", "role": "", "content": "empty role"}],  # refused by the store
@@ -138,21 +138,21 @@ def test_append_batch_is_atomic_on_invalid_input(store: logbook.Store) -> None:
         [good, {"session_id": "s", "role": "user", "timestamp": float("nan")}],
     ]
     for batch in cases:
-        with pytest.raises(logbook.InvalidInputError) as e:
+        with pytest.raises(tidelog.InvalidInputError) as e:
             store.append_batch(batch)
         assert "message 2" in str(e.value), str(e.value)
     assert store.messages("s") == []
     assert store.status().lanes[0].last_lsn == 0
 
 
-def test_client_ids_make_appends_idempotent(store: logbook.Store) -> None:
+def test_client_ids_make_appends_idempotent(store: tidelog.Store) -> None:
     assert store.append("s", "user", "a", id="x") == "x"
-    out = store.append_batch([logbook.Message("s", "user", "a", id="x")])
+    out = store.append_batch([tidelog.Message("s", "user", "a", id="x")])
     assert out[0].duplicate and out[0].lsn is None
     assert len(store.messages("s")) == 1
 
 
-def test_search(store: logbook.Store) -> None:
+def test_search(store: tidelog.Store) -> None:
     store.append("s1", "user", "the invoice for the boat", timestamp=100.0, source="telegram")
     store.append("s1", "assistant", "no invoice found", timestamp=200.0, source="telegram")
     store.append("s2", "user", "invoice of the car", timestamp=300.0, source="cli")
@@ -160,7 +160,7 @@ def test_search(store: logbook.Store) -> None:
         if indexed:
             assert store.wait_indexed(10)
         hits = store.search("invoice")
-        assert len(hits) == 3 and all(isinstance(h, logbook.SearchHit) for h in hits)
+        assert len(hits) == 3 and all(isinstance(h, tidelog.SearchHit) for h in hits)
         assert "[invoice]" in hits[0].snippet
         newest = store.search("invoice", order="newest")
         assert [h.message.timestamp for h in newest] == [300.0, 200.0, 100.0]
@@ -174,13 +174,13 @@ def test_search(store: logbook.Store) -> None:
         d = hits[0].to_dict()
         assert set(d) == {"message", "snippet", "score", "active", "compacted"} and isinstance(d["message"], dict)
         assert "SearchHit(" in repr(hits[0])
-    with pytest.raises(logbook.InvalidInputError):
+    with pytest.raises(tidelog.InvalidInputError):
         store.search("   ")
-    with pytest.raises(logbook.InvalidInputError):
+    with pytest.raises(tidelog.InvalidInputError):
         store.search("x", order="sideways")  # type: ignore[arg-type]
 
 
-def test_sessions(store: logbook.Store) -> None:
+def test_sessions(store: tidelog.Store) -> None:
     assert store.get_session("s") is None
     store.upsert_session("s", source="cli", title="Boat plans", started_at=10.0, extra={"a": 1})
     store.upsert_session("s", model="m1", extra={"b": 2})
@@ -199,11 +199,11 @@ def test_sessions(store: logbook.Store) -> None:
     assert [x.id for x in store.list_sessions(limit=1)] == ["t"]
     assert [x.id for x in store.list_sessions(since=15)] == ["t"]
     assert "Boat plans" in repr(s)
-    with pytest.raises(logbook.InvalidInputError):
+    with pytest.raises(tidelog.InvalidInputError):
         store.upsert_session("")
 
 
-def test_all_messages(store: logbook.Store) -> None:
+def test_all_messages(store: tidelog.Store) -> None:
     store.append("a", "user", "1", timestamp=1.0)
     store.append("b", "user", "2", timestamp=2.0)
     assert sorted(m.content or "" for m in store.all_messages()) == ["1", "2"]
@@ -211,17 +211,17 @@ def test_all_messages(store: logbook.Store) -> None:
     assert [m.content for m in store.all_messages(since=1.5)] == ["2"]
 
 
-def test_status(store: logbook.Store) -> None:
+def test_status(store: tidelog.Store) -> None:
     store.append("s", "user", "x")
     st = store.status()
-    assert isinstance(st, logbook.StoreStatus)
+    assert isinstance(st, tidelog.StoreStatus)
     assert st.lane == store.lane and st.dir == store.path
     assert not st.is_degraded and st.problems == [] and st.journal_poisoned is None
     (lane,) = st.lanes
-    assert isinstance(lane, logbook.LaneStatus) and lane.own and lane.last_lsn == 1
-    assert isinstance(st.index, logbook.IndexStatus)
+    assert isinstance(lane, tidelog.LaneStatus) and lane.own and lane.last_lsn == 1
+    assert isinstance(st.index, tidelog.IndexStatus)
     assert st.index.state in {"unchecked", "healthy"}
-    assert isinstance(st.compactor, logbook.CompactorStatus)
+    assert isinstance(st.compactor, tidelog.CompactorStatus)
     assert store.wait_indexed(10)
     st = store.status()
     assert st.unindexed == 0 and st.index.state == "healthy" and st.lanes[0].applied_lsn == 1
@@ -232,7 +232,7 @@ def test_status(store: logbook.Store) -> None:
 
 
 def test_options(store_dir: Path) -> None:
-    with logbook.Store(
+    with tidelog.Store(
         store_dir,
         durability="buffered",
         recovery="salvage",
@@ -246,7 +246,7 @@ def test_options(store_dir: Path) -> None:
         s.append("s", "user", "x")
         assert not s.status().compactor.running_here
         assert not s.wait_indexed(0.2)  # nobody runs the compactor
-        with pytest.raises(logbook.InvalidInputError):
+        with pytest.raises(tidelog.InvalidInputError):
             s.append("s", "user", "x" * (1 << 17))  # larger than max_record_size
     bad: list[dict[str, Any]] = [
         {"durability": "maybe"},
@@ -255,5 +255,5 @@ def test_options(store_dir: Path) -> None:
         {"close_deadline": -1},
     ]
     for kwargs in bad:
-        with pytest.raises(logbook.InvalidInputError):
-            logbook.Store(store_dir, **kwargs)
+        with pytest.raises(tidelog.InvalidInputError):
+            tidelog.Store(store_dir, **kwargs)

@@ -10,14 +10,14 @@ import textwrap
 import time
 from pathlib import Path
 
-import logbook
+import tidelog
 
 CHILD = textwrap.dedent(
     """
     import sys
-    import logbook
+    import tidelog
 
-    store = logbook.Store(sys.argv[1])
+    store = tidelog.Store(sys.argv[1])
     print("ready", flush=True)
     i = 0
     while True:
@@ -52,7 +52,7 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_id(store_dir: Path) -> None
         child.wait()
     assert child.returncode == -signal.SIGKILL
     assert len(acked) >= 300
-    with logbook.Store(store_dir) as s:
+    with tidelog.Store(store_dir) as s:
         stored = [m.id for m in s.messages("crash")]
         missing = set(acked) - set(stored)
         assert not missing, f"{len(missing)} acknowledged ids lost"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import doctest
 
-import logbook
-import logbook.aio
-import logbook.hermes
+import tidelog
+import tidelog.aio
+import tidelog.hermes
 
 
 def test_docstring_examples() -> None:
-    for module in (logbook, logbook.aio, logbook.hermes):
+    for module in (tidelog, tidelog.aio, tidelog.hermes):
         result = doctest.testmod(module)
         assert result.attempted > 0, module
         assert result.failed == 0, module

@@ -7,37 +7,37 @@ from pathlib import Path
 
 import pytest
 
-import logbook
-from logbook._logbook import _error_for_test
+import tidelog
+from tidelog._tidelog import _error_for_test
 
 
 def test_hierarchy() -> None:
     for cls in (
-        logbook.InvalidInputError,
-        logbook.ClosedError,
-        logbook.ReadOnlyError,
-        logbook.NotAStoreError,
-        logbook.LockedError,
-        logbook.PoisonedError,
-        logbook.CorruptError,
-        logbook.StorageError,
-        logbook.DiskFullError,
-        logbook.IndexFailure,
+        tidelog.InvalidInputError,
+        tidelog.ClosedError,
+        tidelog.ReadOnlyError,
+        tidelog.NotAStoreError,
+        tidelog.LockedError,
+        tidelog.PoisonedError,
+        tidelog.CorruptError,
+        tidelog.StorageError,
+        tidelog.DiskFullError,
+        tidelog.IndexFailure,
     ):
-        assert issubclass(cls, logbook.LogbookError), cls
-    assert issubclass(logbook.InvalidInputError, ValueError)
-    assert issubclass(logbook.StorageError, OSError)
-    assert issubclass(logbook.DiskFullError, logbook.StorageError)
+        assert issubclass(cls, tidelog.TidelogError), cls
+    assert issubclass(tidelog.InvalidInputError, ValueError)
+    assert issubclass(tidelog.StorageError, OSError)
+    assert issubclass(tidelog.DiskFullError, tidelog.StorageError)
 
 
-def test_invalid_input(store: logbook.Store) -> None:
-    with pytest.raises(logbook.InvalidInputError, match="role is empty"):
+def test_invalid_input(store: tidelog.Store) -> None:
+    with pytest.raises(tidelog.InvalidInputError, match="role is empty"):
         store.append("s", "")
     with pytest.raises(ValueError, match="session_id is empty"):
         store.append("", "user")
-    with pytest.raises(logbook.InvalidInputError, match="not valid JSON"):
+    with pytest.raises(tidelog.InvalidInputError, match="not valid JSON"):
         store.append("s", "user", extra="{nope")
-    with pytest.raises(logbook.InvalidInputError, match="longer than"):
+    with pytest.raises(tidelog.InvalidInputError, match="longer than"):
         store.append("s", "user", id="x" * 2000)
     with pytest.raises(TypeError):  # not JSON-serialisable: json.dumps' own error
         store.append("s", "user", extra={"x": object()})
@@ -45,28 +45,28 @@ def test_invalid_input(store: logbook.Store) -> None:
 
 
 def test_read_only(store_dir: Path) -> None:
-    with logbook.Store(store_dir) as w:
+    with tidelog.Store(store_dir) as w:
         w.append("s", "user", "x")
-    with logbook.Store(store_dir, read_only=True) as r:
+    with tidelog.Store(store_dir, read_only=True) as r:
         for call in (
             lambda: r.append("s", "user", "y"),
             lambda: r.append_batch([{"session_id": "s", "role": "user"}]),
             lambda: r.upsert_session("s", title="t"),
             lambda: r.end_session("s", "done"),
         ):
-            with pytest.raises(logbook.ReadOnlyError) as e:
+            with pytest.raises(tidelog.ReadOnlyError) as e:
                 call()
             assert e.value.path == str(store_dir)
         assert len(r.messages("s")) == 1
 
 
 def test_not_a_store(tmp_path: Path) -> None:
-    with pytest.raises(logbook.NotAStoreError) as e:
-        logbook.Store(tmp_path / "empty", read_only=True)
+    with pytest.raises(tidelog.NotAStoreError) as e:
+        tidelog.Store(tmp_path / "empty", read_only=True)
     assert e.value.path == str(tmp_path / "empty")
 
 
-def test_closed(store: logbook.Store) -> None:
+def test_closed(store: tidelog.Store) -> None:
     store.close()
     for call in (
         lambda: store.append("s", "user"),
@@ -76,7 +76,7 @@ def test_closed(store: logbook.Store) -> None:
         lambda: store.wait_indexed(0),
         lambda: store.lane,
     ):
-        with pytest.raises(logbook.ClosedError, match="closed"):
+        with pytest.raises(tidelog.ClosedError, match="closed"):
             call()
 
 
@@ -84,7 +84,7 @@ def test_two_writable_stores_on_one_folder_get_their_own_lanes(store_dir: Path) 
     # A lane's writer lock is never reported by Store: a second writer (another process, or
     # another Store in this one) takes a lane of its own. LockedError is only reachable through
     # the journal API, so its mapping is checked below with _error_for_test.
-    with logbook.Store(store_dir) as a, logbook.Store(store_dir) as b:
+    with tidelog.Store(store_dir) as a, tidelog.Store(store_dir) as b:
         assert a.lane != b.lane
         ia = a.append("s", "user", "from a", timestamp=1.0)
         ib = b.append("s", "user", "from b", timestamp=2.0)
@@ -97,13 +97,13 @@ def test_permission_denied_is_a_storage_error(tmp_path: Path) -> None:
         pytest.skip("root ignores folder permissions")
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
-    with pytest.raises(logbook.StorageError) as e:
-        logbook.Store(ro / "store")
+    with pytest.raises(tidelog.StorageError) as e:
+        tidelog.Store(ro / "store")
     assert e.value.errno == 13
 
 
 def test_damaged_lane_is_reported_in_status(store_dir: Path) -> None:
-    with logbook.Store(store_dir, run_compactor=False, segment_size=4096) as s:
+    with tidelog.Store(store_dir, run_compactor=False, segment_size=4096) as s:
         for i in range(100):
             s.append("s", "user", f"message number {i} " + "x" * 100)
         lane = s.lane
@@ -112,7 +112,7 @@ def test_damaged_lane_is_reported_in_status(store_dir: Path) -> None:
     with open(segments[0], "r+b") as f:  # damage in the middle of the log
         f.seek(200)
         f.write(b"\xff" * 64)
-    with logbook.Store(store_dir, run_compactor=False) as s:
+    with tidelog.Store(store_dir, run_compactor=False) as s:
         # The damage shows when the lane is read: reads keep every record before and after the
         # damaged ones (they do not raise CorruptError) and the status names the lane, the file,
         # the offset and the LSNs lost, so the history never shrinks silently.
@@ -124,27 +124,27 @@ def test_damaged_lane_is_reported_in_status(store_dir: Path) -> None:
 
 
 KINDS: dict[str, tuple[type[BaseException], dict[str, object]]] = {
-    "corrupt": (logbook.CorruptError, {"path": "/s/lanes/lane-0001/00000001.seg", "offset": 4096, "lsn": 7, "last_lsn": 9}),
-    "broken_chain": (logbook.CorruptError, {"path": "/s/x.seg", "detail": "missing", "offset": None}),
-    "decode": (logbook.CorruptError, {"lane": "lane-0001", "lsn": 3, "path": None}),
-    "disk_full": (logbook.DiskFullError, {"errno": 28, "filename": "/s/x.seg", "op": "write"}),
-    "io": (logbook.StorageError, {"errno": 5, "filename": "/s/x.seg", "op": "sync"}),
-    "store_io": (logbook.StorageError, {"errno": 13, "filename": "/s", "op": "create folder"}),
-    "poisoned": (logbook.PoisonedError, {"cause": "sync failed"}),
-    "locked": (logbook.LockedError, {"path": "/s/lanes/lane-0001"}),
-    "record_too_large": (logbook.InvalidInputError, {}),
-    "journal_read_only": (logbook.ReadOnlyError, {"path": "/s"}),
-    "read_only": (logbook.ReadOnlyError, {"path": "/s"}),
-    "journal_closed": (logbook.ClosedError, {}),
-    "closed": (logbook.ClosedError, {}),
-    "not_a_store": (logbook.NotAStoreError, {"path": "/s"}),
-    "invalid": (logbook.InvalidInputError, {}),
-    "title_taken": (logbook.TitleTakenError, {"title": "Boat", "other": "s2"}),
-    "not_found": (logbook.NotFoundError, {"what": "message", "id": "42"}),
-    "too_many_lanes": (logbook.TooManyLanesError, {"path": "/s", "max": 4096}),
-    "empty_query": (logbook.EmptyQueryError, {}),
-    "compactor_busy": (logbook.CompactorBusyError, {"path": "/s/compactor.lock"}),
-    "destination_not_empty": (logbook.DestinationNotEmptyError, {"path": "/b"}),
+    "corrupt": (tidelog.CorruptError, {"path": "/s/lanes/lane-0001/00000001.seg", "offset": 4096, "lsn": 7, "last_lsn": 9}),
+    "broken_chain": (tidelog.CorruptError, {"path": "/s/x.seg", "detail": "missing", "offset": None}),
+    "decode": (tidelog.CorruptError, {"lane": "lane-0001", "lsn": 3, "path": None}),
+    "disk_full": (tidelog.DiskFullError, {"errno": 28, "filename": "/s/x.seg", "op": "write"}),
+    "io": (tidelog.StorageError, {"errno": 5, "filename": "/s/x.seg", "op": "sync"}),
+    "store_io": (tidelog.StorageError, {"errno": 13, "filename": "/s", "op": "create folder"}),
+    "poisoned": (tidelog.PoisonedError, {"cause": "sync failed"}),
+    "locked": (tidelog.LockedError, {"path": "/s/lanes/lane-0001"}),
+    "record_too_large": (tidelog.InvalidInputError, {}),
+    "journal_read_only": (tidelog.ReadOnlyError, {"path": "/s"}),
+    "read_only": (tidelog.ReadOnlyError, {"path": "/s"}),
+    "journal_closed": (tidelog.ClosedError, {}),
+    "closed": (tidelog.ClosedError, {}),
+    "not_a_store": (tidelog.NotAStoreError, {"path": "/s"}),
+    "invalid": (tidelog.InvalidInputError, {}),
+    "title_taken": (tidelog.TitleTakenError, {"title": "Boat", "other": "s2"}),
+    "not_found": (tidelog.NotFoundError, {"what": "message", "id": "42"}),
+    "too_many_lanes": (tidelog.TooManyLanesError, {"path": "/s", "max": 4096}),
+    "empty_query": (tidelog.EmptyQueryError, {}),
+    "compactor_busy": (tidelog.CompactorBusyError, {"path": "/s/compactor.lock"}),
+    "destination_not_empty": (tidelog.DestinationNotEmptyError, {"path": "/b"}),
 }
 
 

@@ -1,5 +1,5 @@
-"""logbook.hermes: the behaviour of Hermes Agent's SessionDB (hermes_state), written from its
-documented semantics, over a logbook store."""
+"""tidelog.hermes: the behaviour of Hermes Agent's SessionDB (hermes_state), written from its
+documented semantics, over a tidelog store."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import logbook
-from logbook.hermes import AsyncSessionDB, SessionDB, install, sanitize_fts5_query, store_path_for
+import tidelog
+from tidelog.hermes import AsyncSessionDB, SessionDB, install, sanitize_fts5_query, store_path_for
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "hermes"
 
@@ -363,7 +363,7 @@ def test_read_only_open(tmp_path: Path) -> None:
         db.append_message("s", "user", "x")
     with SessionDB(tmp_path / "state.db", read_only=True) as ro:
         assert ro.message_count() == 1
-        with pytest.raises(logbook.ReadOnlyError):
+        with pytest.raises(tidelog.ReadOnlyError):
             ro.append_message("s", "user", "y")
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import logbook
+import tidelog
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "hermes"
 
 
-def test_integer_ids_increase_in_append_order(store: logbook.Store) -> None:
+def test_integer_ids_increase_in_append_order(store: tidelog.Store) -> None:
     first = store.append_message("s", "user", "one", timestamp=200.0)
     second = store.append_message("s", "assistant", "two", timestamp=100.0)
     assert first.num is not None and second.num is not None
@@ -25,13 +25,13 @@ def test_integer_ids_increase_in_append_order(store: logbook.Store) -> None:
     assert [h.message.num for h in store.history("s")] == [first.num, second.num, batch[0].num]
 
 
-def test_duplicate_client_id_has_no_num(store: logbook.Store) -> None:
+def test_duplicate_client_id_has_no_num(store: tidelog.Store) -> None:
     assert store.append_message("s", "user", "x", id="m1").num is not None
     again = store.append_message("s", "user", "x", id="m1")
     assert again.duplicate and again.num is None
 
 
-def test_history_query(store: logbook.Store) -> None:
+def test_history_query(store: tidelog.Store) -> None:
     nums = [store.append_message("s", "user", f"m{i}").num for i in range(5)]
     assert [h.message.content for h in store.history("s", limit=2)] == ["m0", "m1"]
     assert [h.message.content for h in store.history("s", limit=2, latest=True)] == ["m3", "m4"]
@@ -41,16 +41,16 @@ def test_history_query(store: logbook.Store) -> None:
     assert item.to_dict()["message"]["num"] == nums[0]
 
 
-def test_platform_id_and_api_content_round_trip(store: logbook.Store) -> None:
+def test_platform_id_and_api_content_round_trip(store: tidelog.Store) -> None:
     store.append("s", "user", "hi", platform_message_id="tg-7", api_content="hi (api)")
     m = store.history("s")[0].message
     assert (m.platform_message_id, m.api_content) == ("tg-7", "hi (api)")
     assert m.to_dict()["platform_message_id"] == "tg-7"
-    built = logbook.Message("s", "user", "x", platform_message_id="p", api_content="a")
+    built = tidelog.Message("s", "user", "x", platform_message_id="p", api_content="a")
     assert built.num == 0 and built.platform_message_id == "p"
 
 
-def test_update_message(store: logbook.Store) -> None:
+def test_update_message(store: tidelog.Store) -> None:
     a = store.append_message("s", "assistant", "draft", extra={"k": 1})
     assert a.num is not None
     store.update_message(a.num, "s", content="final", finish_reason="stop", extra={"r": ["👍"]})
@@ -61,7 +61,7 @@ def test_update_message(store: logbook.Store) -> None:
 
 
 @pytest.mark.parametrize("mode", ["delete", "archive", "compact"])
-def test_rewrite_modes(store: logbook.Store, mode: str) -> None:
+def test_rewrite_modes(store: tidelog.Store, mode: str) -> None:
     store.append("s", "user", "old walrus question")
     out = store.rewrite("s", mode, [{"session_id": "s", "role": "user", "content": "new summary"}])
     assert len(out) == 1 and out[0].num is not None
@@ -82,12 +82,12 @@ def test_rewrite_modes(store: logbook.Store, mode: str) -> None:
         assert not hit.active and hit.compacted
 
 
-def test_rewrite_refuses_bad_mode(store: logbook.Store) -> None:
-    with pytest.raises(logbook.InvalidInputError):
+def test_rewrite_refuses_bad_mode(store: tidelog.Store) -> None:
+    with pytest.raises(tidelog.InvalidInputError):
         store.rewrite("s", "shred")  # type: ignore[arg-type]
 
 
-def test_delete_sessions_with_children(store: logbook.Store) -> None:
+def test_delete_sessions_with_children(store: tidelog.Store) -> None:
     store.upsert_session("p")
     store.upsert_session("c", parent_session_id="p")
     store.append("p", "user", "parent text")
@@ -97,7 +97,7 @@ def test_delete_sessions_with_children(store: logbook.Store) -> None:
     assert store.search("text") == []
 
 
-def test_counters_add_up(store: logbook.Store) -> None:
+def test_counters_add_up(store: tidelog.Store) -> None:
     store.upsert_session("s")
     store.add_counters("s", input_tokens=10, output_tokens=3, estimated_cost_usd=0.5, api_call_count=1)
     store.add_counters("s", input_tokens=5, api_call_count=1)
@@ -108,11 +108,11 @@ def test_counters_add_up(store: logbook.Store) -> None:
     assert session.to_dict()["counters"]["input_tokens"] == 15
 
 
-def test_titles_are_unique(store: logbook.Store) -> None:
+def test_titles_are_unique(store: tidelog.Store) -> None:
     store.upsert_session("a")
     store.upsert_session("b")
     store.set_title("a", "Boat")
-    with pytest.raises(logbook.TitleTakenError) as e:
+    with pytest.raises(tidelog.TitleTakenError) as e:
         store.set_title("b", "Boat")
     assert isinstance(e.value, ValueError) and (e.value.title, e.value.other) == ("Boat", "a")
     store.set_title("a", None)
@@ -121,7 +121,7 @@ def test_titles_are_unique(store: logbook.Store) -> None:
     assert got is not None and got.title == "Boat"
 
 
-def test_session_flags(store: logbook.Store) -> None:
+def test_session_flags(store: tidelog.Store) -> None:
     store.upsert_session("s", model="m1", title="T")
     store.upsert_session("s", model="m2", user_id="u", fill_only=True)
     s = store.get_session("s")
@@ -135,7 +135,7 @@ def test_session_flags(store: logbook.Store) -> None:
     assert s is not None and s.title is None
 
 
-def test_meta_and_counts(store: logbook.Store) -> None:
+def test_meta_and_counts(store: tidelog.Store) -> None:
     assert store.get_meta("k") is None
     store.set_meta("k", "v")
     store.set_meta("j", "w")
@@ -147,12 +147,12 @@ def test_meta_and_counts(store: logbook.Store) -> None:
     assert store.message_counts() == {"a": 2, "b": 1}
 
 
-def test_empty_query_is_its_own_error(store: logbook.Store) -> None:
-    with pytest.raises(logbook.EmptyQueryError):
+def test_empty_query_is_its_own_error(store: tidelog.Store) -> None:
+    with pytest.raises(tidelog.EmptyQueryError):
         store.search("   ")
 
 
-def test_import_hermes(tmp_path: Path, store: logbook.Store) -> None:
+def test_import_hermes(tmp_path: Path, store: tidelog.Store) -> None:
     src = tmp_path / "state.db"
     shutil.copy(FIXTURES / "state-v30.db", src)
     before = src.read_bytes()
@@ -167,19 +167,19 @@ def test_import_hermes(tmp_path: Path, store: logbook.Store) -> None:
     assert not (tmp_path / "state.db-wal").exists()
 
 
-def test_import_hermes_refuses_other_files(tmp_path: Path, store: logbook.Store) -> None:
+def test_import_hermes_refuses_other_files(tmp_path: Path, store: tidelog.Store) -> None:
     bad = tmp_path / "x.db"
     bad.write_text("not sqlite")
-    with pytest.raises(logbook.HermesImportError) as e:
+    with pytest.raises(tidelog.HermesImportError) as e:
         store.import_hermes(bad)
     assert e.value.path == str(bad)
 
 
 def test_bench_append_times_rust_appends(tmp_path: Path) -> None:
-    from logbook._logbook import _bench_append
+    from tidelog._tidelog import _bench_append
 
     assert _bench_append(tmp_path / "b", 10, 50, 2) > 0
-    with logbook.Store(tmp_path / "b") as s:
+    with tidelog.Store(tmp_path / "b") as s:
         assert sum(s.message_counts().values()) == 10
-    with pytest.raises(logbook.InvalidInputError):
+    with pytest.raises(tidelog.InvalidInputError):
         _bench_append(tmp_path / "c", 1, 1, 0)

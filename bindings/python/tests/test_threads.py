@@ -7,13 +7,13 @@ import threading
 import time
 from pathlib import Path
 
-import logbook
+import tidelog
 
 THREADS = 8
 PER_THREAD = 150
 
 
-def _append_from_threads(store: logbook.Store, per_thread: int = PER_THREAD) -> dict[int, list[str]]:
+def _append_from_threads(store: tidelog.Store, per_thread: int = PER_THREAD) -> dict[int, list[str]]:
     ids: dict[int, list[str]] = {}
     errors: list[BaseException] = []
     start = threading.Barrier(THREADS)
@@ -35,11 +35,11 @@ def _append_from_threads(store: logbook.Store, per_thread: int = PER_THREAD) -> 
 
 
 def test_many_threads_append_and_all_read_back(store_dir: Path) -> None:
-    with logbook.Store(store_dir) as store:
+    with tidelog.Store(store_dir) as store:
         ids = _append_from_threads(store)
         for t in range(THREADS):
             assert [m.id for m in store.messages(f"thread-{t}")] == ids[t]
-    with logbook.Store(store_dir) as store:
+    with tidelog.Store(store_dir) as store:
         total = sum(len(store.messages(f"thread-{t}")) for t in range(THREADS))
         assert total == THREADS * PER_THREAD
 
@@ -50,7 +50,7 @@ def test_gil_is_released_while_appending(store_dir: Path) -> None:
     The bound is generous (machines running CI are busy); the benchmark holds the tight target.
     """
 
-    async def main(store: logbook.Store) -> tuple[float, int, int]:
+    async def main(store: tidelog.Store) -> tuple[float, int, int]:
         done = asyncio.Event()
         worker = asyncio.get_running_loop().run_in_executor(None, lambda: _append_from_threads(store, 100))
         worker.add_done_callback(lambda _: done.set())
@@ -64,7 +64,7 @@ def test_gil_is_released_while_appending(store_dir: Path) -> None:
         ids = await worker
         return max(gaps), len(gaps), sum(len(v) for v in ids.values())
 
-    with logbook.Store(store_dir) as store:
+    with tidelog.Store(store_dir) as store:
         max_gap, ticks, appended = asyncio.run(main(store))
     assert appended == THREADS * 100
     assert ticks > 10
@@ -74,7 +74,7 @@ def test_gil_is_released_while_appending(store_dir: Path) -> None:
 def test_close_while_other_threads_append(store_dir: Path) -> None:
     """Threads appending while another closes get ClosedError, nothing else, and every
     acknowledged id survives."""
-    store = logbook.Store(store_dir)
+    store = tidelog.Store(store_dir)
     acked: list[str] = []
     other: list[BaseException] = []
     lock = threading.Lock()
@@ -83,7 +83,7 @@ def test_close_while_other_threads_append(store_dir: Path) -> None:
         while True:
             try:
                 mid = store.append("s", "user", f"{t}")
-            except logbook.ClosedError:
+            except tidelog.ClosedError:
                 return
             except BaseException as e:  # noqa: BLE001 - reported below
                 other.append(e)
@@ -100,5 +100,5 @@ def test_close_while_other_threads_append(store_dir: Path) -> None:
         th.join()
     assert other == []
     assert len(acked) > 0
-    with logbook.Store(store_dir) as s:
+    with tidelog.Store(store_dir) as s:
         assert {m.id for m in s.messages("s")} >= set(acked)

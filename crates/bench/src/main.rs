@@ -1,4 +1,4 @@
-//! `logbook-bench`: measures Logbook on the disk under test against the physical limit (a raw
+//! `tidelog-bench`: measures Tidelog on the disk under test against the physical limit (a raw
 //! `write` + `fdatasync` loop) and against SQLite as AI-agent gateways use it (WAL, one message
 //! per transaction, FTS5 triggers), and checks the targets of the design. See
 //! `docs/benchmarks.md` for the figures and how to read them.
@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
 use crate::report::{Machine, Results};
 
 #[derive(Debug, Parser)]
-#[command(name = "logbook-bench", about = "Benchmarks Logbook against raw fdatasync and SQLite on this disk")]
+#[command(name = "tidelog-bench", about = "Benchmarks Tidelog against raw fdatasync and SQLite on this disk")]
 struct Cli {
     /// Folder on the file system to test; a temporary folder is made inside it and removed at
     /// the end. Default: the current folder.
@@ -103,7 +103,7 @@ enum Hidden {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("logbook-bench: {e:#}");
+        eprintln!("tidelog-bench: {e:#}");
         std::process::exit(2);
     }
 }
@@ -123,10 +123,10 @@ impl Cfg {
     fn name(self) -> String {
         match self {
             Cfg::Raw => "raw write+fdatasync loop".into(),
-            Cfg::Journal(w) => format!("logbook journal, {w} writers"),
-            Cfg::Store(w) => format!("logbook store, {w} writers"),
-            Cfg::StoreCompactor => "logbook store with the compactor on, 16 writers".into(),
-            Cfg::Processes => "logbook store, 4 writer processes".into(),
+            Cfg::Journal(w) => format!("tidelog journal, {w} writers"),
+            Cfg::Store(w) => format!("tidelog store, {w} writers"),
+            Cfg::StoreCompactor => "tidelog store with the compactor on, 16 writers".into(),
+            Cfg::Processes => "tidelog store, 4 writer processes".into(),
             Cfg::Sqlite(m, w) => format!("{}, {w} writers", m.name()),
         }
     }
@@ -173,7 +173,7 @@ fn run(cli: Cli) -> Result<()> {
     let started = *START.get_or_init(Instant::now);
     let base = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let work = tempfile::Builder::new()
-        .prefix(".logbook-bench-")
+        .prefix(".tidelog-bench-")
         .tempdir_in(&base)
         .with_context(|| format!("cannot make a temporary folder in {}: choose another with --dir", base.display()))?;
     let root = work.path();

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use logbook::{Entry, Index, IndexOptions, Message, Store, StoreOptions};
-use logbook_journal::{Durability, Journal, Options};
 use serde::{Deserialize, Serialize};
+use tidelog::{Entry, Index, IndexOptions, Message, Store, StoreOptions};
+use tidelog_journal::{Durability, Journal, Options};
 
 use crate::sqlite;
 use crate::stats::{Run, micros, percentile, run_threads};
@@ -74,7 +74,7 @@ pub fn journal_writers(root: &Path, writers: usize, payload: usize, dur: Duratio
     journal.close()?;
     drop(journal);
     cleanup(&dir);
-    Ok(Run::new("logbook journal", writers, payload, lat, el).with_syncs(syncs))
+    Ok(Run::new("tidelog journal", writers, payload, lat, el).with_syncs(syncs))
 }
 
 /// `writers` threads calling `Store::append` (one message each time).
@@ -94,7 +94,7 @@ pub fn store_writers(root: &Path, writers: usize, payload: usize, dur: Duration,
     let st = store.status();
     store.close()?;
     cleanup(&dir);
-    let name = if compactor { "logbook store + compactor" } else { "logbook store" };
+    let name = if compactor { "tidelog store + compactor" } else { "tidelog store" };
     let mut r = Run::new(name, writers, payload, lat, el).with_syncs(syncs);
     if compactor {
         r.note = Some(format!(
@@ -187,7 +187,7 @@ pub fn store_processes(root: &Path, procs: usize, payload: usize, dur: Duration)
         lat.extend(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
     }
     cleanup(&dir);
-    Ok(Run::new("logbook store, processes", procs, payload, lat, Duration::from_secs_f64(secs)).with_syncs(syncs))
+    Ok(Run::new("tidelog store, processes", procs, payload, lat, Duration::from_secs_f64(secs)).with_syncs(syncs))
 }
 
 /// `writers` SQLite connections (threads), each a Hermes-style writer.
@@ -214,14 +214,14 @@ pub struct Compaction {
     pub payload: usize,
     pub messages: usize,
     /// `Index::apply_batch`, batches of 1000.
-    pub logbook_msgs_per_sec: f64,
+    pub tidelog_msgs_per_sec: f64,
     /// v11 triggers, all rows in one transaction.
     pub sqlite_one_tx_msgs_per_sec: f64,
     /// v11 triggers, one transaction (and sync) per row; time-bounded.
     pub sqlite_per_tx_msgs_per_sec: f64,
     pub sqlite_per_tx_messages: usize,
     /// Database sizes after loading (main file + WAL), bytes.
-    pub logbook_index_bytes: u64,
+    pub tidelog_index_bytes: u64,
     pub sqlite_bytes: u64,
 }
 
@@ -236,7 +236,7 @@ pub fn compaction(root: &Path, payload: usize, count: usize, per_tx_budget: Dura
     for (i, m) in msgs.iter_mut().enumerate() {
         m.id = format!("bench-{i:08}");
     }
-    // Logbook: the compactor's own write path, in batches of 1000.
+    // Tidelog: the compactor's own write path, in batches of 1000.
     let ipath = dir.join("index.db");
     let mut index = Index::open(&ipath, &IndexOptions::default())?;
     let entries: Vec<(String, u64, Entry)> = msgs
@@ -250,7 +250,7 @@ pub fn compaction(root: &Path, payload: usize, count: usize, per_tx_budget: Dura
     }
     let lb = t0.elapsed();
     drop(index);
-    let logbook_index_bytes = db_bytes(&ipath);
+    let tidelog_index_bytes = db_bytes(&ipath);
 
     let mut sessions: Vec<String> = msgs.iter().map(|m| m.session_id.clone()).collect();
     sessions.sort();
@@ -266,11 +266,11 @@ pub fn compaction(root: &Path, payload: usize, count: usize, per_tx_budget: Dura
     Ok(Compaction {
         payload,
         messages: count,
-        logbook_msgs_per_sec: count as f64 / lb.as_secs_f64(),
+        tidelog_msgs_per_sec: count as f64 / lb.as_secs_f64(),
         sqlite_one_tx_msgs_per_sec: count as f64 / one_el.as_secs_f64(),
         sqlite_per_tx_msgs_per_sec: per_n as f64 / per_el.as_secs_f64(),
         sqlite_per_tx_messages: per_n,
-        logbook_index_bytes,
+        tidelog_index_bytes,
         sqlite_bytes,
     })
 }
@@ -391,7 +391,7 @@ fn segment_files(dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
     for e in fs::read_dir(dir)? {
         let e = e?;
         let name = e.file_name().to_string_lossy().to_string();
-        if logbook_journal::decode::parse_segment_file_name(&name).is_some() {
+        if tidelog_journal::decode::parse_segment_file_name(&name).is_some() {
             v.push((e.path(), e.metadata()?.len()));
         }
     }
@@ -444,7 +444,7 @@ pub fn reopen(root: &Path, label: &str, sealed: u64, active_mb: u64, do_verify: 
             })
             .collect();
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-        let per_batch = refs.len() as u64 * logbook_journal::frame_len(RECORD) as u64;
+        let per_batch = refs.len() as u64 * tidelog_journal::frame_len(RECORD) as u64;
         let mut written = 0;
         while written < target {
             j.append_batch(&refs)?;
@@ -458,10 +458,10 @@ pub fn reopen(root: &Path, label: &str, sealed: u64, active_mb: u64, do_verify: 
         let j = Journal::open(&dir, Options::default())?;
         let n = j.last_lsn();
         j.close()?;
-        n * logbook_journal::frame_len(RECORD) as u64
+        n * tidelog_journal::frame_len(RECORD) as u64
     };
     let overhead =
-        (files.len().saturating_sub(1) * (logbook_journal::SEGMENT_HEADER_LEN + logbook_journal::FOOTER_LEN)) as u64;
+        (files.len().saturating_sub(1) * (tidelog_journal::SEGMENT_HEADER_LEN + tidelog_journal::FOOTER_LEN)) as u64;
     let active_bytes = (total_frames + overhead).saturating_sub(sealed_bytes);
     // Data, not the preallocated tail of the active segment.
     let journal_bytes = sealed_bytes + active_bytes;
@@ -518,7 +518,7 @@ pub fn reopen(root: &Path, label: &str, sealed: u64, active_mb: u64, do_verify: 
 
     let time_verify = |dir: &Path| -> Result<f64> {
         let t0 = Instant::now();
-        let r = logbook_journal::verify(dir, &Options::default())?;
+        let r = tidelog_journal::verify(dir, &Options::default())?;
         let el = t0.elapsed().as_secs_f64();
         if !r.problems.is_empty() {
             bail!("verify found problems in a journal the benchmark wrote: {:?}", r.problems);
@@ -688,7 +688,7 @@ pub fn rss(root: &Path, count: u64) -> Result<(RssReport, RssReport)> {
     Ok((a, c))
 }
 
-/// Only the Logbook side of [`compaction`] (for profiling with `perf`): prints msg/s.
+/// Only the Tidelog side of [`compaction`] (for profiling with `perf`): prints msg/s.
 pub fn apply_only(root: &Path, payload: usize, count: usize) -> Result<f64> {
     let dir = fresh(root, "apply")?;
     let mut msgs = workload::messages(7, count, payload);
@@ -724,7 +724,7 @@ pub fn verify_only(dir: &Path, build_mb: Option<u64>) -> Result<f64> {
     let files = segment_files(dir)?;
     let bytes: u64 = files.iter().map(|(_, l)| l).sum();
     let t0 = Instant::now();
-    let r = logbook_journal::verify(dir, &Options::default())?;
+    let r = tidelog_journal::verify(dir, &Options::default())?;
     let el = t0.elapsed().as_secs_f64();
     eprintln!(
         "verify: {} segments, {} records, {:.0} MB of files in {:.0} ms",

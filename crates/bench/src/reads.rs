@@ -2,7 +2,7 @@
 //! a SQLite database holding the same rows in Hermes' schema (v11: trigram FTS5 over the text),
 //! the same questions asked of both, medians of 5 runs, ratios in one run.
 //!
-//! `cargo run --release -p logbook-bench -- reads --messages 1000000 --dir /path` (the store and
+//! `cargo run --release -p tidelog-bench -- reads --messages 1000000 --dir /path` (the store and
 //! the SQLite file are built once under `--dir` and reused by later runs).
 
 use std::io::Write;
@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use logbook::{HistoryQuery, Message, SearchOrder, SearchQuery, Store, StoreOptions};
 use rusqlite::Connection;
+use tidelog::{HistoryQuery, Message, SearchOrder, SearchQuery, Store, StoreOptions};
 
 use crate::workload;
 
@@ -46,7 +46,7 @@ fn build_store(dir: &Path, n: usize) -> Result<()> {
         return Ok(());
     }
     let t = Instant::now();
-    let opts = StoreOptions { durability: logbook::Durability::Buffered, ..StoreOptions::default() };
+    let opts = StoreOptions { durability: tidelog::Durability::Buffered, ..StoreOptions::default() };
     let store = Store::open(dir, opts)?;
     for from in (0..n).step_by(1000) {
         store.append_batch(batch(from, 1000.min(n - from)))?;
@@ -128,7 +128,7 @@ fn sql_count(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<usiz
 /// One row of the table.
 struct Row {
     what: String,
-    logbook_ms: f64,
+    tidelog_ms: f64,
     sqlite_ms: f64,
 }
 
@@ -142,7 +142,7 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
     let c = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mid = session_of(n / 2);
     let mut rows = Vec::new();
-    let mut row = |what: &str, l: f64, s: f64| rows.push(Row { what: what.into(), logbook_ms: l, sqlite_ms: s });
+    let mut row = |what: &str, l: f64, s: f64| rows.push(Row { what: what.into(), tidelog_ms: l, sqlite_ms: s });
 
     // Latest 20 of a session (a gateway loading a transcript).
     let l = median_ms(|| {
@@ -247,16 +247,16 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
     store.close()?;
 
     writeln!(out, "\n### Reads on {n} messages (~1 KB each, {PER_SESSION} per session)\n")?;
-    writeln!(out, "| read | logbook ms | SQLite (Hermes schema) ms | ratio |")?;
+    writeln!(out, "| read | tidelog ms | SQLite (Hermes schema) ms | ratio |")?;
     writeln!(out, "|---|---:|---:|---:|")?;
     for r in &rows {
         writeln!(
             out,
             "| {} | {:.2} | {:.2} | {:.2}x |",
             r.what,
-            r.logbook_ms,
+            r.tidelog_ms,
             r.sqlite_ms,
-            r.logbook_ms / r.sqlite_ms
+            r.tidelog_ms / r.sqlite_ms
         )?;
     }
     writeln!(

@@ -96,8 +96,8 @@ impl Results {
         let pn = size_name(p);
         let mut t = Vec::new();
         let raw = self.run("raw write+fdatasync", 1, p).cloned();
-        let one = self.run("logbook store", 1, p).cloned();
-        let sixteen = self.run("logbook store", 16, p).cloned();
+        let one = self.run("tidelog store", 1, p).cloned();
+        let sixteen = self.run("tidelog store", 16, p).cloned();
         let sql16 = self.run("sqlite FULL+FTS", 16, p).cloned();
         let mut add = |target: String, measured: String, ratio: Option<f64>| {
             t.push(Target { target, measured, ratio, met: ratio.map(|r| r >= 1.0) });
@@ -148,13 +148,13 @@ impl Results {
         }
         match self.compaction.iter().find(|c| c.payload == p) {
             Some(c) => {
-                let x = c.logbook_msgs_per_sec / c.sqlite_one_tx_msgs_per_sec;
-                let y = c.logbook_msgs_per_sec / c.sqlite_per_tx_msgs_per_sec;
+                let x = c.tidelog_msgs_per_sec / c.sqlite_one_tx_msgs_per_sec;
+                let y = c.tidelog_msgs_per_sec / c.sqlite_per_tx_msgs_per_sec;
                 add(
                     format!("compactor >= 2x SQLite trigger-per-row FTS insert rate ({pn})"),
                     format!(
                         "{:.0} vs {:.0} msg/s (one transaction) = {x:.2}x; vs {:.0} msg/s (transaction per row) = {y:.0}x",
-                        c.logbook_msgs_per_sec, c.sqlite_one_tx_msgs_per_sec, c.sqlite_per_tx_msgs_per_sec
+                        c.tidelog_msgs_per_sec, c.sqlite_one_tx_msgs_per_sec, c.sqlite_per_tx_msgs_per_sec
                     ),
                     Some(x / 2.0),
                 )
@@ -262,7 +262,7 @@ impl Results {
         if !self.compaction.is_empty() {
             let _ = writeln!(
                 s,
-                "\n### Compaction into the FTS index (same messages)\n\n| payload | messages | logbook apply_batch(1000) msg/s | SQLite v11 triggers, one transaction msg/s | SQLite v11 triggers, transaction per row msg/s | ratio vs one tx | ratio vs per row | logbook index MB | SQLite MB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                "\n### Compaction into the FTS index (same messages)\n\n| payload | messages | tidelog apply_batch(1000) msg/s | SQLite v11 triggers, one transaction msg/s | SQLite v11 triggers, transaction per row msg/s | ratio vs one tx | ratio vs per row | tidelog index MB | SQLite MB |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             for c in &self.compaction {
                 let _ = writeln!(
@@ -270,13 +270,13 @@ impl Results {
                     "| {} | {} | {:.0} | {:.0} | {:.0} ({} rows in the time budget) | {:.2}x | {:.0}x | {:.1} | {:.1} |",
                     size_name(c.payload),
                     c.messages,
-                    c.logbook_msgs_per_sec,
+                    c.tidelog_msgs_per_sec,
                     c.sqlite_one_tx_msgs_per_sec,
                     c.sqlite_per_tx_msgs_per_sec,
                     c.sqlite_per_tx_messages,
-                    c.logbook_msgs_per_sec / c.sqlite_one_tx_msgs_per_sec,
-                    c.logbook_msgs_per_sec / c.sqlite_per_tx_msgs_per_sec,
-                    c.logbook_index_bytes as f64 / 1e6,
+                    c.tidelog_msgs_per_sec / c.sqlite_one_tx_msgs_per_sec,
+                    c.tidelog_msgs_per_sec / c.sqlite_per_tx_msgs_per_sec,
+                    c.tidelog_index_bytes as f64 / 1e6,
                     c.sqlite_bytes as f64 / 1e6
                 );
             }
@@ -374,8 +374,8 @@ impl Results {
     pub fn chart(&self, path: &Path) -> Result<()> {
         let p = self.primary_payload;
         let systems = [
-            ("logbook store", RGBColor(0x1f, 0x77, 0xb4)),
-            ("logbook journal", RGBColor(0x2c, 0xa0, 0x2c)),
+            ("tidelog store", RGBColor(0x1f, 0x77, 0xb4)),
+            ("tidelog journal", RGBColor(0x2c, 0xa0, 0x2c)),
             ("sqlite FULL+FTS", RGBColor(0xd6, 0x27, 0x28)),
             ("sqlite NORMAL+FTS", RGBColor(0xff, 0x7f, 0x0e)),
             ("sqlite FULL no FTS", RGBColor(0x94, 0x67, 0xbd)),

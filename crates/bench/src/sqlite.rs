@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use logbook::Message;
 use rusqlite::{Connection, TransactionBehavior};
+use tidelog::Message;
 
 /// Tables and indexes of `state-v11.db`, verbatim.
 const V11_TABLES: &str = "

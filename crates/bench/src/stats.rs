@@ -11,7 +11,7 @@ use serde::Serialize;
 /// latencies.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
-    /// What ran: "raw write+fdatasync", "logbook journal", "sqlite FULL+FTS", ...
+    /// What ran: "raw write+fdatasync", "tidelog journal", "sqlite FULL+FTS", ...
     pub system: String,
     /// Writer threads (or processes).
     pub writers: usize,

@@ -1,6 +1,6 @@
 //! Deterministic messages of a chosen size, shaped like a gateway's (research `hermes.md` §3).
 
-use logbook::{Entry, Message};
+use tidelog::{Entry, Message};
 
 /// A small xorshift generator: the same messages on every run, no dependency.
 #[derive(Debug, Clone)]
@@ -161,7 +161,7 @@ pub fn encoded(seed: u64, msgs: &[Message]) -> Vec<Vec<u8>> {
             let mut m = m.clone();
             m.id = format!("bench-{seed:x}-{i:08}");
             // Plain data always encodes; an empty payload would only make the figures wrong.
-            logbook::encode_entry(&Entry::Message(m))
+            tidelog::encode_entry(&Entry::Message(m))
         })
         .collect()
 }

@@ -1,4 +1,4 @@
-//! `logbook append --jsonl`: the sidecar protocol.
+//! `tidelog append --jsonl`: the sidecar protocol.
 //!
 //! A reader thread reads stdin line by line and parses each line; the writer drains whatever is
 //! queued into one `append_batch` (one durable commit), then prints one answer per line, in
@@ -11,8 +11,8 @@ use std::io::{self, BufRead};
 use std::sync::mpsc;
 
 use anyhow::Context;
-use logbook::{Message, Store};
 use serde_json::json;
+use tidelog::{Message, Store};
 
 use crate::util::{self, StdoutClosed, out_line};
 use crate::{Cli, Outcome};
@@ -45,7 +45,7 @@ fn reader(tx: mpsc::SyncSender<Item>) {
         let item = match std::str::from_utf8(&buf) {
             Err(e) => Item::Bad(n, format!("not valid UTF-8 ({e})")),
             Ok(s) if s.trim_start_matches('\u{feff}').trim().is_empty() => continue,
-            Ok(s) => match logbook::ops::parse_message_line(s) {
+            Ok(s) => match tidelog::ops::parse_message_line(s) {
                 Ok(m) => Item::Line(n, Box::new(m)),
                 Err(e) => Item::Bad(n, e),
             },
@@ -57,8 +57,8 @@ fn reader(tx: mpsc::SyncSender<Item>) {
 }
 
 /// Whether a store error is about the input (the line is refused) rather than I/O.
-fn is_input_error(e: &logbook::Error) -> bool {
-    matches!(e, logbook::Error::Invalid(_) | logbook::Error::Journal(logbook_journal::Error::RecordTooLarge { .. }))
+fn is_input_error(e: &tidelog::Error) -> bool {
+    matches!(e, tidelog::Error::Invalid(_) | tidelog::Error::Journal(tidelog_journal::Error::RecordTooLarge { .. }))
 }
 
 /// Whether a resent message says the same as the stored one. The timestamp counts only when the

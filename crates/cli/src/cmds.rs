@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use logbook::ops::{self, QuarantinedFile, VerifyReport};
-use logbook::{Index, IndexOptions, RecoveryMode, SearchOrder, SearchQuery, Session, SessionFilter};
 use serde_json::json;
+use tidelog::ops::{self, QuarantinedFile, VerifyReport};
+use tidelog::{Index, IndexOptions, RecoveryMode, SearchOrder, SearchQuery, Session, SessionFilter};
 
 use crate::util::{self, Reporter, human_bytes, message_line, out_line, print_json, say};
 use crate::{Cli, ExportFormat, Order, Outcome, SearchArgs};
@@ -97,7 +97,7 @@ pub fn export(
             let n = store.export(session, since, &mut |m| {
                 if let Err(e) = writeln!(w, "{}", ops::message_to_json(&m)) {
                     write_err = Some(e);
-                    return Err(logbook::Error::Closed);
+                    return Err(tidelog::Error::Closed);
                 }
                 Ok(())
             });
@@ -121,7 +121,7 @@ pub fn export(
             let res = store.export(session, since, &mut |m| {
                 if let Err(e) = writeln!(w, "{}", ops::message_to_json(&m)) {
                     write_err = Some(e);
-                    return Err(logbook::Error::Closed);
+                    return Err(tidelog::Error::Closed);
                 }
                 Ok(())
             });
@@ -190,7 +190,7 @@ fn print_verify(r: &VerifyReport) -> anyhow::Result<()> {
     }
     for (lane, n) in &r.erasable_records {
         say(format!(
-            "lane {lane}: {n} record(s) still hold deleted content (erased by the compactor within its deadline, or now by `logbook erase`)"
+            "lane {lane}: {n} record(s) still hold deleted content (erased by the compactor within its deadline, or now by `tidelog erase`)"
         ))?;
     }
     for p in &r.problems {
@@ -286,7 +286,7 @@ fn print_rebuild(cli: &Cli, r: &ops::RebuildReport, moved: &[std::path::PathBuf]
         return print_json(&json!({"quarantined": moved, "rebuild": r}));
     }
     for m in moved {
-        say(format!("moved to the quarantine (damaged; see `logbook quarantine list`): {}", m.display()))?;
+        say(format!("moved to the quarantine (damaged; see `tidelog quarantine list`): {}", m.display()))?;
     }
     say(format!(
         "built {} from {} journal entries: {} messages ({} duplicates skipped), {} session changes, {} undecodable records skipped",
@@ -303,9 +303,9 @@ fn print_rebuild(cli: &Cli, r: &ops::RebuildReport, moved: &[std::path::PathBuf]
 pub fn rebuild_index(cli: &Cli) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
     let mut rep = Reporter::new();
-    let (moved, r) = ops::rebuild_index_in_place(&dir, "logbook rebuild-index", &mut |s, d, t| rep.update(s, d, t))
+    let (moved, r) = ops::rebuild_index_in_place(&dir, "tidelog rebuild-index", &mut |s, d, t| rep.update(s, d, t))
         .map_err(|e| match e {
-            e @ logbook::Error::CompactorBusy { .. } => anyhow::anyhow!("{e}"),
+            e @ tidelog::Error::CompactorBusy { .. } => anyhow::anyhow!("{e}"),
             e => anyhow::Error::new(e).context(format!("cannot rebuild the index of {}", dir.display())),
         })?;
     rep.finish();
@@ -328,9 +328,9 @@ pub fn replay(cli: &Cli, to: &Path) -> anyhow::Result<Outcome> {
 
 pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
-    let path = dir.join(logbook::INDEX_FILE);
+    let path = dir.join(tidelog::INDEX_FILE);
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    let wal = dir.join(format!("{}-wal", logbook::INDEX_FILE));
+    let wal = dir.join(format!("{}-wal", tidelog::INDEX_FILE));
     let before = (size(&path), size(&wal));
     let store = util::open_store(cli, &dir)?;
     let mut rep = Reporter::new();
@@ -384,7 +384,7 @@ pub fn backup(cli: &Cli, dest: &Path) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
     let mut rep = Reporter::new();
     let r = ops::backup_store(&dir, dest, &mut |s, d, t| rep.update(s, d, t)).map_err(|e| match e {
-        e @ logbook::Error::DestinationNotEmpty { .. } => anyhow::anyhow!("backup {e}"),
+        e @ tidelog::Error::DestinationNotEmpty { .. } => anyhow::anyhow!("backup {e}"),
         e => anyhow::Error::new(e).context(format!("cannot back up {} to {}", dir.display(), dest.display())),
     })?;
     rep.finish();
@@ -410,7 +410,7 @@ pub fn backup(cli: &Cli, dest: &Path) -> anyhow::Result<Outcome> {
             None => say("no index to copy")?,
             Some(p) => say(format!("index not copied: {p}"))?,
         }
-        say(format!("backup written to {}; check it with `logbook verify --dir {}`", dest.display(), dest.display()))?;
+        say(format!("backup written to {}; check it with `tidelog verify --dir {}`", dest.display(), dest.display()))?;
     }
     Ok(if r.index_problem.is_some() { Outcome::Problem } else { Outcome::Fine })
 }
@@ -556,7 +556,7 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
         say("  quarantine: empty")?;
     } else {
         say(format!(
-            "  quarantine: {} in {} file(s); `logbook quarantine list` shows them",
+            "  quarantine: {} in {} file(s); `tidelog quarantine list` shows them",
             human_bytes(s.quarantine_bytes),
             s.quarantine.len()
         ))?;
@@ -610,7 +610,7 @@ pub fn quarantine_list(cli: &Cli) -> anyhow::Result<Outcome> {
         say("the quarantine is empty")?;
     } else {
         say(format!(
-            "{} item(s), {}; `logbook quarantine remove NAME` (or --all) deletes them for good",
+            "{} item(s), {}; `tidelog quarantine remove NAME` (or --all) deletes them for good",
             items.len(),
             human_bytes(total)
         ))?;
@@ -623,7 +623,7 @@ pub fn quarantine_remove(cli: &Cli, names: &[String], all: bool) -> anyhow::Resu
     let known = quarantine_items(&dir);
     for n in names {
         if !known.iter().any(|(name, _)| name == n) {
-            bail!("no quarantined item named {n}; `logbook quarantine list` shows the names");
+            bail!("no quarantined item named {n}; `tidelog quarantine list` shows the names");
         }
     }
     let mut files = Vec::new();
@@ -654,7 +654,7 @@ pub fn tail(cli: &Cli, follow: bool, session: Option<&str>, lines: usize) -> any
     // The newest `lines` messages by append order (bounded by what it prints, not by the store).
     let msgs = store.latest(lines, session).context("cannot read the messages")?;
     let stdout = io::stdout();
-    let print = |m: &logbook::Message| -> anyhow::Result<()> {
+    let print = |m: &tidelog::Message| -> anyhow::Result<()> {
         let line = if cli.json { ops::message_to_json(m).to_string() } else { message_line(m) };
         out_line(&mut stdout.lock(), &line)
     };

@@ -1,4 +1,4 @@
-//! `logbook demo`: plays a gateway. Writer processes (this binary, re-run as `__demo-writer`)
+//! `tidelog demo`: plays a gateway. Writer processes (this binary, re-run as `__demo-writer`)
 //! append realistic conversations and print each acknowledged id; one writer is killed with
 //! SIGKILL mid-stream; the store is reopened (recovery), indexed and searched; every
 //! acknowledged id must be there.
@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use logbook::{Message, SearchQuery, SessionPatch, Store};
 use serde_json::json;
+use tidelog::{Message, SearchQuery, SessionPatch, Store};
 
 use crate::util::{self, Reporter, print_json, say};
 use crate::{Cli, Outcome};
@@ -140,16 +140,16 @@ pub fn writer(cli: &Cli, writer: usize, count: usize) -> anyhow::Result<Outcome>
     Ok(Outcome::Fine)
 }
 
-/// `logbook-demo` in the current folder, or `logbook-demo-2`, `-3`, ... if it is taken: every run
+/// `tidelog-demo` in the current folder, or `tidelog-demo-2`, `-3`, ... if it is taken: every run
 /// gets a fresh store and never touches an earlier one.
 fn fresh_demo_dir() -> anyhow::Result<std::path::PathBuf> {
     for n in 1..10_000 {
-        let d = std::path::PathBuf::from(if n == 1 { "logbook-demo".to_string() } else { format!("logbook-demo-{n}") });
+        let d = std::path::PathBuf::from(if n == 1 { "tidelog-demo".to_string() } else { format!("tidelog-demo-{n}") });
         if !d.exists() {
             return Ok(d);
         }
     }
-    bail!("logbook-demo ... logbook-demo-9999 all exist; pass --dir with a new folder")
+    bail!("tidelog-demo ... tidelog-demo-9999 all exist; pass --dir with a new folder")
 }
 
 fn spawn_writer(exe: &Path, dir: &Path, cli: &Cli, w: usize, count: usize) -> anyhow::Result<Child> {
@@ -327,7 +327,7 @@ pub fn run(cli: &Cli, writers: usize, messages: usize) -> anyhow::Result<Outcome
             say(format!("lost id: {id}"))?;
         }
         say(format!(
-            "time:                        {total_secs:.1} s; the store is in {} (try `logbook --dir {} search invoice`)",
+            "time:                        {total_secs:.1} s; the store is in {} (try `tidelog --dir {} search invoice`)",
             dir.display(),
             dir.display()
         ))?;

@@ -1,4 +1,4 @@
-//! `logbook erase`: deletes sessions (optionally) and erases deleted content from the journal
+//! `tidelog erase`: deletes sessions (optionally) and erases deleted content from the journal
 //! files now, instead of waiting for the compactor's deadline.
 
 use anyhow::Context;
@@ -21,9 +21,9 @@ pub fn run(cli: &Cli, sessions: &[String], children: bool) -> anyhow::Result<Out
         store.wait_indexed(std::time::Duration::from_secs(60));
         store.close()?;
     }
-    let r = logbook::ops::erase_store(&dir, None).map_err(|e| match e {
-        e @ logbook::Error::CompactorBusy { .. } => anyhow::anyhow!(
-            "{e}: that process erases deleted content itself within its deadline (`logbook stats` shows what is pending)"
+    let r = tidelog::ops::erase_store(&dir, None).map_err(|e| match e {
+        e @ tidelog::Error::CompactorBusy { .. } => anyhow::anyhow!(
+            "{e}: that process erases deleted content itself within its deadline (`tidelog stats` shows what is pending)"
         ),
         e => anyhow::Error::new(e).context(format!("cannot erase in {}", dir.display())),
     })?;

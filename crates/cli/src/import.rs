@@ -1,4 +1,4 @@
-//! `logbook import hermes FILE.db` and `logbook import jsonl PATH...`.
+//! `tidelog import hermes FILE.db` and `tidelog import jsonl PATH...`.
 //!
 //! Every imported entry goes through a `Store`: messages in batches of 500 (their ids are
 //! deterministic, so a re-import finds them stored and adds nothing), session changes one by one
@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use logbook::{Entry, Message, Session, SessionFilter, Store};
-use logbook::{ImportReport, hermes_source_rowid, import_hermes_db, import_jsonl, is_repaired_import};
 use serde_json::json;
+use tidelog::{Entry, Message, Session, SessionFilter, Store};
+use tidelog::{ImportReport, hermes_source_rowid, import_hermes_db, import_jsonl, is_repaired_import};
 
 use crate::util::{self, Reporter, print_json, say};
 use crate::{Cli, ImportCmd, Outcome};
@@ -52,13 +52,13 @@ impl Sink<'_> {
         let batch = std::mem::take(&mut self.pending);
         match self.store.append_batch(batch.clone()) {
             Ok(acks) => self.added_messages += acks.iter().filter(|a| a.lsn.is_some()).count() as u64,
-            Err(logbook::Error::Invalid(_)) => {
+            Err(tidelog::Error::Invalid(_)) => {
                 // One message the store refuses (damaged source data): keep the others.
                 for m in batch {
                     let id = m.id.clone();
                     match self.store.append(m) {
                         Ok(a) => self.added_messages += u64::from(a.lsn.is_some()),
-                        Err(logbook::Error::Invalid(why)) => {
+                        Err(tidelog::Error::Invalid(why)) => {
                             self.refused.push(format!("message {id} refused by the store: {why}"));
                         }
                         Err(e) => return Err(e.into()),
@@ -150,7 +150,7 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         } else {
             if is_sqlite(p) {
                 bail!(
-                    "{} is a SQLite database, not JSON lines; for a Hermes state.db use `logbook import hermes {}`",
+                    "{} is a SQLite database, not JSON lines; for a Hermes state.db use `tidelog import hermes {}`",
                     p.display(),
                     p.display()
                 );
@@ -167,9 +167,9 @@ fn check_source(p: &Path) -> anyhow::Result<()> {
         Ok(_) => bail!("{} is not a file; give the Hermes state.db file", p.display()),
         Err(e) => bail!("cannot read {}: {e}; check the path", p.display()),
     }
-    if is_logbook_index(p) {
+    if is_tidelog_index(p) {
         bail!(
-            "{} is a Logbook index, not a Hermes state.db; it is derived from a store's journal (use `logbook backup` to copy a store)",
+            "{} is a Tidelog index, not a Hermes state.db; it is derived from a store's journal (use `tidelog backup` to copy a store)",
             p.display()
         );
     }
@@ -183,9 +183,9 @@ fn is_sqlite(p: &Path) -> bool {
     std::fs::File::open(p).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"SQLite format 3\0"
 }
 
-/// Whether a SQLite file is a Logbook index (its `applied` positions table and FTS table), which
+/// Whether a SQLite file is a Tidelog index (its `applied` positions table and FTS table), which
 /// `import hermes` would otherwise read as a Hermes store of another schema.
-fn is_logbook_index(p: &Path) -> bool {
+fn is_tidelog_index(p: &Path) -> bool {
     use rusqlite::{Connection, OpenFlags};
     if !is_sqlite(p) {
         return false;

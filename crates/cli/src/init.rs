@@ -1,4 +1,4 @@
-//! `logbook init`: creates a store in a new or empty folder.
+//! `tidelog init`: creates a store in a new or empty folder.
 
 use anyhow::Context;
 use serde_json::json;
@@ -8,13 +8,13 @@ use crate::{Cli, Outcome};
 
 pub fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     let dir = util::store_dir(cli)?;
-    if dir.join(logbook::LANES_DIR).is_dir() {
+    if dir.join(tidelog::LANES_DIR).is_dir() {
         // Checks it the way every other command does (a folder we can read).
         let dir = util::existing_store(cli)?;
         if cli.json {
             print_json(&json!({ "dir": dir, "created": false }))?;
         } else {
-            say(format!("{} is already a logbook store; nothing to do", dir.display()))?;
+            say(format!("{} is already a tidelog store; nothing to do", dir.display()))?;
         }
         return Ok(Outcome::Fine);
     }
@@ -25,7 +25,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     if cli.json {
         print_json(&json!({ "dir": dir, "created": true }))?;
     } else {
-        say(format!("created a logbook store in {}", dir.display()))?;
+        say(format!("created a tidelog store in {}", dir.display()))?;
     }
     Ok(Outcome::Fine)
 }

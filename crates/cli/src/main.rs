@@ -1,7 +1,7 @@
-//! `logbook`: the command-line tool of the Logbook message store.
+//! `tidelog`: the command-line tool of the Tidelog message store.
 //!
 //! A thin layer over the library: argument parsing, output formatting, progress display and exit
-//! codes. The work itself is done by `logbook::Store` and `logbook::ops`, which tests and fuzz
+//! codes. The work itself is done by `tidelog::Store` and `tidelog::ops`, which tests and fuzz
 //! targets call too.
 #![forbid(unsafe_code)]
 
@@ -30,14 +30,14 @@ Exit codes:
 Results go to stdout; problems to stderr, one line each; progress to stderr when it is a
 terminal. Logs only with -v/-vv (or RUST_LOG). --quiet: results and errors only. NO_COLOR or
 --color never turns colors off.
-The store folder is --dir DIR or the environment variable LOGBOOK_DIR; a shared PostgreSQL index
-is --postgres URL or LOGBOOK_POSTGRES (see docs/scale-out.md).
+The store folder is --dir DIR or the environment variable TIDELOG_DIR; a shared PostgreSQL index
+is --postgres URL or TIDELOG_POSTGRES (see docs/scale-out.md).
 See docs/recovery.md for the runbook.";
 
 /// A durable message store for AI-agent gateways.
 #[derive(Debug, Parser)]
 #[command(
-    name = "logbook",
+    name = "tidelog",
     version,
     about = "A durable message store for AI-agent gateways",
     long_about = "A durable message store for AI-agent gateways.\n\n\
@@ -48,7 +48,7 @@ See docs/recovery.md for the runbook.";
 )]
 pub struct Cli {
     /// The store folder.
-    #[arg(long, env = "LOGBOOK_DIR", global = true, value_name = "DIR")]
+    #[arg(long, env = "TIDELOG_DIR", global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -64,13 +64,13 @@ pub struct Cli {
     pub color: ColorChoice,
     /// A PostgreSQL database shared by many stores (libpq URL): writers ship their batches to it
     /// in the background, `sync` ships what it lacks, `search` runs there across every store.
-    #[arg(long, env = "LOGBOOK_POSTGRES", global = true, value_name = "URL")]
+    #[arg(long, env = "TIDELOG_POSTGRES", global = true, value_name = "URL")]
     pub postgres: Option<String>,
     /// Largest record accepted when writing (bytes; for tests).
-    #[arg(long, env = "LOGBOOK_MAX_RECORD_SIZE", global = true, hide = true)]
+    #[arg(long, env = "TIDELOG_MAX_RECORD_SIZE", global = true, hide = true)]
     pub max_record_size: Option<u32>,
     /// Journal segment size for new segments (bytes; for tests).
-    #[arg(long, env = "LOGBOOK_SEGMENT_SIZE", global = true, hide = true)]
+    #[arg(long, env = "TIDELOG_SEGMENT_SIZE", global = true, hide = true)]
     pub segment_size: Option<u64>,
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -299,7 +299,7 @@ fn main() -> ExitCode {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        util::err_line(format!("logbook: internal error{at}: {msg}; please report it"));
+        util::err_line(format!("tidelog: internal error{at}: {msg}; please report it"));
         std::process::exit(2);
     }));
     let cli = parse_args();
@@ -313,7 +313,7 @@ fn main() -> ExitCode {
         Err(e) if e.is::<util::StdoutClosed>() => {
             if writes_store(&cli.cmd) {
                 util::err_line(
-                    "logbook: note: stdout was closed; the command finished its work but could not print its report",
+                    "tidelog: note: stdout was closed; the command finished its work but could not print its report",
                 );
             }
             ExitCode::SUCCESS
@@ -321,7 +321,7 @@ fn main() -> ExitCode {
         Err(e) => {
             util::err_line(format!("{}{}", util::error_prefix(), util::render_error(&e)));
             if let Some(hint) = util::hint(&e) {
-                util::err_line(format!("logbook: {hint}"));
+                util::err_line(format!("tidelog: {hint}"));
             }
             ExitCode::from(2)
         }
@@ -329,7 +329,7 @@ fn main() -> ExitCode {
 }
 
 /// Parses the command line. Help and version go to stdout (exit 0); a usage error is printed
-/// like every other error (`logbook: error: ...`, exit 2), followed by clap's usage lines.
+/// like every other error (`tidelog: error: ...`, exit 2), followed by clap's usage lines.
 fn parse_args() -> Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The color choice is needed before parsing, to style clap's own messages.

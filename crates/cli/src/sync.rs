@@ -1,13 +1,13 @@
-//! The PostgreSQL side of the CLI: `--postgres URL` (or `LOGBOOK_POSTGRES`) names a shared
-//! remote index; `logbook sync` ships what it lacks and reports the lag per lane; `search`
+//! The PostgreSQL side of the CLI: `--postgres URL` (or `TIDELOG_POSTGRES`) names a shared
+//! remote index; `tidelog sync` ships what it lacks and reports the lag per lane; `search`
 //! runs there, across every store; `stats` adds the remote lag.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use logbook::{RemoteLag, SearchQuery};
-use logbook_pg::PgTarget;
 use serde_json::json;
+use tidelog::{RemoteLag, SearchQuery};
+use tidelog_pg::PgTarget;
 
 use crate::util::{self, print_json, say};
 use crate::{Cli, Outcome};
@@ -15,7 +15,7 @@ use crate::{Cli, Outcome};
 /// The PostgreSQL target named on the command line, if any.
 pub fn target(cli: &Cli) -> anyhow::Result<Option<Arc<PgTarget>>> {
     let Some(url) = cli.postgres.as_deref().filter(|u| !u.trim().is_empty()) else { return Ok(None) };
-    let t = PgTarget::new(url).context("check --postgres (or LOGBOOK_POSTGRES)")?;
+    let t = PgTarget::new(url).context("check --postgres (or TIDELOG_POSTGRES)")?;
     Ok(Some(Arc::new(t)))
 }
 
@@ -49,12 +49,12 @@ fn print_lag(l: &RemoteLag) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `logbook sync`: ships every entry the database lacks, from a read-only open (safe beside a
+/// `tidelog sync`: ships every entry the database lacks, from a read-only open (safe beside a
 /// running gateway and its shipper), and reports the lag per lane. Exit 1 on a watermark ahead
 /// of a journal or a lane missing here.
 pub fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     let Some(t) = target(cli)? else {
-        anyhow::bail!("no PostgreSQL target; pass --postgres URL or set LOGBOOK_POSTGRES");
+        anyhow::bail!("no PostgreSQL target; pass --postgres URL or set TIDELOG_POSTGRES");
     };
     let dir = util::existing_store(cli)?;
     let store = util::open_store_read_only(cli, &dir)?;
@@ -76,7 +76,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     Ok(if lag.problems().is_empty() { Outcome::Fine } else { Outcome::Problem })
 }
 
-/// The remote part of `logbook stats` (when --postgres is given).
+/// The remote part of `tidelog stats` (when --postgres is given).
 pub fn stats(cli: &Cli, dir: &std::path::Path) -> anyhow::Result<Option<serde_json::Value>> {
     let Some(t) = target(cli)? else { return Ok(None) };
     let store = util::open_store_read_only(cli, dir)?;
@@ -103,7 +103,7 @@ pub fn stats(cli: &Cli, dir: &std::path::Path) -> anyhow::Result<Option<serde_js
     }
 }
 
-/// `logbook search` against PostgreSQL: every store feeding it.
+/// `tidelog search` against PostgreSQL: every store feeding it.
 pub fn search(cli: &Cli, t: &PgTarget, q: &SearchQuery) -> anyhow::Result<Outcome> {
     let hits = t.search(q).with_context(|| format!("search in {} failed", t.describe()))?;
     if cli.json {
@@ -112,7 +112,7 @@ pub fn search(cli: &Cli, t: &PgTarget, q: &SearchQuery) -> anyhow::Result<Outcom
             .map(|h| {
                 json!({
                     "store_id": h.store_id,
-                    "message": logbook::ops::message_to_json(&h.hit.message),
+                    "message": tidelog::ops::message_to_json(&h.hit.message),
                     "snippet": h.hit.snippet,
                     "score": h.hit.score,
                 })
@@ -124,7 +124,7 @@ pub fn search(cli: &Cli, t: &PgTarget, q: &SearchQuery) -> anyhow::Result<Outcom
             let m = &h.hit.message;
             say(format!(
                 "{} {} [{}] {} {}: {}",
-                logbook::ops::format_iso8601(m.timestamp),
+                tidelog::ops::format_iso8601(m.timestamp),
                 h.store_id,
                 m.session_id,
                 m.role,

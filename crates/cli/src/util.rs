@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use logbook::{Store, StoreOptions};
+use tidelog::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
 
 use crate::{Cli, ColorChoice};
@@ -61,10 +61,10 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// `logbook: error: ` (red when colors are on): the one prefix of every error, ours and
+/// `tidelog: error: ` (red when colors are on): the one prefix of every error, ours and
 /// clap's.
 pub fn error_prefix() -> String {
-    if color() { "logbook: \x1b[1;31merror\x1b[0m: ".into() } else { "logbook: error: ".into() }
+    if color() { "tidelog: \x1b[1;31merror\x1b[0m: ".into() } else { "tidelog: error: ".into() }
 }
 
 /// Prints a problem the command found (one line, once) on stderr, unless `--quiet`.
@@ -72,7 +72,7 @@ pub fn warn_line(s: impl AsRef<str>) {
     if quiet() {
         return;
     }
-    let prefix = if color() { "logbook: \x1b[1;33mwarning\x1b[0m: " } else { "logbook: warning: " };
+    let prefix = if color() { "tidelog: \x1b[1;33mwarning\x1b[0m: " } else { "tidelog: warning: " };
     err_line(format!("{prefix}{}", s.as_ref()));
 }
 
@@ -99,7 +99,7 @@ impl std::error::Error for StdoutClosed {}
 /// After a read: every problem of the store (damage met while reading, lanes that cannot be
 /// read) as a warning line on stderr, and the outcome: [`Outcome::Problem`] (exit 1) when there
 /// is any, since what the command printed may then be incomplete.
-pub fn read_problems(store: &logbook::Store) -> (crate::Outcome, Vec<String>) {
+pub fn read_problems(store: &tidelog::Store) -> (crate::Outcome, Vec<String>) {
     let problems = store.status().problems;
     for p in &problems {
         warn_line(format!("incomplete: {p}"));
@@ -124,11 +124,11 @@ pub fn render_error(e: &anyhow::Error) -> String {
     out
 }
 
-/// The store folder from --dir / LOGBOOK_DIR.
+/// The store folder from --dir / TIDELOG_DIR.
 pub fn store_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
     match &cli.dir {
         Some(d) => Ok(d.clone()),
-        None => bail!("no store folder given: pass --dir DIR or set LOGBOOK_DIR"),
+        None => bail!("no store folder given: pass --dir DIR or set TIDELOG_DIR"),
     }
 }
 
@@ -139,20 +139,20 @@ pub fn existing_store(cli: &Cli) -> anyhow::Result<PathBuf> {
         Ok(m) if !m.is_dir() => bail!("{} is not a folder; pass the store folder with --dir", dir.display()),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            bail!("no store at {}; check --dir or LOGBOOK_DIR", dir.display())
+            bail!("no store at {}; check --dir or TIDELOG_DIR", dir.display())
         }
         Err(e) => bail!("cannot read {}: {e}; check its permissions", dir.display()),
     }
-    let lanes = dir.join(logbook::LANES_DIR);
+    let lanes = dir.join(tidelog::LANES_DIR);
     match std::fs::metadata(&lanes) {
         Ok(m) if m.is_dir() => {}
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             bail!("cannot read the store at {}: permission denied; run as the user that owns it", dir.display())
         }
         _ => bail!(
-            "{} is not a logbook store (it has no {}/ folder); check --dir or LOGBOOK_DIR",
+            "{} is not a tidelog store (it has no {}/ folder); check --dir or TIDELOG_DIR",
             dir.display(),
-            logbook::LANES_DIR
+            tidelog::LANES_DIR
         ),
     }
     if let Err(e) = std::fs::read_dir(&lanes) {
@@ -171,13 +171,13 @@ pub fn new_or_existing_store(cli: &Cli) -> anyhow::Result<PathBuf> {
         Ok(m) if !m.is_dir() => bail!("{} is not a folder; pass the store folder with --dir", dir.display()),
         Ok(_) => {}
     }
-    if dir.join(logbook::LANES_DIR).is_dir() {
+    if dir.join(tidelog::LANES_DIR).is_dir() {
         return existing_store(cli);
     }
     let mut entries = std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
     if entries.next().is_some() {
         bail!(
-            "{} is not empty and is not a logbook store; pass a new or empty folder to create a store, or the store's folder",
+            "{} is not empty and is not a tidelog store; pass a new or empty folder to create a store, or the store's folder",
             dir.display()
         );
     }
@@ -199,7 +199,7 @@ pub fn store_options(cli: &Cli) -> StoreOptions {
 /// Opens the store in `dir` (running recovery on the lane it claims).
 pub fn open_store(cli: &Cli, dir: &Path) -> anyhow::Result<Store> {
     // With --postgres, a writer also ships to PostgreSQL (in the background, never waiting).
-    let remote = crate::sync::target(cli)?.map(|t| t as std::sync::Arc<dyn logbook::RemoteTarget>);
+    let remote = crate::sync::target(cli)?.map(|t| t as std::sync::Arc<dyn tidelog::RemoteTarget>);
     Store::open(dir, StoreOptions { remote, ..store_options(cli) })
         .with_context(|| format!("cannot open the store at {}", dir.display()))
 }
@@ -339,13 +339,13 @@ pub fn say(s: impl AsRef<str>) -> anyhow::Result<()> {
 }
 
 /// A one-line rendering of a message for people.
-pub fn message_line(m: &logbook::Message) -> String {
+pub fn message_line(m: &tidelog::Message) -> String {
     let text = m.content.as_deref().or(m.tool_calls.as_deref()).unwrap_or("");
     let mut short: String = text.chars().take(160).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if text.chars().count() > 160 {
         short.push('…');
     }
-    format!("{} [{}] {}: {short}", logbook::ops::format_iso8601(m.timestamp), m.session_id, m.role)
+    format!("{} [{}] {}: {short}", tidelog::ops::format_iso8601(m.timestamp), m.session_id, m.role)
 }
 
 /// Size in bytes as text.
@@ -364,14 +364,14 @@ pub fn human_bytes(n: u64) -> String {
 /// commands of this tool).
 pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
     let journal = e.chain().find_map(|c| {
-        c.downcast_ref::<logbook_journal::Error>().or_else(|| match c.downcast_ref::<logbook::Error>() {
-            Some(logbook::Error::Journal(j)) => Some(j),
+        c.downcast_ref::<tidelog_journal::Error>().or_else(|| match c.downcast_ref::<tidelog::Error>() {
+            Some(tidelog::Error::Journal(j)) => Some(j),
             _ => None,
         })
     })?;
     match journal {
-        logbook_journal::Error::Corrupt { .. } | logbook_journal::Error::BrokenChain { .. } => {
-            Some("run `logbook repair --salvage` to keep every valid record and quarantine the damage")
+        tidelog_journal::Error::Corrupt { .. } | tidelog_journal::Error::BrokenChain { .. } => {
+            Some("run `tidelog repair --salvage` to keep every valid record and quarantine the damage")
         }
         _ => None,
     }

@@ -112,7 +112,7 @@ fn oversized_message_is_refused_with_exit_1() {
     let big = serde_json::json!({"session_id": "s", "role": "tool", "content": "x".repeat(20_000)}).to_string();
     let input = format!("{}\n{big}\n{}\n", msg("s", 1), msg("s", 2));
     let mut c = bin();
-    c.env("LOGBOOK_MAX_RECORD_SIZE", "4096");
+    c.env("TIDELOG_MAX_RECORD_SIZE", "4096");
     let mut child = c
         .arg("--dir")
         .arg(&dir)
@@ -147,7 +147,7 @@ fn wrong_dir_and_usage_errors_exit_2() {
         assert!(stderr(&o).contains("no store at"), "{}", stderr(&o));
         let o = run(t.path(), args);
         assert_eq!(code(&o), 2);
-        assert!(stderr(&o).contains("not a logbook store"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("not a tidelog store"), "{}", stderr(&o));
     }
     let o = run_stdin(&file, &["append", "--jsonl"], "");
     assert_eq!(code(&o), 2);
@@ -159,8 +159,8 @@ fn wrong_dir_and_usage_errors_exit_2() {
     let o = bin().arg("--help").output().unwrap();
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains("Exit codes"));
-    // LOGBOOK_DIR works as --dir.
-    let o = bin().env("LOGBOOK_DIR", t.path().join("missing")).arg("stats").output().unwrap();
+    // TIDELOG_DIR works as --dir.
+    let o = bin().env("TIDELOG_DIR", t.path().join("missing")).arg("stats").output().unwrap();
     assert!(stderr(&o).contains("no store at"));
 }
 

@@ -144,7 +144,7 @@ fn a_folder_that_is_not_a_store_is_not_turned_into_one() {
     std::fs::write(other.join("holiday.jpg"), b"jpeg").unwrap();
     let o = run(&other, &["append", "--jsonl"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("not empty and is not a logbook store"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not empty and is not a tidelog store"), "{}", stderr(&o));
     assert!(!other.join("lanes").exists());
     let o = run(&other, &["import", "jsonl", other.join("holiday.jpg").to_str().unwrap()]);
     assert_eq!(code(&o), 2);
@@ -170,7 +170,7 @@ fn imports_of_the_wrong_kind_of_file_are_refused() {
     let target = t.path().join("target");
     let o = run(&target, &["import", "hermes", copy.to_str().unwrap()]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("is a Logbook index"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is a Tidelog index"), "{}", stderr(&o));
     let db = t.path().join("state.db");
     std::fs::copy(fixtures().join("state-v30.db"), &db).unwrap();
     let o = run(&target, &["import", "jsonl", db.to_str().unwrap()]);

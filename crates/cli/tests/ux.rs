@@ -69,11 +69,11 @@ fn usage_errors_and_our_errors_share_one_prefix() {
     let t = tempfile::tempdir().unwrap();
     let o = bin().arg("--no-such-flag").output().unwrap();
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).starts_with("logbook: error: unexpected argument '--no-such-flag'"), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("tidelog: error: unexpected argument '--no-such-flag'"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("\nerror:"), "{}", stderr(&o));
     let o = run(&t.path().join("missing"), &["verify"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).starts_with("logbook: error: no store at"), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("tidelog: error: no store at"), "{}", stderr(&o));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     // Help and version are results: stdout, exit 0.
     let o = bin().arg("--help").output().unwrap();
@@ -91,7 +91,7 @@ fn an_error_cause_is_printed_once() {
     let o = run(&dir, &["backup", file.join("bk").to_str().unwrap()]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.starts_with("logbook: error: "), "{err}");
+    assert!(err.starts_with("tidelog: error: "), "{err}");
     assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
 }
 
@@ -112,7 +112,7 @@ fn colors_follow_color_and_no_color() {
     assert!(with(&["--color=always", "verify"], true).contains("\x1b["), "an explicit choice wins");
     assert!(!with(&["--color", "never", "verify"], false).contains('\x1b'));
     assert!(!with(&["verify"], true).contains('\x1b'));
-    assert!(with(&["--color", "always", "--bogus"], false).starts_with("logbook: \x1b["));
+    assert!(with(&["--color", "always", "--bogus"], false).starts_with("tidelog: \x1b["));
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn healthy_rebuild_keeps_no_copy_and_damage_waits_for_a_person() {
     let name = items[0]["name"].as_str().unwrap().to_string();
     assert!(name.ends_with("-index.db"), "{name}");
     assert_eq!(items[0]["bytes"], 22);
-    assert!(items[0]["reason"].as_str().unwrap().contains("logbook rebuild-index"), "{items:?}");
+    assert!(items[0]["reason"].as_str().unwrap().contains("tidelog rebuild-index"), "{items:?}");
     let o = run(&dir, &["quarantine", "list"]);
     assert!(stdout(&o).starts_with(&format!("{name}  22 B  ")), "{}", stdout(&o));
     let o = run(&dir, &["stats"]);
@@ -178,7 +178,7 @@ fn a_short_session_costs_kilobytes() {
     let dir = t.path().join("store");
     let input: String = (1..=20).map(|i| msg("s", i) + "\n").collect();
     let mut c = bin();
-    c.env_remove("LOGBOOK_SEGMENT_SIZE").arg("--dir").arg(&dir).args(["append", "--jsonl"]);
+    c.env_remove("TIDELOG_SEGMENT_SIZE").arg("--dir").arg(&dir).args(["append", "--jsonl"]);
     let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
     let o = child.wait_with_output().unwrap();
@@ -199,7 +199,7 @@ fn the_hermes_fixture_store_costs_its_data_not_a_segment() {
     std::fs::copy(fx.join("state-v30.db"), &src).unwrap();
     let dir = t.path().join("store");
     let o = bin()
-        .env_remove("LOGBOOK_SEGMENT_SIZE")
+        .env_remove("TIDELOG_SEGMENT_SIZE")
         .arg("--dir")
         .arg(&dir)
         .args(["import", "hermes", src.to_str().unwrap()])
@@ -213,7 +213,7 @@ fn the_hermes_fixture_store_costs_its_data_not_a_segment() {
     let used = disk_use(&dir);
     assert!(used < 5 << 20, "the store takes {used} bytes");
     let bk = t.path().join("bk");
-    let o = bin().env_remove("LOGBOOK_SEGMENT_SIZE").arg("--dir").arg(&dir).arg("backup").arg(&bk).output().unwrap();
+    let o = bin().env_remove("TIDELOG_SEGMENT_SIZE").arg("--dir").arg(&dir).arg("backup").arg(&bk).output().unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let used = disk_use(&bk);
     assert!(used < 5 << 20, "the backup takes {used} bytes");
@@ -233,7 +233,7 @@ fn a_damaged_import_prints_each_problem_once() {
     assert!(!err.contains("WARN") && !err.contains("ERROR"), "no logs without -v: {err}");
     assert!(err.lines().count() <= 12, "{err}");
     assert!(err.contains("more like it"), "runs of alike warnings are one line: {err}");
-    assert!(err.lines().all(|l| l.starts_with("logbook: warning: ")), "{err}");
+    assert!(err.lines().all(|l| l.starts_with("tidelog: warning: ")), "{err}");
     let mut lines: Vec<&str> = err.lines().collect();
     lines.dedup();
     assert_eq!(lines.len(), err.lines().count(), "a line repeated: {err}");
@@ -285,7 +285,7 @@ fn sessions_show_message_counts_and_extra_as_json() {
 #[test]
 fn demo_runs_again_in_a_fresh_folder_and_speaks_plainly() {
     let t = tempfile::tempdir().unwrap();
-    for expect in ["logbook-demo", "logbook-demo-2"] {
+    for expect in ["tidelog-demo", "tidelog-demo-2"] {
         let o = bin()
             .current_dir(t.path())
             .args(["demo", "--writers", "2", "--messages", "40"])

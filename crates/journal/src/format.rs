@@ -106,7 +106,7 @@ impl SegmentHeader {
             return Err("segment header is all zeros (never written)");
         }
         if b.get(0..8) != Some(&SEGMENT_MAGIC[..]) {
-            return Err("bad magic: not a logbook journal segment");
+            return Err("bad magic: not a tidelog journal segment");
         }
         let stored = le_u32(b, 60).ok_or("short header")?;
         let data = b.get(0..60).ok_or("short header")?;

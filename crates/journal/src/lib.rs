@@ -8,7 +8,7 @@
 //! or is salvaged with the exact LSNs lost reported ([`RecoveryMode::Salvage`]).
 //!
 //! ```
-//! use logbook_journal::{Journal, Options};
+//! use tidelog_journal::{Journal, Options};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;

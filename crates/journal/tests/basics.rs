@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{Durability, Error, Journal, Options, RecoveryMode, SealedCheck, verify};
+use tidelog_journal::{Durability, Error, Journal, Options, RecoveryMode, SealedCheck, verify};
 
 fn small_opts() -> Options {
     Options { segment_size: 4096, preallocate: true, ..Options::default() }
@@ -143,7 +143,7 @@ fn torn_tail_at_every_offset_of_last_three_records() {
     let src = tempfile::tempdir().unwrap();
     let (seg, ends) = three_record_journal(src.path());
     let full = fs::read(&seg).unwrap();
-    let start = logbook_journal::SEGMENT_HEADER_LEN as u64;
+    let start = tidelog_journal::SEGMENT_HEADER_LEN as u64;
     for cut in start..full.len() as u64 {
         for garbage in [false, true] {
             let dir = tempfile::tempdir().unwrap();

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use logbook_journal::storage::{Damage, FaultKind, FaultOp, SimStorage};
-use logbook_journal::{Durability, Error, Journal, Options};
+use tidelog_journal::storage::{Damage, FaultKind, FaultOp, SimStorage};
+use tidelog_journal::{Durability, Error, Journal, Options};
 
 const DIR: &str = "/faults/journal";
 
@@ -298,7 +298,7 @@ fn power_cut_at_every_step_of_a_growing_preallocation() {
     let total = sim.op_count();
     let seg = Path::new(DIR).join("00000000000000000001.seg");
     let len = {
-        use logbook_journal::storage::{OpenMode, Storage};
+        use tidelog_journal::storage::{OpenMode, Storage};
         sim.open(&seg, OpenMode::Read).unwrap().len().unwrap()
     };
     assert!((256 << 10..=512 << 10).contains(&len), "the segment grew to {len} bytes");
@@ -334,7 +334,7 @@ fn power_cut_at_every_step_of_a_growing_preallocation() {
 /// acknowledging, since nobody could ever read what it writes there.
 #[test]
 fn deleted_files_under_a_writer_poison_it() {
-    use logbook_journal::storage::SimStorage;
+    use tidelog_journal::storage::SimStorage;
     // Simulated disk: the active segment loses its name.
     let sim = SimStorage::new();
     let opts = Options { storage: std::sync::Arc::new(sim.clone()), ..Options::default() };
@@ -342,10 +342,10 @@ fn deleted_files_under_a_writer_poison_it() {
     let j = Journal::open(dir, opts).unwrap();
     j.append(b"one").unwrap();
     let seg = dir.join("00000000000000000001.seg");
-    logbook_journal::storage::Storage::remove_file(&sim, &seg).unwrap();
+    tidelog_journal::storage::Storage::remove_file(&sim, &seg).unwrap();
     let err = j.append(b"two").unwrap_err();
-    assert!(matches!(err, logbook_journal::Error::Unlinked { .. }), "{err}");
-    assert!(matches!(j.append(b"three").unwrap_err(), logbook_journal::Error::Poisoned { .. }));
+    assert!(matches!(err, tidelog_journal::Error::Unlinked { .. }), "{err}");
+    assert!(matches!(j.append(b"three").unwrap_err(), tidelog_journal::Error::Poisoned { .. }));
     assert!(j.status().poisoned.is_some());
 
     // Real disk: the whole folder removed.
@@ -355,7 +355,7 @@ fn deleted_files_under_a_writer_poison_it() {
     j.append(b"one").unwrap();
     std::fs::remove_dir_all(&lane).unwrap();
     let err = j.append(b"two").unwrap_err();
-    assert!(matches!(err, logbook_journal::Error::Unlinked { .. }), "{err}");
+    assert!(matches!(err, tidelog_journal::Error::Unlinked { .. }), "{err}");
     // Removed and created again (a restore copied into place): still not ours.
     let lane2 = tmp.path().join("lane2");
     let j = Journal::open(&lane2, Options::default()).unwrap();
@@ -363,5 +363,5 @@ fn deleted_files_under_a_writer_poison_it() {
     std::fs::rename(&lane2, tmp.path().join("aside")).unwrap();
     std::fs::create_dir(&lane2).unwrap();
     let err = j.append(b"two").unwrap_err();
-    assert!(matches!(err, logbook_journal::Error::Unlinked { .. }), "{err}");
+    assert!(matches!(err, tidelog_journal::Error::Unlinked { .. }), "{err}");
 }

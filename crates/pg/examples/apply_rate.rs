@@ -2,15 +2,15 @@
 //! search latency on both, and `Store::sync_remote` end to end (journal read + decode + apply).
 //!
 //! ```text
-//! cargo run --release -p logbook-pg --example apply_rate -- postgres://user@host/db [messages] [bytes]
+//! cargo run --release -p tidelog-pg --example apply_rate -- postgres://user@host/db [messages] [bytes]
 //! ```
 //! The database should be empty (a new one); the SQLite index goes to a temporary folder.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
-use logbook::{Entry, Index, IndexOptions, Message, SearchQuery, Store, StoreOptions};
-use logbook_pg::PgTarget;
+use tidelog::{Entry, Index, IndexOptions, Message, SearchQuery, Store, StoreOptions};
+use tidelog_pg::PgTarget;
 
 const WORDS: &[&str] = &[
     "the",
@@ -100,7 +100,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.get(1).cloned().or_else(|| std::env::var("LOGBOOK_POSTGRES").ok()).expect("usage: URL [n] [bytes]");
+    let url = args.get(1).cloned().or_else(|| std::env::var("TIDELOG_POSTGRES").ok()).expect("usage: URL [n] [bytes]");
     let n: usize = args.get(2).map_or(100_000, |s| s.parse().unwrap());
     let bytes: usize = args.get(3).map_or(2_000, |s| s.parse().unwrap());
     let batch = 2_000;

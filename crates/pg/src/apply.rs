@@ -8,11 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use logbook::{
+use postgres::{Client, Row, Transaction};
+use tidelog::{
     ApplyStats, CounterDelta, DeleteSessions, Entry, IndexOptions, IndexTarget, Message, MessageState, MessageUpdate,
     MetaSet, Rewrite, RewriteMode, Session, SessionPatch, TargetError, indexed_text,
 };
-use postgres::{Client, Row, Transaction};
 
 use crate::error::{Ctx, PgError};
 
@@ -99,7 +99,7 @@ impl PgIndex {
     pub fn positions(&mut self, store_id: &str) -> Result<BTreeMap<String, u64>, PgError> {
         let rows = self
             .client
-            .query("SELECT lane, lsn FROM logbook.applied WHERE store = $1", &[&store_id])
+            .query("SELECT lane, lsn FROM tidelog.applied WHERE store = $1", &[&store_id])
             .ctx(&self.target, "read applied positions")?;
         Ok(rows.iter().map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
     }
@@ -108,7 +108,7 @@ impl PgIndex {
     pub fn stores(&mut self) -> Result<BTreeMap<String, BTreeMap<String, u64>>, PgError> {
         let rows = self
             .client
-            .query("SELECT store, lane, lsn FROM logbook.applied ORDER BY store, lane", &[])
+            .query("SELECT store, lane, lsn FROM tidelog.applied ORDER BY store, lane", &[])
             .ctx(&self.target, "read applied positions")?;
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for r in rows {
@@ -119,7 +119,7 @@ impl PgIndex {
 
     /// Applies entries of store `store_id` in one transaction with the new positions (see
     /// [`IndexTarget::apply_batch`]). Serialised per store by an advisory lock, so two shippers
-    /// of one store (the background one and `logbook sync`) never apply the same entry twice.
+    /// of one store (the background one and `tidelog sync`) never apply the same entry twice.
     pub fn apply(&mut self, store_id: &str, entries: &[(String, u64, Entry)]) -> Result<ApplyStats, PgError> {
         let target = self.target.clone();
         let t = target.as_str();
@@ -127,7 +127,7 @@ impl PgIndex {
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&store_id])
             .ctx(t, "lock the store's positions")?;
         let mut positions: BTreeMap<String, u64> = tx
-            .query("SELECT lane, lsn FROM logbook.applied WHERE store = $1", &[&store_id])
+            .query("SELECT lane, lsn FROM tidelog.applied WHERE store = $1", &[&store_id])
             .ctx(t, "read applied positions")?
             .iter()
             .map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
@@ -173,7 +173,7 @@ impl PgIndex {
         }
         for (lane, lsn) in positions.iter().filter(|(l, _)| touched.contains(l.as_str())) {
             tx.execute(
-                "INSERT INTO logbook.applied (store, lane, lsn) VALUES ($1, $2, $3) ON CONFLICT (store, lane) \
+                "INSERT INTO tidelog.applied (store, lane, lsn) VALUES ($1, $2, $3) ON CONFLICT (store, lane) \
                  DO UPDATE SET lsn = greatest(applied.lsn, excluded.lsn), updated_at = now()",
                 &[&store_id, lane, &i64::try_from(*lsn).unwrap_or(i64::MAX)],
             )
@@ -246,7 +246,7 @@ impl Applier<'_, '_> {
         for r in self
             .tx
             .query(
-                "SELECT session_id, op, mode, active_only FROM logbook.session_ops \
+                "SELECT session_id, op, mode, active_only FROM tidelog.session_ops \
                  WHERE store = $1 AND session_id = ANY($2) ORDER BY op",
                 &[&self.store, &sessions],
             )
@@ -257,7 +257,7 @@ impl Applier<'_, '_> {
         for r in self
             .tx
             .query(
-                "SELECT id, op FROM logbook.deleted_sessions WHERE store = $1 AND id = ANY($2)",
+                "SELECT id, op FROM tidelog.deleted_sessions WHERE store = $1 AND id = ANY($2)",
                 &[&self.store, &sessions],
             )
             .ctx(self.target, "read deletions")?
@@ -304,7 +304,7 @@ impl Applier<'_, '_> {
             .tx
             .query_one(
                 "WITH ins AS (\
-                   INSERT INTO logbook.messages (store, rid, id, session_id, role, content, tool_call_id, tool_name, \
+                   INSERT INTO tidelog.messages (store, rid, id, session_id, role, content, tool_call_id, tool_name, \
                      tool_calls, reasoning, \"timestamp\", token_count, finish_reason, source, extra, \
                      platform_message_id, api_content, active, compacted, lane, lsn, body) \
                    SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], \
@@ -314,7 +314,7 @@ impl Applier<'_, '_> {
                    ON CONFLICT DO NOTHING \
                    RETURNING session_id, source, \"timestamp\", rid), \
                  ses AS (\
-                   INSERT INTO logbook.sessions (store, id, source, started_at) \
+                   INSERT INTO tidelog.sessions (store, id, source, started_at) \
                    SELECT DISTINCT ON (session_id) $1, session_id, source, \"timestamp\" FROM ins \
                    ORDER BY session_id, rid \
                    ON CONFLICT (store, id) DO NOTHING) \
@@ -360,7 +360,7 @@ impl Applier<'_, '_> {
             .tx
             .query_opt(
                 "SELECT source, model, title, user_id, chat_id, parent_session_id, started_at, ended_at, \
-                 end_reason, extra FROM logbook.sessions WHERE store = $1 AND id = $2 FOR UPDATE",
+                 end_reason, extra FROM tidelog.sessions WHERE store = $1 AND id = $2 FOR UPDATE",
                 &[&self.store, &id],
             )
             .ctx(self.target, "read a session")?
@@ -381,7 +381,7 @@ impl Applier<'_, '_> {
         let s = p.apply_to(old);
         self.tx
             .execute(
-                "INSERT INTO logbook.sessions (store, id, source, model, title, user_id, chat_id, parent_session_id, \
+                "INSERT INTO tidelog.sessions (store, id, source, model, title, user_id, chat_id, parent_session_id, \
                  started_at, ended_at, end_reason, extra) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                  ON CONFLICT (store, id) DO UPDATE SET source = excluded.source, model = excluded.model, \
                  title = excluded.title, user_id = excluded.user_id, chat_id = excluded.chat_id, \
@@ -412,7 +412,7 @@ impl Applier<'_, '_> {
         let row = self
             .tx
             .query_opt(
-                &format!("SELECT {MESSAGE_COLS} FROM logbook.messages m WHERE m.store = $1 AND m.rid = $2 FOR UPDATE"),
+                &format!("SELECT {MESSAGE_COLS} FROM tidelog.messages m WHERE m.store = $1 AND m.rid = $2 FOR UPDATE"),
                 &[&self.store, &u.num],
             )
             .ctx(self.target, "read a message to update")?;
@@ -423,7 +423,7 @@ impl Applier<'_, '_> {
         let body = self.body(&m);
         self.tx
             .execute(
-                "UPDATE logbook.messages SET content = $3, api_content = $4, platform_message_id = $5, \
+                "UPDATE tidelog.messages SET content = $3, api_content = $4, platform_message_id = $5, \
                  tool_calls = $6, finish_reason = $7, token_count = $8, extra = $9, body = $10 \
                  WHERE store = $1 AND rid = $2",
                 &[
@@ -449,7 +449,7 @@ impl Applier<'_, '_> {
         let sid = text(&r.session_id).into_owned();
         self.tx
             .execute(
-                "INSERT INTO logbook.session_ops (store, session_id, op, mode, active_only) \
+                "INSERT INTO tidelog.session_ops (store, session_id, op, mode, active_only) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 &[&self.store, &sid, &r.op, &mode_code(mode), &r.active_only],
             )
@@ -458,14 +458,14 @@ impl Applier<'_, '_> {
         let filter = format!("store = $1 AND session_id = $2 AND rid < $3{only}");
         let n = match mode {
             RewriteMode::Delete => {
-                self.tx.execute(&format!("DELETE FROM logbook.messages WHERE {filter}"), &[&self.store, &sid, &r.op])
+                self.tx.execute(&format!("DELETE FROM tidelog.messages WHERE {filter}"), &[&self.store, &sid, &r.op])
             }
             RewriteMode::Archive => self.tx.execute(
-                &format!("UPDATE logbook.messages SET active = false WHERE {filter}"),
+                &format!("UPDATE tidelog.messages SET active = false WHERE {filter}"),
                 &[&self.store, &sid, &r.op],
             ),
             _ => self.tx.execute(
-                &format!("UPDATE logbook.messages SET active = false, compacted = true WHERE {filter}"),
+                &format!("UPDATE tidelog.messages SET active = false, compacted = true WHERE {filter}"),
                 &[&self.store, &sid, &r.op],
             ),
         }
@@ -485,26 +485,26 @@ impl Applier<'_, '_> {
             self.stats.erased_messages += self
                 .tx
                 .execute(
-                    "DELETE FROM logbook.messages WHERE store = $1 AND session_id = $2 AND rid < $3",
+                    "DELETE FROM tidelog.messages WHERE store = $1 AND session_id = $2 AND rid < $3",
                     &[&self.store, &sid, &d.op],
                 )
                 .ctx(t, "delete messages")?;
             self.tx
                 .execute(
-                    "DELETE FROM logbook.sessions s WHERE s.store = $1 AND s.id = $2 AND NOT EXISTS \
-                     (SELECT 1 FROM logbook.messages m WHERE m.store = $1 AND m.session_id = $2)",
+                    "DELETE FROM tidelog.sessions s WHERE s.store = $1 AND s.id = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM tidelog.messages m WHERE m.store = $1 AND m.session_id = $2)",
                     &[&self.store, &sid],
                 )
                 .ctx(t, "delete a session")?;
             self.tx
                 .execute(
-                    "DELETE FROM logbook.session_ops WHERE store = $1 AND session_id = $2 AND op < $3",
+                    "DELETE FROM tidelog.session_ops WHERE store = $1 AND session_id = $2 AND op < $3",
                     &[&self.store, &sid, &d.op],
                 )
                 .ctx(t, "forget a deleted session's rewrites")?;
             self.tx
                 .execute(
-                    "INSERT INTO logbook.deleted_sessions (store, id, op) VALUES ($1, $2, $3) \
+                    "INSERT INTO tidelog.deleted_sessions (store, id, op) VALUES ($1, $2, $3) \
                      ON CONFLICT (store, id) DO UPDATE SET op = greatest(deleted_sessions.op, excluded.op)",
                     &[&self.store, &sid, &d.op],
                 )
@@ -517,7 +517,7 @@ impl Applier<'_, '_> {
         self.stats.operations += 1;
         self.tx
             .execute(
-                "INSERT INTO logbook.sessions AS s (store, id, input_tokens, output_tokens, cache_read_tokens, \
+                "INSERT INTO tidelog.sessions AS s (store, id, input_tokens, output_tokens, cache_read_tokens, \
                  cache_write_tokens, reasoning_tokens, api_call_count, estimated_cost_usd, actual_cost_usd) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (store, id) DO UPDATE SET \
                  input_tokens = s.input_tokens + excluded.input_tokens, \
@@ -550,12 +550,12 @@ impl Applier<'_, '_> {
         let key = text(&m.key).into_owned();
         match &m.value {
             Some(v) => self.tx.execute(
-                "INSERT INTO logbook.user_meta (store, key, value) VALUES ($1, $2, $3) \
+                "INSERT INTO tidelog.user_meta (store, key, value) VALUES ($1, $2, $3) \
                  ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
                 &[&self.store, &key, &text(v).into_owned()],
             ),
             None => {
-                self.tx.execute("DELETE FROM logbook.user_meta WHERE store = $1 AND key = $2", &[&self.store, &key])
+                self.tx.execute("DELETE FROM tidelog.user_meta WHERE store = $1 AND key = $2", &[&self.store, &key])
             }
         }
         .ctx(self.target, "set metadata")?;

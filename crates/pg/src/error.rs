@@ -1,6 +1,6 @@
 //! Errors of the PostgreSQL target.
 
-use logbook::TargetError;
+use tidelog::TargetError;
 
 /// What can go wrong with PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,8 @@ pub enum PgError {
         #[source]
         source: postgres::Error,
     },
-    /// The database holds a newer logbook schema than this version knows.
-    #[error("{target} holds logbook schema version {found}; this version knows up to {known}: upgrade logbook")]
+    /// The database holds a newer tidelog schema than this version knows.
+    #[error("{target} holds tidelog schema version {found}; this version knows up to {known}: upgrade tidelog")]
     NewerSchema {
         /// Where (no password).
         target: String,

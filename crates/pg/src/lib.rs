@@ -1,16 +1,16 @@
-//! PostgreSQL as a remote index that many logbook stores feed: every gateway keeps its local
+//! PostgreSQL as a remote index that many tidelog stores feed: every gateway keeps its local
 //! journal and SQLite index, and its shipper thread applies the same journal entries, in
 //! batches, to one shared database, exactly once, keyed by the store's id. Search there sees
 //! every store.
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use logbook::{SearchQuery, Store, StoreOptions};
-//! use logbook_pg::PgTarget;
+//! use tidelog::{SearchQuery, Store, StoreOptions};
+//! use tidelog_pg::PgTarget;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let pg = Arc::new(PgTarget::new("postgres://logbook@db.internal/logbook")?);
-//! let store = Store::open("/var/lib/gateway/logbook", StoreOptions { remote: Some(pg.clone()), ..StoreOptions::default() })?;
+//! let pg = Arc::new(PgTarget::new("postgres://tidelog@db.internal/tidelog")?);
+//! let store = Store::open("/var/lib/gateway/tidelog", StoreOptions { remote: Some(pg.clone()), ..StoreOptions::default() })?;
 //! // ... appends ship in the background; search every store feeding the database:
 //! for hit in pg.search(&SearchQuery::new("invoice"))? {
 //!     println!("{} {}: {}", hit.store_id, hit.hit.message.session_id, hit.hit.snippet);
@@ -32,9 +32,9 @@ mod search;
 use std::str::FromStr;
 use std::time::Duration;
 
-use logbook::{IndexOptions, IndexTarget, RemoteTarget, TargetError};
 use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
+use tidelog::{IndexOptions, IndexTarget, RemoteTarget, TargetError};
 
 pub use apply::PgIndex;
 pub use error::PgError;
@@ -42,7 +42,7 @@ pub use schema::PG_SCHEMA_VERSION;
 pub use search::RemoteHit;
 
 /// The environment variable the CLI reads the connection URL from (`--postgres`).
-pub const POSTGRES_ENV: &str = "LOGBOOK_POSTGRES";
+pub const POSTGRES_ENV: &str = "TIDELOG_POSTGRES";
 
 /// A PostgreSQL database as a remote index: where to connect, and what is made searchable.
 /// Cheap to share ([`Arc`](std::sync::Arc)); every [`connect`](RemoteTarget::connect) opens its
@@ -67,7 +67,7 @@ impl PgTarget {
         }
         config.keepalives(true).keepalives_idle(Duration::from_secs(10));
         if config.get_application_name().is_none() {
-            config.application_name("logbook");
+            config.application_name("tidelog");
         }
         let describe = describe(&config);
         Ok(PgTarget { config, describe, index: IndexOptions::default() })

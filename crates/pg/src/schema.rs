@@ -1,31 +1,31 @@
-//! The PostgreSQL schema: one `logbook` schema shared by every store, every row keyed by the
+//! The PostgreSQL schema: one `tidelog` schema shared by every store, every row keyed by the
 //! store's id. Created on first connection (under an advisory lock, so that many shippers
 //! starting at once do not race); never migrated in place (the data is derived from the
-//! journals: a newer version would be a new schema filled by `logbook sync`).
+//! journals: a newer version would be a new schema filled by `tidelog sync`).
 
 use postgres::Client;
 
 use crate::error::{Ctx, PgError};
 
-/// The schema version this code writes and reads (`logbook.meta`, key `schema_version`).
+/// The schema version this code writes and reads (`tidelog.meta`, key `schema_version`).
 pub const PG_SCHEMA_VERSION: i64 = 1;
 
-/// Advisory lock key of schema creation (`"logbook"` as ASCII).
+/// Advisory lock key of schema creation (`"tidelog"` as ASCII).
 const SCHEMA_LOCK: i64 = 0x006c_6f67_626f_6f6b;
 
 /// Long free text (`content`, `api_content`, `reasoning`, `tool_calls`, `extra`) is kept as
 /// `bytea`, the exact UTF-8 bytes: PostgreSQL `text` cannot hold NUL, which multimodal content
 /// starts with. `body` is the text search sees (NUL replaced by U+FFFD), with a GIN trigram index.
 pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS logbook.meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE IF NOT EXISTS logbook.applied (
+CREATE TABLE IF NOT EXISTS tidelog.meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS tidelog.applied (
     store text NOT NULL,
     lane text NOT NULL,
     lsn bigint NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (store, lane)
 );
-CREATE TABLE IF NOT EXISTS logbook.messages (
+CREATE TABLE IF NOT EXISTS tidelog.messages (
     store text NOT NULL,
     rid bigint NOT NULL,
     id text NOT NULL,
@@ -51,11 +51,11 @@ CREATE TABLE IF NOT EXISTS logbook.messages (
     PRIMARY KEY (store, id),
     UNIQUE (store, rid)
 );
-CREATE INDEX IF NOT EXISTS messages_session ON logbook.messages (store, session_id, rid);
-CREATE INDEX IF NOT EXISTS messages_timestamp ON logbook.messages ("timestamp");
-CREATE INDEX IF NOT EXISTS messages_body_trgm ON logbook.messages USING gin (body gin_trgm_ops);
-CREATE INDEX IF NOT EXISTS messages_tool_trgm ON logbook.messages USING gin (tool_name gin_trgm_ops);
-CREATE TABLE IF NOT EXISTS logbook.sessions (
+CREATE INDEX IF NOT EXISTS messages_session ON tidelog.messages (store, session_id, rid);
+CREATE INDEX IF NOT EXISTS messages_timestamp ON tidelog.messages ("timestamp");
+CREATE INDEX IF NOT EXISTS messages_body_trgm ON tidelog.messages USING gin (body gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS messages_tool_trgm ON tidelog.messages USING gin (tool_name gin_trgm_ops);
+CREATE TABLE IF NOT EXISTS tidelog.sessions (
     store text NOT NULL,
     id text NOT NULL,
     source text,
@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS logbook.sessions (
     actual_cost_usd double precision NOT NULL DEFAULT 0,
     PRIMARY KEY (store, id)
 );
-CREATE TABLE IF NOT EXISTS logbook.session_ops (
+CREATE TABLE IF NOT EXISTS tidelog.session_ops (
     store text NOT NULL,
     session_id text NOT NULL,
     op bigint NOT NULL,
@@ -86,13 +86,13 @@ CREATE TABLE IF NOT EXISTS logbook.session_ops (
     active_only boolean NOT NULL,
     PRIMARY KEY (store, session_id, op)
 );
-CREATE TABLE IF NOT EXISTS logbook.deleted_sessions (
+CREATE TABLE IF NOT EXISTS tidelog.deleted_sessions (
     store text NOT NULL,
     id text NOT NULL,
     op bigint NOT NULL,
     PRIMARY KEY (store, id)
 );
-CREATE TABLE IF NOT EXISTS logbook.user_meta (
+CREATE TABLE IF NOT EXISTS tidelog.user_meta (
     store text NOT NULL,
     key text NOT NULL,
     value text NOT NULL,
@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS logbook.user_meta (
 pub(crate) fn ensure(client: &mut Client, target: &str) -> Result<(), PgError> {
     // Fast path: already there.
     let found: Option<String> = client
-        .query_opt("SELECT value FROM logbook.meta WHERE key = 'schema_version'", &[])
+        .query_opt("SELECT value FROM tidelog.meta WHERE key = 'schema_version'", &[])
         .ok()
         .flatten()
         .map(|r| r.get(0));
@@ -113,16 +113,16 @@ pub(crate) fn ensure(client: &mut Client, target: &str) -> Result<(), PgError> {
         None => {
             let mut tx = client.transaction().ctx(target, "begin the schema transaction")?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).ctx(target, "lock the schema")?;
-            tx.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE SCHEMA IF NOT EXISTS logbook;")
-                .ctx(target, "create the pg_trgm extension and the logbook schema")?;
-            tx.batch_execute(SCHEMA).ctx(target, "create the logbook tables")?;
+            tx.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE SCHEMA IF NOT EXISTS tidelog;")
+                .ctx(target, "create the pg_trgm extension and the tidelog schema")?;
+            tx.batch_execute(SCHEMA).ctx(target, "create the tidelog tables")?;
             tx.execute(
-                "INSERT INTO logbook.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO tidelog.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO NOTHING",
                 &[&PG_SCHEMA_VERSION.to_string()],
             )
             .ctx(target, "record the schema version")?;
             let v: String = tx
-                .query_one("SELECT value FROM logbook.meta WHERE key = 'schema_version'", &[])
+                .query_one("SELECT value FROM tidelog.meta WHERE key = 'schema_version'", &[])
                 .ctx(target, "read the schema version")?
                 .get(0);
             tx.commit().ctx(target, "commit the schema")?;

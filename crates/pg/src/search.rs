@@ -5,10 +5,10 @@
 //! from SQLite, documented in docs/scale-out.md: relevance is pg_trgm's `word_similarity` of the
 //! query to the body (not BM25); case folding follows the database's collation (`ILIKE`) rather
 //! than FTS5's Unicode folding; only entries already shipped are found (the journal tail of
-//! each store is searched by that store's own [`Store::search`](logbook::Store::search)).
+//! each store is searched by that store's own [`Store::search`](tidelog::Store::search)).
 
-use logbook::{SearchHit, SearchOrder, SearchQuery, match_snippet};
 use postgres::types::ToSql;
+use tidelog::{SearchHit, SearchOrder, SearchQuery, match_snippet};
 
 use crate::apply::{MESSAGE_COLS, message_from_row, text};
 use crate::error::{Ctx, PgError};
@@ -70,7 +70,7 @@ impl PgTarget {
             params.push(v);
             format!("${}", params.len())
         };
-        let mut sql = format!("SELECT m.store, {MESSAGE_COLS}, m.body FROM logbook.messages m WHERE true");
+        let mut sql = format!("SELECT m.store, {MESSAGE_COLS}, m.body FROM tidelog.messages m WHERE true");
         for w in &words {
             let p = arg(Box::new(like_pattern(&text(w))), &mut params);
             sql.push_str(&format!(" AND (m.body ILIKE {p} OR m.tool_name ILIKE {p})"));
@@ -93,7 +93,7 @@ impl PgTarget {
         if let Some(s) = &q.source {
             let p = arg(Box::new(text(s).into_owned()), &mut params);
             sql.push_str(&format!(
-                " AND coalesce(m.source, (SELECT s.source FROM logbook.sessions s \
+                " AND coalesce(m.source, (SELECT s.source FROM tidelog.sessions s \
                  WHERE s.store = m.store AND s.id = m.session_id)) = {p}"
             ));
         }
@@ -144,6 +144,6 @@ impl PgTarget {
 }
 
 /// [`message_from_row`] for rows that start with the store id.
-fn message_from_row_at(r: &postgres::Row) -> Result<(logbook::Message, logbook::MessageState), postgres::Error> {
+fn message_from_row_at(r: &postgres::Row) -> Result<(tidelog::Message, tidelog::MessageState), postgres::Error> {
     message_from_row(r, 1)
 }

@@ -12,17 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{PgServer, child_env, ids_file, pg_ids, spawn_child};
-use logbook::{
+use tidelog::{
     CounterDelta, DeleteSessions, Entry, Index, IndexOptions, Message, MessageUpdate, MetaSet, Rewrite, SearchQuery,
     SessionPatch, SessionRef, Store, StoreOptions,
 };
-use logbook_pg::PgTarget;
+use tidelog_pg::PgTarget;
 
 fn opts(url: Option<&str>) -> StoreOptions {
     StoreOptions {
         poll_interval: Duration::from_millis(20),
         batch_max_entries: 500,
-        remote: url.map(|u| Arc::new(PgTarget::new(u).unwrap()) as Arc<dyn logbook::RemoteTarget>),
+        remote: url.map(|u| Arc::new(PgTarget::new(u).unwrap()) as Arc<dyn tidelog::RemoteTarget>),
         ..StoreOptions::default()
     }
 }
@@ -70,7 +70,7 @@ fn acked(dir: &std::path::Path) -> Vec<String> {
 }
 
 fn store_id(dir: &std::path::Path) -> String {
-    std::fs::read_to_string(dir.join(logbook::STORE_ID_FILE)).unwrap().trim().to_string()
+    std::fs::read_to_string(dir.join(tidelog::STORE_ID_FILE)).unwrap().trim().to_string()
 }
 
 /// Every id exactly once, and nothing else.
@@ -137,7 +137,7 @@ fn shipper_killed_mid_stream_replays_exactly_once() {
     // Kill while the shipper is part-way (some rows shipped, the writer still appending).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let shipped: i64 = c.query_one("SELECT count(*) FROM logbook.messages", &[]).map(|r| r.get(0)).unwrap_or(0);
+        let shipped: i64 = c.query_one("SELECT count(*) FROM tidelog.messages", &[]).map(|r| r.get(0)).unwrap_or(0);
         if shipped > 0 {
             break;
         }
@@ -146,7 +146,7 @@ fn shipper_killed_mid_stream_replays_exactly_once() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let shipped_before: i64 = c.query_one("SELECT count(*) FROM logbook.messages", &[]).unwrap().get(0);
+    let shipped_before: i64 = c.query_one("SELECT count(*) FROM tidelog.messages", &[]).unwrap().get(0);
     let ids = acked(dir.path());
     assert!(!ids.is_empty());
     let sid = store_id(dir.path());
@@ -329,7 +329,7 @@ fn same_batch_twice_and_the_sqlite_semantics() {
             sq.history(session).unwrap().into_iter().map(|(m, s)| (m.id, m.content, s.active, s.compacted)).collect();
         let got: Vec<(String, Option<String>, bool, bool)> = c
             .query(
-                "SELECT id, content, active, compacted FROM logbook.messages WHERE store = 'store-a' AND session_id = $1 ORDER BY rid",
+                "SELECT id, content, active, compacted FROM tidelog.messages WHERE store = 'store-a' AND session_id = $1 ORDER BY rid",
                 &[&session],
             )
             .unwrap()
@@ -343,7 +343,7 @@ fn same_batch_twice_and_the_sqlite_semantics() {
         let want_s = sq.get_session(session).unwrap();
         let got_s: Option<SessionRow> = c
             .query_opt(
-                "SELECT title, extra, ended_at, input_tokens, actual_cost_usd FROM logbook.sessions WHERE store = 'store-a' AND id = $1",
+                "SELECT title, extra, ended_at, input_tokens, actual_cost_usd FROM tidelog.sessions WHERE store = 'store-a' AND id = $1",
                 &[&session],
             )
             .unwrap()
@@ -385,7 +385,7 @@ fn watermark_ahead_of_the_journal_is_loud_and_never_reapplied() {
     assert_eq!(store.sync_remote(&target).unwrap().shipped, 10);
     // As if this journal were lost and recreated: the database is ahead of it.
     let mut c = pg.client("ahead");
-    c.execute("UPDATE logbook.applied SET lsn = lsn + 100", &[]).unwrap();
+    c.execute("UPDATE tidelog.applied SET lsn = lsn + 100", &[]).unwrap();
     store.append(msg("s", "after the loss".into())).unwrap();
     let lag = store.sync_remote(&target).unwrap();
     assert_eq!(lag.shipped, 0);

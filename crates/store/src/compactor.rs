@@ -99,7 +99,7 @@ pub(crate) fn read_batch(
                 Err(e) if e.is_corruption() => {
                     // The LSNs the reader skipped are gone from the journal: move past them
                     // (reported), as for an undecodable record.
-                    if let logbook_journal::Error::Corrupt { last_lost_lsn, .. } = &e
+                    if let tidelog_journal::Error::Corrupt { last_lost_lsn, .. } = &e
                         && *last_lost_lsn != u64::MAX
                     {
                         let p = out.skipped.entry(name.clone()).or_insert(0);

@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The journal failed (I/O, corruption, poisoning, full disk...).
     #[error(transparent)]
-    Journal(#[from] logbook_journal::Error),
+    Journal(#[from] tidelog_journal::Error),
     /// The SQLite index failed.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),

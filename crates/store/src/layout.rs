@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <store>/
-//!   lanes/lane-0001/       one journal per writing process (logbook-journal owns its inside)
+//!   lanes/lane-0001/       one journal per writing process (tidelog-journal owns its inside)
 //!   index.db, -wal, -shm   the derived SQLite index
 //!   compactor.lock         held (flock) by the process running the compactor
 //!   index.rebuild          a request to rebuild the index, holding the reason
@@ -18,7 +18,7 @@
 //! ```
 //!
 //! The quarantine keeps damaged files until a person removes them
-//! ([`QuarantinedFile::remove`], `logbook quarantine remove`); nothing removes them by itself.
+//! ([`QuarantinedFile::remove`], `tidelog quarantine remove`); nothing removes them by itself.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -101,7 +101,7 @@ pub(crate) fn file_len(p: &Path) -> u64 {
 
 /// Creates a folder (0700) and its parents, syncing the parent of each new one.
 pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
-    use logbook_journal::storage::{OsStorage, Storage};
+    use tidelog_journal::storage::{OsStorage, Storage};
     OsStorage.create_dir_all(path).map_err(|e| Error::io("create folder", path, e))
 }
 
@@ -327,7 +327,7 @@ pub struct QuarantinedFile {
     pub bytes: u64,
     /// The reason given in its note, if there is one.
     pub reason: Option<String>,
-    /// The name of the item it belongs to, as `logbook quarantine remove` takes it: the note's
+    /// The name of the item it belongs to, as `tidelog quarantine remove` takes it: the note's
     /// name without `.json` (the file's own name when it has no note), prefixed by `lane-NNNN/`
     /// for a lane's quarantine. An item's files (an index with its WAL, a cut tail) share it.
     pub item: String,
@@ -378,7 +378,7 @@ fn list_quarantine_as(qdir: &Path, prefix: &str) -> Vec<QuarantinedFile> {
 fn quarantine_dirs(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = vec![(dir.join(QUARANTINE_DIR), String::new())];
     for name in lane_names(dir).unwrap_or_default() {
-        out.push((lane_dir(dir, &name).join(logbook_journal::QUARANTINE_DIR), format!("{name}/")));
+        out.push((lane_dir(dir, &name).join(tidelog_journal::QUARANTINE_DIR), format!("{name}/")));
     }
     out
 }
@@ -460,7 +460,8 @@ impl QuarantinedFile {
 /// In a backup folder: the completion marker (see `admin/backup.rs`).
 pub(crate) const BACKUP_MARKER: &str = "backup.json";
 
-/// Prefix of the scratch folders a running tool keeps in the store folder.
+/// Prefix of the scratch folders a running tool keeps in the store folder. An on-disk name: it
+/// keeps the project's first name so that scratch folders of older versions are still found.
 pub(crate) const TEMP_PREFIX: &str = ".logbook-tmp-";
 const TEMP_LOCK: &str = "lock";
 

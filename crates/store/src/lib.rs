@@ -1,13 +1,13 @@
-//! Logbook: the durable message store an AI-agent gateway embeds.
+//! Tidelog: the durable message store an AI-agent gateway embeds.
 //!
-//! Every message is first appended to a checksummed journal (`logbook-journal`) and is durable
+//! Every message is first appended to a checksummed journal (`tidelog-journal`) and is durable
 //! when [`Store::append`] returns. A background compactor copies journal entries into SQLite with
 //! an FTS5 trigram index, in batches; that file is derived and is rebuilt from the journal if it
 //! is ever damaged. Reads ([`Store::messages`], [`Store::search`]) include every acknowledged
 //! message, indexed or not yet.
 //!
 //! ```
-//! use logbook::{Message, SearchQuery, Store, StoreOptions};
+//! use tidelog::{Message, SearchQuery, Store, StoreOptions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
@@ -63,7 +63,6 @@ pub use index::{
     SessionFilter, indexed_text, match_snippet,
 };
 pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SHIPPER_LOCK, STORE_ID_FILE};
-pub use logbook_journal::{Durability, RecoveryMode};
 pub use model::{
     CounterDelta, Counters, DeleteSessions, Erased, Message, MessageState, MessageUpdate, MetaSet, Rewrite,
     RewriteMode, Session, SessionPatch, SessionRef, merge_extra,
@@ -73,8 +72,9 @@ pub use read::HistoryItem;
 pub use remote::{IndexTarget, RemoteTarget, TargetError};
 pub use status::{CompactorStatus, IndexHealth, LaneStatus, RemoteLag, RemoteLane, RemoteStatus, StoreStatus};
 pub use store::{Appended, HistoryQuery, Store};
+pub use tidelog_journal::{Durability, RecoveryMode};
 
-/// Whole-store operations, the library side of the `logbook` tool: verify, repair, rebuild,
+/// Whole-store operations, the library side of the `tidelog` tool: verify, repair, rebuild,
 /// backup, statistics and the JSON-lines mapping. Each works on a store folder, not on an open
 /// [`Store`], so tools, tests and fuzz targets call exactly what the CLI calls.
 pub mod ops {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbook_journal::{Durability, RecoveryMode};
+use tidelog_journal::{Durability, RecoveryMode};
 
 use crate::index::IndexOptions;
 use crate::remote::RemoteTarget;
@@ -26,7 +26,7 @@ pub struct StoreOptions {
     /// When appends are acknowledged. Default: [`Durability::Sync`] (durable on return).
     pub durability: Durability,
     /// What opening a lane does about damage in the middle of its journal. Default:
-    /// [`RecoveryMode::Strict`] (refuse that lane and report it; `logbook repair --salvage` fixes it).
+    /// [`RecoveryMode::Strict`] (refuse that lane and report it; `tidelog repair --salvage` fixes it).
     pub recovery: RecoveryMode,
     /// Journal segment size. Default: 64 MiB.
     pub segment_size: u64,
@@ -61,7 +61,7 @@ pub struct StoreOptions {
     /// with [`Error::ReadOnly`](crate::Error::ReadOnly). The folder must already hold a store.
     /// Default: `false`.
     pub read_only: bool,
-    /// A remote index (PostgreSQL: `logbook_pg::PgTarget`) fed from a shipper thread beside
+    /// A remote index (PostgreSQL: `tidelog_pg::PgTarget`) fed from a shipper thread beside
     /// the compactor, one process per store at a time, with back-off on failure; appends and
     /// the local index never wait for it. With [`Retention::AfterIndexed`], segments are kept
     /// until the remote index has them too. Default: `None`.
@@ -92,13 +92,13 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
-    pub(crate) fn journal_options(&self) -> logbook_journal::Options {
-        logbook_journal::Options {
+    pub(crate) fn journal_options(&self) -> tidelog_journal::Options {
+        tidelog_journal::Options {
             durability: self.durability,
             recovery: self.recovery,
             segment_size: self.segment_size,
             max_record_size: self.max_record_size,
-            ..logbook_journal::Options::default()
+            ..tidelog_journal::Options::default()
         }
     }
 }

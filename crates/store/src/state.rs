@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use logbook_journal::{Journal, Lsn};
 use parking_lot::Mutex;
+use tidelog_journal::{Journal, Lsn};
 use tracing::error;
 
 use crate::entry;
@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     pub lane_errors: BTreeMap<String, String>,
     /// Damage met in each lane (records that cannot be read, with the file, the offset and the
     /// LSNs), as found by opening or reading it. Sticky for the life of the store handle: the
-    /// history it shows is incomplete until `logbook repair --salvage`.
+    /// history it shows is incomplete until `tidelog repair --salvage`.
     pub lane_damage: BTreeMap<String, Vec<String>>,
     /// Records that did not decode, as `lane/lsn` -> why (written by a newer version, or
     /// damaged). Every read reports them; bounded (the count goes on in `undecodable_more`).
@@ -97,8 +97,8 @@ pub(crate) struct Inner {
 /// Journal options for a read-only look at a lane: salvage in memory (a read-only open changes
 /// nothing), so that reads show every valid record on both sides of damage and report the damage
 /// instead of stopping at it or refusing the lane.
-pub(crate) fn read_lane_options(opts: &StoreOptions) -> logbook_journal::Options {
-    logbook_journal::Options { recovery: logbook_journal::RecoveryMode::Salvage, ..opts.journal_options() }
+pub(crate) fn read_lane_options(opts: &StoreOptions) -> tidelog_journal::Options {
+    tidelog_journal::Options { recovery: tidelog_journal::RecoveryMode::Salvage, ..opts.journal_options() }
 }
 
 /// Whether what a lane's journal found when it was opened explains records missing from it

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use logbook_journal::Lsn;
+use tidelog_journal::Lsn;
 
 /// Health of the SQLite index as this process sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +80,7 @@ pub struct StoreStatus {
     /// Journal entries not yet applied to the index (the compactor's lag).
     pub unindexed: u64,
     /// Bytes kept in the quarantine folders (the store's and every lane's): damaged files moved
-    /// aside, kept until `logbook quarantine remove`. Not a problem in itself.
+    /// aside, kept until `tidelog quarantine remove`. Not a problem in itself.
     pub quarantine_bytes: u64,
     /// Why this process's lane refuses appends, if it does.
     pub journal_poisoned: Option<String>,

@@ -2,7 +2,7 @@
 //! duplicate client ids (within a batch and across calls) are stored once.
 #![allow(clippy::unwrap_used)]
 
-use logbook::{Error, Message, SessionPatch, Store, StoreOptions};
+use tidelog::{Error, Message, SessionPatch, Store, StoreOptions};
 
 fn good(id: &str) -> Message {
     Message {
@@ -52,7 +52,7 @@ fn invalid_messages_write_nothing() {
     // Oversized: a journal error, nothing written, alone or in a batch.
     let big = Message { content: Some("y".repeat(10_000)), ..good("big") };
     match store.append(big.clone()) {
-        Err(Error::Journal(logbook_journal::Error::RecordTooLarge { max, .. })) => assert_eq!(max, 4096),
+        Err(Error::Journal(tidelog_journal::Error::RecordTooLarge { max, .. })) => assert_eq!(max, 4096),
         other => panic!("expected RecordTooLarge, got {other:?}"),
     }
     assert!(matches!(store.append_batch(vec![good("ok-2"), big]), Err(Error::Journal(_))));

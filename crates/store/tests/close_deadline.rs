@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use logbook::{Message, Store, StoreOptions};
+use tidelog::{Message, Store, StoreOptions};
 
 const N: usize = 20_000;
 

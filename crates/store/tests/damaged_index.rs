@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use logbook::{
+use tidelog::{
     INDEX_FILE, Index, IndexHealth, IndexOptions, LANES_DIR, Message, QUARANTINE_DIR, SearchQuery, Store, StoreOptions,
 };
 
@@ -241,7 +241,7 @@ fn copies_without_their_wal_end_consistent() {
             let behind = match Index::open_read_only(&dir.join(INDEX_FILE), &IndexOptions::default()) {
                 Ok(ix) => ix.applied_positions().unwrap().values().sum::<u64>(),
                 // Even the schema was still in the -wal.
-                Err(logbook::IndexError::NotInitialized { .. }) => 0,
+                Err(tidelog::IndexError::NotInitialized { .. }) => 0,
                 Err(e) => panic!("{e}"),
             };
             assert!(behind < N as u64, "copy without -wal holds position {behind}");

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use logbook::ops::{erase_store, verify_store};
-use logbook::{Message, RewriteMode, SearchQuery, Store, StoreOptions};
+use tidelog::ops::{erase_store, verify_store};
+use tidelog::{Message, RewriteMode, SearchQuery, Store, StoreOptions};
 
 fn opts() -> StoreOptions {
     StoreOptions {

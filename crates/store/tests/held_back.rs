@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use logbook::{Message, SearchQuery, SessionFilter, SessionPatch, Store, StoreOptions};
+use tidelog::{Message, SearchQuery, SessionFilter, SessionPatch, Store, StoreOptions};
 
 const QUERIES: &[&str] = &[
     "kangaroo",

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use logbook::ops::rebuild_index_in_place;
-use logbook::{
+use tidelog::ops::rebuild_index_in_place;
+use tidelog::{
     CounterDelta, Error, HistoryQuery, INDEX_FILE, Message, MessageUpdate, RewriteMode, SearchQuery, SessionFilter,
     SessionPatch, Store, StoreOptions,
 };

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use logbook::ops::{erase_store, rebuild_index_in_place};
-use logbook::{HistoryQuery, Message, MessageUpdate, RewriteMode, SearchQuery, Store, StoreOptions};
 use proptest::prelude::*;
+use tidelog::ops::{erase_store, rebuild_index_in_place};
+use tidelog::{HistoryQuery, Message, MessageUpdate, RewriteMode, SearchQuery, Store, StoreOptions};
 
 const SESSIONS: [&str; 3] = ["s0", "s1", "s2"];
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use logbook::{INDEX_FILE, Index, IndexOptions, Message, SearchQuery, Store, StoreOptions};
+use tidelog::{INDEX_FILE, Index, IndexOptions, Message, SearchQuery, Store, StoreOptions};
 
 fn opts() -> StoreOptions {
     StoreOptions { poll_interval: Duration::from_millis(20), ..StoreOptions::default() }

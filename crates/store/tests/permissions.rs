@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use logbook::{INDEX_FILE, LANES_DIR, Message, QUARANTINE_DIR, Store, StoreOptions};
+use tidelog::{INDEX_FILE, LANES_DIR, Message, QUARANTINE_DIR, Store, StoreOptions};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -54,5 +54,5 @@ fn store_files_are_private() {
         let p = e.unwrap().path();
         assert_eq!(mode(&p), 0o600, "{}", p.display());
     }
-    assert_eq!(mode(&root.join(logbook::COMPACTOR_LOCK)), 0o600, "compactor lock");
+    assert_eq!(mode(&root.join(tidelog::COMPACTOR_LOCK)), 0o600, "compactor lock");
 }

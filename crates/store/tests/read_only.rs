@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use logbook::{Error, Message, SearchQuery, Store, StoreOptions};
+use tidelog::{Error, Message, SearchQuery, Store, StoreOptions};
 
 fn msg(i: usize) -> Message {
     Message {
@@ -17,7 +17,7 @@ fn msg(i: usize) -> Message {
 }
 
 fn lanes(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir.join(logbook::LANES_DIR)).unwrap().count()
+    std::fs::read_dir(dir.join(tidelog::LANES_DIR)).unwrap().count()
 }
 
 #[test]
@@ -40,7 +40,7 @@ fn read_only_store_sees_everything_and_writes_nothing() {
     assert_eq!(reader.search(&SearchQuery::new("needle")).unwrap().len(), 10);
     assert!(matches!(reader.append(msg(99)), Err(Error::ReadOnly { .. })));
     assert!(!reader.status().compactor.running_here);
-    assert!(!dir.join(logbook::INDEX_FILE).exists(), "the reader ran a compactor");
+    assert!(!dir.join(tidelog::INDEX_FILE).exists(), "the reader ran a compactor");
 
     // Appends made after the reader opened are visible to it.
     for i in 10..15 {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use logbook::{Message, Store, StoreOptions};
+use tidelog::{Message, Store, StoreOptions};
 
 fn msg(id: String) -> Message {
     Message { id, session_id: "s".into(), role: "user".into(), content: Some("hello".into()), ..Message::default() }
@@ -52,7 +52,7 @@ fn appends_with_client_ids_stay_linear_while_the_index_lags() {
 /// exactly the right records.
 #[test]
 fn iter_from_anywhere_after_the_seek_hint_moved() {
-    use logbook_journal::{Journal, Options};
+    use tidelog_journal::{Journal, Options};
     let dir = tempfile::tempdir().unwrap();
     let opts = Options { segment_size: 4096, ..Options::default() };
     let j = Journal::open(dir.path(), opts.clone()).unwrap();
@@ -96,7 +96,7 @@ fn iter_from_anywhere_after_the_seek_hint_moved() {
 /// the compactor (marker file) to quarantine and rebuild it.
 #[test]
 fn index_ahead_of_a_lane_is_rebuilt_before_lsns_are_reused() {
-    use logbook_journal::decode::{HeaderCheck, SegmentHeader, check_record_header};
+    use tidelog_journal::decode::{HeaderCheck, SegmentHeader, check_record_header};
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("store");
     let m = |i: usize| Message {
@@ -122,7 +122,7 @@ fn index_ahead_of_a_lane_is_rebuilt_before_lsns_are_reused() {
         .unwrap();
     let bytes = std::fs::read(&seg).unwrap();
     let salt = SegmentHeader::decode(&bytes).unwrap().salt;
-    let mut at = logbook_journal::SEGMENT_HEADER_LEN;
+    let mut at = tidelog_journal::SEGMENT_HEADER_LEN;
     for _ in 0..6 {
         let HeaderCheck::Valid(h) = check_record_header(&bytes[at..], salt, 1 << 26) else { panic!() };
         at += h.frame_len() as usize;
@@ -136,18 +136,18 @@ fn index_ahead_of_a_lane_is_rebuilt_before_lsns_are_reused() {
         store.append(m(i)).unwrap();
     }
     store.close().unwrap();
-    assert!(dir.join(logbook::REBUILD_MARKER).exists(), "the owner did not ask for a rebuild");
+    assert!(dir.join(tidelog::REBUILD_MARKER).exists(), "the owner did not ask for a rebuild");
 
     let store = Store::open(&dir, small).unwrap();
     assert!(store.wait_indexed(Duration::from_secs(30)));
-    let ix = logbook::Index::open_read_only(&dir.join(logbook::INDEX_FILE), &Default::default()).unwrap();
+    let ix = tidelog::Index::open_read_only(&dir.join(tidelog::INDEX_FILE), &Default::default()).unwrap();
     let mut ids = ix.message_ids().unwrap();
     ids.sort();
     let mut want: Vec<String> = (0..6).chain(100..103).map(|i| format!("m-{i}")).collect();
     want.sort();
     assert_eq!(ids, want, "the index must hold exactly what the journal holds");
-    assert!(!dir.join(logbook::REBUILD_MARKER).exists());
+    assert!(!dir.join(tidelog::REBUILD_MARKER).exists());
     assert!(store.status().problems.is_empty(), "{:?}", store.status().problems);
-    assert!(std::fs::read_dir(dir.join(logbook::QUARANTINE_DIR)).unwrap().count() >= 2, "old index quarantined");
+    assert!(std::fs::read_dir(dir.join(tidelog::QUARANTINE_DIR)).unwrap().count() >= 2, "old index quarantined");
     store.close().unwrap();
 }

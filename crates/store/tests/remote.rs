@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use logbook::{ApplyStats, Entry, IndexTarget, Message, RemoteTarget, Retention, Store, StoreOptions, TargetError};
 use parking_lot::Mutex;
+use tidelog::{ApplyStats, Entry, IndexTarget, Message, RemoteTarget, Retention, Store, StoreOptions, TargetError};
 
 #[derive(Debug, Default)]
 struct Db {

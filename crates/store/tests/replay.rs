@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use logbook::{Entry, INDEX_FILE, Index, IndexOptions, Message, SearchQuery, Store, StoreOptions};
+use tidelog::{Entry, INDEX_FILE, Index, IndexOptions, Message, SearchQuery, Store, StoreOptions};
 
 fn msg(id: &str, session: &str, text: &str, ts: f64) -> Message {
     Message {

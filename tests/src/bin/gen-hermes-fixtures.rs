@@ -1,7 +1,7 @@
-//! Writes the Hermes Agent fixtures (see `logbook_tests::hermes_fixtures`):
+//! Writes the Hermes Agent fixtures (see `tidelog_tests::hermes_fixtures`):
 //!
 //! ```text
-//! cargo run -p logbook-tests --bin gen-hermes-fixtures -- tests/fixtures/hermes
+//! cargo run -p tidelog-tests --bin gen-hermes-fixtures -- tests/fixtures/hermes
 //! ```
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let out = PathBuf::from(out);
-    match logbook_tests::hermes_fixtures::generate(&out) {
+    match tidelog_tests::hermes_fixtures::generate(&out) {
         Ok(counts) => {
             println!("wrote {}: {counts:?}", out.display());
             ExitCode::SUCCESS

@@ -1,5 +1,5 @@
 //! Writes the golden store folder `tests/fixtures/journal-v1/`: a few messages and session
-//! patches appended with `logbook::Store` in journal format v1 and codec `CODEC_BINCODE_V1`,
+//! patches appended with `tidelog::Store` in journal format v1 and codec `CODEC_BINCODE_V1`,
 //! closed cleanly, without an index (the compactor does not run), so reading it back exercises
 //! the journal and the codec alone.
 //!
@@ -9,13 +9,13 @@
 //! (`journal-v2/`, ...) when the format changes, and keep the old one:
 //!
 //! ```text
-//! cargo run -p logbook-tests --bin gen-journal-fixture -- tests/fixtures/journal-v1
+//! cargo run -p tidelog-tests --bin gen-journal-fixture -- tests/fixtures/journal-v1
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use logbook::{Message, SessionPatch, Store, StoreOptions};
+use tidelog::{Message, SessionPatch, Store, StoreOptions};
 
 fn msg(id: &str, session: &str, role: &str, content: Option<&str>, timestamp: f64) -> Message {
     Message {
@@ -29,7 +29,7 @@ fn msg(id: &str, session: &str, role: &str, content: Option<&str>, timestamp: f6
     }
 }
 
-fn write(dir: &PathBuf) -> Result<(), logbook::Error> {
+fn write(dir: &PathBuf) -> Result<(), tidelog::Error> {
     let opts = StoreOptions {
         // Small segments: the few records span several of them, sealed and active.
         segment_size: 1024,

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_logbook"));
-    c.env_remove("LOGBOOK_DIR").env_remove("RUST_LOG").env_remove("LOGBOOK_MAX_RECORD_SIZE");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tidelog"));
+    c.env_remove("TIDELOG_DIR").env_remove("RUST_LOG").env_remove("TIDELOG_MAX_RECORD_SIZE");
     // Small segments: debug builds scan a preallocated 64 MiB segment slowly.
-    c.env("LOGBOOK_SEGMENT_SIZE", "1048576");
+    c.env("TIDELOG_SEGMENT_SIZE", "1048576");
     c
 }
 
@@ -56,9 +56,9 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hermes")
 }
 
-/// Copies a folder; see `logbook_tests::copy_dir`.
+/// Copies a folder; see `tidelog_tests::copy_dir`.
 pub fn copy_dir(from: &Path, to: &Path) {
-    logbook_tests::copy_dir(from, to);
+    tidelog_tests::copy_dir(from, to);
 }
 
 pub fn msg(session: &str, i: usize) -> String {

@@ -1,7 +1,7 @@
 //! A throwaway PostgreSQL server for the tests: `initdb` in a temporary folder, `pg_ctl start`
 //! on a free port on 127.0.0.1, stopped (immediate) when dropped. Runs the server as the
 //! `postgres` user when the tests run as root. Returns `None` with a loud message where
-//! PostgreSQL is not installed, unless `LOGBOOK_PG_REQUIRED=1` (CI), where that fails.
+//! PostgreSQL is not installed, unless `TIDELOG_PG_REQUIRED=1` (CI), where that fails.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::TcpListener;
@@ -40,13 +40,13 @@ impl PgServer {
         let Some(bin) = find_bin() else {
             let msg = "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no pg_config): \
                        SKIPPING the PostgreSQL tests; install postgresql and postgresql-contrib (.ci/postgres does)";
-            if std::env::var("LOGBOOK_PG_REQUIRED").is_ok_and(|v| v == "1") {
+            if std::env::var("TIDELOG_PG_REQUIRED").is_ok_and(|v| v == "1") {
                 panic!("{msg}");
             }
             eprintln!("\n!!!!!!!!!!!!!!!!\n{msg}\n!!!!!!!!!!!!!!!!\n");
             return None;
         };
-        let dir = tempfile::Builder::new().prefix("logbook-pg-").tempdir().unwrap();
+        let dir = tempfile::Builder::new().prefix("tidelog-pg-").tempdir().unwrap();
         let as_postgres = is_root();
         if as_postgres {
             let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
@@ -151,7 +151,7 @@ impl Drop for PgServer {
 
 /// Every message id of a store in the database with how often it is there, and the positions.
 pub fn pg_ids(c: &mut postgres::Client, store: &str) -> Vec<String> {
-    c.query("SELECT id FROM logbook.messages WHERE store = $1 ORDER BY rid", &[&store])
+    c.query("SELECT id FROM tidelog.messages WHERE store = $1 ORDER BY rid", &[&store])
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -159,14 +159,14 @@ pub fn pg_ids(c: &mut postgres::Client, store: &str) -> Vec<String> {
 }
 
 pub fn child_env() -> Option<String> {
-    std::env::var("LOGBOOK_PG_CHILD").ok()
+    std::env::var("TIDELOG_PG_CHILD").ok()
 }
 
 /// Re-runs this test binary as a child running test `name` with `arg` in its environment.
 pub fn spawn_child(name: &str, arg: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("LOGBOOK_PG_CHILD", arg)
+        .env("TIDELOG_PG_CHILD", arg)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap()

@@ -4,8 +4,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{Journal, RecoveryMode};
 use serde::Serialize;
+use tidelog_journal::{Journal, RecoveryMode};
 
 use super::{Progress, read_options};
 use crate::error::{Error, Result};
@@ -129,13 +129,13 @@ fn copy_lane(src: &Path, dest: &Path) -> Result<(usize, u64)> {
     let mut names: Vec<String> = fs::read_dir(src)
         .map_err(|e| Error::io("list", src, e))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| logbook_journal::decode::parse_segment_file_name(n).is_some() || n == logbook_journal::HOLES_FILE)
+        .filter(|n| tidelog_journal::decode::parse_segment_file_name(n).is_some() || n == tidelog_journal::HOLES_FILE)
         .collect();
     names.sort();
     let (mut segs, mut bytes) = (0, 0);
     for n in names {
         bytes += copy_file_private(&src.join(&n), &dest.join(&n))?;
-        if n != logbook_journal::HOLES_FILE {
+        if n != tidelog_journal::HOLES_FILE {
             segs += 1;
         }
     }
@@ -185,7 +185,7 @@ pub fn backup_store(dir: &Path, dest: &Path, progress: Progress<'_>) -> Result<B
             Ok(()) => rep.index_copied = true,
             Err(e) => {
                 let _ = fs::remove_file(dest.join(INDEX_FILE));
-                rep.index_problem = Some(format!("{e}; run `logbook rebuild-index --dir {}`", dest.display()));
+                rep.index_problem = Some(format!("{e}; run `tidelog rebuild-index --dir {}`", dest.display()));
             }
         }
     }

@@ -4,7 +4,7 @@
 //! A pass reads every lane, decides from the history operations which records hold content no
 //! read may return any more (messages a deletion or a delete-rewrite covered, updates of such
 //! messages, the patches and counters of a deleted session that was not recreated), and rewrites
-//! each sealed segment holding one (`logbook_journal::rewrite_segment`): those records keep
+//! each sealed segment holding one (`tidelog_journal::rewrite_segment`): those records keep
 //! their LSN and become an `Erased` entry; a rewrite entry loses only the messages it must. An
 //! active segment is sealed first when the lane's writer is this process (the compactor's own
 //! lane) or no process (an idle lane); a lane whose writer runs elsewhere is reported as
@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{Journal, RecoveryMode};
 use serde::Serialize;
+use tidelog_journal::{Journal, RecoveryMode};
 use tracing::{info, warn};
 
 use crate::entry::{self, Entry};
@@ -173,7 +173,7 @@ pub fn erase_store(dir: &Path, own: Option<&Journal>) -> Result<EraseReport> {
                     w.close()?;
                     s
                 }
-                Err(logbook_journal::Error::Locked { .. }) => false,
+                Err(tidelog_journal::Error::Locked { .. }) => false,
                 Err(e) => {
                     rep.pending.push(format!("lane {name}: cannot open it to seal its active segment: {e}"));
                     false
@@ -181,8 +181,8 @@ pub fn erase_store(dir: &Path, own: Option<&Journal>) -> Result<EraseReport> {
             },
         };
         rep.segments_sealed += u64::from(sealed_now);
-        for id in logbook_journal::sealed_segment_ids(&ldir, &opts)? {
-            let r = logbook_journal::rewrite_segment(&ldir, &opts, id, &mut |lsn, payload| {
+        for id in tidelog_journal::sealed_segment_ids(&ldir, &opts)? {
+            let r = tidelog_journal::rewrite_segment(&ldir, &opts, id, &mut |lsn, payload| {
                 let e = entry::decode_record(lane, lsn, payload).ok()?;
                 plan.replacement(&e).map(|x| entry::encode(&x))
             });

@@ -61,7 +61,7 @@ pub fn parse_timestamp(v: &Value) -> std::result::Result<f64, String> {
     }
 }
 
-/// Parses one line of `logbook append --jsonl`: a JSON object with `session_id`, `role`,
+/// Parses one line of `tidelog append --jsonl`: a JSON object with `session_id`, `role`,
 /// `content` and the optional fields of [`Message`]. `timestamp` may be seconds (number) or an
 /// ISO-8601 string; `tool_calls` may be any JSON (stored as JSON text); `extra` must be an object.
 /// Fields the model does not know are kept in `extra`. Never panics; the error says what is wrong.

@@ -1,4 +1,4 @@
-//! Whole-store operations (admin): the library side of the `logbook` command-line tool.
+//! Whole-store operations (admin): the library side of the `tidelog` command-line tool.
 //!
 //! Each function here works on a store folder (not on an open [`Store`](crate::Store)), so tools,
 //! tests and fuzz targets call exactly what the CLI calls: parsing one JSON message line,
@@ -17,7 +17,7 @@ mod restore;
 mod stats;
 mod verify;
 
-use logbook_journal::RecoveryMode;
+use tidelog_journal::RecoveryMode;
 
 pub use backup::{BackupReport, LaneBackup, backup_store};
 pub use erase::{EraseReport, erasable_records, erase_store};
@@ -35,12 +35,12 @@ pub use verify::{IndexVerify, LaneVerify, VerifyReport, verify_store};
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
 /// Journal options for reading a store whatever record size it was written with.
-pub fn read_options(recovery: RecoveryMode) -> logbook_journal::Options {
-    logbook_journal::Options {
+pub fn read_options(recovery: RecoveryMode) -> tidelog_journal::Options {
+    tidelog_journal::Options {
         recovery,
         max_record_size: 1 << 30,
         preallocate: false,
-        ..logbook_journal::Options::default()
+        ..tidelog_journal::Options::default()
     }
 }
 

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{Journal, RecoveryMode, SealedCheck};
 use serde::Serialize;
+use tidelog_journal::{Journal, RecoveryMode, SealedCheck};
 
 use super::restore::{RestoreReport, restore_lost};
 use super::{Progress, read_options};
@@ -45,7 +45,7 @@ pub struct RebuildReport {
 /// Builds (or completes) the index at `dest` from every lane's journal, in batches. `dest` may
 /// be the store's own `index.db` (after the old one was moved to the quarantine, with the compactor lock held)
 /// or any other file. Lanes are read read-only; a lane with mid-log damage fails the rebuild
-/// (run `logbook repair --salvage` first).
+/// (run `tidelog repair --salvage` first).
 pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Result<RebuildReport> {
     let mut rep = RebuildReport { path: dest.to_path_buf(), ..RebuildReport::default() };
     let mut journals = Vec::new();
@@ -128,7 +128,7 @@ fn rescue_from_old_index(dir: &Path, old: &Path, new: &Path) -> Result<Option<Re
 /// Rebuilds the store's index in place from the journal. A healthy index (it opens and passes
 /// [`Index::check`]) is replaced and not kept: the new one is built beside it and renamed over
 /// it, so readers see the old index until the new one is complete. A damaged or unreadable one is
-/// moved to the quarantine first (kept until `logbook quarantine remove`). Returns the files
+/// moved to the quarantine first (kept until `tidelog quarantine remove`). Returns the files
 /// moved to the quarantine (empty when the old index was healthy). Fails if a running process
 /// holds the compactor role (stop the writers first; their compactor would rebuild a damaged
 /// index by itself anyway).
@@ -142,19 +142,19 @@ pub fn rebuild_index_in_place(
     };
     // Every lane must be readable in full before the old index is touched: a rebuild from a
     // damaged lane would hold fewer messages than the index it replaces (the index may hold the
-    // last copy of what the lane lost). `logbook repair --salvage` isolates the damage and
+    // last copy of what the lane lost). `tidelog repair --salvage` isolates the damage and
     // restores those messages from the index first.
     progress("checking the journal", 0, 0);
     for name in lane_names(dir)? {
-        let opts = logbook_journal::Options { sealed_check: SealedCheck::Full, ..read_options(RecoveryMode::Strict) };
+        let opts = tidelog_journal::Options { sealed_check: SealedCheck::Full, ..read_options(RecoveryMode::Strict) };
         let j = Journal::open_read_only(lane_dir(dir, &name), opts)?;
         if let Some(p) = j.recovery_report().problems.first() {
-            return Err(Error::Journal(logbook_journal::Error::Corrupt {
+            return Err(Error::Journal(tidelog_journal::Error::Corrupt {
                 path: lane_dir(dir, &name),
                 offset: 0,
                 first_lost_lsn: 0,
                 last_lost_lsn: 0,
-                detail: format!("{p}; run `logbook repair --salvage` first (it keeps what the index holds)"),
+                detail: format!("{p}; run `tidelog repair --salvage` first (it keeps what the index holds)"),
             }));
         }
     }

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{Journal, RecoveryMode, SealedCheck};
 use serde::Serialize;
+use tidelog_journal::{Journal, RecoveryMode, SealedCheck};
 
 use super::rebuild::{RebuildReport, rebuild_index_at};
 use super::restore::{RestoreReport, restore_lost};
@@ -128,7 +128,7 @@ pub fn repair_store(dir: &Path, mode: RecoveryMode, progress: Progress<'_>) -> R
         let mut lr = LaneRepair { name: name.clone(), ..LaneRepair::default() };
         // Every record of every segment is read: damage inside a sealed record is invisible to
         // the footer check.
-        let opts = logbook_journal::Options { sealed_check: SealedCheck::Full, ..read_options(mode) };
+        let opts = tidelog_journal::Options { sealed_check: SealedCheck::Full, ..read_options(mode) };
         match Journal::open(lane_dir(dir, &name), opts) {
             Ok(j) => {
                 let r = j.recovery_report();
@@ -163,7 +163,7 @@ pub fn repair_store(dir: &Path, mode: RecoveryMode, progress: Progress<'_>) -> R
                 }
                 j.close()?;
             }
-            Err(logbook_journal::Error::Locked { .. }) => {
+            Err(tidelog_journal::Error::Locked { .. }) => {
                 lr.outcome = LaneOutcome::Skipped;
                 lr.problems.push("a live writer holds this lane; it ran recovery when it opened it".into());
             }
@@ -173,7 +173,7 @@ pub fn repair_store(dir: &Path, mode: RecoveryMode, progress: Progress<'_>) -> R
                 lr.problems.push(e.to_string());
                 if e.is_corruption() {
                     lr.problems.push(
-                        "run `logbook repair --salvage`: it keeps every valid record and restores from the index what it holds of the damaged ones"
+                        "run `tidelog repair --salvage`: it keeps every valid record and restores from the index what it holds of the damaged ones"
                             .into(),
                     );
                 }
@@ -253,7 +253,7 @@ fn repair_index(dir: &Path, lane_failed: bool, progress: Progress<'_>) -> Result
     if lane_failed {
         ir.outcome = IndexOutcome::Skipped;
         ir.reason =
-            Some(format!("{reason}; not rebuilt while a lane cannot be opened (run `logbook repair --salvage`)"));
+            Some(format!("{reason}; not rebuilt while a lane cannot be opened (run `tidelog repair --salvage`)"));
         return Ok(ir);
     }
     if path.exists() {

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use logbook_journal::{Journal, RecoveryMode};
 use serde::Serialize;
+use tidelog_journal::{Journal, RecoveryMode};
 use tracing::{error, warn};
 
 use super::read_options;
@@ -126,7 +126,7 @@ pub(crate) fn restore_lost(
         let name = lane_name(n);
         match Journal::open(lane_dir(dir, &name), read_options(RecoveryMode::Strict)) {
             Ok(j) => break (name, j),
-            Err(logbook_journal::Error::Locked { .. }) => continue,
+            Err(tidelog_journal::Error::Locked { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     };

@@ -3,8 +3,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use logbook_journal::{Journal, RecoveryMode};
 use serde::Serialize;
+use tidelog_journal::{Journal, RecoveryMode};
 
 use super::read_options;
 use crate::error::Result;
@@ -51,7 +51,7 @@ pub struct StoreStats {
     pub indexed_messages: Option<u64>,
     /// Indexed sessions.
     pub indexed_sessions: Option<u64>,
-    /// When the compactor (or `logbook checkpoint`) last ran `wal_checkpoint(TRUNCATE)`, ms since
+    /// When the compactor (or `tidelog checkpoint`) last ran `wal_checkpoint(TRUNCATE)`, ms since
     /// the Unix epoch (recorded in the index).
     pub last_checkpoint_unix_ms: Option<u64>,
     /// Why the index cannot be read, if it cannot.
@@ -103,7 +103,7 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
         if let Ok(rd) = fs::read_dir(&ldir) {
             for e in rd.flatten() {
                 if let Ok(n) = e.file_name().into_string()
-                    && logbook_journal::decode::parse_segment_file_name(&n).is_some()
+                    && tidelog_journal::decode::parse_segment_file_name(&n).is_some()
                 {
                     ls.segments += 1;
                     ls.bytes += e.metadata().map_or(0, |m| m.len());
@@ -118,7 +118,7 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
                 ls.last_lsn = s.written_lsn;
                 ls.holes = s.holes;
                 for p in &j.recovery_report().problems {
-                    st.problems.push(format!("lane {name}: {p} (run `logbook repair --salvage`)"));
+                    st.problems.push(format!("lane {name}: {p} (run `tidelog repair --salvage`)"));
                 }
             }
             Err(e) => {

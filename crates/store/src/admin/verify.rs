@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use logbook_journal::{Journal, RecoveryMode};
 use serde::Serialize;
+use tidelog_journal::{Journal, RecoveryMode};
 
 use super::{Progress, read_options};
 use crate::entry;
@@ -66,7 +66,7 @@ pub struct VerifyReport {
     /// The index.
     pub index: IndexVerify,
     /// Records per lane still holding content a deletion covered, not erased from the journal
-    /// files yet (the compactor erases it within `erase_within`; `logbook erase` does it now).
+    /// files yet (the compactor erases it within `erase_within`; `tidelog erase` does it now).
     pub erasable_records: BTreeMap<String, u64>,
     /// Every problem, in words (empty when the store verifies).
     pub problems: Vec<String>,
@@ -84,7 +84,7 @@ impl VerifyReport {
 const CONFIRMING_SCANS: u32 = 3;
 
 /// Checks a whole store without changing it (safe while writers run): every lane's segments
-/// record by record ([`logbook_journal::verify`]); the index's `quick_check` and FTS5
+/// record by record ([`tidelog_journal::verify`]); the index's `quick_check` and FTS5
 /// integrity-check (on a private copy, since the check is a write statement); that its applied
 /// positions are not ahead of the journal; and that the message ids in the journal up to those
 /// positions are exactly the indexed ones (so, once caught up, the counts are equal). In a
@@ -139,8 +139,8 @@ pub fn verify_store(dir: &Path, progress: Progress<'_>) -> Result<VerifyReport> 
 
 /// One scan of a lane: the report (if the lane could be read) and its problems, each naming the
 /// segment file.
-fn scan_lane(ldir: &Path) -> (Option<logbook_journal::RecoveryReport>, Vec<String>) {
-    match logbook_journal::verify(ldir, &read_options(RecoveryMode::Strict)) {
+fn scan_lane(ldir: &Path) -> (Option<tidelog_journal::RecoveryReport>, Vec<String>) {
+    match tidelog_journal::verify(ldir, &read_options(RecoveryMode::Strict)) {
         Ok(r) => {
             let problems = r.problems.iter().map(|p| name_segment_file(ldir, p)).collect();
             (Some(r), problems)
@@ -156,7 +156,7 @@ fn name_segment_file(ldir: &Path, problem: &str) -> String {
     let Some((id, tail)) = rest.split_once(' ') else { return problem.to_string() };
     match id.parse::<u64>() {
         Ok(id) if tail.starts_with("offset ") => {
-            let file = ldir.join(logbook_journal::decode::segment_file_name(id));
+            let file = ldir.join(tidelog_journal::decode::segment_file_name(id));
             format!("{} {tail}", file.display())
         }
         _ => problem.to_string(),
@@ -205,7 +205,7 @@ fn verify_lane(dir: &Path, name: &str) -> LaneVerify {
 
 /// A read-only handle on a lane, read past damage the lane check already reported (Salvage, in
 /// memory). Opening may meet a commit in flight: it is tried again.
-fn open_lane(dir: &Path, name: &str) -> std::result::Result<Journal, logbook_journal::Error> {
+fn open_lane(dir: &Path, name: &str) -> std::result::Result<Journal, tidelog_journal::Error> {
     let ldir = lane_dir(dir, name);
     let mut tries = 0;
     loop {
@@ -231,7 +231,7 @@ fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progre
     if !iv.present {
         let records: u64 = names.iter().filter_map(|n| open_lane(dir, n).ok()).map(|j| j.last_lsn()).sum();
         if records > 0 {
-            iv.problems.push(format!("{} is missing; run `logbook rebuild-index`", path.display()));
+            iv.problems.push(format!("{} is missing; run `tidelog rebuild-index`", path.display()));
         }
         return iv;
     }
@@ -239,7 +239,7 @@ fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progre
     let ix = match Index::open_read_only(&path, &opts) {
         Ok(ix) => ix,
         Err(e) => {
-            iv.problems.push(format!("{} cannot be opened: {e}; run `logbook repair`", path.display()));
+            iv.problems.push(format!("{} cannot be opened: {e}; run `tidelog repair`", path.display()));
             return iv;
         }
     };
@@ -255,7 +255,7 @@ fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progre
                     .problems
                     .extend(super::summarize_check(p).into_iter().map(|p| format!("{}: {p}", path.display()))),
                 Err(e) if e.is_corruption() => {
-                    iv.problems.push(format!("{}: {e}; run `logbook repair`", path.display()))
+                    iv.problems.push(format!("{}: {e}; run `tidelog repair`", path.display()))
                 }
                 Err(e) => iv.problems.push(format!("{} could not be checked: {e}", path.display())),
             }
@@ -298,7 +298,7 @@ fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progre
             Some(j) => {
                 let last = j.last_lsn();
                 if *pos > last {
-                    iv.problems.push(format!("{}: applied position {pos} of lane {lane} is ahead of its journal (last LSN {last}); run `logbook repair`", path.display()));
+                    iv.problems.push(format!("{}: applied position {pos} of lane {lane} is ahead of its journal (last LSN {last}); run `tidelog repair`", path.display()));
                 }
             }
             None if dir.join(LANES_DIR).join(lane).exists() => complete_history = false,
@@ -354,7 +354,7 @@ fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progre
     let missing: Vec<&String> = journal_ids.difference(&index_ids).collect();
     if !missing.is_empty() {
         iv.problems.push(format!(
-            "{}: {} message(s) applied from the journal are missing from the index (first: {}); run `logbook repair`",
+            "{}: {} message(s) applied from the journal are missing from the index (first: {}); run `tidelog repair`",
             path.display(),
             missing.len(),
             missing.first().map(|s| s.as_str()).unwrap_or("")
@@ -364,7 +364,7 @@ fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progre
         let extra: Vec<&String> = index_ids.difference(&journal_ids).collect();
         if !extra.is_empty() {
             iv.problems.push(format!(
-                "{}: {} indexed message(s) are not in the journal (first: {}); run `logbook repair`",
+                "{}: {} indexed message(s) are not in the journal (first: {}); run `tidelog repair`",
                 path.display(),
                 extra.len(),
                 extra.first().map(|s| s.as_str()).unwrap_or("")

@@ -28,10 +28,10 @@ pub enum DecodeError {
     #[error("empty record")]
     Empty,
     /// The tag names a codec this version does not know (written by a newer version).
-    #[error("unknown codec tag {0}: written by a newer version of logbook")]
+    #[error("unknown codec tag {0}: written by a newer version of tidelog")]
     UnknownCodec(u8),
     /// The entry kind or a critical field is unknown: written by a newer version.
-    #[error("{0}: written by a newer version of logbook")]
+    #[error("{0}: written by a newer version of tidelog")]
     Newer(String),
     /// The bytes do not decode.
     #[error("undecodable entry: {0}")]

@@ -161,11 +161,11 @@ fn golden_files_decode() {
 }
 
 /// Writes the tag-2 golden files. Run by hand after adding a kind or field:
-/// `LOGBOOK_WRITE_GOLDEN=1 cargo test -p logbook --lib entry::tests::write_golden_files -- --ignored`.
+/// `TIDELOG_WRITE_GOLDEN=1 cargo test -p tidelog --lib entry::tests::write_golden_files -- --ignored`.
 #[test]
 #[ignore = "writes tests/fixtures/entries; run by hand"]
 fn write_golden_files() {
-    assert!(std::env::var_os("LOGBOOK_WRITE_GOLDEN").is_some(), "set LOGBOOK_WRITE_GOLDEN=1");
+    assert!(std::env::var_os("TIDELOG_WRITE_GOLDEN").is_some(), "set TIDELOG_WRITE_GOLDEN=1");
     for (name, e) in every_kind() {
         let p = golden_dir().join(name);
         if !p.exists() {

@@ -38,6 +38,7 @@ pub(super) fn message_id_with_occurrence(
     occurrence: u32,
 ) -> String {
     let mut h = Fnv128::new();
+    // A hash domain: part of every imported id, so it keeps the project's first name.
     h.field(b"logbook/hermes-import/v1");
     h.field(session_id.as_bytes());
     h.field(role.as_bytes());

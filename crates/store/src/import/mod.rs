@@ -82,7 +82,9 @@ pub(super) const MAX_PROBE_RANGE: i64 = 50_000_000;
 /// Rowids probed when a damaged table reveals neither its rowid range nor a readable index.
 pub(super) const BLIND_PROBE_RANGE: i64 = 1_000_000;
 
-/// The key under which a salvaged row lists the columns that could not be read.
+/// The key under which a salvaged row lists the columns that could not be read. Keys written into
+/// `extra` are stored data: they keep the project's first name (as `logbook_import` and
+/// `logbook_restored` do).
 pub(super) const UNREADABLE_COLUMNS_KEY: &str = "logbook_unreadable_columns";
 
 /// The key under which an imported message or session lists what the import repaired:

@@ -85,7 +85,7 @@ impl Index {
     /// truncates the WAL to zero bytes unless readers prevent it (`busy`).
     pub fn checkpoint_truncate(&self) -> Result<CheckpointStats> {
         // Recorded first, so that the checkpoint itself carries it into the database file and
-        // leaves the WAL empty; `logbook stats` reads it.
+        // leaves the WAL empty; `tidelog stats` reads it.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -8,7 +8,7 @@
 //!
 //! - the local SQLite [`Index`] (the default, always there; its compactor thread runs in
 //!   `compactor.rs`), and
-//! - a remote target ([`RemoteTarget`]), such as PostgreSQL in the `logbook-pg` crate, shared
+//! - a remote target ([`RemoteTarget`]), such as PostgreSQL in the `tidelog-pg` crate, shared
 //!   by many stores: its rows and positions are keyed by the store's id as well. A shipper
 //!   thread (`shipper.rs`), separate from the compactor, feeds it from its own positions, with
 //!   back-off, so an outage never blocks appends or the local index.
@@ -18,7 +18,7 @@ mod shipper;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use logbook_journal::Lsn;
+use tidelog_journal::Lsn;
 
 use crate::entry::Entry;
 use crate::index::{ApplyStats, Index, IndexError};
@@ -36,7 +36,7 @@ pub trait IndexTarget: Send {
     fn apply_batch(&mut self, store_id: &str, entries: &[(String, Lsn, Entry)]) -> Result<ApplyStats, TargetError>;
 }
 
-/// A remote index that many stores feed (PostgreSQL: `logbook-pg`). Set it in
+/// A remote index that many stores feed (PostgreSQL: `tidelog-pg`). Set it in
 /// [`StoreOptions::remote`](crate::StoreOptions::remote).
 pub trait RemoteTarget: Send + Sync + fmt::Debug {
     /// Where it is, for messages (no password).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use logbook_journal::Lsn;
+use tidelog_journal::Lsn;
 use tracing::{debug, error, info, warn};
 
 use super::{IndexTarget, RemoteTarget};

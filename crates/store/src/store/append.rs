@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use logbook_journal::Lsn;
+use tidelog_journal::Lsn;
 
 use super::Store;
 use crate::entry;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use logbook_journal::Lsn;
+use tidelog_journal::Lsn;
 
 use super::Store;
 use super::append::{Appended, MAX_KEY_LEN};

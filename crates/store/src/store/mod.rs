@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use logbook_journal::{Journal, Lsn};
 use parking_lot::Mutex;
+use tidelog_journal::{Journal, Lsn};
 use tracing::{error, info, warn};
 
 use crate::error::{Error, Result};
@@ -58,9 +58,9 @@ impl Store {
                     claimed = Some((name.clone(), j));
                     break;
                 }
-                Err(logbook_journal::Error::Locked { .. }) => continue,
+                Err(tidelog_journal::Error::Locked { .. }) => continue,
                 Err(e) if e.is_corruption() => {
-                    error!(lane = %name, "lane cannot be opened and is left for `logbook repair --salvage`; this process appends to a new lane: {e}");
+                    error!(lane = %name, "lane cannot be opened and is left for `tidelog repair --salvage`; this process appends to a new lane: {e}");
                     lane_errors.insert(name.clone(), e.to_string());
                 }
                 Err(e) => return Err(e.into()),
@@ -75,7 +75,7 @@ impl Store {
                     let name = lane_name(n);
                     match Journal::open(lane_dir(&dir, &name), jopts.clone()) {
                         Ok(j) => break (name, j),
-                        Err(logbook_journal::Error::Locked { .. }) => continue,
+                        Err(tidelog_journal::Error::Locked { .. }) => continue,
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -137,7 +137,7 @@ impl Store {
             let c = Arc::clone(&inner);
             Some(
                 std::thread::Builder::new()
-                    .name("logbook-compactor".into())
+                    .name("tidelog-compactor".into())
                     .spawn(move || crate::compactor::run(c))
                     .map_err(|e| Error::io("spawn compactor thread", PathBuf::new(), e))?,
             )
@@ -149,7 +149,7 @@ impl Store {
                 let c = Arc::clone(&inner);
                 Some(
                     std::thread::Builder::new()
-                        .name("logbook-shipper".into())
+                        .name("tidelog-shipper".into())
                         .spawn(move || crate::remote::run_shipper(c, target))
                         .map_err(|e| Error::io("spawn shipper thread", PathBuf::new(), e))?,
                 )
@@ -183,7 +183,7 @@ impl Store {
     }
 
     /// What recovery found when this process's lane was opened.
-    pub fn recovery_report(&self) -> &logbook_journal::RecoveryReport {
+    pub fn recovery_report(&self) -> &tidelog_journal::RecoveryReport {
         self.inner.lane.recovery_report()
     }
 

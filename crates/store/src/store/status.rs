@@ -54,7 +54,7 @@ impl Store {
         for (lane, list) in &sh.lane_damage {
             for d in list {
                 problems.push(format!(
-                    "lane {lane} has records that cannot be read (the history shown is incomplete; run `logbook repair --salvage`): {d}"
+                    "lane {lane} has records that cannot be read (the history shown is incomplete; run `tidelog repair --salvage`): {d}"
                 ));
             }
         }

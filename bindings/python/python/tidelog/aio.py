@@ -1,11 +1,11 @@
-"""asyncio access to a logbook store.
+"""asyncio access to a tidelog store.
 
 Every coroutine runs the matching ``Store`` call in a worker thread (``asyncio.to_thread``, the
 loop's default executor), so the event loop never blocks on a sync to disk; the native call
 releases the GIL while it waits, so the loop keeps running Python code meanwhile.
 
 >>> import asyncio, tempfile
->>> from logbook.aio import AsyncStore
+>>> from tidelog.aio import AsyncStore
 >>> async def main() -> bool:
 ...     async with await AsyncStore.open(tempfile.mkdtemp()) as store:
 ...         mid = await store.append("s1", "user", "hello")
@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from ._logbook import Appended, HistoryItem, ImportReport, Message, SearchHit, Session, Store, StoreStatus
+from ._tidelog import Appended, HistoryItem, ImportReport, Message, SearchHit, Session, Store, StoreStatus
 
 __all__ = ["AsyncStore"]
 

@@ -1,16 +1,16 @@
-"""Logbook: a durable message store for AI-agent gateways.
+"""Tidelog: a durable message store for AI-agent gateways.
 
 Every message is appended to a checksummed journal and synced before ``Store.append`` returns;
 a background compactor copies it into SQLite FTS5 for search. Reads include every acknowledged
 message, indexed or not yet.
 
->>> import logbook, tempfile
->>> with logbook.Store(tempfile.mkdtemp()) as store:
+>>> import tidelog, tempfile
+>>> with tidelog.Store(tempfile.mkdtemp()) as store:
 ...     mid = store.append("telegram:42", "user", "Where is the invoice for the boat?")
 ...     [hit.message.id == mid for hit in store.search("invoice")]
 [True]
 
-``Store`` is thread-safe and releases the GIL while it waits on the disk; ``logbook.aio`` offers
+``Store`` is thread-safe and releases the GIL while it waits on the disk; ``tidelog.aio`` offers
 the same calls as coroutines.
 """
 
@@ -27,7 +27,7 @@ from ._errors import (
     IndexFailure,
     InvalidInputError,
     LockedError,
-    LogbookError,
+    TidelogError,
     NotAStoreError,
     NotFoundError,
     PoisonedError,
@@ -36,7 +36,7 @@ from ._errors import (
     TitleTakenError,
     TooManyLanesError,
 )
-from ._logbook import (
+from ._tidelog import (
     Appended,
     CompactorStatus,
     Counters,
@@ -65,7 +65,7 @@ __all__ = [
     "Counters",
     "HistoryItem",
     "ImportReport",
-    "LogbookError",
+    "TidelogError",
     "InvalidInputError",
     "ClosedError",
     "ReadOnlyError",

@@ -1,4 +1,4 @@
-"""The exceptions logbook raises, mirroring the Rust error kinds.
+"""The exceptions tidelog raises, mirroring the Rust error kinds.
 
 They are defined here, in Python, rather than with PyO3's ``create_exception!`` because two of
 them need two bases (``InvalidInputError`` is a ``ValueError``; ``StorageError`` is an
@@ -10,7 +10,7 @@ attributes. Attributes not known for an error are ``None``.
 from __future__ import annotations
 
 __all__ = [
-    "LogbookError",
+    "TidelogError",
     "InvalidInputError",
     "ClosedError",
     "ReadOnlyError",
@@ -31,31 +31,31 @@ __all__ = [
 ]
 
 
-class LogbookError(Exception):
-    """Base class of every logbook error."""
+class TidelogError(Exception):
+    """Base class of every tidelog error."""
 
 
-class InvalidInputError(LogbookError, ValueError):
+class InvalidInputError(TidelogError, ValueError):
     """A message, session, query or option was refused; nothing was written."""
 
 
-class ClosedError(LogbookError):
+class ClosedError(TidelogError):
     """The store was closed."""
 
 
-class ReadOnlyError(LogbookError):
+class ReadOnlyError(TidelogError):
     """A write on a store opened with ``read_only=True``."""
 
     path: str | None = None
 
 
-class NotAStoreError(LogbookError):
+class NotAStoreError(TidelogError):
     """The folder holds no store (opening read-only needs an existing one)."""
 
     path: str | None = None
 
 
-class LockedError(LogbookError):
+class LockedError(TidelogError):
     """Another writer holds a journal's lock.
 
     ``Store`` never raises it when opening: a process that finds a lane locked takes another one.
@@ -64,17 +64,17 @@ class LockedError(LogbookError):
     path: str | None = None
 
 
-class PoisonedError(LogbookError):
+class PoisonedError(TidelogError):
     """An earlier write or sync failed; this process's lane refuses appends until the store is
     reopened (which runs recovery). ``cause`` is the first failure."""
 
     cause: str | None = None
 
 
-class CorruptError(LogbookError):
+class CorruptError(TidelogError):
     """Damaged data: ``path`` (segment file) and ``offset`` where known, ``lsn`` the first LSN
     affected (``last_lsn`` the last), ``lane`` for a record that does not decode, ``detail``
-    what was wrong. ``logbook repair --salvage`` keeps every valid record."""
+    what was wrong. ``tidelog repair --salvage`` keeps every valid record."""
 
     path: str | None = None
     offset: int | None = None
@@ -84,7 +84,7 @@ class CorruptError(LogbookError):
     detail: str | None = None
 
 
-class StorageError(LogbookError, OSError):
+class StorageError(TidelogError, OSError):
     """A file operation failed (an ``OSError``: ``errno``, ``filename``, plus ``op``, what was
     being done)."""
 
@@ -95,28 +95,28 @@ class DiskFullError(StorageError):
     """The disk is full. Nothing was acknowledged; free space, then reopen the store."""
 
 
-class IndexFailure(LogbookError):
+class IndexFailure(TidelogError):
     """The SQLite index failed. It is derived from the journal: ``corrupt`` says the file is
     damaged (the compactor rebuilds it)."""
 
     corrupt: bool | None = None
 
 
-class TitleTakenError(LogbookError, ValueError):
+class TitleTakenError(TidelogError, ValueError):
     """A session title is already used by another session (``other``); titles are unique."""
 
     title: str | None = None
     other: str | None = None
 
 
-class NotFoundError(LogbookError, LookupError):
+class NotFoundError(TidelogError, LookupError):
     """The message or session an operation names does not exist (``what``, ``id``)."""
 
     what: str | None = None
     id: str | None = None
 
 
-class TooManyLanesError(LogbookError):
+class TooManyLanesError(TidelogError):
     """Every lane number the integer ids can tell apart (``max``) is in use in the store at
     ``path``; close idle writers."""
 
@@ -128,19 +128,19 @@ class EmptyQueryError(InvalidInputError):
     """A search query was empty or only whitespace."""
 
 
-class CompactorBusyError(LogbookError):
+class CompactorBusyError(TidelogError):
     """An operation needing the compactor lock (``path``) found it held by a running process."""
 
     path: str | None = None
 
 
-class DestinationNotEmptyError(LogbookError):
+class DestinationNotEmptyError(TidelogError):
     """A destination folder (``path``, of a backup) already holds files."""
 
     path: str | None = None
 
 
-class HermesImportError(LogbookError):
+class HermesImportError(TidelogError):
     """A Hermes ``state.db`` (``path``) could not be opened or read at all (damage that only
     costs rows is counted in the ``ImportReport`` instead)."""
 

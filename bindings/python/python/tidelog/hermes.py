@@ -1,19 +1,19 @@
-"""A drop-in ``SessionDB`` for Hermes Agent, writing through a logbook store.
+"""A drop-in ``SessionDB`` for Hermes Agent, writing through a tidelog store.
 
 Hermes Agent keeps its sessions in ``hermes_state.SessionDB`` over a SQLite file, ``state.db``.
-This module offers a class with the same public calls and results, built on :class:`logbook.Store`:
+This module offers a class with the same public calls and results, built on :class:`tidelog.Store`:
 every write is a journal append synced before the call returns, and the SQLite file search reads
 is derived by the store (never a file of ours). Two lines make an unmodified gateway use it::
 
-    import logbook.hermes
-    logbook.hermes.install()
+    import tidelog.hermes
+    tidelog.hermes.install()
 
 ``SessionDB(db_path)`` takes the path Hermes passes (its ``state.db``); the store lives beside it
-in ``<state.db>.logbook/``. On the first open, an existing ``state.db`` there is imported (opened
+in ``<state.db>.tidelog/``. On the first open, an existing ``state.db`` there is imported (opened
 read-only, never changed). See ``bindings/python/README.md`` for what is approximated.
 
 >>> import tempfile, os
->>> from logbook.hermes import SessionDB
+>>> from tidelog.hermes import SessionDB
 >>> with SessionDB(os.path.join(tempfile.mkdtemp(), "state.db")) as db:
 ...     sid = db.create_session("s1", "cli", model="m")
 ...     first = db.append_message(sid, "user", "Where is the chat-send config?")
@@ -37,19 +37,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._errors import TitleTakenError
-from ._logbook import Message, SearchHit, Session, Store
+from ._tidelog import Message, SearchHit, Session, Store
 
 __all__ = ["SessionDB", "AsyncSessionDB", "install", "sanitize_fts5_query", "store_path_for"]
 
 # Multimodal content is stored as this marker followed by JSON (Hermes' encoding).
 CONTENT_JSON_PREFIX = "\x00json:"
-# The store metadata key recording the import of the Hermes database.
+# The store metadata key recording the import of the Hermes database. Persisted in existing
+# stores: it keeps the name it had before the rename to tidelog.
 IMPORT_META_KEY = "logbook.hermes.import"
 # Hermes' limits.
 MAX_FTS5_QUERY_CHARS = 2048
 MAX_TITLE_LENGTH = 100
 
-# Message fields of Hermes rows that the logbook model has no field for: kept in `extra`.
+# Message fields of Hermes rows that the tidelog model has no field for: kept in `extra`.
 _EXTRA_MESSAGE_FIELDS = (
     "reasoning_content",
     "reasoning_details",
@@ -63,7 +64,7 @@ _EXTRA_MESSAGE_FIELDS = (
 )
 # Session columns the model has a field for; everything else lives in the session's `extra`.
 _SESSION_FIELDS = ("source", "model", "title", "user_id", "chat_id", "parent_session_id")
-# Counters: the logbook store sums these; an imported session also has its Hermes totals in extra.
+# Counters: the tidelog store sums these; an imported session also has its Hermes totals in extra.
 _COUNTERS = (
     "input_tokens",
     "output_tokens",
@@ -265,9 +266,18 @@ def sanitize_title(title: str | None) -> str | None:
 
 
 def store_path_for(db_path: str | os.PathLike[str]) -> Path:
-    """The store folder used for a Hermes ``state.db`` path: ``<state.db>.logbook``."""
+    """The store folder used for a Hermes ``state.db`` path: ``<state.db>.tidelog``.
+
+    A store made before the project was renamed lives at ``<state.db>.logbook``; while that folder
+    exists and ``<state.db>.tidelog`` does not, it is the one used, so an upgrade never imports the
+    Hermes database a second time into a new, emptier store.
+    """
     p = Path(db_path)
-    return p.with_name(p.name + ".logbook")
+    new = p.with_name(p.name + ".tidelog")
+    old = p.with_name(p.name + ".logbook")
+    if not new.exists() and old.is_dir():
+        return old
+    return new
 
 
 def _default_db_path() -> Path:
@@ -279,12 +289,12 @@ def _default_db_path() -> Path:
 
 
 class SessionDB:
-    """Hermes Agent's ``SessionDB`` over a logbook store (thread-safe, like the store).
+    """Hermes Agent's ``SessionDB`` over a tidelog store (thread-safe, like the store).
 
     ``db_path`` is Hermes' ``state.db`` (default ``$HERMES_HOME/state.db``, else
-    ``~/.hermes/state.db``); the store is the folder ``<db_path>.logbook``. On the first writable
+    ``~/.hermes/state.db``); the store is the folder ``<db_path>.tidelog``. On the first writable
     open an existing ``state.db`` is imported into it, read-only. ``store_options`` go to
-    :class:`logbook.Store`.
+    :class:`tidelog.Store`.
     """
 
     MAX_TITLE_LENGTH = MAX_TITLE_LENGTH
@@ -312,7 +322,7 @@ class SessionDB:
 
     @property
     def store(self) -> Store:
-        """The logbook store underneath."""
+        """The tidelog store underneath."""
         return self._store
 
     def _import_once(self) -> None:
@@ -338,7 +348,7 @@ class SessionDB:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<logbook.hermes.SessionDB {str(self.db_path)!r} store={str(self.store_path)!r}>"
+        return f"<tidelog.hermes.SessionDB {str(self.db_path)!r} store={str(self.store_path)!r}>"
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -639,7 +649,7 @@ class SessionDB:
     # -- messages -------------------------------------------------------------------------
 
     def _message(self, session_id: str, role: str, msg: Mapping[str, Any]) -> dict[str, Any]:
-        """Keyword arguments of ``logbook.Message`` for a Hermes message dict."""
+        """Keyword arguments of ``tidelog.Message`` for a Hermes message dict."""
         extra = {}
         for k in _EXTRA_MESSAGE_FIELDS:
             v = msg.get(k)
@@ -1171,7 +1181,7 @@ class AsyncSessionDB:
 
 def install() -> types.ModuleType:
     """Makes ``hermes_state.SessionDB`` and ``AsyncSessionDB`` these classes, so an unmodified
-    Hermes gateway writes through logbook. Patches ``hermes_state`` if it is imported or
+    Hermes gateway writes through tidelog. Patches ``hermes_state`` if it is imported or
     importable; otherwise installs a module of that name holding these classes. Returns the
     module patched. Call it before the gateway creates its ``SessionDB``."""
     module: types.ModuleType
@@ -1181,7 +1191,7 @@ def install() -> types.ModuleType:
         try:
             module = importlib.import_module("hermes_state")
         except ImportError:
-            module = types.ModuleType("hermes_state", "logbook.hermes standing in for Hermes Agent's hermes_state")
+            module = types.ModuleType("hermes_state", "tidelog.hermes standing in for Hermes Agent's hermes_state")
             sys.modules["hermes_state"] = module
     setattr(module, "SessionDB", SessionDB)
     setattr(module, "AsyncSessionDB", AsyncSessionDB)
