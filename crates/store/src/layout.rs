@@ -15,6 +15,9 @@
 //!                          "complete": true once every file is copied and synced
 //!   store.id               this store's stable random id (a remote index keys its rows by it)
 //!   shipper.lock           held (flock) by the process shipping batches to a remote index
+//!   sequence               the store's shared order: a mapped counter (see `sequence.rs`),
+//!                          share-locked by every process that has the store open
+//!   write.lock             the store-wide lock of conditional writes (and of opening)
 //! ```
 //!
 //! The quarantine keeps damaged files until a person removes them
@@ -49,6 +52,12 @@ pub(crate) const REBUILDING_FILE: &str = "index.rebuilding.db";
 pub const STORE_ID_FILE: &str = "store.id";
 /// The lock held by the process shipping batches to a remote index.
 pub const SHIPPER_LOCK: &str = "shipper.lock";
+/// The store's shared order (a memory-mapped counter; rebuilt from the lanes by the first
+/// process to open the store).
+pub const SEQUENCE_FILE: &str = "sequence";
+/// The store-wide lock: held while a conditional write reads every lane, decides and appends,
+/// and while a process opens the store.
+pub const WRITE_LOCK: &str = "write.lock";
 /// Prefix of lane folder names.
 const LANE_PREFIX: &str = "lane-";
 

@@ -44,6 +44,7 @@ mod model;
 mod options;
 mod read;
 mod remote;
+mod sequence;
 mod state;
 mod status;
 mod store;

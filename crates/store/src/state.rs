@@ -19,8 +19,8 @@ use crate::error::Result;
 use crate::index::{Index, IndexError};
 use crate::layout::{INDEX_FILE, lane_dir, lane_names, lane_number};
 use crate::options::StoreOptions;
+use crate::sequence::Sequence;
 use crate::status::{CompactorStatus, IndexHealth, RemoteStatus};
-use crate::store::IdClock;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -90,8 +90,11 @@ pub(crate) struct Inner {
     pub reader: Mutex<Option<ReadConn>>,
     pub others: Mutex<BTreeMap<String, Journal>>,
     pub pending: Mutex<PendingIds>,
-    /// Integer ids of this lane.
-    pub ids: Mutex<IdClock>,
+    /// The store's shared order (message ids and op positions); `None` in a read-only open.
+    pub seq: Option<Sequence>,
+    /// The store-wide write lock while this process holds it (see [`Inner::exclusive`]).
+    pub write_lock: Mutex<WriteLock>,
+    pub write_freed: parking_lot::Condvar,
 }
 
 /// Journal options for a read-only look at a lane: salvage in memory (a read-only open changes
@@ -109,15 +112,98 @@ pub(crate) fn lane_has_damage(j: &Journal) -> bool {
     !r.salvaged.is_empty() || r.known_holes > 0 || !r.quarantined_files.is_empty()
 }
 
-/// Ids of messages in this process's lane that the index may not have yet (for idempotent
-/// appends), filled incrementally from the lane.
+/// Ids of messages in the lanes that the index may not have yet (for idempotent appends), filled
+/// incrementally from every lane: the last LSN scanned per lane, and id -> (lane, LSN).
 #[derive(Debug, Default)]
 pub(crate) struct PendingIds {
-    pub scanned: Lsn,
-    pub ids: HashMap<String, Lsn>,
+    pub scanned: BTreeMap<String, Lsn>,
+    pub ids: HashMap<String, (String, Lsn)>,
+}
+
+/// This process's hold on the store-wide write lock: the thread that holds it, how many nested
+/// holds it has, and the locked file while it does.
+#[derive(Debug, Default)]
+pub(crate) struct WriteLock {
+    owner: Option<std::thread::ThreadId>,
+    depth: u32,
+    file: Option<fs::File>,
+}
+
+/// Leaves one level of [`Inner::exclusive`], even when `f` panicked.
+struct Release<'a>(&'a Inner);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.release_write();
+    }
 }
 
 impl Inner {
+    /// The store's sequence; an error in a read-only open.
+    pub(crate) fn seq(&self) -> Result<&Sequence> {
+        self.seq.as_ref().ok_or_else(|| crate::error::Error::ReadOnly { path: self.dir.clone() })
+    }
+
+    /// Runs `f` holding the store-wide write lock (`write.lock`): no other process's conditional
+    /// write runs meanwhile, so `f` can read the state of every lane, decide and append
+    /// atomically. Reentrant within a thread.
+    pub(crate) fn exclusive<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.acquire_write()?;
+        let _release = Release(self);
+        f()
+    }
+
+    /// Takes the store-wide write lock for the calling thread (once more if it holds it
+    /// already), waiting for other threads of this process and for other processes.
+    pub(crate) fn acquire_write(&self) -> Result<()> {
+        let me = std::thread::current().id();
+        let mut st = self.write_lock.lock();
+        loop {
+            match st.owner {
+                None => break,
+                Some(o) if o == me => {
+                    st.depth += 1;
+                    return Ok(());
+                }
+                Some(_) => self.write_freed.wait(&mut st),
+            }
+        }
+        st.owner = Some(me);
+        st.depth = 1;
+        drop(st);
+        // Other processes: waited for without holding the in-process mutex.
+        match crate::sequence::lock_exclusive(&self.dir.join(crate::layout::WRITE_LOCK)) {
+            Ok(f) => {
+                self.write_lock.lock().file = Some(f);
+                Ok(())
+            }
+            Err(e) => {
+                let mut st = self.write_lock.lock();
+                st.owner = None;
+                st.depth = 0;
+                self.write_freed.notify_one();
+                Err(e)
+            }
+        }
+    }
+
+    /// Leaves one hold of the write lock taken by this thread; the last one releases it. A
+    /// thread that does not hold it changes nothing (returns false).
+    pub(crate) fn release_write(&self) -> bool {
+        let mut st = self.write_lock.lock();
+        if st.owner != Some(std::thread::current().id()) {
+            return false;
+        }
+        st.depth = st.depth.saturating_sub(1);
+        if st.depth == 0 {
+            // Closing the file releases the flock.
+            st.file = None;
+            st.owner = None;
+            self.write_freed.notify_one();
+        }
+        true
+    }
+
     /// A fresh state for a store just opened.
     pub(crate) fn new(
         dir: PathBuf,
@@ -125,9 +211,8 @@ impl Inner {
         lane_name: String,
         lane: Journal,
         lane_errors: BTreeMap<String, String>,
-        last_id: i64,
+        seq: Option<Sequence>,
     ) -> Inner {
-        let lane_no = lane_number(&lane_name).unwrap_or(0);
         Inner {
             dir,
             opts,
@@ -151,7 +236,9 @@ impl Inner {
             reader: Mutex::new(None),
             others: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(PendingIds::default()),
-            ids: Mutex::new(IdClock::new(lane_no, last_id)),
+            seq,
+            write_lock: Mutex::new(WriteLock::default()),
+            write_freed: parking_lot::Condvar::new(),
         }
     }
 

@@ -228,6 +228,20 @@ impl Index {
             .ctx("read the largest id of a lane")
     }
 
+    /// The largest position of the store's order the index holds: message ids and the ops of
+    /// history operations (the floor of the shared sequence when a store is first opened).
+    pub fn max_position(&self) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT max((SELECT coalesce(max(rid), 0) FROM messages), \
+                            (SELECT coalesce(max(op), 0) FROM session_ops), \
+                            (SELECT coalesce(max(op), 0) FROM deleted_sessions))",
+                [],
+                |r| r.get(0),
+            )
+            .ctx("read the largest position")
+    }
+
     /// The rewrites recorded for a session, by op: (op, mode, active only).
     pub fn session_ops(&self, session_id: &str) -> Result<Vec<(i64, RewriteMode, bool)>> {
         let rows = collect(

@@ -346,7 +346,24 @@ impl Store {
             let n = self.fold(s)?.iter().filter(|(_, st)| st.active).count() as u64;
             counts.insert(s.clone(), n);
         }
-        for m in tail.messages().filter(|m| !rewritten.contains(&m.session_id)) {
+        // A message id counts once: a copy in another lane, or one the index has, is the same
+        // message (as every read returns it).
+        let mut seen: HashSet<&str> = HashSet::new();
+        let fresh: Vec<&Message> =
+            tail.messages().filter(|m| !rewritten.contains(&m.session_id) && seen.insert(m.id.as_str())).collect();
+        let indexed: HashSet<&str> = self
+            .inner
+            .with_reader(|ix| {
+                let mut found = HashSet::new();
+                for m in &fresh {
+                    if ix.contains_message(&m.id)? {
+                        found.insert(m.id.as_str());
+                    }
+                }
+                Ok(found)
+            })
+            .unwrap_or_default();
+        for m in fresh.into_iter().filter(|m| !indexed.contains(m.id.as_str())) {
             *counts.entry(m.session_id.clone()).or_insert(0) += 1;
         }
         counts.retain(|_, n| *n > 0);

@@ -64,8 +64,20 @@ impl Store {
 
     /// Appends several messages with one durable commit. If any message is invalid, nothing is
     /// written.
+    ///
+    /// Messages with a client-supplied id are de-duplicated against every lane of the store:
+    /// such a batch holds the store-wide write lock while it checks and appends, so two
+    /// processes writing the same id at the same moment store it once.
     pub fn append_batch(&self, msgs: Vec<Message>) -> Result<Vec<Appended>> {
         self.writable()?;
+        if msgs.iter().any(|m| !m.id.is_empty()) {
+            self.inner.exclusive(|| self.append_batch_unlocked(msgs))
+        } else {
+            self.append_batch_unlocked(msgs)
+        }
+    }
+
+    fn append_batch_unlocked(&self, msgs: Vec<Message>) -> Result<Vec<Appended>> {
         let mut out = Vec::with_capacity(msgs.len());
         let mut payloads = Vec::with_capacity(msgs.len());
         for m in self.prepare_messages(msgs, &mut out)? {
@@ -108,10 +120,13 @@ impl Store {
             out.push(Appended { id: m.id.clone(), num: Some(0), lsn: Some(0) });
             keep.push(m);
         }
-        let mut ids = self.inner.ids.lock();
+        // Consecutive positions of the store's order, taken now: every write that starts after
+        // this one returns sorts after these messages.
+        let mut next = if keep.is_empty() { 0 } else { self.inner.seq()?.take(keep.len() as u64) };
         let mut slots = out.iter_mut().filter(|a| a.num.is_some()).skip_while(|a| a.num != Some(0));
         for m in &mut keep {
-            m.num = ids.next();
+            m.num = next;
+            next += 1;
             if let Some(a) = slots.next() {
                 a.num = Some(m.num);
             }
@@ -119,36 +134,46 @@ impl Store {
         Ok(keep)
     }
 
-    /// Whether a message id is already stored: indexed, or appended to this process's lane and
-    /// not indexed yet. (Another process's unindexed copy is not looked at; reads and the index
-    /// deduplicate by id, so a race between two processes still stores the message once.)
-    fn is_stored(&self, id: &str) -> bool {
+    /// Whether a message id is already stored: indexed, or appended to any lane and not indexed
+    /// yet. Exact when the caller holds the store-wide write lock (every other writer of a
+    /// client id does too).
+    pub(super) fn is_stored(&self, id: &str) -> bool {
         let found = self.inner.with_reader(|ix| Ok((ix.contains_message(id)?, ix.applied_positions()?)));
-        let applied = match found {
+        let positions = match found {
             Some((true, _)) => return true,
-            Some((false, positions)) => positions.get(&self.inner.lane_name).copied().unwrap_or(0),
-            None => 0,
+            Some((false, positions)) => positions,
+            None => Default::default(),
         };
+        let applied = |lane: &str| positions.get(lane).copied().unwrap_or(0);
         let mut pending = self.inner.pending.lock();
-        let from = pending.scanned.max(applied) + 1;
-        for r in self.inner.lane.iter_from(from).flatten() {
-            match entry::decode(&r.payload) {
-                Ok(Entry::Message(m)) => {
-                    pending.ids.insert(m.id, r.lsn);
-                }
-                Ok(Entry::Rewrite(rw)) => {
-                    for m in rw.messages {
-                        pending.ids.insert(m.id, r.lsn);
+        let names = crate::layout::lane_names(&self.inner.dir).unwrap_or_default();
+        for name in names {
+            let Some(j) = self.inner.lane_journal(&name) else { continue };
+            let lane_no = crate::layout::lane_number(&name).unwrap_or(0);
+            let from = pending.scanned.get(&name).copied().unwrap_or(0).max(applied(&name)) + 1;
+            let mut last = None;
+            for r in j.iter_from(from).flatten() {
+                match entry::decode_record(lane_no, r.lsn, &r.payload) {
+                    Ok(Entry::Message(m)) => {
+                        pending.ids.insert(m.id, (name.clone(), r.lsn));
                     }
+                    Ok(Entry::Rewrite(rw)) => {
+                        for m in rw.messages {
+                            pending.ids.insert(m.id, (name.clone(), r.lsn));
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
+                last = Some(r.lsn);
             }
-            pending.scanned = r.lsn;
+            if let Some(l) = last {
+                pending.scanned.insert(name, l);
+            }
         }
         if pending.ids.len() > 4096 {
-            pending.ids.retain(|_, lsn| *lsn > applied);
+            pending.ids.retain(|_, (lane, lsn)| *lsn > applied(lane));
         }
-        pending.ids.get(id).is_some_and(|lsn| *lsn > applied || applied == 0)
+        pending.ids.get(id).is_some_and(|(lane, lsn)| *lsn > applied(lane))
     }
 
     /// Creates or updates a session: every `Some` field of the patch is set. Durable on return.

@@ -87,7 +87,21 @@ impl Store {
         if let Some(m) = messages.iter().find(|m| m.session_id != session_id) {
             return Err(Error::Invalid(format!("message for session {} in a rewrite of {session_id}", m.session_id)));
         }
-        let op = self.inner.ids.lock().next();
+        if messages.iter().any(|m| !m.id.is_empty()) {
+            self.inner.exclusive(|| self.rewrite_unlocked(session_id, mode, active_only, messages))
+        } else {
+            self.rewrite_unlocked(session_id, mode, active_only, messages)
+        }
+    }
+
+    fn rewrite_unlocked(
+        &self,
+        session_id: &str,
+        mode: RewriteMode,
+        active_only: bool,
+        messages: Vec<Message>,
+    ) -> Result<Vec<Appended>> {
+        let op = self.inner.seq()?.next();
         let mut out = Vec::with_capacity(messages.len());
         let messages = self.prepare_messages(messages, &mut out)?;
         let e = Entry::Rewrite(Rewrite {
@@ -129,7 +143,7 @@ impl Store {
                 }
             }
         }
-        let op = self.inner.ids.lock().next();
+        let op = self.inner.seq()?.next();
         let sessions = all.iter().map(|id| SessionRef { id: id.clone() }).collect();
         self.append_entry(&Entry::Delete(DeleteSessions { op, sessions }))?;
         Ok(all.into_iter().collect())
@@ -152,10 +166,39 @@ impl Store {
     }
 
     /// Sets or clears a session's title. Titles are unique: a title another session has is
-    /// refused ([`Error::TitleTaken`]). (Checked against what this process can read; two
-    /// processes setting the same title at the same moment may both succeed.)
+    /// refused ([`Error::TitleTaken`]). The check and the write hold the store-wide write lock,
+    /// so two processes setting the same title at the same moment cannot both succeed.
     pub fn set_title(&self, session_id: &str, title: Option<&str>) -> Result<Lsn> {
         check_key("session_id", session_id)?;
+        self.writable()?;
+        self.inner.exclusive(|| self.set_title_unlocked(session_id, title))
+    }
+
+    /// Runs `f` holding the store-wide write lock: no conditional write of any process of the
+    /// store (unique titles, client-id de-duplication, [`Store::exclusive`] sections of other
+    /// processes) runs meanwhile, and every read inside `f` sees every write that returned
+    /// before. For read-decide-write sequences such as "import once" or claims. Reentrant in
+    /// the calling thread; plain appends of other processes are not blocked.
+    pub fn exclusive<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        self.writable()?;
+        self.inner.exclusive(|| f(self))
+    }
+
+    /// Takes the store-wide write lock for the calling thread until [`Store::unlock_writes`]
+    /// (for bindings whose critical sections cannot be a closure; prefer [`Store::exclusive`]).
+    #[doc(hidden)]
+    pub fn lock_writes(&self) -> Result<()> {
+        self.writable()?;
+        self.inner.acquire_write()
+    }
+
+    /// Leaves one [`Store::lock_writes`] of the calling thread; false if it held none.
+    #[doc(hidden)]
+    pub fn unlock_writes(&self) -> bool {
+        self.inner.release_write()
+    }
+
+    fn set_title_unlocked(&self, session_id: &str, title: Option<&str>) -> Result<Lsn> {
         let patch = match title {
             Some(t) => {
                 if t.is_empty() {

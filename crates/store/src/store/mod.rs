@@ -2,7 +2,6 @@
 
 mod append;
 mod history;
-mod ids;
 mod status;
 
 use std::collections::BTreeMap;
@@ -22,10 +21,13 @@ use crate::layout::{
     INDEX_FILE, LANES_DIR, create_private_dir, lane_dir, lane_name, lane_names, lane_number, request_rebuild, store_id,
 };
 use crate::options::StoreOptions;
+use crate::sequence::Sequence;
 use crate::state::Inner;
+
+/// Lane numbers that fit a first-release id (`entry::legacy_num` keeps 10 bits of it).
+const MAX_LANE: u64 = (1 << 10) - 1;
 pub use append::Appended;
 pub use history::HistoryQuery;
-pub(crate) use ids::IdClock;
 
 /// The message store a gateway embeds. See the crate documentation for an example.
 #[derive(Debug)]
@@ -125,8 +127,15 @@ impl Store {
             store_id(&dir, true)?;
         }
         info!(dir = %dir.display(), lane = %lane_name, last_lsn = lane.last_lsn(), "store opened");
-        let last_id = if opts.read_only { 0 } else { last_id_of_lane(&dir, &lane_name, &lane, &opts)? };
-        let inner = Arc::new(Inner::new(dir, opts, lane_name, lane, lane_errors, last_id));
+        let seq = if opts.read_only {
+            None
+        } else {
+            if lane_number(&lane_name).is_some_and(|n| n > MAX_LANE) {
+                return Err(Error::TooManyLanes { dir: dir.to_path_buf(), max: MAX_LANE });
+            }
+            Some(Sequence::open(&dir, || order_floor(&dir, &lane_name, &lane, &opts))?)
+        };
+        let inner = Arc::new(Inner::new(dir, opts, lane_name, lane, lane_errors, seq));
         if inner.opts.read_only {
             let mut sh = inner.shared.lock();
             for p in &inner.lane.recovery_report().problems {
@@ -242,28 +251,48 @@ impl Drop for Store {
 /// lane was applied than the lane holds (records lost to a power cut after another process's
 /// compactor indexed them from the page cache), new appends would reuse those LSNs and the index
 /// would skip them. Ask the compactor to rebuild the index first.
-/// The largest integer id this lane has given: the index's, or any found in the lane's entries
-/// the index does not have yet (all of them when there is no readable index).
-fn last_id_of_lane(dir: &Path, lane_name: &str, lane: &Journal, opts: &StoreOptions) -> Result<i64> {
-    let n = lane_number(lane_name).unwrap_or(0);
-    if n > ids::MAX_LANE {
-        return Err(Error::TooManyLanes { dir: dir.to_path_buf(), max: ids::MAX_LANE });
-    }
+/// The largest position of the store's order anything holds: the index (message ids and ops),
+/// and every entry of every lane the index does not hold yet (all of them when there is no
+/// readable index). The floor of the shared sequence when no other process has the store open:
+/// every acknowledged write is in a lane, so no id is ever given twice, whatever happened to the
+/// sequence file.
+fn order_floor(dir: &Path, own_name: &str, own: &Journal, opts: &StoreOptions) -> Result<i64> {
     let path = dir.join(INDEX_FILE);
     let (mut last, applied) = match Index::open_read_only(&path, &opts.index)
-        .and_then(|ix| Ok((ix.max_num_of_lane(lane_name)?, ix.applied_positions()?)))
+        .and_then(|ix| Ok((ix.max_position()?, ix.applied_positions()?)))
     {
-        Ok((max, positions)) => (max, positions.get(lane_name).copied().unwrap_or(0)),
-        Err(_) => (0, 0),
+        Ok(found) => found,
+        Err(_) => (0, BTreeMap::new()),
     };
-    for r in lane.iter_from(applied + 1).flatten() {
-        match crate::entry::decode_record(n, r.lsn, &r.payload) {
-            Ok(crate::entry::Entry::Message(m)) => last = last.max(m.num),
-            Ok(crate::entry::Entry::Rewrite(rw)) => {
-                last = rw.messages.iter().map(|m| m.num).fold(last.max(rw.op), i64::max);
+    for name in lane_names(dir)? {
+        let other;
+        let j = if name == own_name {
+            own
+        } else {
+            match Journal::open_read_only(lane_dir(dir, &name), crate::state::read_lane_options(opts)) {
+                Ok(j) => {
+                    other = j;
+                    &other
+                }
+                Err(e) => {
+                    // Its ids are also in the index (if it was ever applied); a lane no one can
+                    // read is reported by reads and `verify`.
+                    warn!(lane = %name, "lane cannot be read to recover the store's order: {e}");
+                    continue;
+                }
             }
-            Ok(crate::entry::Entry::Delete(d)) => last = last.max(d.op),
-            _ => {}
+        };
+        let n = lane_number(&name).unwrap_or(0);
+        let from = applied.get(&name).copied().unwrap_or(0) + 1;
+        for r in j.iter_from(from).flatten() {
+            match crate::entry::decode_record(n, r.lsn, &r.payload) {
+                Ok(crate::entry::Entry::Message(m)) => last = last.max(m.num),
+                Ok(crate::entry::Entry::Rewrite(rw)) => {
+                    last = rw.messages.iter().map(|m| m.num).fold(last.max(rw.op), i64::max);
+                }
+                Ok(crate::entry::Entry::Delete(d)) => last = last.max(d.op),
+                _ => {}
+            }
         }
     }
     Ok(last)
