@@ -113,11 +113,11 @@ pub(crate) fn lane_has_damage(j: &Journal) -> bool {
 }
 
 /// Ids of messages in the lanes that the index may not have yet (for idempotent appends), filled
-/// incrementally from every lane: the last LSN scanned per lane, and id -> (lane, LSN).
+/// incrementally from every lane: the last LSN scanned per lane, and id -> (lane, LSN, session).
 #[derive(Debug, Default)]
 pub(crate) struct PendingIds {
     pub scanned: BTreeMap<String, Lsn>,
-    pub ids: HashMap<String, (String, Lsn)>,
+    pub ids: HashMap<String, (String, Lsn, String)>,
 }
 
 /// This process's hold on the store-wide write lock: the thread that holds it, how many nested

@@ -25,7 +25,7 @@ pub struct HistoryItem {
 
 impl Store {
     /// A session's messages with their states, every operation applied, by integer id.
-    fn fold(&self, session_id: &str) -> Result<Vec<(Message, MessageState)>> {
+    pub(crate) fn fold(&self, session_id: &str) -> Result<Vec<(Message, MessageState)>> {
         let (positions, indexed, ops) = self
             .inner
             .with_reader(|ix| Ok((ix.applied_positions()?, ix.history(session_id)?, IndexedOps::read(ix, session_id)?)))

@@ -155,11 +155,11 @@ impl Store {
             for r in j.iter_from(from).flatten() {
                 match entry::decode_record(lane_no, r.lsn, &r.payload) {
                     Ok(Entry::Message(m)) => {
-                        pending.ids.insert(m.id, (name.clone(), r.lsn));
+                        pending.ids.insert(m.id, (name.clone(), r.lsn, m.session_id));
                     }
                     Ok(Entry::Rewrite(rw)) => {
                         for m in rw.messages {
-                            pending.ids.insert(m.id, (name.clone(), r.lsn));
+                            pending.ids.insert(m.id, (name.clone(), r.lsn, m.session_id));
                         }
                     }
                     _ => {}
@@ -171,9 +171,16 @@ impl Store {
             }
         }
         if pending.ids.len() > 4096 {
-            pending.ids.retain(|_, (lane, lsn)| *lsn > applied(lane));
+            pending.ids.retain(|_, (lane, lsn, _)| *lsn > applied(lane));
         }
-        pending.ids.get(id).is_some_and(|(lane, lsn)| *lsn > applied(lane))
+        let session = match pending.ids.get(id) {
+            Some((lane, lsn, session)) if *lsn > applied(lane) => session.clone(),
+            _ => return false,
+        };
+        drop(pending);
+        // A copy that a later deletion or clear (not indexed yet either) removed is not stored,
+        // just as it is not once the index applied that deletion.
+        self.fold(&session).map_or(true, |v| v.iter().any(|(m, _)| m.id == id))
     }
 
     /// Creates or updates a session: every `Some` field of the patch is set. Durable on return.
