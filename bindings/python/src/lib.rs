@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _tidelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyStore>()?;
+    m.add_class::<store::PyExclusive>()?;
     m.add_class::<types::PyMessage>()?;
     m.add_class::<types::PySession>()?;
     m.add_class::<types::PySearchHit>()?;

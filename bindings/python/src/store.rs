@@ -24,6 +24,7 @@ use crate::errors::{closed, import_to_py, invalid, to_py};
 use crate::types::{
     PyAppended, PyHistoryItem, PyImportReport, PyMessage, PySearchHit, PySession, PyStoreStatus, json_text,
 };
+use std::sync::atomic::AtomicU32;
 
 /// Messages appended per durable commit by `Store.import_hermes` (as `tidelog import` does).
 const IMPORT_BATCH: usize = 500;
@@ -629,6 +630,15 @@ impl PyStore {
         py.detach(move || store.set_title(&session_id, title.as_deref())).map_err(|e| to_py(py, e))
     }
 
+    /// The store-wide write lock as a context manager: ``with store.exclusive(): ...`` runs
+    /// the block while no conditional write of any process of the store runs (unique titles,
+    /// client-id de-duplication, other processes' ``exclusive`` blocks), so it can read, decide
+    /// and write atomically (import once, claims). Reentrant in a thread; plain appends of
+    /// other processes are not blocked.
+    fn exclusive(&self, py: Python<'_>) -> PyResult<PyExclusive> {
+        Ok(PyExclusive { store: self.store(py)?, depth: AtomicU32::new(0) })
+    }
+
     /// Reopens an ended session (clears its end time and reason). Returns the LSN.
     fn reopen_session(&self, py: Python<'_>, id: String) -> PyResult<u64> {
         let store = self.store(py)?;
@@ -755,5 +765,42 @@ impl PyStore {
     fn __repr__(&self) -> String {
         let state = if self.closed() { "closed" } else { "open" };
         format!("<tidelog.Store {} ({state})>", self.path.to_string_lossy())
+    }
+}
+
+/// What ``Store.exclusive()`` returns: holds the store-wide write lock from ``__enter__`` to
+/// ``__exit__`` (in the thread that entered it).
+#[pyclass(module = "tidelog", name = "Exclusive")]
+pub struct PyExclusive {
+    store: Arc<Store>,
+    depth: AtomicU32,
+}
+
+#[pymethods]
+impl PyExclusive {
+    fn __enter__(slf: Py<Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        let store = Arc::clone(&slf.borrow(py).store);
+        py.detach(move || store.lock_writes()).map_err(|e| to_py(py, e))?;
+        slf.borrow(py).depth.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: Bound<'_, pyo3::types::PyTuple>) -> bool {
+        if self.depth.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.depth.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            self.store.unlock_writes();
+        }
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<tidelog.Exclusive {}>", self.store.dir().display())
+    }
+}
+
+impl std::fmt::Debug for PyExclusive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyExclusive").field("dir", &self.store.dir()).finish()
     }
 }

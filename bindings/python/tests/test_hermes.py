@@ -416,3 +416,60 @@ def test_messages_carry_the_session_source(db: SessionDB) -> None:
     assert [h.message.source for h in db.store.history("x")] == [None, "telegram"]
     # Unindexed or not, a source filter sees it.
     assert [h["source"] for h in db.search_messages("zebra", source_filter=["telegram"])] == ["telegram"]
+
+
+def _open_and_count(src: str, barrier_dir: str, n: int) -> int:
+    # Every process waits until all have started, so the first opens really race.
+    import os
+
+    Path(barrier_dir, str(os.getpid())).touch()
+    deadline = time.time() + 30
+    while len(list(Path(barrier_dir).iterdir())) < n and time.time() < deadline:
+        time.sleep(0.001)
+    with SessionDB(src) as db:
+        return db.message_count()
+
+
+def test_processes_opening_at_once_import_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    src = tmp_path / "state.db"
+    shutil.copy(FIXTURES / "state-v30.db", src)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    n = 4
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(n) as pool:
+        counts = pool.starmap(_open_and_count, [(str(src), str(barrier), n)] * n)
+    # Every process counts the import exactly once, whichever of them did it.
+    assert counts == [458] * n
+    with SessionDB(src) as db:
+        assert db.message_count() == 458
+        assert db.store.wait_indexed(10)
+        assert db.message_count() == 458
+
+
+def test_exclusive_is_reentrant_and_serializes_threads(tmp_path: Path) -> None:
+    import threading
+
+    with tidelog.Store(tmp_path / "s") as store:
+        inside: list[int] = []
+        overlaps: list[int] = []
+        with store.exclusive(), store.exclusive():
+            store.set_meta("k", "1")
+
+        def worker(i: int) -> None:
+            with store.exclusive():
+                if inside:
+                    overlaps.append(i)
+                inside.append(i)
+                time.sleep(0.01)
+                inside.remove(i)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not overlaps
+        assert store.get_meta("k") == "1"

@@ -40,6 +40,7 @@ from ._tidelog import (
     Appended,
     CompactorStatus,
     Counters,
+    Exclusive,
     HistoryItem,
     ImportReport,
     IndexStatus,
@@ -54,6 +55,7 @@ from ._tidelog import (
 
 __all__ = [
     "Store",
+    "Exclusive",
     "Message",
     "Session",
     "SearchHit",

@@ -6,6 +6,7 @@ from typing import Any, Literal, final
 __version__: str
 __all__ = [
     "Store",
+    "Exclusive",
     "Message",
     "Session",
     "SearchHit",
@@ -276,6 +277,13 @@ class StoreStatus:
     def to_dict(self) -> dict[str, Any]: ...
 
 @final
+class Exclusive:
+    """The store-wide write lock, held from ``__enter__`` to ``__exit__``."""
+
+    def __enter__(self) -> Exclusive: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
+@final
 class Store:
     """A store folder open for appending (or reading, with ``read_only=True``). Thread-safe."""
 
@@ -436,6 +444,7 @@ class Store:
     def set_title(self, session_id: str, title: str | None) -> int:
         """Raises ``TitleTakenError`` if another session has the title."""
     def reopen_session(self, id: str) -> int: ...
+    def exclusive(self) -> Exclusive: ...
     def set_meta(self, key: str, value: str | None) -> int: ...
     def get_meta(self, key: str) -> str | None: ...
     def all_meta(self) -> dict[str, str]: ...

@@ -326,6 +326,12 @@ class SessionDB:
         return self._store
 
     def _import_once(self) -> None:
+        # Under the store-wide write lock: when several processes open the same state.db for the
+        # first time at once, one imports and the others find its record.
+        with self._store.exclusive():
+            self._import_once_locked()
+
+    def _import_once_locked(self) -> None:
         done = self._store.get_meta(IMPORT_META_KEY)
         if done is not None:
             self.import_report = _loads(done)

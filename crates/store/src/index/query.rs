@@ -126,12 +126,10 @@ impl Index {
         collect(&self.conn, "SELECT id FROM messages ORDER BY rid", [], |r| r.get(0)).ctx("list message ids")
     }
 
-    /// The active messages of a session, by timestamp, then id.
+    /// The active messages of a session, by integer id (the store's order).
     pub fn messages(&self, session_id: &str) -> Result<Vec<Message>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLS} FROM messages m WHERE m.session_id = ?1 AND m.active = 1 \
-             ORDER BY m.timestamp, m.rid"
-        );
+        let sql =
+            format!("SELECT {MESSAGE_COLS} FROM messages m WHERE m.session_id = ?1 AND m.active = 1 ORDER BY m.rid");
         let rows = collect(&self.conn, &sql, [session_id], message_from_row).ctx("read messages")?;
         Ok(rows.into_iter().map(|(m, _)| m).collect())
     }

@@ -35,13 +35,12 @@ impl Store {
         Ok(fold_session(session_id, indexed, &ops, &tail))
     }
 
-    /// The active messages of a session, by timestamp (then id), including those not indexed
-    /// yet.
+    /// The active messages of a session in the store's order (integer id: the order the writes
+    /// were made in, across processes; not the timestamps, which clients may set), including
+    /// those not indexed yet.
     pub fn messages(&self, session_id: &str) -> Result<Vec<Message>> {
-        let mut msgs: Vec<Message> =
-            self.fold(session_id)?.into_iter().filter(|(_, s)| s.active).map(|(m, _)| m).collect();
-        msgs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp).then(a.num.cmp(&b.num)));
-        Ok(msgs)
+        // `fold` returns them by integer id.
+        Ok(self.fold(session_id)?.into_iter().filter(|(_, s)| s.active).map(|(m, _)| m).collect())
     }
 
     /// A session's messages by integer id (append order), with their states; see
