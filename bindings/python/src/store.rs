@@ -405,6 +405,8 @@ impl PyStore {
             reopen,
             clear_title,
             fill_only,
+            // Given by the store.
+            op: None,
         };
         let store = self.store(py)?;
         py.detach(move || store.upsert_session(patch)).map_err(|e| to_py(py, e))
@@ -618,6 +620,8 @@ impl PyStore {
             api_call_count,
             estimated_cost_usd,
             actual_cost_usd,
+            // Given by the store.
+            op: None,
         };
         let store = self.store(py)?;
         py.detach(move || store.add_counters(delta)).map_err(|e| to_py(py, e))

@@ -131,6 +131,10 @@ record! {
         /// Only fills fields that are still empty (an upsert that never overwrites what an
         /// earlier writer set).
         14 => pub fill_only: bool,
+        /// Its position in the store's order, given by the store when it is written (`None`:
+        /// written before positions existed). A deletion of the session covers the patches
+        /// before it.
+        15 => pub op: Option<i64>,
     }
 }
 
@@ -221,6 +225,10 @@ record! {
         8 => pub estimated_cost_usd: f64,
         /// See [`Counters::actual_cost_usd`].
         9 => pub actual_cost_usd: f64,
+        /// Its position in the store's order, given by the store when it is written (`None`:
+        /// written before positions existed). A deletion of the session covers the counters
+        /// before it.
+        10 => pub op: Option<i64>,
     }
 }
 

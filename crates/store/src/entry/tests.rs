@@ -113,6 +113,25 @@ fn every_kind() -> Vec<(&'static str, Entry)> {
                 api_call_count: 1,
                 estimated_cost_usd: 0.0125,
                 actual_cost_usd: -0.5,
+                op: None,
+            }),
+        ),
+        (
+            "v2-counters-positioned.bin",
+            Entry::Counters(CounterDelta {
+                session_id: "telegram:42".into(),
+                input_tokens: 7,
+                op: Some(1234),
+                ..CounterDelta::default()
+            }),
+        ),
+        (
+            "v2-session-positioned.bin",
+            Entry::Session(SessionPatch {
+                id: "telegram:42".into(),
+                title: Some("t".into()),
+                op: Some(99),
+                ..SessionPatch::default()
             }),
         ),
         ("v2-meta.bin", Entry::Meta(MetaSet { key: "k".into(), value: Some("v".into()) })),

@@ -234,7 +234,43 @@ impl Applier<'_, '_> {
         Ok(())
     }
 
+    /// Whether a write at position `op` of `session` comes before its latest deletion (and so
+    /// is covered by it). Writes without a position (0) predate every positioned deletion's
+    /// rule and are applied as they come.
+    fn before_deletion(&self, session: &str, op: i64) -> Result<bool> {
+        if op == 0 {
+            return Ok(false);
+        }
+        let deleted: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT op FROM deleted_sessions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([session], |r| r.get(0)).optional())
+            .ctx("read a deletion")?;
+        Ok(deleted.is_some_and(|d| d > op))
+    }
+
+    /// Keeps a positioned session write so the session row can be rebuilt after a deletion
+    /// that reaches the index late.
+    fn remember(&mut self, session: &str, op: i64, e: &Entry) -> Result<()> {
+        if op == 0 {
+            return Ok(());
+        }
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO session_entries (session_id, op, entry) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![session, op, crate::entry::encode(e)]))
+            .ctx("remember a session write")?;
+        Ok(())
+    }
+
     fn session(&mut self, p: &SessionPatch) -> Result<()> {
+        if self.before_deletion(&p.id, p.op.unwrap_or(0))? {
+            return Ok(());
+        }
+        self.remember(&p.id, p.op.unwrap_or(0), &Entry::Session(p.clone()))?;
+        self.patch_row(p)
+    }
+
+    fn patch_row(&mut self, p: &SessionPatch) -> Result<()> {
         if p.reopen {
             self.tx
                 .execute("UPDATE sessions SET ended_at = NULL, end_reason = NULL WHERE id = ?1", [&p.id])
@@ -389,16 +425,12 @@ impl Applier<'_, '_> {
         self.erase_pending()?;
         for s in &d.sessions {
             self.stats.erased_messages += self.erase_rows("session_id = ?1 AND rid < ?2", params![s.id, d.op])?;
-            let left: i64 = self
-                .tx
-                .query_row("SELECT count(*) FROM messages WHERE session_id = ?1", [&s.id], |r| r.get(0))
-                .ctx("count what a deletion left")?;
-            if left == 0 {
-                self.tx.execute("DELETE FROM sessions WHERE id = ?1", [&s.id]).ctx("delete a session")?;
-            }
             self.tx
                 .execute("DELETE FROM session_ops WHERE session_id = ?1 AND op < ?2", params![s.id, d.op])
                 .ctx("forget a deleted session's rewrites")?;
+            self.tx
+                .execute("DELETE FROM session_entries WHERE session_id = ?1 AND op < ?2", params![s.id, d.op])
+                .ctx("forget a deleted session's patches")?;
             self.tx
                 .execute(
                     "INSERT INTO deleted_sessions (id, op) VALUES (?1, ?2) \
@@ -406,12 +438,45 @@ impl Applier<'_, '_> {
                     params![s.id, d.op],
                 )
                 .ctx("record a deletion")?;
+            // The row is made again from what was written after the deletion (and reached the
+            // index before it): the first message left, then the patches and counters in order.
+            // Nothing written before the deletion survives in it.
+            self.tx.execute("DELETE FROM sessions WHERE id = ?1", [&s.id]).ctx("delete a session")?;
+            self.tx
+                .execute(
+                    "INSERT INTO sessions (id, source, started_at) \
+                     SELECT session_id, source, timestamp FROM messages WHERE session_id = ?1 ORDER BY rid LIMIT 1",
+                    [&s.id],
+                )
+                .ctx("recreate a session from its first message")?;
+            let later: Vec<Vec<u8>> = super::collect(
+                self.tx,
+                "SELECT entry FROM session_entries WHERE session_id = ?1 ORDER BY op",
+                [&s.id],
+                |r| r.get(0),
+            )
+            .ctx("read a session's later writes")?;
+            for bytes in later {
+                match crate::entry::decode(&bytes) {
+                    Ok(Entry::Session(p)) => self.patch_row(&p)?,
+                    Ok(Entry::Counters(c)) => self.add_to_row(&c)?,
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }
 
     fn counters(&mut self, c: &CounterDelta) -> Result<()> {
         self.stats.operations += 1;
+        if self.before_deletion(&c.session_id, c.op.unwrap_or(0))? {
+            return Ok(());
+        }
+        self.remember(&c.session_id, c.op.unwrap_or(0), &Entry::Counters(c.clone()))?;
+        self.add_to_row(c)
+    }
+
+    fn add_to_row(&mut self, c: &CounterDelta) -> Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO sessions (id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \

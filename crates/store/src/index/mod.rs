@@ -49,10 +49,11 @@ use schema::{FTS_CONFIG, SCHEMA};
 pub use text::{indexed_text, match_snippet};
 
 /// The schema version this code writes and reads. Version 2 added integer ids, history state,
-/// counters and history operations. The index is derived, so there are no migrations: a file
+/// counters and history operations; version 3 the positions of session patches and counters
+/// (`session_entries`). The index is derived, so there are no migrations: a file
 /// with an older version is rebuilt from the journal ([`IndexError::OlderSchema`]), one with a
 /// newer version is refused ([`IndexError::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Result alias for this module.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;

@@ -240,6 +240,33 @@ impl Index {
             .ctx("read the largest position")
     }
 
+    /// What the index holds of a session written after position `op` (for a deletion at `op`
+    /// that is not indexed yet): its first message's source and timestamp, and its positioned
+    /// patches and counters after `op`, in order.
+    pub fn session_after(
+        &self,
+        session_id: &str,
+        op: i64,
+    ) -> Result<(Option<(Option<String>, f64)>, Vec<crate::entry::Entry>)> {
+        let first = self
+            .conn
+            .prepare_cached(
+                "SELECT source, timestamp FROM messages WHERE session_id = ?1 AND rid > ?2 ORDER BY rid LIMIT 1",
+            )
+            .and_then(|mut st| {
+                st.query_row(rusqlite::params![session_id, op], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+            })
+            .ctx("read a session's first message after a deletion")?;
+        let blobs: Vec<Vec<u8>> = collect(
+            &self.conn,
+            "SELECT entry FROM session_entries WHERE session_id = ?1 AND op > ?2 ORDER BY op",
+            rusqlite::params![session_id, op],
+            |r| r.get(0),
+        )
+        .ctx("read a session's writes after a deletion")?;
+        Ok((first, blobs.iter().filter_map(|b| crate::entry::decode(b).ok()).collect()))
+    }
+
     /// The rewrites recorded for a session, by op: (op, mode, active only).
     pub fn session_ops(&self, session_id: &str) -> Result<Vec<(i64, RewriteMode, bool)>> {
         let rows = collect(

@@ -66,6 +66,15 @@ CREATE TABLE session_ops (
 ) WITHOUT ROWID;
 -- Deleted sessions: messages with a smaller id that reach the index later are not indexed.
 CREATE TABLE deleted_sessions (id TEXT PRIMARY KEY, op INTEGER NOT NULL) WITHOUT ROWID;
+-- Session patches and counters written with a position, as encoded entries: when a deletion
+-- reaches the index after writes made after it (from another lane), the session row is rebuilt
+-- from the ones after the deletion. Those before a deletion are removed with it.
+CREATE TABLE session_entries (
+    session_id TEXT NOT NULL,
+    op INTEGER NOT NULL,
+    entry BLOB NOT NULL,
+    PRIMARY KEY (session_id, op)
+) WITHOUT ROWID;
 CREATE TABLE user_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE applied (lane TEXT PRIMARY KEY, lsn INTEGER NOT NULL);
 CREATE VIEW fts_source (rid, body, tool_name) AS

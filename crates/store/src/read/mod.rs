@@ -285,7 +285,7 @@ impl Store {
         let tail = Tail::read(&self.inner, &positions)?;
         let mut sessions: BTreeMap<String, Session> = s.into_iter().map(|s| (s.id.clone(), s)).collect();
         let mut deleted: BTreeMap<String, i64> = deleted.map(|op| (id.to_string(), op)).into_iter().collect();
-        apply_tail_to_sessions(&tail, &mut sessions, &mut deleted, |s| s == id);
+        apply_tail_to_sessions(&self.inner, &tail, &mut sessions, &mut deleted, |s| s == id);
         Ok(sessions.remove(id))
     }
 
@@ -316,7 +316,7 @@ impl Store {
                 Ok(())
             });
         }
-        apply_tail_to_sessions(&tail, &mut touched, &mut deleted, |_| true);
+        apply_tail_to_sessions(&self.inner, &tail, &mut touched, &mut deleted, |_| true);
         for id in &ids {
             by_id.remove(*id);
             if let Some(s) = touched.get(*id)
@@ -405,14 +405,30 @@ impl Store {
 /// Applies the tail's session entries (patches, counters, deletions, first messages) to the
 /// sessions `wanted` selects. A deletion removes a session; a later patch or message recreates it.
 fn apply_tail_to_sessions(
+    inner: &crate::state::Inner,
     tail: &Tail,
     sessions: &mut BTreeMap<String, Session>,
     deleted: &mut BTreeMap<String, i64>,
     wanted: impl Fn(&str) -> bool,
 ) {
-    for e in &tail.entries {
+    // In the store's order (entries from before positions existed first, as they came): the
+    // tail is read lane by lane.
+    let mut entries: Vec<&Entry> = tail.entries.iter().collect();
+    entries.sort_by_key(|e| match e {
+        Entry::Message(m) => m.num,
+        Entry::Session(p) => p.op.unwrap_or(0),
+        Entry::Counters(c) => c.op.unwrap_or(0),
+        Entry::Delete(d) => d.op,
+        _ => 0,
+    });
+    let covered =
+        |deleted: &BTreeMap<String, i64>, s: &str, op: i64| op != 0 && deleted.get(s).is_some_and(|&d| d > op);
+    for e in entries {
         match e {
             Entry::Session(p) if wanted(&p.id) => {
+                if covered(deleted, &p.id, p.op.unwrap_or(0)) {
+                    continue;
+                }
                 let s = p.apply_to(sessions.remove(&p.id));
                 sessions.insert(s.id.clone(), s);
             }
@@ -428,6 +444,9 @@ fn apply_tail_to_sessions(
                 });
             }
             Entry::Counters(c) if wanted(&c.session_id) => {
+                if covered(deleted, &c.session_id, c.op.unwrap_or(0)) {
+                    continue;
+                }
                 sessions
                     .entry(c.session_id.clone())
                     .or_insert_with(|| Session { id: c.session_id.clone(), ..Session::default() })
@@ -439,6 +458,29 @@ fn apply_tail_to_sessions(
                     sessions.remove(&s.id);
                     let op = deleted.entry(s.id.clone()).or_insert(d.op);
                     *op = (*op).max(d.op);
+                    // What the index already holds of writes made after this deletion (applied
+                    // from another lane first) starts the session again.
+                    let (first, later) = inner.with_reader(|ix| ix.session_after(&s.id, d.op)).unwrap_or_default();
+                    let mut row = first.map(|(source, at)| Session {
+                        id: s.id.clone(),
+                        source,
+                        started_at: Some(at),
+                        ..Session::default()
+                    });
+                    for e in later {
+                        match e {
+                            Entry::Session(p) => row = Some(p.apply_to(row.take())),
+                            Entry::Counters(c) => {
+                                row.get_or_insert_with(|| Session { id: s.id.clone(), ..Session::default() })
+                                    .counters
+                                    .add(&c);
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Some(r) = row {
+                        sessions.insert(s.id.clone(), r);
+                    }
                 }
             }
             _ => {}

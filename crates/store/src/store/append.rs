@@ -193,6 +193,8 @@ impl Store {
             serde_json::from_str::<serde::de::IgnoredAny>(x)
                 .map_err(|e| Error::Invalid(format!("extra is not valid JSON: {e}")))?;
         }
+        let mut patch = patch;
+        patch.op = Some(self.inner.seq()?.next());
         Ok(self.inner.lane.append(&entry::encode(&Entry::Session(patch)))?)
     }
 

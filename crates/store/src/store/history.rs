@@ -156,6 +156,8 @@ impl Store {
         if !delta.estimated_cost_usd.is_finite() || !delta.actual_cost_usd.is_finite() {
             return Err(Error::Invalid("cost is not a finite number".into()));
         }
+        let mut delta = delta;
+        delta.op = Some(self.inner.seq()?.next());
         self.append_entry(&Entry::Counters(delta))
     }
 
