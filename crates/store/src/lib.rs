@@ -63,7 +63,10 @@ pub use index::{
     ApplyStats, CheckpointStats, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit, SearchOrder, SearchQuery,
     SessionFilter, indexed_text, match_snippet,
 };
-pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SHIPPER_LOCK, STORE_ID_FILE};
+pub use layout::{
+    COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SEQUENCE_FILE, SHIPPER_LOCK, STORE_ID_FILE,
+    WRITE_LOCK,
+};
 pub use model::{
     CounterDelta, Counters, DeleteSessions, Erased, Message, MessageState, MessageUpdate, MetaSet, Rewrite,
     RewriteMode, Session, SessionPatch, SessionRef, merge_extra,

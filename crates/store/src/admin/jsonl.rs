@@ -308,8 +308,8 @@ mod tests {
         }
         let cols = ix.columns("sessions").unwrap();
         for (name, _) in crate::model::SessionPatch::FIELDS {
-            if matches!(*name, "reopen" | "clear_title" | "fill_only") {
-                continue; // how a patch applies, not a stored value
+            if matches!(*name, "reopen" | "clear_title" | "fill_only" | "op") {
+                continue; // how a patch applies (and where it sorts), not a stored value
             }
             assert!(cols.iter().any(|c| c == name), "sessions has no column for {name}");
         }
