@@ -243,11 +243,7 @@ impl Index {
     /// What the index holds of a session written after position `op` (for a deletion at `op`
     /// that is not indexed yet): its first message's source and timestamp, and its positioned
     /// patches and counters after `op`, in order.
-    pub fn session_after(
-        &self,
-        session_id: &str,
-        op: i64,
-    ) -> Result<(Option<(Option<String>, f64)>, Vec<crate::entry::Entry>)> {
+    pub(crate) fn session_after(&self, session_id: &str, op: i64) -> Result<SessionAfter> {
         let first = self
             .conn
             .prepare_cached(
@@ -551,3 +547,7 @@ pub(super) fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         },
     })
 }
+
+/// What [`Index::session_after`] returns: the source and timestamp of the first message after
+/// the position, and the positioned patches and counters after it.
+pub(crate) type SessionAfter = (Option<(Option<String>, f64)>, Vec<crate::entry::Entry>);
