@@ -67,11 +67,11 @@ impl Index {
                 }
                 match entry {
                     Entry::Message(m) => a.message(m, lane, lsn_i)?,
-                    Entry::Session(p) => a.session(p)?,
+                    Entry::Session(p) => a.session(p, lane, *lsn)?,
                     Entry::Update(u) => a.update(u)?,
                     Entry::Rewrite(r) => a.rewrite(r, lane, lsn_i)?,
                     Entry::Delete(d) => a.delete(d)?,
-                    Entry::Counters(c) => a.counters(c)?,
+                    Entry::Counters(c) => a.counters(c, lane, *lsn)?,
                     Entry::Meta(m) => a.meta(m)?,
                     Entry::Erased(_) => {}
                 }
@@ -172,9 +172,41 @@ impl Applier<'_, '_> {
         Ok(state)
     }
 
+    /// Records `m` as its session's first message after the latest deletion if it is (and was
+    /// not covered by that deletion): the session exists from then on, even if a clear erases
+    /// the message. Returns whether it replaced a later message (arrived out of order: the row
+    /// must be folded again).
+    fn note_first(&mut self, m: &Message) -> Result<Option<bool>> {
+        if m.num == 0 || self.before_deletion(&m.session_id, Some(m.num))? {
+            return Ok(None);
+        }
+        let existing: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT num FROM session_first WHERE session_id = ?1")
+            .and_then(|mut s| s.query_row([&m.session_id], |r| r.get(0)).optional())
+            .ctx("read a session's first message")?;
+        if existing.is_some_and(|n| n <= m.num) {
+            return Ok(Some(false));
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO session_first (session_id, num, source, timestamp) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![m.session_id, m.num, m.source, m.timestamp]))
+            .ctx("record a session's first message")?;
+        Ok(Some(existing.is_some()))
+    }
+
     fn message(&mut self, m: &Message, lane: &str, lsn: i64) -> Result<()> {
+        let first = self.note_first(m)?;
         let Some(state) = self.late_state(&m.session_id, m.num)? else {
             self.stats.erased_messages += 1;
+            // Covered by a clear, not by a deletion: the session still starts with it.
+            match first {
+                Some(true) => self.refold_session(&m.session_id)?,
+                Some(false) => self.base_row(m)?,
+                None => {}
+            }
             return Ok(());
         };
         let (fts_len, fts_text) = match classify(m, self.limit) {
@@ -224,23 +256,33 @@ impl Applier<'_, '_> {
             return Ok(());
         }
         self.pending_fts.push(self.tx.last_insert_rowid());
-        self.tx
-            .prepare_cached(
-                "INSERT INTO sessions (id, source, started_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
-            )
-            .and_then(|mut st| st.execute((&m.session_id, &m.source, m.timestamp)))
-            .ctx("create a session for a message")?;
+        match first {
+            Some(true) => self.refold_session(&m.session_id)?,
+            _ => self.base_row(m)?,
+        }
         self.stats.messages += 1;
         Ok(())
     }
 
+    /// Creates a session row for a message, or fills the fields a message gives (source,
+    /// started_at) that no patch set.
+    fn base_row(&mut self, m: &Message) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO sessions (id, source, started_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET \
+                 source = coalesce(sessions.source, excluded.source), \
+                 started_at = coalesce(sessions.started_at, excluded.started_at)",
+            )
+            .and_then(|mut st| st.execute((&m.session_id, &m.source, m.timestamp)))
+            .ctx("create a session for a message")?;
+        Ok(())
+    }
+
     /// Whether a write at position `op` of `session` comes before its latest deletion (and so
-    /// is covered by it). Writes without a position (0) predate every positioned deletion's
-    /// rule and are applied as they come.
-    fn before_deletion(&self, session: &str, op: i64) -> Result<bool> {
-        if op == 0 {
-            return Ok(false);
-        }
+    /// is covered by it). Writes without a position predate positioned deletions' rule and are
+    /// applied as they come.
+    fn before_deletion(&self, session: &str, op: Option<i64>) -> Result<bool> {
+        let Some(op) = op else { return Ok(false) };
         let deleted: Option<i64> = self
             .tx
             .prepare_cached("SELECT op FROM deleted_sessions WHERE id = ?1")
@@ -249,25 +291,60 @@ impl Applier<'_, '_> {
         Ok(deleted.is_some_and(|d| d > op))
     }
 
-    /// Keeps a positioned session write so the session row can be rebuilt after a deletion
-    /// that reaches the index late.
-    fn remember(&mut self, session: &str, op: i64, e: &Entry) -> Result<()> {
-        if op == 0 {
-            return Ok(());
-        }
+    /// Keeps a session write (patch or counters) so the session row can be folded again in the
+    /// store's order: under its position, or (written before positions existed) under a
+    /// negative key below every position, in lane and LSN order. Returns whether a write with a
+    /// larger position is already kept (this one arrived late: the row must be folded again).
+    fn remember(&mut self, session: &str, op: Option<i64>, lane: &str, lsn: u64, e: &Entry) -> Result<bool> {
+        let key = op.unwrap_or_else(|| legacy_key(lane, lsn));
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO session_entries (session_id, op, entry) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![session, op, crate::entry::encode(e)]))
+            .and_then(|mut st| st.execute(params![session, key, crate::entry::encode(e)]))
             .ctx("remember a session write")?;
-        Ok(())
+        let later: bool = self
+            .tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_entries WHERE session_id = ?1 AND op > ?2)")
+            .and_then(|mut st| st.query_row(params![session, key], |r| r.get(0)))
+            .ctx("look for later session writes")?;
+        Ok(later)
     }
 
-    fn session(&mut self, p: &SessionPatch) -> Result<()> {
-        if self.before_deletion(&p.id, p.op.unwrap_or(0))? {
+    fn session(&mut self, p: &SessionPatch, lane: &str, lsn: u64) -> Result<()> {
+        if self.before_deletion(&p.id, p.op)? {
             return Ok(());
         }
-        self.remember(&p.id, p.op.unwrap_or(0), &Entry::Session(p.clone()))?;
+        if self.remember(&p.id, p.op, lane, lsn, &Entry::Session(p.clone()))? {
+            self.stats.sessions += 1;
+            return self.refold_session(&p.id);
+        }
         self.patch_row(p)
+    }
+
+    /// Makes a session's row again from what follows its latest deletion, in the store's order:
+    /// the first message left, then every kept patch and counter delta. The one fold of session
+    /// writes; the journal tail's reads (`read/mod.rs`) apply the same one.
+    fn refold_session(&mut self, id: &str) -> Result<()> {
+        self.tx.execute("DELETE FROM sessions WHERE id = ?1", [id]).ctx("delete a session row")?;
+        self.tx
+            .execute(
+                "INSERT INTO sessions (id, source, started_at) \
+                 SELECT session_id, source, timestamp FROM session_first WHERE session_id = ?1",
+                [id],
+            )
+            .ctx("recreate a session from its first message")?;
+        let kept: Vec<Vec<u8>> =
+            super::collect(self.tx, "SELECT entry FROM session_entries WHERE session_id = ?1 ORDER BY op", [id], |r| {
+                r.get(0)
+            })
+            .ctx("read a session's writes")?;
+        for bytes in kept {
+            match crate::entry::decode(&bytes) {
+                Ok(Entry::Session(p)) => self.patch_row(&p)?,
+                Ok(Entry::Counters(c)) => self.add_to_row(&c)?,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn patch_row(&mut self, p: &SessionPatch) -> Result<()> {
@@ -438,41 +515,31 @@ impl Applier<'_, '_> {
                     params![s.id, d.op],
                 )
                 .ctx("record a deletion")?;
-            // The row is made again from what was written after the deletion (and reached the
-            // index before it): the first message left, then the patches and counters in order.
-            // Nothing written before the deletion survives in it.
-            self.tx.execute("DELETE FROM sessions WHERE id = ?1", [&s.id]).ctx("delete a session")?;
+            // The first message after the deletion, as far as the index knows it.
+            self.tx
+                .execute("DELETE FROM session_first WHERE session_id = ?1 AND num < ?2", params![s.id, d.op])
+                .ctx("forget a deleted session's first message")?;
             self.tx
                 .execute(
-                    "INSERT INTO sessions (id, source, started_at) \
-                     SELECT session_id, source, timestamp FROM messages WHERE session_id = ?1 ORDER BY rid LIMIT 1",
+                    "INSERT OR IGNORE INTO session_first (session_id, num, source, timestamp) \
+                     SELECT session_id, rid, source, timestamp FROM messages WHERE session_id = ?1 \
+                     ORDER BY rid LIMIT 1",
                     [&s.id],
                 )
-                .ctx("recreate a session from its first message")?;
-            let later: Vec<Vec<u8>> = super::collect(
-                self.tx,
-                "SELECT entry FROM session_entries WHERE session_id = ?1 ORDER BY op",
-                [&s.id],
-                |r| r.get(0),
-            )
-            .ctx("read a session's later writes")?;
-            for bytes in later {
-                match crate::entry::decode(&bytes) {
-                    Ok(Entry::Session(p)) => self.patch_row(&p)?,
-                    Ok(Entry::Counters(c)) => self.add_to_row(&c)?,
-                    _ => {}
-                }
-            }
+                .ctx("find a session's first message after a deletion")?;
+            // Nothing written before the deletion survives in the row.
+            self.refold_session(&s.id)?;
         }
         Ok(())
     }
 
-    fn counters(&mut self, c: &CounterDelta) -> Result<()> {
+    fn counters(&mut self, c: &CounterDelta, lane: &str, lsn: u64) -> Result<()> {
         self.stats.operations += 1;
-        if self.before_deletion(&c.session_id, c.op.unwrap_or(0))? {
+        if self.before_deletion(&c.session_id, c.op)? {
             return Ok(());
         }
-        self.remember(&c.session_id, c.op.unwrap_or(0), &Entry::Counters(c.clone()))?;
+        // Additive: order does not matter, only which deletion covers it.
+        self.remember(&c.session_id, c.op, lane, lsn, &Entry::Counters(c.clone()))?;
         self.add_to_row(c)
     }
 
@@ -527,4 +594,12 @@ pub(super) fn read_positions(conn: &Connection) -> Result<BTreeMap<String, u64>>
     let rows =
         collect(conn, sql, [], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).ctx("read applied positions")?;
     Ok(rows.into_iter().map(|(lane, lsn)| (lane, u64::try_from(lsn).unwrap_or(0))).collect())
+}
+
+/// The key under which a session write without a position is kept: negative, below every
+/// position, ordered by lane then LSN (the order such writes were always applied in).
+pub fn legacy_key(lane: &str, lsn: u64) -> i64 {
+    let lane = crate::layout::lane_number(lane).unwrap_or(0) & 0x3ff;
+    let key = (lane << 40) | (lsn & ((1 << 40) - 1));
+    i64::try_from(key).map_or(i64::MIN, |k| k - (1 << 51))
 }

@@ -241,26 +241,24 @@ impl Index {
     }
 
     /// What the index holds of a session written after position `op` (for a deletion at `op`
-    /// that is not indexed yet): its first message's source and timestamp, and its positioned
+    /// that is not indexed yet): its first message's id, source and timestamp, and its kept
     /// patches and counters after `op`, in order.
     pub(crate) fn session_after(&self, session_id: &str, op: i64) -> Result<SessionAfter> {
         let first = self
             .conn
-            .prepare_cached(
-                "SELECT source, timestamp FROM messages WHERE session_id = ?1 AND rid > ?2 ORDER BY rid LIMIT 1",
-            )
+            .prepare_cached("SELECT num, source, timestamp FROM session_first WHERE session_id = ?1 AND num > ?2")
             .and_then(|mut st| {
-                st.query_row(rusqlite::params![session_id, op], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                st.query_row(rusqlite::params![session_id, op], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
             })
             .ctx("read a session's first message after a deletion")?;
-        let blobs: Vec<Vec<u8>> = collect(
+        let blobs: Vec<(i64, Vec<u8>)> = collect(
             &self.conn,
-            "SELECT entry FROM session_entries WHERE session_id = ?1 AND op > ?2 ORDER BY op",
+            "SELECT op, entry FROM session_entries WHERE session_id = ?1 AND op > ?2 ORDER BY op",
             rusqlite::params![session_id, op],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .ctx("read a session's writes after a deletion")?;
-        Ok((first, blobs.iter().filter_map(|b| crate::entry::decode(b).ok()).collect()))
+        Ok((first, blobs.iter().filter_map(|(k, b)| Some((*k, crate::entry::decode(b).ok()?))).collect()))
     }
 
     /// The rewrites recorded for a session, by op: (op, mode, active only).
@@ -550,4 +548,4 @@ pub(super) fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
 
 /// What [`Index::session_after`] returns: the source and timestamp of the first message after
 /// the position, and the positioned patches and counters after it.
-pub(crate) type SessionAfter = (Option<(Option<String>, f64)>, Vec<crate::entry::Entry>);
+pub(crate) type SessionAfter = (Option<(i64, Option<String>, f64)>, Vec<(i64, crate::entry::Entry)>);

@@ -75,6 +75,14 @@ CREATE TABLE session_entries (
     entry BLOB NOT NULL,
     PRIMARY KEY (session_id, op)
 ) WITHOUT ROWID;
+-- The first message of each session after its latest deletion (kept when a clear erases it):
+-- the base its row is folded from (source, started_at).
+CREATE TABLE session_first (
+    session_id TEXT PRIMARY KEY,
+    num INTEGER NOT NULL,
+    source TEXT,
+    timestamp REAL
+) WITHOUT ROWID;
 CREATE TABLE user_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE applied (lane TEXT PRIMARY KEY, lsn INTEGER NOT NULL);
 CREATE VIEW fts_source (rid, body, tool_name) AS

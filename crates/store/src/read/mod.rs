@@ -4,7 +4,7 @@
 mod search;
 mod tail;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 pub(crate) use tail::{IndexedOps, LiveSet, SessionOps, Tail, fold_session};
 
@@ -411,79 +411,73 @@ fn apply_tail_to_sessions(
     deleted: &mut BTreeMap<String, i64>,
     wanted: impl Fn(&str) -> bool,
 ) {
-    // In the store's order (entries from before positions existed first, as they came): the
-    // tail is read lane by lane.
-    let mut entries: Vec<&Entry> = tail.entries.iter().collect();
-    entries.sort_by_key(|e| match e {
-        Entry::Message(m) => m.num,
-        Entry::Session(p) => p.op.unwrap_or(0),
-        Entry::Counters(c) => c.op.unwrap_or(0),
-        Entry::Delete(d) => d.op,
-        _ => 0,
-    });
-    let covered =
-        |deleted: &BTreeMap<String, i64>, s: &str, op: i64| op != 0 && deleted.get(s).is_some_and(|&d| d > op);
-    for e in entries {
+    // The sessions the tail writes to are folded again, as the index folds them
+    // (`index/apply.rs` `refold_session`): from the first message after the latest deletion,
+    // then every patch and counter delta after it (the index's kept ones and the tail's), in
+    // the store's order.
+    let mut touched: BTreeSet<&str> = BTreeSet::new();
+    for e in &tail.entries {
         match e {
-            Entry::Session(p) if wanted(&p.id) => {
-                if covered(deleted, &p.id, p.op.unwrap_or(0)) {
-                    continue;
-                }
-                let s = p.apply_to(sessions.remove(&p.id));
-                sessions.insert(s.id.clone(), s);
-            }
-            Entry::Message(m) if wanted(&m.session_id) => {
-                if deleted.get(&m.session_id).is_some_and(|&op| op > m.num) {
-                    continue;
-                }
-                sessions.entry(m.session_id.clone()).or_insert_with(|| Session {
-                    id: m.session_id.clone(),
-                    source: m.source.clone(),
-                    started_at: Some(m.timestamp),
-                    ..Session::default()
-                });
-            }
-            Entry::Counters(c) if wanted(&c.session_id) => {
-                if covered(deleted, &c.session_id, c.op.unwrap_or(0)) {
-                    continue;
-                }
-                sessions
-                    .entry(c.session_id.clone())
-                    .or_insert_with(|| Session { id: c.session_id.clone(), ..Session::default() })
-                    .counters
-                    .add(c);
-            }
             Entry::Delete(d) => {
                 for s in d.sessions.iter().filter(|s| wanted(&s.id)) {
-                    sessions.remove(&s.id);
                     let op = deleted.entry(s.id.clone()).or_insert(d.op);
                     *op = (*op).max(d.op);
-                    // What the index already holds of writes made after this deletion (applied
-                    // from another lane first) starts the session again.
-                    let (first, later) = inner.with_reader(|ix| ix.session_after(&s.id, d.op)).unwrap_or_default();
-                    let mut row = first.map(|(source, at)| Session {
-                        id: s.id.clone(),
-                        source,
-                        started_at: Some(at),
-                        ..Session::default()
-                    });
-                    for e in later {
-                        match e {
-                            Entry::Session(p) => row = Some(p.apply_to(row.take())),
-                            Entry::Counters(c) => {
-                                row.get_or_insert_with(|| Session { id: s.id.clone(), ..Session::default() })
-                                    .counters
-                                    .add(&c);
-                            }
-                            _ => {}
-                        }
-                    }
-                    if let Some(r) = row {
-                        sessions.insert(s.id.clone(), r);
-                    }
+                    touched.insert(&s.id);
+                }
+            }
+            Entry::Session(_) | Entry::Counters(_) | Entry::Message(_) => {
+                if let Some(id) = e.session_id().filter(|id| wanted(id)) {
+                    touched.insert(id);
                 }
             }
             _ => {}
+        }
+    }
+    for id in touched {
+        let after = deleted.get(id).copied();
+        let (first, kept) = inner.with_reader(|ix| ix.session_after(id, after.unwrap_or(i64::MIN))).unwrap_or_default();
+        // The base: the first message after the deletion, indexed or not.
+        let mut base: Option<(i64, Option<String>, f64)> = first;
+        for m in tail.messages().filter(|m| m.session_id == id && after.is_none_or(|d| m.num > d)) {
+            if base.as_ref().is_none_or(|(num, _, _)| m.num < *num) {
+                base = Some((m.num, m.source.clone(), m.timestamp));
+            }
+        }
+        let mut row = base.map(|(_, source, at)| Session {
+            id: id.to_string(),
+            source,
+            started_at: Some(at),
+            ..Session::default()
+        });
+        let mut writes: Vec<(i64, &Entry)> = Vec::new();
+        for (e, &key) in tail.entries.iter().zip(&tail.session_keys) {
+            let mine = match e {
+                Entry::Session(p) => p.id == id,
+                Entry::Counters(c) => c.session_id == id,
+                _ => false,
+            };
+            if mine && after.is_none_or(|d| key > d) {
+                writes.push((key, e));
+            }
+        }
+        writes.extend(kept.iter().map(|(k, e)| (*k, e)));
+        writes.sort_by_key(|(k, _)| *k);
+        for (_, e) in writes {
+            match e {
+                Entry::Session(p) => row = Some(p.apply_to(row.take())),
+                Entry::Counters(c) => {
+                    row.get_or_insert_with(|| Session { id: id.to_string(), ..Session::default() }).counters.add(c);
+                }
+                _ => {}
+            }
+        }
+        match row {
+            Some(r) => {
+                sessions.insert(id.to_string(), r);
+            }
+            None => {
+                sessions.remove(id);
+            }
         }
     }
 }

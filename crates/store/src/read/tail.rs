@@ -20,20 +20,38 @@ use crate::state::Inner;
 #[derive(Debug, Default)]
 pub(crate) struct Tail {
     pub entries: Vec<Entry>,
+    /// The key under which each session write (patch, counters) of `entries` sorts: its
+    /// position, or for one written before positions existed the index's legacy key.
+    pub session_keys: Vec<i64>,
 }
 
 impl Tail {
     pub(crate) fn read(inner: &Inner, positions: &BTreeMap<String, u64>) -> Result<Tail> {
         let mut entries = Vec::new();
-        inner.for_each_unindexed(positions, |_, _, e| match e {
-            Entry::Rewrite(mut r) => {
-                let added = std::mem::take(&mut r.messages);
-                entries.push(Entry::Rewrite(r));
-                entries.extend(added.into_iter().map(Entry::Message));
+        let mut session_keys = Vec::new();
+        inner.for_each_unindexed(positions, |lane, lsn, e| {
+            let legacy = || crate::index::legacy_key(lane, lsn);
+            match e {
+                Entry::Rewrite(mut r) => {
+                    let added = std::mem::take(&mut r.messages);
+                    entries.push(Entry::Rewrite(r));
+                    session_keys.push(0);
+                    for m in added {
+                        entries.push(Entry::Message(m));
+                        session_keys.push(0);
+                    }
+                }
+                e => {
+                    session_keys.push(match &e {
+                        Entry::Session(p) => p.op.unwrap_or_else(legacy),
+                        Entry::Counters(c) => c.op.unwrap_or_else(legacy),
+                        _ => 0,
+                    });
+                    entries.push(e);
+                }
             }
-            e => entries.push(e),
         })?;
-        Ok(Tail { entries })
+        Ok(Tail { entries, session_keys })
     }
 
     /// Messages in the tail, in order.

@@ -192,7 +192,20 @@ impl Store {
             serde_json::from_str::<serde::de::IgnoredAny>(x)
                 .map_err(|e| Error::Invalid(format!("extra is not valid JSON: {e}")))?;
         }
-        let mut patch = patch;
+        if patch.fill_only {
+            // Decided under the store-wide write lock against what every lane holds, and
+            // written as a plain patch of just the fields it fills: the outcome no longer
+            // depends on the order in which the compactor applies the lanes.
+            return self.inner.exclusive(|| {
+                let current = self.get_session(&patch.id)?;
+                let plain = fill_to_plain(&patch, current);
+                self.write_patch(plain)
+            });
+        }
+        self.write_patch(patch)
+    }
+
+    fn write_patch(&self, mut patch: SessionPatch) -> Result<Lsn> {
         patch.op = Some(self.inner.seq()?.next());
         Ok(self.inner.lane.append(&entry::encode(&Entry::Session(patch)))?)
     }
@@ -206,4 +219,23 @@ impl Store {
             ..SessionPatch::default()
         })
     }
+}
+
+/// The plain patch that has the effect of the `fill_only` patch `p` on `current`: the fields
+/// it fills, with `extra` as merged (keys already set win).
+fn fill_to_plain(p: &SessionPatch, current: Option<crate::model::Session>) -> SessionPatch {
+    let after = p.apply_to(current.clone());
+    let before = current.unwrap_or_else(|| crate::model::Session { id: p.id.clone(), ..Default::default() });
+    macro_rules! changed {
+        ($($f:ident),*) => {
+            SessionPatch {
+                id: p.id.clone(),
+                reopen: p.reopen,
+                clear_title: p.clear_title,
+                $( $f: if after.$f != before.$f { after.$f.clone() } else { None }, )*
+                ..SessionPatch::default()
+            }
+        };
+    }
+    changed!(source, model, title, user_id, chat_id, parent_session_id, started_at, ended_at, end_reason, extra)
 }
