@@ -48,6 +48,7 @@ mod sequence;
 mod state;
 mod status;
 mod store;
+mod supervise;
 mod time;
 
 pub use entry::{
@@ -63,7 +64,10 @@ pub use index::{
     ApplyStats, CheckpointStats, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit, SearchOrder, SearchQuery,
     SessionFilter, indexed_text, match_snippet,
 };
-pub use layout::{COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SHIPPER_LOCK, STORE_ID_FILE};
+pub use layout::{
+    COMPACTOR_LOCK, COMPACTOR_PROBLEM, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SHIPPER_LOCK,
+    SHIPPER_PROBLEM, STORE_ID_FILE,
+};
 pub use model::{
     CounterDelta, Counters, DeleteSessions, Erased, Message, MessageState, MessageUpdate, MetaSet, Rewrite,
     RewriteMode, Session, SessionPatch, SessionRef, merge_extra,
@@ -71,8 +75,13 @@ pub use model::{
 pub use options::{Retention, StoreOptions};
 pub use read::HistoryItem;
 pub use remote::{IndexTarget, RemoteTarget, TargetError};
-pub use status::{CompactorStatus, IndexHealth, LaneStatus, RemoteLag, RemoteLane, RemoteStatus, StoreStatus};
+pub use status::{
+    CloseReport, CompactorStatus, IndexHealth, LaneStatus, RemoteLag, RemoteLane, RemoteStatus, StoreStatus,
+    ThreadHealth, ThreadReport,
+};
 pub use store::{Appended, HistoryQuery, Store};
+#[doc(hidden)]
+pub use supervise::TestHooks;
 pub use tidelog_journal::{Durability, RecoveryMode};
 
 /// Whole-store operations, the library side of the `tidelog` tool: verify, repair, rebuild,

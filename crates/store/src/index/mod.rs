@@ -32,6 +32,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 mod text;
+mod undecodable;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -45,14 +46,21 @@ pub(crate) use error::Ctx;
 pub use error::IndexError;
 pub use maintenance::CheckpointStats;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
-use schema::{FTS_CONFIG, SCHEMA};
+use schema::{FTS_CONFIG, SCHEMA, UNDECODABLE_TABLE};
 pub use text::{indexed_text, match_snippet};
+pub(crate) use undecodable::Undecodable;
 
 /// The schema version this code writes and reads. Version 2 added integer ids, history state,
-/// counters and history operations. The index is derived, so there are no migrations: a file
-/// with an older version is rebuilt from the journal ([`IndexError::OlderSchema`]), one with a
-/// newer version is refused ([`IndexError::NewerSchema`]).
-pub const SCHEMA_VERSION: i64 = 2;
+/// counters and history operations; version 3 the table of undecodable journal records. The
+/// index is derived, so there are no migrations of rows: a file older than version 2 is rebuilt
+/// from the journal ([`IndexError::OlderSchema`]), one with a newer version is refused
+/// ([`IndexError::NewerSchema`]). A version 2 file is read as it is and upgraded in place by its
+/// first writable open (version 3 only adds an empty table: rebuilding a whole index for it
+/// would cost hours on a large store, and, with retention, the messages only the index holds).
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// The oldest schema version read as it is (and upgraded in place by a writable open).
+const OLDEST_READABLE: i64 = 2;
 
 /// Result alias for this module.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
@@ -127,9 +135,19 @@ impl Index {
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin the schema transaction")?;
         if let Some(found) = schema_version(&tx)? {
-            return check_version(&self.path, found);
+            check_version(&self.path, found)?;
+            if found < SCHEMA_VERSION {
+                // 2 -> 3: the table of undecodable records, empty.
+                tx.execute_batch(UNDECODABLE_TABLE).ctx("add the table of undecodable records")?;
+                tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION])
+                    .ctx("write the schema version")?;
+                tx.commit().ctx("commit the schema upgrade")?;
+                tracing::info!(path = %self.path.display(), from = found, to = SCHEMA_VERSION, "upgraded the index schema in place");
+            }
+            return Ok(());
         }
         tx.execute_batch(SCHEMA).ctx("create the schema")?;
+        tx.execute_batch(UNDECODABLE_TABLE).ctx("create the schema")?;
         for (name, value) in FTS_CONFIG {
             tx.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES (?1, ?2)", (name, value))
                 .ctx("configure FTS5 merging")?;
@@ -162,7 +180,7 @@ fn check_version(path: &Path, found: i64) -> Result<()> {
     if found > SCHEMA_VERSION {
         return Err(IndexError::NewerSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
     }
-    if (1..SCHEMA_VERSION).contains(&found) {
+    if (1..OLDEST_READABLE).contains(&found) {
         return Err(IndexError::OlderSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
     }
     if found < 1 {

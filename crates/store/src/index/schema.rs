@@ -82,6 +82,18 @@ CREATE VIRTUAL TABLE messages_fts USING fts5 (
 );
 "#;
 
+/// Added by schema version 3 (created in place in a version 2 file by its first writable open):
+/// journal records left out of the index because they do not decode (written by a newer version,
+/// or damaged), so that every later open still reports them. See `undecodable.rs`.
+pub(super) const UNDECODABLE_TABLE: &str = "
+CREATE TABLE undecodable (
+    lane TEXT NOT NULL,
+    lsn INTEGER NOT NULL,
+    why TEXT NOT NULL,
+    PRIMARY KEY (lane, lsn)
+) WITHOUT ROWID;
+";
+
 /// FTS5 merge settings, stored in `messages_fts_config` when the schema is created.
 ///
 /// Every commit (and every 1 MiB of pending terms by default) writes a new level-0 segment, and
