@@ -30,12 +30,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::supervise::{Role, ThreadNote};
-use crate::time::now_ms;
+use crate::time::{format_iso8601, now_ms};
 
 /// Folder of the lanes (one journal per writing process).
 pub const LANES_DIR: &str = "lanes";
@@ -560,6 +559,55 @@ pub(crate) fn clean_stale_temp_dirs(dir: &Path) -> usize {
         }
     }
     removed
+}
+
+/// The background threads whose role one process holds at a time (a lock file each) and that
+/// leave a problem note while degraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Applies the lanes to the SQLite index.
+    Compactor,
+    /// Feeds a remote index.
+    Shipper,
+}
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Compactor => "compactor",
+            Role::Shipper => "shipper",
+        }
+    }
+}
+
+/// What a thread leaves in the store folder while it is degraded, for other processes
+/// (`compactor.problem`, `shipper.problem`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ThreadNote {
+    /// `compactor` or `shipper`.
+    pub thread: String,
+    /// The process that wrote it.
+    pub pid: u32,
+    /// Its lane.
+    pub lane: String,
+    /// Why the thread is degraded.
+    pub what: String,
+    /// When it was written, ms since the Unix epoch.
+    pub time_unix_ms: u64,
+}
+
+impl ThreadNote {
+    /// The status line another process shows for it.
+    pub(crate) fn problem(&self) -> String {
+        format!(
+            "{} of process {} (lane {}) reported at {}: {}",
+            self.thread,
+            self.pid,
+            self.lane,
+            format_iso8601(self.time_unix_ms as f64 / 1000.0),
+            self.what
+        )
+    }
 }
 
 fn thread_note_path(dir: &Path, role: Role) -> PathBuf {

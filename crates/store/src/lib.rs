@@ -37,6 +37,7 @@ mod admin;
 mod compactor;
 mod entry;
 mod error;
+mod health;
 mod import;
 mod index;
 mod layout;
@@ -56,6 +57,8 @@ pub use entry::{
     encode as encode_entry,
 };
 pub use error::{Error, Result};
+#[doc(hidden)]
+pub use health::TestHooks;
 pub use import::{
     ImportError, ImportReport, SinkError, hermes_source_rowid, import_hermes_db, import_jsonl, imported_message_id,
     is_repaired_import,
@@ -80,8 +83,6 @@ pub use status::{
     ThreadHealth, ThreadReport,
 };
 pub use store::{Appended, HistoryQuery, Store};
-#[doc(hidden)]
-pub use supervise::TestHooks;
 pub use tidelog_journal::{Durability, RecoveryMode};
 
 /// Whole-store operations, the library side of the `tidelog` tool: verify, repair, rebuild,

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tidelog_journal::{Durability, RecoveryMode};
 
+use crate::health::TestHooks;
 use crate::index::IndexOptions;
 use crate::remote::RemoteTarget;
-use crate::supervise::TestHooks;
 
 /// Whether journal segments are ever removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

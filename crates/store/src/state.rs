@@ -16,12 +16,12 @@ use tracing::error;
 use crate::entry;
 use crate::entry::Entry;
 use crate::error::Result;
+use crate::health::Health;
 use crate::index::{Index, IndexError};
 use crate::layout::{INDEX_FILE, lane_dir, lane_names, lane_number};
 use crate::options::StoreOptions;
 use crate::sequence::Sequence;
 use crate::status::{CompactorStatus, IndexHealth, RemoteStatus};
-use crate::supervise::Health;
 
 #[derive(Debug)]
 pub(crate) struct Shared {

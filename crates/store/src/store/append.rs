@@ -122,11 +122,10 @@ impl Store {
         }
         // Consecutive positions of the store's order, taken now: every write that starts after
         // this one returns sorts after these messages.
-        let mut next = if keep.is_empty() { 0 } else { self.inner.seq()?.take(keep.len() as u64) };
+        let first = if keep.is_empty() { 0 } else { self.inner.seq()?.take(keep.len() as u64) };
         let mut slots = out.iter_mut().filter(|a| a.num.is_some()).skip_while(|a| a.num != Some(0));
-        for m in &mut keep {
-            m.num = next;
-            next += 1;
+        for (m, num) in keep.iter_mut().zip(first..) {
+            m.num = num;
             if let Some(a) = slots.next() {
                 a.num = Some(m.num);
             }

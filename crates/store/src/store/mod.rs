@@ -277,12 +277,9 @@ impl Drop for Store {
 /// sequence file.
 fn order_floor(dir: &Path, own_name: &str, own: &Journal, opts: &StoreOptions) -> Result<i64> {
     let path = dir.join(INDEX_FILE);
-    let (mut last, applied) = match Index::open_read_only(&path, &opts.index)
+    let (mut last, applied) = Index::open_read_only(&path, &opts.index)
         .and_then(|ix| Ok((ix.max_position()?, ix.applied_positions()?)))
-    {
-        Ok(found) => found,
-        Err(_) => (0, BTreeMap::new()),
-    };
+        .unwrap_or_default();
     for name in lane_names(dir)? {
         let other;
         let j = if name == own_name {
