@@ -126,6 +126,8 @@ pub(crate) struct Health {
     pub(crate) note_written: bool,
     /// When the role holder last looked for a note to remove.
     pub(crate) note_checked_at: Option<Instant>,
+    /// Since when every attempt has succeeded (no panic or failure since).
+    pub(crate) healthy_since: Option<Instant>,
 }
 
 impl Health {

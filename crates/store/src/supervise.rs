@@ -110,6 +110,7 @@ fn panicked(inner: &Inner, role: Role, msg: String, backoff: Duration) {
     let panics = h.panics;
     let what = h.degraded(&t).unwrap_or_else(|| format!("panicked: {msg}"));
     h.note_written = true;
+    h.healthy_since = None;
     drop(sh);
     error!(
         thread = role.name(),
@@ -129,6 +130,7 @@ pub(crate) fn failed(inner: &Inner, role: Role, e: &str) {
     let h = health(role, &mut sh);
     let now = Instant::now();
     let since = h.failing_since.get_or_insert((now, now_ms())).0;
+    h.healthy_since = None;
     h.last_failure = Some(e.to_string());
     if h.persistent || now.duration_since(since) < t.persistent_after {
         return;
@@ -167,12 +169,16 @@ pub(crate) fn succeeded(inner: &Inner, role: Role) {
         h.persistent = false;
         h.last_failure = None;
     }
+    let healthy_since = *h.healthy_since.get_or_insert(now);
     if h.degraded(&t).is_some() {
         return;
     }
-    // A note is looked for once a second at most: the role holder clears one a process that
-    // died (or this one) left.
-    let due = h.note_written || h.note_checked_at.is_none_or(|c| now.duration_since(c) >= Duration::from_secs(1));
+    // Its own note goes at once; one another holder of the role left (a process that died, or
+    // that lost the role while panicking) once this thread has run healthy for the healthy
+    // period, looked for once a second at most.
+    let due = h.note_written
+        || (now.duration_since(healthy_since) >= t.healthy_after
+            && h.note_checked_at.is_none_or(|c| now.duration_since(c) >= Duration::from_secs(1)));
     if !due {
         return;
     }
