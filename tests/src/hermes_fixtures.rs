@@ -36,6 +36,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use jiff::fmt::temporal::DateTimePrinter;
+use jiff::tz::Offset;
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::Rng;
@@ -513,46 +517,17 @@ fn hex(rng: &mut Rng, digits: usize) -> String {
 
 /// Seconds since the epoch of a session id's `YYYYMMDD_HHMMSS` prefix (UTC).
 fn id_seconds(id: &str) -> i64 {
-    let n =
-        |a: usize, b: usize| id.get(a..b).and_then(|s| s.parse::<i64>().ok()).expect("session id starts with a date");
-    days_from_civil(n(0, 4), n(4, 6), n(6, 8)) * 86_400 + n(9, 11) * 3600 + n(11, 13) * 60 + n(13, 15)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let at = id.get(..15).and_then(|p| DateTime::strptime("%Y%m%d_%H%M%S", p).ok());
+    let at = at.and_then(|dt| Offset::UTC.to_timestamp(dt).ok()).expect("session id starts with a date");
+    at.as_second()
 }
 
 /// ISO-8601 text of a UTC time, as Python's `datetime.isoformat()` writes it (no fraction when
 /// the microseconds are zero).
 fn iso8601(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    let mut s = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
-    if frac != 0 {
-        let _ = write!(s, ".{frac:06}");
-    }
-    s.push_str("+00:00");
-    s
+    let at = Timestamp::from_microsecond(micros).expect("a time jiff can represent");
+    let digits = if micros.rem_euclid(1_000_000) == 0 { 0 } else { 6 };
+    DateTimePrinter::new().precision(Some(digits)).timestamp_with_offset_to_string(&at, Offset::UTC)
 }
 
 fn conversation(index: usize, session: &'static S) -> Conversation {
@@ -1317,7 +1292,7 @@ mod tests {
         assert_eq!(iso8601(1_777_827_550_757_505), "2026-05-03T16:59:10.757505+00:00");
         assert_eq!(iso8601(1_777_593_600_000_000), "2026-05-01T00:00:00+00:00");
         assert_eq!(id_seconds("20260503_165910_2ad761"), 1_777_827_550);
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        assert_eq!(id_seconds("20240229_000000_2ad761"), 1_709_164_800);
     }
 
     #[test]

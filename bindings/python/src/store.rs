@@ -741,7 +741,7 @@ impl PyStore {
         py.detach(move || {
             loop {
                 match Arc::try_unwrap(store) {
-                    Ok(s) => return s.close().map(|()| true),
+                    Ok(s) => return s.close().map(|_| true),
                     Err(shared) if Instant::now() >= deadline => {
                         drop(shared);
                         return Ok(false);

@@ -505,6 +505,9 @@ pub struct PyCompactorStatus {
     undecodable: u64,
     last_checkpoint_unix_ms: Option<u64>,
     index_quarantined: u64,
+    panics: u64,
+    last_panic: Option<String>,
+    degraded: Option<String>,
 }
 
 #[pymethods]
@@ -519,17 +522,23 @@ impl PyCompactorStatus {
         d.set_item("undecodable", self.undecodable)?;
         d.set_item("last_checkpoint_unix_ms", self.last_checkpoint_unix_ms)?;
         d.set_item("index_quarantined", self.index_quarantined)?;
+        d.set_item("panics", self.panics)?;
+        d.set_item("last_panic", &self.last_panic)?;
+        d.set_item("degraded", &self.degraded)?;
         Ok(d)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "CompactorStatus(running_here={}, batches={}, entries_applied={}, retries={}, last_error={})",
+            "CompactorStatus(running_here={}, batches={}, entries_applied={}, retries={}, last_error={}, panics={}, \
+             degraded={})",
             if self.running_here { "True" } else { "False" },
             self.batches,
             self.entries_applied,
             self.retries,
-            opt_repr(py, self.last_error.as_deref(), 200)?
+            opt_repr(py, self.last_error.as_deref(), 200)?,
+            self.panics,
+            opt_repr(py, self.degraded.as_deref(), 200)?
         ))
     }
 }
@@ -587,6 +596,9 @@ impl From<StoreStatus> for PyStoreStatus {
                 undecodable: c.undecodable,
                 last_checkpoint_unix_ms: c.last_checkpoint_unix_ms,
                 index_quarantined: c.index_quarantined,
+                panics: c.health.panics,
+                last_panic: c.health.last_panic,
+                degraded: c.health.degraded,
             },
             unindexed: s.unindexed,
             journal_poisoned: s.journal_poisoned,

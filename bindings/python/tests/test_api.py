@@ -226,8 +226,10 @@ def test_status(store: tidelog.Store) -> None:
     st = store.status()
     assert st.unindexed == 0 and st.index.state == "healthy" and st.lanes[0].applied_lsn == 1
     assert st.compactor.running_here and st.compactor.entries_applied >= 1
+    assert st.compactor.panics == 0 and st.compactor.last_panic is None and st.compactor.degraded is None
     d = st.to_dict()
     assert d["lanes"][0]["name"] == lane.name and d["index"]["state"] == "healthy"
+    assert d["compactor"]["panics"] == 0 and d["compactor"]["degraded"] is None
     assert "StoreStatus(" in repr(st)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -121,6 +122,18 @@ def test_damaged_lane_is_reported_in_status(store_dir: Path) -> None:
         st = s.status()
         assert st.is_degraded
         assert any(lane in p and "corruption" in p for p in st.problems), st.problems
+
+
+def test_a_degraded_compactor_of_another_process_is_in_status(store_dir: Path) -> None:
+    with tidelog.Store(store_dir, run_compactor=False) as s:
+        s.append("s", "user", "x")
+    # What the process running the compactor leaves while its thread is degraded (a panic).
+    note = {"thread": "compactor", "pid": 4194303, "lane": "lane-0009", "what": "panicked: boom", "time_unix_ms": 0}
+    (store_dir / "compactor.problem").write_text(json.dumps(note))
+    with tidelog.Store(store_dir, run_compactor=False) as s:
+        st = s.status()
+        assert st.is_degraded
+        assert any(p.startswith("compactor of process 4194303") and "boom" in p for p in st.problems), st.problems
 
 
 KINDS: dict[str, tuple[type[BaseException], dict[str, object]]] = {

@@ -11,6 +11,7 @@ mod demo;
 mod erase;
 mod import;
 mod init;
+mod status;
 mod sync;
 mod util;
 
@@ -24,7 +25,7 @@ Exit codes:
   0  fine: the command did what it says and found nothing wrong
   1  a problem was found: verify found damage, repair could not make the store verify, an input
      line was invalid (append), some rows could not be read (import), a message was lost (demo),
-     PostgreSQL is ahead of a journal (sync)
+     PostgreSQL is ahead of a journal (sync), the store is degraded (status)
   2  usage error or I/O error: bad arguments, no store at --dir, a file cannot be read or written
 
 Results go to stdout; problems to stderr, one line each; progress to stderr when it is a
@@ -185,6 +186,9 @@ pub enum Cmd {
     /// Lanes, segments, sizes, LSNs, compactor lag, index, quarantine (and the PostgreSQL lag
     /// with --postgres).
     Stats,
+    /// The store's health: lanes, index, background threads that panicked or keep failing,
+    /// records that cannot be read, and every other problem. Exit 1 when degraded.
+    Status,
     /// Ship every journal entry the PostgreSQL database (--postgres) lacks, exactly once, and
     /// report the lag per lane. Exit 1 if the database is ahead of a journal (a journal was lost).
     Sync,
@@ -370,6 +374,7 @@ fn writes_store(cmd: &Cmd) -> bool {
             | Cmd::Search(_)
             | Cmd::Sessions { .. }
             | Cmd::Stats
+            | Cmd::Status
             | Cmd::Tail { .. }
             | Cmd::Quarantine(QuarantineCmd::List)
     )
@@ -394,6 +399,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Cmd::Search(a) => cmds::search(cli, a),
         Cmd::Sessions { source, title, limit } => cmds::sessions(cli, source.clone(), title.clone(), *limit),
         Cmd::Stats => cmds::stats(cli),
+        Cmd::Status => status::run(cli),
         Cmd::Sync => sync::run(cli),
         Cmd::Erase { sessions, children } => erase::run(cli, sessions, *children),
         Cmd::Tail { follow, session, lines } => cmds::tail(cli, *follow, session.as_deref(), *lines),

@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 use crate::entry;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::index::{Index, IndexError};
+use crate::index::{Index, IndexError, Undecodable};
 use crate::layout::{
     INDEX_FILE, clear_rebuild_request, lane_dir, lane_names, lane_number, quarantine_index_files, rebuild_requested,
     try_lock_compactor,
@@ -23,6 +23,7 @@ use crate::layout::{
 use crate::options::Retention;
 use crate::state::Inner;
 use crate::status::IndexHealth;
+use crate::supervise::{self, Role, sleep_unless_stopped};
 use crate::time::now_ms;
 
 /// Sleeps up to `d`, waking early when the store stops. Wakes on this process's appends too.
@@ -46,10 +47,11 @@ pub(crate) struct Batch {
     pub entries: Vec<(String, u64, Entry)>,
     /// Their payload bytes.
     pub bytes: usize,
-    /// Per lane, the last record that did not decode (left out; logged and in the status).
+    /// Per lane, the last record left out: it did not decode, or damage lost it (logged and in
+    /// the status).
     pub skipped: BTreeMap<String, u64>,
-    /// How many records did not decode.
-    pub undecodable: u64,
+    /// The records that did not decode: lane, LSN, why.
+    pub undecodable: Vec<Undecodable>,
 }
 
 /// Reads the next batch above `positions`, lanes in turn from `first_lane` (so that one busy
@@ -64,7 +66,7 @@ pub(crate) fn read_batch(
     let started = Instant::now();
     let o = &inner.opts;
     let names = lane_names(&inner.dir)?;
-    let mut out = Batch { entries: Vec::new(), bytes: 0, skipped: BTreeMap::new(), undecodable: 0 };
+    let mut out = Batch { entries: Vec::new(), bytes: 0, skipped: BTreeMap::new(), undecodable: Vec::new() };
     let n = names.len();
     'lanes: for k in 0..n {
         let Some(name) = names.get((first_lane + k) % n.max(1)) else { continue };
@@ -84,7 +86,7 @@ pub(crate) fn read_batch(
                         Err(e) => {
                             inner.shared.lock().undecodable(name, r.lsn, format!("{e}; not indexed"));
                             out.skipped.insert(name.clone(), r.lsn);
-                            out.undecodable += 1;
+                            out.undecodable.push((name.clone(), r.lsn, e.to_string()));
                         }
                     }
                     if out.entries.len() >= o.batch_max_entries
@@ -118,8 +120,9 @@ pub(crate) fn read_batch(
     Ok(out)
 }
 
-/// The compactor thread's body.
-pub(crate) fn run(inner: Arc<Inner>) {
+/// The compactor thread's body (run under `supervise`, which restarts it after a panic);
+/// returns when the store stops.
+pub(crate) fn run(inner: &Arc<Inner>) {
     let mut lock: Option<File> = None;
     let mut state: Option<Compactor> = None;
     let mut backoff = Duration::from_millis(20);
@@ -133,13 +136,14 @@ pub(crate) fn run(inner: Arc<Inner>) {
                     lock = Some(f);
                 }
                 Ok(None) => {
-                    pause(&inner, inner.opts.poll_interval);
+                    pause(inner, inner.opts.poll_interval);
                     continue;
                 }
                 Err(e) => {
                     error!("cannot take the compactor lock: {e}");
                     inner.shared.lock().compactor.last_error = Some(format!("compactor lock: {e}"));
-                    pause(&inner, Duration::from_secs(1));
+                    supervise::failed(inner, Role::Compactor, &format!("compactor lock: {e}"));
+                    pause(inner, Duration::from_secs(1));
                     continue;
                 }
             }
@@ -147,53 +151,57 @@ pub(crate) fn run(inner: Arc<Inner>) {
         if let Some(reason) = rebuild_requested(&inner.dir) {
             // Another process found the index ahead of its lane: rebuild before anything else.
             state = None;
-            match quarantine_index(&inner, &reason) {
+            match quarantine_index(inner, &reason) {
                 Ok(()) => {
                     forced = Some(reason);
                     // Our own control file, not data: done with it once the index is aside.
                     if let Err(e) = clear_rebuild_request(&inner.dir) {
-                        failed(&inner, &e, &mut backoff);
+                        failed(inner, &e, &mut backoff);
                         continue;
                     }
                 }
                 Err(e) => {
-                    failed(&inner, &e, &mut backoff);
+                    failed(inner, &e, &mut backoff);
                     continue;
                 }
             }
         }
         if state.is_none() {
-            match Compactor::start(&inner, forced.take()) {
+            match Compactor::start(inner, forced.take()) {
                 Ok(c) => state = Some(c),
                 Err(e) => {
-                    failed(&inner, &e, &mut backoff);
+                    failed(inner, &e, &mut backoff);
                     continue;
                 }
             }
         }
         let Some(c) = state.as_mut() else { continue };
-        match c.step(&inner) {
+        match c.step(inner) {
             Ok(0) => {
                 backoff = Duration::from_millis(20);
-                c.idle(&inner);
-                pause(&inner, inner.opts.poll_interval);
+                supervise::succeeded(inner, Role::Compactor);
+                c.idle(inner);
+                pause(inner, inner.opts.poll_interval);
             }
-            Ok(_) => backoff = Duration::from_millis(20),
+            Ok(_) => {
+                backoff = Duration::from_millis(20);
+                supervise::succeeded(inner, Role::Compactor);
+            }
             Err(Error::Index(e)) if e.is_corruption() => {
                 error!("index reported corruption while compacting: {e}");
                 let reason = format!("SQLite reported corruption while compacting: {e}");
                 state = None;
-                if let Err(e) = quarantine_index(&inner, &reason) {
-                    failed(&inner, &e, &mut backoff);
+                if let Err(e) = quarantine_index(inner, &reason) {
+                    failed(inner, &e, &mut backoff);
                 } else {
                     inner.shared.lock().compactor.index_quarantined += 1;
                 }
             }
-            Err(e) => failed(&inner, &e, &mut backoff),
+            Err(e) => failed(inner, &e, &mut backoff),
         }
     }
     if let Some(c) = state.as_mut() {
-        c.checkpoint(&inner);
+        c.checkpoint(inner);
     }
     inner.shared.lock().compactor.running_here = false;
     drop(lock);
@@ -207,22 +215,11 @@ fn failed(inner: &Inner, e: &Error, backoff: &mut Duration) {
         sh.compactor.retries += 1;
         sh.compactor.last_error = Some(e.to_string());
     }
+    supervise::failed(inner, Role::Compactor, &e.to_string());
     // A back-off is not cut short by appends: a failing index (full disk, busy) would otherwise
     // be retried, and warned about, once per append.
     sleep_unless_stopped(inner, *backoff);
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
-}
-
-/// Sleeps up to `d`, waking early only when the store stops.
-fn sleep_unless_stopped(inner: &Inner, d: Duration) {
-    let deadline = Instant::now() + d;
-    while !inner.stop.load(Ordering::SeqCst) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(20)));
-    }
 }
 
 /// Moves the index file (and its `-wal` and `-shm`) to the quarantine with a note.
@@ -329,10 +326,22 @@ impl Compactor {
     fn step(&mut self, inner: &Inner) -> Result<usize> {
         let started = Instant::now();
         let o = &inner.opts;
+        if o.test_hooks.compactor_failure_due() {
+            let e = std::io::Error::other("injected failure (test hook)");
+            return Err(Error::io("apply a batch", inner.dir.join(INDEX_FILE), e));
+        }
         let Batch { entries: batch, bytes, skipped, undecodable } =
             read_batch(inner, &self.positions, self.next_lane, &[])?;
         self.next_lane = self.next_lane.wrapping_add(1);
-        inner.shared.lock().compactor.undecodable += undecodable;
+        if !batch.is_empty() {
+            o.test_hooks.compactor_panic_point();
+        }
+        if !batch.is_empty() || !undecodable.is_empty() {
+            // Records that do not decode are skipped for good, and recorded in the transaction
+            // that stores the positions past them, so that every later open still reports them.
+            self.index.apply_batch_marked(&batch, &undecodable)?;
+            inner.shared.lock().compactor.undecodable += undecodable.len() as u64;
+        }
         for (lane, lsn) in skipped {
             let p = self.positions.entry(lane).or_insert(0);
             *p = (*p).max(lsn);
@@ -342,7 +351,6 @@ impl Compactor {
             return Ok(0);
         }
         let applied = batch.len();
-        self.index.apply_batch(&batch)?;
         for (lane, lsn, _) in &batch {
             let p = self.positions.entry(lane.clone()).or_insert(0);
             *p = (*p).max(*lsn);

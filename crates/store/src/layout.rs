@@ -18,6 +18,8 @@
 //!   sequence               the store's shared order: a mapped counter (see `sequence.rs`),
 //!                          share-locked by every process that has the store open
 //!   write.lock             the store-wide lock of conditional writes (and of opening)
+//!   compactor.problem      only while the compactor of the process holding the role is degraded
+//!   shipper.problem        (a panic, or a failure lasting 30 s): JSON, for other processes' status
 //! ```
 //!
 //! The quarantine keeps damaged files until a person removes them
@@ -28,11 +30,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::time::now_ms;
+use crate::time::{format_iso8601, now_ms};
 
 /// Folder of the lanes (one journal per writing process).
 pub const LANES_DIR: &str = "lanes";
@@ -58,6 +60,12 @@ pub const SEQUENCE_FILE: &str = "sequence";
 /// The store-wide lock: held while a conditional write reads every lane, decides and appends,
 /// and while a process opens the store.
 pub const WRITE_LOCK: &str = "write.lock";
+/// Written by the process running the compactor while that thread is degraded (it panicked
+/// recently, or every attempt has failed for a while), removed once it is healthy: JSON
+/// (`thread`, `pid`, `lane`, `what`, `time_unix_ms`) that other processes show in their status.
+pub const COMPACTOR_PROBLEM: &str = "compactor.problem";
+/// The same for the shipper to a remote index.
+pub const SHIPPER_PROBLEM: &str = "shipper.problem";
 /// Prefix of lane folder names.
 const LANE_PREFIX: &str = "lane-";
 
@@ -551,4 +559,103 @@ pub(crate) fn clean_stale_temp_dirs(dir: &Path) -> usize {
         }
     }
     removed
+}
+
+/// The background threads whose role one process holds at a time (a lock file each) and that
+/// leave a problem note while degraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Applies the lanes to the SQLite index.
+    Compactor,
+    /// Feeds a remote index.
+    Shipper,
+}
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Compactor => "compactor",
+            Role::Shipper => "shipper",
+        }
+    }
+}
+
+/// What a thread leaves in the store folder while it is degraded, for other processes
+/// (`compactor.problem`, `shipper.problem`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ThreadNote {
+    /// `compactor` or `shipper`.
+    pub thread: String,
+    /// The process that wrote it.
+    pub pid: u32,
+    /// Its lane.
+    pub lane: String,
+    /// Why the thread is degraded.
+    pub what: String,
+    /// When it was written, ms since the Unix epoch.
+    pub time_unix_ms: u64,
+}
+
+impl ThreadNote {
+    /// The status line another process shows for it.
+    pub(crate) fn problem(&self) -> String {
+        format!(
+            "{} of process {} (lane {}) reported at {}: {}",
+            self.thread,
+            self.pid,
+            self.lane,
+            format_iso8601(self.time_unix_ms as f64 / 1000.0),
+            self.what
+        )
+    }
+}
+
+fn thread_note_path(dir: &Path, role: Role) -> PathBuf {
+    dir.join(match role {
+        Role::Compactor => COMPACTOR_PROBLEM,
+        Role::Shipper => SHIPPER_PROBLEM,
+    })
+}
+
+/// Replaces a thread's problem note (written beside and renamed into place, so a reader sees the
+/// old note or the new one).
+pub(crate) fn write_thread_note(dir: &Path, role: Role, note: &ThreadNote) -> Result<()> {
+    let path = thread_note_path(dir, role);
+    let body = serde_json::to_vec_pretty(note).map_err(|e| Error::io("encode", &path, io::Error::other(e)))?;
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    write_new_private_file(&tmp, &body)?;
+    fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))?;
+    sync_dir(dir)
+}
+
+/// A thread's problem note, if there is a readable one.
+pub(crate) fn read_thread_note(dir: &Path, role: Role) -> Option<ThreadNote> {
+    let path = thread_note_path(dir, role);
+    let text = fs::read(&path).ok()?;
+    match serde_json::from_slice(&text) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warn!(path = %path.display(), "problem note cannot be read: {e}");
+            None
+        }
+    }
+}
+
+/// Removes a thread's problem note; returns it if there was one.
+pub(crate) fn clear_thread_note(dir: &Path, role: Role) -> Result<Option<ThreadNote>> {
+    let path = thread_note_path(dir, role);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let old = read_thread_note(dir, role);
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("remove", &path, e)),
+    }
+    sync_dir(dir)?;
+    Ok(old)
 }

@@ -37,6 +37,7 @@ mod admin;
 mod compactor;
 mod entry;
 mod error;
+mod health;
 mod import;
 mod index;
 mod layout;
@@ -48,6 +49,7 @@ mod sequence;
 mod state;
 mod status;
 mod store;
+mod supervise;
 mod time;
 
 pub use entry::{
@@ -55,6 +57,8 @@ pub use entry::{
     encode as encode_entry,
 };
 pub use error::{Error, Result};
+#[doc(hidden)]
+pub use health::TestHooks;
 pub use import::{
     ImportError, ImportReport, SinkError, hermes_source_rowid, import_hermes_db, import_jsonl, imported_message_id,
     is_repaired_import,
@@ -64,8 +68,8 @@ pub use index::{
     SessionFilter, indexed_text, match_snippet,
 };
 pub use layout::{
-    COMPACTOR_LOCK, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SEQUENCE_FILE, SHIPPER_LOCK, STORE_ID_FILE,
-    WRITE_LOCK,
+    COMPACTOR_LOCK, COMPACTOR_PROBLEM, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SEQUENCE_FILE,
+    SHIPPER_LOCK, SHIPPER_PROBLEM, STORE_ID_FILE, WRITE_LOCK,
 };
 pub use model::{
     CounterDelta, Counters, DeleteSessions, Erased, Message, MessageState, MessageUpdate, MetaSet, Rewrite,
@@ -74,7 +78,10 @@ pub use model::{
 pub use options::{Retention, StoreOptions};
 pub use read::HistoryItem;
 pub use remote::{IndexTarget, RemoteTarget, TargetError};
-pub use status::{CompactorStatus, IndexHealth, LaneStatus, RemoteLag, RemoteLane, RemoteStatus, StoreStatus};
+pub use status::{
+    CloseReport, CompactorStatus, IndexHealth, LaneStatus, RemoteLag, RemoteLane, RemoteStatus, StoreStatus,
+    ThreadHealth, ThreadReport,
+};
 pub use store::{Appended, HistoryQuery, Store};
 pub use tidelog_journal::{Durability, RecoveryMode};
 

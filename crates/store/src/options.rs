@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tidelog_journal::{Durability, RecoveryMode};
 
+use crate::health::TestHooks;
 use crate::index::IndexOptions;
 use crate::remote::RemoteTarget;
 
@@ -66,6 +67,9 @@ pub struct StoreOptions {
     /// the local index never wait for it. With [`Retention::AfterIndexed`], segments are kept
     /// until the remote index has them too. Default: `None`.
     pub remote: Option<Arc<dyn RemoteTarget>>,
+    /// Fault points and shorter supervision timings for tests (not part of the API).
+    #[doc(hidden)]
+    pub test_hooks: TestHooks,
 }
 
 impl Default for StoreOptions {
@@ -87,6 +91,7 @@ impl Default for StoreOptions {
             erase_within: Duration::from_secs(60),
             read_only: false,
             remote: None,
+            test_hooks: TestHooks::default(),
         }
     }
 }

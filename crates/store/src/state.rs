@@ -16,6 +16,7 @@ use tracing::error;
 use crate::entry;
 use crate::entry::Entry;
 use crate::error::Result;
+use crate::health::Health;
 use crate::index::{Index, IndexError};
 use crate::layout::{INDEX_FILE, lane_dir, lane_names, lane_number};
 use crate::options::StoreOptions;
@@ -40,6 +41,9 @@ pub(crate) struct Shared {
     pub erase_pending: Option<String>,
     /// The remote shipper's view (default when no remote index is configured).
     pub remote: RemoteStatus,
+    /// Panics and persistent failures of the background threads (`supervise.rs`).
+    pub compactor_health: Health,
+    pub shipper_health: Health,
 }
 
 /// How many undecodable records are kept by name.
@@ -232,6 +236,8 @@ impl Inner {
                 undecodable_more: 0,
                 erase_pending: None,
                 remote: RemoteStatus::default(),
+                compactor_health: Health::default(),
+                shipper_health: Health::default(),
             }),
             reader: Mutex::new(None),
             others: Mutex::new(BTreeMap::new()),

@@ -62,6 +62,75 @@ pub struct CompactorStatus {
     pub last_checkpoint_unix_ms: Option<u64>,
     /// Index files moved to the quarantine by this process.
     pub index_quarantined: u64,
+    /// Panics, persistent failures, and whether the thread is degraded because of them.
+    pub health: ThreadHealth,
+}
+
+/// A background thread of this process (the compactor or the shipper): its panics and
+/// persistent failures. A panic restarts the thread after a back-off (100 ms doubling to 30 s).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadHealth {
+    /// Panics caught since the store was opened; each one restarted the thread.
+    pub panics: u64,
+    /// The last panic's message.
+    pub last_panic: Option<String>,
+    /// Since when every attempt has failed, ms since the Unix epoch (`None` when the last attempt
+    /// succeeded).
+    pub failing_since_unix_ms: Option<u64>,
+    /// Why the thread is degraded right now, also a line of [`StoreStatus::problems`]: it
+    /// panicked less than a minute ago (or waits to restart), or every attempt has failed for 30 s
+    /// or more. `None` when healthy.
+    pub degraded: Option<String>,
+}
+
+/// What [`Store::close`](crate::Store::close) found about the store's background threads. The
+/// journal is synced whatever it says: nothing acknowledged is lost by a thread that died or was
+/// left running.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloseReport {
+    /// The compactor, if this store ran one (not read-only, `run_compactor` set).
+    pub compactor: Option<ThreadReport>,
+    /// The shipper, if a remote index was configured.
+    pub shipper: Option<ThreadReport>,
+}
+
+impl CloseReport {
+    /// True if no thread panicked and every thread stopped before the deadline.
+    pub fn is_clean(&self) -> bool {
+        self.problems().is_empty()
+    }
+
+    /// What went wrong, in words: panics during the store's life, threads left running.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, t) in [("compactor", &self.compactor), ("shipper", &self.shipper)] {
+            let Some(t) = t else { continue };
+            if t.panics > 0 {
+                out.push(format!(
+                    "the {name} thread panicked {} time(s) while the store was open (each time restarted): {}",
+                    t.panics,
+                    t.last_panic.as_deref().unwrap_or("?")
+                ));
+            }
+            if !t.stopped {
+                out.push(format!("the {name} thread did not stop before the close deadline and was left running"));
+            }
+        }
+        out
+    }
+}
+
+/// One background thread at [`Store::close`](crate::Store::close).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadReport {
+    /// Panics during the store's life (each restarted the thread; a thread ended by a panic its
+    /// supervisor could not catch counts too).
+    pub panics: u64,
+    /// The last panic's message.
+    pub last_panic: Option<String>,
+    /// It stopped before the close deadline (`false`: it was busy and left running; it stops at
+    /// its next batch boundary, or with the process).
+    pub stopped: bool,
 }
 
 /// A snapshot of the store's state. Anything degraded is listed in `problems`.
@@ -188,4 +257,6 @@ pub struct RemoteStatus {
     pub last_error: Option<String>,
     /// When the next attempt is due, ms since the Unix epoch (while failing).
     pub retry_at_unix_ms: Option<u64>,
+    /// Panics, persistent failures, and whether the shipper is degraded because of them.
+    pub health: ThreadHealth,
 }

@@ -1,7 +1,12 @@
 //! Time: the clock readings the crate uses, and ISO-8601 dates (the one parser and formatter of
-//! the crate, for imports and the JSON-lines tools).
+//! the crate, for imports and the JSON-lines tools), through `jiff`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use jiff::SignedDuration;
+use jiff::civil::{DateTime, Time};
+use jiff::fmt::temporal::{DateTimePrinter, Pieces};
+use jiff::tz::Offset;
 
 /// Seconds since the Unix epoch (fractional); 0 if the clock is before 1970.
 pub(crate) fn now_secs() -> f64 {
@@ -18,157 +23,56 @@ pub(crate) fn now_nanos() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
-/// Parses `YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|±HH[:MM]]` into Unix seconds, and whether
-/// the text had no timezone (then it is read as UTC).
+/// Parses an ISO-8601 / RFC 3339 date, or date and time, into Unix seconds, and whether the text
+/// had no UTC offset (then it is read as UTC). The grammar is jiff's (RFC 9557 / Temporal):
+/// `YYYY-MM-DD[(T|t| )HH[:MM[:SS[(.|,)fraction]]][Z|z|±HH[[:]MM]]]`, years from -9999 to 9999
+/// (six digits with a sign for the extended form), up to nine fraction digits, the basic forms
+/// without separators too. Refused besides what jiff refuses: a time zone annotation
+/// (`[Europe/Paris]`: no time zone database is built in) and an offset of 24 hours or more.
 pub(crate) fn parse_iso8601(s: &str) -> Option<(f64, bool)> {
-    let b = s.trim().as_bytes();
-    let mut p = Cursor { b, i: 0 };
-    let neg_year = p.eat(b'-');
-    let year = p.digits(4, 6)?;
-    let year = if neg_year { -year } else { year };
-    p.expect(b'-')?;
-    let month = p.digits(2, 2)?;
-    p.expect(b'-')?;
-    let day = p.digits(2, 2)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+    let pieces = Pieces::parse(s.trim()).ok()?;
+    if pieces.time_zone_annotation().is_some() {
         return None;
     }
-    let (mut hour, mut minute, mut second, mut nanos) = (0, 0, 0, 0u32);
-    let mut naive = true;
-    let mut offset = 0i64;
-    if p.eat(b'T') || p.eat(b't') || p.eat(b' ') {
-        hour = p.digits(2, 2)?;
-        p.expect(b':')?;
-        minute = p.digits(2, 2)?;
-        if p.eat(b':') {
-            second = p.digits(2, 2)?;
-            if p.eat(b'.') || p.eat(b',') {
-                let start = p.i;
-                let mut scale = 100_000_000u32;
-                while let Some(d) = p.peek().filter(u8::is_ascii_digit) {
-                    nanos += u32::from(d - b'0') * scale;
-                    scale /= 10;
-                    p.i += 1;
-                }
-                if p.i == start {
-                    return None;
-                }
-            }
-        }
-        if hour > 23 || minute > 59 || second > 60 {
-            return None;
-        }
-        if p.eat(b'Z') || p.eat(b'z') {
-            naive = false;
-        } else if let Some(sign) = p.peek().filter(|c| *c == b'+' || *c == b'-') {
-            p.i += 1;
-            let oh = p.digits(2, 2)?;
-            p.eat(b':');
-            let om = if p.peek().is_some() { p.digits(2, 2)? } else { 0 };
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            offset = (oh * 60 + om) * 60;
-            if sign == b'-' {
-                offset = -offset;
-            }
-            naive = false;
-        }
-    }
-    if p.i != b.len() {
+    let (offset, naive) = match pieces.offset() {
+        Some(o) => (o.to_numeric_offset(), false),
+        None => (Offset::UTC, true),
+    };
+    if offset.seconds().unsigned_abs() >= 24 * 3600 {
         return None;
     }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    let time = pieces.time().unwrap_or(Time::midnight());
+    // Civil arithmetic, not `Timestamp`: jiff's timestamps end at 9999-12-30T22:00Z (so that
+    // every one has a civil time in every offset), and 9999-12-31 is a valid date here.
+    let since =
+        pieces.date().to_datetime(time).duration_since(EPOCH) - SignedDuration::from_secs(offset.seconds().into());
+    // Whole seconds rounded down and a non-negative fraction, added as before jiff (the same f64
+    // for every input, before 1970 too).
+    let (mut secs, mut nanos) = (since.as_secs(), since.subsec_nanos());
+    if nanos < 0 {
+        secs -= 1;
+        nanos += 1_000_000_000;
+    }
     Some((secs as f64 + f64::from(nanos) / 1e9, naive))
 }
 
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Option<()> {
-        self.eat(c).then_some(())
-    }
-
-    /// Between `min` and `max` ASCII digits.
-    fn digits(&mut self, min: usize, max: usize) -> Option<i64> {
-        let mut v = 0i64;
-        let mut n = 0;
-        while n < max {
-            match self.peek() {
-                Some(d) if d.is_ascii_digit() => {
-                    v = v * 10 + i64::from(d - b'0');
-                    self.i += 1;
-                    n += 1;
-                }
-                _ => break,
-            }
-        }
-        (n >= min).then_some(v)
-    }
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+/// 1970-01-01T00:00:00, the Unix epoch as a civil time in UTC.
+const EPOCH: DateTime = DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
 
 /// Formats seconds since the Unix epoch as `2026-05-03T17:00:10.035508+00:00` (UTC, microseconds).
+/// Before 1970 (and NaN) is the epoch; after the year 9999, its last microsecond.
 pub(crate) fn format_iso8601(t: f64) -> String {
     let t = if t.is_finite() { t.max(0.0) } else { 0.0 };
     let mut secs = t.floor() as i64;
-    let mut micros = ((t - t.floor()) * 1e6).round() as i64;
+    let mut micros = ((t - t.floor()) * 1e6).round() as i32;
     if micros >= 1_000_000 {
         secs += 1;
         micros -= 1_000_000;
     }
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let r = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+00:00", r / 3600, r / 60 % 60, r % 60)
+    let at = EPOCH.checked_add(SignedDuration::new(secs, micros * 1_000)).unwrap_or(DateTime::MAX);
+    let mut out = DateTimePrinter::new().precision(Some(6)).datetime_to_string(&at);
+    out.push_str("+00:00");
+    out
 }
 
 /// A new time-ordered (v7) UUID for a message without a client id. A clock set before 1970
@@ -179,5 +83,46 @@ pub(crate) fn new_uuid_v7() -> uuid::Uuid {
         uuid::Uuid::now_v7()
     } else {
         uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::timestamp::context::NoContext, 0, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What changed when the hand-written parser was replaced by jiff's (all odd inputs; the
+    /// forms the import and JSON-lines tests pin read as before).
+    #[test]
+    fn iso8601_edges() {
+        let p = |s: &str| parse_iso8601(s).map(|(t, _)| t);
+        // The last second of 9999 (the JSON-lines limit) is a date, though not a jiff timestamp.
+        assert_eq!(p("9999-12-31T23:59:59Z"), Some(253_402_300_799.0));
+        assert_eq!(format_iso8601(253_402_300_799.0), "9999-12-31T23:59:59.000000+00:00");
+        // After 9999: the last representable microsecond (was a five-digit year).
+        assert_eq!(format_iso8601(1.7e12), "9999-12-31T23:59:59.999999+00:00");
+        assert_eq!(format_iso8601(f64::NAN), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(format_iso8601(-5.0), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(format_iso8601(0.999_999_6), "1970-01-01T00:00:01.000000+00:00");
+        // A leap second is its minute's last second (was the next minute's first).
+        assert_eq!(p("2016-12-31T23:59:60Z"), p("2016-12-31T23:59:59Z"));
+        // Newly accepted: ISO-8601 basic forms, an hour alone, offsets with seconds, signed years.
+        assert_eq!(p("20260503T165910Z"), p("2026-05-03T16:59:10Z"));
+        assert_eq!(p("2026-05-03T16Z"), p("2026-05-03T16:00:00Z"));
+        assert_eq!(p("1970-01-01T00:00:30+00:00:30"), Some(0.0));
+        assert_eq!(p("+001970-01-01T00:00:00Z"), Some(0.0));
+        // Newly refused: more than nine fraction digits, unsigned years of five or six digits, a
+        // negative year of four; still refused: a time zone name, an offset of a day or more.
+        for bad in [
+            "2026-05-03T16:59:10.1234567891Z",
+            "20260-05-03T00:00:00Z",
+            "-0001-01-01T00:00:00Z",
+            "2026-05-03T16:59:10+01:00[Europe/Paris]",
+            "2026-05-03T16:59:10+24:00",
+        ] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
+        // Before 1970: whole seconds rounded down plus a non-negative fraction, as before.
+        assert_eq!(p("1969-12-31T23:59:59.25Z"), Some(-0.75));
     }
 }

@@ -156,3 +156,43 @@ fn store_id_is_stable() {
     assert_eq!(c.store_id().unwrap(), id);
     c.close().unwrap();
 }
+
+#[test]
+fn a_shipper_panic_is_reported_and_the_shipper_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let hooks = tidelog::TestHooks::default();
+    hooks.set_timings(
+        Duration::from_millis(10),
+        Duration::from_millis(80),
+        Duration::from_millis(500),
+        Duration::from_millis(300),
+    );
+    hooks.panic_shipper(2);
+    let opts = StoreOptions {
+        poll_interval: Duration::from_millis(10),
+        remote: Some(Arc::new(fake.clone())),
+        test_hooks: hooks,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    let ids: Vec<String> = (0..20).map(|i| store.append(msg(i, 10)).unwrap().id).collect();
+    wait("every entry shipped", || fake.0.lock().ids.len() == ids.len());
+    let st = store.status();
+    let r = st.remote.clone().unwrap();
+    assert_eq!(r.health.panics, 2, "{r:?}");
+    assert!(r.health.last_panic.as_deref().is_some_and(|p| p.contains("injected shipper panic")));
+    // Degraded for the healthy period after the last panic, then healthy.
+    if r.health.degraded.is_some() {
+        assert!(st.problems.iter().any(|p| p.contains("fake://db shipper degraded")), "{:?}", st.problems);
+    }
+    wait("the healthy period", || store.status().problems.is_empty());
+    let report = store.close().unwrap();
+    assert_eq!(report.shipper.map(|s| s.panics), Some(2));
+    assert_eq!(report.compactor.map(|c| c.panics), Some(0));
+    let mut got = fake.0.lock().ids.clone();
+    got.sort();
+    let mut want = ids;
+    want.sort();
+    assert_eq!(got, want, "shipped exactly once");
+}

@@ -93,7 +93,8 @@ fn write(dir: &PathBuf) -> Result<(), tidelog::Error> {
         end_reason: Some("user_exit".into()),
         ..SessionPatch::default()
     })?;
-    store.close()
+    store.close()?;
+    Ok(())
 }
 
 fn main() -> ExitCode {

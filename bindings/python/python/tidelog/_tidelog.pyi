@@ -252,6 +252,14 @@ class CompactorStatus:
     def last_checkpoint_unix_ms(self) -> int | None: ...
     @property
     def index_quarantined(self) -> int: ...
+    @property
+    def panics(self) -> int:
+        """Panics of the compactor thread since the store was opened (each restarted it)."""
+    @property
+    def last_panic(self) -> str | None: ...
+    @property
+    def degraded(self) -> str | None:
+        """Why the compactor is degraded (a recent panic, or failing for 30 s); None when healthy."""
     def to_dict(self) -> dict[str, Any]: ...
 
 @final

@@ -11,7 +11,7 @@ use super::{Progress, read_options};
 use crate::entry;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::index::{Index, IndexOptions};
+use crate::index::{Index, IndexOptions, Undecodable};
 use crate::layout::{
     COMPACTOR_LOCK, INDEX_FILE, REBUILDING_FILE, lane_dir, lane_names, lane_number, quarantine_index_files,
     remove_rebuilding_files, replace_index_files, try_lock_compactor,
@@ -58,15 +58,22 @@ pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Resu
     let total: u64 =
         journals.iter().map(|(n, j)| j.last_lsn().saturating_sub(positions.get(n).copied().unwrap_or(0))).sum();
     let mut batch: Vec<(String, u64, Entry)> = Vec::with_capacity(REBUILD_BATCH);
-    let mut flush = |batch: &mut Vec<(String, u64, Entry)>, rep: &mut RebuildReport| -> Result<()> {
-        if batch.is_empty() {
+    // Records that do not decode: recorded in the index with the positions past them, as the
+    // compactor does, so the rebuilt index still reports them.
+    let mut undecodable: Vec<Undecodable> = Vec::new();
+    let mut flush = |batch: &mut Vec<(String, u64, Entry)>,
+                     undecodable: &mut Vec<Undecodable>,
+                     rep: &mut RebuildReport|
+     -> Result<()> {
+        if batch.is_empty() && undecodable.is_empty() {
             return Ok(());
         }
-        let s = index.apply_batch(batch)?;
+        let s = index.apply_batch_marked(batch, undecodable)?;
         rep.messages += s.messages;
         rep.duplicate_messages += s.duplicate_messages;
         rep.sessions += s.sessions;
         batch.clear();
+        undecodable.clear();
         Ok(())
     };
     progress("rebuilding the index", 0, total);
@@ -80,17 +87,18 @@ pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Resu
                 Err(e) => {
                     tracing::error!(lane = %name, lsn = rec.lsn, "journal record does not decode; skipped: {e}");
                     rep.undecodable += 1;
+                    undecodable.push((name.clone(), rec.lsn, e.to_string()));
                 }
             }
-            if batch.len() >= REBUILD_BATCH {
-                flush(&mut batch, &mut rep)?;
+            if batch.len() + undecodable.len() >= REBUILD_BATCH {
+                flush(&mut batch, &mut undecodable, &mut rep)?;
                 progress("rebuilding the index", rep.entries, total);
             }
         }
-        flush(&mut batch, &mut rep)?;
+        flush(&mut batch, &mut undecodable, &mut rep)?;
         progress("rebuilding the index", rep.entries, total);
     }
-    flush(&mut batch, &mut rep)?;
+    flush(&mut batch, &mut undecodable, &mut rep)?;
     rep.applied = index.applied_positions()?;
     index.checkpoint_truncate()?;
     tracing::info!(path = %dest.display(), entries = rep.entries, messages = rep.messages, "index rebuilt from the journal");

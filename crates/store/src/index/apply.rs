@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::schema::PATCH_COLS;
 use super::text::{Indexed, classify};
+use super::undecodable::{Undecodable, record_undecodable};
 use super::{Ctx, Index, IndexError, Result, collect};
 use crate::entry::Entry;
 use crate::model::{
@@ -48,6 +49,17 @@ impl Index {
     // Bypasses the journal: public for the replay tests and the benchmark only.
     #[doc(hidden)]
     pub fn apply_batch(&mut self, entries: &[(String, u64, Entry)]) -> Result<ApplyStats> {
+        self.apply_batch_marked(entries, &[])
+    }
+
+    /// [`Index::apply_batch`], also recording in the same transaction the records of `undecodable`
+    /// (left out of the batch because they do not decode) and moving their lanes' positions past
+    /// them: see `undecodable.rs`.
+    pub(crate) fn apply_batch_marked(
+        &mut self,
+        entries: &[(String, u64, Entry)],
+        undecodable: &[Undecodable],
+    ) -> Result<ApplyStats> {
         let limit = self.opts.tool_output_index_bytes;
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin the apply transaction")?;
@@ -57,6 +69,7 @@ impl Index {
             a.tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS pending_fts (rid INTEGER PRIMARY KEY)")
                 .ctx("create the pending-fts table")?;
             let mut positions = read_positions(a.tx)?;
+            let before = if undecodable.is_empty() { BTreeMap::new() } else { positions.clone() };
             let mut touched = BTreeSet::new();
             for (lane, lsn, entry) in entries {
                 let lsn_i = i64::try_from(*lsn)
@@ -78,6 +91,7 @@ impl Index {
                 positions.insert(lane.clone(), *lsn);
                 touched.insert(lane.as_str());
             }
+            record_undecodable(a.tx, &before, &mut positions, &mut touched, undecodable)?;
             a.flush_fts()?;
             let mut store_position = tx
                 .prepare_cached(

@@ -32,6 +32,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 mod text;
+mod undecodable;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -46,15 +47,23 @@ pub(crate) use error::Ctx;
 pub use error::IndexError;
 pub use maintenance::CheckpointStats;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
-use schema::{FTS_CONFIG, SCHEMA};
+use schema::{FTS_CONFIG, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE};
 pub use text::{indexed_text, match_snippet};
+pub(crate) use undecodable::Undecodable;
 
 /// The schema version this code writes and reads. Version 2 added integer ids, history state,
-/// counters and history operations; version 3 the positions of session patches and counters
-/// (`session_entries`). The index is derived, so there are no migrations: a file
-/// with an older version is rebuilt from the journal ([`IndexError::OlderSchema`]), one with a
-/// newer version is refused ([`IndexError::NewerSchema`]).
+/// counters and history operations; version 3 the table of undecodable journal records and the
+/// store-order fold of session writes (`session_entries`, `session_first`). The
+/// index is derived, so there are no migrations of rows: a file older than version 2 is rebuilt
+/// from the journal ([`IndexError::OlderSchema`]), one with a newer version is refused
+/// ([`IndexError::NewerSchema`]). A version 2 file is read as it is and upgraded in place by its
+/// first writable open (version 3 adds tables, seeded from the rows a version 2 index holds:
+/// rebuilding a whole index for it would cost hours on a large store, and, with retention, the
+/// messages only the index holds).
 pub const SCHEMA_VERSION: i64 = 3;
+
+/// The oldest schema version read as it is (and upgraded in place by a writable open).
+const OLDEST_READABLE: i64 = 2;
 
 /// Result alias for this module.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
@@ -129,9 +138,22 @@ impl Index {
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin the schema transaction")?;
         if let Some(found) = schema_version(&tx)? {
-            return check_version(&self.path, found);
+            check_version(&self.path, found)?;
+            if found < SCHEMA_VERSION {
+                // 2 -> 3: the table of undecodable records, empty; the session fold, seeded.
+                tx.execute_batch(UNDECODABLE_TABLE).ctx("add the table of undecodable records")?;
+                tx.execute_batch(SESSION_FOLD_TABLES).ctx("add the session fold tables")?;
+                seed_session_fold(&tx)?;
+                tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION])
+                    .ctx("write the schema version")?;
+                tx.commit().ctx("commit the schema upgrade")?;
+                tracing::info!(path = %self.path.display(), from = found, to = SCHEMA_VERSION, "upgraded the index schema in place");
+            }
+            return Ok(());
         }
         tx.execute_batch(SCHEMA).ctx("create the schema")?;
+        tx.execute_batch(UNDECODABLE_TABLE).ctx("create the schema")?;
+        tx.execute_batch(SESSION_FOLD_TABLES).ctx("create the schema")?;
         for (name, value) in FTS_CONFIG {
             tx.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES (?1, ?2)", (name, value))
                 .ctx("configure FTS5 merging")?;
@@ -145,6 +167,62 @@ impl Index {
         tracing::info!(path = %self.path.display(), version = SCHEMA_VERSION, "created index schema");
         Ok(())
     }
+}
+
+/// A version 2 index folded session writes as they came and kept none of them: its rows stand
+/// for everything written so far, as one snapshot patch and one counter delta per session under
+/// the lowest keys (below every position and every legacy key), and each session's first
+/// indexed message is its base. A later refold starts from them.
+fn seed_session_fold(tx: &Connection) -> Result<()> {
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO session_first (session_id, num, source, timestamp) \
+         SELECT m.session_id, m.rid, m.source, m.timestamp FROM messages m \
+         WHERE m.rid = (SELECT min(rid) FROM messages WHERE session_id = m.session_id)",
+    )
+    .ctx("seed the first messages of sessions")?;
+    let rows = collect(tx, &format!("SELECT {} FROM sessions", schema::SESSION_COLS), [], query::session_from_row)
+        .ctx("read sessions to seed their fold")?;
+    let mut put = tx
+        .prepare("INSERT OR REPLACE INTO session_entries (session_id, op, entry) VALUES (?1, ?2, ?3)")
+        .ctx("prepare the session fold seed")?;
+    for s in rows {
+        let patch = crate::model::SessionPatch {
+            id: s.id.clone(),
+            source: s.source,
+            model: s.model,
+            title: s.title,
+            user_id: s.user_id,
+            chat_id: s.chat_id,
+            parent_session_id: s.parent_session_id,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            end_reason: s.end_reason,
+            extra: s.extra,
+            ..crate::model::SessionPatch::default()
+        };
+        let c = s.counters;
+        let counters = crate::model::CounterDelta {
+            session_id: s.id.clone(),
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            cache_read_tokens: c.cache_read_tokens,
+            cache_write_tokens: c.cache_write_tokens,
+            reasoning_tokens: c.reasoning_tokens,
+            api_call_count: c.api_call_count,
+            estimated_cost_usd: c.estimated_cost_usd,
+            actual_cost_usd: c.actual_cost_usd,
+            op: None,
+        };
+        put.execute(rusqlite::params![s.id, i64::MIN, crate::entry::encode(&crate::entry::Entry::Session(patch))])
+            .ctx("seed a session's fold")?;
+        put.execute(rusqlite::params![
+            s.id,
+            i64::MIN + 1,
+            crate::entry::encode(&crate::entry::Entry::Counters(counters))
+        ])
+        .ctx("seed a session's fold")?;
+    }
+    Ok(())
 }
 
 /// The schema version in the file: `None` without a `meta` table, 0 if it has no version row.
@@ -164,7 +242,7 @@ fn check_version(path: &Path, found: i64) -> Result<()> {
     if found > SCHEMA_VERSION {
         return Err(IndexError::NewerSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
     }
-    if (1..SCHEMA_VERSION).contains(&found) {
+    if (1..OLDEST_READABLE).contains(&found) {
         return Err(IndexError::OlderSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
     }
     if found < 1 {

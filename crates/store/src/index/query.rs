@@ -243,7 +243,16 @@ impl Index {
     /// What the index holds of a session written after position `op` (for a deletion at `op`
     /// that is not indexed yet): its first message's id, source and timestamp, and its kept
     /// patches and counters after `op`, in order.
-    pub(crate) fn session_after(&self, session_id: &str, op: i64) -> Result<SessionAfter> {
+    /// `None` for a version 2 index not upgraded yet (read-only opens read it as it is).
+    pub(crate) fn session_after(&self, session_id: &str, op: i64) -> Result<Option<SessionAfter>> {
+        let kept: bool = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'session_entries'")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .ctx("read the schema")?;
+        if !kept {
+            return Ok(None);
+        }
         let first = self
             .conn
             .prepare_cached("SELECT num, source, timestamp FROM session_first WHERE session_id = ?1 AND num > ?2")
@@ -258,7 +267,7 @@ impl Index {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .ctx("read a session's writes after a deletion")?;
-        Ok((first, blobs.iter().filter_map(|(k, b)| Some((*k, crate::entry::decode(b).ok()?))).collect()))
+        Ok(Some((first, blobs.iter().filter_map(|(k, b)| Some((*k, crate::entry::decode(b).ok()?))).collect())))
     }
 
     /// The rewrites recorded for a session, by op: (op, mode, active only).

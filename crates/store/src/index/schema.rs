@@ -66,6 +66,27 @@ CREATE TABLE session_ops (
 ) WITHOUT ROWID;
 -- Deleted sessions: messages with a smaller id that reach the index later are not indexed.
 CREATE TABLE deleted_sessions (id TEXT PRIMARY KEY, op INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE user_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE applied (lane TEXT PRIMARY KEY, lsn INTEGER NOT NULL);
+CREATE VIEW fts_source (rid, body, tool_name) AS
+    SELECT rid,
+           CASE WHEN fts_text IS NOT NULL THEN fts_text
+                WHEN fts_len IS NOT NULL THEN CAST(substr(CAST(content AS BLOB), 1, fts_len) AS TEXT)
+                ELSE content END,
+           tool_name
+    FROM messages;
+CREATE VIRTUAL TABLE messages_fts USING fts5 (
+    body, tool_name,
+    content = 'fts_source', content_rowid = 'rid',
+    tokenize = 'trigram', detail = full
+);
+"#;
+
+/// Added by schema version 3 (created in place in a version 2 file by its first writable open):
+/// journal records left out of the index because they do not decode (written by a newer version,
+/// or damaged), so that every later open still reports them. See `undecodable.rs`.
+/// The fold of session writes in the store's order (schema 3; docs/design.md "One order").
+pub(super) const SESSION_FOLD_TABLES: &str = "
 -- Session patches and counters written with a position, as encoded entries: when a deletion
 -- reaches the index after writes made after it (from another lane), the session row is rebuilt
 -- from the ones after the deletion. Those before a deletion are removed with it.
@@ -83,21 +104,16 @@ CREATE TABLE session_first (
     source TEXT,
     timestamp REAL
 ) WITHOUT ROWID;
-CREATE TABLE user_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE applied (lane TEXT PRIMARY KEY, lsn INTEGER NOT NULL);
-CREATE VIEW fts_source (rid, body, tool_name) AS
-    SELECT rid,
-           CASE WHEN fts_text IS NOT NULL THEN fts_text
-                WHEN fts_len IS NOT NULL THEN CAST(substr(CAST(content AS BLOB), 1, fts_len) AS TEXT)
-                ELSE content END,
-           tool_name
-    FROM messages;
-CREATE VIRTUAL TABLE messages_fts USING fts5 (
-    body, tool_name,
-    content = 'fts_source', content_rowid = 'rid',
-    tokenize = 'trigram', detail = full
-);
-"#;
+";
+
+pub(super) const UNDECODABLE_TABLE: &str = "
+CREATE TABLE undecodable (
+    lane TEXT NOT NULL,
+    lsn INTEGER NOT NULL,
+    why TEXT NOT NULL,
+    PRIMARY KEY (lane, lsn)
+) WITHOUT ROWID;
+";
 
 /// FTS5 merge settings, stored in `messages_fts_config` when the schema is created.
 ///

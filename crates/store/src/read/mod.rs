@@ -435,20 +435,38 @@ fn apply_tail_to_sessions(
     }
     for id in touched {
         let after = deleted.get(id).copied();
-        let (first, kept) = inner.with_reader(|ix| ix.session_after(id, after.unwrap_or(i64::MIN))).unwrap_or_default();
-        // The base: the first message after the deletion, indexed or not.
-        let mut base: Option<(i64, Option<String>, f64)> = first;
-        for m in tail.messages().filter(|m| m.session_id == id && after.is_none_or(|d| m.num > d)) {
-            if base.as_ref().is_none_or(|(num, _, _)| m.num < *num) {
-                base = Some((m.num, m.source.clone(), m.timestamp));
+        let found = inner.with_reader(|ix| ix.session_after(id, after.unwrap_or(i64::MIN))).flatten();
+        let (mut row, kept) = match found {
+            Some((first, kept)) => {
+                // The base: the first message after the deletion, indexed or not.
+                let mut base: Option<(i64, Option<String>, f64)> = first;
+                for m in tail.messages().filter(|m| m.session_id == id && after.is_none_or(|d| m.num > d)) {
+                    if base.as_ref().is_none_or(|(num, _, _)| m.num < *num) {
+                        base = Some((m.num, m.source.clone(), m.timestamp));
+                    }
+                }
+                let row = base.map(|(_, source, at)| Session {
+                    id: id.to_string(),
+                    source,
+                    started_at: Some(at),
+                    ..Session::default()
+                });
+                (row, kept)
             }
-        }
-        let mut row = base.map(|(_, source, at)| Session {
-            id: id.to_string(),
-            source,
-            started_at: Some(at),
-            ..Session::default()
-        });
+            // An index from before the fold was kept (not upgraded yet): its row, then the tail.
+            None => {
+                let indexed = sessions.remove(id).filter(|_| !tail.deletions().contains_key(id));
+                let row = indexed.or_else(|| {
+                    tail.messages().find(|m| m.session_id == id && after.is_none_or(|d| m.num > d)).map(|m| Session {
+                        id: id.to_string(),
+                        source: m.source.clone(),
+                        started_at: Some(m.timestamp),
+                        ..Session::default()
+                    })
+                });
+                (row, Vec::new())
+            }
+        };
         let mut writes: Vec<(i64, &Entry)> = Vec::new();
         for (e, &key) in tail.entries.iter().zip(&tail.session_keys) {
             let mine = match e {

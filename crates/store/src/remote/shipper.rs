@@ -22,6 +22,7 @@ use crate::layout::{lane_names, store_id, try_lock_shipper};
 use crate::state::Inner;
 use crate::status::{RemoteLag, RemoteLane};
 use crate::store::Store;
+use crate::supervise::{self, Role, sleep_unless_stopped};
 use crate::time::now_ms;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -75,21 +76,9 @@ fn advance(positions: &mut BTreeMap<String, Lsn>, batch: &Batch) {
     }
 }
 
-/// Sleeps `d` in short steps, waking only when the store stops (appends do not cut a back-off
-/// short).
-fn sleep_unless_stopped(inner: &Inner, d: Duration) {
-    let deadline = Instant::now() + d;
-    while !inner.stop.load(Ordering::SeqCst) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
-}
-
-/// The shipper thread's body.
-pub(crate) fn run(inner: Arc<Inner>, target: Arc<dyn RemoteTarget>) {
+/// The shipper thread's body (run under `supervise`, which restarts it after a panic); returns
+/// when the store stops.
+pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
     let describe = target.describe();
     inner.shared.lock().remote.target = describe.clone();
     let mut lock: Option<File> = None;
@@ -108,7 +97,8 @@ pub(crate) fn run(inner: Arc<Inner>, target: Arc<dyn RemoteTarget>) {
             sh.remote.last_error = Some(e.to_string());
             sh.remote.retry_at_unix_ms = Some(now_ms() + backoff.as_millis() as u64);
         }
-        sleep_unless_stopped(&inner, *backoff);
+        supervise::failed(inner, Role::Shipper, &e.to_string());
+        sleep_unless_stopped(inner, *backoff);
         *backoff = (*backoff * 2).min(BACKOFF_MAX);
     };
     while !inner.stop.load(Ordering::SeqCst) {
@@ -131,7 +121,7 @@ pub(crate) fn run(inner: Arc<Inner>, target: Arc<dyn RemoteTarget>) {
                     lock = Some(f);
                 }
                 Ok(None) => {
-                    pause(&inner, inner.opts.poll_interval.max(Duration::from_millis(500)));
+                    pause(inner, inner.opts.poll_interval.max(Duration::from_millis(500)));
                     continue;
                 }
                 Err(e) => {
@@ -165,7 +155,7 @@ pub(crate) fn run(inner: Arc<Inner>, target: Arc<dyn RemoteTarget>) {
                 }
             }
         };
-        let lanes = match lanes_view(&inner, &positions) {
+        let lanes = match lanes_view(inner, &positions) {
             Ok((lanes, _missing)) => lanes,
             Err(e) => {
                 fail(&e, &mut backoff);
@@ -188,7 +178,7 @@ pub(crate) fn run(inner: Arc<Inner>, target: Arc<dyn RemoteTarget>) {
             sh.remote.lag = Some(lanes.iter().map(|l| l.lag).sum());
             sh.remote.lanes = lanes;
         }
-        let batch = match next_batch(&inner, &mut positions, &mut next_lane, &ahead) {
+        let batch = match next_batch(inner, &mut positions, &mut next_lane, &ahead) {
             Ok(b) => b,
             Err(e) => {
                 fail(&e, &mut backoff);
@@ -197,14 +187,17 @@ pub(crate) fn run(inner: Arc<Inner>, target: Arc<dyn RemoteTarget>) {
         };
         if batch.entries.is_empty() {
             backoff = BACKOFF_MIN;
-            pause(&inner, inner.opts.poll_interval);
+            supervise::succeeded(inner, Role::Shipper);
+            pause(inner, inner.opts.poll_interval);
             continue;
         }
+        inner.opts.test_hooks.shipper_panic_point();
         let started = Instant::now();
         match c.apply_batch(&store, &batch.entries) {
             Ok(stats) => {
                 advance(&mut positions, &batch);
                 backoff = BACKOFF_MIN;
+                supervise::succeeded(inner, Role::Shipper);
                 debug!(
                     entries = batch.entries.len(),
                     skipped = stats.skipped,

@@ -23,6 +23,8 @@ use crate::layout::{
 use crate::options::StoreOptions;
 use crate::sequence::Sequence;
 use crate::state::Inner;
+use crate::status::{CloseReport, ThreadReport};
+use crate::supervise::{Role, supervise};
 
 /// Lane numbers that fit a first-release id (`entry::legacy_num` keeps 10 bits of it).
 const MAX_LANE: u64 = (1 << 10) - 1;
@@ -147,7 +149,7 @@ impl Store {
             Some(
                 std::thread::Builder::new()
                     .name("tidelog-compactor".into())
-                    .spawn(move || crate::compactor::run(c))
+                    .spawn(move || supervise(c, Role::Compactor, crate::compactor::run))
                     .map_err(|e| Error::io("spawn compactor thread", PathBuf::new(), e))?,
             )
         } else {
@@ -159,7 +161,7 @@ impl Store {
                 Some(
                     std::thread::Builder::new()
                         .name("tidelog-shipper".into())
-                        .spawn(move || crate::remote::run_shipper(c, target))
+                        .spawn(move || supervise(c, Role::Shipper, |i| crate::remote::run_shipper(i, &target)))
                         .map_err(|e| Error::io("spawn shipper thread", PathBuf::new(), e))?,
                 )
             }
@@ -200,42 +202,59 @@ impl Store {
     /// (it does not wait for it to catch up: the journal already holds everything), runs a final
     /// checkpoint if the compactor stopped in time, and syncs the lane. Nothing acknowledged is
     /// lost whatever happens here.
-    pub fn close(self) -> Result<()> {
+    ///
+    /// The [`CloseReport`] says whether a background thread panicked while the store was open
+    /// (each panic was caught, logged and the thread restarted; a panic is a bug to report) and
+    /// whether each thread stopped before the deadline; [`CloseReport::is_clean`] is false in
+    /// either case, and the problems were logged at error level. An `Err` means the lane could
+    /// not be synced or closed.
+    pub fn close(self) -> Result<CloseReport> {
         self.shutdown()
     }
 
-    fn shutdown(&self) -> Result<()> {
+    fn shutdown(&self) -> Result<CloseReport> {
         let started = Instant::now();
         self.inner.stop.store(true, Ordering::SeqCst);
         let res = self.inner.lane.close();
         let deadline = started + self.inner.opts.close_deadline;
-        if let Some(h) = self.shipper.lock().take() {
-            // Stops at a batch boundary; a batch in flight is committed or not, and either way
-            // the next shipper's positions say which. Never waits past the deadline on a network.
-            while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                warn!("shipper did not reach a batch boundary before the close deadline; leaving it");
-            }
-        }
-        if let Some(h) = self.compactor.lock().take() {
-            while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                warn!(
-                    deadline_ms = self.inner.opts.close_deadline.as_millis() as u64,
-                    "compactor did not reach a batch boundary before the close deadline; leaving it (the journal holds everything)"
-                );
-            }
+        // The shipper stops at a batch boundary; a batch in flight is committed or not, and either
+        // way the next shipper's positions say which. Never waits past the deadline on a network.
+        let shipper = self.shipper.lock().take().map(|h| self.stop_thread(h, Role::Shipper, deadline));
+        let compactor = self.compactor.lock().take().map(|h| self.stop_thread(h, Role::Compactor, deadline));
+        let report = CloseReport { compactor, shipper };
+        for p in report.problems() {
+            error!(lane = %self.inner.lane_name, "{p}");
         }
         info!(lane = %self.inner.lane_name, elapsed_ms = started.elapsed().as_millis() as u64, "store closed");
-        Ok(res?)
+        res?;
+        Ok(report)
+    }
+
+    /// Waits for a background thread until `deadline`, and reports it.
+    fn stop_thread(&self, h: JoinHandle<()>, role: Role, deadline: Instant) -> ThreadReport {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let stopped = h.is_finished();
+        let escaped = stopped && h.join().is_err();
+        if !stopped {
+            warn!(
+                deadline_ms = self.inner.opts.close_deadline.as_millis() as u64,
+                "{} did not reach a batch boundary before the close deadline; leaving it (the journal holds everything)",
+                role.name()
+            );
+        }
+        let sh = self.inner.shared.lock();
+        let (mut panics, mut last_panic) = match role {
+            Role::Compactor => sh.compactor_health.panics(),
+            Role::Shipper => sh.shipper_health.panics(),
+        };
+        drop(sh);
+        if escaped {
+            panics += 1;
+            last_panic = Some("the thread ended by a panic outside its supervisor".into());
+        }
+        ThreadReport { panics, last_panic, stopped }
     }
 }
 

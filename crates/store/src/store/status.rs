@@ -1,15 +1,23 @@
 //! The store's view of its own health.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Store;
 use crate::layout::{REBUILD_MARKER, lane_names, quarantine_bytes};
-use crate::status::{IndexHealth, LaneStatus, StoreStatus};
+use crate::status::{CompactorStatus, IndexHealth, LaneStatus, StoreStatus};
+use crate::supervise::{Role, notes_of_others};
+
+/// How many undecodable records the index lists by name in the status (the rest are counted).
+const UNDECODABLE_SHOWN: usize = 16;
 
 impl Store {
     /// A snapshot of the store's state; anything degraded is in `problems` (and was logged).
     pub fn status(&self) -> StoreStatus {
         let positions = self.inner.with_reader(|ix| ix.applied_positions());
+        // Records left out for good because they do not decode, as the index keeps them.
+        let (durable_undecodable, durable_total) =
+            self.inner.with_reader(|ix| ix.undecodable_records(UNDECODABLE_SHOWN)).unwrap_or_default();
         let mut lanes = Vec::new();
         let mut unindexed = 0;
         let shared_errors = self.inner.shared.lock().lane_errors.clone();
@@ -58,11 +66,17 @@ impl Store {
                 ));
             }
         }
-        for (at, why) in &sh.undecodable {
+        let mut undecodable = sh.undecodable.clone();
+        let from_index = durable_undecodable.len() as u64;
+        for (lane, lsn, why) in durable_undecodable {
+            undecodable.entry(format!("{lane}/{lsn}")).or_insert_with(|| format!("{why}; not indexed"));
+        }
+        for (at, why) in &undecodable {
             problems.push(format!("journal record {at} cannot be read (left out of every read): {why}"));
         }
-        if sh.undecodable_more > 0 {
-            problems.push(format!("{} more journal records cannot be read", sh.undecodable_more));
+        let more = sh.undecodable_more.max(durable_total.saturating_sub(from_index));
+        if more > 0 {
+            problems.push(format!("{more} more journal records cannot be read"));
         }
         if let Some(p) = &sh.erase_pending {
             problems.push(format!("deleted content not erased from disk yet: {p}"));
@@ -70,18 +84,40 @@ impl Store {
         if let Some(p) = &sh.read_problem {
             problems.push(p.clone());
         }
-        if let Some(e) = &sh.compactor.last_error {
+        let timings = self.inner.opts.test_hooks.timings();
+        let compactor_health = sh.compactor_health.view(&timings);
+        if let Some(d) = &compactor_health.degraded {
+            problems.push(format!("compactor thread degraded: {d}"));
+        }
+        if let Some(e) = sh.compactor.last_error.as_ref().filter(|_| !sh.compactor_health.persistent()) {
             problems.push(format!("compactor: {e}"));
+        }
+        for (role, handle) in [(Role::Compactor, &self.compactor), (Role::Shipper, &self.shipper)] {
+            if !self.inner.stop.load(Ordering::SeqCst) && handle.lock().as_ref().is_some_and(|h| h.is_finished()) {
+                problems.push(format!(
+                    "the {} thread is not running: a panic its supervisor could not catch ended it (see the log); \
+                     reopen the store to start it again",
+                    role.name()
+                ));
+            }
+        }
+        let own = (!self.inner.opts.read_only).then_some(self.inner.lane_name.as_str());
+        for n in notes_of_others(&self.inner.dir, own) {
+            problems.push(n.problem());
         }
         let remote = self.inner.opts.remote.as_ref().map(|t| {
             let mut r = sh.remote.clone();
+            r.health = sh.shipper_health.view(&timings);
             if r.target.is_empty() {
                 r.target = t.describe();
             }
             r
         });
         if let Some(r) = &remote {
-            if let Some(e) = &r.last_error {
+            if let Some(d) = &r.health.degraded {
+                problems.push(format!("remote index {} shipper degraded: {d}", r.target));
+            }
+            if let Some(e) = r.last_error.as_ref().filter(|_| !sh.shipper_health.persistent()) {
                 problems.push(format!(
                     "remote index {} not reachable or refusing batches (retrying with back-off; appends and the \
                      local index are unaffected): {e}",
@@ -101,7 +137,7 @@ impl Store {
             lane: self.inner.lane_name.clone(),
             lanes,
             index: sh.index.clone(),
-            compactor: sh.compactor.clone(),
+            compactor: CompactorStatus { health: compactor_health, ..sh.compactor.clone() },
             unindexed,
             quarantine_bytes: quarantine_bytes(&self.inner.dir),
             journal_poisoned: poisoned,
