@@ -107,9 +107,19 @@ mod tests {
         let path = dir.path().join("index.db");
         let opts = IndexOptions::default();
         let mut ix = Index::open(&path, &opts).unwrap();
-        ix.apply_batch(&[("a".to_string(), 1, message("m1"))]).unwrap();
+        let old_patch = crate::model::SessionPatch {
+            id: "s".into(),
+            title: Some("from version 2".into()),
+            model: Some("m".into()),
+            ..Default::default()
+        };
+        ix.apply_batch(&[("a".to_string(), 1, message("m1")), ("a".to_string(), 2, Entry::Session(old_patch))])
+            .unwrap();
         ix.conn
-            .execute_batch("DROP TABLE undecodable; UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+            .execute_batch(
+                "DROP TABLE undecodable; DROP TABLE session_entries; DROP TABLE session_first; \
+                 UPDATE meta SET value = 2 WHERE key = 'schema_version'",
+            )
             .unwrap();
         drop(ix);
         // Readers use it as it is (no table: nothing recorded).
@@ -123,8 +133,23 @@ mod tests {
             ix.conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(ix.message_count().unwrap(), 1);
-        ix.apply_batch_marked(&[], &[("a".to_string(), 2, "newer".to_string())]).unwrap();
+        ix.apply_batch_marked(&[], &[("a".to_string(), 3, "newer".to_string())]).unwrap();
         assert_eq!(ix.undecodable_records(10).unwrap().1, 1);
+        // The session fold was seeded from the version 2 row: a late patch (which refolds the
+        // row in the store's order) keeps what version 2 had.
+        let patch = |op: i64, model: &str| {
+            Entry::Session(crate::model::SessionPatch {
+                id: "s".into(),
+                model: Some(model.into()),
+                op: Some(op),
+                ..Default::default()
+            })
+        };
+        ix.apply_batch(&[("a".to_string(), 4, patch(50, "later"))]).unwrap();
+        ix.apply_batch(&[("b".to_string(), 1, patch(40, "earlier"))]).unwrap();
+        let s = ix.get_session("s").unwrap().unwrap();
+        assert_eq!(s.title.as_deref(), Some("from version 2"));
+        assert_eq!(s.model.as_deref(), Some("later"));
         // Version 1 is still rebuilt.
         ix.conn.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'", []).unwrap();
         drop(ix);
