@@ -1,6 +1,6 @@
 //! The `tidelog` command-line tool of the Tidelog message store, as a library.
 //!
-//! A thin layer over the library: argument parsing, output formatting, progress display and exit
+//! A thin layer over the store: argument parsing, output formatting, progress display and exit
 //! codes. The work itself is done by `tidelog::Store` and `tidelog::ops`, which tests and fuzz
 //! targets call too. Two programs run it: the `tidelog` binary of this crate (`src/main.rs`) and
 //! the `tidelog` command of the Python package (`bindings/python`), both through
