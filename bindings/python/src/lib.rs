@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cli;
 mod errors;
 mod store;
 mod types;
@@ -30,6 +31,7 @@ fn _tidelog(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::PyImportReport>()?;
     m.add_function(wrap_pyfunction!(errors::_error_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(bench::_bench_append, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::_cli_main, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

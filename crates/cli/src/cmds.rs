@@ -126,7 +126,7 @@ pub fn export(
                 Ok(())
             });
             match write_err {
-                Some(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+                Some(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(anyhow::Error::new(util::StdoutClosed)),
                 Some(e) => return Err(e).context("cannot write to stdout"),
                 None => {
                     res?;
@@ -134,7 +134,7 @@ pub fn export(
             }
             if let Err(e) = w.flush() {
                 if e.kind() == io::ErrorKind::BrokenPipe {
-                    std::process::exit(0);
+                    return Err(anyhow::Error::new(util::StdoutClosed));
                 }
                 return Err(e).context("cannot write to stdout");
             }

@@ -1,9 +1,10 @@
-//! `tidelog demo`: plays a gateway. Writer processes (this binary, re-run as `__demo-writer`)
+//! `tidelog demo`: plays a gateway. Writer processes (this tool, re-run as `__demo-writer`)
 //! append realistic conversations and print each acknowledged id; one writer is killed with
 //! SIGKILL mid-stream; the store is reopened (recovery), indexed and searched; every
 //! acknowledged id must be there.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,7 +16,7 @@ use serde_json::json;
 use tidelog::{Message, SearchQuery, SessionPatch, Store};
 
 use crate::util::{self, Reporter, print_json, say};
-use crate::{Cli, Outcome};
+use crate::{Cli, Options, Outcome};
 
 const USERS: [&str; 6] = [
     "Can you check why the nightly backup cron failed?",
@@ -152,9 +153,21 @@ fn fresh_demo_dir() -> anyhow::Result<std::path::PathBuf> {
     bail!("tidelog-demo ... tidelog-demo-9999 all exist; pass --dir with a new folder")
 }
 
-fn spawn_writer(exe: &Path, dir: &Path, cli: &Cli, w: usize, count: usize) -> anyhow::Result<Child> {
-    let mut c = Command::new(exe);
-    c.arg("__demo-writer")
+/// The command line that runs this tool again: [`Options::relaunch`], or this executable.
+fn relaunch_command(options: &Options) -> anyhow::Result<Vec<OsString>> {
+    if options.relaunch.is_empty() {
+        let exe = std::env::current_exe().context("cannot find this program's path to start the writers")?;
+        Ok(vec![exe.into_os_string()])
+    } else {
+        Ok(options.relaunch.clone())
+    }
+}
+
+fn spawn_writer(tool: &[OsString], dir: &Path, cli: &Cli, w: usize, count: usize) -> anyhow::Result<Child> {
+    let Some((program, leading)) = tool.split_first() else { bail!("no command to start the writers with") };
+    let mut c = Command::new(program);
+    c.args(leading)
+        .arg("__demo-writer")
         .arg("--dir")
         .arg(dir)
         .arg("--writer")
@@ -168,10 +181,10 @@ fn spawn_writer(exe: &Path, dir: &Path, cli: &Cli, w: usize, count: usize) -> an
         c.arg("--segment-size").arg(s.to_string());
     }
     c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    c.spawn().with_context(|| format!("cannot start writer process {}", exe.display()))
+    c.spawn().with_context(|| format!("cannot start writer process {}", Path::new(program).display()))
 }
 
-pub fn run(cli: &Cli, writers: usize, messages: usize) -> anyhow::Result<Outcome> {
+pub fn run(cli: &Cli, options: &Options, writers: usize, messages: usize) -> anyhow::Result<Outcome> {
     if writers == 0 || messages == 0 {
         bail!("--writers and --messages must be at least 1");
     }
@@ -189,7 +202,7 @@ pub fn run(cli: &Cli, writers: usize, messages: usize) -> anyhow::Result<Outcome
         }
         None => fresh_demo_dir()?,
     };
-    let exe = std::env::current_exe().context("cannot find this program's path to start the writers")?;
+    let tool = relaunch_command(options)?;
     let per = messages.div_ceil(writers);
     let victim = 0;
     let kill_at = (per / 2).max(1);
@@ -206,7 +219,7 @@ pub fn run(cli: &Cli, writers: usize, messages: usize) -> anyhow::Result<Outcome
     let mut children = Vec::new();
     let mut readers = Vec::new();
     for w in 0..writers {
-        let mut child = spawn_writer(&exe, &dir, cli, w, per)?;
+        let mut child = spawn_writer(&tool, &dir, cli, w, per)?;
         let Some(stdout) = child.stdout.take() else { bail!("writer {w} has no stdout") };
         let tx = tx.clone();
         readers.push(std::thread::spawn(move || {

@@ -20,6 +20,7 @@ __all__ = [
     "ImportReport",
     "_error_for_test",
     "_bench_append",
+    "_cli_main",
     "__version__",
 ]
 
@@ -469,3 +470,7 @@ class Store:
 def _error_for_test(kind: str) -> BaseException: ...
 def _bench_append(path: str | os.PathLike[str], count: int, content_len: int = 200, threads: int = 1) -> float:
     """Seconds ``count`` appends take in Rust alone (for the benchmark)."""
+def _cli_main(argv: list[str], relaunch: list[str]) -> int:
+    """Runs the ``tidelog`` command-line tool on ``argv`` (``argv[0]`` is the program name) with
+    the GIL released and returns its exit code; ``relaunch`` starts the tool in a new process.
+    Used by ``tidelog._cli.main`` (the ``tidelog`` command)."""
