@@ -186,41 +186,9 @@ impl Applier<'_, '_> {
         Ok(state)
     }
 
-    /// Records `m` as its session's first message after the latest deletion if it is (and was
-    /// not covered by that deletion): the session exists from then on, even if a clear erases
-    /// the message. Returns whether it replaced a later message (arrived out of order: the row
-    /// must be folded again).
-    fn note_first(&mut self, m: &Message) -> Result<Option<bool>> {
-        if m.num == 0 || self.before_deletion(&m.session_id, Some(m.num))? {
-            return Ok(None);
-        }
-        let existing: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT num FROM session_first WHERE session_id = ?1")
-            .and_then(|mut s| s.query_row([&m.session_id], |r| r.get(0)).optional())
-            .ctx("read a session's first message")?;
-        if existing.is_some_and(|n| n <= m.num) {
-            return Ok(Some(false));
-        }
-        self.tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO session_first (session_id, num, source, timestamp) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut st| st.execute(params![m.session_id, m.num, m.source, m.timestamp]))
-            .ctx("record a session's first message")?;
-        Ok(Some(existing.is_some()))
-    }
-
     fn message(&mut self, m: &Message, lane: &str, lsn: i64) -> Result<()> {
-        let first = self.note_first(m)?;
         let Some(state) = self.late_state(&m.session_id, m.num)? else {
             self.stats.erased_messages += 1;
-            // Covered by a clear, not by a deletion: the session still starts with it.
-            match first {
-                Some(true) => self.refold_session(&m.session_id)?,
-                Some(false) => self.base_row(m)?,
-                None => {}
-            }
             return Ok(());
         };
         let (fts_len, fts_text) = match classify(m, self.limit) {
@@ -270,9 +238,17 @@ impl Applier<'_, '_> {
             return Ok(());
         }
         self.pending_fts.push(self.tx.last_insert_rowid());
-        match first {
-            Some(true) => self.refold_session(&m.session_id)?,
-            _ => self.base_row(m)?,
+        // The session's first message gives its row's base (source, started_at): one that
+        // arrives before messages already indexed (from a lane applied late) refolds the row.
+        let first: i64 = self
+            .tx
+            .prepare_cached("SELECT min(rid) FROM messages WHERE session_id = ?1")
+            .and_then(|mut st| st.query_row([&m.session_id], |r| r.get(0)))
+            .ctx("read a session's first message")?;
+        if first == m.num && m.num != 0 {
+            self.refold_session(&m.session_id)?;
+        } else {
+            self.base_row(m)?;
         }
         self.stats.messages += 1;
         Ok(())
@@ -342,7 +318,7 @@ impl Applier<'_, '_> {
         self.tx
             .execute(
                 "INSERT INTO sessions (id, source, started_at) \
-                 SELECT session_id, source, timestamp FROM session_first WHERE session_id = ?1",
+                 SELECT session_id, source, timestamp FROM messages WHERE session_id = ?1 ORDER BY rid LIMIT 1",
                 [id],
             )
             .ctx("recreate a session from its first message")?;
@@ -355,6 +331,11 @@ impl Applier<'_, '_> {
             match crate::entry::decode(&bytes) {
                 Ok(Entry::Session(p)) => self.patch_row(&p)?,
                 Ok(Entry::Counters(c)) => self.add_to_row(&c)?,
+                Ok(Entry::Rewrite(_)) => {
+                    self.tx
+                        .execute("INSERT OR IGNORE INTO sessions (id) VALUES (?1)", [id])
+                        .ctx("keep a rewritten session")?;
+                }
                 _ => {}
             }
         }
@@ -505,6 +486,14 @@ impl Applier<'_, '_> {
                     .ctx("compact messages")?;
             }
         }
+        // A rewrite is a write to the session (it exists from then on, even if it cleared
+        // every message) and may have removed the message the row's base came from.
+        if !self.before_deletion(&r.session_id, Some(r.op))? {
+            let marker = Rewrite { messages: Vec::new(), ..r.clone() };
+            let lsn = u64::try_from(lsn).unwrap_or(0);
+            self.remember(&r.session_id, Some(r.op), lane, lsn, &Entry::Rewrite(marker))?;
+            self.refold_session(&r.session_id)?;
+        }
         for m in &r.messages {
             self.message(m, lane, lsn)?;
         }
@@ -529,18 +518,6 @@ impl Applier<'_, '_> {
                     params![s.id, d.op],
                 )
                 .ctx("record a deletion")?;
-            // The first message after the deletion, as far as the index knows it.
-            self.tx
-                .execute("DELETE FROM session_first WHERE session_id = ?1 AND num < ?2", params![s.id, d.op])
-                .ctx("forget a deleted session's first message")?;
-            self.tx
-                .execute(
-                    "INSERT OR IGNORE INTO session_first (session_id, num, source, timestamp) \
-                     SELECT session_id, rid, source, timestamp FROM messages WHERE session_id = ?1 \
-                     ORDER BY rid LIMIT 1",
-                    [&s.id],
-                )
-                .ctx("find a session's first message after a deletion")?;
             // Nothing written before the deletion survives in the row.
             self.refold_session(&s.id)?;
         }

@@ -53,7 +53,7 @@ pub(crate) use undecodable::Undecodable;
 
 /// The schema version this code writes and reads. Version 2 added integer ids, history state,
 /// counters and history operations; version 3 the table of undecodable journal records and the
-/// store-order fold of session writes (`session_entries`, `session_first`). The
+/// store-order fold of session writes (`session_entries`). The
 /// index is derived, so there are no migrations of rows: a file older than version 2 is rebuilt
 /// from the journal ([`IndexError::OlderSchema`]), one with a newer version is refused
 /// ([`IndexError::NewerSchema`]). A version 2 file is read as it is and upgraded in place by its
@@ -171,15 +171,9 @@ impl Index {
 
 /// A version 2 index folded session writes as they came and kept none of them: its rows stand
 /// for everything written so far, as one snapshot patch and one counter delta per session under
-/// the lowest keys (below every position and every legacy key), and each session's first
-/// indexed message is its base. A later refold starts from them.
+/// the lowest keys (below every position and every legacy key). A later refold starts from
+/// the first message and them.
 fn seed_session_fold(tx: &Connection) -> Result<()> {
-    tx.execute_batch(
-        "INSERT OR IGNORE INTO session_first (session_id, num, source, timestamp) \
-         SELECT m.session_id, m.rid, m.source, m.timestamp FROM messages m \
-         WHERE m.rid = (SELECT min(rid) FROM messages WHERE session_id = m.session_id)",
-    )
-    .ctx("seed the first messages of sessions")?;
     let rows = collect(tx, &format!("SELECT {} FROM sessions", schema::SESSION_COLS), [], query::session_from_row)
         .ctx("read sessions to seed their fold")?;
     let mut put = tx

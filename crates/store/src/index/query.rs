@@ -255,7 +255,9 @@ impl Index {
         }
         let first = self
             .conn
-            .prepare_cached("SELECT num, source, timestamp FROM session_first WHERE session_id = ?1 AND num > ?2")
+            .prepare_cached(
+                "SELECT rid, source, timestamp FROM messages WHERE session_id = ?1 AND rid > ?2 ORDER BY rid LIMIT 1",
+            )
             .and_then(|mut st| {
                 st.query_row(rusqlite::params![session_id, op], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
             })

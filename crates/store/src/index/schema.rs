@@ -96,14 +96,6 @@ CREATE TABLE session_entries (
     entry BLOB NOT NULL,
     PRIMARY KEY (session_id, op)
 ) WITHOUT ROWID;
--- The first message of each session after its latest deletion (kept when a clear erases it):
--- the base its row is folded from (source, started_at).
-CREATE TABLE session_first (
-    session_id TEXT PRIMARY KEY,
-    num INTEGER NOT NULL,
-    source TEXT,
-    timestamp REAL
-) WITHOUT ROWID;
 ";
 
 pub(super) const UNDECODABLE_TABLE: &str = "

@@ -117,7 +117,7 @@ mod tests {
             .unwrap();
         ix.conn
             .execute_batch(
-                "DROP TABLE undecodable; DROP TABLE session_entries; DROP TABLE session_first; \
+                "DROP TABLE undecodable; DROP TABLE session_entries; \
                  UPDATE meta SET value = 2 WHERE key = 'schema_version'",
             )
             .unwrap();

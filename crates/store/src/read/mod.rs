@@ -425,7 +425,7 @@ fn apply_tail_to_sessions(
                     touched.insert(&s.id);
                 }
             }
-            Entry::Session(_) | Entry::Counters(_) | Entry::Message(_) => {
+            Entry::Session(_) | Entry::Counters(_) | Entry::Message(_) | Entry::Rewrite(_) => {
                 if let Some(id) = e.session_id().filter(|id| wanted(id)) {
                     touched.insert(id);
                 }
@@ -435,20 +435,22 @@ fn apply_tail_to_sessions(
     }
     for id in touched {
         let after = deleted.get(id).copied();
-        let found = inner.with_reader(|ix| ix.session_after(id, after.unwrap_or(i64::MIN))).flatten();
+        let found = inner
+            .with_reader(|ix| {
+                let Some((_, kept)) = ix.session_after(id, after.unwrap_or(i64::MIN))? else { return Ok(None) };
+                Ok(Some((kept, ix.history(id)?, IndexedOps::read(ix, id)?)))
+            })
+            .flatten();
         let (mut row, kept) = match found {
-            Some((first, kept)) => {
-                // The base: the first message after the deletion, indexed or not.
-                let mut base: Option<(i64, Option<String>, f64)> = first;
-                for m in tail.messages().filter(|m| m.session_id == id && after.is_none_or(|d| m.num > d)) {
-                    if base.as_ref().is_none_or(|(num, _, _)| m.num < *num) {
-                        base = Some((m.num, m.source.clone(), m.timestamp));
-                    }
-                }
-                let row = base.map(|(_, source, at)| Session {
+            Some((kept, indexed, ops)) => {
+                // The base: the first message still there (any state) after the deletion, as
+                // every operation leaves them, indexed or not.
+                let ops = SessionOps::of(id, ops, tail);
+                let first = fold_session(id, indexed, &ops, tail).into_iter().map(|(m, _)| m).next();
+                let row = first.map(|m| Session {
                     id: id.to_string(),
-                    source,
-                    started_at: Some(at),
+                    source: m.source,
+                    started_at: Some(m.timestamp),
                     ..Session::default()
                 });
                 (row, kept)
@@ -469,10 +471,11 @@ fn apply_tail_to_sessions(
         };
         let mut writes: Vec<(i64, &Entry)> = Vec::new();
         for (e, &key) in tail.entries.iter().zip(&tail.session_keys) {
-            let mine = match e {
-                Entry::Session(p) => p.id == id,
-                Entry::Counters(c) => c.session_id == id,
-                _ => false,
+            let (mine, key) = match e {
+                Entry::Session(p) => (p.id == id, key),
+                Entry::Counters(c) => (c.session_id == id, key),
+                Entry::Rewrite(r) => (r.session_id == id, r.op),
+                _ => (false, key),
             };
             if mine && after.is_none_or(|d| key > d) {
                 writes.push((key, e));
@@ -485,6 +488,10 @@ fn apply_tail_to_sessions(
                 Entry::Session(p) => row = Some(p.apply_to(row.take())),
                 Entry::Counters(c) => {
                     row.get_or_insert_with(|| Session { id: id.to_string(), ..Session::default() }).counters.add(c);
+                }
+                // A rewrite (clear, compaction) keeps the session even when no message is left.
+                Entry::Rewrite(_) => {
+                    row.get_or_insert_with(|| Session { id: id.to_string(), ..Session::default() });
                 }
                 _ => {}
             }
