@@ -38,6 +38,7 @@ mod compactor;
 mod entry;
 mod error;
 mod health;
+mod fts;
 mod import;
 mod index;
 mod layout;
@@ -59,6 +60,10 @@ pub use entry::{
 pub use error::{Error, Result};
 #[doc(hidden)]
 pub use health::TestHooks;
+pub use fts::{
+    DEFAULT_NEAR_DISTANCE, FtsClause, FtsColumns, FtsError, FtsExpr, FtsGroup, FtsPhrase, FtsQuery, FtsString,
+    HermesRoute, INDEX_COLUMNS, QuerySyntax, hermes_route, sanitize_hermes_query,
+};
 pub use import::{
     ImportError, ImportReport, SinkError, hermes_source_rowid, import_hermes_db, import_jsonl, imported_message_id,
     is_repaired_import,
