@@ -220,3 +220,215 @@ fn fts_queries_agree_with_sqlite() {
         check(&conn, DOCS, q);
     }
 }
+
+#[test]
+fn nesting_limits_agree_with_sqlite() {
+    let conn = table(DOCS);
+    let forms: &[(&str, &str)] = &[
+        ("(", ")"),
+        ("hello OR (", ")"),
+        ("hello AND (", ")"),
+        ("hello NOT (", ")"),
+        ("hello OR hello AND hello NOT (", ")"),
+        ("body:(", ")"),
+        ("-{body tool_name}:(", ")"),
+        ("hello OR hello AND hello NOT -{body}:(", ")"),
+        ("a b c (", ")"),
+        ("(a OR ", ")"),
+        ("(a NOT ", ")"),
+    ];
+    for (open, close) in forms {
+        for n in [1, 9, 10, 11, 12, 13, 14, 31, 32, 33, 34, 48, 49, 50, 96, 97, 98, 99, 120] {
+            for inner in ["hello", "NEAR(a + b* c + d*, 5)", "{body tool_name}:NEAR(a b)", "a + b"] {
+                let q = format!("{}{inner}{}", open.repeat(n), close.repeat(n));
+                check(&conn, DOCS, &q);
+            }
+        }
+    }
+    // Trees: NOT never absorbs, AND and OR absorb their own kind.
+    for n in [255, 256, 257, 300] {
+        check(&conn, DOCS, &vec!["hello"; n + 1].join(" NOT "));
+        check(&conn, DOCS, &vec!["hello"; n + 1].join(" OR "));
+        let alternating: Vec<String> =
+            (0..n).map(|i| format!("hello {}", if i % 2 == 0 { "NOT" } else { "AND" })).collect();
+        check(&conn, DOCS, &format!("{} world", alternating.join(" ")));
+        let alternating: Vec<String> =
+            (0..n).map(|i| format!("hello {}", if i % 2 == 0 { "NOT" } else { "ab" })).collect();
+        check(&conn, DOCS, &format!("{} world", alternating.join(" ")));
+    }
+}
+
+#[test]
+fn fold_matches_sqlite() {
+    // Every code point of the Basic Multilingual Plane and the supplementary ones that fold,
+    // tripled so that the trigram tokenizer emits exactly one token: the folded character.
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE t USING fts5(body, tokenize = 'trigram');
+         CREATE VIRTUAL TABLE v USING fts5vocab(t, instance);",
+    )
+    .unwrap();
+    let chars: Vec<char> =
+        (1u32..0x10000).chain(0x10400..0x10480).chain([0x1F600, 0x10FFFF]).filter_map(char::from_u32).collect();
+    let tx = conn.unchecked_transaction().unwrap();
+    for &c in &chars {
+        tx.execute(
+            "INSERT INTO t (rowid, body) VALUES (?1, ?2)",
+            rusqlite::params![u32::from(c), c.to_string().repeat(3)],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let mut st = conn.prepare("SELECT doc, term FROM v").unwrap();
+    let rows: Vec<(u32, String)> =
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), chars.len());
+    for (cp, term) in rows {
+        let c = char::from_u32(cp).unwrap();
+        let want: Vec<char> = term.chars().collect();
+        let got = fold::trigram_char(c).unwrap();
+        assert_eq!(want, vec![got; 3], "U+{cp:04X}");
+    }
+    assert_eq!(fold::trigram_char('\0'), None);
+}
+
+// --- Properties ---------------------------------------------------------------------------
+
+/// Words from a small vocabulary, so that random documents contain them often.
+const WORDS: &[&str] =
+    &["ab", "abc", "bca", "cab", "abca", "b c", "AB", "aBc", "é", "éée", "ÉÉé", "ßs", "ab_c", "a\u{1A}b", "ca"];
+
+/// Documents made of the query words and stray characters (NUL and U+FFFF included, which the
+/// tokenizer skips and reads as U+FFFD).
+fn doc_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => prop::sample::select(WORDS).prop_map(str::to_owned),
+        1 => prop::sample::select(&['a', 'b', 'c', 'A', 'B', 'é', 'É', 'ß', '\0', '\u{FFFF}', '_', 'x'][..]).prop_map(String::from),
+    ];
+    prop::collection::vec((piece, prop::sample::select(&["", " ", " ", ", "][..])), 0..8)
+        .prop_map(|v| v.into_iter().map(|(p, s)| p + s).collect())
+}
+
+fn docs() -> impl Strategy<Value = Vec<(Option<String>, Option<String>)>> {
+    prop::collection::vec((prop::option::weighted(0.9, doc_text()), prop::option::weighted(0.7, doc_text())), 1..10)
+}
+
+fn query_token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop::sample::select(WORDS).prop_map(str::to_owned),
+        2 => prop::sample::select(&["ab", "abc", "b c", "a\"b", "abc ab", "", "c a", "AND", "NEAR"][..])
+            .prop_map(|w| format!("\"{}\"", w.replace('"', "\"\""))),
+        4 => prop::sample::select(&["AND", "OR", "NOT", "and", "or", "NEAR", "near"][..]).prop_map(str::to_owned),
+        3 => prop::sample::select(&[
+            "(", ")", "{", "}", ":", ",", "+", "*", "-", "^", "NEAR(", "body:", "tool_name:", "-body:",
+            "{body tool_name}:", "-{tool_name}:", "5", "0", "1", "\"", "?", "'", "Body:", "x:",
+        ][..])
+        .prop_map(str::to_owned),
+    ]
+}
+
+fn query_soup() -> impl Strategy<Value = String> {
+    prop::collection::vec((query_token(), prop::sample::select(&["", " ", " ", " ", "  ", "\t"][..])), 1..10)
+        .prop_map(|v| v.into_iter().map(|(t, s)| t + s).collect())
+}
+
+fn fts_string() -> impl Strategy<Value = FtsString> {
+    let text = prop_oneof![
+        4 => prop::sample::select(WORDS).prop_map(str::to_owned),
+        1 => prop::sample::select(&["a\"b", "AND", "OR", "NOT", "NEAR", "", "x:y", "a(b)", "-a", "^", "日本語"][..])
+            .prop_map(str::to_owned),
+    ];
+    (text, prop::bool::weighted(0.2)).prop_map(|(text, prefix)| FtsString { text, prefix })
+}
+
+fn fts_phrase() -> impl Strategy<Value = FtsPhrase> {
+    prop::collection::vec(fts_string(), 1..3).prop_map(|strings| FtsPhrase { strings })
+}
+
+const COLUMN_SETS: &[&[&str]] = &[&["body"], &["tool_name"], &["body", "tool_name"]];
+
+fn fts_columns() -> impl Strategy<Value = FtsColumns> {
+    (any::<bool>(), prop::sample::select(COLUMN_SETS))
+        .prop_map(|(exclude, cols)| FtsColumns { exclude, columns: cols.iter().map(|c| (*c).to_owned()).collect() })
+}
+
+fn fts_group() -> impl Strategy<Value = FtsGroup> {
+    prop_oneof![
+        3 => (prop::bool::weighted(0.2), fts_phrase()).prop_map(|(initial, phrase)| FtsGroup::Phrase { initial, phrase }),
+        1 => (prop::collection::vec(fts_phrase(), 1..4), prop_oneof![4 => 0u32..12, 1 => 0u32..=2_147_483_629])
+            .prop_map(|(phrases, distance)| FtsGroup::Near { phrases, distance }),
+    ]
+}
+
+fn fts_clause() -> impl Strategy<Value = FtsClause> {
+    (prop::option::weighted(0.2, fts_columns()), fts_group()).prop_map(|(columns, group)| FtsClause { columns, group })
+}
+
+/// `op` over the operands, merging operands of the same kind as the parser does.
+fn flat(and: bool, operands: Vec<FtsExpr>) -> FtsExpr {
+    let mut v = Vec::new();
+    for e in operands {
+        match e {
+            FtsExpr::And(c) if and => v.extend(c),
+            FtsExpr::Or(c) if !and => v.extend(c),
+            e => v.push(e),
+        }
+    }
+    if and { FtsExpr::And(v) } else { FtsExpr::Or(v) }
+}
+
+fn fts_expr() -> impl Strategy<Value = FtsExpr> {
+    let leaf = prop::collection::vec(fts_clause(), 1..4).prop_map(FtsExpr::Clauses);
+    leaf.prop_recursive(4, 24, 3, |inner| {
+        prop_oneof![
+            (fts_columns(), inner.clone()).prop_map(|(c, e)| FtsExpr::Columns(c, Box::new(e))),
+            prop::collection::vec(inner.clone(), 2..4).prop_map(|v| flat(true, v)),
+            prop::collection::vec(inner.clone(), 2..4).prop_map(|v| flat(false, v)),
+            (inner.clone(), inner).prop_map(|(a, b)| FtsExpr::Not(Box::new(a), Box::new(b))),
+        ]
+    })
+}
+
+fn borrowed(docs: &[(Option<String>, Option<String>)]) -> Vec<(Option<&str>, Option<&str>)> {
+    docs.iter().map(|(b, t)| (b.as_deref(), t.as_deref())).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Random token soups: the same errors as SQLite, or the same rows.
+    #[test]
+    fn soup_agrees_with_sqlite(docs in docs(), q in query_soup()) {
+        let docs = borrowed(&docs);
+        check(&table(&docs), &docs, &q);
+    }
+
+    /// Random trees: the rendering reads back as the tree, and SQLite and the evaluator find
+    /// the same rows with it.
+    #[test]
+    fn trees_round_trip_and_agree_with_sqlite(docs in docs(), e in fts_expr()) {
+        let text = e.to_string();
+        prop_assert_eq!(FtsQuery::parse(&text).map(|q| q.expr), Ok(e), "rendering {:?}", text);
+        let docs = borrowed(&docs);
+        check(&table(&docs), &docs, &text);
+    }
+
+    /// Any text: no panic, and SQLite accepts exactly what the parser accepts.
+    #[test]
+    fn any_text(q in "\\PC{0,40}|[ -~]{0,40}", doc in "\\PC{0,40}") {
+        let docs = [(Some(doc.as_str()), Some("tool"))];
+        let conn = table(&docs);
+        match FtsQuery::parse(&q) {
+            Err(FtsError::Special { name }) if ["reads", "id"].iter().any(|s| s.eq_ignore_ascii_case(&name)) => {}
+            _ => check(&conn, &docs, &q),
+        }
+        if let Ok(parsed) = FtsQuery::parse(&q) {
+            let h = Highlighter::new(&parsed);
+            for (s, e) in h.ranges(0, &doc) {
+                prop_assert!(s < e && e <= doc.chars().count());
+            }
+        }
+        let _ = sanitize_hermes_query(&q);
+        let _ = hermes_route(&q);
+    }
+}
