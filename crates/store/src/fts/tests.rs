@@ -292,6 +292,141 @@ fn fold_matches_sqlite() {
     assert_eq!(fold::trigram_char('\0'), None);
 }
 
+/// Expected routes, written compactly.
+enum Route {
+    Empty,
+    Words(&'static str),
+    Trigram(&'static str),
+    Substrings(&'static [&'static str]),
+}
+
+/// Outputs of Hermes Agent 0.19.0's own `SessionDB._sanitize_fts5_query` and of the query its
+/// `search_messages` runs (read from SQLite's statement trace), for these inputs.
+#[test]
+fn hermes_cleaning_and_routes_match_hermes() {
+    use Route::*;
+    let table: &[(&str, &str, Route)] = &[
+        ("hello world", "hello world", Words("hello world")),
+        ("chat-send", "\"chat-send\"", Words("\"chat-send\"")),
+        ("P2.2", "\"P2.2\"", Words("\"P2.2\"")),
+        ("my-app.config.ts", "\"my-app.config.ts\"", Words("\"my-app.config.ts\"")),
+        ("snake_case", "\"snake_case\"", Words("\"snake_case\"")),
+        ("_private", "_private", Words("_private")),
+        ("a_", "a_", Words("a_")),
+        ("a__b", "\"a__b\"", Words("\"a__b\"")),
+        ("__init__", "\"__init__\"", Words("\"__init__\"")),
+        ("hello AND", "hello", Words("hello")),
+        ("OR world", "world", Words("world")),
+        ("and then", "then", Words("then")),
+        ("NOT", "", Empty),
+        ("AND OR x", "OR x", Words("OR x")),
+        ("x OR", "x", Words("x")),
+        ("hello or", "hello", Words("hello")),
+        ("hello AND world", "hello AND world", Words("hello AND world")),
+        ("ANDROID phone", "ANDROID phone", Words("ANDROID phone")),
+        ("note NOT", "note", Words("note")),
+        ("hello\tAND", "hello", Words("hello")),
+        ("NOTE this", "NOTE this", Words("NOTE this")),
+        ("or", "", Empty),
+        ("x NOT OR", "x NOT", Words("x NOT")),
+        ("\"exact phrase\" rest", "\"exact phrase\" rest", Words("\"exact phrase\" rest")),
+        ("\"unbalanced", "unbalanced", Words("unbalanced")),
+        ("a \"b\" \"c", "a \"b\"  c", Words("a \"b\"  c")),
+        ("\"a-b\" c-d", "\"a-b\" \"c-d\"", Words("\"a-b\" \"c-d\"")),
+        ("say \"hi there\" and-more", "say \"hi there\" \"and-more\"", Words("say \"hi there\" \"and-more\"")),
+        ("\"\"", "\"\"", Words("\"\"")),
+        ("\"", "", Empty),
+        ("***", "", Empty),
+        ("*foo bar* baz**", "foo bar* baz*", Words("foo bar* baz*")),
+        ("foo *bar", "foo bar", Words("foo bar")),
+        ("foo* bar", "foo* bar", Words("foo* bar")),
+        ("**x", "x", Words("x")),
+        ("a * b", "a  b", Words("a  b")),
+        ("(a OR b)", "a OR b", Words("a OR b")),
+        ("TODO: fix", "TODO  fix", Words("TODO  fix")),
+        ("{col}:x", "col  x", Words("col  x")),
+        ("a+b", "a b", Words("a b")),
+        ("x^2", "x 2", Words("x 2")),
+        ("50%", "50%", Words("50%")),
+        ("C++", "C", Words("C")),
+        ("what's up?", "what's up?", Words("what's up?")),
+        ("e-mail me@x.com", "\"e-mail\" me@\"x.com\"", Words("\"e-mail\" me@\"x.com\"")),
+        ("v1.2.3-beta", "\"v1.2.3-beta\"", Words("\"v1.2.3-beta\"")),
+        ("a.-b", "a.-b", Words("a.-b")),
+        ("a-.b", "a-.b", Words("a-.b")),
+        ("-a", "-a", Words("-a")),
+        ("a-", "a-", Words("a-")),
+        ("a..b", "a..b", Words("a..b")),
+        ("x.y-z_w", "\"x.y-z_w\"", Words("\"x.y-z_w\"")),
+        ("1.5", "\"1.5\"", Words("\"1.5\"")),
+        ("3-4", "\"3-4\"", Words("\"3-4\"")),
+        (".hidden", ".hidden", Words(".hidden")),
+        ("path/to-file.txt", "path/\"to-file.txt\"", Words("path/\"to-file.txt\"")),
+        ("  spaced  ", "spaced", Words("spaced")),
+        ("\u{3000}全角\u{3000}", "全角", Substrings(&["全角"])),
+        ("検索", "検索", Substrings(&["検索"])),
+        ("東京のホテル", "東京のホテル", Trigram("\"東京のホテル\"")),
+        ("大别山 项目", "大别山 项目", Substrings(&["大别山", "项目"])),
+        ("广西 OR 桂林 OR 漓江", "广西 OR 桂林 OR 漓江", Substrings(&["广西", "桂林", "漓江"])),
+        ("大别山项目 OR 东京都", "大别山项目 OR 东京都", Trigram("\"大别山项目\" OR \"东京都\"")),
+        ("\"大别山 项目\"", "\"大别山 项目\"", Substrings(&["大别山", "项目"])),
+        ("日本語-テスト", "\"日本語-テスト\"", Trigram("\"日本語-テスト\"")),
+        ("東京 50%", "東京 50%", Substrings(&["東京", "50%"])),
+        ("東京 AND 大阪府", "東京 AND 大阪府", Substrings(&["東京", "大阪府"])),
+        ("東京都 and 大阪府", "東京都 and 大阪府", Trigram("\"東京都\" and \"大阪府\"")),
+        ("東京都 OR OR 大阪府", "東京都 OR OR 大阪府", Substrings(&["東京都", "大阪府"])),
+        ("한국어 검색", "한국어 검색", Substrings(&["한국어", "검색"])),
+        ("한국어로 검색하기", "한국어로 검색하기", Trigram("\"한국어로\" \"검색하기\"")),
+        ("カタカナ テスト", "カタカナ テスト", Trigram("\"カタカナ\" \"テスト\"")),
+        ("大别山项目", "大别山项目", Trigram("\"大别山项目\"")),
+        ("\"大别山项目\" hello", "\"大别山项目\" hello", Trigram("\"大别山项目\"\"\" \"hello\"")),
+        ("東京都 hello", "東京都 hello", Trigram("\"東京都\" \"hello\"")),
+        ("ß-straße", "\"ß-straße\"", Words("\"ß-straße\"")),
+        ("İstanbul.city", "\"İstanbul.city\"", Words("\"İstanbul.city\"")),
+        ("naïve-café", "\"naïve-café\"", Words("\"naïve-café\"")),
+        ("a\u{0}b", "a\u{0}b", Words("a\u{0}b")),
+        ("Q0", "Q0", Words("Q0")),
+        ("\u{1f}a b", "a b", Words("a b")),
+        ("a\u{1c}*b", "a\u{1c}b", Words("a\u{1c}b")),
+        ("tab\there", "tab\there", Words("tab\there")),
+        ("NEAR(a b)", "NEAR a b", Words("NEAR a b")),
+        ("a:b", "a b", Words("a b")),
+        ("x -y", "x -y", Words("x -y")),
+        ("-x", "-x", Words("-x")),
+        ("a OR", "a", Words("a")),
+        ("AND", "", Empty),
+        ("hello!", "hello!", Words("hello!")),
+        ("#tag", "#tag", Words("#tag")),
+        ("@user", "@user", Words("@user")),
+        ("$5", "$5", Words("$5")),
+        ("~home", "~home", Words("~home")),
+        ("1+1=2", "1 1=2", Words("1 1=2")),
+        ("[link]", "[link]", Words("[link]")),
+        ("<tag>", "<tag>", Words("<tag>")),
+        ("a,b", "a,b", Words("a,b")),
+        ("a;b", "a;b", Words("a;b")),
+        ("a|b", "a|b", Words("a|b")),
+        ("a&b", "a&b", Words("a&b")),
+        ("back\\slash", "back\\slash", Words("back\\slash")),
+        ("it's", "it's", Words("it's")),
+        ("é-è", "\"é-è\"", Words("\"é-è\"")),
+        ("ÉCOLE-école", "\"ÉCOLE-école\"", Words("\"ÉCOLE-école\"")),
+    ];
+    for (input, sanitized, route) in table {
+        assert_eq!(sanitize_hermes_query(input), *sanitized, "input {input:?}");
+        let want = match route {
+            Empty => HermesRoute::Empty,
+            Words(q) => HermesRoute::Words((*q).to_owned()),
+            Trigram(q) => HermesRoute::Trigram((*q).to_owned()),
+            Substrings(v) => HermesRoute::Substrings(v.iter().map(|s| (*s).to_owned()).collect()),
+        };
+        assert_eq!(hermes_route(input), want, "input {input:?}");
+    }
+    // Cut to 2048 characters first.
+    assert_eq!(sanitize_hermes_query(&"x".repeat(2050)), "x".repeat(2048));
+    assert_eq!(sanitize_hermes_query(&"é".repeat(2050)), "é".repeat(2048));
+}
+
 // --- Properties ---------------------------------------------------------------------------
 
 /// Words from a small vocabulary, so that random documents contain them often.
