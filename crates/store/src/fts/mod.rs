@@ -60,6 +60,12 @@ pub enum QuerySyntax {
     Words,
 }
 
+/// True if FTS5 would see no token in `query`: only spaces, tabs and line breaks before the
+/// end or a NUL character.
+pub(crate) fn is_blank(query: &str) -> bool {
+    parse::effective(query).bytes().all(parse::is_fts5_space)
+}
+
 /// A parsed FTS5 query on the index's columns ([`INDEX_COLUMNS`]). `Display` gives its canonical
 /// text, which FTS5 reads back as the same tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
