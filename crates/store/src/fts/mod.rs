@@ -80,9 +80,9 @@ impl FtsQuery {
         Ok(FtsQuery { expr: parse::parse(query, &INDEX_COLUMNS)? })
     }
 
-    /// Wraps a tree, checking it the way [`FtsQuery::parse`] would check its rendering (column
-    /// names, the parser's and the tree's depth limits).
-    pub fn from_expr(expr: FtsExpr) -> Result<FtsQuery, FtsError> {
+    /// The query FTS5 reads from a tree's rendering: the same tree when it keeps the
+    /// invariants of [`FtsExpr`], checked for column names and FTS5's depth limits.
+    pub fn from_expr(expr: &FtsExpr) -> Result<FtsQuery, FtsError> {
         FtsQuery::parse(&expr.to_string())
     }
 

@@ -543,7 +543,8 @@ proptest! {
     #[test]
     fn trees_round_trip_and_agree_with_sqlite(docs in docs(), e in fts_expr()) {
         let text = e.to_string();
-        prop_assert_eq!(FtsQuery::parse(&text).map(|q| q.expr), Ok(e), "rendering {:?}", text);
+        prop_assert_eq!(FtsQuery::parse(&text).map(|q| q.expr), Ok(e.clone()), "rendering {:?}", text);
+        prop_assert_eq!(FtsQuery::from_expr(&e).map(|q| q.expr), Ok(e), "from_expr");
         let docs = borrowed(&docs);
         check(&table(&docs), &docs, &text);
     }
@@ -565,5 +566,67 @@ proptest! {
         }
         let _ = sanitize_hermes_query(&q);
         let _ = hermes_route(&q);
+    }
+}
+
+#[test]
+fn trees_highlights_and_static_emptiness() {
+    let q = FtsQuery::parse("hello body:wor* NOT ab").unwrap();
+    let expected = FtsExpr::Not(
+        Box::new(FtsExpr::Clauses(vec![
+            FtsClause {
+                columns: None,
+                group: FtsGroup::Phrase {
+                    initial: false,
+                    phrase: FtsPhrase { strings: vec![FtsString { text: "hello".into(), prefix: false }] },
+                },
+            },
+            FtsClause {
+                columns: Some(FtsColumns { exclude: false, columns: vec!["body".into()] }),
+                group: FtsGroup::Phrase {
+                    initial: false,
+                    phrase: FtsPhrase { strings: vec![FtsString { text: "wor".into(), prefix: true }] },
+                },
+            },
+        ])),
+        Box::new(FtsExpr::Clauses(vec![FtsClause {
+            columns: None,
+            group: FtsGroup::Phrase {
+                initial: false,
+                phrase: FtsPhrase { strings: vec![FtsString { text: "ab".into(), prefix: false }] },
+            },
+        }])),
+    );
+    assert_eq!(q.expr(), &expected);
+    assert_eq!(q.to_string(), "hello body:wor* NOT ab");
+    assert_eq!(FtsQuery::from_expr(&expected), Ok(q.clone()));
+    // Canonical forms: quotes only where needed, distances stated, one-column filters bare.
+    let canon = |s: &str| FtsQuery::parse(s).unwrap().to_string();
+    assert_eq!(canon(r#""hello" "a b" "AND" {Body}:x -{tool_name}:"y""#), r#"hello "a b" "AND" body:x -tool_name:y"#);
+    assert_eq!(canon("NEAR(a b) OR (c OR d) AND e"), "NEAR(a b, 10) OR (c OR d) AND e");
+    assert_eq!(canon("(a NOT b) NOT (c NOT d)"), "a NOT b NOT (c NOT d)");
+    assert_eq!(canon("{tool_name body}:(a)"), "{body tool_name}:(a)");
+
+    let h = Highlighter::new(&q);
+    assert_eq!(h.ranges(0, "say Hello, World"), vec![(4, 9), (11, 14)]);
+    assert_eq!(h.ranges(1, "hello world"), vec![(0, 5)], "body: only in the body");
+    assert_eq!(h.ranges(0, "he\u{0}llo"), vec![(0, 6)], "NUL inside a match");
+
+    for (text, nothing) in [
+        ("ab", true),
+        ("ab cd", true),
+        ("ab OR cd", true),
+        ("ab OR cde", false),
+        ("abc AND ab", true),
+        ("abc NOT ab", false),
+        ("ab NOT abc", true),
+        ("NEAR(ab cd)", true),
+        ("NEAR(ab cde)", false),
+        ("body:(ab)", true),
+        ("\"a\" + \"b\" + \"c\"", true),
+        ("\"ab\" + \"c\"", true),
+        ("\"abc\" + \"d\"", false),
+    ] {
+        assert_eq!(FtsQuery::parse(text).unwrap().matches_nothing(), nothing, "{text}");
     }
 }

@@ -50,7 +50,8 @@ pub enum SearchOrder {
 /// both substrings (case-insensitive), `"hello world"` the phrase, `a OR b`, `a NOT b`,
 /// `NEAR(a b, 5)`, `tool_name:web`, `^start` as in FTS5; operators only in capitals; a phrase
 /// of 1-2 characters matches nothing and is left out beside others (`go home` finds what
-/// `home` finds); text that is not valid FTS5 (`what's up?`, `chat-send`) is an
+/// `home` finds); `NEAR` distances count trigram tokens (about characters: `NEAR(abcd xyz, 2)`
+/// allows "abcd" + 4 characters + "xyz"); text that is not valid FTS5 (`what's up?`, `chat-send`) is an
 /// [`Error::Query`](crate::Error::Query): quote it (`"chat-send"`) or use
 /// [`sanitize_hermes_query`](crate::sanitize_hermes_query) or [`QuerySyntax::Words`], the
 /// literal words of earlier versions.
