@@ -37,8 +37,8 @@ mod admin;
 mod compactor;
 mod entry;
 mod error;
-mod health;
 mod fts;
+mod health;
 mod import;
 mod index;
 mod layout;
@@ -58,12 +58,12 @@ pub use entry::{
     encode as encode_entry,
 };
 pub use error::{Error, Result};
-#[doc(hidden)]
-pub use health::TestHooks;
 pub use fts::{
     DEFAULT_NEAR_DISTANCE, FtsClause, FtsColumns, FtsError, FtsExpr, FtsGroup, FtsPhrase, FtsQuery, FtsString,
     HermesRoute, INDEX_COLUMNS, QuerySyntax, hermes_route, sanitize_hermes_query,
 };
+#[doc(hidden)]
+pub use health::TestHooks;
 pub use import::{
     ImportError, ImportReport, SinkError, hermes_source_rowid, import_hermes_db, import_jsonl, imported_message_id,
     is_repaired_import,
