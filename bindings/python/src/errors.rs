@@ -143,6 +143,7 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
                 vec![("path", path_attr(py, dir)?), ("max", max.into_pyobject(py)?.into_any())],
             ),
             Error::EmptyQuery => simple(py, "EmptyQueryError", message, vec![]),
+            Error::Query(_) => simple(py, "InvalidInputError", message, vec![]),
             Error::CompactorBusy { lock } => {
                 simple(py, "CompactorBusyError", message, vec![("path", path_attr(py, lock)?)])
             }

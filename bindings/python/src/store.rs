@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
 use tidelog::{
-    CounterDelta, Durability, Entry, HistoryQuery, Message, MessageUpdate, RecoveryMode, Retention, RewriteMode,
-    SearchOrder, SearchQuery, Session, SessionFilter, SessionPatch, Store, StoreOptions,
+    CounterDelta, Durability, Entry, HistoryQuery, Message, MessageUpdate, QuerySyntax, RecoveryMode, Retention,
+    RewriteMode, SearchOrder, SearchQuery, Session, SessionFilter, SessionPatch, Store, StoreOptions,
 };
 
 use crate::errors::{closed, import_to_py, invalid, to_py};
@@ -457,10 +457,11 @@ impl PyStore {
         Ok(v.into_iter().map(|inner| PyMessage { inner }).collect())
     }
 
-    /// Full-text search: every whitespace-separated word must occur as a case-insensitive
-    /// substring. Includes messages not indexed yet.
+    /// Full-text search with FTS5's query language on the trigram index (`syntax="fts5"`), or
+    /// literal words that must each occur as a case-insensitive substring (`syntax="words"`).
+    /// Includes messages not indexed yet.
     #[pyo3(signature = (text, *, session_id=None, role=None, source=None, since=None, until=None, limit=20,
-        order="relevance", include_inactive=false))]
+        order="relevance", include_inactive=false, syntax="fts5"))]
     #[expect(clippy::too_many_arguments, reason = "mirrors SearchQuery as Python keyword arguments")]
     fn search(
         &self,
@@ -474,7 +475,13 @@ impl PyStore {
         limit: usize,
         order: &str,
         include_inactive: bool,
+        syntax: &str,
     ) -> PyResult<Vec<PySearchHit>> {
+        let syntax = match syntax {
+            "fts5" => QuerySyntax::Fts5,
+            "words" => QuerySyntax::Words,
+            other => return Err(invalid(py, format!("syntax must be \"fts5\" or \"words\", not {other:?}"))),
+        };
         let order = match order {
             "relevance" => SearchOrder::Relevance,
             "newest" => SearchOrder::Newest,
@@ -486,7 +493,7 @@ impl PyStore {
                 ));
             }
         };
-        let q = SearchQuery { text, session_id, role, source, since, until, limit, order, include_inactive };
+        let q = SearchQuery { text, syntax, session_id, role, source, since, until, limit, order, include_inactive };
         let store = self.store(py)?;
         let hits = py.detach(move || store.search(&q)).map_err(|e| to_py(py, e))?;
         hits.into_iter().map(|h| PySearchHit::new(py, h)).collect()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 use tidelog::ops::{self, QuarantinedFile, VerifyReport};
-use tidelog::{Index, IndexOptions, RecoveryMode, SearchOrder, SearchQuery, Session, SessionFilter};
+use tidelog::{Index, IndexOptions, QuerySyntax, RecoveryMode, SearchOrder, SearchQuery, Session, SessionFilter};
 
 use crate::util::{self, Reporter, human_bytes, message_line, out_line, print_json, say};
 use crate::{Cli, ExportFormat, Order, Outcome, SearchArgs};
@@ -421,6 +421,7 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
     }
     let q = SearchQuery {
         text: a.query.clone(),
+        syntax: if a.words { QuerySyntax::Words } else { QuerySyntax::Fts5 },
         session_id: a.session.clone(),
         role: a.role.clone(),
         source: a.source.clone(),

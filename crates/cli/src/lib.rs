@@ -177,7 +177,7 @@ pub(crate) enum Cmd {
     /// Import a Hermes Agent store.
     #[command(subcommand)]
     Import(ImportCmd),
-    /// Full-text search (substring, any script).
+    /// Full-text search: FTS5's query language on the trigram index (substrings, any script).
     Search(SearchArgs),
     /// List sessions, newest first.
     Sessions {
@@ -273,9 +273,14 @@ pub(crate) enum QuarantineCmd {
 
 #[derive(Debug, Args)]
 pub(crate) struct SearchArgs {
-    /// What to look for (every word must occur, as a substring). May start with `-`.
+    /// What to look for: an FTS5 query (`a b`: both, as substrings; `"a b"`, `a OR b`, `a NOT b`,
+    /// `NEAR(a b, 5)`, `tool_name:x`; quote text with `-`, `:` or punctuation), or with --words
+    /// literal words that must each occur. May start with `-`.
     #[arg(allow_hyphen_values = true)]
     pub(crate) query: String,
+    /// Read the query as literal words, each a substring (no operators).
+    #[arg(long)]
+    pub(crate) words: bool,
     /// Only this session.
     #[arg(long)]
     pub(crate) session: Option<String>,

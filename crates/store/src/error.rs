@@ -24,6 +24,10 @@ pub enum Error {
     /// A search query was empty or only whitespace.
     #[error("empty search query")]
     EmptyQuery,
+    /// A search query is not valid FTS5 ([`QuerySyntax::Fts5`](crate::QuerySyntax::Fts5));
+    /// the message is FTS5's own.
+    #[error("invalid search query: {0}")]
+    Query(#[from] crate::fts::FtsError),
     /// An operation that needs the compactor lock found it held by a running process.
     #[error("{} is held by a running process; stop the writers, then try again", lock.display())]
     CompactorBusy {

@@ -37,6 +37,7 @@ mod admin;
 mod compactor;
 mod entry;
 mod error;
+mod fts;
 mod health;
 mod import;
 mod index;
@@ -57,6 +58,10 @@ pub use entry::{
     encode as encode_entry,
 };
 pub use error::{Error, Result};
+pub use fts::{
+    DEFAULT_NEAR_DISTANCE, FtsClause, FtsColumns, FtsError, FtsExpr, FtsGroup, FtsPhrase, FtsQuery, FtsString,
+    HermesRoute, INDEX_COLUMNS, QuerySyntax, hermes_route, sanitize_hermes_query,
+};
 #[doc(hidden)]
 pub use health::TestHooks;
 pub use import::{

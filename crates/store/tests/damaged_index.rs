@@ -39,7 +39,7 @@ fn answers(store: &Store) -> Answers {
         .iter()
         .map(|q| {
             let mut v: Vec<String> = store
-                .search(&SearchQuery { limit: 10_000, ..SearchQuery::new(*q) })
+                .search(&SearchQuery { limit: 10_000, ..SearchQuery::words(*q) })
                 .unwrap()
                 .into_iter()
                 .map(|h| h.message.id)

@@ -1,6 +1,7 @@
 //! With the compactor held back (`run_compactor: false`), every acknowledged message is still
 //! read and found: reads answer from the journal. Once a compactor indexes everything, the
-//! answers are the same.
+//! answers are the same. (Literal words, `QuerySyntax::Words`; `fts_search.rs` does the same
+//! for FTS5 queries.)
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -65,7 +66,7 @@ fn snapshot(store: &Store) -> (Named, Vec<String>, Named) {
         .iter()
         .map(|q| {
             let mut ids: Vec<String> = store
-                .search(&SearchQuery { limit: 100, ..SearchQuery::new(*q) })
+                .search(&SearchQuery { limit: 100, ..SearchQuery::words(*q) })
                 .unwrap()
                 .into_iter()
                 .map(|h| h.message.id)

@@ -106,7 +106,8 @@ fn workload(store: &Store) -> Vec<i64> {
     store.rewrite("c", RewriteMode::Compact, true, vec![msg("c", "system", "summary of c")]).unwrap();
     let c: Vec<String> = store.messages("c").unwrap().into_iter().filter_map(|m| m.content).collect();
     assert_eq!(c, ["summary of c"]);
-    let hits = store.search(&SearchQuery { session_id: Some("c".into()), ..SearchQuery::new("secret-c") }).unwrap();
+    let hits =
+        store.search(&SearchQuery { session_id: Some("c".into()), ..SearchQuery::new(r#""secret-c""#) }).unwrap();
     assert_eq!(hits.len(), 4, "compacted messages stay searchable");
     assert!(hits.iter().all(|h| h.state.compacted && !h.state.active));
     // Update a message of "b".

@@ -79,7 +79,7 @@ fn a_compactor_panic_is_reported_the_thread_comes_back_and_close_reports_it() {
     }
     assert!(store.wait_indexed(Duration::from_secs(10)));
     assert_eq!(indexed_messages(dir.path()), 50);
-    assert_eq!(store.search(&tidelog::SearchQuery::new("number 49")).unwrap().len(), 1);
+    assert_eq!(store.search(&tidelog::SearchQuery::new(r#""number 49""#)).unwrap().len(), 1);
 
     // Healthy again after the healthy period: the line and the note go, the count stays.
     wait("the healthy period", || store.status().compactor.health.degraded.is_none() && !note.exists());

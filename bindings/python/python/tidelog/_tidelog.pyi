@@ -402,7 +402,11 @@ class Store:
         limit: int = 20,
         order: Literal["relevance", "newest", "oldest"] = "relevance",
         include_inactive: bool = False,
-    ) -> list[SearchHit]: ...
+        syntax: Literal["fts5", "words"] = "fts5",
+    ) -> list[SearchHit]:
+        """Full-text search: FTS5's query language on the trigram index (``syntax="fts5"``; an
+        invalid query raises ``InvalidInputError`` with FTS5's message), or literal words that
+        must each occur as a case-insensitive substring (``syntax="words"``)."""
     def history(
         self,
         session_id: str,

@@ -178,6 +178,7 @@ class AsyncStore:
         limit: int = 20,
         order: Literal["relevance", "newest", "oldest"] = "relevance",
         include_inactive: bool = False,
+        syntax: Literal["fts5", "words"] = "fts5",
     ) -> list[SearchHit]:
         return await asyncio.to_thread(
             self._store.search,
@@ -190,6 +191,7 @@ class AsyncStore:
             limit=limit,
             order=order,
             include_inactive=include_inactive,
+            syntax=syntax,
         )
 
     async def history(self, session_id: str, **query: Any) -> list[HistoryItem]:

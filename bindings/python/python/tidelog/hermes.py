@@ -984,6 +984,7 @@ class SessionDB:
                     limit=fetch,
                     order=order,
                     include_inactive=include_inactive,
+                    syntax="words",
                 )
                 kept = [h for h in hits if accept(h) and _satisfies(h.message, group, whole_words)]
                 if len(kept) >= wanted or len(hits) < fetch or fetch >= 100_000:

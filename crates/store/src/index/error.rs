@@ -88,6 +88,10 @@ pub enum IndexError {
     /// [`Index::search`](crate::Index::search) was called with a query that is empty or only whitespace.
     #[error("empty search query")]
     EmptyQuery,
+    /// [`Index::search`](crate::Index::search) was called with a query that is not valid FTS5
+    /// ([`QuerySyntax::Fts5`](crate::QuerySyntax::Fts5)); the message is FTS5's own.
+    #[error("invalid search query: {0}")]
+    Query(#[from] crate::fts::FtsError),
 }
 
 impl IndexError {

@@ -48,6 +48,7 @@ pub use error::IndexError;
 pub use maintenance::CheckpointStats;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
 use schema::{FTS_CONFIG, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE};
+pub(crate) use text::{SNIPPET_CONTEXT, head, mark_snippet};
 pub use text::{indexed_text, match_snippet};
 pub(crate) use undecodable::Undecodable;
 

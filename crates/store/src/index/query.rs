@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, Row};
 use super::schema::{MESSAGE_COL_COUNT, MESSAGE_COLS, SESSION_COLS};
 use super::text::{SNIPPET_CONTEXT, fts_match_expr, head, like_pattern, match_snippet};
 use super::{Ctx, Index, IndexError, Result, collect};
+use crate::fts::{FtsQuery, QuerySyntax, is_blank};
 use crate::model::{Counters, Message, MessageState, RewriteMode, Session};
 
 /// How many of the newest matches a relevance search ranks before it ranks them all (see
@@ -30,7 +31,9 @@ pub struct SessionFilter {
 /// Order of search results.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SearchOrder {
-    /// Best BM25 match first (newest first for 1–2 character queries, which have no ranking).
+    /// Best FTS5 `bm25()` match first. Among more matches than about a thousand, the newest
+    /// thousand are ranked first (see [`Index::search`]). [`QuerySyntax::Words`] queries made
+    /// only of 1-2 character words have no ranking: newest first.
     #[default]
     Relevance,
     /// Most recently appended first (integer id order: time order for messages appended live;
@@ -40,16 +43,24 @@ pub enum SearchOrder {
     Oldest,
 }
 
-/// A full-text search.
+/// A full-text search of message bodies (column `body`) and tool names (column `tool_name`).
 ///
-/// The text is split on whitespace; every word must occur (AND) as a literal, case-insensitive
-/// substring of the message body or tool name. FTS5 syntax (`"`, `-`, `*`, `OR`, `NEAR`,
-/// parentheses) has no meaning: it is searched as text. Words of 3 or more characters use the
-/// trigram index; shorter words filter with `LIKE`, and a query made only of such words scans.
+/// The text is an FTS5 query by default ([`QuerySyntax::Fts5`], see [`FtsQuery`]), with the
+/// results FTS5 gives on the index's trigram tokenizer: `hello world` finds messages containing
+/// both substrings (case-insensitive), `"hello world"` the phrase, `a OR b`, `a NOT b`,
+/// `NEAR(a b, 5)`, `tool_name:web`, `^start` as in FTS5; operators only in capitals; a phrase
+/// of 1-2 characters matches nothing and is left out beside others (`go home` finds what
+/// `home` finds); `NEAR` distances count trigram tokens (about characters: `NEAR(abcd xyz, 2)`
+/// allows "abcd" + 4 characters + "xyz"); text that is not valid FTS5 (`what's up?`, `chat-send`) is an
+/// [`Error::Query`](crate::Error::Query): quote it (`"chat-send"`) or use
+/// [`sanitize_hermes_query`](crate::sanitize_hermes_query) or [`QuerySyntax::Words`], the
+/// literal words of earlier versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchQuery {
-    /// What to look for. Must not be empty.
+    /// What to look for. Must not be empty (or only whitespace).
     pub text: String,
+    /// How `text` is read. Default: [`QuerySyntax::Fts5`].
+    pub syntax: QuerySyntax,
     /// Only messages of this session.
     pub session_id: Option<String>,
     /// Only messages with this role.
@@ -72,6 +83,7 @@ impl Default for SearchQuery {
     fn default() -> Self {
         SearchQuery {
             text: String::new(),
+            syntax: QuerySyntax::Fts5,
             session_id: None,
             role: None,
             source: None,
@@ -85,9 +97,15 @@ impl Default for SearchQuery {
 }
 
 impl SearchQuery {
-    /// A query for `text` with default filters and limit.
+    /// An FTS5 query for `text` with default filters and limit.
     pub fn new(text: impl Into<String>) -> Self {
         SearchQuery { text: text.into(), ..SearchQuery::default() }
+    }
+
+    /// A [`QuerySyntax::Words`] query (literal words) for `text` with default filters and
+    /// limit.
+    pub fn words(text: impl Into<String>) -> Self {
+        SearchQuery { text: text.into(), syntax: QuerySyntax::Words, ..SearchQuery::default() }
     }
 }
 
@@ -100,7 +118,8 @@ pub struct SearchHit {
     pub state: MessageState,
     /// About 64 characters around the match, matches wrapped in `[` `]`, cuts marked `…`.
     pub snippet: String,
-    /// Relevance, higher is better (negated FTS5 `bm25()`); 0 for `LIKE` matches.
+    /// Relevance, higher is better (negated FTS5 `bm25()`); 0 for `LIKE` matches and for
+    /// messages not indexed yet.
     pub score: f64,
 }
 
@@ -344,15 +363,32 @@ impl Index {
 
     /// Searches message bodies and tool names; see [`SearchQuery`] for the query language.
     /// Returns [`IndexError::EmptyQuery`] for an empty or all-whitespace query (a caller bug,
-    /// not "everything").
+    /// not "everything"), [`IndexError::Query`] for an FTS5 query FTS5 refuses.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
-        let words: Vec<&str> = q.text.split_whitespace().collect();
-        if words.is_empty() {
-            return Err(IndexError::EmptyQuery);
-        }
-        let (long, short): (Vec<&str>, Vec<&str>) = words.iter().partition(|w| w.chars().count() >= 3);
-        let fts = !long.is_empty();
-        let match_expr = fts_match_expr(&long);
+        let parsed = match q.syntax {
+            QuerySyntax::Fts5 if is_blank(&q.text) => return Err(IndexError::EmptyQuery),
+            QuerySyntax::Fts5 => Some(FtsQuery::parse(&q.text)?),
+            QuerySyntax::Words => None,
+        };
+        self.search_parsed(q, parsed.as_ref())
+    }
+
+    /// [`Index::search`] with the query already parsed (`Some` for [`QuerySyntax::Fts5`]): the
+    /// index runs its canonical rendering.
+    pub(crate) fn search_parsed(&self, q: &SearchQuery, parsed: Option<&FtsQuery>) -> Result<Vec<SearchHit>> {
+        let (match_expr, short): (Option<String>, Vec<&str>) = match parsed {
+            Some(f) => (Some(f.to_string()), Vec::new()),
+            None => {
+                let words: Vec<&str> = q.text.split_whitespace().collect();
+                if words.is_empty() {
+                    return Err(IndexError::EmptyQuery);
+                }
+                let (long, short): (Vec<&str>, Vec<&str>) = words.iter().partition(|w| w.chars().count() >= 3);
+                ((!long.is_empty()).then(|| fts_match_expr(&long)), short)
+            }
+        };
+        let fts = match_expr.is_some();
+        let match_expr = match_expr.unwrap_or_default();
         // Phase 1: which rows, in order; no snippet, no wide columns (docs/design.md "Reads at
         // scale"). The filters, shared by every plan below:
         let mut filters = String::new();
@@ -496,10 +532,11 @@ impl Index {
             } else {
                 None
             };
-            let snippet = fts_snippet.unwrap_or_else(|| {
+            let snippet = fts_snippet.filter(|s| !s.is_empty()).unwrap_or_else(|| {
                 let body = body.unwrap_or_default();
-                match_snippet(&body, &q.text)
-                    .or_else(|| tool_name.and_then(|t| match_snippet(&t, &q.text)))
+                let words = |t: &str| if parsed.is_none() { match_snippet(t, &q.text) } else { None };
+                words(&body)
+                    .or_else(|| tool_name.and_then(|t| words(&t)))
                     .unwrap_or_else(|| head(&body, SNIPPET_CONTEXT))
             });
             hits.push(SearchHit { message, state, snippet, score });

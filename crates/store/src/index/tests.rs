@@ -36,6 +36,14 @@ fn find(idx: &Index, text: &str) -> Vec<String> {
     v
 }
 
+/// [`find`] with literal words ([`crate::QuerySyntax::Words`]).
+fn find_words(idx: &Index, text: &str) -> Vec<String> {
+    let hits = idx.search(&SearchQuery::words(text)).unwrap();
+    let mut v: Vec<String> = ids(&hits).into_iter().map(String::from).collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn schema_create_reopen_and_newer_version() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,7 +139,7 @@ fn sessions_bare_rows_patches_and_listing() {
 }
 
 #[test]
-fn search_treats_syntax_as_literal_text() {
+fn words_search_treats_syntax_as_literal_text() {
     let (_d, mut idx) = open_tmp();
     idx.apply_batch(&batch(vec![
         msg("q", "s", "user", r#"she said "hello world" twice"#, 1.0),
@@ -142,31 +150,31 @@ fn search_treats_syntax_as_literal_text() {
         msg("plain", "s", "user", "hello there world", 6.0),
     ]))
     .unwrap();
-    assert_eq!(find(&idx, r#""hello world""#), vec!["q"]);
-    assert_eq!(find(&idx, r#"said ""#), vec!["q"]);
-    assert_eq!(find(&idx, "\""), vec!["q"]);
-    assert_eq!(find(&idx, "chat-send"), vec!["dash"]);
-    assert_eq!(find(&idx, "--force"), vec!["dash"]);
-    assert_eq!(find(&idx, "-force"), vec!["dash"]);
-    assert_eq!(find(&idx, "*.rs"), vec!["star"]);
-    assert_eq!(find(&idx, "src/*"), vec!["star"]);
-    assert_eq!(find(&idx, "this OR that"), vec!["or"]);
-    assert!(find(&idx, "OR").contains(&"or".to_string()), "two letters: a LIKE scan");
-    assert_eq!(find(&idx, "f(x)"), vec!["paren"]);
-    assert_eq!(find(&idx, "NEAR(a"), vec!["paren"]);
-    assert_eq!(find(&idx, ")"), vec!["paren"]);
-    assert_eq!(find(&idx, "hello world"), vec!["plain", "q"]);
-    assert_eq!(find(&idx, "HELLO"), vec!["plain", "q"]);
-    assert!(find(&idx, "hello nowhere").is_empty());
-    assert!(find(&idx, "AND NOT").is_empty());
-    assert!(matches!(idx.search(&SearchQuery::new("  ")), Err(IndexError::EmptyQuery)));
-    let hits = idx.search(&SearchQuery::new("chat-send")).unwrap();
+    assert_eq!(find_words(&idx, r#""hello world""#), vec!["q"]);
+    assert_eq!(find_words(&idx, r#"said ""#), vec!["q"]);
+    assert_eq!(find_words(&idx, "\""), vec!["q"]);
+    assert_eq!(find_words(&idx, "chat-send"), vec!["dash"]);
+    assert_eq!(find_words(&idx, "--force"), vec!["dash"]);
+    assert_eq!(find_words(&idx, "-force"), vec!["dash"]);
+    assert_eq!(find_words(&idx, "*.rs"), vec!["star"]);
+    assert_eq!(find_words(&idx, "src/*"), vec!["star"]);
+    assert_eq!(find_words(&idx, "this OR that"), vec!["or"]);
+    assert!(find_words(&idx, "OR").contains(&"or".to_string()), "two letters: a LIKE scan");
+    assert_eq!(find_words(&idx, "f(x)"), vec!["paren"]);
+    assert_eq!(find_words(&idx, "NEAR(a"), vec!["paren"]);
+    assert_eq!(find_words(&idx, ")"), vec!["paren"]);
+    assert_eq!(find_words(&idx, "hello world"), vec!["plain", "q"]);
+    assert_eq!(find_words(&idx, "HELLO"), vec!["plain", "q"]);
+    assert!(find_words(&idx, "hello nowhere").is_empty());
+    assert!(find_words(&idx, "AND NOT").is_empty());
+    assert!(matches!(idx.search(&SearchQuery::words("  ")), Err(IndexError::EmptyQuery)));
+    let hits = idx.search(&SearchQuery::words("chat-send")).unwrap();
     assert_eq!(hits[0].snippet, "run [chat-send] --force now");
     assert!(hits[0].score > 0.0);
 }
 
 #[test]
-fn short_queries_like_escaping_cjk_and_emoji() {
+fn words_short_queries_like_escaping_cjk_and_emoji() {
     let (_d, mut idx) = open_tmp();
     idx.apply_batch(&batch(vec![
         msg("pct", "s", "user", "discount 50% today", 1.0),
@@ -176,22 +184,22 @@ fn short_queries_like_escaping_cjk_and_emoji() {
         msg("x", "s", "user", "xy plain", 5.0),
     ]))
     .unwrap();
-    assert_eq!(find(&idx, "%"), vec!["pct"]);
-    assert_eq!(find(&idx, "_"), vec!["under"]);
-    assert_eq!(find(&idx, "xy"), vec!["x"]);
-    assert_eq!(find(&idx, "XY"), vec!["x"]);
-    assert_eq!(find(&idx, "数据库"), vec!["cjk"]);
-    assert_eq!(find(&idx, "索引"), vec!["cjk"]);
-    assert_eq!(find(&idx, "库"), vec!["cjk"]);
-    assert_eq!(find(&idx, "🚀"), vec!["emoji"]);
-    assert_eq!(find(&idx, "🚀🚀 now"), vec!["emoji"]);
-    assert_eq!(find(&idx, "it 🚀"), vec!["emoji"]);
+    assert_eq!(find_words(&idx, "%"), vec!["pct"]);
+    assert_eq!(find_words(&idx, "_"), vec!["under"]);
+    assert_eq!(find_words(&idx, "xy"), vec!["x"]);
+    assert_eq!(find_words(&idx, "XY"), vec!["x"]);
+    assert_eq!(find_words(&idx, "数据库"), vec!["cjk"]);
+    assert_eq!(find_words(&idx, "索引"), vec!["cjk"]);
+    assert_eq!(find_words(&idx, "库"), vec!["cjk"]);
+    assert_eq!(find_words(&idx, "🚀"), vec!["emoji"]);
+    assert_eq!(find_words(&idx, "🚀🚀 now"), vec!["emoji"]);
+    assert_eq!(find_words(&idx, "it 🚀"), vec!["emoji"]);
     // Short words filter a trigram match.
-    assert_eq!(find(&idx, "plain xy"), vec!["x"]);
-    assert!(find(&idx, "plain zz").is_empty());
-    let hits = idx.search(&SearchQuery::new("数据库")).unwrap();
+    assert_eq!(find_words(&idx, "plain xy"), vec!["x"]);
+    assert!(find_words(&idx, "plain zz").is_empty());
+    let hits = idx.search(&SearchQuery::words("数据库")).unwrap();
     assert!(hits[0].snippet.contains("[数据库]"), "{}", hits[0].snippet);
-    let hits = idx.search(&SearchQuery::new("xy")).unwrap();
+    let hits = idx.search(&SearchQuery::words("xy")).unwrap();
     assert_eq!(hits[0].snippet, "[xy] plain");
 }
 

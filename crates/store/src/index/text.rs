@@ -9,7 +9,7 @@ use crate::model::Message;
 const MULTIMODAL_PREFIX: &str = "\u{0}json:";
 
 /// Context around a match in snippets, in characters (FTS5: tokens, one per character).
-pub(super) const SNIPPET_CONTEXT: usize = 64;
+pub(crate) const SNIPPET_CONTEXT: usize = 64;
 
 /// How a message body is indexed.
 pub(super) enum Indexed {
@@ -86,7 +86,7 @@ pub(super) fn like_pattern(word: &str) -> String {
 }
 
 /// The first `n` characters of `s`, with `…` if cut.
-pub(super) fn head(s: &str, n: usize) -> String {
+pub(crate) fn head(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
         Some((i, _)) => format!("{}…", s.get(..i).unwrap_or_default()),
         None => s.to_owned(),
@@ -127,6 +127,14 @@ pub fn match_snippet(text: &str, query: &str) -> Option<String> {
         }
         matches.extend(found);
     }
+    mark_snippet(text, matches)
+}
+
+/// The snippet format of [`match_snippet`] around `matches` (ranges of character indexes of
+/// `text`): about 64 characters around the first, each one inside wrapped in `[` `]`, cuts
+/// marked `…`. `None` if there is no match.
+pub(crate) fn mark_snippet(text: &str, mut matches: Vec<(usize, usize)>) -> Option<String> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
     matches.sort_unstable();
     let &(first_start, first_end) = matches.first()?;
     let half = SNIPPET_CONTEXT / 2;

@@ -4,22 +4,28 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::{IndexedOps, SessionOps, Tail};
 use crate::error::{Error, Result};
-use crate::index::{self, IndexOptions, SearchHit, SearchOrder, SearchQuery};
+use crate::fts::{FtsQuery, Highlighter, QuerySyntax, is_blank};
+use crate::index::{self, IndexOptions, SNIPPET_CONTEXT, SearchHit, SearchOrder, SearchQuery};
 use crate::model::{Message, MessageState};
 use crate::store::Store;
 
 impl Store {
     /// Searches message text and tool names (see [`SearchQuery`]); includes messages not
     /// indexed yet, and honours every history operation (a deleted message is never found; an
-    /// archived one only with `include_inactive`). Hits from the not-yet-indexed part come first
-    /// when ordering by relevance (they are the newest and match the query as a literal
-    /// substring).
+    /// archived one only with `include_inactive`). The query is read once: the index runs its
+    /// canonical FTS5 rendering, and the messages not indexed yet are matched by an evaluator
+    /// of the same tree that gives FTS5's answers ([`FtsQuery::matches`]). Hits from the
+    /// not-yet-indexed part come first when ordering by relevance (they are the newest, and
+    /// FTS5's `bm25()` needs the index's statistics), with a score of 0.
+    ///
+    /// Errors: [`Error::EmptyQuery`] for a blank query, [`Error::Query`] for an FTS5 query FTS5
+    /// refuses.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
-        if q.text.trim().is_empty() {
-            return Err(Error::EmptyQuery);
-        }
-        let (positions, hits) =
-            self.inner.with_reader(|ix| Ok((ix.applied_positions()?, ix.search(q)?))).unwrap_or_default();
+        let matcher = Matcher::new(q)?;
+        let (positions, hits) = self
+            .inner
+            .with_reader(|ix| Ok((ix.applied_positions()?, ix.search_parsed(q, matcher.parsed())?)))
+            .unwrap_or_default();
         let tail = Tail::read(&self.inner, &positions)?;
         let opts = self.inner.opts.index.clone();
         // The operations of every session the tail touches or has messages of.
@@ -48,7 +54,7 @@ impl Store {
                 let before = h.message.content.clone();
                 o.update(&mut h.message);
                 if h.message.content != before {
-                    match snippet(&h.message, &q.text, &opts) {
+                    match matcher.snippet(&h.message, &opts) {
                         Some(s) => h.snippet = s,
                         None => continue,
                     }
@@ -82,7 +88,7 @@ impl Store {
             if !visible(state) {
                 continue;
             }
-            if let Some(snippet) = snippet(&m, &q.text, &opts)
+            if let Some(snippet) = matcher.snippet(&m, &opts)
                 && seen.insert(m.id.clone())
             {
                 tail_hits.push(SearchHit { message: m, state, snippet, score: 0.0 });
@@ -109,10 +115,55 @@ impl Store {
     }
 }
 
-/// The snippet of a message not in the index, matched as the index would.
-fn snippet(m: &Message, query: &str, opts: &IndexOptions) -> Option<String> {
-    let text = index::indexed_text(m, opts);
-    text.as_deref()
-        .and_then(|t| index::match_snippet(t, query))
-        .or_else(|| m.tool_name.as_deref().and_then(|t| index::match_snippet(t, query)))
+/// A search query, read once.
+enum Matcher {
+    /// [`QuerySyntax::Fts5`]: the tree, and where its phrases occur for snippets.
+    Fts(FtsQuery, Highlighter),
+    /// [`QuerySyntax::Words`]: the text.
+    Words(String),
+}
+
+impl Matcher {
+    fn new(q: &SearchQuery) -> Result<Matcher> {
+        Ok(match q.syntax {
+            QuerySyntax::Fts5 if is_blank(&q.text) => return Err(Error::EmptyQuery),
+            QuerySyntax::Fts5 => {
+                let parsed = FtsQuery::parse(&q.text)?;
+                let h = Highlighter::new(&parsed);
+                Matcher::Fts(parsed, h)
+            }
+            QuerySyntax::Words if q.text.trim().is_empty() => return Err(Error::EmptyQuery),
+            QuerySyntax::Words => Matcher::Words(q.text.clone()),
+        })
+    }
+
+    fn parsed(&self) -> Option<&FtsQuery> {
+        match self {
+            Matcher::Fts(f, _) => Some(f),
+            Matcher::Words(_) => None,
+        }
+    }
+
+    /// The snippet of a message not in the index if it matches, as the index would match it.
+    fn snippet(&self, m: &Message, opts: &IndexOptions) -> Option<String> {
+        let text = index::indexed_text(m, opts);
+        let body = text.as_deref();
+        let tool = m.tool_name.as_deref();
+        match self {
+            Matcher::Words(query) => body
+                .and_then(|t| index::match_snippet(t, query))
+                .or_else(|| tool.and_then(|t| index::match_snippet(t, query))),
+            Matcher::Fts(parsed, h) => {
+                if !parsed.matches(&[body, tool]) {
+                    return None;
+                }
+                let marked = |col: usize, t: &str| index::mark_snippet(t, h.ranges(col, t));
+                Some(
+                    body.and_then(|t| marked(0, t))
+                        .or_else(|| tool.and_then(|t| marked(1, t)))
+                        .unwrap_or_else(|| index::head(body.unwrap_or_default(), SNIPPET_CONTEXT)),
+                )
+            }
+        }
+    }
 }
