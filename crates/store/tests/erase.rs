@@ -27,11 +27,12 @@ fn grep_r(dir: &Path, needle: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
+        // Files come and go while writers run (a redo file, a WAL): a vanished one holds nothing.
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
                 out.push(p.display().to_string());
             }
         }

@@ -110,6 +110,41 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
     w.buf
 }
 
+/// The field number of padding: any entry may end with it (wire 2, non-critical, zero bytes),
+/// which every reader skips. An erase that overwrites a record in place pads the new entry to
+/// the record's length with it. Never used for anything else, in any kind.
+pub(crate) const PAD_FIELD: u32 = 127;
+
+/// Encodes `entry` padded to exactly `len` bytes (see [`PAD_FIELD`]); `None` if its encoding is
+/// longer. An `Erased` entry whose gap to `len` is too small for a padding field (1 or 2 bytes)
+/// drops its `kind` (2 bytes) to make room.
+// Format: docs/format.md "Entry encoding, tag 2" (padding).
+pub(crate) fn encode_padded(entry: &Entry, len: usize) -> Option<Vec<u8>> {
+    let pad = |buf: Vec<u8>| -> Option<Vec<u8>> {
+        let gap = len.checked_sub(buf.len())?;
+        if gap == 0 {
+            return Some(buf);
+        }
+        // key (2 bytes for field 127, wire 2) + length varint + zeros.
+        for vlen in 1..=5usize {
+            let Some(n) = gap.checked_sub(2 + vlen) else { break };
+            let mut v = Vec::new();
+            put_varint(&mut v, n as u64);
+            if v.len() == vlen {
+                let mut w = Writer { buf };
+                w.bytes(PAD_FIELD, false, &vec![0u8; n]);
+                return Some(w.buf);
+            }
+        }
+        None
+    };
+    pad(encode(entry)).or_else(|| match entry {
+        // Tag and kind alone: an `Erased` entry of kind 0 (unknown).
+        Entry::Erased(_) => pad(vec![CODEC_FIELDS_V2, 8]),
+        _ => None,
+    })
+}
+
 /// Decodes a journal payload. Messages of tag 1 come back without an integer id (`num` 0); use
 /// [`decode_record`] to get the id the store gives them.
 pub fn decode(payload: &[u8]) -> Result<Entry, DecodeError> {

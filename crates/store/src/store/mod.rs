@@ -225,6 +225,9 @@ impl Store {
                 );
             }
         }
+        // Deleted content still on disk is erased before the process goes (or left to the live
+        // process that holds the compactor lock): no pending erasure is left behind.
+        crate::compactor::erase_before_exit(&self.inner);
         info!(lane = %self.inner.lane_name, elapsed_ms = started.elapsed().as_millis() as u64, "store closed");
         Ok(res?)
     }
