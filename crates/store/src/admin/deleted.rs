@@ -147,9 +147,9 @@ impl Plan {
     /// The new payload of a record (exactly as long) if it holds erasable content.
     pub(crate) fn replace_payload(&self, lane: u64, lsn: u64, payload: &[u8]) -> Option<Vec<u8>> {
         let e = entry::decode_record(lane, lsn, payload).ok()?;
-        let new = self.replacement(&e)?;
-        entry::encode_padded(&new, payload.len())
-            .or_else(|| entry::encode_padded(&Entry::Erased(Erased { kind: e.kind_number() }), payload.len()))
+        // An `Erased` entry fits any length; a rewrite without some of its messages is shorter
+        // by at least one message, which leaves room for the padding.
+        entry::encode_padded(&self.replacement(&e)?, payload.len())
     }
 
     /// Adds the texts of `e` to `needles`: dead ones as needles, live ones as exclusions.
@@ -261,44 +261,63 @@ pub(crate) fn all_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Searches every file under `dir` for the needles; one entry per file that holds some.
+/// Searches every file under `dir` for the needles; one entry per file that holds some. The
+/// caller has no SQLite connection open on a file of the folder (see `verify_store`).
 pub(crate) fn find_in_files(dir: &Path, needles: &Needles) -> Vec<DeletedContentFound> {
-    find_in_files_except(dir, needles, &|_| false)
+    find_hits(dir, needles).into_iter().map(|h| h.found).collect()
 }
 
-/// As [`find_in_files`], leaving out the needles for which `kept(needle)` says a message that was
-/// kept contains the text too (asked once per needle found).
-pub(crate) fn find_in_files_except(
-    dir: &Path,
-    needles: &Needles,
-    kept: &dyn Fn(&[u8]) -> bool,
-) -> Vec<DeletedContentFound> {
+/// A file holding deleted text, with the texts found in it.
+#[derive(Debug, Clone)]
+pub(crate) struct Hit {
+    found: DeletedContentFound,
+    texts: Vec<Vec<u8>>,
+}
+
+/// Leaves out of `hits` the texts for which `kept(text)` says a message that was kept contains
+/// them too (asked once per text), and the files left with none.
+pub(crate) fn drop_kept(hits: Vec<Hit>, kept: &dyn Fn(&[u8]) -> bool) -> Vec<DeletedContentFound> {
+    let mut verdict: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
+    hits.into_iter()
+        .filter_map(|mut h| {
+            h.texts.retain(|t| !*verdict.entry(t.clone()).or_insert_with(|| kept(t)));
+            (!h.texts.is_empty()).then_some(h.found)
+        })
+        .collect()
+}
+
+fn find_hits(dir: &Path, needles: &Needles) -> Vec<Hit> {
     let Some((ac, ids)) = needles.matcher() else { return Vec::new() };
     let texts: Vec<&Vec<u8>> = needles.searched().into_iter().map(|(n, _)| n).collect();
-    let mut excluded: BTreeMap<usize, bool> = BTreeMap::new();
     let mut out = Vec::new();
     for path in all_files(dir) {
         let Ok(f) = fs::File::open(&path) else { continue };
-        let mut found: Option<DeletedContentFound> = None;
+        let mut hit: Option<Hit> = None;
         for m in ac.stream_find_iter(std::io::BufReader::with_capacity(1 << 20, f)) {
             let Ok(m) = m else { break };
             let k = m.pattern().as_usize();
-            if *excluded.entry(k).or_insert_with(|| texts.get(k).is_some_and(|t| kept(t))) {
-                continue;
-            }
-            match &mut found {
-                Some(f) => f.occurrences += 1,
+            let text = texts.get(k).map(|t| t.to_vec()).unwrap_or_default();
+            match &mut hit {
+                Some(h) => {
+                    h.found.occurrences += 1;
+                    if !h.texts.contains(&text) {
+                        h.texts.push(text);
+                    }
+                }
                 None => {
-                    found = Some(DeletedContentFound {
-                        path: path.clone(),
-                        offset: m.start() as u64,
-                        message_id: ids.get(m.pattern().as_usize()).cloned().unwrap_or_default(),
-                        occurrences: 1,
+                    hit = Some(Hit {
+                        found: DeletedContentFound {
+                            path: path.clone(),
+                            offset: m.start() as u64,
+                            message_id: ids.get(k).cloned().unwrap_or_default(),
+                            occurrences: 1,
+                        },
+                        texts: vec![text],
                     })
                 }
             }
         }
-        out.extend(found);
+        out.extend(hit);
     }
     out
 }
@@ -414,10 +433,20 @@ pub(crate) fn scrub_index_copy(path: &Path, plan: &Plan) -> Result<u64> {
 }
 
 /// The texts of the rows of the SQLite file `path` (an index or a copy of one) that a deletion
-/// covers, added to `needles` (live rows as exclusions). Opened read-only and immutable: nothing
-/// is created beside it (a `-wal` it may have is searched byte by byte, not read as a WAL).
-pub(crate) fn index_texts(path: &Path, plan: &Plan, needles: &mut Needles) -> rusqlite::Result<()> {
+/// covers, added to `needles` (live rows as exclusions). A copy is opened read-only and
+/// immutable: nothing is created beside it (a `-wal` it may have is searched byte by byte, not
+/// read as a WAL); the `live` index read-only as readers open it.
+pub(crate) fn index_texts(path: &Path, live: bool, plan: &Plan, needles: &mut Needles) -> rusqlite::Result<()> {
     use rusqlite::{Connection, OpenFlags};
+    if live {
+        let Ok(ix) = Index::open_read_only(path, &IndexOptions::default()) else { return Ok(()) };
+        for (rid, session, id, content) in ix.texts_of_sessions(&plan.sessions_with_ops()).unwrap_or_default() {
+            if let Some(c) = content {
+                needles.add(&id, &c, plan.is_dead(&session, rid));
+            }
+        }
+        return Ok(());
+    }
     let mut uri = String::from("file:");
     for c in path.to_string_lossy().chars() {
         match c {
@@ -469,13 +498,9 @@ pub(crate) fn journal_copy_texts(path: &Path, salts: &[u32], lane: u64, plan: &P
 
 /// Every file under `dir` that holds the text of a deleted message, found from every source
 /// that can still name one: the lanes (records not erased yet), quarantined journal copies, and
-/// every SQLite file in the folder (the index, quarantined and scratch copies). Texts a kept
-/// message also contains (per `kept`) are not reported.
-pub(crate) fn find_deleted_content(
-    dir: &Path,
-    journals: &BTreeMap<String, Journal>,
-    kept: &dyn Fn(&[u8]) -> bool,
-) -> Result<Vec<DeletedContentFound>> {
+/// every SQLite file in the folder (the index, quarantined and scratch copies). The caller has
+/// no SQLite connection open on a file of the folder, and filters the hits with [`drop_kept`].
+pub(crate) fn find_deleted_content(dir: &Path, journals: &BTreeMap<String, Journal>) -> Result<Vec<Hit>> {
     let plan = Plan::build(journals)?;
     if !plan.any_deletion() {
         return Ok(Vec::new());
@@ -491,7 +516,9 @@ pub(crate) fn find_deleted_content(
     }
     for p in all_files(dir) {
         if p.extension().is_some_and(|e| e == "db") {
-            let _ = index_texts(&p, &plan, &mut needles);
+            // The live index with its WAL (and the usual locking); copies as they are.
+            let live = p == dir.join(crate::layout::INDEX_FILE);
+            let _ = index_texts(&p, live, &plan, &mut needles);
         }
     }
     for f in crate::layout::QuarantinedFile::list_store(dir) {
@@ -501,7 +528,7 @@ pub(crate) fn find_deleted_content(
             journal_copy_texts(&f.path, &salts, lane_number(lane).unwrap_or(0), &plan, &mut needles);
         }
     }
-    Ok(find_in_files_except(dir, &needles, kept))
+    Ok(find_hits(dir, &needles))
 }
 
 /// The `source` a journal quarantine note names.

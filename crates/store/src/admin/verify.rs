@@ -141,11 +141,19 @@ pub fn verify_store(dir: &Path, progress: Progress<'_>) -> Result<VerifyReport> 
         Ok(c) => rep.erasable_records = c,
         Err(e) => rep.problems.push(format!("cannot check for deleted content left in the journal: {e}")),
     }
-    let index = Index::open_read_only(&dir.join(INDEX_FILE), &IndexOptions::default()).ok();
-    let kept = |text: &[u8]| index.as_ref().is_some_and(|ix| ix.any_message_contains(text).unwrap_or(false));
+    // The search opens and closes every file, the index's included: no SQLite connection of
+    // this process may be open meanwhile (closing any descriptor of a file drops the process's
+    // POSIX locks on it, and another process's SQLite would then take the index as unused and
+    // reset its `-shm`). The live index is asked only after, about texts found.
     let journals: BTreeMap<String, Journal> =
         names.iter().filter_map(|n| open_lane(dir, n).ok().map(|j| (n.clone(), j))).collect();
-    match super::deleted::find_deleted_content(dir, &journals, &kept) {
+    let found = super::deleted::find_deleted_content(dir, &journals);
+    let found = found.map(|hits| {
+        let index = Index::open_read_only(&dir.join(INDEX_FILE), &IndexOptions::default()).ok();
+        let kept = |text: &[u8]| index.as_ref().is_some_and(|ix| ix.any_message_contains(text).unwrap_or(false));
+        super::deleted::drop_kept(hits, &kept)
+    });
+    match found {
         Ok(found) => {
             for f in &found {
                 rep.problems.push(format!(

@@ -116,8 +116,9 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
 pub(crate) const PAD_FIELD: u32 = 127;
 
 /// Encodes `entry` padded to exactly `len` bytes (see [`PAD_FIELD`]); `None` if its encoding is
-/// longer. An `Erased` entry whose gap to `len` is too small for a padding field (1 or 2 bytes)
-/// drops its `kind` (2 bytes) to make room.
+/// longer or the gap is 1 or 2 bytes (less than a padding field). An `Erased` entry fits any
+/// length from 2 bytes: when the gap is too small it drops its `kind` field (2 bytes) to make
+/// room.
 // Format: docs/format.md "Entry encoding, tag 2" (padding).
 pub(crate) fn encode_padded(entry: &Entry, len: usize) -> Option<Vec<u8>> {
     let pad = |buf: Vec<u8>| -> Option<Vec<u8>> {
@@ -125,22 +126,28 @@ pub(crate) fn encode_padded(entry: &Entry, len: usize) -> Option<Vec<u8>> {
         if gap == 0 {
             return Some(buf);
         }
-        // key (2 bytes for field 127, wire 2) + length varint + zeros.
+        // key (2 bytes for field 127, wire 2) + length as a varint of `vlen` bytes (LEB128 allows
+        // continuation bytes of zeros, so every gap of 3 bytes or more has one) + zeros.
         for vlen in 1..=5usize {
             let Some(n) = gap.checked_sub(2 + vlen) else { break };
-            let mut v = Vec::new();
-            put_varint(&mut v, n as u64);
-            if v.len() == vlen {
-                let mut w = Writer { buf };
-                w.bytes(PAD_FIELD, false, &vec![0u8; n]);
-                return Some(w.buf);
+            if (n as u64) >> (7 * vlen) != 0 {
+                continue;
             }
+            let mut out = buf;
+            put_varint(&mut out, (u64::from(PAD_FIELD) << 3) | 2);
+            for i in 0..vlen {
+                let b = ((n >> (7 * i)) & 0x7f) as u8;
+                out.push(if i + 1 < vlen { b | 0x80 } else { b });
+            }
+            out.resize(out.len() + n, 0);
+            return Some(out);
         }
         None
     };
     pad(encode(entry)).or_else(|| match entry {
-        // Tag and kind alone: an `Erased` entry of kind 0 (unknown).
-        Entry::Erased(_) => pad(vec![CODEC_FIELDS_V2, 8]),
+        // Tag and kind alone (an `Erased` entry of kind 0, unknown), the kind as a one- or
+        // two-byte varint: some base fits every length from 2 bytes up.
+        Entry::Erased(_) => pad(vec![CODEC_FIELDS_V2, 8]).or_else(|| pad(vec![CODEC_FIELDS_V2, 0x88, 0])),
         _ => None,
     })
 }

@@ -133,12 +133,16 @@ fn every_kind_round_trips() {
 fn padded_entries_have_the_exact_length_and_decode_as_without_padding() {
     for (name, e) in every_kind() {
         let plain = super::encode(&e);
-        for len in plain.len()..plain.len() + 300 {
+        // A gap of 1 or 2 bytes is smaller than a padding field (only `Erased` entries, below,
+        // are ever padded by less than a nested message's size).
+        for len in std::iter::once(plain.len()).chain(plain.len() + 3..plain.len() + 300) {
             let padded = super::encode_padded(&e, len).unwrap_or_else(|| panic!("{name}: no padding to {len}"));
             assert_eq!(padded.len(), len, "{name}");
             assert_eq!(super::decode(&padded).unwrap(), e, "{name} padded to {len}");
         }
-        assert!(super::encode_padded(&e, plain.len() - 1).is_none());
+        if !matches!(e, Entry::Erased(_)) {
+            assert!(super::encode_padded(&e, plain.len() - 1).is_none(), "{name}");
+        }
     }
     // An erased record of any length from 2 bytes up.
     for len in 2..400 {

@@ -158,6 +158,21 @@ impl Index {
         Ok(out)
     }
 
+    /// The messages of `sessions` with their texts: integer id, session, id, content (for
+    /// `verify`, which searches the folder for the texts of deleted ones).
+    pub(crate) fn texts_of_sessions(&self, sessions: &[String]) -> Result<Vec<(i64, String, String, Option<String>)>> {
+        let mut out = Vec::new();
+        for s in sessions {
+            out.extend(
+                collect(&self.conn, "SELECT rid, session_id, id, content FROM messages WHERE session_id = ?1", [s], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .ctx("read the messages of a session")?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Deletes messages by integer id (from the full-text index first, with the values it
     /// indexed, then the rows) and the sessions `sessions` that hold no message any more, in one
     /// transaction; `secure_delete` zeroes what they held. For copies of the index that an erase
