@@ -500,6 +500,17 @@ impl Compactor {
 /// The first retry of an incomplete erase pass.
 const ERASE_RETRY_FIRST: Duration = Duration::from_millis(250);
 
+/// Whether a deletion waits to be erased from disk: a marker of one, or the index's record of
+/// one it applied.
+pub(crate) fn erasure_pending(inner: &Inner) -> bool {
+    if !erase_markers(&inner.dir).is_empty() {
+        return true;
+    }
+    let path = inner.dir.join(INDEX_FILE);
+    path.exists()
+        && Index::open_read_only(&path, &inner.opts.index).and_then(|ix| ix.erase_pending_since_ms()).is_ok_and(|s| s.is_some())
+}
+
 /// Called when a store closes (its compactor thread stopped): a deletion whose content is still
 /// on disk is not left behind. If this process can take the compactor lock, it applies what the
 /// index lacks and runs the erase pass now, then looks again (a process that could not take the
@@ -512,13 +523,7 @@ pub(crate) fn erase_before_exit(inner: &Inner) {
         return;
     }
     for _ in 0..4 {
-        let markers = !erase_markers(&inner.dir).is_empty();
-        let path = inner.dir.join(INDEX_FILE);
-        let in_index = path.exists()
-            && Index::open_read_only(&path, &inner.opts.index)
-                .and_then(|ix| ix.erase_pending_since_ms())
-                .is_ok_and(|s| s.is_some());
-        if !markers && !in_index {
+        if !erasure_pending(inner) {
             return;
         }
         let lock = match try_lock_compactor(&inner.dir) {

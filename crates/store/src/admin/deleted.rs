@@ -428,6 +428,9 @@ pub(crate) fn scrub_index_copy(path: &Path, plan: &Plan) -> Result<u64> {
     let dead: Vec<i64> = rows.iter().filter(|r| plan.is_dead(&r.session_id, r.rid)).map(|r| r.rid).collect();
     let gone: Vec<String> = plan.gone_sessions().iter().cloned().collect();
     let n = ix.erase_rows_and_sessions(&dead, &gone)?;
+    if n > 0 {
+        ix.vacuum()?;
+    }
     ix.checkpoint_truncate()?;
     Ok(n)
 }

@@ -20,7 +20,9 @@
 //!    and any deleted text left zeroed, a quarantined index copy has the deleted rows removed
 //!    through SQLite (zeroed byte by byte if SQLite cannot open it). Nothing else in a quarantine
 //!    is changed or removed (what it keeps may be the last copy of something);
-//! 6. checkpoints the index's WAL (`TRUNCATE`), so old page images leave `index.db-wal`;
+//! 6. vacuums the index if it deleted rows since the last complete pass (moved cells leave old
+//!    bytes that `secure_delete` does not reach), and checkpoints its WAL (`TRUNCATE`), so old
+//!    page images leave `index.db-wal`;
 //! 7. if nothing is left pending, clears the markers it listed and the index's pending time.
 
 use std::collections::BTreeMap;
@@ -91,11 +93,6 @@ pub fn erase_store(dir: &Path, own: Option<&Journal>) -> Result<EraseReport> {
     let mut rep = EraseReport::default();
     let markers: Vec<PathBuf> = erase_markers(dir).into_iter().map(|(p, _)| p).collect();
     let index_path = dir.join(INDEX_FILE);
-    let index_since = if index_path.exists() {
-        Index::open_read_only(&index_path, &IndexOptions::default()).and_then(|ix| ix.erase_pending_since_ms()).ok().flatten()
-    } else {
-        None
-    };
     if own.is_none() && index_path.exists() {
         // The compactor's work, done here: the deletions must reach the index before the pass.
         if let Err(e) = super::rebuild_index_at(dir, &index_path, &mut |_, _, _| {}) {
@@ -145,19 +142,12 @@ pub fn erase_store(dir: &Path, own: Option<&Journal>) -> Result<EraseReport> {
             rep.pending.push(format!("lane {name}: a deletion was made during the pass; the next pass erases it"));
         }
     }
-    if index_path.exists() {
-        match checkpoint(&index_path) {
-            Ok(None) => {}
-            Ok(Some(why)) => rep.pending.push(why),
-            Err(e) => rep.pending.push(format!("{}: cannot checkpoint its WAL: {e}", index_path.display())),
-        }
+    if index_path.exists()
+        && let Err(e) = finish_index(&index_path, &mut rep)
+    {
+        rep.pending.push(format!("{}: {e}", index_path.display()));
     }
     if rep.is_complete() {
-        if let Some(since) = index_since
-            && let Err(e) = Index::open(&index_path, &IndexOptions::default()).and_then(|ix| ix.clear_erase_pending(since))
-        {
-            warn!("cannot clear the pending erasure in the index: {e}");
-        }
         remove_erase_markers(dir, &markers)?;
     }
     info!(
@@ -311,25 +301,42 @@ fn clean_leftovers(dir: &Path, rep: &mut EraseReport) {
     }
 }
 
-/// `wal_checkpoint(TRUNCATE)` of the index, retried while readers keep it busy. `Some(why)` if
-/// the WAL could not be emptied.
-fn checkpoint(path: &Path) -> Result<Option<String>> {
+/// The index's part: if it deleted rows since the last complete pass (it records when it applies
+/// a deletion), `VACUUM` (see [`Index::vacuum`]: only rewriting every page clears the old bytes
+/// of moved cells); then `wal_checkpoint(TRUNCATE)`, retried while readers keep it busy, so old
+/// page images leave `-wal`; then, if the pass is complete, the record is cleared.
+fn finish_index(path: &Path, rep: &mut EraseReport) -> Result<()> {
     let ix = Index::open(path, &IndexOptions::default())?;
+    let since = ix.erase_pending_since_ms()?;
+    if since.is_some() {
+        let t = Instant::now();
+        ix.vacuum()?;
+        info!(ms = t.elapsed().as_millis() as u64, "index vacuumed after deletions");
+    }
     let deadline = Instant::now() + CHECKPOINT_TRIES;
     loop {
         let s = ix.checkpoint_truncate()?;
         if !s.busy {
-            return Ok(None);
+            break;
         }
         if Instant::now() >= deadline {
-            return Ok(Some(format!(
+            rep.pending.push(format!(
                 "{}: readers kept the WAL busy ({} page(s)); its old pages are checkpointed away by the next pass",
                 wal_path(path).display(),
                 s.log_pages
-            )));
+            ));
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    if let Some(since) = since
+        && rep.is_complete()
+    {
+        ix.clear_erase_pending(since)?;
+        // The cleared record is the only page in the WAL now; no content.
+        let _ = ix.checkpoint_truncate();
+    }
+    Ok(())
 }
 
 /// How many records of each lane still hold content a deletion covered (read-only; for

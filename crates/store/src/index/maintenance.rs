@@ -112,6 +112,14 @@ impl Index {
             .ctx("checkpoint the WAL")
     }
 
+    /// Rewrites the whole database from its live rows (`VACUUM`). `secure_delete` zeroes a
+    /// deleted row's cell and the pages it frees, but a cell that a page split or merge moved to
+    /// another page earlier leaves its old bytes in the unallocated part of the page it left;
+    /// only rewriting every page clears them. The new pages go through the WAL: checkpoint after.
+    pub fn vacuum(&self) -> Result<()> {
+        self.conn.execute_batch("VACUUM").ctx("vacuum the index")
+    }
+
     /// When [`Index::checkpoint_truncate`] last ran (ms since the Unix epoch), if ever.
     pub fn last_checkpoint_unix_ms(&self) -> Result<Option<u64>> {
         let v: Option<i64> = self

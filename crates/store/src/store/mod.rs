@@ -216,6 +216,16 @@ impl Store {
             while !h.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
+            if !h.is_finished() && crate::compactor::erasure_pending(&self.inner) {
+                // Deleted content on disk: the compactor erases it before it lets go (after the
+                // batch it is in). Closing waits for that, up to `erase_within`, rather than
+                // leave it to the next process.
+                let until = Instant::now() + self.inner.opts.erase_within.max(self.inner.opts.close_deadline);
+                info!("an erasure is pending: close waits for the compactor to finish it");
+                while !h.is_finished() && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
             if h.is_finished() {
                 let _ = h.join();
             } else {
