@@ -74,7 +74,11 @@ fn writer(dir: &Path, tag: &str, arg: &str) {
             .map(|i| Message {
                 session_id: session.clone(),
                 role: "user".into(),
-                content: Some(format!("{} said in confidence, {}", secret(&session, i), "w".repeat(rng.below(300) as usize))),
+                content: Some(format!(
+                    "{} said in confidence, {}",
+                    secret(&session, i),
+                    "w".repeat(rng.below(300) as usize)
+                )),
                 ..Message::default()
             })
             .collect();
@@ -312,8 +316,13 @@ fn kill_every_kind_of_command_then_grep_every_file() {
         let mut deleted = Vec::new();
         let mut kept = Vec::new();
         for (s, n) in &acked {
-            let texts: Vec<String> =
-                store.messages(s).unwrap().into_iter().filter_map(|m| m.content).filter(|c| c.contains("SECRET<")).collect();
+            let texts: Vec<String> = store
+                .messages(s)
+                .unwrap()
+                .into_iter()
+                .filter_map(|m| m.content)
+                .filter(|c| c.contains("SECRET<"))
+                .collect();
             if texts.is_empty() {
                 assert!(deleting.contains(s), "round {round}: session {s} lost its messages without a deletion");
                 deleted.push(s.clone());
@@ -348,7 +357,12 @@ fn kill_every_kind_of_command_then_grep_every_file() {
         // The kept secrets are still on disk (nothing erased too much).
         let kept_needles: Vec<String> = kept.iter().map(|s| format!("SECRET<{s}#0>")).collect();
         assert_eq!(
-            grep(&dir, &kept_needles).iter().filter(|l| l.contains("/lanes/")).filter_map(|l| l.rsplit(':').next()).collect::<BTreeSet<_>>().len(),
+            grep(&dir, &kept_needles)
+                .iter()
+                .filter(|l| l.contains("/lanes/"))
+                .filter_map(|l| l.rsplit(':').next())
+                .collect::<BTreeSet<_>>()
+                .len(),
             kept.len(),
             "round {round}: a kept session's first message is not in the journal any more"
         );

@@ -37,11 +37,7 @@ pub fn run(cli: &Cli, sessions: &[String], children: bool) -> anyhow::Result<Out
         for s in &deleted {
             say(format!("session {s}: deleted"))?;
         }
-        say(format!(
-            "erased {} record(s) in place in {} segment(s)",
-            r.erased_records,
-            r.segments_overwritten.len()
-        ))?;
+        say(format!("erased {} record(s) in place in {} segment(s)", r.erased_records, r.segments_overwritten.len()))?;
         for f in &r.scrubbed {
             say(format!("removed deleted content from {}", f.display()))?;
         }

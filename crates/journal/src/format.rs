@@ -510,7 +510,8 @@ mod tests {
         }
         .encode()
         .to_vec();
-        let payloads: Vec<Vec<u8>> = (0..5).map(|i| format!("payload {i} {}", "z".repeat(i * 13)).into_bytes()).collect();
+        let payloads: Vec<Vec<u8>> =
+            (0..5).map(|i| format!("payload {i} {}", "z".repeat(i * 13)).into_bytes()).collect();
         let mut offsets = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
             offsets.push(seg.len());

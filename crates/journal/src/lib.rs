@@ -51,17 +51,17 @@ pub use format::{
 };
 pub use journal::{Journal, JournalStatus, Lsn, verify};
 pub use options::{Durability, Options, RecoveryMode, SealedCheck};
+pub use overwrite::{
+    ERASE_LOCK_FILE, OverwriteReport, REDO_FILE, Replace, Scrub, erase_lock, overwrite_records, sealed_segment_ids,
+    segment_ids,
+};
 pub use reader::{Iter, Record};
 pub use recovery::{RecoveryReport, TornTail};
-pub use overwrite::{
-    ERASE_LOCK_FILE, OverwriteReport, REDO_FILE, Replace, Scrub, erase_lock, overwrite_records,
-    sealed_segment_ids, segment_ids,
-};
 
 /// Pure decoding functions, exposed for fuzzing and tools.
 pub mod decode {
     pub use crate::format::{
-        Footer, HeaderCheck, RecordHeader, Redo, SegmentHeader, check_record_body, check_record_header,
-        encode_record, parse_segment_file_name, segment_file_name,
+        Footer, HeaderCheck, RecordHeader, Redo, SegmentHeader, check_record_body, check_record_header, encode_record,
+        parse_segment_file_name, segment_file_name,
     };
 }

@@ -31,8 +31,8 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::files::{self, read_holes};
 use crate::format::{
-    Digest, FOOTER_LEN, Footer, HeaderCheck, Redo, SEGMENT_HEADER_LEN, SegmentHeader,
-    check_record_body, check_record_header, encode_record, parse_segment_file_name, segment_file_name,
+    Digest, FOOTER_LEN, Footer, HeaderCheck, Redo, SEGMENT_HEADER_LEN, SegmentHeader, check_record_body,
+    check_record_header, encode_record, parse_segment_file_name, segment_file_name,
 };
 use crate::journal::Lsn;
 use crate::options::Options;

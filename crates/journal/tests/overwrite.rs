@@ -53,12 +53,14 @@ fn every_descriptor_sees_the_overwritten_bytes() {
     assert_eq!(reader.iter_from(1).count(), 300);
     let ids = segment_ids(dir.path(), &opts()).unwrap();
     assert!(ids.len() >= 3, "{ids:?}");
-    let held: Vec<fs::File> = ids.iter().map(|id| fs::File::open(dir.path().join(segment_file_name(*id))).unwrap()).collect();
+    let held: Vec<fs::File> =
+        ids.iter().map(|id| fs::File::open(dir.path().join(segment_file_name(*id))).unwrap()).collect();
 
-    let doomed = |lsn: u64| lsn % 3 == 0;
+    let doomed = |lsn: u64| lsn.is_multiple_of(3);
     let mut replaced = 0;
     for id in &ids {
-        let r = overwrite_records(dir.path(), &opts(), *id, &mut |lsn, p| doomed(lsn).then(|| erased(p)), None).unwrap();
+        let r =
+            overwrite_records(dir.path(), &opts(), *id, &mut |lsn, p| doomed(lsn).then(|| erased(p)), None).unwrap();
         replaced += r.replaced;
     }
     assert_eq!(replaced, 100);
@@ -143,4 +145,3 @@ fn a_replacement_of_another_length_is_refused() {
     assert!(e.to_string().contains("same") || e.to_string().contains("length"), "{e}");
     assert_eq!(j.iter_from(1).next().unwrap().unwrap().payload, b"hello");
 }
-

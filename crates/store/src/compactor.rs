@@ -17,8 +17,8 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexError};
 use crate::layout::{
-    INDEX_FILE, clear_rebuild_request, erase_markers, lane_dir, lane_names, lane_number, quarantine_index_files, rebuild_requested,
-    try_lock_compactor,
+    INDEX_FILE, clear_rebuild_request, erase_markers, lane_dir, lane_names, lane_number, quarantine_index_files,
+    rebuild_requested, try_lock_compactor,
 };
 use crate::options::Retention;
 use crate::state::Inner;
@@ -508,7 +508,9 @@ pub(crate) fn erasure_pending(inner: &Inner) -> bool {
     }
     let path = inner.dir.join(INDEX_FILE);
     path.exists()
-        && Index::open_read_only(&path, &inner.opts.index).and_then(|ix| ix.erase_pending_since_ms()).is_ok_and(|s| s.is_some())
+        && Index::open_read_only(&path, &inner.opts.index)
+            .and_then(|ix| ix.erase_pending_since_ms())
+            .is_ok_and(|s| s.is_some())
 }
 
 /// Called when a store closes (its compactor thread stopped): a deletion whose content is still

@@ -168,7 +168,9 @@ fn holder_child(dir: &Path) {
     let journals: Vec<tidelog_journal::Journal> = std::fs::read_dir(dir.join("lanes"))
         .unwrap()
         .flatten()
-        .map(|l| tidelog_journal::Journal::open_read_only(l.path(), tidelog::ops::read_options(Default::default())).unwrap())
+        .map(|l| {
+            tidelog_journal::Journal::open_read_only(l.path(), tidelog::ops::read_options(Default::default())).unwrap()
+        })
         .collect();
     let secret_in = |b: &[u8]| b.windows(14).any(|w| w == b"SECRET-DOOMED-");
     let holding = |held: &mut Vec<(std::path::PathBuf, std::fs::File)>| -> Vec<String> {
@@ -259,7 +261,12 @@ fn a_process_that_exits_leaves_no_pending_erasure() {
     assert_eq!(read_until(&mut out, "deleted"), vec!["@ deleted".to_string()]);
     assert!(finish(child, out).success());
     assert!(grep_r(dir.path(), "SECRET-EXIT-").is_empty(), "{:?}", grep_r(dir.path(), "SECRET-EXIT-"));
-    assert!(!std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("erase.pending")));
+    assert!(
+        !std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("erase.pending"))
+    );
 
     // 2. Beside a live process that holds the compactor role (deadline 2 s): the exiting process
     // leaves the erasure to it, and it erases within its deadline.

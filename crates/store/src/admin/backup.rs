@@ -131,9 +131,8 @@ fn copy_lane(src: &Path, dest: &Path) -> Result<(usize, u64)> {
     // a record half-overwritten). The redo file an interrupted erase left is copied too: opening
     // the copy completes it there. Without the lock (it stayed busy, or the folder is not ours
     // to write), a copy that does not open is taken again.
-    let _no_erase = tidelog_journal::erase_lock(src, &read_options(RecoveryMode::Strict), Duration::from_secs(10))
-        .ok()
-        .flatten();
+    let _no_erase =
+        tidelog_journal::erase_lock(src, &read_options(RecoveryMode::Strict), Duration::from_secs(10)).ok().flatten();
     let mut names: Vec<String> = fs::read_dir(src)
         .map_err(|e| Error::io("list", src, e))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())

@@ -38,12 +38,12 @@ use super::deleted::{
 };
 use crate::entry::{self, Entry};
 use crate::error::Result;
-use crate::model::RewriteMode;
 use crate::index::{Index, IndexOptions};
 use crate::layout::{
-    INDEX_FILE, REBUILDING_FILE, clean_stale_temp_dirs, erase_markers, lane_dir, lane_names,
-    lane_number, remove_erase_markers, remove_rebuilding_files, temp_dirs_in_use, try_lock_compactor, wal_path,
+    INDEX_FILE, REBUILDING_FILE, clean_stale_temp_dirs, erase_markers, lane_dir, lane_names, lane_number,
+    remove_erase_markers, remove_rebuilding_files, temp_dirs_in_use, try_lock_compactor, wal_path,
 };
+use crate::model::RewriteMode;
 
 /// How long the pass retries a checkpoint that readers keep busy.
 const CHECKPOINT_TRIES: Duration = Duration::from_secs(3);
@@ -131,12 +131,10 @@ pub fn erase_store(dir: &Path, own: Option<&Journal>) -> Result<EraseReport> {
         let from = plan.read_to.get(name).copied().unwrap_or(0) + 1;
         let lane = lane_number(name).unwrap_or(0);
         let _ = j.refresh();
-        let late = j.iter_from(from).flatten().any(|r| {
-            match entry::decode_record(lane, r.lsn, &r.payload) {
-                Ok(Entry::Delete(_)) => true,
-                Ok(Entry::Rewrite(rw)) => rw.rewrite_mode() == RewriteMode::Delete,
-                _ => false,
-            }
+        let late = j.iter_from(from).flatten().any(|r| match entry::decode_record(lane, r.lsn, &r.payload) {
+            Ok(Entry::Delete(_)) => true,
+            Ok(Entry::Rewrite(rw)) => rw.rewrite_mode() == RewriteMode::Delete,
+            _ => false,
         });
         if late {
             rep.pending.push(format!("lane {name}: a deletion was made during the pass; the next pass erases it"));

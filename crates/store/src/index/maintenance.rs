@@ -13,6 +13,9 @@ use super::{Ctx, Index, IndexError, Result, collect, create_private_file};
 /// Pages merged by one [`Index::optimize_step`].
 const MERGE_STEP_PAGES: i64 = 500;
 
+/// A message row with its text: integer id, session, id, content.
+pub(crate) type RowText = (i64, String, String, Option<String>);
+
 /// A message row as an erase pass reads it.
 #[derive(Debug, Clone)]
 pub(crate) struct IndexRow {
@@ -168,13 +171,16 @@ impl Index {
 
     /// The messages of `sessions` with their texts: integer id, session, id, content (for
     /// `verify`, which searches the folder for the texts of deleted ones).
-    pub(crate) fn texts_of_sessions(&self, sessions: &[String]) -> Result<Vec<(i64, String, String, Option<String>)>> {
+    pub(crate) fn texts_of_sessions(&self, sessions: &[String]) -> Result<Vec<RowText>> {
         let mut out = Vec::new();
         for s in sessions {
             out.extend(
-                collect(&self.conn, "SELECT rid, session_id, id, content FROM messages WHERE session_id = ?1", [s], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
+                collect(
+                    &self.conn,
+                    "SELECT rid, session_id, id, content FROM messages WHERE session_id = ?1",
+                    [s],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
                 .ctx("read the messages of a session")?,
             );
         }
@@ -221,9 +227,11 @@ impl Index {
     /// file may be part of a message that was kept).
     pub(crate) fn any_message_contains(&self, text: &[u8]) -> Result<bool> {
         self.conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM messages WHERE instr(CAST(content AS BLOB), ?1) > 0)", [text], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE instr(CAST(content AS BLOB), ?1) > 0)",
+                [text],
+                |r| r.get(0),
+            )
             .ctx("search the messages for a text")
     }
 

@@ -109,8 +109,9 @@ impl Store {
 
     /// Deletes sessions (and, with `with_children`, every session whose parent chain leads to
     /// one of them) with all their messages. Gone from reads and search on return; erased from
-    /// the index when the compactor applies it, and from the journal by the erase pass ([`ops::erase_store`](crate::ops::erase_store)) within
-    /// the configured time. Returns the sessions deleted.
+    /// the index when the compactor applies it, and from every file of the store folder by the
+    /// erase pass ([`ops::erase_store`](crate::ops::erase_store)) within `erase_within`, also if
+    /// this process exits at once. Returns the sessions deleted.
     pub fn delete_sessions(&self, ids: &[&str], with_children: bool) -> Result<Vec<String>> {
         self.writable()?;
         let mut all: BTreeSet<String> = BTreeSet::new();
