@@ -296,3 +296,73 @@ fn a_process_that_exits_leaves_no_pending_erasure() {
     let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
     assert!(rep.is_ok(), "{:?}", rep.problems);
 }
+
+/// Appends secrets, deletes them, and ends the process without closing the store (as a kill
+/// would): the erasure is left pending, the content on disk.
+fn delete_and_vanish_child(dir: &Path) {
+    let store = Store::open(dir, StoreOptions { erase_within: Duration::from_secs(3600), ..opts() }).unwrap();
+    for i in 0..20 {
+        store.append(msg("doomed", &format!("SECRET-VANISH-{i:03} said only once"))).unwrap();
+        store.append(msg("kept", &format!("kept message number {i} of the other session"))).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    store.delete_sessions(&["doomed"], false).unwrap();
+    println!("@ deleted");
+    std::process::exit(0);
+}
+
+#[test]
+fn verify_reports_every_file_holding_deleted_content() {
+    if let Ok(dir) = std::env::var(ENV_DIR) {
+        if std::env::var(ENV_ROLE).as_deref() == Ok("delete-and-vanish") {
+            delete_and_vanish_child(Path::new(&dir));
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn("verify_reports_every_file_holding_deleted_content", "delete-and-vanish", dir.path());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "deleted");
+    assert!(finish(child, out).success());
+    // The scratch folder of a command still running (its lock held), with its copy of the index
+    // from before the deletion was applied.
+    let scratch = dir.path().join(".logbook-tmp-verify-1-1");
+    std::fs::create_dir(&scratch).unwrap();
+    std::fs::write(scratch.join("lock"), b"").unwrap();
+    let running = std::fs::File::open(scratch.join("lock")).unwrap();
+    running.try_lock().unwrap();
+    tidelog::Index::open_read_only(&dir.path().join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
+        .unwrap()
+        .backup_to(&scratch.join(tidelog::INDEX_FILE))
+        .unwrap();
+    assert!(!grep_r(dir.path(), "SECRET-VANISH-").is_empty());
+
+    let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
+    assert!(!rep.is_ok());
+    let files: Vec<String> = rep.deleted_content.iter().map(|f| f.path.display().to_string()).collect();
+    assert!(files.iter().any(|f| f.ends_with(".seg")), "{files:?}");
+    assert!(files.iter().any(|f| f.contains(".logbook-tmp-verify-1-1")), "{files:?}");
+    for f in &rep.deleted_content {
+        assert!(rep.problems.iter().any(|p| p.contains(&f.path.display().to_string())), "{:?}", rep.problems);
+    }
+    // Every file grep finds is one verify reports.
+    for f in grep_r(dir.path(), "SECRET-VANISH-") {
+        assert!(files.contains(&f), "verify missed {f}: {files:?}");
+    }
+
+    // The pass erases everything else and reports the running command's copy as pending; once
+    // that command ends (its lock free), the next pass removes it.
+    let pass = erase_store(dir.path(), None).unwrap();
+    assert!(pass.pending.len() == 1 && pass.pending[0].contains(".logbook-tmp-verify-1-1"), "{:?}", pass.pending);
+    assert_eq!(grep_r(dir.path(), "SECRET-VANISH-"), vec![scratch.join(tidelog::INDEX_FILE).display().to_string()]);
+    drop(running);
+    let pass = erase_store(dir.path(), None).unwrap();
+    assert!(pass.is_complete(), "{:?}", pass.pending);
+    assert!(tidelog::ops::find_erased_content(dir.path(), &pass).is_empty());
+    assert!(grep_r(dir.path(), "SECRET-VANISH-").is_empty(), "{:?}", grep_r(dir.path(), "SECRET-VANISH-"));
+    let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
+    assert!(rep.is_ok(), "{:?}", rep.problems);
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(store.messages("kept").unwrap().len(), 20);
+    store.close().unwrap();
+}

@@ -274,9 +274,15 @@ pub(crate) struct Hit {
     texts: Vec<Vec<u8>>,
 }
 
-/// Leaves out of `hits` the texts for which `kept(text)` says a message that was kept contains
-/// them too (asked once per text), and the files left with none.
-pub(crate) fn drop_kept(hits: Vec<Hit>, kept: &dyn Fn(&[u8]) -> bool) -> Vec<DeletedContentFound> {
+/// Leaves out of `hits` the texts that a message the deletions do not cover contains too (per
+/// the index at `index`, asked once per text), and the files left with none.
+pub(crate) fn drop_kept(hits: Vec<Hit>, plan: &Plan, index: &Path) -> Vec<DeletedContentFound> {
+    let ix = Index::open_read_only(index, &IndexOptions::default()).ok();
+    let kept = |text: &[u8]| {
+        ix.as_ref()
+            .and_then(|ix| ix.messages_containing(text).ok())
+            .is_some_and(|rows| rows.iter().any(|(rid, session)| !plan.is_dead(session, *rid)))
+    };
     let mut verdict: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
     hits.into_iter()
         .filter_map(|mut h| {
@@ -502,11 +508,12 @@ pub(crate) fn journal_copy_texts(path: &Path, salts: &[u32], lane: u64, plan: &P
 /// Every file under `dir` that holds the text of a deleted message, found from every source
 /// that can still name one: the lanes (records not erased yet), quarantined journal copies, and
 /// every SQLite file in the folder (the index, quarantined and scratch copies). The caller has
-/// no SQLite connection open on a file of the folder, and filters the hits with [`drop_kept`].
-pub(crate) fn find_deleted_content(dir: &Path, journals: &BTreeMap<String, Journal>) -> Result<Vec<Hit>> {
+/// no SQLite connection open on a file of the folder, and filters the hits with [`drop_kept`]
+/// (with the plan returned).
+pub(crate) fn find_deleted_content(dir: &Path, journals: &BTreeMap<String, Journal>) -> Result<(Vec<Hit>, Plan)> {
     let plan = Plan::build(journals)?;
     if !plan.any_deletion() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), plan));
     }
     let mut needles = Needles::default();
     for (name, j) in journals {
@@ -531,7 +538,7 @@ pub(crate) fn find_deleted_content(dir: &Path, journals: &BTreeMap<String, Journ
             journal_copy_texts(&f.path, &salts, lane_number(lane).unwrap_or(0), &plan, &mut needles);
         }
     }
-    Ok(find_hits(dir, &needles))
+    Ok((find_hits(dir, &needles), plan))
 }
 
 /// The `source` a journal quarantine note names.

@@ -147,12 +147,8 @@ pub fn verify_store(dir: &Path, progress: Progress<'_>) -> Result<VerifyReport> 
     // reset its `-shm`). The live index is asked only after, about texts found.
     let journals: BTreeMap<String, Journal> =
         names.iter().filter_map(|n| open_lane(dir, n).ok().map(|j| (n.clone(), j))).collect();
-    let found = super::deleted::find_deleted_content(dir, &journals);
-    let found = found.map(|hits| {
-        let index = Index::open_read_only(&dir.join(INDEX_FILE), &IndexOptions::default()).ok();
-        let kept = |text: &[u8]| index.as_ref().is_some_and(|ix| ix.any_message_contains(text).unwrap_or(false));
-        super::deleted::drop_kept(hits, &kept)
-    });
+    let found = super::deleted::find_deleted_content(dir, &journals)
+        .map(|(hits, plan)| super::deleted::drop_kept(hits, &plan, &dir.join(INDEX_FILE)));
     match found {
         Ok(found) => {
             for f in &found {

@@ -223,16 +223,16 @@ impl Index {
         }
     }
 
-    /// Whether a message still in the index contains `text` (a deleted message's text found in a
-    /// file may be part of a message that was kept).
-    pub(crate) fn any_message_contains(&self, text: &[u8]) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM messages WHERE instr(CAST(content AS BLOB), ?1) > 0)",
-                [text],
-                |r| r.get(0),
-            )
-            .ctx("search the messages for a text")
+    /// The messages (integer id, session) whose content contains `text`, at most 1,000 (a
+    /// deleted message's text found in a file may be part of a message that was kept).
+    pub(crate) fn messages_containing(&self, text: &[u8]) -> Result<Vec<(i64, String)>> {
+        collect(
+            &self.conn,
+            "SELECT rid, session_id FROM messages WHERE instr(CAST(content AS BLOB), ?1) > 0 LIMIT 1000",
+            [text],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ctx("search the messages for a text")
     }
 
     /// The column names of a table (for the checks of the schema against the field lists).
