@@ -366,3 +366,54 @@ fn verify_reports_every_file_holding_deleted_content() {
     assert_eq!(store.messages("kept").unwrap().len(), 20);
     store.close().unwrap();
 }
+
+#[test]
+fn quarantined_copies_lose_deleted_content_and_keep_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions { erase_within: Duration::from_secs(3600), ..opts() }).unwrap();
+    for i in 0..30 {
+        store.append(msg("doomed", &format!("SECRET-QUARANTINE-{i:03} never to be seen again"))).unwrap();
+        store.append(msg("kept", &format!("KEPT-QUARANTINE-{i:03} the last copy may be here"))).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    let lane = dir.path().join("lanes").join(store.lane());
+    // Copies of journal bytes as recovery sets them aside (a range of a segment, with its note
+    // naming the segment), and of the index as the compactor moves a damaged one aside.
+    let seg = lane_files(dir.path()).into_iter().find(|p| p.starts_with(&lane)).unwrap();
+    let q = lane.join("quarantine");
+    std::fs::create_dir_all(&q).unwrap();
+    let bytes = grep_safe_read(&seg);
+    std::fs::write(q.join("1-seg-at-64-0.bin"), &bytes[64..bytes.len().min(64 + 3000)]).unwrap();
+    let note = serde_json::json!({"source": seg.display().to_string(), "offset": 64, "len": 3000,
+        "reason": "torn tail (test)", "lsn_range": null, "time_unix_ms": 1});
+    std::fs::write(q.join("1-seg-at-64-0.json"), note.to_string()).unwrap();
+    let sq = dir.path().join("quarantine");
+    std::fs::create_dir_all(&sq).unwrap();
+    tidelog::Index::open_read_only(&dir.path().join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
+        .unwrap()
+        .backup_to(&sq.join("2-index.db"))
+        .unwrap();
+    std::fs::write(sq.join("2-index.db.json"), r#"{"reason": "test"}"#).unwrap();
+    let items_before = tidelog::ops::QuarantinedFile::list_store(dir.path()).len();
+    assert!(grep_r(&q, "SECRET-QUARANTINE-").len() == 1 && grep_r(&sq, "SECRET-QUARANTINE-").len() == 1);
+
+    store.delete_sessions(&["doomed"], false).unwrap();
+    store.close().unwrap(); // erases before it returns
+    assert!(grep_r(dir.path(), "SECRET-QUARANTINE-").is_empty(), "{:?}", grep_r(dir.path(), "SECRET-QUARANTINE-"));
+    // Nothing removed from the quarantines, and what they kept of the other session is there.
+    assert_eq!(tidelog::ops::QuarantinedFile::list_store(dir.path()).len(), items_before);
+    assert_eq!(grep_r(&q, "KEPT-QUARANTINE-").len(), 1);
+    let copy = rusqlite::Connection::open(sq.join("2-index.db")).unwrap();
+    let n: i64 = copy.query_row("SELECT count(*) FROM messages WHERE session_id = 'kept'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 30);
+    let n: i64 = copy.query_row("SELECT count(*) FROM messages WHERE session_id = 'doomed'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0);
+    drop(copy);
+    let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
+    assert!(rep.deleted_content.is_empty(), "{:?}", rep.deleted_content);
+}
+
+/// Reads a file that is not a SQLite file of an open connection (safe in this process).
+fn grep_safe_read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}

@@ -127,17 +127,25 @@ impl Plan {
         &self.gone_sessions
     }
 
-    /// The entry a record must hold instead of `e`, if `e` holds erasable content.
+    /// The entry a record must hold instead of `e`, if `e` holds erasable content. A message is
+    /// judged by the fold rule wherever it is found (a lane, or bytes a quarantine kept that no
+    /// lane holds any more, such as a torn tail cut off by recovery).
     pub(crate) fn replacement(&self, e: &Entry) -> Option<Entry> {
         let erased = |e: &Entry| Some(Entry::Erased(Erased { kind: e.kind_number() }));
+        let dead = |m: &Message| self.dead.contains(&m.num) || self.is_dead(&m.session_id, m.num);
         match e {
-            Entry::Message(m) if self.dead.contains(&m.num) => erased(e),
-            Entry::Update(u) if self.dead.contains(&u.num) || self.gone_sessions.contains(&u.session_id) => erased(e),
+            Entry::Message(m) if dead(m) => erased(e),
+            Entry::Update(u)
+                if self.dead.contains(&u.num)
+                    || self.is_dead(&u.session_id, u.num)
+                    || self.gone_sessions.contains(&u.session_id) =>
+            {
+                erased(e)
+            }
             Entry::Session(p) if self.gone_sessions.contains(&p.id) => erased(e),
             Entry::Counters(c) if self.gone_sessions.contains(&c.session_id) => erased(e),
-            Entry::Rewrite(r) if r.messages.iter().any(|m| self.dead.contains(&m.num)) => {
-                let messages: Vec<Message> =
-                    r.messages.iter().filter(|m| !self.dead.contains(&m.num)).cloned().collect();
+            Entry::Rewrite(r) if r.messages.iter().any(dead) => {
+                let messages: Vec<Message> = r.messages.iter().filter(|m| !dead(m)).cloned().collect();
                 Some(Entry::Rewrite(Rewrite { messages, ..r.clone() }))
             }
             _ => None,

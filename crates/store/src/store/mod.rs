@@ -58,7 +58,8 @@ impl Store {
                     claimed = Some((name.clone(), j));
                     break;
                 }
-                Err(tidelog_journal::Error::Locked { .. }) => continue,
+                // Held by its writer, or (for seconds) by an erase overwriting records in it.
+                Err(tidelog_journal::Error::Locked { .. } | tidelog_journal::Error::EraseBusy { .. }) => continue,
                 Err(e) if e.is_corruption() => {
                     error!(lane = %name, "lane cannot be opened and is left for `tidelog repair --salvage`; this process appends to a new lane: {e}");
                     lane_errors.insert(name.clone(), e.to_string());
