@@ -39,6 +39,8 @@ const ENV_ROLE: &str = "TIDELOG_ERASE_KILL_ROLE";
 const ENV_DIR: &str = "TIDELOG_ERASE_KILL_DIR";
 const ENV_TAG: &str = "TIDELOG_ERASE_KILL_TAG";
 const ENV_ARG: &str = "TIDELOG_ERASE_KILL_ARG";
+/// Sessions a writer creates at most.
+const WRITER_SESSIONS: usize = 80;
 
 fn store_opts(run_compactor: bool, erase_ms: u64) -> StoreOptions {
     StoreOptions {
@@ -67,7 +69,9 @@ fn writer(dir: &Path, tag: &str, arg: &str) {
     let (rc, erase_ms) = arg.split_once(',').unwrap();
     let store = Store::open(dir, store_opts(rc == "1", erase_ms.parse().unwrap())).unwrap();
     let mut rng = Rng::new(tag.bytes().map(u64::from).sum());
-    for k in 0.. {
+    // A bounded amount of work (then it waits to be killed), so a round's recovery costs about
+    // the same on a fast machine as on a slow one.
+    for k in 0..WRITER_SESSIONS {
         let session = format!("{tag}s{k}");
         let n = 2 + rng.below(8) as usize;
         let batch: Vec<Message> = (0..n)
@@ -103,6 +107,10 @@ fn writer(dir: &Path, tag: &str, arg: &str) {
             }
             _ => {}
         }
+    }
+    say("IDLE");
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -310,7 +318,9 @@ fn kill_every_kind_of_command_then_grep_every_file() {
         // returns); then nothing runs.
         let t = Instant::now();
         let store = Store::open(&dir, store_opts(true, 60_000)).unwrap();
+        let opened = t.elapsed();
         assert!(store.wait_indexed(Duration::from_secs(60)));
+        let indexed = t.elapsed();
         // Deleted: every session whose deletion is in the journal (acknowledged or not), which
         // reads show as holding no secret.
         let mut deleted = Vec::new();
@@ -332,7 +342,9 @@ fn kill_every_kind_of_command_then_grep_every_file() {
                 kept.push(s.clone());
             }
         }
+        let t_close = Instant::now();
         store.close().unwrap();
+        let closed = t_close.elapsed();
         close_ms.push(t.elapsed().as_millis());
         let needles: Vec<String> = deleted.iter().map(|s| format!("SECRET<{s}#")).collect();
         let left = grep(&dir, &needles);
@@ -369,10 +381,12 @@ fn kill_every_kind_of_command_then_grep_every_file() {
         deleted_total += deleted.len();
         kept_total += kept.len();
         println!(
-            "round {round}: {} deleted and {} kept session(s); recovery + close {} ms",
+            "round {round}: {} deleted and {} kept session(s); open {} ms, index caught up {} ms, close (erases) {} ms",
             deleted.len(),
             kept.len(),
-            close_ms.last().unwrap()
+            opened.as_millis(),
+            indexed.as_millis(),
+            closed.as_millis()
         );
     }
     println!(

@@ -11,8 +11,9 @@
 //!    ends with the CRC of the rest of it, so the CRC of the whole segment (the footer digest,
 //!    which the next segment's header names) is the same before and after, sealed or not, and the
 //!    writer of an unsealed segment seals it later with a digest that is still right;
-//! 3. the segment is synced (the records about to be overwritten are durable), then every new
-//!    range is written to `erase.redo` (with a checksum), which is synced with its folder;
+//! 3. an unsealed segment is synced (the records about to be overwritten are durable; a sealed
+//!    one was synced when it was sealed), then every new range is written to `erase.redo` (with
+//!    a checksum), which is synced with its folder;
 //! 4. the ranges are written into the segment, which is synced;
 //! 5. `erase.redo` is removed and the folder synced.
 //!
@@ -298,8 +299,10 @@ pub fn overwrite_records(
         }
     }
     // The records about to be overwritten are durable first: a redo file is only ever applied
-    // over records that survive a power cut.
-    file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
+    // over records that survive a power cut. (A sealed segment was synced when it was sealed.)
+    if !sealed {
+        file.sync_data().map_err(|e| Error::io("sync", &path, e))?;
+    }
     let redo_path = dir.join(REDO_FILE);
     let redo = Redo { segment_id, ranges };
     let r = storage.open(&redo_path, OpenMode::CreateNew).map_err(|e| Error::io("create", &redo_path, e))?;
