@@ -104,7 +104,11 @@ pub fn segment_recovery(data: &[u8]) {
             read_checked(&j, &valid);
         }
         let files_now = || -> Vec<_> {
-            sim.file_names().into_iter().filter(|p| !p.ends_with(tidelog_journal::LOCK_FILE)).collect()
+            // Lock files are not data (the writer lock, the erase lock).
+            let lock = |p: &std::path::PathBuf| {
+                p.ends_with(tidelog_journal::LOCK_FILE) || p.ends_with(tidelog_journal::ERASE_LOCK_FILE)
+            };
+            sim.file_names().into_iter().filter(|p| !lock(p)).collect()
         };
         let before = files_now();
         match Journal::open(dir(), decoder_opts(&sim, mode)) {

@@ -193,6 +193,9 @@ fn print_verify(r: &VerifyReport) -> anyhow::Result<()> {
             "lane {lane}: {n} record(s) still hold deleted content (erased by the compactor within its deadline, or now by `tidelog erase`)"
         ))?;
     }
+    if !r.deleted_content.is_empty() {
+        say(format!("{} file(s) hold text of deleted messages (listed below)", r.deleted_content.len()))?;
+    }
     for p in &r.problems {
         say(format!("problem: {p}"))?;
     }

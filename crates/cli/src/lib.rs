@@ -142,7 +142,8 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
     },
-    /// Check every lane's segments and the index without changing anything (safe while writers run).
+    /// Check every lane's segments and the index without changing anything (safe while writers
+    /// run), and search every file of the store for the text of deleted messages.
     Verify,
     /// Recover lanes not held by a live writer, rebuild a damaged index, then verify. Deletes nothing.
     Repair {
@@ -200,8 +201,8 @@ pub(crate) enum Cmd {
     /// Ship every journal entry the PostgreSQL database (--postgres) lacks, exactly once, and
     /// report the lag per lane. Exit 1 if the database is ahead of a journal (a journal was lost).
     Sync,
-    /// Erase deleted content from the journal files now (optionally deleting sessions first).
-    /// Exit 1 if something still holds it (a lane another process writes).
+    /// Erase deleted content from every file of the store now (optionally deleting sessions
+    /// first), then search every file for it. Exit 1 if something still holds it.
     Erase {
         /// Delete this session first (repeatable).
         #[arg(long = "session", value_name = "ID")]

@@ -91,6 +91,13 @@ pub enum Error {
         /// The journal folder.
         path: PathBuf,
     },
+    /// An erase (an in-place overwrite of records) holds the journal's erase lock and did not
+    /// let go of it in time.
+    #[error("{path} is held by an erase in progress; try again")]
+    EraseBusy {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// Appending through a read-only handle.
     #[error("journal {path} is open read-only")]
     ReadOnly {

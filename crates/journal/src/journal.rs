@@ -462,9 +462,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Seals the active segment now (footer, trim, sync) and starts the next one, so that what it
-    /// holds can be rewritten ([`crate::rewrite_segment`]); `false` if it holds no record. A
-    /// failure poisons the journal, as a failed append does.
+    /// Seals the active segment now (footer, trim, sync) and starts the next one; `false` if it
+    /// holds no record. A failure poisons the journal, as a failed append does.
     pub fn seal_active(&self) -> Result<bool> {
         let inner = &*self.inner;
         if inner.read_only {

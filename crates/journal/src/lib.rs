@@ -38,9 +38,9 @@ mod format;
 mod journal;
 mod mmap;
 mod options;
+mod overwrite;
 mod reader;
 mod recovery;
-mod rewrite;
 mod scan;
 pub mod storage;
 
@@ -51,14 +51,17 @@ pub use format::{
 };
 pub use journal::{Journal, JournalStatus, Lsn, verify};
 pub use options::{Durability, Options, RecoveryMode, SealedCheck};
+pub use overwrite::{
+    ERASE_LOCK_FILE, OverwriteReport, REDO_FILE, Replace, Scrub, erase_lock, overwrite_records, sealed_segment_ids,
+    segment_ids,
+};
 pub use reader::{Iter, Record};
 pub use recovery::{RecoveryReport, TornTail};
-pub use rewrite::{Replace, RewriteReport, rewrite_segment, sealed_segment_ids};
 
 /// Pure decoding functions, exposed for fuzzing and tools.
 pub mod decode {
     pub use crate::format::{
-        Footer, HeaderCheck, RecordHeader, SegmentHeader, check_record_body, check_record_header,
+        Footer, HeaderCheck, RecordHeader, Redo, SegmentHeader, check_record_body, check_record_header, encode_record,
         parse_segment_file_name, segment_file_name,
     };
 }

@@ -107,7 +107,14 @@ pub struct Iter {
     /// Started at the seek hint and no record read yet: anything unexpected there means
     /// "start over from the segment's first record", not "end of the log".
     hinted: bool,
+    /// Reads again of the record at `pos` after it looked damaged (see [`Iter::again`]).
+    retries: u32,
+    /// Whether an overwrite was in flight at the last of those reads.
+    was_in_flight: bool,
 }
+
+/// How many times a record that looks damaged is read again while an overwrite is in flight.
+const DAMAGE_REREADS: u32 = 1000;
 
 impl Iter {
     pub(crate) fn new(inner: Arc<Inner>, from: Lsn, end: Lsn) -> Iter {
@@ -124,7 +131,51 @@ impl Iter {
         let hinted = pos != 0;
         // Nothing to read (the common case of a reader that is caught up): no segment is touched.
         let done = from > end;
-        Iter { inner, segs, holes, seg, pos, from, end, expected, done, buf: Vec::new(), window: None, hinted }
+        Iter {
+            inner,
+            segs,
+            holes,
+            seg,
+            pos,
+            from,
+            end,
+            expected,
+            done,
+            buf: Vec::new(),
+            window: None,
+            hinted,
+            retries: 0,
+            was_in_flight: false,
+        }
+    }
+
+    /// Whether to read the record at `pos` again before calling it damaged. An erase overwrites
+    /// records in place (same length, new checksum), and a read that overlaps the write sees
+    /// part of each, which fails the checksum. So: once more at once (an overwrite that ended
+    /// meanwhile), and again every 2 ms while an overwrite is in flight (its redo file exists:
+    /// it is written before the segment is touched and removed after), up to ~2 s. Damage that
+    /// no erase explains costs one extra read.
+    fn again(&mut self) -> bool {
+        let in_flight = self.inner.opts.storage.exists(&self.inner.dir.join(crate::overwrite::REDO_FILE));
+        let retry = match (self.retries, in_flight, self.was_in_flight) {
+            (0, _, _) => true,
+            (n, true, _) => n < DAMAGE_REREADS,
+            // It ended since the last read: one more read sees its result.
+            (_, false, true) => true,
+            _ => false,
+        };
+        self.was_in_flight = in_flight;
+        if !retry {
+            self.retries = 0;
+            self.was_in_flight = false;
+            return false;
+        }
+        self.retries += 1;
+        self.window = None;
+        if in_flight {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        true
     }
 
     /// Gives up the seek hint: reads the segment from its first record.
@@ -182,7 +233,8 @@ impl Iter {
                 // whole segment.
                 self.window = None;
                 let len = n.max(MAP_WINDOW);
-                // SAFETY: `s` is sealed: the journal never writes or truncates it again.
+                // SAFETY: `s` is sealed: never truncated; only overwritten in place by an erase,
+                // record by record, and the bytes are copied out of the map and checked.
                 #[allow(unsafe_code)]
                 let m = unsafe { s.file.map_range(off, len) }.map_err(|e| Error::io("map", &s.path, e))?;
                 self.window = Some(Window(s.id, off, m));
@@ -265,6 +317,9 @@ impl Iterator for Iter {
                         // In the active segment this is the end of what was written, unless the
                         // record is one that was already written and published: then it is damage.
                         if s.sealed || expected <= self.end {
+                            if self.again() {
+                                continue;
+                            }
                             let at = self.pos;
                             return self.fail(&s, at, format!("record LSN {} fails its checksum", h.lsn));
                         }
@@ -272,6 +327,7 @@ impl Iterator for Iter {
                         return None;
                     };
                     self.hinted = false;
+                    (self.retries, self.was_in_flight) = (0, false);
                     self.pos += h.frame_len();
                     self.expected = Some(h.lsn + 1);
                     if h.lsn > self.end {
@@ -297,6 +353,9 @@ impl Iterator for Iter {
                     }
                     // A sealed segment, or a record of the active segment that was already written
                     // and published (LSN at most `end`): damage, never a silent end.
+                    if self.again() {
+                        continue;
+                    }
                     let at = self.pos;
                     let why = match other {
                         HeaderCheck::Valid(h) => format!("record has LSN {} where {} was expected", h.lsn, expected),

@@ -131,10 +131,46 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
     let mut report = RecoveryReport::default();
     let mut actions: Vec<Action> = Vec::new();
 
+    // An overwrite of records in place (erasure) must not run while the files are checked and
+    // repaired; one that stopped half-way is completed from its redo file before anything is
+    // read. A read-only look cannot take part: it waits a moment for one in flight.
+    let _erase_lock = if read_only {
+        wait_for_overwrite(storage, dir);
+        None
+    } else {
+        let lock = crate::overwrite::lock_erase(storage, dir, crate::overwrite::ERASE_LOCK_WAIT)?;
+        if lock.is_none() {
+            return Err(Error::EraseBusy { path: dir.join(crate::overwrite::ERASE_LOCK_FILE) });
+        }
+        if let Some(done) = crate::overwrite::apply_leftover_redo(storage, dir)? {
+            report.problems.push(format!("{}: {done}", dir.display()));
+        }
+        lock
+    };
     let names = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
     let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
     ids.sort_unstable();
+    if read_only && names.iter().any(|n| n == crate::overwrite::REDO_FILE) {
+        report.problems.push(format!(
+            "{}: an erase stopped half-way ({} is left); the next writable open or erase pass completes it",
+            dir.display(),
+            crate::overwrite::REDO_FILE
+        ));
+    }
     for n in &names {
+        if !read_only
+            && let Some(original) = n.strip_suffix(".rewrite.tmp")
+            && ids.iter().any(|&id| segment_file_name(id) == original)
+        {
+            // A rewritten copy of a segment that is still there (erasure of an older version,
+            // stopped before its rename): the segment holds every record; the copy is not data
+            // and may hold content erased since. Removed, not quarantined.
+            let path = dir.join(n);
+            storage.remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            storage.sync_dir(dir).map_err(|e| Error::io("sync folder", dir, e))?;
+            info!(file = %path.display(), "removed the copy an interrupted segment rewrite left");
+            continue;
+        }
         if !read_only && (n.ends_with(".tmp") || n.contains(".tmp-")) {
             let path = dir.join(n);
             let len = storage.open(&path, crate::storage::OpenMode::Read).and_then(|f| f.len()).unwrap_or(0);
@@ -509,6 +545,19 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool, classify_last
         "journal recovery finished"
     );
     Ok(Recovered { segments, holes, report, needs_new_segment })
+}
+
+/// How long a read-only open waits for an overwrite in flight to finish.
+const READ_ONLY_OVERWRITE_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits (a little) while an overwrite in place is in flight in `dir`, so a read-only look does
+/// not read records half-overwritten.
+fn wait_for_overwrite(storage: &dyn crate::storage::Storage, dir: &Path) {
+    let redo = dir.join(crate::overwrite::REDO_FILE);
+    let deadline = Instant::now() + READ_ONLY_OVERWRITE_WAIT;
+    while storage.exists(&redo) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn next_first_lsn(storage: &dyn crate::storage::Storage, dir: &Path, id: Option<u64>) -> Option<u64> {

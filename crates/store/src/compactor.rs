@@ -17,8 +17,8 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::index::{Index, IndexError, Undecodable};
 use crate::layout::{
-    INDEX_FILE, clear_rebuild_request, lane_dir, lane_names, lane_number, quarantine_index_files, rebuild_requested,
-    try_lock_compactor,
+    INDEX_FILE, clear_rebuild_request, erase_markers, lane_dir, lane_names, lane_number, quarantine_index_files,
+    rebuild_requested, try_lock_compactor,
 };
 use crate::options::Retention;
 use crate::state::Inner;
@@ -186,6 +186,9 @@ pub(crate) fn run(inner: &Arc<Inner>) {
             Ok(_) => {
                 backoff = Duration::from_millis(20);
                 supervise::succeeded(inner, Role::Compactor);
+                // A compactor that is never idle (appends without pause) still meets the erase
+                // deadline.
+                c.erase_if_due(inner);
             }
             Err(Error::Index(e)) if e.is_corruption() => {
                 error!("index reported corruption while compacting: {e}");
@@ -201,6 +204,13 @@ pub(crate) fn run(inner: &Arc<Inner>) {
         }
     }
     if let Some(c) = state.as_mut() {
+        // A deletion whose content is on disk is not left behind: erased now, before the lock
+        // goes (`Store::close` waits for this up to `close_deadline`; a process that exits
+        // before it ends leaves the markers, and the next compactor erases at once).
+        if c.erase_pending_since(inner).is_some() {
+            c.catch_up(inner);
+            c.erase_now(inner);
+        }
         c.checkpoint(inner);
     }
     inner.shared.lock().compactor.running_here = false;
@@ -254,6 +264,10 @@ struct Compactor {
     next_lane: usize,
     /// After an incomplete erase pass: not before this.
     erase_retry_at: Option<Instant>,
+    /// The wait before the next retry of an incomplete pass (doubles).
+    erase_backoff: Duration,
+    /// When the pending erasure was last looked for.
+    erase_checked: Option<Instant>,
 }
 
 impl Compactor {
@@ -319,6 +333,8 @@ impl Compactor {
             rebuilding,
             next_lane: 0,
             erase_retry_at: None,
+            erase_backoff: ERASE_RETRY_FIRST,
+            erase_checked: None,
         })
     }
 
@@ -399,42 +415,80 @@ impl Compactor {
         }
     }
 
-    /// Runs an erase pass once deleted content has waited `erase_within` (measured from when the
-    /// deletion was applied, recorded in the index so a restart keeps the deadline).
+    /// Runs an erase pass once the oldest pending deletion (an `erase.pending-*` marker, or the
+    /// time the index recorded when it applied one) has waited half of `erase_within`: the
+    /// other half is the room for the pass itself and a retry. An incomplete pass is retried
+    /// after 250 ms, doubling up to a quarter of `erase_within`. Looks at most every
+    /// `poll_interval`.
     fn erase_if_due(&mut self, inner: &Inner) {
-        let since = match self.index.erase_pending_since_ms() {
-            Ok(Some(s)) => s,
-            Ok(None) => return,
-            Err(e) => {
-                warn!("cannot read the pending erasure: {e}");
-                return;
-            }
-        };
-        let due = since.saturating_add(u64::try_from(inner.opts.erase_within.as_millis()).unwrap_or(u64::MAX));
-        if now_ms() < due || self.erase_retry_at.is_some_and(|t| Instant::now() < t) {
+        if self.erase_checked.is_some_and(|t| t.elapsed() < inner.opts.poll_interval) {
             return;
         }
-        match crate::admin::erase_store(&inner.dir, Some(&inner.lane)) {
-            Ok(rep) if rep.pending.is_empty() => {
-                // The index's WAL may hold the deleted rows' old pages: checkpoint them away.
-                self.checkpoint(inner);
-                if let Err(e) = self.index.clear_erase_pending(since) {
-                    warn!("cannot clear the pending erasure: {e}");
+        self.erase_checked = Some(Instant::now());
+        let Some(since) = self.erase_pending_since(inner) else { return };
+        let half = u64::try_from(inner.opts.erase_within.as_millis() / 2).unwrap_or(u64::MAX);
+        if now_ms() < since.saturating_add(half) || self.erase_retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.erase_now(inner);
+    }
+
+    /// Applies every entry the index lacks (for a pass at exit).
+    fn catch_up(&mut self, inner: &Inner) {
+        loop {
+            match self.step(inner) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!("cannot bring the index up to date before erasing: {e}");
+                    return;
                 }
-                inner.shared.lock().erase_pending = None;
-                self.erase_retry_at = None;
-            }
-            Ok(rep) => {
-                warn!(pending = ?rep.pending, "erasure incomplete; retrying");
-                inner.shared.lock().erase_pending = Some(rep.pending.join("; "));
-                self.erase_retry_at = Some(Instant::now() + inner.opts.erase_within.max(Duration::from_secs(1)));
-            }
-            Err(e) => {
-                warn!("erase pass failed: {e}");
-                inner.shared.lock().erase_pending = Some(format!("erase pass failed: {e}"));
-                self.erase_retry_at = Some(Instant::now() + inner.opts.erase_within.max(Duration::from_secs(1)));
             }
         }
+    }
+
+    /// Runs an erase pass; returns whether it completed.
+    fn erase_now(&mut self, inner: &Inner) -> bool {
+        match crate::admin::erase_store(&inner.dir, Some(&inner.lane)) {
+            Ok(rep) if rep.is_complete() => {
+                self.checkpoint(inner);
+                inner.shared.lock().erase_pending = None;
+                self.erase_retry_at = None;
+                self.erase_backoff = ERASE_RETRY_FIRST;
+                true
+            }
+            Ok(rep) => {
+                warn!(pending = ?rep.pending, retry_ms = self.erase_backoff.as_millis() as u64, "erasure incomplete; retrying");
+                inner.shared.lock().erase_pending = Some(rep.pending.join("; "));
+                self.erase_retry_later(inner);
+                false
+            }
+            Err(e) => {
+                warn!(retry_ms = self.erase_backoff.as_millis() as u64, "erase pass failed: {e}");
+                inner.shared.lock().erase_pending = Some(format!("erase pass failed: {e}"));
+                self.erase_retry_later(inner);
+                false
+            }
+        }
+    }
+
+    fn erase_retry_later(&mut self, inner: &Inner) {
+        self.erase_retry_at = Some(Instant::now() + self.erase_backoff);
+        let cap = (inner.opts.erase_within / 4).max(ERASE_RETRY_FIRST);
+        self.erase_backoff = (self.erase_backoff * 2).min(cap);
+    }
+
+    /// Since when (unix ms) a deletion waits to be erased, if one does.
+    fn erase_pending_since(&self, inner: &Inner) -> Option<u64> {
+        let marker = erase_markers(&inner.dir).first().map(|(_, ms)| *ms);
+        let index = match self.index.erase_pending_since_ms() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot read the pending erasure: {e}");
+                None
+            }
+        };
+        marker.into_iter().chain(index).min()
     }
 
     fn checkpoint(&mut self, inner: &Inner) {
@@ -446,6 +500,71 @@ impl Compactor {
             Err(e) => warn!("checkpoint failed: {e}"),
         }
         self.last_checkpoint = Instant::now();
+    }
+}
+
+/// The first retry of an incomplete erase pass.
+const ERASE_RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// Whether a deletion waits to be erased from disk: a marker of one, or the index's record of
+/// one it applied.
+pub(crate) fn erasure_pending(inner: &Inner) -> bool {
+    if !erase_markers(&inner.dir).is_empty() {
+        return true;
+    }
+    let path = inner.dir.join(INDEX_FILE);
+    path.exists()
+        && Index::open_read_only(&path, &inner.opts.index)
+            .and_then(|ix| ix.erase_pending_since_ms())
+            .is_ok_and(|s| s.is_some())
+}
+
+/// Called when a store closes (its compactor thread stopped): a deletion whose content is still
+/// on disk is not left behind. If this process can take the compactor lock, it applies what the
+/// index lacks and runs the erase pass now, then looks again (a process that could not take the
+/// lock while this one held it left its marker for it); if another process holds the lock, that
+/// process is alive and erases within its deadline (and does the same when it exits). What a
+/// pass cannot finish keeps its marker, and the next process that takes the compactor role runs
+/// it at once (its deadline has passed).
+pub(crate) fn erase_before_exit(inner: &Inner) {
+    if inner.opts.read_only {
+        return;
+    }
+    for _ in 0..4 {
+        if !erasure_pending(inner) {
+            return;
+        }
+        let lock = match try_lock_compactor(&inner.dir) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                debug!("an erasure is pending; the process holding the compactor lock erases it");
+                return;
+            }
+            Err(e) => {
+                warn!("an erasure is pending but the compactor lock cannot be taken: {e}");
+                return;
+            }
+        };
+        let started = Instant::now();
+        let complete = match Compactor::start(inner, None) {
+            Ok(mut c) => {
+                c.catch_up(inner);
+                c.erase_now(inner)
+            }
+            Err(e) => {
+                warn!("cannot open the index to bring it up to date before erasing ({e}); erasing the files anyway");
+                matches!(crate::admin::erase_store(&inner.dir, Some(&inner.lane)), Ok(r) if r.is_complete())
+            }
+        };
+        if complete {
+            info!(ms = started.elapsed().as_millis() as u64, "erased deleted content before exiting");
+        } else {
+            warn!("erasure incomplete at exit; the next process to take the compactor role finishes it at once");
+        }
+        drop(lock);
+        if !complete {
+            return;
+        }
     }
 }
 

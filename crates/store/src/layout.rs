@@ -20,6 +20,8 @@
 //!   write.lock             the store-wide lock of conditional writes (and of opening)
 //!   compactor.problem      only while the compactor of the process holding the role is degraded
 //!   shipper.problem        (a panic, or a failure lasting 30 s): JSON, for other processes' status
+//!   erase.pending-*        one per deletion not erased from disk yet (written by the deleting
+//!                          process; removed by the erase pass that erased it)
 //! ```
 //!
 //! The quarantine keeps damaged files until a person removes them
@@ -220,6 +222,56 @@ pub(crate) fn store_id(dir: &Path, create: bool) -> Result<Option<String>> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read(&path),
         Err(e) => Err(Error::io("create", &path, e)),
     }
+}
+
+/// Prefix of the markers of deletions whose content is not erased from disk yet.
+pub const ERASE_MARKER_PREFIX: &str = "erase.pending-";
+
+/// Records, durably, that a deletion was made whose content must leave the disk: a new file
+/// `erase.pending-<unix ms>-<pid>-<n>` (its name carries the time the erase deadline runs
+/// from), synced with its folder. One file per deletion, so that an erase pass removes exactly
+/// the markers it saw before it read the lanes, and a deletion made during a pass keeps its own.
+pub(crate) fn mark_erase_pending(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join(format!(
+        "{ERASE_MARKER_PREFIX}{}-{}-{}",
+        now_ms(),
+        std::process::id(),
+        crate::time::now_nanos() % 1_000_000_000
+    ));
+    write_new_private_file(&path, b"")?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// The markers of pending erasures, with the time (unix ms) each deletion was made, oldest first.
+pub(crate) fn erase_markers(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(rd) = fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<(PathBuf, u64)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let ms = name.strip_prefix(ERASE_MARKER_PREFIX)?.split('-').next()?.parse().ok()?;
+            Some((e.path(), ms))
+        })
+        .collect();
+    out.sort_by_key(|(_, ms)| *ms);
+    out
+}
+
+/// Removes erase markers once the pass that saw them erased everything (control files, not
+/// data), and syncs the folder.
+pub(crate) fn remove_erase_markers(dir: &Path, markers: &[PathBuf]) -> Result<()> {
+    if markers.is_empty() {
+        return Ok(());
+    }
+    for m in markers {
+        match fs::remove_file(m) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", m, e)),
+        }
+    }
+    sync_dir(dir)
 }
 
 /// The pending rebuild request's reason, if there is one.
@@ -531,6 +583,16 @@ pub(crate) fn store_temp_dir(dir: &Path, tag: &str) -> Result<TempDir> {
             Err(Error::io("lock", &lock_path, e))
         }
     }
+}
+
+/// Scratch folders of tools running now (their lock is held).
+pub(crate) fn temp_dirs_in_use(dir: &Path) -> Vec<PathBuf> {
+    let Ok(it) = fs::read_dir(dir) else { return Vec::new() };
+    it.flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX)))
+        .map(|e| e.path())
+        .filter(|p| File::open(p.join(TEMP_LOCK)).is_ok_and(|f| f.try_lock().is_err()))
+        .collect()
 }
 
 /// Removes the scratch folders of tools that were killed (their lock is free). Returns how many.

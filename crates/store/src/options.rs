@@ -54,8 +54,11 @@ pub struct StoreOptions {
     pub index: IndexOptions,
     /// Segment removal. Default: [`Retention::Off`].
     pub retention: Retention,
-    /// How soon after a deletion is applied its content is erased from the journal files (the
-    /// compactor rewrites the segments holding it). Default: 60 s.
+    /// How soon after a deletion its content is gone from every file of the store folder: the
+    /// process holding the compactor role runs an erase pass once the oldest pending deletion
+    /// has waited half of it (the other half is room for the pass and a retry), and
+    /// [`Store::close`](crate::Store::close) with an erasure pending waits up to this long for the
+    /// pass instead of `close_deadline`. Default: 60 s.
     pub erase_within: Duration,
     /// Open for reading only: claim no lane, write nothing, run no compactor. Reads see every
     /// lane (through read-only journal handles, beside live writers) and the index; appends fail

@@ -1,6 +1,9 @@
 //! Deleted means erased from disk: after `delete_sessions` (and a delete-rewrite) the content is
 //! gone from reads at once and, within `erase_within`, from every file of the store folder (a
-//! `grep -r` finds nothing), in this process's lane and in an idle lane another process wrote.
+//! `grep -r` finds nothing), in this process's lane and in an idle lane another process wrote;
+//! also as seen through the descriptors another process opened before the pass; and a process
+//! that exits leaves no pending erasure (it erases, or the live process holding the compactor
+//! role does within its deadline).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -22,21 +25,17 @@ fn msg(session: &str, text: &str) -> Message {
     Message { session_id: session.into(), role: "user".into(), content: Some(text.into()), ..Message::default() }
 }
 
-/// Every file under `dir` holding `needle`.
+/// Every file under `dir` holding `needle`, found by `grep -r` in a process of its own: reading
+/// the index's files here would close descriptors of files this process's SQLite connections
+/// hold, which drops their POSIX locks (and another process's SQLite would then reset the
+/// `-shm` under them).
 fn grep_r(dir: &Path, needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
+    let out = std::process::Command::new("grep")
+        .args(["-rlF", "--binary-files=text", "--", needle])
+        .arg(dir)
+        .output()
+        .expect("grep");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
 #[test]
@@ -100,4 +99,321 @@ fn deleted_content_leaves_every_file() {
     // A second pass has nothing left to do.
     let again = erase_store(dir.path(), None).unwrap();
     assert_eq!(again.erasable_records, 0, "{again:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other processes: the test binary runs itself as a child (`ENV_ROLE` says what it does).
+
+const ENV_ROLE: &str = "TIDELOG_ERASE_TEST_ROLE";
+const ENV_DIR: &str = "TIDELOG_ERASE_TEST_DIR";
+
+fn spawn(test: &str, role: &str, dir: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(ENV_ROLE, role)
+        .env(ENV_DIR, dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// The child's lines on stdout that start with `prefix` (protocol lines; the test harness
+/// prints its own).
+fn read_until(r: &mut impl std::io::BufRead, last: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap() > 0 {
+        // The test harness may print on the same line before it.
+        let l = line.find("@ ").map(|at| line[at..].trim_end().to_string()).unwrap_or_default();
+        line.clear();
+        if !l.is_empty() {
+            let done = l == format!("@ {last}");
+            out.push(l);
+            if done {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Reads the child's output to its end (so it never writes into a closed pipe) and waits for it.
+fn finish(mut child: std::process::Child, mut out: impl std::io::Read) -> std::process::ExitStatus {
+    let mut rest = Vec::new();
+    let _ = out.read_to_end(&mut rest);
+    child.wait().unwrap()
+}
+
+fn lane_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for lane in std::fs::read_dir(dir.join("lanes")).unwrap().flatten() {
+        for f in std::fs::read_dir(lane.path()).unwrap().flatten() {
+            if f.path().extension().is_some_and(|e| e == "seg") {
+                out.push(f.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Holds every segment open (plain descriptors, and read-only journals that map sealed segments
+/// as they read them) from before the erase pass, then reads through them what is there after.
+fn holder_child(dir: &Path) {
+    use std::io::{BufRead, Read, Seek};
+    let mut held: Vec<(std::path::PathBuf, std::fs::File)> =
+        lane_files(dir).into_iter().map(|p| (p.clone(), std::fs::File::open(&p).unwrap())).collect();
+    let journals: Vec<tidelog_journal::Journal> = std::fs::read_dir(dir.join("lanes"))
+        .unwrap()
+        .flatten()
+        .map(|l| {
+            tidelog_journal::Journal::open_read_only(l.path(), tidelog::ops::read_options(Default::default())).unwrap()
+        })
+        .collect();
+    let secret_in = |b: &[u8]| b.windows(14).any(|w| w == b"SECRET-DOOMED-");
+    let holding = |held: &mut Vec<(std::path::PathBuf, std::fs::File)>| -> Vec<String> {
+        held.iter_mut()
+            .filter_map(|(p, f)| {
+                let mut b = Vec::new();
+                f.rewind().unwrap();
+                f.read_to_end(&mut b).unwrap();
+                secret_in(&b).then(|| p.display().to_string())
+            })
+            .collect()
+    };
+    let through_journals = |js: &[tidelog_journal::Journal]| -> usize {
+        js.iter().flat_map(|j| j.iter_from(1).map(|r| r.unwrap())).filter(|r| secret_in(&r.payload)).count()
+    };
+    println!("@ before {} {}", holding(&mut held).len(), through_journals(&journals));
+    println!("@ ready");
+    let mut go = String::new();
+    std::io::stdin().lock().read_line(&mut go).unwrap();
+    for p in holding(&mut held) {
+        println!("@ descriptor-holds {p}");
+    }
+    println!("@ journal-records-holding {}", through_journals(&journals));
+    println!("@ done");
+}
+
+#[test]
+fn another_process_cannot_read_erased_bytes_through_its_descriptors() {
+    if let Ok(dir) = std::env::var(ENV_DIR) {
+        if std::env::var(ENV_ROLE).as_deref() == Ok("holder") {
+            holder_child(Path::new(&dir));
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = StoreOptions { erase_within: Duration::from_secs(3600), segment_size: 16 << 10, ..opts() };
+    let store = Store::open(dir.path(), o).unwrap();
+    for i in 0..300 {
+        store.append(msg("doomed", &format!("SECRET-DOOMED-{i:03} told in confidence"))).unwrap();
+        store.append(msg("kept", &format!("kept number {i} stays readable"))).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    assert!(lane_files(dir.path()).len() >= 3, "sealed segments and an active one");
+    let mut child = spawn("another_process_cannot_read_erased_bytes_through_its_descriptors", "holder", dir.path());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let before = read_until(&mut out, "ready");
+    assert!(before.iter().any(|l| l.starts_with("@ before ") && !l.starts_with("@ before 0 0")), "{before:?}");
+
+    store.delete_sessions(&["doomed"], false).unwrap();
+    // The deadline is an hour: what erases here is the pass at close.
+    store.close().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let after = read_until(&mut out, "done");
+    assert!(finish(child, out).success());
+    assert!(!after.iter().any(|l| l.starts_with("@ descriptor-holds")), "{after:?}");
+    assert!(after.contains(&"@ journal-records-holding 0".to_string()), "{after:?}");
+    assert!(grep_r(dir.path(), "SECRET-DOOMED-").is_empty());
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(store.messages("kept").unwrap().len(), 300);
+    store.close().unwrap();
+}
+
+/// Appends secrets in session `doomed`, deletes it, and returns (the store is dropped: closed).
+fn delete_and_exit_child(dir: &Path) {
+    let store = Store::open(dir, StoreOptions { erase_within: Duration::from_secs(3600), ..opts() }).unwrap();
+    for i in 0..50 {
+        store.append(msg("doomed", &format!("SECRET-EXIT-{i:03} not to be kept"))).unwrap();
+        store.append(msg("kept", &format!("kept {i}"))).unwrap();
+    }
+    store.delete_sessions(&["doomed"], false).unwrap();
+    println!("@ deleted");
+}
+
+#[test]
+fn a_process_that_exits_leaves_no_pending_erasure() {
+    if let Ok(dir) = std::env::var(ENV_DIR) {
+        if std::env::var(ENV_ROLE).as_deref() == Ok("delete-and-exit") {
+            delete_and_exit_child(Path::new(&dir));
+        }
+        return;
+    }
+    const NAME: &str = "a_process_that_exits_leaves_no_pending_erasure";
+    // 1. Alone: the deadline is an hour, nobody else opens the store; the exit erases.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn(NAME, "delete-and-exit", dir.path());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    assert_eq!(read_until(&mut out, "deleted"), vec!["@ deleted".to_string()]);
+    assert!(finish(child, out).success());
+    assert!(grep_r(dir.path(), "SECRET-EXIT-").is_empty(), "{:?}", grep_r(dir.path(), "SECRET-EXIT-"));
+    assert!(
+        !std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("erase.pending"))
+    );
+
+    // 2. Beside a live process that holds the compactor role (deadline 2 s): the exiting process
+    // leaves the erasure to it, and it erases within its deadline.
+    let dir = tempfile::tempdir().unwrap();
+    let within = Duration::from_secs(2);
+    let live = Store::open(dir.path(), StoreOptions { erase_within: within, ..opts() }).unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // it takes the compactor lock
+    let mut child = spawn(NAME, "delete-and-exit", dir.path());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "deleted");
+    let deleted_at = Instant::now();
+    assert!(finish(child, out).success());
+    while !grep_r(dir.path(), "SECRET-EXIT-").is_empty() {
+        assert!(deleted_at.elapsed() < within + Duration::from_secs(3), "not erased within the deadline");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("erased by the live process {:?} after the deletion (deadline {within:?})", deleted_at.elapsed());
+    assert_eq!(live.messages("kept").unwrap().len(), 50);
+
+    // 3. The live process closes right after the child exits: its close erases.
+    let mut child = spawn(NAME, "delete-and-exit", dir.path());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "deleted");
+    assert!(finish(child, out).success());
+    live.close().unwrap();
+    assert!(grep_r(dir.path(), "SECRET-EXIT-").is_empty(), "{:?}", grep_r(dir.path(), "SECRET-EXIT-"));
+    let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
+    assert!(rep.is_ok(), "{:?}", rep.problems);
+}
+
+/// Appends secrets, deletes them, and ends the process without closing the store (as a kill
+/// would): the erasure is left pending, the content on disk.
+fn delete_and_vanish_child(dir: &Path) {
+    let store = Store::open(dir, StoreOptions { erase_within: Duration::from_secs(3600), ..opts() }).unwrap();
+    for i in 0..20 {
+        store.append(msg("doomed", &format!("SECRET-VANISH-{i:03} said only once"))).unwrap();
+        store.append(msg("kept", &format!("kept message number {i} of the other session"))).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    store.delete_sessions(&["doomed"], false).unwrap();
+    println!("@ deleted");
+    std::process::exit(0);
+}
+
+#[test]
+fn verify_reports_every_file_holding_deleted_content() {
+    if let Ok(dir) = std::env::var(ENV_DIR) {
+        if std::env::var(ENV_ROLE).as_deref() == Ok("delete-and-vanish") {
+            delete_and_vanish_child(Path::new(&dir));
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn("verify_reports_every_file_holding_deleted_content", "delete-and-vanish", dir.path());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "deleted");
+    assert!(finish(child, out).success());
+    // The scratch folder of a command still running (its lock held), with its copy of the index
+    // from before the deletion was applied.
+    let scratch = dir.path().join(".logbook-tmp-verify-1-1");
+    std::fs::create_dir(&scratch).unwrap();
+    std::fs::write(scratch.join("lock"), b"").unwrap();
+    let running = std::fs::File::open(scratch.join("lock")).unwrap();
+    running.try_lock().unwrap();
+    tidelog::Index::open_read_only(&dir.path().join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
+        .unwrap()
+        .backup_to(&scratch.join(tidelog::INDEX_FILE))
+        .unwrap();
+    assert!(!grep_r(dir.path(), "SECRET-VANISH-").is_empty());
+
+    let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
+    assert!(!rep.is_ok());
+    let files: Vec<String> = rep.deleted_content.iter().map(|f| f.path.display().to_string()).collect();
+    assert!(files.iter().any(|f| f.ends_with(".seg")), "{files:?}");
+    assert!(files.iter().any(|f| f.contains(".logbook-tmp-verify-1-1")), "{files:?}");
+    for f in &rep.deleted_content {
+        assert!(rep.problems.iter().any(|p| p.contains(&f.path.display().to_string())), "{:?}", rep.problems);
+    }
+    // Every file grep finds is one verify reports.
+    for f in grep_r(dir.path(), "SECRET-VANISH-") {
+        assert!(files.contains(&f), "verify missed {f}: {files:?}");
+    }
+
+    // The pass erases everything else and reports the running command's copy as pending; once
+    // that command ends (its lock free), the next pass removes it.
+    let pass = erase_store(dir.path(), None).unwrap();
+    assert!(pass.pending.len() == 1 && pass.pending[0].contains(".logbook-tmp-verify-1-1"), "{:?}", pass.pending);
+    assert_eq!(grep_r(dir.path(), "SECRET-VANISH-"), vec![scratch.join(tidelog::INDEX_FILE).display().to_string()]);
+    drop(running);
+    let pass = erase_store(dir.path(), None).unwrap();
+    assert!(pass.is_complete(), "{:?}", pass.pending);
+    assert!(tidelog::ops::find_erased_content(dir.path(), &pass).is_empty());
+    assert!(grep_r(dir.path(), "SECRET-VANISH-").is_empty(), "{:?}", grep_r(dir.path(), "SECRET-VANISH-"));
+    let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
+    assert!(rep.is_ok(), "{:?}", rep.problems);
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(store.messages("kept").unwrap().len(), 20);
+    store.close().unwrap();
+}
+
+#[test]
+fn quarantined_copies_lose_deleted_content_and_keep_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions { erase_within: Duration::from_secs(3600), ..opts() }).unwrap();
+    for i in 0..30 {
+        store.append(msg("doomed", &format!("SECRET-QUARANTINE-{i:03} never to be seen again"))).unwrap();
+        store.append(msg("kept", &format!("KEPT-QUARANTINE-{i:03} the last copy may be here"))).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    let lane = dir.path().join("lanes").join(store.lane());
+    // Copies of journal bytes as recovery sets them aside (a range of a segment, with its note
+    // naming the segment), and of the index as the compactor moves a damaged one aside.
+    let seg = lane_files(dir.path()).into_iter().find(|p| p.starts_with(&lane)).unwrap();
+    let q = lane.join("quarantine");
+    std::fs::create_dir_all(&q).unwrap();
+    let bytes = grep_safe_read(&seg);
+    std::fs::write(q.join("1-seg-at-64-0.bin"), &bytes[64..bytes.len().min(64 + 3000)]).unwrap();
+    let note = serde_json::json!({"source": seg.display().to_string(), "offset": 64, "len": 3000,
+        "reason": "torn tail (test)", "lsn_range": null, "time_unix_ms": 1});
+    std::fs::write(q.join("1-seg-at-64-0.json"), note.to_string()).unwrap();
+    let sq = dir.path().join("quarantine");
+    std::fs::create_dir_all(&sq).unwrap();
+    tidelog::Index::open_read_only(&dir.path().join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
+        .unwrap()
+        .backup_to(&sq.join("2-index.db"))
+        .unwrap();
+    std::fs::write(sq.join("2-index.db.json"), r#"{"reason": "test"}"#).unwrap();
+    let items_before = tidelog::ops::QuarantinedFile::list_store(dir.path()).len();
+    assert!(grep_r(&q, "SECRET-QUARANTINE-").len() == 1 && grep_r(&sq, "SECRET-QUARANTINE-").len() == 1);
+
+    store.delete_sessions(&["doomed"], false).unwrap();
+    store.close().unwrap(); // erases before it returns
+    assert!(grep_r(dir.path(), "SECRET-QUARANTINE-").is_empty(), "{:?}", grep_r(dir.path(), "SECRET-QUARANTINE-"));
+    // Nothing removed from the quarantines, and what they kept of the other session is there.
+    assert_eq!(tidelog::ops::QuarantinedFile::list_store(dir.path()).len(), items_before);
+    assert_eq!(grep_r(&q, "KEPT-QUARANTINE-").len(), 1);
+    let copy = rusqlite::Connection::open(sq.join("2-index.db")).unwrap();
+    let n: i64 = copy.query_row("SELECT count(*) FROM messages WHERE session_id = 'kept'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 30);
+    let n: i64 = copy.query_row("SELECT count(*) FROM messages WHERE session_id = 'doomed'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0);
+    drop(copy);
+    let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
+    assert!(rep.deleted_content.is_empty(), "{:?}", rep.deleted_content);
+}
+
+/// Reads a file that is not a SQLite file of an open connection (safe in this process).
+fn grep_safe_read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
 }

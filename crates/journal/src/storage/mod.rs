@@ -56,10 +56,11 @@ pub trait StorageFile: Send + Sync + Debug {
     /// # Safety
     ///
     /// The real implementation maps the file into memory, which is only sound while nobody
-    /// truncates or rewrites the mapped range. Call it only on files that are never written or
-    /// truncated again: sealed segments (the journal never writes to, truncates or recycles a
-    /// sealed segment; retention and rewrites replace whole files, which leaves existing maps
-    /// valid on Unix).
+    /// truncates the mapped range. Call it only on sealed segments: the journal never truncates
+    /// or recycles them (retention removes whole files, which leaves existing maps valid on
+    /// Unix); an erase overwrites records of one in place with bytes of the same length, which a
+    /// reader that copies the bytes out and checks them sees as old, new, or a mix that fails its
+    /// checksum (see `mmap::map_sealed`).
     #[allow(unsafe_code)]
     unsafe fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes>;
     /// Whether the file no longer has a name (it was deleted, or replaced by a rename, while

@@ -3,6 +3,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Serialize;
 use tidelog_journal::{Journal, RecoveryMode};
@@ -126,16 +127,26 @@ fn copy_lane(src: &Path, dest: &Path) -> Result<(usize, u64)> {
         fs::remove_dir_all(dest).map_err(|e| Error::io("remove", dest, e))?;
     }
     create_private_dir(dest)?;
+    // No erase overwrites records of this lane while its files are copied (the copy would catch
+    // a record half-overwritten). The redo file an interrupted erase left is copied too: opening
+    // the copy completes it there. Without the lock (it stayed busy, or the folder is not ours
+    // to write), a copy that does not open is taken again.
+    let _no_erase =
+        tidelog_journal::erase_lock(src, &read_options(RecoveryMode::Strict), Duration::from_secs(10)).ok().flatten();
     let mut names: Vec<String> = fs::read_dir(src)
         .map_err(|e| Error::io("list", src, e))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| tidelog_journal::decode::parse_segment_file_name(n).is_some() || n == tidelog_journal::HOLES_FILE)
+        .filter(|n| {
+            tidelog_journal::decode::parse_segment_file_name(n).is_some()
+                || n == tidelog_journal::HOLES_FILE
+                || n == tidelog_journal::REDO_FILE
+        })
         .collect();
     names.sort();
     let (mut segs, mut bytes) = (0, 0);
     for n in names {
         bytes += copy_file_private(&src.join(&n), &dest.join(&n))?;
-        if n != tidelog_journal::HOLES_FILE {
+        if tidelog_journal::decode::parse_segment_file_name(&n).is_some() {
             segs += 1;
         }
     }

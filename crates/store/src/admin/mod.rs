@@ -9,6 +9,7 @@
 //! Nothing here deletes data: damaged files are moved to a `quarantine/` folder with a note.
 
 mod backup;
+mod deleted;
 mod erase;
 mod jsonl;
 mod rebuild;
@@ -20,7 +21,8 @@ mod verify;
 use tidelog_journal::RecoveryMode;
 
 pub use backup::{BackupReport, LaneBackup, backup_store};
-pub use erase::{EraseReport, erasable_records, erase_store};
+pub use deleted::{DeletedContentFound, Needles};
+pub use erase::{EraseReport, erasable_records, erase_store, find_erased_content};
 pub use jsonl::{
     format_iso8601, hermes_session_lines, message_to_json, parse_iso8601, parse_message_line, parse_timestamp,
 };

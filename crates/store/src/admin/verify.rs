@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tidelog_journal::{Journal, RecoveryMode};
 
+use super::deleted::DeletedContentFound;
 use super::{Progress, read_options};
 use crate::entry;
 use crate::error::Result;
@@ -68,6 +69,9 @@ pub struct VerifyReport {
     /// Records per lane still holding content a deletion covered, not erased from the journal
     /// files yet (the compactor erases it within `erase_within`; `tidelog erase` does it now).
     pub erasable_records: BTreeMap<String, u64>,
+    /// Every file of the store folder that holds the text of a deleted message (each is a
+    /// problem).
+    pub deleted_content: Vec<DeletedContentFound>,
     /// Every problem, in words (empty when the store verifies).
     pub problems: Vec<String>,
 }
@@ -128,11 +132,37 @@ pub fn verify_store(dir: &Path, progress: Progress<'_>) -> Result<VerifyReport> 
     progress("checking lanes", total, total);
     rep.index = verify_index(dir, &names, &damaged, progress);
     rep.problems.extend(rep.index.problems.iter().map(|p| format!("index: {p}")));
-    // Deleted content still in journal files is reported (not a problem: the compactor erases
-    // it within its deadline).
+    // Deleted content anywhere in the folder: every file is searched for the texts of deleted
+    // messages that any source still names (lanes, index and its copies, quarantined journal
+    // bytes). Each file found is a problem: `tidelog erase` removes it (the compactor does
+    // within its deadline).
+    progress("searching for deleted content", 0, 0);
     match super::erasable_records(dir) {
         Ok(c) => rep.erasable_records = c,
         Err(e) => rep.problems.push(format!("cannot check for deleted content left in the journal: {e}")),
+    }
+    // The search opens and closes every file, the index's included: no SQLite connection of
+    // this process may be open meanwhile (closing any descriptor of a file drops the process's
+    // POSIX locks on it, and another process's SQLite would then take the index as unused and
+    // reset its `-shm`). The live index is asked only after, about texts found.
+    let journals: BTreeMap<String, Journal> =
+        names.iter().filter_map(|n| open_lane(dir, n).ok().map(|j| (n.clone(), j))).collect();
+    let found = super::deleted::find_deleted_content(dir, &journals)
+        .map(|(hits, plan)| super::deleted::drop_kept(hits, &plan, &dir.join(INDEX_FILE)));
+    match found {
+        Ok(found) => {
+            for f in &found {
+                rep.problems.push(format!(
+                    "{}: holds the text of deleted message {} ({} occurrence(s), the first at offset {}); run `tidelog erase`",
+                    f.path.display(),
+                    f.message_id,
+                    f.occurrences,
+                    f.offset
+                ));
+            }
+            rep.deleted_content = found;
+        }
+        Err(e) => rep.problems.push(format!("cannot search the store for deleted content: {e}")),
     }
     Ok(rep)
 }

@@ -110,6 +110,48 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
     w.buf
 }
 
+/// The field number of padding: any entry may end with it (wire 2, non-critical, zero bytes),
+/// which every reader skips. An erase that overwrites a record in place pads the new entry to
+/// the record's length with it. Never used for anything else, in any kind.
+pub(crate) const PAD_FIELD: u32 = 127;
+
+/// Encodes `entry` padded to exactly `len` bytes (see [`PAD_FIELD`]); `None` if its encoding is
+/// longer or the gap is 1 or 2 bytes (less than a padding field). An `Erased` entry fits any
+/// length from 2 bytes: when the gap is too small it drops its `kind` field (2 bytes) to make
+/// room.
+// Format: docs/format.md "Entry encoding, tag 2" (padding).
+pub(crate) fn encode_padded(entry: &Entry, len: usize) -> Option<Vec<u8>> {
+    let pad = |buf: Vec<u8>| -> Option<Vec<u8>> {
+        let gap = len.checked_sub(buf.len())?;
+        if gap == 0 {
+            return Some(buf);
+        }
+        // key (2 bytes for field 127, wire 2) + length as a varint of `vlen` bytes (LEB128 allows
+        // continuation bytes of zeros, so every gap of 3 bytes or more has one) + zeros.
+        for vlen in 1..=5usize {
+            let Some(n) = gap.checked_sub(2 + vlen) else { break };
+            if (n as u64) >> (7 * vlen) != 0 {
+                continue;
+            }
+            let mut out = buf;
+            put_varint(&mut out, (u64::from(PAD_FIELD) << 3) | 2);
+            for i in 0..vlen {
+                let b = ((n >> (7 * i)) & 0x7f) as u8;
+                out.push(if i + 1 < vlen { b | 0x80 } else { b });
+            }
+            out.resize(out.len() + n, 0);
+            return Some(out);
+        }
+        None
+    };
+    pad(encode(entry)).or_else(|| match entry {
+        // Tag and kind alone (an `Erased` entry of kind 0, unknown), the kind as a one- or
+        // two-byte varint: some base fits every length from 2 bytes up.
+        Entry::Erased(_) => pad(vec![CODEC_FIELDS_V2, 8]).or_else(|| pad(vec![CODEC_FIELDS_V2, 0x88, 0])),
+        _ => None,
+    })
+}
+
 /// Decodes a journal payload. Messages of tag 1 come back without an integer id (`num` 0); use
 /// [`decode_record`] to get the id the store gives them.
 pub fn decode(payload: &[u8]) -> Result<Entry, DecodeError> {

@@ -149,6 +149,30 @@ fn every_kind_round_trips() {
 
 /// Golden files: the bytes of every entry kind as each release wrote them, decoded forever.
 #[test]
+fn padded_entries_have_the_exact_length_and_decode_as_without_padding() {
+    for (name, e) in every_kind() {
+        let plain = super::encode(&e);
+        // A gap of 1 or 2 bytes is smaller than a padding field (only `Erased` entries, below,
+        // are ever padded by less than a nested message's size).
+        for len in std::iter::once(plain.len()).chain(plain.len() + 3..plain.len() + 300) {
+            let padded = super::encode_padded(&e, len).unwrap_or_else(|| panic!("{name}: no padding to {len}"));
+            assert_eq!(padded.len(), len, "{name}");
+            assert_eq!(super::decode(&padded).unwrap(), e, "{name} padded to {len}");
+        }
+        if !matches!(e, Entry::Erased(_)) {
+            assert!(super::encode_padded(&e, plain.len() - 1).is_none(), "{name}");
+        }
+    }
+    // An erased record of any length from 2 bytes up.
+    for len in 2..400 {
+        let e = Entry::Erased(crate::model::Erased { kind: 1 });
+        let padded = super::encode_padded(&e, len).unwrap_or_else(|| panic!("no erased entry of {len} bytes"));
+        assert_eq!(padded.len(), len);
+        assert!(matches!(super::decode(&padded).unwrap(), Entry::Erased(_)), "{len}");
+    }
+}
+
+#[test]
 fn golden_files_decode() {
     let dir = golden_dir();
     let read = |n: &str| std::fs::read(dir.join(n)).unwrap_or_else(|e| panic!("{n}: {e}"));

@@ -13,6 +13,18 @@ use super::{Ctx, Index, IndexError, Result, collect, create_private_file};
 /// Pages merged by one [`Index::optimize_step`].
 const MERGE_STEP_PAGES: i64 = 500;
 
+/// A message row with its text: integer id, session, id, content.
+pub(crate) type RowText = (i64, String, String, Option<String>);
+
+/// A message row as an erase pass reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexRow {
+    /// Integer id.
+    pub rid: i64,
+    /// Session.
+    pub session_id: String,
+}
+
 /// The result of [`Index::checkpoint_truncate`] (the three numbers of `PRAGMA wal_checkpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointStats {
@@ -103,6 +115,14 @@ impl Index {
             .ctx("checkpoint the WAL")
     }
 
+    /// Rewrites the whole database from its live rows (`VACUUM`). `secure_delete` zeroes a
+    /// deleted row's cell and the pages it frees, but a cell that a page split or merge moved to
+    /// another page earlier leaves its old bytes in the unallocated part of the page it left;
+    /// only rewriting every page clears them. The new pages go through the WAL: checkpoint after.
+    pub fn vacuum(&self) -> Result<()> {
+        self.conn.execute_batch("VACUUM").ctx("vacuum the index")
+    }
+
     /// When [`Index::checkpoint_truncate`] last ran (ms since the Unix epoch), if ever.
     pub fn last_checkpoint_unix_ms(&self) -> Result<Option<u64>> {
         let v: Option<i64> = self
@@ -132,6 +152,87 @@ impl Index {
             )
             .ctx("clear the pending erasure")?;
         Ok(())
+    }
+
+    /// The messages of `sessions`, by integer id and session (for an erase pass, which decides
+    /// which rows a deletion covers).
+    pub(crate) fn rows_of_sessions(&self, sessions: &[String]) -> Result<Vec<IndexRow>> {
+        let mut out = Vec::new();
+        for s in sessions {
+            out.extend(
+                collect(&self.conn, "SELECT rid, session_id FROM messages WHERE session_id = ?1", [s], |r| {
+                    Ok(IndexRow { rid: r.get(0)?, session_id: r.get(1)? })
+                })
+                .ctx("read the messages of a session")?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The messages of `sessions` with their texts: integer id, session, id, content (for
+    /// `verify`, which searches the folder for the texts of deleted ones).
+    pub(crate) fn texts_of_sessions(&self, sessions: &[String]) -> Result<Vec<RowText>> {
+        let mut out = Vec::new();
+        for s in sessions {
+            out.extend(
+                collect(
+                    &self.conn,
+                    "SELECT rid, session_id, id, content FROM messages WHERE session_id = ?1",
+                    [s],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .ctx("read the messages of a session")?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Deletes messages by integer id (from the full-text index first, with the values it
+    /// indexed, then the rows) and the sessions `sessions` that hold no message any more, in one
+    /// transaction; `secure_delete` zeroes what they held. For copies of the index that an erase
+    /// pass scrubs. Returns the messages deleted.
+    pub(crate) fn erase_rows_and_sessions(&self, rids: &[i64], sessions: &[String]) -> Result<u64> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").ctx("begin an erase")?;
+        let r = (|| -> rusqlite::Result<u64> {
+            let mut n = 0;
+            for rid in rids {
+                self.conn.execute(
+                    "INSERT INTO messages_fts (messages_fts, rowid, body, tool_name) \
+                     SELECT 'delete', rid, body, tool_name FROM fts_source WHERE rid = ?1",
+                    [rid],
+                )?;
+                n += self.conn.execute("DELETE FROM messages WHERE rid = ?1", [rid])? as u64;
+            }
+            for s in sessions {
+                self.conn.execute(
+                    "DELETE FROM sessions WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
+                    [s],
+                )?;
+            }
+            Ok(n)
+        })();
+        match r {
+            Ok(n) => {
+                self.conn.execute_batch("COMMIT").ctx("commit an erase")?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(IndexError::Sqlite { context: "erase rows", source: e })
+            }
+        }
+    }
+
+    /// The messages (integer id, session) whose content contains `text`, at most 1,000 (a
+    /// deleted message's text found in a file may be part of a message that was kept).
+    pub(crate) fn messages_containing(&self, text: &[u8]) -> Result<Vec<(i64, String)>> {
+        collect(
+            &self.conn,
+            "SELECT rid, session_id FROM messages WHERE instr(CAST(content AS BLOB), ?1) > 0 LIMIT 1000",
+            [text],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ctx("search the messages for a text")
     }
 
     /// The column names of a table (for the checks of the schema against the field lists).

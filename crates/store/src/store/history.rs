@@ -112,6 +112,9 @@ impl Store {
             messages,
         });
         let lsn = self.inner.lane.append(&entry::encode(&e))?;
+        if mode == RewriteMode::Delete {
+            self.erase_pending();
+        }
         for a in out.iter_mut().filter(|a| a.lsn.is_some()) {
             a.lsn = Some(lsn);
         }
@@ -120,8 +123,9 @@ impl Store {
 
     /// Deletes sessions (and, with `with_children`, every session whose parent chain leads to
     /// one of them) with all their messages. Gone from reads and search on return; erased from
-    /// the index when the compactor applies it, and from the journal by the erase pass ([`ops::erase_store`](crate::ops::erase_store)) within
-    /// the configured time. Returns the sessions deleted.
+    /// the index when the compactor applies it, and from every file of the store folder by the
+    /// erase pass ([`ops::erase_store`](crate::ops::erase_store)) within `erase_within`, also if
+    /// this process exits at once. Returns the sessions deleted.
     pub fn delete_sessions(&self, ids: &[&str], with_children: bool) -> Result<Vec<String>> {
         self.writable()?;
         let mut all: BTreeSet<String> = BTreeSet::new();
@@ -146,7 +150,17 @@ impl Store {
         let op = self.inner.seq()?.next();
         let sessions = all.iter().map(|id| SessionRef { id: id.clone() }).collect();
         self.append_entry(&Entry::Delete(DeleteSessions { op, sessions }))?;
+        self.erase_pending();
         Ok(all.into_iter().collect())
+    }
+
+    /// Records (durably, in the store folder) that content of a deletion just made must leave the
+    /// disk: whichever process erases next sees it, also if this one exits at once. A failure is
+    /// logged: the compactor finds the deletion in the journal anyway when it applies it.
+    fn erase_pending(&self) {
+        if let Err(e) = crate::layout::mark_erase_pending(&self.inner.dir) {
+            tracing::warn!("cannot record the pending erasure ({e}); it is erased once the deletion is indexed");
+        }
     }
 
     /// Adds to a session's counters (tokens, API calls, cost). Additive: entries from several

@@ -62,7 +62,8 @@ impl Store {
                     claimed = Some((name.clone(), j));
                     break;
                 }
-                Err(tidelog_journal::Error::Locked { .. }) => continue,
+                // Held by its writer, or (for seconds) by an erase overwriting records in it.
+                Err(tidelog_journal::Error::Locked { .. } | tidelog_journal::Error::EraseBusy { .. }) => continue,
                 Err(e) if e.is_corruption() => {
                     error!(lane = %name, "lane cannot be opened and is left for `tidelog repair --salvage`; this process appends to a new lane: {e}");
                     lane_errors.insert(name.clone(), e.to_string());
@@ -225,6 +226,9 @@ impl Store {
         for p in report.problems() {
             error!(lane = %self.inner.lane_name, "{p}");
         }
+        // Deleted content still on disk is erased before the process goes (or left to the live
+        // process that holds the compactor lock): no pending erasure is left behind.
+        crate::compactor::erase_before_exit(&self.inner);
         info!(lane = %self.inner.lane_name, elapsed_ms = started.elapsed().as_millis() as u64, "store closed");
         res?;
         Ok(report)
@@ -234,6 +238,16 @@ impl Store {
     fn stop_thread(&self, h: JoinHandle<()>, role: Role, deadline: Instant) -> ThreadReport {
         while !h.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
+        }
+        if !h.is_finished() && role == Role::Compactor && crate::compactor::erasure_pending(&self.inner) {
+            // Deleted content on disk: the compactor erases it before it lets go (after the
+            // batch it is in). Closing waits for that, up to `erase_within`, rather than leave
+            // it to the next process.
+            let until = Instant::now() + self.inner.opts.erase_within.max(self.inner.opts.close_deadline);
+            info!("an erasure is pending: close waits for the compactor to finish it");
+            while !h.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
         let stopped = h.is_finished();
         let escaped = stopped && h.join().is_err();
