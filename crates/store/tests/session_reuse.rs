@@ -101,4 +101,27 @@ fn reused_session_id_keeps_only_what_followed_the_deletion() {
     let store = Store::open(&dir, opts()).unwrap();
     check(&store, "rebuilt index");
     store.close().unwrap();
+
+    // The erase pass removes the old life from the journal too (the session was recreated, so
+    // only positions tell the old title and prompt from the new writes), and the reads stay.
+    let report = tidelog::ops::erase_store(&dir, None).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    for needle in ["old secret prompt", "old title", "old message"] {
+        let found = grep(&dir, needle.as_bytes());
+        assert!(found.is_empty(), "{needle} still in {found:?}");
+    }
+    let store = Store::open(&dir, opts()).unwrap();
+    check(&store, "after the erase pass");
+    store.close().unwrap();
+}
+
+/// Files under `dir` holding `needle` (read by a separate process: this one has no SQLite
+/// connection on them then, but plain reads beside SQLite connections drop its locks).
+fn grep(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let out = std::process::Command::new("grep")
+        .args(["-r", "-l", "-a", "-F", "--", std::str::from_utf8(needle).unwrap()])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }

@@ -42,8 +42,12 @@ pub(crate) struct Plan {
     ops: BTreeMap<String, SessionOps>,
     /// Integer ids of messages that are dead (covered by a deletion).
     dead: HashSet<i64>,
-    /// Sessions deleted and not recreated since.
+    /// Sessions deleted and not recreated since (no message, patch, counters or rewrite after
+    /// the deletion).
     gone_sessions: BTreeSet<String>,
+    /// The latest deletion of each deleted session: positioned patches and counters before it
+    /// are erasable, whether or not the session was recreated.
+    deleted: BTreeMap<String, i64>,
     /// Whether any deletion exists at all.
     any_deletion: bool,
     /// Per lane, the last LSN read.
@@ -57,6 +61,9 @@ impl Plan {
     /// Reads every record of every lane once.
     pub(crate) fn build(journals: &BTreeMap<String, Journal>) -> Result<Plan> {
         let mut msgs: Vec<(String, i64)> = Vec::new();
+        // Positioned session writes (patches, counters, rewrites): a session written after its
+        // deletion was recreated.
+        let mut writes: Vec<(String, i64)> = Vec::new();
         let mut ops: BTreeMap<String, IndexedOps> = BTreeMap::new();
         let mut deleted: BTreeMap<String, i64> = BTreeMap::new();
         let mut plan = Plan::default();
@@ -75,8 +82,19 @@ impl Plan {
                             plan.any_deletion = true;
                             plan.deletion_at.insert(name.clone(), r.lsn);
                         }
+                        writes.push((rw.session_id.clone(), rw.op));
                         ops.entry(rw.session_id.clone()).or_default().rewrites.push((rw.op, mode, rw.active_only));
                         msgs.extend(rw.messages.into_iter().map(|m| (m.session_id, m.num)));
+                    }
+                    Entry::Session(p) => {
+                        if let Some(op) = p.op {
+                            writes.push((p.id, op));
+                        }
+                    }
+                    Entry::Counters(c) => {
+                        if let Some(op) = c.op {
+                            writes.push((c.session_id, op));
+                        }
                     }
                     Entry::Delete(d) => {
                         plan.any_deletion = true;
@@ -103,7 +121,13 @@ impl Plan {
                 recreated.insert(s);
             }
         }
-        plan.gone_sessions = deleted.into_keys().filter(|s| !recreated.contains(s)).collect();
+        for (s, op) in writes {
+            if deleted.get(&s).is_some_and(|&d| op > d) {
+                recreated.insert(s);
+            }
+        }
+        plan.gone_sessions = deleted.keys().filter(|s| !recreated.contains(*s)).cloned().collect();
+        plan.deleted = deleted;
         Ok(plan)
     }
 
@@ -120,6 +144,16 @@ impl Plan {
     /// Sessions with history operations (the only ones whose messages can be dead).
     pub(crate) fn sessions_with_ops(&self) -> Vec<String> {
         self.ops.keys().cloned().collect()
+    }
+
+    /// Whether a session write at `op` is covered by the session's deletion: one with a
+    /// position when the deletion came after it; one written before positions existed when the
+    /// session was deleted and not recreated.
+    fn covered(&self, session: &str, op: Option<i64>) -> bool {
+        match op {
+            Some(op) => self.deleted.get(session).is_some_and(|&d| d > op),
+            None => self.gone_sessions.contains(session),
+        }
     }
 
     /// Sessions deleted and not recreated since.
@@ -142,8 +176,8 @@ impl Plan {
             {
                 erased(e)
             }
-            Entry::Session(p) if self.gone_sessions.contains(&p.id) => erased(e),
-            Entry::Counters(c) if self.gone_sessions.contains(&c.session_id) => erased(e),
+            Entry::Session(p) if self.covered(&p.id, p.op) => erased(e),
+            Entry::Counters(c) if self.covered(&c.session_id, c.op) => erased(e),
             Entry::Rewrite(r) if r.messages.iter().any(dead) => {
                 let messages: Vec<Message> = r.messages.iter().filter(|m| !dead(m)).cloned().collect();
                 Some(Entry::Rewrite(Rewrite { messages, ..r.clone() }))
