@@ -268,7 +268,7 @@ impl Inner {
             }
         }
         let conn = guard.as_ref()?;
-        match f(&conn.index) {
+        match conn.index.snapshot(f) {
             Ok(v) => {
                 self.shared.lock().read_problem = None;
                 Some(v)

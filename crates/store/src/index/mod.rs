@@ -121,6 +121,17 @@ impl Index {
         Ok(index)
     }
 
+    /// Runs `f` in one read transaction: every query it makes sees the same snapshot, so a
+    /// compactor committing a batch meanwhile cannot make positions and rows disagree (counted
+    /// twice, or not at all).
+    pub(crate) fn snapshot<T>(&self, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED").ctx("begin a read transaction")?;
+        let out = f(self);
+        // A read transaction has nothing to keep: ending it cannot lose anything.
+        let _ = self.conn.execute_batch("COMMIT");
+        out
+    }
+
     /// Opens an existing index read-only (for readers beside the writer). Fails if the file
     /// has no index schema or a newer one.
     pub fn open_read_only(path: &Path, opts: &IndexOptions) -> Result<Index> {
