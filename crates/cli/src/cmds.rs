@@ -424,7 +424,7 @@ pub fn search(cli: &Cli, a: &SearchArgs) -> anyhow::Result<Outcome> {
     }
     let q = SearchQuery {
         text: a.query.clone(),
-        syntax: if a.words { QuerySyntax::Words } else { QuerySyntax::Fts5 },
+        syntax: if a.fts5 { QuerySyntax::Fts5 } else { QuerySyntax::Words },
         session_id: a.session.clone(),
         role: a.role.clone(),
         source: a.source.clone(),

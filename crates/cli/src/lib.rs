@@ -274,14 +274,14 @@ pub(crate) enum QuarantineCmd {
 
 #[derive(Debug, Args)]
 pub(crate) struct SearchArgs {
-    /// What to look for: an FTS5 query (`a b`: both, as substrings; `"a b"`, `a OR b`, `a NOT b`,
-    /// `NEAR(a b, 5)`, `tool_name:x`; quote text with `-`, `:` or punctuation), or with --words
-    /// literal words that must each occur. May start with `-`.
+    /// What to look for: words that must each occur, as substrings (no operators; may start
+    /// with `-`), or with --fts5 an FTS5 query (`"a b"`, `a OR b`, `a NOT b`, `NEAR(a b, 5)`,
+    /// `tool_name:x`; quote text with `-`, `:` or punctuation).
     #[arg(allow_hyphen_values = true)]
     pub(crate) query: String,
-    /// Read the query as literal words, each a substring (no operators).
+    /// Read the query in FTS5's query language (as Hermes Agent's search does).
     #[arg(long)]
-    pub(crate) words: bool,
+    pub(crate) fts5: bool,
     /// Only this session.
     #[arg(long)]
     pub(crate) session: Option<String>,

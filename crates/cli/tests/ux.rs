@@ -302,3 +302,21 @@ fn demo_runs_again_in_a_fresh_folder_and_speaks_plainly() {
         }
     }
 }
+
+#[test]
+fn search_fts5_takes_the_query_language() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    let lines = "{\"session_id\":\"s\",\"role\":\"user\",\"content\":\"pay the invoice now\"}\n\
+                 {\"session_id\":\"s\",\"role\":\"user\",\"content\":\"the receipt came\"}\n";
+    assert_eq!(code(&run_stdin(&dir, &["append", "--jsonl"], lines)), 0);
+    let o = run(&dir, &["search", "--fts5", "invoice OR receipt"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 hit(s)"), "{}", stdout(&o));
+    let o = run(&dir, &["search", "--fts5", "the NOT receipt"]);
+    assert!(stdout(&o).contains("1 hit(s)"), "{}", stdout(&o));
+    // Bad FTS5 is a clear error (exit 2), not a crash.
+    let o = run(&dir, &["search", "--fts5", "chat-send"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no such column"), "{}", stderr(&o));
+}
