@@ -435,22 +435,44 @@ fn apply_tail_to_sessions(
     }
     for id in touched {
         let after = deleted.get(id).copied();
+        // Only a rewrite in the tail can remove the index's first message: then the whole
+        // history is folded; otherwise the first of the index's and the tail's messages is the
+        // base (a gateway's live session is always in the tail: its reads must stay cheap).
+        let tail_rewrites = tail.entries.iter().any(|e| matches!(e, Entry::Rewrite(r) if r.session_id == id));
         let found = inner
             .with_reader(|ix| {
-                let Some((_, kept)) = ix.session_after(id, after.unwrap_or(i64::MIN))? else { return Ok(None) };
-                Ok(Some((kept, ix.history(id)?, IndexedOps::read(ix, id)?)))
+                let Some((first, kept)) = ix.session_after(id, after.unwrap_or(i64::MIN))? else { return Ok(None) };
+                let ops = IndexedOps::read(ix, id)?;
+                let history = if tail_rewrites { Some(ix.history(id)?) } else { None };
+                Ok(Some((first, kept, ops, history)))
             })
             .flatten();
         let (mut row, kept) = match found {
-            Some((kept, indexed, ops)) => {
+            Some((first, kept, ops, history)) => {
                 // The base: the first message still there (any state) after the deletion, as
                 // every operation leaves them, indexed or not.
                 let ops = SessionOps::of(id, ops, tail);
-                let first = fold_session(id, indexed, &ops, tail).into_iter().map(|(m, _)| m).next();
-                let row = first.map(|m| Session {
+                let base: Option<(Option<String>, f64)> = match history {
+                    Some(indexed) => {
+                        fold_session(id, indexed, &ops, tail).into_iter().next().map(|(m, _)| (m.source, m.timestamp))
+                    }
+                    None => {
+                        let from_tail = tail
+                            .messages()
+                            .filter(|m| m.session_id == id && ops.state(m.num).is_some())
+                            .min_by_key(|m| m.num);
+                        match (first, from_tail) {
+                            (Some((num, ..)), Some(m)) if m.num < num => Some((m.source.clone(), m.timestamp)),
+                            (Some((_, source, at)), _) => Some((source, at)),
+                            (None, Some(m)) => Some((m.source.clone(), m.timestamp)),
+                            (None, None) => None,
+                        }
+                    }
+                };
+                let row = base.map(|(source, at)| Session {
                     id: id.to_string(),
-                    source: m.source,
-                    started_at: Some(m.timestamp),
+                    source,
+                    started_at: Some(at),
                     ..Session::default()
                 });
                 (row, kept)
