@@ -132,6 +132,14 @@ impl Index {
             .ctx("look up a message")
     }
 
+    /// Where the indexed copy of a message came from: its lane and LSN.
+    pub(crate) fn message_origin(&self, id: &str) -> Result<Option<(String, i64)>> {
+        self.conn
+            .prepare_cached("SELECT lane, lsn FROM messages WHERE id = ?1")
+            .and_then(|mut st| st.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .ctx("look up a message")
+    }
+
     /// The number of indexed messages.
     pub fn message_count(&self) -> Result<u64> {
         self.conn

@@ -345,8 +345,10 @@ impl Store {
             let n = self.fold(s)?.iter().filter(|(_, st)| st.active).count() as u64;
             counts.insert(s.clone(), n);
         }
-        // A message id counts once: a copy in another lane, or one the index has, is the same
-        // message (as every read returns it).
+        // A message id counts once: a copy in another lane, or one the index had when the
+        // counts were read, is the same message (as every read returns it). A copy the
+        // compactor indexed since (from the tail itself) is not counted yet: its origin is above
+        // the positions those counts were read at.
         let mut seen: HashSet<&str> = HashSet::new();
         let fresh: Vec<&Message> =
             tail.messages().filter(|m| !rewritten.contains(&m.session_id) && seen.insert(m.id.as_str())).collect();
@@ -355,7 +357,9 @@ impl Store {
             .with_reader(|ix| {
                 let mut found = HashSet::new();
                 for m in &fresh {
-                    if ix.contains_message(&m.id)? {
+                    if let Some((lane, lsn)) = ix.message_origin(&m.id)?
+                        && u64::try_from(lsn).unwrap_or(u64::MAX) <= positions.get(&lane).copied().unwrap_or(0)
+                    {
                         found.insert(m.id.as_str());
                     }
                 }
@@ -503,7 +507,10 @@ fn apply_tail_to_sessions(
                 writes.push((key, e));
             }
         }
-        writes.extend(kept.iter().map(|(k, e)| (*k, e)));
+        // The index is read again here, so the compactor may have applied some tail entries
+        // since the positions were read: a key (a position, unique in the store) counts once.
+        let in_tail: HashSet<i64> = writes.iter().map(|(k, _)| *k).collect();
+        writes.extend(kept.iter().filter(|(k, _)| !in_tail.contains(k)).map(|(k, e)| (*k, e)));
         writes.sort_by_key(|(k, _)| *k);
         for (_, e) in writes {
             match e {
