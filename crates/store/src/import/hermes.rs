@@ -12,7 +12,7 @@ use super::json::{J, Style};
 
 use rusqlite::types::ValueRef;
 
-use super::sqlite::{Cell, Db, RowRead, check_sqlite_header, open_read_only, quote_ident, warn_about_wal};
+use super::sqlite::{Cell, Db, RowRead, check_sqlite_header, copy_with_wal, open_copy, open_read_only, quote_ident};
 use super::{IMPORT_FLAGS_KEY, ImportError, ImportReport, Out, SinkError, UNREADABLE_COLUMNS_KEY};
 
 /// Reads a Hermes Agent `state.db` of any schema version, read-only, and calls `sink` with a
@@ -21,7 +21,8 @@ use super::{IMPORT_FLAGS_KEY, ImportError, ImportReport, Out, SinkError, UNREADA
 /// [`imported_message_id`](crate::imported_message_id); `message.source` is the session's source.
 ///
 /// The file is opened with `mode=ro&immutable=1` and is never changed: no `-wal` or `-shm` file
-/// is created and no checkpoint runs. A damaged file is salvaged row by row (see the module
+/// is created and no checkpoint runs. If it has a `-wal` (Hermes Agent was killed or is
+/// running), both are copied into a private scratch folder and the copy is read, WAL included. A damaged file is salvaged row by row (see the module
 /// documentation); what was lost is counted in the report. A `sink` error stops the import and
 /// is returned as [`ImportError::Sink`].
 pub fn import_hermes_db(
@@ -30,8 +31,11 @@ pub fn import_hermes_db(
 ) -> Result<ImportReport, ImportError> {
     check_sqlite_header(path)?;
     let mut out = Out::new(path.to_path_buf(), sink);
-    warn_about_wal(path, &mut out);
-    let conn = open_read_only(path)?;
+    let wal_copy = copy_with_wal(path, &mut out);
+    let conn = match &wal_copy {
+        Some(copy) => open_copy(copy, path)?,
+        None => open_read_only(path)?,
+    };
     // Salvage prepares one statement per column; keep them all cached.
     conn.set_prepared_statement_cache_capacity(256);
     let db = Db { conn, path };

@@ -42,21 +42,102 @@ pub(super) fn check_sqlite_header(path: &Path) -> Result<(), ImportError> {
     Ok(())
 }
 
-pub(super) fn warn_about_wal(path: &Path, out: &mut Out<'_>) {
+/// `<path>-wal`.
+fn wal_path(path: &Path) -> PathBuf {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    let wal = PathBuf::from(wal);
-    if let Ok(meta) = std::fs::metadata(&wal)
-        && meta.len() > 0
-    {
-        out.warn(format!(
-            "{} exists ({} bytes): commits not yet checkpointed into {} are not imported; \
-             stop Hermes Agent so it checkpoints on close, then import again",
-            wal.display(),
-            meta.len(),
-            path.display()
-        ));
+    PathBuf::from(wal)
+}
+
+/// A private copy of a database and its `-wal`, opened so that SQLite reads the WAL's commits
+/// (the original is opened `immutable`, which ignores the WAL). Removed when dropped.
+pub(super) struct WalCopy {
+    _dir: crate::layout::TempDir,
+    pub(super) db: PathBuf,
+}
+
+/// The size and modification time of a file, to notice a writer between two looks.
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)))
+}
+
+/// If `path` has a non-empty `-wal` (Hermes Agent was killed, or is running, or a reader left
+/// it), copies both files into a private scratch folder (0700, files 0600) so the import reads
+/// every commit of the WAL without changing the original in any way. A copy taken while the
+/// files changed is taken again (three tries, then a warning). `None` without a WAL, or with a
+/// warning if the copy cannot be made (the import then reads the main file alone).
+pub(super) fn copy_with_wal(path: &Path, out: &mut Out<'_>) -> Option<WalCopy> {
+    let wal = wal_path(path);
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if wal_len == 0 {
+        return None;
     }
+    let scratch = std::env::temp_dir();
+    let result = (|| -> crate::Result<WalCopy> {
+        let dir = crate::layout::store_temp_dir(&scratch, "hermes-import")?;
+        let db = dir.path().join("state.db");
+        let db_wal = wal_path(&db);
+        for attempt in 1..=3 {
+            let before = (stamp(path), stamp(&wal));
+            copy_private(path, &db)?;
+            copy_private(&wal, &db_wal)?;
+            if (stamp(path), stamp(&wal)) == before {
+                break;
+            }
+            if attempt == 3 {
+                out.warn(format!(
+                    "{} changed while it was copied with its WAL, three times (is Hermes Agent running?); \
+                     the import read the last copy, which may miss or mix its latest commits: stop Hermes \
+                     Agent and import again",
+                    path.display()
+                ));
+            }
+        }
+        Ok(WalCopy { _dir: dir, db })
+    })();
+    match result {
+        Ok(copy) => {
+            tracing::info!(path = %path.display(), wal_bytes = wal_len, "reading the database with its WAL through a private copy");
+            Some(copy)
+        }
+        Err(e) => {
+            out.warn(format!(
+                "{} exists ({wal_len} bytes) but a private copy to read it could not be made ({e}): commits not \
+                 yet checkpointed into {} are not imported; free space in {} or stop Hermes Agent so it \
+                 checkpoints on close, then import again",
+                wal.display(),
+                path.display(),
+                scratch.display()
+            ));
+            None
+        }
+    }
+}
+
+/// Copies `from` to a new private file `to` (0600) and syncs nothing: a scratch copy.
+fn copy_private(from: &Path, to: &Path) -> crate::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut src = File::open(from).map_err(|e| crate::Error::io("open", from, e))?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| crate::Error::io("create", to, e))?;
+    io::copy(&mut src, &mut dst).map_err(|e| crate::Error::io("copy", from, e))?;
+    Ok(())
+}
+
+/// Opens the private copy of a database with its WAL: read-write, so SQLite can build the WAL
+/// index (`-shm`) and read the WAL's commits; `query_only` so nothing is written to it.
+pub(super) fn open_copy(copy: &WalCopy, original: &Path) -> Result<Connection, ImportError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(&copy.db, flags)
+        .map_err(|source| ImportError::Open { path: original.to_path_buf(), source })?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(|source| ImportError::Open { path: original.to_path_buf(), source })?;
+    Ok(conn)
 }
 
 /// `file:` URI for `path`, read-only and immutable.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import re
 import sys
@@ -36,7 +37,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from .._errors import TitleTakenError
+from .._errors import HermesImportError, TitleTakenError
 from .._tidelog import Message, SearchHit, Session, Store
 
 from ._coordination import _CoordinationMixin
@@ -72,6 +73,47 @@ from ._common import (
     _context,
 )
 __all__ = ["SessionDB", "AsyncSessionDB", "install", "sanitize_fts5_query", "store_path_for"]
+_log = logging.getLogger("tidelog.hermes")
+
+
+def _quarantine_state_db(db_path: Path, store_path: Path, reason: str) -> list[str]:
+    """Moves a ``state.db`` that cannot be imported (and its ``-wal`` and ``-shm``) into the
+    store's ``quarantine/`` folder beside a JSON note of why; nothing is deleted. Returns the new
+    paths. Logged as an error: the sessions in that file are not in the store until an operator
+    repairs it (``sqlite3 state.db .recover``) and imports the result (``tidelog import hermes``)."""
+    qdir = store_path / "quarantine"
+    qdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = str(int(time.time() * 1000))
+    while any((qdir / f"{stamp}-{db_path.name}{s}").exists() for s in ("", "-wal", "-shm", ".json")):
+        stamp += "-1"
+    moved: list[str] = []
+    for suffix in ("-wal", "-shm", ""):
+        src = db_path.with_name(db_path.name + suffix)
+        if src.exists():
+            dest = qdir / f"{stamp}-{db_path.name}{suffix}"
+            os.rename(src, dest)
+            os.chmod(dest, 0o600)  # in the store now: private like its other files
+            moved.append(str(dest))
+    note = {"what": "Hermes Agent database that could not be imported", "reason": reason, "files": moved}
+    fd = os.open(qdir / f"{stamp}-{db_path.name}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(note, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    dfd = os.open(db_path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    _log.error(
+        "%s could not be imported (%s); moved to %s. The gateway runs on an empty store: repair the file "
+        "(sqlite3 FILE .recover) and import it with `tidelog import hermes`.",
+        db_path,
+        reason,
+        ", ".join(moved),
+    )
+    return moved
+
 
 class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMixin):
     """Hermes Agent's ``SessionDB`` over a tidelog store (thread-safe, like the store).
@@ -123,7 +165,15 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             self.import_report = _loads(done)
             return
         if self.db_path.is_file() and self.db_path.stat().st_size > 0:
-            report = self._store.import_hermes(self.db_path).to_dict()
+            try:
+                report = self._store.import_hermes(self.db_path).to_dict()
+            except HermesImportError as e:
+                # Not SQLite, not Hermes', or unreadable even row by row: moved aside with a note,
+                # and the gateway runs on the (empty) store rather than not at all.
+                report = {"source": str(self.db_path), "sessions": 0, "messages": 0, "error": str(e)}
+                report["quarantined"] = _quarantine_state_db(self.db_path, self.store_path, str(e))
+            for warning in report.get("warnings", ()):
+                _log.warning("importing %s: %s", self.db_path, warning)
         else:
             report = {"source": str(self.db_path), "sessions": 0, "messages": 0, "absent": True}
         report["imported_at"] = time.time()

@@ -1,0 +1,67 @@
+"""The upgrade path from Hermes Agent's own store: a ``state.db`` Hermes left with a ``-wal`` is
+imported with the WAL's commits (the files untouched); a ``state.db`` that is not an importable
+SQLite database is moved to the store's quarantine with a note, and the gateway keeps running."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from hermes_diff import REAL, require_hermes
+
+from tidelog.hermes import SessionDB, store_path_for
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_state_db_hermes_left_with_a_wal_is_imported_whole(tmp_path: Path) -> None:
+    require_hermes()
+    state = tmp_path / "state.db"
+    hermes = REAL(state)
+    hermes.create_session("s1", "telegram", model="m")
+    for i in range(12):
+        hermes.append_message("s1", "user" if i % 2 == 0 else "assistant", f"message number {i}")
+    wal = state.with_name("state.db-wal")
+    # Hermes is still running (or was killed): its last commits are in the WAL only.
+    assert wal.exists() and wal.stat().st_size > 0
+    before = (_digest(state), _digest(wal))
+    with SessionDB(state) as db:
+        assert db.message_count("s1") == 12
+        assert [m["content"] for m in db.get_messages("s1")] == [f"message number {i}" for i in range(12)]
+        assert not db.import_report.get("warnings")
+    assert (_digest(state), _digest(wal)) == before
+    hermes.close()
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 5000])
+def test_an_unreadable_state_db_is_quarantined_and_the_gateway_runs(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state.db"
+    state.write_bytes(content)
+    with caplog.at_level(logging.ERROR, logger="tidelog.hermes"):
+        db = SessionDB(state)
+    try:
+        assert not state.exists()
+        moved = [Path(p) for p in db.import_report["quarantined"]]
+        assert [p.parent for p in moved] == [store_path_for(state) / "quarantine"]
+        assert moved[0].read_bytes() == content
+        note = json.loads(moved[0].with_name(moved[0].name + ".json").read_text())
+        assert note["reason"] == db.import_report["error"] and note["files"] == [str(moved[0])]
+        assert (moved[0].stat().st_mode & 0o777) == 0o600 and (moved[0].parent.stat().st_mode & 0o777) == 0o700
+        assert any("could not be imported" in r.getMessage() for r in caplog.records)
+        db.create_session("s1", "cli")
+        db.append_message("s1", "user", "still working")
+        assert db.message_count("s1") == 1
+    finally:
+        db.close()
+    # The next open does not try again (and does not log again).
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="tidelog.hermes"), SessionDB(state) as again:
+        assert again.message_count("s1") == 1
+    assert not caplog.records
