@@ -32,9 +32,9 @@ def test_hierarchy() -> None:
 
 
 def test_invalid_input(store: tidelog.Store) -> None:
-    with pytest.raises(tidelog.InvalidInputError, match="role is empty"):
+    with pytest.raises(tidelog.InvalidInputError, match="`role` is empty"):
         store.append("s", "")
-    with pytest.raises(ValueError, match="session_id is empty"):
+    with pytest.raises(ValueError, match="`session_id` is empty"):
         store.append("", "user")
     with pytest.raises(tidelog.InvalidInputError, match="not valid JSON"):
         store.append("s", "user", extra="{nope")

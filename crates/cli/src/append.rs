@@ -7,8 +7,10 @@
 //! line and waiting for its answer gets it after one commit; a client streaming many lines gets
 //! group commit.
 
-use std::io::{self, BufRead};
+use std::io;
+
 use std::sync::mpsc;
+use tidelog::validate::Line;
 
 use anyhow::Context;
 use serde_json::json;
@@ -32,16 +34,19 @@ fn reader(tx: mpsc::SyncSender<Item>) {
     let mut buf = Vec::new();
     let mut n = 0usize;
     loop {
-        buf.clear();
-        match input.read_until(b'\n', &mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
+        n += 1;
+        match tidelog::validate::read_line(&mut input, &mut buf, tidelog::validate::MAX_LINE_LEN) {
+            Ok(Line::End) => return,
+            Ok(Line::Text { .. }) => {}
+            Ok(Line::TooLong) => {
+                let _ = tx.send(Item::ReadError(tidelog::validate::too_long(n)));
+                return;
+            }
             Err(e) => {
                 let _ = tx.send(Item::ReadError(e.to_string()));
                 return;
             }
         }
-        n += 1;
         let item = match std::str::from_utf8(&buf) {
             Err(e) => Item::Bad(n, format!("not valid UTF-8 ({e})")),
             Ok(s) if s.trim_start_matches('\u{feff}').trim().is_empty() => continue,

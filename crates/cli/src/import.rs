@@ -380,12 +380,17 @@ fn count_hermes_messages(file: &Path) -> u64 {
 /// Lines of Hermes JSONL files that hold a message (not the `session_meta` line), for the
 /// progress bar.
 fn count_jsonl_messages(files: &[PathBuf]) -> u64 {
+    use tidelog::validate::{Line, MAX_LINE_LEN, read_line};
     let mut n = 0;
+    let mut buf = Vec::new();
     for f in files {
-        let Ok(text) = std::fs::read(f) else { return 0 };
-        for line in text.split(|&b| b == b'\n') {
-            let is_meta = line.windows(12).any(|w| w == b"session_meta");
-            if !is_meta && line.iter().any(|b| !b.is_ascii_whitespace()) {
+        let Ok(file) = std::fs::File::open(f) else { return 0 };
+        let mut r = std::io::BufReader::new(file);
+        // Streamed with lines bounded: a huge or endless file (`/dev/zero`) stops the count
+        // where the import itself will stop with an error.
+        while let Ok(Line::Text { .. }) = read_line(&mut r, &mut buf, MAX_LINE_LEN) {
+            let is_meta = buf.windows(12).any(|w| w == b"session_meta");
+            if !is_meta && buf.iter().any(|b| !b.is_ascii_whitespace()) {
                 n += 1;
             }
         }

@@ -205,3 +205,23 @@ fn verify_flags_a_world_writable_store_folder() {
     assert_eq!(code(&o), 1);
     assert!(stdout(&o).contains("writable by every user"), "{}", stdout(&o));
 }
+
+/// A line with no end (`/dev/zero`) is refused once it passes the line limit, in bounded memory,
+/// by the sidecar and by the JSONL import: an error, not a process growing until it is killed.
+#[test]
+fn endless_lines_fail_cleanly() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("store");
+    let o = bin()
+        .arg("--dir")
+        .arg(&dir)
+        .args(["append", "--jsonl"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 1 is longer than 80 MiB"), "{}", stderr(&o));
+    let o = run(&dir, &["import", "jsonl", "/dev/zero"]);
+    assert_ne!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("longer than 80 MiB"), "{}", stderr(&o));
+}

@@ -52,6 +52,7 @@ mod status;
 mod store;
 mod supervise;
 mod time;
+pub mod validate;
 
 pub use entry::{
     CODEC_BINCODE_V1, CODEC_FIELDS_V2, DecodeError, Entry, decode as decode_entry, decode_record,

@@ -4,22 +4,10 @@ use serde_json::{Map, Value};
 
 use crate::model::{Message, Session};
 
-/// Largest id, session id or role accepted, in bytes (the store's own limit).
-const MAX_KEY_LEN: usize = 1024;
-
 /// Multimodal content marker (Hermes): the rest of the text is a JSON array of parts.
 const MULTIMODAL_PREFIX: &str = "\u{0}json:";
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+use crate::validate::{self, kind};
 
 fn take_string(o: &mut Map<String, Value>, k: &str) -> std::result::Result<Option<String>, String> {
     match o.remove(k) {
@@ -30,18 +18,8 @@ fn take_string(o: &mut Map<String, Value>, k: &str) -> std::result::Result<Optio
 }
 
 fn check_key(what: &str, v: &str) -> std::result::Result<(), String> {
-    if v.is_empty() {
-        return Err(format!("`{what}` is empty"));
-    }
-    if v.len() > MAX_KEY_LEN {
-        return Err(format!("`{what}` is longer than {MAX_KEY_LEN} bytes"));
-    }
-    Ok(())
+    validate::key(what, v)
 }
-
-/// The latest timestamp a message line may carry: 9999-12-31T23:59:59Z (ISO-8601 has four-digit
-/// years; a larger number is a unit mistake, milliseconds or nanoseconds taken for seconds, or junk).
-const MAX_TIMESTAMP: f64 = 253_402_300_799.0;
 
 /// Parses a timestamp given as seconds since the Unix epoch (a number) or an ISO-8601 string.
 pub fn parse_timestamp(v: &Value) -> std::result::Result<f64, String> {
@@ -87,11 +65,7 @@ pub fn parse_message_line(line: &str) -> std::result::Result<Message, String> {
         Some(v) => return Err(format!("`content` must be a string or an array of parts, not {}", kind(&v))),
     };
     let timestamp = parse_timestamp(&o.remove("timestamp").unwrap_or(Value::Null))?;
-    if timestamp > MAX_TIMESTAMP {
-        return Err(format!(
-            "`timestamp` {timestamp} is after the year 9999; give seconds since 1970 (or an ISO-8601 date)"
-        ));
-    }
+    validate::timestamp("timestamp", timestamp)?;
     let tool_calls = match o.remove("tool_calls") {
         None | Some(Value::Null) => None,
         // A string holding a JSON array or object (as Hermes stores it) is kept as is.

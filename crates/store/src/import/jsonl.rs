@@ -4,7 +4,9 @@ use crate::entry::Entry;
 use crate::model::Message;
 use crate::model::SessionPatch;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
+
+use crate::validate;
 use std::path::Path;
 use std::path::PathBuf;
 
@@ -96,25 +98,22 @@ impl Lines {
         Ok(Self { reader: BufReader::new(file), path: path.to_path_buf(), number: 0, buf: Vec::new() })
     }
 
-    /// The next non-blank line.
+    /// The next non-blank line. A line longer than [`validate::MAX_LINE_LEN`] stops the import
+    /// of the file with an error (it is not held in memory).
     pub(super) fn next_line(&mut self) -> Result<Option<Line<'_>>, ImportError> {
         loop {
-            self.buf.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|source| ImportError::Io { path: self.path.clone(), source })?;
-            if n == 0 {
-                return Ok(None);
-            }
+            let io_err = |source| ImportError::Io { path: self.path.clone(), source };
+            let read = validate::read_line(&mut self.reader, &mut self.buf, validate::MAX_LINE_LEN).map_err(io_err)?;
             self.number += 1;
-            let complete = self.buf.last() == Some(&b'\n');
-            if complete {
-                self.buf.pop();
-                if self.buf.last() == Some(&b'\r') {
-                    self.buf.pop();
+            let complete = match read {
+                validate::Line::End => return Ok(None),
+                validate::Line::Text { complete } => complete,
+                validate::Line::TooLong => {
+                    let too_long =
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, validate::too_long(self.number));
+                    return Err(io_err(too_long));
                 }
-            }
+            };
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }

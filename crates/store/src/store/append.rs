@@ -11,9 +11,6 @@ use crate::error::{Error, Result};
 use crate::model::{Message, SessionPatch};
 use crate::time::now_secs;
 
-/// Largest id, session id or role accepted, in bytes.
-pub(super) const MAX_KEY_LEN: usize = 1024;
-
 /// What [`Store::append`] did with one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -26,31 +23,21 @@ pub struct Appended {
     pub lsn: Option<Lsn>,
 }
 
-fn validate(m: &Message) -> Result<()> {
-    let key = |what: &str, v: &str| -> Result<()> {
-        if v.is_empty() {
-            return Err(Error::Invalid(format!("{what} is empty")));
+/// Checks a message with the rules every door shares ([`crate::validate`]) and puts `extra`
+/// in its canonical form.
+fn validate(m: &mut Message) -> Result<()> {
+    use crate::validate as v;
+    let check = || -> v::Checked<()> {
+        v::key("session_id", &m.session_id)?;
+        v::key("role", &m.role)?;
+        if !m.id.is_empty() {
+            v::key("id", &m.id)?;
         }
-        if v.len() > MAX_KEY_LEN {
-            return Err(Error::Invalid(format!("{what} is longer than {MAX_KEY_LEN} bytes")));
-        }
-        Ok(())
+        v::timestamp("timestamp", m.timestamp)?;
+        v::json("tool_calls", m.tool_calls.as_deref())
     };
-    key("session_id", &m.session_id)?;
-    key("role", &m.role)?;
-    if !m.id.is_empty() {
-        key("id", &m.id)?;
-    }
-    if !m.timestamp.is_finite() {
-        return Err(Error::Invalid("timestamp is not a finite number".into()));
-    }
-    for (what, v) in [("tool_calls", &m.tool_calls), ("extra", &m.extra)] {
-        if let Some(text) = v {
-            serde_json::from_str::<serde::de::IgnoredAny>(text)
-                .map_err(|e| Error::Invalid(format!("{what} is not valid JSON: {e}")))?;
-        }
-    }
-    Ok(())
+    check().map_err(Error::Invalid)?;
+    v::canonicalize_object("extra", &mut m.extra).map_err(Error::Invalid)
 }
 
 impl Store {
@@ -102,7 +89,7 @@ impl Store {
         let mut seen = HashSet::new();
         let mut keep = Vec::with_capacity(msgs.len());
         for (i, mut m) in msgs.into_iter().enumerate() {
-            validate(&m).map_err(|e| match e {
+            validate(&mut m).map_err(|e| match e {
                 Error::Invalid(s) if i > 0 => Error::Invalid(format!("message {}: {s}", i + 1)),
                 e => e,
             })?;
@@ -185,13 +172,8 @@ impl Store {
     /// Creates or updates a session: every `Some` field of the patch is set. Durable on return.
     pub fn upsert_session(&self, patch: SessionPatch) -> Result<Lsn> {
         self.writable()?;
-        if patch.id.is_empty() || patch.id.len() > MAX_KEY_LEN {
-            return Err(Error::Invalid("session id is empty or too long".into()));
-        }
-        if let Some(x) = &patch.extra {
-            serde_json::from_str::<serde::de::IgnoredAny>(x)
-                .map_err(|e| Error::Invalid(format!("extra is not valid JSON: {e}")))?;
-        }
+        let mut patch = patch;
+        validate_patch(&mut patch).map_err(Error::Invalid)?;
         if patch.fill_only {
             // Decided under the store-wide write lock against what every lane holds, and
             // written as a plain patch of just the fields it fills: the outcome no longer
@@ -219,6 +201,16 @@ impl Store {
             ..SessionPatch::default()
         })
     }
+}
+
+/// Checks a session patch with the rules every door shares ([`crate::validate`]) and puts
+/// `extra` in its canonical form.
+fn validate_patch(p: &mut SessionPatch) -> crate::validate::Checked<()> {
+    use crate::validate as v;
+    v::key("session id", &p.id)?;
+    v::timestamp_opt("started_at", p.started_at)?;
+    v::timestamp_opt("ended_at", p.ended_at)?;
+    v::canonicalize_object("extra", &mut p.extra)
 }
 
 /// The plain patch that has the effect of the `fill_only` patch `p` on `current`: the fields

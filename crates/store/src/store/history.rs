@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use tidelog_journal::Lsn;
 
 use super::Store;
-use super::append::{Appended, MAX_KEY_LEN};
+use super::append::Appended;
 use crate::entry::{self, Entry};
 use crate::error::{Error, Result};
 use crate::index::SessionFilter;
@@ -41,18 +41,7 @@ impl HistoryQuery {
 }
 
 fn check_key(what: &str, v: &str) -> Result<()> {
-    if v.is_empty() || v.len() > MAX_KEY_LEN {
-        return Err(Error::Invalid(format!("{what} is empty or longer than {MAX_KEY_LEN} bytes")));
-    }
-    Ok(())
-}
-
-fn check_json(what: &str, v: Option<&str>) -> Result<()> {
-    if let Some(text) = v {
-        serde_json::from_str::<serde::de::IgnoredAny>(text)
-            .map_err(|e| Error::Invalid(format!("{what} is not valid JSON: {e}")))?;
-    }
-    Ok(())
+    crate::validate::key(what, v).map_err(Error::Invalid)
 }
 
 impl Store {
@@ -63,9 +52,10 @@ impl Store {
 
     /// Changes fields of a message (by integer id). Durable on return; reads see it at once.
     pub fn update_message(&self, update: MessageUpdate) -> Result<Lsn> {
+        let mut update = update;
         check_key("session_id", &update.session_id)?;
-        check_json("extra", update.extra.as_deref())?;
-        check_json("tool_calls", update.tool_calls.as_deref())?;
+        crate::validate::json("tool_calls", update.tool_calls.as_deref()).map_err(Error::Invalid)?;
+        crate::validate::canonicalize_object("extra", &mut update.extra).map_err(Error::Invalid)?;
         self.append_entry(&Entry::Update(update))
     }
 
