@@ -499,6 +499,54 @@ impl PyStore {
         hits.into_iter().map(|h| PySearchHit::new(py, h)).collect()
     }
 
+    /// Hermes Agent's `search_messages` semantics (release 0.19.0): the query cleaned and routed
+    /// as Hermes does (word index with the `unicode61` tokenizer, trigram index for CJK,
+    /// substrings for short CJK words), Hermes' filters (`source_filter` / `exclude_sources` on
+    /// the session's source, `role_filter`), order (`sort=None`: relevance; `"newest"`,
+    /// `"oldest"`) and snippets (`>>>`, `<<<`). Includes messages not indexed yet.
+    #[pyo3(signature = (query, *, source_filter=None, exclude_sources=None, role_filter=None, sort=None,
+        include_inactive=false, limit=20, offset=0))]
+    #[expect(clippy::too_many_arguments, reason = "mirrors Hermes' search_messages as keyword arguments")]
+    fn search_hermes(
+        &self,
+        py: Python<'_>,
+        query: String,
+        source_filter: Option<Vec<String>>,
+        exclude_sources: Option<Vec<String>>,
+        role_filter: Option<Vec<String>>,
+        sort: Option<String>,
+        include_inactive: bool,
+        limit: usize,
+        offset: usize,
+    ) -> PyResult<Vec<PySearchHit>> {
+        // Hermes: any other value of `sort` is relevance.
+        let newest_first = match sort.as_deref().map(|s| s.trim().to_lowercase()) {
+            Some(s) if s == "newest" => Some(true),
+            Some(s) if s == "oldest" => Some(false),
+            _ => None,
+        };
+        let s = tidelog::HermesSearch {
+            query,
+            source_filter,
+            exclude_sources,
+            role_filter,
+            newest_first,
+            include_inactive,
+            limit,
+            offset,
+        };
+        let store = self.store(py)?;
+        let hits = py.detach(move || store.search_hermes(&s)).map_err(|e| to_py(py, e))?;
+        hits.into_iter()
+            .map(|h| {
+                PySearchHit::new(
+                    py,
+                    tidelog::SearchHit { message: h.message, state: h.state, snippet: h.snippet, score: 0.0 },
+                )
+            })
+            .collect()
+    }
+
     /// A session's messages in append order (integer id), with their states. By default the
     /// active ones; `include_inactive` adds archived ones, `include_compacted` compacted ones;
     /// `after_id` keeps larger integer ids; `limit` keeps the first (with `latest=True` the last)

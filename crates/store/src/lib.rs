@@ -70,8 +70,8 @@ pub use import::{
     is_repaired_import,
 };
 pub use index::{
-    ApplyStats, CheckpointStats, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit, SearchOrder, SearchQuery,
-    SessionFilter, indexed_text, match_snippet,
+    ApplyStats, CheckpointStats, HermesHit, HermesSearch, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit,
+    SearchOrder, SearchQuery, SessionFilter, indexed_text, match_snippet,
 };
 pub use layout::{
     COMPACTOR_LOCK, COMPACTOR_PROBLEM, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SEQUENCE_FILE,

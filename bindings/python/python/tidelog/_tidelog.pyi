@@ -407,6 +407,21 @@ class Store:
         """Full-text search: FTS5's query language on the trigram index (``syntax="fts5"``; an
         invalid query raises ``InvalidInputError`` with FTS5's message), or literal words that
         must each occur as a case-insensitive substring (``syntax="words"``)."""
+    def search_hermes(
+        self,
+        query: str,
+        *,
+        source_filter: list[str] | None = None,
+        exclude_sources: list[str] | None = None,
+        role_filter: list[str] | None = None,
+        sort: str | None = None,
+        include_inactive: bool = False,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[SearchHit]:
+        """Hermes Agent's ``search_messages`` semantics (release 0.19.0): the query cleaned and
+        routed as Hermes does (word index, trigram index for CJK, substrings for short CJK
+        words), Hermes' filters, order and snippets (``>>>``, ``<<<``)."""
     def history(
         self,
         session_id: str,

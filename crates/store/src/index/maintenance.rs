@@ -56,9 +56,13 @@ impl Index {
         let read_only = self.conn.is_readonly("main").ctx("check read-only")?;
         let fts = match read_only {
             true => Ok(0),
-            false => {
-                self.conn.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)", [])
-            }
+            false => self
+                .conn
+                .execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)", [])
+                .and_then(|_| {
+                    self.conn
+                        .execute("INSERT INTO messages_words (messages_words, rank) VALUES ('integrity-check', 1)", [])
+                }),
         };
         match fts {
             Ok(_) => {}
@@ -80,6 +84,9 @@ impl Index {
         self.conn
             .execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?1)", [MERGE_STEP_PAGES])
             .ctx("merge fts segments")?;
+        self.conn
+            .execute("INSERT INTO messages_words (messages_words, rank) VALUES ('merge', ?1)", [MERGE_STEP_PAGES])
+            .ctx("merge word index segments")?;
         Ok(self.conn.total_changes().saturating_sub(before) >= 2)
     }
 
@@ -89,6 +96,9 @@ impl Index {
         self.conn
             .execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')", [])
             .ctx("rebuild the fts index")?;
+        self.conn
+            .execute("INSERT INTO messages_words (messages_words) VALUES ('rebuild')", [])
+            .ctx("rebuild the word index")?;
         tracing::info!(path = %self.path.display(), "rebuilt the full-text index");
         Ok(())
     }

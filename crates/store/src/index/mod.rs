@@ -25,6 +25,7 @@
 
 mod apply;
 mod error;
+mod hermes;
 mod maintenance;
 mod query;
 mod restore;
@@ -45,9 +46,11 @@ pub use apply::ApplyStats;
 pub(crate) use apply::legacy_key;
 pub(crate) use error::Ctx;
 pub use error::IndexError;
+pub use hermes::{HermesHit, HermesSearch};
+pub(crate) use hermes::{search as hermes_search_on, tail_index as hermes_tail_index};
 pub use maintenance::CheckpointStats;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
-use schema::{FTS_CONFIG, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE};
+use schema::{FTS_CONFIG, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE, WORDS_TABLES};
 pub(crate) use text::{SNIPPET_CONTEXT, head, mark_snippet};
 pub use text::{indexed_text, match_snippet};
 pub(crate) use undecodable::Undecodable;
@@ -61,7 +64,7 @@ pub(crate) use undecodable::Undecodable;
 /// first writable open (version 3 adds tables, seeded from the rows a version 2 index holds:
 /// rebuilding a whole index for it would cost hours on a large store, and, with retention, the
 /// messages only the index holds).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The oldest schema version read as it is (and upgraded in place by a writable open).
 const OLDEST_READABLE: i64 = 2;
@@ -95,6 +98,11 @@ pub struct Index {
 }
 
 impl Index {
+    /// Hermes Agent's `search_messages` on the index (see [`HermesSearch`]).
+    pub fn search_hermes(&self, s: &HermesSearch) -> Result<Vec<HermesHit>> {
+        hermes::search(&self.conn, s)
+    }
+
     /// Opens the index at `path` for reading and writing, creating the file (mode 0600) and the
     /// schema if missing. Sets WAL mode, `synchronous=FULL` and (on Apple) `fullfsync`.
     pub fn open(path: &Path, opts: &IndexOptions) -> Result<Index> {
@@ -152,10 +160,16 @@ impl Index {
         if let Some(found) = schema_version(&tx)? {
             check_version(&self.path, found)?;
             if found < SCHEMA_VERSION {
-                // 2 -> 3: the table of undecodable records, empty; the session fold, seeded.
-                tx.execute_batch(UNDECODABLE_TABLE).ctx("add the table of undecodable records")?;
-                tx.execute_batch(SESSION_FOLD_TABLES).ctx("add the session fold tables")?;
-                seed_session_fold(&tx)?;
+                if found < 3 {
+                    // 2 -> 3: the table of undecodable records, empty; the session fold, seeded.
+                    tx.execute_batch(UNDECODABLE_TABLE).ctx("add the table of undecodable records")?;
+                    tx.execute_batch(SESSION_FOLD_TABLES).ctx("add the session fold tables")?;
+                    seed_session_fold(&tx)?;
+                }
+                // 3 -> 4: the word index, filled from the rows.
+                create_words_index(&tx)?;
+                tx.execute("INSERT INTO messages_words (messages_words) VALUES ('rebuild')", [])
+                    .ctx("fill the word index")?;
                 tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION])
                     .ctx("write the schema version")?;
                 tx.commit().ctx("commit the schema upgrade")?;
@@ -166,6 +180,7 @@ impl Index {
         tx.execute_batch(SCHEMA).ctx("create the schema")?;
         tx.execute_batch(UNDECODABLE_TABLE).ctx("create the schema")?;
         tx.execute_batch(SESSION_FOLD_TABLES).ctx("create the schema")?;
+        create_words_index(&tx)?;
         for (name, value) in FTS_CONFIG {
             tx.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES (?1, ?2)", (name, value))
                 .ctx("configure FTS5 merging")?;
@@ -179,6 +194,16 @@ impl Index {
         tracing::info!(path = %self.path.display(), version = SCHEMA_VERSION, "created index schema");
         Ok(())
     }
+}
+
+/// The word index (schema 4) with its FTS5 settings.
+fn create_words_index(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    tx.execute_batch(WORDS_TABLES).ctx("create the word index")?;
+    for (name, value) in FTS_CONFIG {
+        tx.execute("INSERT INTO messages_words (messages_words, rank) VALUES (?1, ?2)", (name, value))
+            .ctx("configure the word index")?;
+    }
+    Ok(())
 }
 
 /// A version 2 index folded session writes as they came and kept none of them: its rows stand

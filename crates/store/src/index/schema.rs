@@ -107,6 +107,35 @@ CREATE TABLE undecodable (
 ) WITHOUT ROWID;
 ";
 
+/// Added by schema version 4 (created and filled in place in an older file): a word index as
+/// Hermes Agent keeps one (`messages_fts`, tokenizer `unicode61`), over the same text Hermes
+/// indexes, each message whole: content, tool name and tool calls joined by spaces. Kept by
+/// triggers on `messages`, so every path that inserts, changes or deletes a row (apply, erase,
+/// rebuild) keeps it exact; `secure-delete` as for the trigram index. Used by
+/// [`Index::search_hermes`](super::Index::search_hermes).
+pub(super) const WORDS_TABLES: &str = "
+CREATE VIEW words_source (rid, body) AS
+    SELECT rid, COALESCE(content, '') || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(tool_calls, '')
+    FROM messages;
+CREATE VIRTUAL TABLE messages_words USING fts5 (
+    body, content = 'words_source', content_rowid = 'rid', tokenize = 'unicode61', detail = full
+);
+CREATE TRIGGER messages_words_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_words (rowid, body) VALUES (new.rid,
+        COALESCE(new.content, '') || ' ' || COALESCE(new.tool_name, '') || ' ' || COALESCE(new.tool_calls, ''));
+END;
+CREATE TRIGGER messages_words_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_words (messages_words, rowid, body) VALUES ('delete', old.rid,
+        COALESCE(old.content, '') || ' ' || COALESCE(old.tool_name, '') || ' ' || COALESCE(old.tool_calls, ''));
+END;
+CREATE TRIGGER messages_words_update AFTER UPDATE OF content, tool_name, tool_calls ON messages BEGIN
+    INSERT INTO messages_words (messages_words, rowid, body) VALUES ('delete', old.rid,
+        COALESCE(old.content, '') || ' ' || COALESCE(old.tool_name, '') || ' ' || COALESCE(old.tool_calls, ''));
+    INSERT INTO messages_words (rowid, body) VALUES (new.rid,
+        COALESCE(new.content, '') || ' ' || COALESCE(new.tool_name, '') || ' ' || COALESCE(new.tool_calls, ''));
+END;
+";
+
 /// FTS5 merge settings, stored in `messages_fts_config` when the schema is created.
 ///
 /// Every commit (and every 1 MiB of pending terms by default) writes a new level-0 segment, and

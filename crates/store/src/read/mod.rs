@@ -1,6 +1,7 @@
 //! Reads: the index merged with the journal entries it does not hold yet, so every read sees
 //! every acknowledged message and every history operation, whatever the compactor is doing.
 
+mod hermes;
 mod search;
 mod tail;
 
