@@ -111,6 +111,9 @@ def test_bindings(pair: Pair) -> None:
     # The same session on another topic: refused.
     pair.same("bind_telegram_topic", chat_id="c", thread_id="2", user_id="u1", session_key="k", session_id="s1")
     pair.same("bind_telegram_topic", chat_id="d", thread_id="1", user_id="u1", session_key="k", session_id="s1")
+    # The link is checked before the values are bound.
+    topic: dict[str, Any] = {"chat_id": "d", "thread_id": "1", "user_id": "u1", "session_key": "k"}
+    pair.same("bind_telegram_topic", **topic, session_id="s1", managed_mode={})
     # A session that does not exist: Hermes' foreign key.
     pair.same("bind_telegram_topic", chat_id="c", thread_id="3", user_id="u1", session_key="k", session_id="zz")
     pair.same("get_telegram_topic_binding", chat_id="c", thread_id="3")
@@ -123,9 +126,8 @@ def test_bindings(pair: Pair) -> None:
         session_id="s2",
         managed_mode=None,
     )
-    pair.same(
-        "bind_telegram_topic", chat_id="c", thread_id="3", user_id="u1", session_key="k", session_id="s2", managed_mode=5
-    )
+    topic = {"chat_id": "c", "thread_id": "3", "user_id": "u1", "session_key": "k"}
+    pair.same("bind_telegram_topic", **topic, session_id="s2", managed_mode=7)
     pair.same("list_telegram_topic_bindings_for_chat", chat_id="c")
     # The topic moves to another session: the first is unbound.
     pair.same("bind_telegram_topic", chat_id="c", thread_id="1", user_id="u1", session_key="k", session_id="s2")
@@ -250,6 +252,8 @@ def test_routing_values_as_sqlite_binds_them(pair: Pair) -> None:
     pair.same("replace_gateway_routing_entries", {5: "a", "5": "b"})
     pair.same("replace_gateway_routing_entries", {"y": ["no"]})
     pair.same("replace_gateway_routing_entries", [("y", "1")])
+    pair.same("replace_gateway_routing_entries", {5: "a", "5": "b", "z": ["no"]})
+    pair.same("replace_gateway_routing_entries", {"z": ["no"], 5: "a", "5": "b"})
     pair.same("load_gateway_routing_entries")
     pair.same("replace_gateway_routing_entries", {"y": "1"}, scope=None)
     pair.same("replace_gateway_routing_entries", {}, scope=None)
@@ -295,6 +299,13 @@ def test_record_gateway_session_peer(pair: Pair) -> None:
     pair.same("get_session", "missing", transform=rows)
 
 
+def test_peer_columns_given_to_create_session(pair: Pair) -> None:
+    _sessions(pair, ("s1", "telegram", {"session_key": "k", "chat_id": "1", "chat_type": "dm", "thread_id": 7}))
+    pair.same("get_session", "s1", transform=rows)
+    pair.same("find_session_by_origin", platform="telegram", chat_id=1, thread_id=7)
+    pair.same("list_gateway_sessions", transform=rows)
+
+
 def test_find_session_by_origin(pair: Pair) -> None:
     _sessions(
         pair,
@@ -304,7 +315,7 @@ def test_find_session_by_origin(pair: Pair) -> None:
         ("d", "discord", {}),
         ("e", "telegram", {}),
     )
-    peers = {
+    peers: dict[str, dict[str, Any]] = {
         "a": {"source": "telegram", "user_id": "u1", "chat_id": "100", "thread_id": None},
         "b": {"source": "telegram", "user_id": "u2", "chat_id": "100", "thread_id": "7"},
         "c": {"source": "Telegram", "user_id": "u1", "chat_id": "200", "thread_id": None},
@@ -337,12 +348,13 @@ def test_find_session_by_origin(pair: Pair) -> None:
 
 def test_find_latest_gateway_session_for_peer(pair: Pair) -> None:
     _sessions(pair, *((sid, "telegram", {}) for sid in ("a", "b", "c", "d", "e")))
-    peer = {"source": "telegram", "user_id": "u1", "chat_id": "100", "chat_type": "dm", "thread_id": None}
+    peer: dict[str, Any] = {"source": "telegram", "user_id": "u1", "chat_id": "100", "chat_type": "dm"}
+    peer["thread_id"] = None
     for sid in ("a", "b", "c", "d"):
         pair.same("record_gateway_session_peer", sid, session_key="key1", **peer)
     pair.same("record_gateway_session_peer", "e", session_key="key2", **peer)
-    ask = {"source": "telegram", "session_key": "key1"}
-    full = {**ask, "user_id": "u1", "chat_id": "100", "chat_type": "dm"}
+    ask: dict[str, Any] = {"source": "telegram", "session_key": "key1"}
+    full: dict[str, Any] = {**ask, "user_id": "u1", "chat_id": "100", "chat_type": "dm"}
     pair.same("find_latest_gateway_session_for_peer", **ask, transform=rows)  # no messages yet
     pair.both("append_message", "a", "user", "hi")
     pair.both("append_message", "b", "user", "hi")
@@ -457,7 +469,9 @@ _calls = st.one_of(
         st.sampled_from((None, *THREADS)),
         st.sampled_from(KEYS),
     ),
-    st.builds(lambda sid: ("append_message", {"session_id": sid, "role": "user", "content": "hi"}), st.sampled_from(SESSIONS)),
+    st.builds(
+        lambda sid: ("append_message", {"session_id": sid, "role": "user", "content": "hi"}), st.sampled_from(SESSIONS)
+    ),
     st.builds(lambda sid: ("end_session", {"session_id": sid, "end_reason": "user_exit"}), st.sampled_from(SESSIONS)),
     st.builds(lambda sid: ("delete_session", {"session_id": sid}), st.sampled_from(SESSIONS)),
 )

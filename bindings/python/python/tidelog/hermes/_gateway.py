@@ -58,7 +58,8 @@ def _sql_text(value: Any, position: int = 1) -> Any:
         return _real_text(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError("tidelog.hermes keeps these columns as text; a bytes value (a BLOB in Hermes) is refused")
-    raise sqlite3.ProgrammingError(f"Error binding parameter {position}: type '{type(value).__name__}' is not supported")
+    kind = type(value).__name__
+    raise sqlite3.ProgrammingError(f"Error binding parameter {position}: type '{kind}' is not supported")
 
 
 def _real_text(value: float) -> str | None:
@@ -106,14 +107,16 @@ def _extra_of(s: Session) -> dict[str, Any]:
 
 def peer_columns(row: dict[str, Any]) -> None:
     """Completes a session row built from the store the way Hermes has its peer columns: every one of
-    :data:`PEER_COLUMNS` present (``None`` when unset), and the fields named by :data:`NULLED_KEY` ``None``."""
+    :data:`PEER_COLUMNS` present (``None`` when unset, a number as the text SQLite stores), and the fields named by
+    :data:`NULLED_KEY` ``None``."""
     nulled = row.pop(NULLED_KEY, None)
     if isinstance(nulled, list):
         for field in nulled:
             if field in _NULLABLE_MODEL_FIELDS:
                 row[field] = None
     for column in PEER_COLUMNS:
-        row.setdefault(column, None)
+        value = row.get(column)
+        row[column] = _sql_text(value) if isinstance(value, (int, float)) else value
 
 
 def _peer(s: Session) -> dict[str, Any]:
@@ -184,7 +187,8 @@ class _GatewayMixin:
                 patch["display_name"] = name
             if origin is not None:
                 patch["origin_json"] = origin
-            nulled = [f for f in extra.get(NULLED_KEY) or [] if f in _NULLABLE_MODEL_FIELDS]
+            was = [f for f in extra.get(NULLED_KEY) or [] if f in _NULLABLE_MODEL_FIELDS]
+            nulled = list(was)
             fields: dict[str, str | None] = {}
             for field, value in (("user_id", uid), ("chat_id", cid)):
                 if value is not None:
@@ -194,8 +198,13 @@ class _GatewayMixin:
                     # The store keeps a set field: "" stands for NULL, named in NULLED_KEY.
                     fields[field] = ""
                     nulled.append(field)
-            patch[NULLED_KEY] = sorted(nulled) or None
-            self._store.upsert_session(sid, source=src, extra=patch, **fields)
+            if sorted(nulled) != sorted(was):
+                patch[NULLED_KEY] = sorted(nulled) or None
+            # A null removes a key; one for a key not there is left out (nothing to remove).
+            patch = {k: v for k, v in patch.items() if v is not None or k in extra}
+            self._store.upsert_session(
+                sid, source=src, user_id=fields.get("user_id"), chat_id=fields.get("chat_id"), extra=patch or None
+            )
         self._sources.pop(sid, None)
 
     def _has_messages(self, session_id: str) -> bool:
@@ -335,14 +344,22 @@ class _GatewayMixin:
         of ``scope``: keys absent from it are removed; other scopes are untouched. All or nothing: a key given twice
         (as ``5`` and ``"5"``) raises ``sqlite3.IntegrityError`` and changes nothing."""
         now = time.time()
-        pairs = list(entries.items()) if entries else []
-        rows = [self._routing_row(scope, k, v, now) for k, v in pairs if k and v]
-        keys = [r["session_key"] for r in rows]
-        if len(set(keys)) != len(keys):
-            raise sqlite3.IntegrityError("UNIQUE constraint failed: gateway_routing.scope, gateway_routing.session_key")
         where = _sql_text(scope, 1)
+        rows: list[dict[str, Any]] = []
+        keys: set[Any] = set()
+        # Checked in Hermes' order (row by row: binding, NOT NULL, primary key) before anything is written.
+        for k, v in entries.items() if entries else ():
+            if not (k and v):
+                continue
+            row = self._routing_row(scope, k, v, now)
+            if row["session_key"] in keys:
+                raise sqlite3.IntegrityError(
+                    "UNIQUE constraint failed: gateway_routing.scope, gateway_routing.session_key"
+                )
+            keys.add(row["session_key"])
+            rows.append(row)
         with self._store.exclusive():
-            wanted = set(keys)
+            wanted = keys
             self._rows.delete_where(
                 _ROUTING,
                 lambda r: (r["scope"], r["session_key"]),
@@ -480,11 +497,11 @@ class _GatewayMixin:
         self.apply_telegram_topic_migration()
         now = time.time()
         chat, thread, sid = str(chat_id), str(thread_id), str(session_id)
-        mode = _not_null(_sql_text(managed_mode, 6), f"{_BINDINGS}.managed_mode")
         with self._store.exclusive():
             for linked in self._bindings(session_id=sid):
                 if (linked["chat_id"], linked["thread_id"]) != (chat, thread):
                     raise ValueError("session is already linked to another Telegram topic")
+            mode = _not_null(_sql_text(managed_mode, 6), f"{_BINDINGS}.managed_mode")
             if self._store.get_session(sid) is None:
                 raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
             old = self._rows.get(_BINDINGS, chat, thread)
