@@ -458,9 +458,10 @@ _calls = st.one_of(
         st.sampled_from(SCOPES),
     ),
     st.builds(
-        lambda sid, src, u, c, t, k: (
+        lambda sid, src, u, c, t, k, ct: (
             "record_gateway_session_peer",
-            {"session_id": sid, "source": src, "user_id": u, "chat_id": c, "thread_id": t, "session_key": k},
+            {"session_id": sid, "source": src, "user_id": u, "chat_id": c, "thread_id": t, "session_key": k}
+            | {"chat_type": ct},
         ),
         st.sampled_from(SESSIONS),
         st.sampled_from(("telegram", "discord")),
@@ -468,6 +469,7 @@ _calls = st.one_of(
         st.sampled_from((None, *CHATS)),
         st.sampled_from((None, *THREADS)),
         st.sampled_from(KEYS),
+        st.sampled_from((None, "dm")),
     ),
     st.builds(
         lambda sid: ("append_message", {"session_id": sid, "role": "user", "content": "hi"}), st.sampled_from(SESSIONS)
@@ -483,6 +485,9 @@ def _compare_reads(pair: Pair) -> None:
         pair.same("find_session_by_origin", platform="telegram", chat_id=chat)
         for user in USERS:
             pair.same("is_telegram_topic_mode_enabled", chat_id=chat, user_id=user)
+            pair.same("find_session_by_origin", platform="Telegram", chat_id=chat, thread_id="1", user_id=user)
+            peer: dict[str, Any] = {"source": "discord", "session_key": "k0", "user_id": user, "chat_id": chat}
+            pair.same("find_latest_gateway_session_for_peer", **peer, chat_type="dm", thread_id="2", transform=rows)
     for sid in SESSIONS:
         pair.same("get_telegram_topic_binding_by_session", session_id=sid)
         pair.same("is_telegram_session_linked_to_topic", session_id=sid)
