@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hermes_diff import Pair
+from hermes_diff import REAL, Normalizer, Pair, require_hermes
 
 # The session columns these methods write or filter on, and the fields they add. Hermes returns every column of
 # its sessions table; the rest (billing, compression, handoff ...) are the core's and are compared in its tests.
@@ -401,6 +401,55 @@ def test_list_gateway_sessions(pair: Pair) -> None:
     pair.same("list_gateway_sessions", transform=rows)
     pair.same("list_gateway_sessions", active_only=False, transform=rows)
     pair.same("list_gateway_sessions", platform="telegram", active_only=False, transform=rows)
+
+
+# -- an existing state.db -----------------------------------------------------------------------------------------
+
+
+def test_import_of_an_existing_state_db(tmp_path: Path) -> None:
+    """``_gateway_import`` (called with the core's import of sessions and messages) copies Hermes' gateway tables:
+    the same reads then answer the same on Hermes' file and on the store made from it."""
+    from tidelog.hermes import SessionDB
+
+    require_hermes()
+    path = tmp_path / "state.db"
+    real = REAL(path)
+    real.create_session("s1", "telegram", user_id="u1")
+    real.create_session("s2", "telegram", user_id="u1")
+    real.append_message("s1", "user", "hello")
+    real.enable_telegram_topic_mode(chat_id="c", user_id="u1", has_topics_enabled=True)
+    real.bind_telegram_topic(chat_id="c", thread_id="1", user_id="u1", session_key="k1", session_id="s1")
+    real.bind_telegram_topic(chat_id="c", thread_id="2", user_id="u1", session_key="k2", session_id="s2")
+    real.record_gateway_session_peer("s1", source="telegram", session_key="k1", chat_id="c", user_id="u1")
+    real.save_gateway_routing_entry("k1", '{"session_id": "s1"}')
+    real.save_gateway_routing_entry("k2", '{"session_id": "s2"}', scope="/d")
+    real.close()
+    ours = SessionDB(path)
+    real = REAL(path)
+    try:
+        assert ours._gateway_import(path) == {
+            "gateway_routing": 2,
+            "telegram_dm_topic_mode": 1,
+            "telegram_dm_topic_bindings": 2,
+        }
+        norm = Normalizer()
+        reads: list[tuple[str, dict[str, Any]]] = [
+            ("get_meta", {"key": "telegram_dm_topic_schema_version"}),
+            ("is_telegram_topic_mode_enabled", {"chat_id": "c", "user_id": "u1"}),
+            ("list_telegram_topic_bindings_for_chat", {"chat_id": "c"}),
+            ("get_telegram_topic_binding_by_session", {"session_id": "s2"}),
+            ("load_gateway_routing_entries", {}),
+            ("load_gateway_routing_entries", {"scope": "/d"}),
+            ("find_session_by_origin", {"platform": "telegram", "chat_id": "c"}),
+            ("delete_telegram_topic_binding", {"chat_id": "c", "thread_id": "1"}),
+            ("delete_telegram_topic_binding", {"chat_id": "c", "thread_id": "2"}),
+            ("is_telegram_topic_mode_enabled", {"chat_id": "c", "user_id": "u1"}),
+        ]
+        for name, kwargs in reads:
+            assert norm(getattr(ours, name)(**kwargs)) == norm(getattr(real, name)(**kwargs)), name
+    finally:
+        ours.close()
+        real.close()
 
 
 # -- random sequences --------------------------------------------------------------------------------------------

@@ -17,9 +17,12 @@ value, or the error binding it raises, so equal calls give equal rows and equal 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +44,29 @@ _MODE = "telegram_dm_topic_mode"
 _BINDINGS = "telegram_dm_topic_bindings"
 _ROUTING = "gateway_routing"
 _TOPIC_SCHEMA_KEY = "telegram_dm_topic_schema_version"
+# Each table of a Hermes state.db this module keeps as rows: its primary key and its columns.
+_IMPORTED_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    _ROUTING: (("scope", "session_key"), ("scope", "session_key", "entry_json", "updated_at")),
+    _MODE: (
+        ("chat_id",),
+        (
+            "chat_id",
+            "user_id",
+            "enabled",
+            "activated_at",
+            "updated_at",
+            "has_topics_enabled",
+            "allows_users_to_create_topics",
+            "capability_checked_at",
+            "intro_message_id",
+            "pinned_message_id",
+        ),
+    ),
+    _BINDINGS: (
+        ("chat_id", "thread_id"),
+        ("chat_id", "thread_id", "user_id", "session_key", "session_id", "managed_mode", "linked_at", "updated_at"),
+    ),
+}
 _RECOVERABLE_END_REASONS = ("agent_close", "ws_orphan_reap")
 _SQLITE_INT = 1 << 63
 
@@ -152,6 +178,39 @@ class _GatewayMixin:
         return self._rows.delete_where(
             _BINDINGS, lambda r: (r["chat_id"], r["thread_id"]), lambda r: r.get("session_id") in gone
         )
+
+    def _gateway_import(self, db_path: str | os.PathLike[str]) -> dict[str, int]:
+        """Copies the gateway tables of an existing Hermes ``state.db`` (``gateway_routing``,
+        ``telegram_dm_topic_mode``, ``telegram_dm_topic_bindings``, and the metadata
+        ``telegram_dm_topic_schema_version``) into rows; returns the rows copied per table. The file is opened
+        read-only and immutable, as the store's import opens it; a table it lacks, or a column, is skipped (a
+        missing column reads ``None``). To be called once, with the store's import of sessions and messages."""
+        uri = "file:" + urllib.parse.quote(os.fspath(db_path)) + "?mode=ro&immutable=1"
+        counts: dict[str, int] = {}
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table, (pk, columns) in _IMPORTED_TABLES.items():
+                if table not in tables:
+                    continue
+                present = {info[1] for info in conn.execute(f'PRAGMA table_info("{table}")')}
+                if not set(pk) <= present:
+                    continue
+                wanted = [c for c in columns if c in present]
+                select = ", ".join(f'"{c}"' for c in wanted)
+                n = 0
+                for values in conn.execute(f'SELECT {select} FROM "{table}"'):
+                    row = dict.fromkeys(columns)
+                    for column, value in zip(wanted, values):
+                        # A BLOB in a TEXT column (written as bytes) is kept as its text.
+                        row[column] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                    self._rows.put(table, tuple(row[c] for c in pk), row)
+                    n += 1
+                counts[table] = n
+            if "state_meta" in tables:
+                found = conn.execute("SELECT value FROM state_meta WHERE key = ?", (_TOPIC_SCHEMA_KEY,)).fetchone()
+                if found is not None and found[0] is not None:
+                    self._store.set_meta(_TOPIC_SCHEMA_KEY, str(found[0]))
+        return counts
 
     # -- session peers ---------------------------------------------------------------------------------------------
 
