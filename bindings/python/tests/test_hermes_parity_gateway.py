@@ -590,3 +590,37 @@ def test_real_as_sqlite_text(value: float, text: str) -> None:
     from tidelog.hermes._gateway import _sql_text
 
     assert _sql_text(value) == text
+
+
+def test_one_topic_per_session_under_racing_writers(tmp_path: Path) -> None:
+    """Two SessionDBs of one store race to bind one session to different topics: one topic wins, the others get
+    Hermes' ValueError (the check and the write run under the store's exclusive lock)."""
+    import threading
+
+    from tidelog.hermes import SessionDB
+
+    dbs = [SessionDB(tmp_path / "state.db") for _ in range(2)]
+    try:
+        dbs[0].create_session("s", "telegram")
+        for _ in range(5):
+            dbs[0].disable_telegram_topic_mode(chat_id="c")
+            won: list[str] = []
+            refused: list[str] = []
+
+            def bind(db: SessionDB, thread: str) -> None:
+                try:
+                    db.bind_telegram_topic(chat_id="c", thread_id=thread, user_id="u", session_key="k", session_id="s")
+                    won.append(thread)
+                except ValueError:
+                    refused.append(thread)
+
+            threads = [threading.Thread(target=bind, args=(dbs[i % 2], str(i))) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(set(won)) == 1 and len(won) + len(refused) == 4
+            assert [b["thread_id"] for b in dbs[1].list_telegram_topic_bindings_for_chat(chat_id="c")] == won[:1]
+    finally:
+        for db in dbs:
+            db.close()
