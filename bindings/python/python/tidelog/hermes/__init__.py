@@ -41,7 +41,7 @@ from .._errors import HermesImportError, TitleTakenError
 from .._tidelog import Message, SearchHit, Session, Store
 
 from ._coordination import _CoordinationMixin
-from ._gateway import _GatewayMixin
+from ._gateway import _GatewayMixin, peer_columns
 from ._lineage import _LineageMixin
 from ._maintenance import _MaintenanceMixin
 from ._rows import ROW_PREFIX, Rows
@@ -279,6 +279,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             ended_at=s.ended_at,
             end_reason=s.end_reason,
         )
+        peer_columns(row)
         row.setdefault("model_config", None)
         row.setdefault("system_prompt", None)
         c = s.counters
