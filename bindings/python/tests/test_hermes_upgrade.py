@@ -26,6 +26,7 @@ def test_a_state_db_hermes_left_with_a_wal_is_imported_whole(tmp_path: Path) -> 
     hermes.create_session("s1", "telegram", model="m")
     for i in range(12):
         hermes.append_message("s1", "user" if i % 2 == 0 else "assistant", f"message number {i}")
+    hermes.save_gateway_routing_entry("agent:main:telegram:dm:42", '{"session_id": "s1"}')
     wal = state.with_name("state.db-wal")
     # Hermes is still running (or was killed): its last commits are in the WAL only.
     assert wal.exists() and wal.stat().st_size > 0
@@ -34,6 +35,8 @@ def test_a_state_db_hermes_left_with_a_wal_is_imported_whole(tmp_path: Path) -> 
         assert db.message_count("s1") == 12
         assert [m["content"] for m in db.get_messages("s1")] == [f"message number {i}" for i in range(12)]
         assert not db.import_report.get("warnings")
+        # Hermes' other tables too, with the WAL's commits.
+        assert db.load_gateway_routing_entries() == {"agent:main:telegram:dm:42": '{"session_id": "s1"}'}
     assert (_digest(state), _digest(wal)) == before
     hermes.close()
 

@@ -25,15 +25,19 @@ read-only, never changed). See ``bindings/python/README.md`` for what is approxi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
 import os
 import re
+import shutil
+import sqlite3
 import sys
+import tempfile
 import time
 import types
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +78,25 @@ from ._common import (
 )
 __all__ = ["SessionDB", "AsyncSessionDB", "install", "sanitize_fts5_query", "store_path_for"]
 _log = logging.getLogger("tidelog.hermes")
+
+
+@contextlib.contextmanager
+def _checkpointed_copy(db_path: Path) -> Iterator[Path]:
+    """A private copy of ``db_path`` with the commits of its ``-wal`` checkpointed into it (the
+    original files are only read), in a 0700 scratch folder removed afterwards; the path itself
+    when there is no WAL. Readers then open it ``immutable`` and miss nothing."""
+    wal = db_path.with_name(db_path.name + "-wal")
+    if not wal.is_file() or wal.stat().st_size == 0:
+        yield db_path
+        return
+    with tempfile.TemporaryDirectory(prefix="tidelog-hermes-import-") as scratch:
+        copy = Path(scratch) / "state.db"
+        for src, dst in ((db_path, copy), (wal, copy.with_name("state.db-wal"))):
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        yield copy
 
 
 def _quarantine_state_db(db_path: Path, store_path: Path, reason: str) -> list[str]:
@@ -167,6 +190,10 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         if self.db_path.is_file() and self.db_path.stat().st_size > 0:
             try:
                 report = self._store.import_hermes(self.db_path).to_dict()
+                # Hermes' other tables (routing, topic bindings, ...) as rows, from a copy that
+                # holds the WAL's commits too.
+                with _checkpointed_copy(self.db_path) as copy:
+                    report["tables"] = self._gateway_import(copy)
             except HermesImportError as e:
                 # Not SQLite, not Hermes', or unreadable even row by row: moved aside with a note,
                 # and the gateway runs on the (empty) store rather than not at all.
