@@ -318,9 +318,12 @@ pub fn run(cli: &Cli, options: &Options, writers: usize, messages: usize) -> any
             "speed:                       {throughput:.0} messages/s ({writers} writers, each message on disk before it is confirmed)"
         ))?;
         let cut = recovered.torn_tails.len();
+        // A cut-off tail is said in plain words below; other problems as the journal says them.
+        let problems: Vec<&str> =
+            recovered.problems.iter().map(String::as_str).filter(|p| !p.contains("torn tail")).collect();
         say(format!(
             "restart after the kill:      {}{}",
-            if recovered.problems.is_empty() { "clean".to_string() } else { recovered.problems.join("; ") },
+            if problems.is_empty() { "clean".to_string() } else { problems.join("; ") },
             if cut > 0 {
                 format!(
                     "; {cut} half-written message(s) the killed writer never confirmed were set aside (quarantine/)"

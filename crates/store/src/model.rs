@@ -384,15 +384,17 @@ record! {
 }
 
 /// Merges two `extra` JSON objects (RFC 7396 merge patch, like SQLite's `json_patch`): keys of
-/// `new` replace those of `old`, a `null` value removes a key. If either is not a JSON object,
-/// `new` replaces `old`.
+/// `new` replace those of `old`, a `null` value removes a key (also when there is no `old`, or
+/// it is not an object: the patch then applies to an empty object). If `new` is not a JSON
+/// object, it replaces `old`.
 pub fn merge_extra(old: Option<&str>, new: &str) -> String {
     use serde_json::Value;
-    let (Some(old), Ok(Value::Object(patch))) = (old, serde_json::from_str::<Value>(new)) else {
+    let Ok(Value::Object(patch)) = serde_json::from_str::<Value>(new) else {
         return new.to_string();
     };
-    let Ok(base @ Value::Object(_)) = serde_json::from_str::<Value>(old) else {
-        return new.to_string();
+    let base = match old.map(serde_json::from_str::<Value>) {
+        Some(Ok(base @ Value::Object(_))) => base,
+        _ => Value::Object(serde_json::Map::new()),
     };
     fn patch_into(target: Value, patch: serde_json::Map<String, Value>) -> Value {
         let mut obj = match target {
@@ -441,5 +443,8 @@ mod tests {
         assert_eq!(s.title.as_deref(), Some("t"));
         // Not an object: replaced.
         assert_eq!(merge_extra(Some("[1]"), r#"{"a":1}"#), r#"{"a":1}"#);
+        // A null removes a key, also when there is nothing to merge into yet.
+        assert_eq!(merge_extra(None, r#"{"a":null,"b":{"c":null,"d":1}}"#), r#"{"b":{"d":1}}"#);
+        assert_eq!(merge_extra(Some(r#"{"a":1}"#), "[2]"), "[2]");
     }
 }

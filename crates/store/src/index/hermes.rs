@@ -263,3 +263,47 @@ pub(crate) fn tail_index(
         .ctx("index the copied messages")?;
     Ok(conn)
 }
+
+/// What schema 4 added (the word index), dropped: a version 3 file, for upgrade tests.
+#[cfg(test)]
+pub(crate) const DROP_WORDS_TABLES: &str = "DROP TRIGGER messages_words_insert; DROP TRIGGER messages_words_delete; \
+     DROP TRIGGER messages_words_update; DROP TABLE messages_words; DROP VIEW words_source;";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::entry::Entry;
+    use crate::index::{Index, IndexOptions, SCHEMA_VERSION};
+
+    /// A version 3 index gets the word index at its first writable open, filled from its rows.
+    #[test]
+    fn a_version_3_index_gets_its_word_index_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let opts = IndexOptions::default();
+        let mut ix = Index::open(&path, &opts).unwrap();
+        let m = Message {
+            id: "m1".into(),
+            session_id: "s".into(),
+            role: "user".into(),
+            content: Some("the zebrafish swims".into()),
+            timestamp: 1.0,
+            num: 7,
+            ..Message::default()
+        };
+        let patch = crate::model::SessionPatch { id: "s".into(), source: Some("cli".into()), ..Default::default() };
+        ix.apply_batch(&[("a".to_string(), 1, Entry::Session(patch)), ("a".to_string(), 2, Entry::Message(m))]).unwrap();
+        ix.conn
+            .execute_batch(&format!("{DROP_WORDS_TABLES} UPDATE meta SET value = 3 WHERE key = 'schema_version'"))
+            .unwrap();
+        drop(ix);
+        let ix = Index::open(&path, &opts).unwrap();
+        let v: i64 = ix.conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let hits = ix.search_hermes(&HermesSearch { query: "zebrafish".into(), limit: 5, ..Default::default() }).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].snippet, "the >>>zebrafish<<< swims  ");
+        assert!(ix.check().unwrap().is_empty());
+    }
+}

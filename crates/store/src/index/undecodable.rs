@@ -116,10 +116,11 @@ mod tests {
         ix.apply_batch(&[("a".to_string(), 1, message("m1")), ("a".to_string(), 2, Entry::Session(old_patch))])
             .unwrap();
         ix.conn
-            .execute_batch(
-                "DROP TABLE undecodable; DROP TABLE session_entries; \
+            .execute_batch(&format!(
+                "DROP TABLE undecodable; DROP TABLE session_entries; {} \
                  UPDATE meta SET value = 2 WHERE key = 'schema_version'",
-            )
+                crate::index::hermes::DROP_WORDS_TABLES
+            ))
             .unwrap();
         drop(ix);
         // Readers use it as it is (no table: nothing recorded).
