@@ -376,8 +376,9 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
     ) -> int:
         """How many sessions pass the filters ``list_sessions_rich`` applies (archived ones
         only with ``include_archived``; ``exclude_children`` counts what it lists)."""
+        children = not exclude_children
         picked = self._filtered_sessions(
-            source, exclude_sources, cwd_prefix, not exclude_children, min_message_count, include_archived, archived_only
+            source, exclude_sources, cwd_prefix, children, min_message_count, include_archived, archived_only
         )
         return len(picked)
 

@@ -76,7 +76,13 @@ _IMPORT_SESSION_EXTRA = (
 )
 _IMPORT_COUNTERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # Message fields Hermes keeps only on assistant messages.
-_ASSISTANT_ONLY = ("reasoning", "reasoning_content", "reasoning_details", "codex_reasoning_items", "codex_message_items")
+_ASSISTANT_ONLY = (
+    "reasoning",
+    "reasoning_content",
+    "reasoning_details",
+    "codex_reasoning_items",
+    "codex_message_items",
+)
 # Hermes' state_meta key recording the last automatic prune.
 _LAST_AUTO_PRUNE = "last_auto_prune"
 
@@ -364,9 +370,8 @@ class _PruneFilter:
             if v
         }
         # Case-insensitive substrings.
-        self.like = {
-            k: f"%{v.lower()}%" for k, v in (("title", title_like), ("model", model_like), ("git_branch", branch_like)) if v
-        }
+        likes = (("title", title_like), ("model", model_like), ("git_branch", branch_like))
+        self.like = {k: f"%{v.lower()}%" for k, v in likes if v}
         self.cwd_prefix = cwd_prefix
         self.provider = provider.lower() if provider else None
         self.bounds = [
@@ -677,10 +682,10 @@ class _MaintenanceMixin:
         """Applies ``patch`` (``Store.upsert_session`` arguments) if the session exists; never
         creates one (Hermes' ``UPDATE ... WHERE id = ?``)."""
         with self._store.exclusive():
-            if self._store.get_session(session_id) is None:
-                return False
-            self._store.upsert_session(session_id, **patch)
-            return True
+            exists = self._store.get_session(session_id) is not None
+            if exists:
+                self._store.upsert_session(session_id, **patch)
+        return exists
 
     def update_session_cwd(
         self, session_id: str, cwd: str, git_branch: str | None = None, git_repo_root: str | None = None
@@ -764,8 +769,8 @@ class _MaintenanceMixin:
             seen = {session_id}
             while frontier:
                 sid = frontier.pop()
-                s = by_id.get(sid)
-                if s is None or s.end_reason != "compression":
+                node = by_id.get(sid)
+                if node is None or node.end_reason != "compression":
                     continue
                 for child in children.get(sid, []):
                     if child not in seen:
@@ -791,9 +796,10 @@ class _MaintenanceMixin:
             try:
                 self._store.set_title(session_id, cleaned)
             except TitleTakenError as e:
-                if not self._is_compression_ancestor(e.other, session_id):
+                holder = e.other or ""
+                if not self._is_compression_ancestor(holder, session_id):
                     raise ValueError(f"Title '{cleaned}' is already in use by session {e.other}") from e
-                self._store.set_title(e.other, None)
+                self._store.set_title(holder, None)
                 self._store.set_title(session_id, cleaned)
         return True
 
