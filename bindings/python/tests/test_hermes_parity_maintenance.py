@@ -375,6 +375,31 @@ def test_import_sessions_validation(pair: Pair) -> None:
     pair.same("session_count", include_archived=True)
 
 
+MESSAGE_FIELDS = (
+    "role",
+    "content",
+    "tool_calls",
+    "tool_call_id",
+    "tool_name",
+    "reasoning",
+    "reasoning_content",
+    "finish_reason",
+    "token_count",
+    "platform_message_id",
+    "api_content",
+    "effect_disposition",
+    "observed",
+    "timestamp",
+    "active",
+)
+
+
+def message_fields(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The message fields an import writes (the JSON-valued reasoning columns are left out:
+    ``get_messages`` returns them as Hermes' JSON text or decoded, a core row difference)."""
+    return [{k: r.get(k) for k in MESSAGE_FIELDS} for r in rows]
+
+
 def test_import_sessions_round_trip(pair: Pair) -> None:
     pair.both("create_session", "exists", "cli")
     payload = [
@@ -388,9 +413,27 @@ def test_import_sessions_round_trip(pair: Pair) -> None:
             api_call_count=2,
             estimated_cost_usd="0.25",
             messages=[
-                {"role": "user", "content": "hello", "timestamp": time.time() - 3 * DAY},
-                {"role": "assistant", "content": "hi", "reasoning": "think", "tool_calls": [{"id": "t"}]},
-                {"role": "tool", "content": "r", "tool_call_id": "t", "reasoning": "dropped"},
+                {"role": "user", "content": "hello", "timestamp": time.time() - 3 * DAY, "platform_message_id": "p"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "hi"}],
+                    "reasoning": "think",
+                    "reasoning_content": "more",
+                    "tool_calls": [{"id": "t"}],
+                    "finish_reason": "stop",
+                    "token_count": "3",
+                },
+                {
+                    "role": "tool",
+                    "content": "r",
+                    "tool_call_id": "t",
+                    "tool_name": "f",
+                    "reasoning": "dropped",
+                    "observed": True,
+                    "effect_disposition": "applied",
+                    "api_content": "ac",
+                    "message_id": "m2",
+                },
             ],
         ),
         {"id": "exists", "source": "x"},
@@ -403,7 +446,13 @@ def test_import_sessions_round_trip(pair: Pair) -> None:
     pair.same("import_sessions", payload)
     pair.same("import_sessions", payload)
     same_sessions(pair, ["s1", "s2", "s3", "s4", "s5", "s6", "exists"])
-    pair.same("get_messages", "s1", transform=lambda rows: [(r["role"], r["content"], r["reasoning"]) for r in rows])
+    pair.same("get_messages", "s1", transform=message_fields)
+    # What Hermes exports imports alike into both.
+    exported = pair.real.export_session("s1")
+    exported.update(id="s1-copy", title="One copy")
+    pair.same("import_sessions", [exported])
+    pair.same("get_messages", "s1-copy", transform=message_fields)
+    same_sessions(pair, ["s1-copy"])
     pair.same("import_sessions", [{"id": "dup", "title": "One"}])
     pair.same("import_sessions", [{"id": "d1", "title": "T"}, {"id": "d2", "title": "T"}])
     same_sessions(pair, ["dup", "d1", "d2"])
@@ -481,6 +530,35 @@ class MaintenanceMachine(RuleBasedStateMachine):
             entry["model_config"] = {marker: parent}
         self.pair.same("import_sessions", [entry])
 
+    @rule(
+        links=st.lists(st.tuples(st.sampled_from(IDS), st.sampled_from([None, "missing", *IDS])), max_size=3),
+        delegate=st.booleans(),
+    )
+    def import_batch(self, links: list[tuple[str, str | None]], delegate: bool) -> None:
+        """Several sessions at once: parents inside the batch, missing, or making cycles."""
+        entries = []
+        for sid, parent in links:
+            self.serial += 1
+            started = self.base - 30 * DAY + self.serial
+            entry: dict[str, Any] = {"id": sid, "started_at": started, "ended_at": started + 1}
+            entry["parent_session_id"] = parent
+            if delegate and parent:
+                entry["model_config"] = {"_delegate_from": parent}
+            entries.append(entry)
+        self.pair.same("import_sessions", entries)
+
+    @rule(sid=st.sampled_from(IDS), title=st.sampled_from(["T", "U", " ", "title 1"]))
+    def auto_title(self, sid: str, title: str) -> None:
+        self.pair.same("set_auto_title_if_empty", sid, title)
+
+    @rule(sid=st.sampled_from(IDS), config=st.sampled_from([None, "{}", '{"_delegate_from": "s0"}']))
+    def meta(self, sid: str, config: str | None) -> None:
+        self.pair.same("update_session_meta", sid, config, model="m")
+
+    @rule(roots=st.dictionaries(st.sampled_from(["/w", "/w/a", "/w/b", "/x"]), st.sampled_from(["", "/r"])))
+    def backfill(self, roots: dict[str, str]) -> None:
+        self.pair.same("backfill_repo_roots", roots)
+
     @rule(sid=st.sampled_from(IDS))
     def append(self, sid: str) -> None:
         if self.exists(sid):
@@ -543,11 +621,13 @@ class MaintenanceMachine(RuleBasedStateMachine):
         self.pair.same("distinct_session_cwds", include_archived=True)
         self.pair.same("session_count")
         self.pair.same("session_count", exclude_children=True, include_archived=True)
+        self.pair.same("count_empty_sessions")
+        self.pair.same("list_prune_candidates", None)
 
 
 TestMaintenanceMachine = MaintenanceMachine.TestCase
 TestMaintenanceMachine.settings = settings(
-    max_examples=60,
+    max_examples=40,
     stateful_step_count=25,
     derandomize=True,
     deadline=None,
@@ -568,6 +648,8 @@ def test_listing_filters(pair: Pair) -> None:
             imported("b", 2, parent_session_id="r", model_config={"_branched_from": "r"}, cwd="/w/b"),
             imported("x", 1, title="Other", archived=True, messages=[{"role": "user", "content": "hey"}]),
             imported("y", 0.5, source="cron", cwd="/W/a"),
+            # Active long before it started (an imported history): last_active is the message's time.
+            imported("z", 0.2, messages=[{"role": "user", "content": "old", "timestamp": time.time() - 9 * DAY}]),
         ],
     )
     ids = lambda rows: [r["id"] for r in rows]  # noqa: E731 - row fields are core's; the selection is compared

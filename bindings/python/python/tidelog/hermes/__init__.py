@@ -470,7 +470,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                     for c in chain
                 ):
                     continue
-                effective = max(self._last_active(c, self._store.messages(c.id)) for c in chain)
+                effective = max(self._last_active(c) for c in chain)
                 ordered.append((effective, s.started_at or 0.0, s.id, s))
             ordered.sort(key=lambda x: x[:3], reverse=True)
             picked = [x[3] for x in ordered]
@@ -478,15 +478,17 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             msgs = self._store.messages(s.id)
             row = self._row(s, msgs)
             row["preview"] = _preview(msgs)
-            row["last_active"] = self._last_active(s, msgs)
+            row["last_active"] = self._last_active(s)
             if compact_rows:
                 row.pop("system_prompt", None)
             rows.append(row)
         return rows
 
-    @staticmethod
-    def _last_active(s: Session, msgs: list[Message]) -> float:
-        return max([m.timestamp for m in msgs] + [s.started_at or 0.0])
+    def _last_active(self, s: Session) -> float:
+        """Hermes' ``last_active``: the newest timestamp of the session's messages (in any
+        state), else when it started."""
+        every = self._store.history(s.id, include_inactive=True, include_compacted=True)
+        return max((h.message.timestamp for h in every), default=s.started_at or 0.0)
 
     def search_sessions(self, source: str | None = None, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
         """The early listing call: sessions newest first."""
