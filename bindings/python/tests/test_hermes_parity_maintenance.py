@@ -210,6 +210,17 @@ FILTERS: list[dict[str, Any]] = [
     {"older_than_days": 1, "started_after": time.time() - 50 * DAY},
     {"older_than_days": 1, "started_before": time.time() - 20 * DAY},
     {"older_than_days": None, "bogus": 1},
+    # What `hermes sessions prune/archive --older-than 30` passes (session_filters.build_prune_filters).
+    {
+        "older_than_days": None,
+        "started_before": time.time() - 30 * DAY,
+        "archived": False,
+        **dict.fromkeys(
+            "started_after source title_like end_reason cwd_prefix min_messages max_messages model_like provider "
+            "user_id chat_id chat_type branch_like min_tokens max_tokens min_cost max_cost min_tool_calls "
+            "max_tool_calls".split()
+        ),
+    },
 ]
 
 
