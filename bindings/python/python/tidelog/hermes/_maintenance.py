@@ -469,7 +469,8 @@ class _MaintenanceMixin:
         are orphaned); returns how many of ``ids`` existed."""
         with self._store.exclusive():
             sessions = self._store.list_sessions()
-            existing = [sid for sid in ids if any(s.id == sid for s in sessions)]
+            known = {s.id for s in sessions}
+            existing = [sid for sid in ids if sid in known]
             if not existing:
                 return 0
             delegates = self._delegate_children(existing, sessions)
