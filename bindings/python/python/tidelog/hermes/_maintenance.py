@@ -186,8 +186,9 @@ def compression_chain(root: str, sessions: Iterable[Session]) -> list[str]:
 
 def _remove_session_files(sessions_dir: str | os.PathLike[str] | None, session_id: str) -> None:
     """Removes a session's transcript files (``<id>.json``, ``<id>.jsonl``,
-    ``request_dump_<id>_*.json``) from ``sessions_dir``; a file that cannot go stays."""
-    if sessions_dir is None:
+    ``request_dump_<id>_*.json``) from ``sessions_dir``; a file that cannot go stays. An empty
+    ``sessions_dir`` is no folder (never the working directory)."""
+    if not sessions_dir:
         return
     folder = Path(sessions_dir)
     doomed = [folder / f"{session_id}.json", folder / f"{session_id}.jsonl"]
@@ -557,9 +558,8 @@ class _MaintenanceMixin:
             if any(s.id not in doomed and s.parent_session_id in doomed for s in sessions):
                 raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
             self._erase(doomed, ())
-        if sessions_dir:
-            for sid in doomed:
-                _remove_session_files(sessions_dir, sid)
+        for sid in doomed:
+            _remove_session_files(sessions_dir, sid)
         return len(doomed)
 
     # -- bulk selection: prune and archive ------------------------------------------------
