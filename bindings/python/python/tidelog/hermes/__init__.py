@@ -42,7 +42,7 @@ from .._tidelog import Message, SearchHit, Session, Store
 from ._coordination import _CoordinationMixin
 from ._gateway import _GatewayMixin
 from ._lineage import _LineageMixin
-from ._maintenance import _MaintenanceMixin, _ascii_lower, compression_chain, cwd_under, listable
+from ._maintenance import _MaintenanceMixin, ascii_lower, compression_chain, cwd_under, listable
 from ._rows import ROW_PREFIX, Rows
 from ._common import (
     IMPORT_META_KEY,
@@ -461,12 +461,12 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             ordered = []
             for s in picked:
                 chain = [by_id[c] for c in compression_chain(s.id, everything) if c in by_id]
-                if id_needle and not any(id_needle in _ascii_lower(c.id) for c in chain):
+                if id_needle and not any(id_needle in ascii_lower(c.id) for c in chain):
                     continue
                 if needle and not any(
-                    needle in _ascii_lower(c.title or "")
-                    or needle in _ascii_lower(c.id)
-                    or (compact_needle and compact_needle in re.sub(r"[-_. ]", "", _ascii_lower(c.title or "")))
+                    needle in ascii_lower(c.title or "")
+                    or needle in ascii_lower(c.id)
+                    or (compact_needle and compact_needle in re.sub(r"[-_. ]", "", ascii_lower(c.title or "")))
                     for c in chain
                 ):
                     continue

@@ -87,12 +87,12 @@ _ASSISTANT_ONLY = (
 _LAST_AUTO_PRUNE = "last_auto_prune"
 
 
-def _ascii_lower(text: str) -> str:
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+def ascii_lower(text: str) -> str:
     """SQLite's ``LOWER``: ASCII letters only."""
     return text.translate(_ASCII_LOWER)
-
-
-_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 def _like(value: str | None, pattern: str) -> bool:
@@ -398,11 +398,11 @@ class _PruneFilter:
             return False
         if any(row.get(k) != v for k, v in self.equal.items()):
             return False
-        if any(not _like(_ascii_lower(row.get(k) or ""), p) for k, p in self.like.items()):
+        if any(not _like(ascii_lower(row.get(k) or ""), p) for k, p in self.like.items()):
             return False
         if self.cwd_prefix and not cwd_under(row.get("cwd"), self.cwd_prefix):
             return False
-        if self.provider and _ascii_lower(row.get("billing_provider") or "") != self.provider:
+        if self.provider and ascii_lower(row.get("billing_provider") or "") != self.provider:
             return False
         for key, lo, hi in self.bounds:
             if key == "tokens":
