@@ -47,7 +47,7 @@ from .._tidelog import Message, SearchHit, Session, Store
 from ._coordination import _CoordinationMixin
 from ._gateway import _GatewayMixin, peer_columns
 from ._lineage import _LineageMixin
-from ._maintenance import _MaintenanceMixin
+from ._maintenance import _MaintenanceMixin, ascii_lower, compression_chain, cwd_under, listable
 from ._rows import ROW_PREFIX, Rows
 from ._common import (
     IMPORT_META_KEY,
@@ -301,7 +301,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             title=s.title,
             user_id=s.user_id,
             chat_id=s.chat_id,
-            parent_session_id=s.parent_session_id,
+            parent_session_id=s.parent_session_id or None,  # "": orphaned (see _maintenance)
             started_at=s.started_at,
             ended_at=s.ended_at,
             end_reason=s.end_reason,
@@ -442,8 +442,56 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
 
     # -- listings and counts --------------------------------------------------------------
 
-    def session_count(self, source: str | None = None) -> int:
-        return len(self._store.list_sessions(source=source))
+    def session_count(
+        self,
+        source: str | None = None,
+        cwd_prefix: str | None = None,
+        min_message_count: int = 0,
+        include_archived: bool = False,
+        archived_only: bool = False,
+        exclude_children: bool = False,
+        exclude_sources: Collection[str] | None = None,
+    ) -> int:
+        """How many sessions pass the filters ``list_sessions_rich`` applies (archived ones
+        only with ``include_archived``; ``exclude_children`` counts what it lists)."""
+        children = not exclude_children
+        picked = self._filtered_sessions(
+            source, exclude_sources, cwd_prefix, children, min_message_count, include_archived, archived_only
+        )
+        return len(picked)
+
+    def _filtered_sessions(
+        self,
+        source: str | None,
+        exclude_sources: Collection[str] | None,
+        cwd_prefix: str | None,
+        include_children: bool,
+        min_message_count: int,
+        include_archived: bool,
+        archived_only: bool,
+    ) -> list[Session]:
+        """The sessions Hermes' listing and count filters select, newest first."""
+        sessions = self._store.list_sessions()
+        by_id = {s.id: s for s in sessions}
+        counts = self._store.message_counts() if min_message_count > 0 else {}
+        picked = []
+        for s in sessions:
+            extra = _loads(s.extra, {}) or {}
+            if not include_children and not listable(s, by_id):
+                continue
+            if source and s.source != source:
+                continue
+            if exclude_sources and s.source in exclude_sources:
+                continue
+            if cwd_prefix and not cwd_under(extra.get("cwd"), cwd_prefix):
+                continue
+            if min_message_count > 0 and counts.get(s.id, 0) < min_message_count:
+                continue
+            archived = bool(extra.get("archived"))
+            if (archived_only and not archived) or (not archived_only and not include_archived and archived):
+                continue
+            picked.append(s)
+        return picked
 
     def message_count(self, session_id: str | None = None) -> int:
         counts = self._store.message_counts()
@@ -452,51 +500,73 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
     def list_sessions_rich(
         self,
         source: str | None = None,
-        sources: Collection[str] | None = None,
         exclude_sources: Collection[str] | None = None,
+        cwd_prefix: str | None = None,
         limit: int = 20,
         offset: int = 0,
-        include_archived: bool = False,
-        order_by_last_active: bool = False,
-        id_query: str | None = None,
         include_children: bool = False,
+        min_message_count: int = 0,
+        project_compression_tips: bool = True,
+        order_by_last_active: bool = False,
+        include_archived: bool = False,
+        archived_only: bool = False,
+        id_query: str | None = None,
+        search_query: str | None = None,
+        compact_rows: bool = False,
+        sources: Collection[str] | None = None,
         **_ignored: Any,
     ) -> list[dict[str, Any]]:
-        """Sessions newest first (or by last activity), with ``message_count``, ``preview`` (the
-        first user message, 60 characters) and ``last_active``. Children a compression or a
-        subagent made are hidden unless ``include_children``."""
-        all_sessions = self._store.list_sessions(source=source)
-        by_id = {s.id: s for s in all_sessions}
-        picked = []
-        for s in all_sessions:
-            extra = _loads(s.extra, {}) or {}
-            if sources is not None and s.source not in sources:
-                continue
-            if exclude_sources is not None and s.source in exclude_sources:
-                continue
-            if not include_archived and extra.get("archived"):
-                continue
-            if id_query and id_query.lower() not in s.id.lower():
-                continue
-            if not include_children and s.parent_session_id:
-                parent = by_id.get(s.parent_session_id)
-                compression = parent is not None and parent.end_reason == "compression"
-                if compression or s.source == "subagent" or extra.get("subagent"):
-                    continue
-            picked.append(s)
+        """Sessions newest first, with ``message_count``, ``preview`` (the first user message,
+        60 characters) and ``last_active``. Only roots and branches unless
+        ``include_children``; archived ones only with ``include_archived`` (or only them with
+        ``archived_only``); ``cwd_prefix``, ``min_message_count`` and ``sources`` (a tidelog
+        addition) filter further. ``order_by_last_active`` orders by the latest activity of a
+        session's compression chain; there, ``id_query`` and ``search_query`` (title or id,
+        also without punctuation) match any session of the chain. ``compact_rows`` leaves out
+        ``system_prompt``. ``project_compression_tips`` is accepted; rows are not projected."""
+        picked = self._filtered_sessions(
+            source, exclude_sources, cwd_prefix, include_children, min_message_count, include_archived, archived_only
+        )
+        if sources is not None:
+            picked = [s for s in picked if s.source in sources]
         rows = []
-        page_known = not order_by_last_active
-        window = picked[offset : offset + limit] if page_known else picked
-        for s in window:
+        if order_by_last_active:
+            everything = self._store.list_sessions()
+            by_id = {s.id: s for s in everything}
+            id_needle = (id_query or "").strip().lower()
+            needle = (search_query or "").strip().lower()
+            compact_needle = re.sub(r"[\W_]+", "", needle)
+            ordered = []
+            for s in picked:
+                chain = [by_id[c] for c in compression_chain(s.id, everything) if c in by_id]
+                if id_needle and not any(id_needle in ascii_lower(c.id) for c in chain):
+                    continue
+                if needle and not any(
+                    needle in ascii_lower(c.title or "")
+                    or needle in ascii_lower(c.id)
+                    or (compact_needle and compact_needle in re.sub(r"[-_. ]", "", ascii_lower(c.title or "")))
+                    for c in chain
+                ):
+                    continue
+                effective = max(self._last_active(c) for c in chain)
+                ordered.append((effective, s.started_at or 0.0, s.id, s))
+            ordered.sort(key=lambda x: x[:3], reverse=True)
+            picked = [x[3] for x in ordered]
+        for s in picked[offset : offset + limit]:
             msgs = self._store.messages(s.id)
             row = self._row(s, msgs)
             row["preview"] = _preview(msgs)
-            row["last_active"] = max([m.timestamp for m in msgs] + [s.started_at or 0.0])
+            row["last_active"] = self._last_active(s)
+            if compact_rows:
+                row.pop("system_prompt", None)
             rows.append(row)
-        if order_by_last_active:
-            rows.sort(key=lambda r: r["last_active"], reverse=True)
-            rows = rows[offset : offset + limit]
         return rows
+
+    def _last_active(self, s: Session) -> float:
+        """Hermes' ``last_active``: the newest timestamp of the session's messages (in any
+        state), else when it started."""
+        every = self._store.history(s.id, include_inactive=True, include_compacted=True)
+        return max((h.message.timestamp for h in every), default=s.started_at or 0.0)
 
     def search_sessions(self, source: str | None = None, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
         """The early listing call: sessions newest first."""
@@ -696,14 +766,6 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
     def clear_messages(self, session_id: str) -> None:
         """Deletes every message of the session (the session stays)."""
         self._store.rewrite(session_id, "delete")
-
-    def delete_session(self, session_id: str) -> bool:
-        """Deletes the session, its messages and its children. False if it did not exist."""
-        if self._store.get_session(session_id) is None:
-            return False
-        self._store.delete_sessions([session_id], with_children=True)
-        self._sources.pop(session_id, None)
-        return True
 
     def export_session(self, session_id: str) -> dict[str, Any] | None:
         """The session row with its messages (every one, archived and compacted included)."""

@@ -228,10 +228,12 @@ def _json_field(value: Any) -> Any:
 
 
 def sanitize_title(title: str | None) -> str | None:
-    """Hermes' title cleaning: control, zero-width and bidi characters removed, whitespace
-    collapsed, empty to ``None``; ``ValueError`` past 100 characters."""
+    """Hermes' title cleaning: lone surrogates replaced by U+FFFD, control, zero-width and bidi
+    characters removed, whitespace collapsed, empty to ``None``; ``ValueError`` past 100
+    characters."""
     if not title:
         return None
+    title = re.sub(r"[\ud800-\udfff]", "\ufffd", title)  # lone surrogates, as Hermes scrubs them
     cleaned = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", title)
     cleaned = re.sub(r"[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufffc\ufff9-\ufffb]", "", cleaned)
     cleaned = " ".join(cleaned.split())
