@@ -207,6 +207,11 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         self._store.set_meta(IMPORT_META_KEY, json.dumps(report))
         self.import_report = report
 
+    def _forget_rows_of(self, session_ids: Collection[str]) -> None:
+        """Deletes the rows of Hermes' other tables that belong to deleted sessions (Hermes'
+        ``ON DELETE CASCADE``). Called by every path that deletes sessions."""
+        self._gateway_forget_sessions(session_ids)
+
     def close(self) -> None:
         self._store.close()
 

@@ -432,6 +432,7 @@ class _MaintenanceMixin:
         def _message(self, session_id: str, role: str, msg: Mapping[str, Any]) -> dict[str, Any]: ...
         def get_meta(self, key: str) -> str | None: ...
         def set_meta(self, key: str, value: str | None) -> None: ...
+        def _forget_rows_of(self, session_ids: Collection[str]) -> None: ...
 
     sanitize_title = staticmethod(sanitize_title)
 
@@ -445,6 +446,7 @@ class _MaintenanceMixin:
                 self._store.upsert_session(s.id, parent_session_id="")
         if doomed:
             self._store.delete_sessions(list(doomed))
+            self._forget_rows_of(doomed)
         for sid in doomed:
             self._sources.pop(sid, None)
 
