@@ -162,6 +162,9 @@ def test_cooldowns_and_streaks(pair: Pair) -> None:
     pair.same("get_session", "s1", transform=project(ROW_KEYS))
     pair.same("record_compression_failure_cooldown", "s1", int(now) + 100)
     pair.same("get_compression_failure_cooldown", "s1", transform=cooldown_shape)
+    pair.same("record_compression_failure_cooldown", "s1", f" {now + 100} ", "numeric text is a REAL")
+    pair.same("get_session", "s1", transform=project(ROW_KEYS))
+    pair.same("get_compression_failure_cooldown", "s1", transform=cooldown_shape)
     pair.same("record_compression_failure_cooldown", "s1", now - 1, "old")
     pair.same("get_compression_failure_cooldown", "s1")
     pair.same("get_session", "s1", transform=project(ROW_KEYS))
@@ -221,6 +224,9 @@ _OPS = st.one_of(
     st.tuples(st.just("clear_compression_failure_cooldown"), _SIDS),
     st.tuples(st.just("set_compression_fallback_streak"), _SIDS, st.integers(-3, 5)),
     st.tuples(st.just("get_compression_fallback_streak"), _SIDS),
+    st.tuples(
+        st.just("update_session_billing_route"), _SIDS, st.sampled_from(["p", None]), st.sampled_from(["m", None])
+    ),
 )
 _round = itertools.count()
 
@@ -250,7 +256,11 @@ def test_random_sequences(shared_pair: Pair, ops: list[tuple[Any, ...]]) -> None
         if name == "record_compression_failure_cooldown":
             rest[0] = time.time() + rest[0]
         transform = cooldown_shape if name == "get_compression_failure_cooldown" else None
-        pair.same(name, sid(s), *rest, transform=transform)
+        if name == "update_session_billing_route":
+            provider, mode = rest
+            pair.same(name, sid(s), provider=provider, base_url="u", billing_mode=mode)
+        else:
+            pair.same(name, sid(s), *rest, transform=transform)
     mine = project(ROW_KEYS)
     for s in ("a", "b", "missing"):
         pair.same("get_session", sid(s), transform=mine)
@@ -398,3 +408,24 @@ def test_cron_job_runs(pair: Pair) -> None:
     ):
         pair.same("list_cron_job_runs", job, limit=limit, offset=offset, transform=runs)
     pair.same("list_cron_job_runs", "job1", transform=runs)
+    for bad in ({"limit": None}, {"offset": None}, {"limit": 2.5}, {"limit": "x"}, {"limit": 2**63}):
+        pair.same("list_cron_job_runs", "job1", transform=runs, **bad)
+    for lenient in ({"limit": "2"}, {"limit": " 3 "}, {"limit": 2.0, "offset": "1"}, {"limit": True}):
+        pair.same("list_cron_job_runs", "job1", transform=runs, **lenient)
+
+
+def test_cron_run_previews(pair: Pair) -> None:
+    runs = project(RUN_KEYS)
+    for sid in ("cron_j_1", "cron_j_2", "cron_j_3"):
+        pair.both("create_session", sid, "cron")
+    image = [{"type": "text", "text": "describe"}, {"type": "image_url", "image_url": {"url": "data:x"}}]
+    pair.both("append_message", "cron_j_1", "user", image)
+    pair.both("append_message", "cron_j_1", "user", "text after the image")
+    pair.both("append_message", "cron_j_2", "user", "ab\x00cd\nef")
+    pair.both("append_message", "cron_j_3", "user", "")
+    pair.both("append_message", "cron_j_3", "user", "later")
+    pair.same("list_cron_job_runs", "j", transform=runs)
+    # Archived and replaced messages: previews and activity read every stored message.
+    pair.both("archive_and_compact", "cron_j_3", [{"role": "user", "content": "compacted summary"}])
+    pair.both("replace_messages", "cron_j_2", [{"role": "assistant", "content": "only an answer"}])
+    pair.same("list_cron_job_runs", "j", transform=runs)

@@ -13,6 +13,8 @@ which also makes claims and locks atomic across processes, as Hermes' SQL transa
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -35,11 +37,30 @@ _PREVIEW_READ = 63
 _PREVIEW_SHOWN = 60
 
 
+# Text SQLite's numeric affinity turns into a number (hexadecimal, "inf" and "1_000" stay text).
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z", re.ASCII)
+
+
 def _real(value: Any) -> Any:
-    """A value as a SQLite ``REAL`` column stores it: numbers become floats."""
-    if isinstance(value, (int, float)):
+    """A value as a SQLite ``REAL`` column stores it: numbers and numeric text become floats."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMERIC_TEXT.match(value)):
         return float(value)
     return value
+
+
+def _sqlite_int(value: Any) -> int:
+    """A ``LIMIT``/``OFFSET`` value as SQLite reads it: an integer, an integral float or
+    numeric text; anything else (``None`` too) fails as Hermes' query does."""
+    number: Any = value
+    if isinstance(value, str) and _NUMERIC_TEXT.match(value):
+        number = float(value)
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if isinstance(number, int):
+        if not -(2**63) <= number < 2**63:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return int(number)
+    raise sqlite3.IntegrityError("datatype mismatch")
 
 
 class _CoordinationMixin:
@@ -310,9 +331,13 @@ class _CoordinationMixin:
 
     def list_cron_job_runs(self, job_id: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
         """The run sessions of one cron job (source ``cron``, id ``cron_<job_id>_...``), newest
-        start first, as session rows with ``preview`` and ``last_active``. A negative ``limit``
-        means no limit; a negative ``offset`` counts as 0."""
+        start first, as session rows with ``last_active`` (the last message's time, else the
+        start) and ``preview``: the first user message with content (archived ones count), as
+        SQLite reads it (ended at a NUL, so a multimodal message shows ""), newlines as spaces,
+        at most 60 characters and "..." if it had more. A negative ``limit`` means no limit; a
+        negative ``offset`` counts as 0; a ``None`` or non-numeric one raises ``IntegrityError``."""
         prefix = f"cron_{job_id}_"
+        limit, offset = _sqlite_int(limit), _sqlite_int(offset)
         runs = [s for s in self._store.list_sessions(source="cron") if s.id.startswith(prefix)]
         runs.sort(key=lambda s: (s.started_at or 0.0, s.id), reverse=True)
         start = max(0, offset)
@@ -323,7 +348,9 @@ class _CoordinationMixin:
             msgs = sorted((item.message for item in items), key=lambda m: m.timestamp)
             row = self._row(s)
             first = next((m.content for m in msgs if m.role == "user" and m.content is not None), None)
-            raw = (first or "").replace("\n", " ").replace("\r", " ")[:_PREVIEW_READ].strip()
+            # SQLite's text functions end a string at its first NUL (a multimodal message's marker).
+            text = (first or "").split("\x00", 1)[0]
+            raw = text.replace("\n", " ").replace("\r", " ")[:_PREVIEW_READ].strip()
             row["preview"] = raw[:_PREVIEW_SHOWN] + ("..." if len(raw) > _PREVIEW_SHOWN else "")
             row["last_active"] = max((m.timestamp for m in msgs), default=s.started_at)
             rows.append(row)
