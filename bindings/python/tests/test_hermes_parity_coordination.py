@@ -200,6 +200,48 @@ def test_cooldown_ends_by_wall_clock(pair: Pair) -> None:
     pair.same("get_compression_failure_cooldown", "s1")
 
 
+def test_loose_argument_types(pair: Pair) -> None:
+    """Hermes binds whatever it is given: ``None`` ids match no row, numbers match (and are
+    stored as) their text in its TEXT columns."""
+    pair.both("create_session", "5", "cli")
+    until = time.time() + 100
+    for name, *args in (
+        ("request_handoff", None, "t"),
+        ("get_handoff_state", None),
+        ("claim_handoff", None),
+        ("complete_handoff", None),
+        ("fail_handoff", None, "e"),
+        ("request_handoff", 5, 7),
+        ("get_handoff_state", 5),
+        ("claim_handoff", 5),
+        ("get_handoff_state", "5"),
+        ("try_acquire_compression_lock", None, "h"),
+        ("try_acquire_compression_lock", 5, "h"),
+        ("get_compression_lock_holder", "5"),
+        ("refresh_compression_lock", 5, "h"),
+        ("release_compression_lock", 5, "h"),
+        ("get_compression_lock_holder", 5),
+        ("try_acquire_compression_lock", "x", 7),  # stored as "7", which is not 7: False
+        ("get_compression_lock_holder", "x"),
+        ("refresh_compression_lock", "x", 7),
+        ("try_acquire_compression_lock", "y", 2.5),
+        ("get_compression_lock_holder", "y"),
+        ("release_compression_lock", "x", 7.0),
+        ("get_compression_lock_holder", "x"),
+        ("record_compression_failure_cooldown", None, until),
+        ("record_compression_failure_cooldown", 5, until, 404),
+        ("get_compression_fallback_streak", None),
+        ("set_compression_fallback_streak", 5, 2.9),
+        ("get_compression_fallback_streak", "5"),
+        ("record_auxiliary_usage", None, "t"),
+        ("list_cron_job_runs", 5),
+    ):
+        pair.same(name, *args)
+    pair.same("get_compression_failure_cooldown", 5, transform=cooldown_shape)
+    pair.same("update_session_billing_route", 5, provider=1, base_url=None, billing_mode=2)
+    pair.same("get_session", "5", transform=project(ROW_KEYS))
+
+
 # -- random sequences ----------------------------------------------------------------------
 
 _SIDS = st.sampled_from(["a", "b", "missing", ""])

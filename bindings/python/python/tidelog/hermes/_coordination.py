@@ -13,6 +13,7 @@ which also makes claims and locks atomic across processes, as Hermes' SQL transa
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 import time
@@ -48,6 +49,23 @@ def _real(value: Any) -> Any:
     return value
 
 
+def _text(value: Any) -> Any:
+    """A bound value as a SQLite ``TEXT`` column stores or compares it: numbers become their
+    text (floats as SQLite prints them, NaN as ``NULL``); text, ``None`` and bytes are kept."""
+    if isinstance(value, int):
+        return str(int(value))
+    if not isinstance(value, float):
+        return value
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "Inf" if value > 0 else "-Inf"
+    mantissa, e, exponent = ("%.15g" % (value or 0.0)).partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return mantissa + e + exponent
+
+
 def _sqlite_int(value: Any) -> int:
     """A ``LIMIT``/``OFFSET`` value as SQLite reads it: an integer, an integral float or
     numeric text; anything else (``None`` too) fails as Hermes' query does."""
@@ -79,9 +97,15 @@ class _CoordinationMixin:
 
     # -- session columns kept in `extra` ---------------------------------------------------
 
-    def _session_extra(self, session_id: str) -> dict[str, Any] | None:
+    def _session(self, session_id: Any) -> Session | None:
+        """The session Hermes' ``WHERE id = ?`` finds (a number matches its text; ``None``
+        matches nothing)."""
+        key = _text(session_id)
+        return self._store.get_session(key) if isinstance(key, str) else None
+
+    def _session_extra(self, session_id: Any) -> dict[str, Any] | None:
         """The session's ``extra`` object, or ``None`` if there is no such session."""
-        s = self._store.get_session(session_id)
+        s = self._session(session_id)
         return None if s is None else self._row_extra(s)
 
     @staticmethod
@@ -93,9 +117,10 @@ class _CoordinationMixin:
     def _update_existing(self, session_id: str, fields: Mapping[str, Any]) -> bool:
         """Sets ``fields`` (``None`` clears one) on the session if it exists; ``True`` if it did.
         The caller holds ``Store.exclusive()``."""
-        if self._store.get_session(session_id) is None:
+        s = self._session(session_id)
+        if s is None:
             return False
-        self._store.upsert_session(session_id, extra=dict(fields))
+        self._store.upsert_session(s.id, extra=dict(fields))
         return True
 
     # -- hand-offs -------------------------------------------------------------------------
@@ -104,7 +129,7 @@ class _CoordinationMixin:
         """Marks the session ``pending`` hand-off to ``platform`` (clearing an old error) unless a
         hand-off is already in flight. ``True`` if it was marked; ``False`` for an unknown
         session or one whose hand-off is ``pending`` or ``running``."""
-        fields = {"handoff_state": "pending", "handoff_platform": platform, "handoff_error": None}
+        fields = {"handoff_state": "pending", "handoff_platform": _text(platform), "handoff_error": None}
         with self._store.exclusive():
             extra = self._session_extra(session_id)
             restartable = extra is not None and extra.get("handoff_state") in _HANDOFF_RESTARTABLE
@@ -163,14 +188,16 @@ class _CoordinationMixin:
             return False
         now = time.time()
         expires_at = now + ttl_seconds
+        key = _text(session_id)
         with self._store.exclusive():
-            row = self._rows.get(LOCKS, session_id)
+            row = self._rows.get(LOCKS, key)
             if row is not None and row["expires_at"] < now:
-                self._rows.delete(LOCKS, session_id)
+                self._rows.delete(LOCKS, key)
                 row = None
-            if row is None and holder is not None:
-                row = {"session_id": session_id, "holder": holder, "acquired_at": now, "expires_at": expires_at}
-                self._rows.put(LOCKS, (session_id,), row)
+            if row is None and _text(holder) is not None:
+                row = {"session_id": key, "holder": _text(holder), "acquired_at": now, "expires_at": expires_at}
+                self._rows.put(LOCKS, (key,), row)
+            # Hermes compares the stored text with the holder as given: a number never owns it.
             owned = row is not None and bool(row["holder"] == holder)
         return owned
 
@@ -181,11 +208,12 @@ class _CoordinationMixin:
             return False
         now = time.time()
         expires_at = now + ttl_seconds
+        key = _text(session_id)
         with self._store.exclusive():
-            row = self._rows.get(LOCKS, session_id)
-            live = row is not None and row["holder"] == holder and row["expires_at"] >= now
+            row = self._rows.get(LOCKS, key)
+            live = row is not None and row["holder"] == _text(holder) and row["expires_at"] >= now
             if row is not None and live:
-                self._rows.put(LOCKS, (session_id,), {**row, "expires_at": expires_at})
+                self._rows.put(LOCKS, (key,), {**row, "expires_at": expires_at})
         return live
 
     def release_compression_lock(self, session_id: str, holder: str) -> None:
@@ -193,17 +221,18 @@ class _CoordinationMixin:
         no lock, does nothing."""
         if not session_id:
             return
+        key = _text(session_id)
         with self._store.exclusive():
-            row = self._rows.get(LOCKS, session_id)
-            if row is not None and row["holder"] == holder:
-                self._rows.delete(LOCKS, session_id)
+            row = self._rows.get(LOCKS, key)
+            if row is not None and row["holder"] == _text(holder):
+                self._rows.delete(LOCKS, key)
 
     def get_compression_lock_holder(self, session_id: str) -> str | None:
         """The holder of the session's lock if it has not expired, else ``None``."""
         if not session_id:
             return None
         now = time.time()
-        row = self._rows.get(LOCKS, session_id)
+        row = self._rows.get(LOCKS, _text(session_id))
         if row is None or row["expires_at"] < now:
             return None
         holder: str = row["holder"]
@@ -218,7 +247,10 @@ class _CoordinationMixin:
         wall-clock time), with the failure's ``error``. An unknown session is left alone."""
         if not session_id:
             return
-        fields = {"compression_failure_cooldown_until": _real(cooldown_until), "compression_failure_error": error}
+        fields = {
+            "compression_failure_cooldown_until": _real(cooldown_until),
+            "compression_failure_error": _text(error),
+        }
         with self._store.exclusive():
             self._update_existing(session_id, fields)
 
@@ -275,9 +307,9 @@ class _CoordinationMixin:
     ) -> None:
         """Sets the session's billing provider and base URL (and the billing mode, when given),
         and drops its cached system prompt, whose header names the old route."""
-        fields: dict[str, Any] = {"billing_provider": provider, "billing_base_url": base_url, "system_prompt": None}
-        if billing_mode is not None:
-            fields["billing_mode"] = billing_mode
+        fields = {"billing_provider": _text(provider), "billing_base_url": _text(base_url), "system_prompt": None}
+        if _text(billing_mode) is not None:
+            fields["billing_mode"] = _text(billing_mode)
         with self._store.exclusive():
             self._update_existing(session_id, fields)
 
@@ -302,8 +334,8 @@ class _CoordinationMixin:
         without a session id or a task."""
         if not session_id or not task:
             return
-        self.ensure_session(session_id, "unknown")
-        route = (model or "unknown", billing_provider or "", billing_base_url or "", "", task)
+        session_id = self.ensure_session(_text(session_id), "unknown")
+        route = tuple(_text(v) for v in (model or "unknown", billing_provider or "", billing_base_url or "", "", task))
         delta = {
             "api_call_count": 1,
             "input_tokens": input_tokens or 0,
