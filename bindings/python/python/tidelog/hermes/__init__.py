@@ -34,7 +34,7 @@ import time
 import types
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .._errors import TitleTakenError
 from .._tidelog import Message, SearchHit, Session, Store
@@ -513,20 +513,23 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
     ) -> list[dict[str, Any]]:
         """Messages as Hermes rows, ordered by row id. Default: the active ones;
         ``include_compacted`` adds compacted ones, ``include_inactive`` every one."""
+        overlay = self._overlay(session_id)
+        if overlay:
+            # A rewind changed states the store keeps (see _lineage): filter the whole history.
+            states = [
+                st
+                for st in self._effective_history(session_id)
+                if (after_id is None or st[0].num > after_id)
+                and (st[1] or include_inactive or (st[2] and include_compacted))
+            ]
+            return [_message_row(*st) for st in _page(states, limit, offset, latest)]
         query: dict[str, Any] = {
             "include_inactive": include_inactive,
             "include_compacted": include_inactive or include_compacted,
             "after_id": after_id,
         }
         if offset:
-            items = self._store.history(session_id, **query)
-            if limit is None:
-                items = items[:-offset] if latest else items[offset:]
-            elif latest:
-                end = max(len(items) - offset, 0)
-                items = items[max(end - limit, 0) : end]
-            else:
-                items = items[offset : offset + limit]
+            items = _page(self._store.history(session_id, **query), limit, offset, latest)
         else:
             items = self._store.history(session_id, limit=limit, latest=latest, **query)
         return [_message_row(h.message, h.active, h.compacted) for h in items]
@@ -697,6 +700,8 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 sessions[sid] = self._store.get_session(sid)
             return sessions[sid]
 
+        overlays: dict[str, dict[int, bool]] = {}
+
         def accept(h: SearchHit) -> bool:
             m = h.message
             s = session(m.session_id)
@@ -707,6 +712,12 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 return False
             if role_filter and m.role not in role_filter:
                 return False
+            if not include_inactive and not h.compacted:
+                # A message a rewind took back (see _lineage) is hidden like an archived one.
+                if m.session_id not in overlays:
+                    overlays[m.session_id] = self._overlay(m.session_id)
+                if not overlays[m.session_id].get(m.num, True):
+                    return False
             return (_loads(m.extra, {}) or {}).get("display_kind") != "hidden"
 
         wanted = offset + limit
@@ -789,6 +800,21 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+_T = TypeVar("_T")
+
+
+def _page(items: list[_T], limit: int | None, offset: int, latest: bool) -> list[_T]:
+    """``limit`` items after skipping ``offset`` (from the end with ``latest``), in order."""
+    if limit is None:
+        if not offset:
+            return items
+        return items[:-offset] if latest else items[offset:]
+    if latest:
+        end = max(len(items) - offset, 0)
+        return items[max(end - limit, 0) : end]
+    return items[offset : offset + limit]
 
 
 class AsyncSessionDB:
