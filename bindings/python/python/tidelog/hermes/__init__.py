@@ -591,7 +591,10 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         ``messages`` are appended, in one durable entry. Returns the new row ids."""
         batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in messages]
         mode: Literal["delete", "archive"] = "archive" if archive_dropped else "delete"
-        return [_num(a.num) for a in self._store.rewrite(session_id, mode, batch, active_only=active_only)]
+        with self._store.exclusive():
+            appended = self._store.rewrite(session_id, mode, batch, active_only=active_only)
+            self._rewrote(session_id, mode, active_only)
+        return [_num(a.num) for a in appended]
 
     def archive_and_compact(
         self,
@@ -616,11 +619,16 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 config = {}
             config.update(model_config_patch)
             self._store.upsert_session(session_id, extra={"model_config": json.dumps(config)})
-        return [_num(a.num) for a in self._store.rewrite(session_id, "compact", batch, active_only=True)]
+        with self._store.exclusive():
+            appended = self._store.rewrite(session_id, "compact", batch, active_only=True)
+            self._rewrote(session_id, "compact", True)
+        return [_num(a.num) for a in appended]
 
     def clear_messages(self, session_id: str) -> None:
         """Deletes every message of the session (the session stays)."""
-        self._store.rewrite(session_id, "delete")
+        with self._store.exclusive():
+            self._store.rewrite(session_id, "delete")
+            self._rewrote(session_id, "delete", False)
 
     def delete_session(self, session_id: str) -> bool:
         """Deletes the session, its messages and its children. False if it did not exist."""
@@ -700,7 +708,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 sessions[sid] = self._store.get_session(sid)
             return sessions[sid]
 
-        overlays: dict[str, dict[int, bool]] = {}
+        overlays: dict[str, dict[int, tuple[bool, bool]]] = {}
 
         def accept(h: SearchHit) -> bool:
             m = h.message
@@ -712,11 +720,11 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 return False
             if role_filter and m.role not in role_filter:
                 return False
-            if not include_inactive and not h.compacted:
+            if not include_inactive:
                 # A message a rewind took back (see _lineage) is hidden like an archived one.
                 if m.session_id not in overlays:
                     overlays[m.session_id] = self._overlay(m.session_id)
-                if not overlays[m.session_id].get(m.num, True):
+                if overlays[m.session_id].get(m.num, (True, True)) == (False, False):
                     return False
             return (_loads(m.extra, {}) or {}).get("display_kind") != "hidden"
 

@@ -6,9 +6,10 @@ delegate (``_delegate_from``) and ``source="tool"`` children are not continuatio
 
 Rewind (``/undo``) marks messages inactive in Hermes and ``restore_rewound`` makes them active
 again. The store's history operations only ever hide messages (a rewrite archives or compacts
-every message before it), so which messages a rewind hid or a restore brought back is kept as a
-per-session overlay row (``Rows`` table ``message_active``: message id -> active), applied on
-top of the store's states by every read of the package (``_effective_history``).
+every message before it), so the state a rewind or a restore gave a message, where it differs
+from the store's, is kept in a per-session overlay row (``Rows`` table ``message_state``:
+message id -> ``[active, compacted]``), applied on top of the store's states by every read of
+the package (``_effective_history``) and settled after each rewrite (``_rewrote``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from .._tidelog import Message, Session, Store
     from ._rows import Rows
 
-# The overlay table: one row per session, {"session_id": ..., "active": {"<message id>": bool}}.
-_OVERLAY_TABLE = "message_active"
+# The overlay table: one row per session, {"session_id": ..., "states": {"<message id>": [active, compacted]}}.
+_OVERLAY_TABLE = "message_state"
 # Hermes' bounds on lineage walks.
 _TIP_WALK_LIMIT = 100
 _RESUME_WALK_LIMIT = 32
@@ -47,6 +48,13 @@ _MEMORY_TAG = re.compile(r"</?\s*memory-context\s*>", re.IGNORECASE)
 _ASSISTANT_JSON_FIELDS = ("reasoning_details", "codex_reasoning_items", "codex_message_items")
 # Message row keys Hermes' messages table has (the package's rows carry a few more).
 _ROW_ONLY = ("_compressed_summary", "display_kind", "display_metadata")
+# Background skill/memory review prompts older Hermes builds wrote into real sessions.
+_REVIEW_PROMPTS = (
+    "Review the conversation above and update the skill library",
+    "Review the conversation above and consider saving to memory",
+)
+# Assistant finish reasons of a candidate reply a later one replaces.
+_VERIFICATION_REASONS = ("verification_required", "verify_hook_continue")
 
 State = tuple["Message", bool, bool]
 
@@ -110,21 +118,28 @@ class _LineageMixin:
 
         def get_session(self, session_id: str) -> dict[str, Any] | None: ...
         def get_messages(self, session_id: str, include_inactive: bool = False) -> list[dict[str, Any]]: ...
-        def get_messages_as_conversation(self, session_id: str, repair_alternation: bool = False) -> list[dict[str, Any]]: ...
         def list_sessions_rich(self, **kw: Any) -> list[dict[str, Any]]: ...
 
     # -- message states -------------------------------------------------------------------
 
-    def _overlay(self, session_id: str) -> dict[int, bool]:
-        """Messages whose active state a rewind or restore changed from the store's."""
+    def _overlay(self, session_id: str) -> dict[int, tuple[bool, bool]]:
+        """Messages whose ``(active, compacted)`` state a rewind or restore made differ from the
+        store's."""
         row = self._rows.get(_OVERLAY_TABLE, session_id)
-        states = row.get("active") if row else None
-        return {int(k): bool(v) for k, v in states.items()} if isinstance(states, dict) else {}
+        states = row.get("states") if row else None
+        if not isinstance(states, dict):
+            return {}
+        return {int(k): (bool(v[0]), bool(v[1])) for k, v in states.items()}
 
-    def _put_overlay(self, session_id: str, overlay: Mapping[int, bool]) -> None:
-        if overlay:
-            states = {str(k): v for k, v in sorted(overlay.items())}
-            self._rows.put(_OVERLAY_TABLE, (session_id,), {"session_id": session_id, "active": states})
+    def _put_overlay(self, session_id: str, overlay: Mapping[int, tuple[bool, bool]]) -> None:
+        """Stores the overlay, without the entries equal to the store's state."""
+        store = {
+            h.message.num: (h.active, h.compacted)
+            for h in self._store.history(session_id, include_inactive=True, include_compacted=True)
+        }
+        kept = {k: list(v) for k, v in sorted(overlay.items()) if k in store and store[k] != v}
+        if kept:
+            self._rows.put(_OVERLAY_TABLE, (session_id,), {"session_id": session_id, "states": {str(k): v for k, v in kept.items()}})
         else:
             self._rows.delete(_OVERLAY_TABLE, session_id)
 
@@ -133,7 +148,30 @@ class _LineageMixin:
         terms: the store's states with the rewind overlay applied."""
         overlay = self._overlay(session_id)
         items = self._store.history(session_id, include_inactive=True, include_compacted=True)
-        return [(h.message, overlay.get(h.message.num, h.active), h.compacted) for h in items]
+        out: list[State] = []
+        for h in items:
+            active, compacted = overlay.get(h.message.num, (h.active, h.compacted))
+            out.append((h.message, active, compacted))
+        return out
+
+    def _rewrote(self, session_id: str, mode: str, active_only: bool) -> None:
+        """Settles the overlay after a rewrite of the session's history (``mode`` and
+        ``active_only`` as given to ``Store.rewrite``). A rewrite of every message leaves nothing
+        to override. One of the active messages leaves a rewound message as it was (Hermes'
+        rewrites skip inactive rows); a message a restore brought back is covered like any
+        active one: compacted, or (``archive`` and ``delete``, which the store cannot do to a
+        message it holds as inactive) hidden."""
+        overlay = self._overlay(session_id)
+        if not overlay:
+            return
+        if not active_only:
+            self._put_overlay(session_id, {})
+            return
+        settled = {
+            num: ((False, True) if mode == "compact" else (False, state[1])) if state[0] else state
+            for num, state in overlay.items()
+        }
+        self._put_overlay(session_id, settled)
 
     def _hermes_row(self, state: State) -> dict[str, Any]:
         """A message as a row of Hermes' messages table (``SELECT *``, tool calls decoded)."""
@@ -419,7 +457,7 @@ class _LineageMixin:
             if include_ancestors and _repeats_user_turn(out, msg):
                 continue
             out.append(msg)
-        return out
+        return _without_review_harness(out)
 
     def _lineage_states(self, session_id: str) -> tuple[list[str], list[tuple[str, State]]]:
         """The parent chain of the session and the active messages of all of it, in id order."""
@@ -430,11 +468,12 @@ class _LineageMixin:
 
     def get_resume_conversations(self, session_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """``(model_history, display_history)`` for a resume: the session's own active messages
-        as ``get_messages_as_conversation(session_id, repair_alternation=True)`` gives them, and
-        the whole parent chain's active messages, root first, replayed user turns dropped."""
+        with the alternation repaired (``get_messages_as_conversation(session_id,
+        repair_alternation=True)`` in Hermes), and the whole parent chain's active messages, root
+        first, replayed user turns dropped (``include_ancestors=True``)."""
         _chain, rows = self._lineage_states(session_id)
-        model = self.get_messages_as_conversation(session_id, repair_alternation=True)
-        return model, self._conversation([st for _sid, st in rows], include_ancestors=True)
+        own = self._conversation([st for sid, st in rows if sid == session_id], include_ancestors=False)
+        return _repair_sequence(own), self._conversation([st for _sid, st in rows], include_ancestors=True)
 
     def get_ancestor_display_prefix(self, session_id: str) -> list[dict[str, Any]]:
         """The active messages of the session's ancestors only (the display history before the
@@ -539,15 +578,8 @@ class _LineageMixin:
             overlay = self._overlay(session_id)
             states = self._effective_history(session_id)
             rewound = [st for st in states if st[0].num >= target_message_id and st[1]]
-            store_active = {
-                h.message.num for h in self._store.history(session_id, include_inactive=True, include_compacted=True)
-                if h.active
-            }
-            for m, _a, _c in rewound:
-                if m.num in store_active:
-                    overlay[m.num] = False
-                else:
-                    overlay.pop(m.num, None)
+            for m, _a, compacted in rewound:
+                overlay[m.num] = (False, compacted)
             if rewound:
                 self._put_overlay(session_id, overlay)
             s = self._store.get_session(session_id)
@@ -564,18 +596,12 @@ class _LineageMixin:
         (undoes rewinds). Returns how many changed."""
         with self._store.exclusive():
             overlay = self._overlay(session_id)
-            items = self._store.history(session_id, include_inactive=True, include_compacted=True)
             changed = 0
-            for h in items:
-                num = h.message.num
-                if num < since_message_id or overlay.get(num, h.active):
-                    continue
-                changed += 1
-                if h.active:
-                    overlay.pop(num, None)
-                else:
+            for m, active, compacted in self._effective_history(session_id):
+                if m.num >= since_message_id and not active:
                     # The store never reactivates a message: the overlay says it is active.
-                    overlay[num] = True
+                    overlay[m.num] = (True, compacted)
+                    changed += 1
             if changed:
                 self._put_overlay(session_id, overlay)
         return changed
@@ -625,3 +651,87 @@ def _repeats_user_turn(messages: list[dict[str, Any]], msg: Mapping[str, Any]) -
         if prev.get("role") == "assistant" and (prev.get("content") or prev.get("tool_calls")):
             return False
     return False
+
+
+def _without_review_harness(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drops background-review prompts (user or system) and the assistant reply right after
+    each, so a polluted session resumes as the user's own conversation."""
+    out: list[dict[str, Any]] = []
+    after_prompt = False
+    for msg in messages:
+        content = msg.get("content")
+        if msg.get("role") in ("user", "system") and isinstance(content, str):
+            if content.lstrip().startswith(_REVIEW_PROMPTS):
+                after_prompt = True
+                continue
+        if after_prompt:
+            after_prompt = False
+            if msg.get("role") == "assistant":
+                continue
+        out.append(msg)
+    return out
+
+
+def _codex_interim(m: Mapping[str, Any]) -> bool:
+    return bool(m.get("codex_reasoning_items") or m.get("codex_message_items") or m.get("finish_reason") == "incomplete")
+
+
+def _repair_sequence(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hermes' alternation repair for live replay: consecutive assistant turns (not Codex
+    interim ones) become one (a verification candidate is replaced by the next; otherwise tool
+    calls are joined, texts joined by a newline), a tool result answering no call of the
+    assistant turn before it is dropped, and consecutive user texts are joined by a blank line
+    (the merged turn loses its ``api_content``)."""
+    assistants: list[dict[str, Any]] = []
+    for msg in messages:
+        prev = assistants[-1] if assistants else None
+        if (
+            prev is None
+            or msg.get("role") != "assistant"
+            or prev.get("role") != "assistant"
+            or _codex_interim(msg)
+            or _codex_interim(prev)
+        ):
+            assistants.append(msg)
+            continue
+        if prev.get("finish_reason") in _VERIFICATION_REASONS:
+            assistants[-1] = msg
+            continue
+        calls = list(prev.get("tool_calls") or []) + list(msg.get("tool_calls") or [])
+        if calls:
+            prev["tool_calls"] = calls
+        old, new = prev.get("content"), msg.get("content")
+        if isinstance(old, str) and isinstance(new, str):
+            prev["content"] = "\n".join(t for t in (old.strip(), new.strip()) if t)
+        elif not old and new is not None:
+            prev["content"] = new
+        if not prev.get("reasoning_content") and msg.get("reasoning_content"):
+            prev["reasoning_content"] = msg["reasoning_content"]
+    answered: set[Any] = set()
+    kept: list[dict[str, Any]] = []
+    for msg in assistants:
+        role = msg.get("role")
+        if role == "tool":
+            call_id = msg.get("tool_call_id")
+            if call_id and call_id in answered:
+                answered.discard(call_id)
+                kept.append(msg)
+            continue
+        if role == "assistant":
+            answered = {
+                tc.get(k) for tc in msg.get("tool_calls") or [] if isinstance(tc, dict) for k in ("id", "call_id") if tc.get(k)
+            }
+        elif role == "user":
+            answered = set()
+        kept.append(msg)
+    out: list[dict[str, Any]] = []
+    for msg in kept:
+        prev = out[-1] if out else None
+        if prev is not None and msg.get("role") == "user" and prev.get("role") == "user":
+            old, new = prev.get("content", ""), msg.get("content", "")
+            if isinstance(old, str) and isinstance(new, str):
+                prev["content"] = old + "\n\n" + new if old and new else old or new
+                prev.pop("api_content", None)
+                continue
+        out.append(msg)
+    return out
