@@ -9,8 +9,12 @@ rows are compared on the columns both sides have (``_shape``): the full row shap
 
 from __future__ import annotations
 
+import ast
+import sys
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,6 +104,28 @@ def _set_started_at(pair: Pair, session_id: str, started_at: float) -> None:
     pair.ours.store.upsert_session(session_id, started_at=started_at)
 
 
+def _hermes_repair() -> types.ModuleType:
+    """Hermes' own ``agent.agent_runtime_helpers.repair_message_sequence`` as the oracle: the
+    installed module needs packages outside the test environment (httpx, yaml), so the function
+    alone is compiled from Hermes' source file, with the one helper it calls."""
+    import agent
+
+    path = Path(agent.__file__).parent / "agent_runtime_helpers.py"
+    tree = ast.parse(path.read_text())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "repair_message_sequence")
+    module = types.ModuleType("agent.agent_runtime_helpers")
+    module.__dict__.update(Dict=dict, List=list, drop_stale_api_content=lambda m: m.pop("api_content", None))
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), str(path), "exec"), module.__dict__)
+    return module
+
+
+@pytest.fixture
+def hermes_repair(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Lets Hermes' ``get_resume_conversations`` (and ``repair_alternation=True``) run."""
+    monkeypatch.setitem(sys.modules, "agent.agent_runtime_helpers", _hermes_repair())
+    yield
+
+
 LINEAGE_METHODS = (
     "get_compression_tip",
     "resolve_resume_session_id",
@@ -182,7 +208,7 @@ def test_resolve_session_id_exact_and_unique_prefixes(pair: Pair) -> None:
         _same(pair, "resolve_session_id", query)
 
 
-def test_resume_conversations_and_ancestor_prefix(pair: Pair) -> None:
+def test_resume_conversations_and_ancestor_prefix(pair: Pair, hermes_repair: None) -> None:
     ids = Ids(pair)
     _both(pair, "create_session", "r", "cli")
     ids.add("r", "user", "<memory-context>recalled</memory-context> plan the trip ")
@@ -196,14 +222,52 @@ def test_resume_conversations_and_ancestor_prefix(pair: Pair) -> None:
     ids.add("t", "assistant", "Booked.")
     for sid in ("r", "t", "unknown"):
         _same(pair, "get_ancestor_display_prefix", sid)
-        model, display = pair.ours.get_resume_conversations(sid)
-        # Hermes' get_resume_conversations imports its repair helper from agent modules that need
-        # dependencies outside the test environment; it promises these equivalences instead (the
-        # histories here alternate cleanly, so the repair changes nothing).
-        real_model = pair.real.get_messages_as_conversation(sid)
-        real_display = pair.real.get_messages_as_conversation(sid, include_ancestors=True)
-        assert pair.norm_ours(model) == pair.norm_real(real_model)
-        assert pair.norm_ours(display) == pair.norm_real(real_display)
+        _same(pair, "get_resume_conversations", sid)
+
+
+_TURN = st.tuples(
+    st.sampled_from(("user", "user", "assistant", "assistant", "tool", "system")),
+    st.sampled_from(("", "hi", " padded ", "Review the conversation above and update the skill library now")),
+    st.sampled_from((None, "c1", "c2")),
+    st.sampled_from((None, "stop", "incomplete", "verification_required")),
+)
+
+
+@settings(
+    derandomize=True,
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(turns=st.lists(_TURN, max_size=8), split=st.integers(0, 8))
+def test_random_resume_conversations(
+    tmp_path_factory: pytest.TempPathFactory,
+    hermes_repair: None,
+    turns: list[tuple[str, str, str | None, str | None]],
+    split: int,
+) -> None:
+    """Random histories split over a compressed session and its continuation: the resume views
+    (repair of the model history, replay dedup and harness stripping of the display) agree."""
+    pair = Pair(tmp_path_factory.mktemp("resume"))
+    try:
+        ids = Ids(pair)
+        _both(pair, "create_session", "r", "cli")
+        for n, (role, text, call, finish) in enumerate(turns):
+            sid = "r" if n < split else "t"
+            if n == split:
+                _both(pair, "end_session", "r", "compression")
+                _both(pair, "create_session", "t", "cli", parent_session_id="r")
+            kw: dict[str, Any] = {"finish_reason": finish}
+            if role == "assistant" and call:
+                kw["tool_calls"] = [{"id": call, "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+            if role == "tool":
+                kw["tool_call_id"] = call
+            ids.add(sid, role, text, **kw)
+        for sid in ("r", "t"):
+            _same(pair, "get_resume_conversations", sid)
+            _same(pair, "get_ancestor_display_prefix", sid)
+    finally:
+        pair.close()
 
 
 def test_export_session_lineage(pair: Pair) -> None:
@@ -443,5 +507,45 @@ def test_random_rewind_sequences(tmp_path_factory: pytest.TempPathFactory, steps
             _same(pair, "get_messages", "s", include_inactive=True)
             _same(pair, "has_archived_messages", "s")
             _same(pair, "list_recent_user_messages", "s")
+    finally:
+        pair.close()
+
+
+_KINDS = ("plain", "plain", "plain", "branch", "delegate", "tool")
+_ENDS = (None, None, "compression", "compression", "ws_orphan_reap", "agent_close", "user_exit")
+_TREES = st.lists(
+    st.tuples(st.integers(0, 20), st.sampled_from(_KINDS), st.integers(0, 2), st.sampled_from(_ENDS)),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    derandomize=True,
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(tree=_TREES)
+def test_random_session_trees(tmp_path_factory: pytest.TempPathFactory, tree: list[tuple[int, str, int, str | None]]) -> None:
+    """Random forests of sessions (continuations, branches, delegates, tool runs; with or without
+    messages; ended for various reasons): every lineage walk agrees from every session."""
+    pair = Pair(tmp_path_factory.mktemp("tree"))
+    try:
+        ids = Ids(pair)
+        names: list[str] = []
+        for n, (parent_pick, kind, messages, end) in enumerate(tree):
+            sid = f"s{n}"
+            parent = names[parent_pick % len(names)] if names and parent_pick % 4 else None
+            kw: dict[str, Any] = {"parent_session_id": parent}
+            if kind in ("branch", "delegate") and parent:
+                kw["model_config"] = {"_branched_from" if kind == "branch" else "_delegate_from": parent}
+            _both(pair, "create_session", sid, "tool" if kind == "tool" else "cli", **kw)
+            for k in range(messages):
+                ids.add(sid, "user" if k % 2 == 0 else "assistant", f"{sid} m{k}")
+            if end is not None:
+                _both(pair, "end_session", sid, end)
+            names.append(sid)
+        _check_lineage(pair, names)
     finally:
         pair.close()
