@@ -1,4 +1,5 @@
-"""``SessionDB`` methods of Hermes 0.19.0: compression lineage, resume, rewind and the views of a conversation around a message.
+"""``SessionDB`` methods of Hermes 0.19.0: compression lineage, resume, rewind and the views of a
+conversation around a message.
 
 Compression chains are sessions linked by ``parent_session_id``: a session ended with
 ``end_reason="compression"`` is continued by a child. Branch (``model_config._branched_from``),
@@ -14,6 +15,7 @@ the package (``_effective_history``) and settled after each rewrite (``_rewrote`
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Mapping
@@ -98,7 +100,8 @@ def _preview80(content: str | None) -> str:
     collapsed, at most 80 characters."""
     decoded = _decode_content(content)
     if isinstance(decoded, list):
-        text = " ".join(p.get("text", "") for p in decoded if isinstance(p, dict) and p.get("type") == "text" and p.get("text"))
+        parts = [p.get("text") for p in decoded if isinstance(p, dict) and p.get("type") == "text"]
+        text = " ".join(t for t in parts if t)
         text = text.strip() or "[multimodal content]"
     elif isinstance(decoded, str):
         text = decoded
@@ -139,7 +142,8 @@ class _LineageMixin:
         }
         kept = {k: list(v) for k, v in sorted(overlay.items()) if k in store and store[k] != v}
         if kept:
-            self._rows.put(_OVERLAY_TABLE, (session_id,), {"session_id": session_id, "states": {str(k): v for k, v in kept.items()}})
+            row = {"session_id": session_id, "states": {str(k): v for k, v in kept.items()}}
+            self._rows.put(_OVERLAY_TABLE, (session_id,), row)
         else:
             self._rows.delete(_OVERLAY_TABLE, session_id)
 
@@ -178,6 +182,10 @@ class _LineageMixin:
         row = _message_row(*state)
         for k in _ROW_ONLY:
             row.pop(k, None)
+        for k in _ASSISTANT_JSON_FIELDS:
+            # Hermes' rows hold these as the JSON text stored.
+            if row[k] is not None and not isinstance(row[k], str):
+                row[k] = json.dumps(row[k])
         return row
 
     # -- lineage walks --------------------------------------------------------------------
@@ -397,15 +405,16 @@ class _LineageMixin:
         written) for an unknown session or one already ended for another reason."""
         if not session_id:
             return False
+        promoted = False
         try:
             with self._store.exclusive():
                 s = self._store.get_session(session_id)
-                if s is None or not (s.ended_at is None or s.end_reason in _RECOVERABLE_END_REASONS):
-                    return False
-                self._store.upsert_session(session_id, ended_at=time.time(), end_reason=reason)
-                return True
+                if s is not None and (s.ended_at is None or s.end_reason in _RECOVERABLE_END_REASONS):
+                    self._store.upsert_session(session_id, ended_at=time.time(), end_reason=reason)
+                    promoted = True
         except Exception:  # noqa: BLE001 - Hermes reports a failed write as "not promoted"
             return False
+        return promoted
 
     # -- resume views ---------------------------------------------------------------------
 
@@ -548,7 +557,9 @@ class _LineageMixin:
         """The newest ``limit`` user messages (active ones unless ``include_inactive``), newest
         first, as ``{"id", "timestamp", "preview"}`` (80 characters, for the /rewind picker)."""
         users = [
-            m for m, active, _c in self._effective_history(session_id) if m.role == "user" and (active or include_inactive)
+            m
+            for m, active, _c in self._effective_history(session_id)
+            if m.role == "user" and (active or include_inactive)
         ]
         users.reverse()
         limit = int(limit)
@@ -589,7 +600,8 @@ class _LineageMixin:
                 self._store.upsert_session(session_id, extra={"rewind_count": count + 1})
             gone = {m.num for m, _a, _c in rewound}
             heads = [m.num for m, active, _c in states if active and m.num not in gone]
-        return {"rewound_count": len(rewound), "target_message": target_row, "new_head_id": heads[-1] if heads else None}
+        head = heads[-1] if heads else None
+        return {"rewound_count": len(rewound), "target_message": target_row, "new_head_id": head}
 
     def restore_rewound(self, session_id: str, since_message_id: int) -> int:
         """Makes every inactive message of the session from ``since_message_id`` on active again
@@ -673,7 +685,8 @@ def _without_review_harness(messages: list[dict[str, Any]]) -> list[dict[str, An
 
 
 def _codex_interim(m: Mapping[str, Any]) -> bool:
-    return bool(m.get("codex_reasoning_items") or m.get("codex_message_items") or m.get("finish_reason") == "incomplete")
+    codex = m.get("codex_reasoning_items") or m.get("codex_message_items")
+    return bool(codex or m.get("finish_reason") == "incomplete")
 
 
 def _repair_sequence(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -718,9 +731,8 @@ def _repair_sequence(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 kept.append(msg)
             continue
         if role == "assistant":
-            answered = {
-                tc.get(k) for tc in msg.get("tool_calls") or [] if isinstance(tc, dict) for k in ("id", "call_id") if tc.get(k)
-            }
+            calls = [tc for tc in msg.get("tool_calls") or [] if isinstance(tc, dict)]
+            answered = {tc[k] for tc in calls for k in ("id", "call_id") if tc.get(k)}
         elif role == "user":
             answered = set()
         kept.append(msg)
