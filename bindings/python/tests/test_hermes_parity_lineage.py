@@ -415,6 +415,13 @@ def test_archive_and_compact_keeps_archived_history(pair: Pair) -> None:
     _check_messages(pair, "k")
     _both(pair, "archive_and_compact", "k", [{"role": "user", "content": "summary 2"}])
     _check_messages(pair, "k")
+    ids.same("rewind_to_message", "k", turns[1])
+    _both(pair, "replace_messages", "k", [{"role": "user", "content": "persisted"}], active_only=True)
+    _check_messages(pair, "k")
+    ids.same("restore_rewound", "k", turns[0])
+    _check_messages(pair, "k")
+    _both(pair, "replace_messages", "k", [{"role": "user", "content": "all new"}])
+    _check_messages(pair, "k")
     _both(pair, "clear_messages", "k")
     _check_messages(pair, "k")
 
@@ -490,6 +497,7 @@ _STEPS = st.lists(
         st.tuples(st.just("rewind"), st.integers(0, 30)),
         st.tuples(st.just("restore"), st.integers(0, 30)),
         st.tuples(st.just("compact"), st.integers(0, 0)),
+        st.tuples(st.just("replace"), st.integers(0, 3)),
         st.tuples(st.just("api"), st.integers(0, 30)),
     ),
     min_size=1,
@@ -521,11 +529,18 @@ def test_random_rewind_sequences(tmp_path_factory: pytest.TempPathFactory, steps
                 ids.same("restore_rewound", "s", n % len(ids.real))
             elif op == "compact":
                 _both(pair, "archive_and_compact", "s", [{"role": "user", "content": "summary"}])
+            elif op == "replace":
+                # Return values differ by design (Hermes: None; here the new row ids).
+                _both(pair, "replace_messages", "s", [{"role": "user", "content": "kept"}], active_only=n > 0)
             elif op == "api" and users:
                 _same(pair, "set_latest_user_api_content", "s", f"q{n % len(users)}", "sent")
             _same(pair, "get_messages", "s", include_inactive=True)
             _same(pair, "has_archived_messages", "s")
             _same(pair, "list_recent_user_messages", "s")
+            _same(pair, "get_messages", "s", include_inactive=False)
+        found = lambda hits: sorted(h["id"] for h in hits)  # noqa: E731
+        _same(pair, "search_messages", "q0 OR kept OR summary", include_inactive=True, transform=found)
+        _same(pair, "search_messages", "q0 OR kept OR summary", transform=found)
     finally:
         pair.close()
 

@@ -591,10 +591,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         ``messages`` are appended, in one durable entry. Returns the new row ids."""
         batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in messages]
         mode: Literal["delete", "archive"] = "archive" if archive_dropped else "delete"
-        with self._store.exclusive():
-            appended = self._store.rewrite(session_id, mode, batch, active_only=active_only)
-            self._rewrote(session_id, mode, active_only)
-        return [_num(a.num) for a in appended]
+        return [_num(a.num) for a in self._rewrite(session_id, mode, batch, active_only)]
 
     def archive_and_compact(
         self,
@@ -619,16 +616,11 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 config = {}
             config.update(model_config_patch)
             self._store.upsert_session(session_id, extra={"model_config": json.dumps(config)})
-        with self._store.exclusive():
-            appended = self._store.rewrite(session_id, "compact", batch, active_only=True)
-            self._rewrote(session_id, "compact", True)
-        return [_num(a.num) for a in appended]
+        return [_num(a.num) for a in self._rewrite(session_id, "compact", batch, True)]
 
     def clear_messages(self, session_id: str) -> None:
         """Deletes every message of the session (the session stays)."""
-        with self._store.exclusive():
-            self._store.rewrite(session_id, "delete")
-            self._rewrote(session_id, "delete", False)
+        self._rewrite(session_id, "delete", [], False)
 
     def delete_session(self, session_id: str) -> bool:
         """Deletes the session, its messages and its children. False if it did not exist."""
@@ -708,7 +700,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 sessions[sid] = self._store.get_session(sid)
             return sessions[sid]
 
-        overlays: dict[str, dict[int, tuple[bool, bool]]] = {}
+        overlays: dict[str, dict[int, tuple[bool, bool] | None]] = {}
 
         def accept(h: SearchHit) -> bool:
             m = h.message
@@ -720,12 +712,13 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 return False
             if role_filter and m.role not in role_filter:
                 return False
-            if not include_inactive:
-                # A message a rewind took back (see _lineage) is hidden like an archived one.
-                if m.session_id not in overlays:
-                    overlays[m.session_id] = self._overlay(m.session_id)
-                if overlays[m.session_id].get(m.num, (True, True)) == (False, False):
-                    return False
+            if m.session_id not in overlays:
+                overlays[m.session_id] = self._overlay(m.session_id)
+            state = overlays[m.session_id].get(m.num, (True, True))
+            # A message a rewind took back (see _lineage) is hidden like an archived one; one a
+            # rewrite replaced after a rewind (None) is gone.
+            if state is None or (not include_inactive and state == (False, False)):
+                return False
             return (_loads(m.extra, {}) or {}).get("display_kind") != "hidden"
 
         wanted = offset + limit

@@ -10,7 +10,7 @@ again. The store's history operations only ever hide messages (a rewrite archive
 every message before it), so the state a rewind or a restore gave a message, where it differs
 from the store's, is kept in a per-session overlay row (``Rows`` table ``message_state``:
 message id -> ``[active, compacted]``), applied on top of the store's states by every read of
-the package (``_effective_history``) and settled after each rewrite (``_rewrote``).
+the package (``_effective_history``) and settled by each rewrite (``_rewrite``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._common import _decode_content, _encode_content, _loads, _message_row, _text_of
 
 if TYPE_CHECKING:
-    from .._tidelog import Message, Session, Store
+    from .._tidelog import Appended, Message, Session, Store
     from ._rows import Rows
 
 # The overlay table: one row per session, {"session_id": ..., "states": {"<message id>": [active, compacted]}}.
@@ -59,6 +59,8 @@ _REVIEW_PROMPTS = (
 _VERIFICATION_REASONS = ("verification_required", "verify_hook_continue")
 
 State = tuple["Message", bool, bool]
+# An overlay entry: (active, compacted), or None for a message Hermes would have deleted.
+Override: TypeAlias = "tuple[bool, bool] | None"
 
 
 def _model_config(s: Session) -> Any:
@@ -125,57 +127,81 @@ class _LineageMixin:
 
     # -- message states -------------------------------------------------------------------
 
-    def _overlay(self, session_id: str) -> dict[int, tuple[bool, bool]]:
-        """Messages whose ``(active, compacted)`` state a rewind or restore made differ from the
-        store's."""
+    def _overlay(self, session_id: str) -> dict[int, Override]:
+        """Messages whose state a rewind, a restore or a rewrite after them made differ from the
+        store's: ``(active, compacted)``, or ``None`` for a message Hermes would have deleted."""
         row = self._rows.get(_OVERLAY_TABLE, session_id)
         states = row.get("states") if row else None
         if not isinstance(states, dict):
             return {}
-        return {int(k): (bool(v[0]), bool(v[1])) for k, v in states.items()}
+        return {int(k): None if v is None else (bool(v[0]), bool(v[1])) for k, v in states.items()}
 
-    def _put_overlay(self, session_id: str, overlay: Mapping[int, tuple[bool, bool]]) -> None:
+    def _put_overlay(self, session_id: str, overlay: Mapping[int, Override]) -> None:
         """Stores the overlay, without the entries equal to the store's state."""
         store = {
             h.message.num: (h.active, h.compacted)
             for h in self._store.history(session_id, include_inactive=True, include_compacted=True)
         }
-        kept = {k: list(v) for k, v in sorted(overlay.items()) if k in store and store[k] != v}
+        kept = {k: v for k, v in sorted(overlay.items()) if k in store and store[k] != v}
         if kept:
-            row = {"session_id": session_id, "states": {str(k): v for k, v in kept.items()}}
-            self._rows.put(_OVERLAY_TABLE, (session_id,), row)
+            states = {str(k): None if v is None else list(v) for k, v in kept.items()}
+            self._rows.put(_OVERLAY_TABLE, (session_id,), {"session_id": session_id, "states": states})
         else:
             self._rows.delete(_OVERLAY_TABLE, session_id)
 
     def _effective_history(self, session_id: str) -> list[State]:
         """Every message of the session in id order as ``(message, active, compacted)`` in Hermes'
-        terms: the store's states with the rewind overlay applied."""
+        terms: the store's states with the overlay applied."""
         overlay = self._overlay(session_id)
         items = self._store.history(session_id, include_inactive=True, include_compacted=True)
         out: list[State] = []
         for h in items:
-            active, compacted = overlay.get(h.message.num, (h.active, h.compacted))
-            out.append((h.message, active, compacted))
+            state = overlay.get(h.message.num, (h.active, h.compacted))
+            if state is not None:
+                out.append((h.message, state[0], state[1]))
         return out
 
-    def _rewrote(self, session_id: str, mode: str, active_only: bool) -> None:
-        """Settles the overlay after a rewrite of the session's history (``mode`` and
-        ``active_only`` as given to ``Store.rewrite``). A rewrite of every message leaves nothing
-        to override. One of the active messages leaves a rewound message as it was (Hermes'
-        rewrites skip inactive rows); a message a restore brought back is covered like any
-        active one: compacted, or (``archive`` and ``delete``, which the store cannot do to a
-        message it holds as inactive) hidden."""
-        overlay = self._overlay(session_id)
-        if not overlay:
-            return
-        if not active_only:
-            self._put_overlay(session_id, {})
-            return
-        settled = {
-            num: ((False, True) if mode == "compact" else (False, state[1])) if state[0] else state
-            for num, state in overlay.items()
-        }
+    def _rewrite(
+        self,
+        session_id: str,
+        mode: Literal["delete", "archive", "compact"],
+        batch: list[dict[str, Any]],
+        active_only: bool,
+    ) -> list[Appended]:
+        """``Store.rewrite`` with Hermes' states kept: the rewrite covers the messages active in
+        Hermes' terms and leaves rewound ones as they are. With an overlay and ``active_only``,
+        a delete is made an archive (the store cannot spare the rewound messages it holds as
+        active), and the messages Hermes deletes are marked deleted in the overlay."""
+        with self._store.exclusive():
+            overlay = self._overlay(session_id)
+            if not overlay or not active_only:
+                appended = self._store.rewrite(session_id, mode, batch, active_only=active_only)
+                if overlay:
+                    self._put_overlay(session_id, {})
+            else:
+                appended = self._rewrite_around_overlay(session_id, mode, batch, overlay)
+        return appended
+
+    def _rewrite_around_overlay(
+        self,
+        session_id: str,
+        mode: Literal["delete", "archive", "compact"],
+        batch: list[dict[str, Any]],
+        overlay: dict[int, Override],
+    ) -> list[Appended]:
+        before = self._effective_history(session_id)
+        store_mode: Literal["archive", "compact"] = "compact" if mode == "compact" else "archive"
+        appended = self._store.rewrite(session_id, store_mode, batch, active_only=True)
+        settled: dict[int, Override] = {}
+        for m, active, compacted in before:
+            if not active:
+                settled[m.num] = overlay.get(m.num, (active, compacted))
+            elif mode == "delete":
+                settled[m.num] = None
+            else:
+                settled[m.num] = (False, compacted or mode == "compact")
         self._put_overlay(session_id, settled)
+        return appended
 
     def _hermes_row(self, state: State) -> dict[str, Any]:
         """A message as a row of Hermes' messages table (``SELECT *``, tool calls decoded)."""
