@@ -9,8 +9,9 @@ Rewind (``/undo``) marks messages inactive in Hermes and ``restore_rewound`` mak
 again. The store's history operations only ever hide messages (a rewrite archives or compacts
 every message before it), so the state a rewind or a restore gave a message, where it differs
 from the store's, is kept in a per-session overlay row (``Rows`` table ``message_state``:
-message id -> ``[active, compacted]``), applied on top of the store's states by every read of
-the package (``_effective_history``) and settled by each rewrite (``_rewrite``).
+message id -> ``[active, compacted]``, or ``null`` for a message Hermes would have deleted),
+applied on top of the store's states by every read of the package (``_effective_history``) and
+settled by each rewrite (``_rewrite``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._common import _decode_content, _encode_content, _loads, _message_row, _text_of
+from ._common import _decode_content, _encode_content, _loads, _message_row
 
 if TYPE_CHECKING:
     from .._tidelog import Appended, Message, Session, Store
     from ._rows import Rows
 
-# The overlay table: one row per session, {"session_id": ..., "states": {"<message id>": [active, compacted]}}.
+# The overlay table: a row per session, {"session_id": ..., "states": {"<message id>": [active, compacted] | null}}.
 _OVERLAY_TABLE = "message_state"
 # Hermes' bounds on lineage walks.
 _TIP_WALK_LIMIT = 100
@@ -90,10 +91,12 @@ def _ascii_lower(text: str) -> str:
 
 
 def _scrub(text: str) -> str:
+    """Lone surrogates replaced by U+FFFD (Hermes stores text so)."""
     return _SURROGATE.sub("\ufffd", text)
 
 
 def _without_memory_context(text: str) -> str:
+    """The text without recalled-memory blocks, their system note and stray fence tags."""
     return _MEMORY_TAG.sub("", _MEMORY_NOTE.sub("", _MEMORY_BLOCK.sub("", text)))
 
 
@@ -189,6 +192,7 @@ class _LineageMixin:
         batch: list[dict[str, Any]],
         overlay: dict[int, Override],
     ) -> list[Appended]:
+        """An ``active_only`` rewrite of a session with an overlay (see ``_rewrite``)."""
         before = self._effective_history(session_id)
         store_mode: Literal["archive", "compact"] = "compact" if mode == "compact" else "archive"
         appended = self._store.rewrite(session_id, store_mode, batch, active_only=True)
@@ -217,15 +221,19 @@ class _LineageMixin:
     # -- lineage walks --------------------------------------------------------------------
 
     def _children(self, parent_id: str) -> list[Session]:
+        """The sessions whose parent is ``parent_id``."""
         return [s for s in self._store.list_sessions() if s.parent_session_id == parent_id]
 
     def _last_activity(self, s: Session) -> float | None:
         """The newest message time of the session (any state), else its start."""
-        times = [h.message.timestamp for h in self._store.history(s.id, include_inactive=True, include_compacted=True)]
+        times = [m.timestamp for m, _a, _c in self._effective_history(s.id)]
         return max(times) if times else s.started_at
 
     def _has_messages(self, session_id: str) -> bool:
-        return bool(self._store.history(session_id, include_inactive=True, include_compacted=True, limit=1))
+        """The session has a message in any state (one a rewrite after a rewind replaced is gone)."""
+        if not self._store.history(session_id, include_inactive=True, include_compacted=True, limit=1):
+            return False
+        return not self._overlay(session_id) or bool(self._effective_history(session_id))
 
     def _lineage_root_to_tip(self, session_id: str) -> list[str]:
         """The parent chain of ``session_id``, root first, ending with ``session_id``."""
