@@ -10,6 +10,7 @@ rows are compared on the columns both sides have (``_shape``): the full row shap
 from __future__ import annotations
 
 import ast
+import inspect
 import sys
 import time
 import types
@@ -585,3 +586,35 @@ def test_random_session_trees(
         _check_lineage(pair, names)
     finally:
         pair.close()
+
+
+_METHODS = (
+    "get_compression_lineage",
+    "get_compression_tip",
+    "get_conversation_root",
+    "get_ancestor_display_prefix",
+    "resolve_resume_session_id",
+    "resolve_session_id",
+    "get_resume_conversations",
+    "export_session_lineage",
+    "finalize_orphaned_compression_sessions",
+    "promote_to_session_reset",
+    "get_anchored_view",
+    "get_messages_around",
+    "list_recent_user_messages",
+    "rewind_to_message",
+    "restore_rewound",
+    "has_archived_messages",
+    "set_latest_user_api_content",
+    "search_sessions_by_id",
+)
+
+
+@pytest.mark.parametrize("name", _METHODS)
+def test_signatures_match_hermes(pair: Pair, name: str) -> None:
+    """Same parameter names, kinds and defaults as Hermes' methods."""
+
+    def shape(method: Any) -> list[tuple[str, Any, Any]]:
+        return [(p.name, p.default, p.kind) for p in inspect.signature(method).parameters.values()]
+
+    assert shape(getattr(pair.ours, name)) == shape(getattr(pair.real, name))
