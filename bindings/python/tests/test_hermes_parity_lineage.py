@@ -237,7 +237,7 @@ _TURN = st.tuples(
 
 @settings(
     derandomize=True,
-    max_examples=50,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -557,7 +557,7 @@ _TREES = st.lists(
 
 @settings(
     derandomize=True,
-    max_examples=60,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
