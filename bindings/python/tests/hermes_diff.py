@@ -66,7 +66,9 @@ TIME_KEYS = frozenset(
         "linked_at",
     }
 )
-ID_KEYS = frozenset({"id", "message_id_row", "anchor_id", "first_id", "last_id", "before_id", "after_id"})
+ID_KEYS = frozenset(
+    {"id", "message_id_row", "anchor_id", "first_id", "last_id", "before_id", "after_id", "new_head_id"}
+)
 
 
 class Normalizer:

@@ -39,7 +39,7 @@ import time
 import types
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .._errors import HermesImportError, TitleTakenError
 from .._tidelog import Message, SearchHit, Session, Store
@@ -666,20 +666,23 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
     ) -> list[dict[str, Any]]:
         """Messages as Hermes rows, ordered by row id. Default: the active ones;
         ``include_compacted`` adds compacted ones, ``include_inactive`` every one."""
+        overlay = self._overlay(session_id)
+        if overlay:
+            # A rewind changed states the store keeps (see _lineage): filter the whole history.
+            states = [
+                st
+                for st in self._effective_history(session_id)
+                if (after_id is None or st[0].num > after_id)
+                and (st[1] or include_inactive or (st[2] and include_compacted))
+            ]
+            return [_message_row(*st) for st in _page(states, limit, offset, latest)]
         query: dict[str, Any] = {
             "include_inactive": include_inactive,
             "include_compacted": include_inactive or include_compacted,
             "after_id": after_id,
         }
         if offset:
-            items = self._store.history(session_id, **query)
-            if limit is None:
-                items = items[:-offset] if latest else items[offset:]
-            elif latest:
-                end = max(len(items) - offset, 0)
-                items = items[max(end - limit, 0) : end]
-            else:
-                items = items[offset : offset + limit]
+            items = _page(self._store.history(session_id, **query), limit, offset, latest)
         else:
             items = self._store.history(session_id, limit=limit, latest=latest, **query)
         return [_message_row(h.message, h.active, h.compacted) for h in items]
@@ -741,7 +744,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         ``messages`` are appended, in one durable entry. Returns the new row ids."""
         batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in messages]
         mode: Literal["delete", "archive"] = "archive" if archive_dropped else "delete"
-        return [_num(a.num) for a in self._store.rewrite(session_id, mode, batch, active_only=active_only)]
+        return [_num(a.num) for a in self._rewrite(session_id, mode, batch, active_only)]
 
     def archive_and_compact(
         self,
@@ -766,11 +769,11 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 config = {}
             config.update(model_config_patch)
             self._store.upsert_session(session_id, extra={"model_config": json.dumps(config)})
-        return [_num(a.num) for a in self._store.rewrite(session_id, "compact", batch, active_only=True)]
+        return [_num(a.num) for a in self._rewrite(session_id, "compact", batch, True)]
 
     def clear_messages(self, session_id: str) -> None:
         """Deletes every message of the session (the session stays)."""
-        self._store.rewrite(session_id, "delete")
+        self._rewrite(session_id, "delete", [], False)
 
     def export_session(self, session_id: str) -> dict[str, Any] | None:
         """The session row with its messages (every one, archived and compacted included)."""
@@ -842,6 +845,8 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 sessions[sid] = self._store.get_session(sid)
             return sessions[sid]
 
+        overlays: dict[str, dict[int, tuple[bool, bool] | None]] = {}
+
         def accept(h: SearchHit) -> bool:
             m = h.message
             s = session(m.session_id)
@@ -851,6 +856,13 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             if exclude_sources is not None and src in exclude_sources:
                 return False
             if role_filter and m.role not in role_filter:
+                return False
+            if m.session_id not in overlays:
+                overlays[m.session_id] = self._overlay(m.session_id)
+            state = overlays[m.session_id].get(m.num, (True, True))
+            # A message a rewind took back (see _lineage) is hidden like an archived one; one a
+            # rewrite replaced after a rewind (None) is gone.
+            if state is None or (not include_inactive and state == (False, False)):
                 return False
             return (_loads(m.extra, {}) or {}).get("display_kind") != "hidden"
 
@@ -934,6 +946,21 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+_T = TypeVar("_T")
+
+
+def _page(items: list[_T], limit: int | None, offset: int, latest: bool) -> list[_T]:
+    """``limit`` items after skipping ``offset`` (from the end with ``latest``), in order."""
+    if limit is None:
+        if not offset:
+            return items
+        return items[:-offset] if latest else items[offset:]
+    if latest:
+        end = max(len(items) - offset, 0)
+        return items[max(end - limit, 0) : end]
+    return items[offset : offset + limit]
 
 
 class AsyncSessionDB:
