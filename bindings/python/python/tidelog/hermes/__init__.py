@@ -43,6 +43,7 @@ from ._coordination import _CoordinationMixin
 from ._gateway import _GatewayMixin
 from ._lineage import _LineageMixin
 from ._maintenance import _MaintenanceMixin
+from ._sqlview import _SqlViewMixin, expose_store
 from ._rows import ROW_PREFIX, Rows
 from ._common import (
     IMPORT_META_KEY,
@@ -73,7 +74,7 @@ from ._common import (
 )
 __all__ = ["SessionDB", "AsyncSessionDB", "install", "sanitize_fts5_query", "store_path_for"]
 
-class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMixin):
+class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMixin, _SqlViewMixin):
     """Hermes Agent's ``SessionDB`` over a tidelog store (thread-safe, like the store).
 
     ``db_path`` is Hermes' ``state.db`` (default ``$HERMES_HOME/state.db``, else
@@ -131,6 +132,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         self.import_report = report
 
     def close(self) -> None:
+        self._close_sql_view()
         self._store.close()
 
     def __enter__(self) -> SessionDB:
@@ -831,5 +833,5 @@ def install() -> types.ModuleType:
             sys.modules["hermes_state"] = module
     setattr(module, "SessionDB", SessionDB)
     setattr(module, "AsyncSessionDB", AsyncSessionDB)
-    module.__dict__.setdefault("DEFAULT_DB_PATH", _default_db_path())
+    expose_store(module, _default_db_path())
     return module
