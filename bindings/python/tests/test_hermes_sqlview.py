@@ -453,10 +453,65 @@ def test_insights_engine_runs_on_both(pair: Pair, monkeypatch: pytest.MonkeyPatc
         scenario(pair.real, costs=False)
         scenario(pair.ours, costs=False)
         for source in (None, "cli", "telegram"):
-            reports = [_comparable(InsightsEngine(db).generate(days=30, source=source)) for db in (pair.real, pair.ours)]
+            reports = [_comparable(InsightsEngine(db).generate(days=30, source=source))
+                       for db in (pair.real, pair.ours)]
             assert source is not None or not reports[0]["empty"]
             assert pair.norm_ours(reports[1]) == pair.norm_real(reports[0]), source
     finally:
         # Hermes' modules imported with the stubs are not left for other tests.
         for name in set(sys.modules) - before:
             del sys.modules[name]
+
+
+class _LaggingStore:
+    """A store whose index never catches up (as when no process runs the compactor)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.timeouts: list[float] = []
+
+    def wait_indexed(self, timeout: float) -> bool:
+        self.timeouts.append(timeout)
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_lagging_index_is_served_as_of_its_last_commit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tidelog.hermes import SessionDB
+
+    with SessionDB(tmp_path / "state.db") as db:
+        db.create_session("s1", "cli")
+        db.store.wait_indexed(10)
+        real_store = db._store
+        lagging = _LaggingStore(real_store)
+        db._store = lagging  # type: ignore[assignment]
+        try:
+            with caplog.at_level("WARNING", logger="tidelog.hermes._sqlview"):
+                conn = db._conn
+                assert conn is not None
+                for _ in range(3):
+                    assert conn.execute("SELECT id FROM sessions").fetchall()[0]["id"] == "s1"
+        finally:
+            db._store = real_store
+        # One full wait (opening), then short ones; one warning.
+        assert lagging.timeouts[0] == db.SQL_VIEW_CATCHUP_TIMEOUT and set(lagging.timeouts[1:]) == {0.05}
+        assert len([r for r in caplog.records if "has not caught up" in r.getMessage()]) == 1
+        # Caught up again: full waits resume.
+        assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
+        assert not db._sql_view_lagging
+
+
+def test_read_only_session_db_has_conn(tmp_path: Path) -> None:
+    from tidelog.hermes import SessionDB
+
+    with SessionDB(tmp_path / "state.db") as db:
+        db.create_session("s1", "cli")
+        db.append_message("s1", "user", "hi")
+        db.store.wait_indexed(10)
+    with SessionDB(tmp_path / "state.db", read_only=True) as ro:
+        conn = ro._conn
+        assert conn is not None
+        assert [tuple(r) for r in conn.execute("SELECT id, message_count FROM sessions")] == [("s1", 1)]
+        assert conn.execute("SELECT content FROM messages").fetchone()[0] == "hi"

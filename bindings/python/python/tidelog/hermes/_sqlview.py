@@ -22,11 +22,12 @@ column defaults for values never set). Rows are ``sqlite3.Row`` as in Hermes.
 - Hermes' FTS tables (``messages_fts``, ``messages_fts_trigram``) are not offered: full-text
   search goes through ``search_messages``.
 
-**Freshness.** Each statement run on ``_conn`` (or a cursor of it) first waits (up to ``SQL_VIEW_CATCHUP_TIMEOUT``
-seconds) until the index has applied every journal entry written so far, so a query run right
-after a write sees it. If the index has not caught up by then (the compactor stalled, or no
+**Freshness.** Each statement run on ``_conn`` (or a cursor of it) first waits (up to
+``SQL_VIEW_CATCHUP_TIMEOUT`` seconds) until the index has applied every journal entry written so
+far, so a query run right after a write sees it. If the index has not caught up by then (the compactor stalled, or no
 process runs one), a warning is logged and the queries see the index as of the compactor's last
-commit: a consistent earlier state missing the newest writes, never a partial batch.
+commit: a consistent earlier state missing the newest writes, never a partial batch. While it
+lags, statements wait only 50 ms each, until it has caught up again.
 
 **Writes** fail loudly with a ``sqlite3`` error ("not authorized", or "cannot modify ... because
 it is a view"); nothing written through ``_conn`` is ever silently dropped. The one write Hermes
@@ -380,7 +381,7 @@ class _IndexCursor(sqlite3.Cursor):
         self.connection.catch_up()
         return super().executemany(sql, seq_of_parameters)
 
-    def executescript(self, sql_script: str, /) -> _IndexCursor:
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         self.connection.catch_up()
         return super().executescript(sql_script)
 
@@ -396,7 +397,7 @@ class _IndexConnection(sqlite3.Connection):
         if db is not None:
             db._catch_up()
 
-    def cursor(self, factory: Any = None) -> Any:  # type: ignore[override]
+    def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or _IndexCursor)
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
@@ -455,6 +456,8 @@ def _reopener(owner: weakref.ref[_SqlViewMixin]) -> Callable[[str, Any, Any], No
 
 
 _OPEN_LOCK = threading.Lock()
+# Seconds a statement waits for the index while it is known to lag (see `_catch_up`).
+SQL_VIEW_LAGGING_TIMEOUT = 0.05
 
 
 class _SqlViewMixin:
@@ -466,6 +469,7 @@ class _SqlViewMixin:
     SQL_VIEW_CATCHUP_TIMEOUT: float = 5.0
     _sql_view: _SqlView | None = None
     _sql_view_closed: bool = False
+    _sql_view_lagging: bool = False
 
     @property
     def _conn(self) -> sqlite3.Connection | None:
@@ -487,10 +491,16 @@ class _SqlViewMixin:
             return view.conn
 
     def _catch_up(self) -> None:
-        """Waits until the index has applied every journal entry written so far (or the timeout)."""
-        if not self._store.wait_indexed(self.SQL_VIEW_CATCHUP_TIMEOUT):
+        """Waits until the index has applied every journal entry written so far. After a wait
+        timed out, later statements wait only briefly until the index catches up again, so that
+        a store no process compacts (a read-only open after a writer crashed) is slow to query
+        once, not on every statement."""
+        timeout = SQL_VIEW_LAGGING_TIMEOUT if self._sql_view_lagging else self.SQL_VIEW_CATCHUP_TIMEOUT
+        caught_up = self._store.wait_indexed(timeout)
+        if not caught_up and not self._sql_view_lagging:
             log.warning("%s: the index has not caught up with the journal within %.1f s; SQL readers see "
-                        "the state of its last commit", self.store_path, self.SQL_VIEW_CATCHUP_TIMEOUT)
+                        "the state of its last commit", self.store_path, timeout)
+        self._sql_view_lagging = not caught_up
 
     def _close_sql_view(self) -> None:
         """Closes the ``_conn`` connection (``SessionDB.close`` calls this)."""
@@ -524,7 +534,7 @@ def expose_store(module: types.ModuleType, default_db_path: Path) -> None:
     one, else ``default_db_path``) becomes a :class:`HermesDbPath`, and
     ``_db_opens_cleanly`` reports a path with only a store as healthy."""
     current = module.__dict__.get("DEFAULT_DB_PATH")
-    module.DEFAULT_DB_PATH = HermesDbPath(current if current is not None else default_db_path)
+    setattr(module, "DEFAULT_DB_PATH", HermesDbPath(current if current is not None else default_db_path))
     probe = module.__dict__.get("_db_opens_cleanly")
     if callable(probe) and not getattr(probe, "_tidelog", False):
 
@@ -534,4 +544,4 @@ def expose_store(module: types.ModuleType, default_db_path: Path) -> None:
             return None if _is_store_only(db_path) else probe(db_path)
 
         _db_opens_cleanly._tidelog = True  # type: ignore[attr-defined]
-        module._db_opens_cleanly = _db_opens_cleanly
+        setattr(module, "_db_opens_cleanly", _db_opens_cleanly)
