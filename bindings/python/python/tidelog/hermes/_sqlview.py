@@ -281,7 +281,9 @@ def _sessions_view() -> str:
     shown = "m.session_id = s.id AND m.active = 1 AND m.compacted = 0"
     for name, affinity, default in _SESSION_COLUMNS:
         if name in _SESSION_NATIVE:
-            expr = f"s.{name}"
+            # The index declares these with Hermes' affinities; bare, so that its indexes serve.
+            exprs.append(f"s.{name} AS {name}")
+            continue
         elif name in _COUNTERS:
             expr = f"(COALESCE(json_extract(s.extra, '$.{name}'), 0) + s.{name})"
         elif name in _COSTS:
@@ -303,10 +305,10 @@ def _sessions_view() -> str:
 def _messages_view() -> str:
     exprs: list[str] = []
     for name, affinity, default in _MESSAGE_COLUMNS:
-        if name == "id":
-            expr = "m.rid"
-        elif name in _MESSAGE_NATIVE:
-            expr = f"m.{name}"
+        if name == "id" or name in _MESSAGE_NATIVE:
+            # The index declares these with Hermes' affinities; bare, so that its indexes serve.
+            exprs.append(f"m.{'rid' if name == 'id' else name} AS {name}")
+            continue
         elif name in ("platform_message_id", "api_content"):
             # Imported rows keep these Hermes columns in extra.
             expr = f"COALESCE(m.{name}, {_from_json('m.extra', name)})"
