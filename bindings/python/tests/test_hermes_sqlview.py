@@ -515,3 +515,21 @@ def test_read_only_session_db_has_conn(tmp_path: Path) -> None:
         assert conn is not None
         assert [tuple(r) for r in conn.execute("SELECT id, message_count FROM sessions")] == [("s1", 1)]
         assert conn.execute("SELECT content FROM messages").fetchone()[0] == "hi"
+
+
+def test_install_exposes_the_store_at_hermes_default_db_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tidelog.hermes
+    from hermes_diff import require_hermes
+    from tidelog.hermes._sqlview import HermesDbPath
+
+    require_hermes()
+    import hermes_state
+
+    before = hermes_state.DEFAULT_DB_PATH
+    for name in ("SessionDB", "AsyncSessionDB", "DEFAULT_DB_PATH", "_db_opens_cleanly"):
+        monkeypatch.setattr(hermes_state, name, getattr(hermes_state, name))
+    tidelog.hermes.install()
+    tidelog.hermes.install()  # twice: the probe is wrapped once
+    assert isinstance(hermes_state.DEFAULT_DB_PATH, HermesDbPath) and hermes_state.DEFAULT_DB_PATH == before
+    original = hermes_state._db_opens_cleanly.__wrapped__
+    assert callable(original) and not hasattr(original, "__wrapped__")

@@ -51,6 +51,7 @@ yet"; its store is checked with ``tidelog status``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -540,9 +541,10 @@ def expose_store(module: types.ModuleType, default_db_path: Path) -> None:
     probe = module.__dict__.get("_db_opens_cleanly")
     if callable(probe) and not getattr(probe, "_tidelog", False):
 
+        # Hermes' probe of state.db; a path whose data is only a tidelog store is healthy as far
+        # as SQLite goes (`tidelog status` checks the store).
+        @functools.wraps(probe)
         def _db_opens_cleanly(db_path: Any) -> str | None:
-            """Hermes' probe of ``state.db``; a path whose data is only a tidelog store is
-            healthy as far as SQLite goes (``tidelog status`` checks the store)."""
             return None if _is_store_only(db_path) else probe(db_path)
 
         _db_opens_cleanly._tidelog = True  # type: ignore[attr-defined]
