@@ -536,3 +536,86 @@ def test_install_exposes_the_store_at_hermes_default_db_path(monkeypatch: pytest
     assert isinstance(hermes_state.DEFAULT_DB_PATH, HermesDbPath) and hermes_state.DEFAULT_DB_PATH == before
     original = hermes_state._db_opens_cleanly.__wrapped__
     assert callable(original) and not hasattr(original, "__wrapped__")
+
+
+# -- random sequences of calls ------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SIDS = ("a", "b", "c")
+_ops = st.one_of(
+    st.tuples(st.just("create"), st.sampled_from(_SIDS), st.sampled_from(("cli", "telegram")),
+              st.sampled_from((None, "m1", "m2")), st.sampled_from((None,) + _SIDS)),
+    st.tuples(st.just("append"), st.sampled_from(_SIDS), st.sampled_from(("user", "assistant", "tool")),
+              st.sampled_from(("hi", "", "tool out")), st.booleans()),
+    st.tuples(st.just("tokens"), st.sampled_from(_SIDS), st.integers(0, 50), st.integers(0, 50),
+              st.sampled_from((0.5, 0.25))),
+    st.tuples(st.just("end"), st.sampled_from(_SIDS)),
+    st.tuples(st.just("reopen_sql"), st.sampled_from(_SIDS)),
+    st.tuples(st.just("title"), st.sampled_from(_SIDS), st.sampled_from(("T1", "T2"))),
+    st.tuples(st.just("compact"), st.sampled_from(_SIDS)),
+    st.tuples(st.just("replace"), st.sampled_from(_SIDS), st.integers(0, 2)),
+    # Values only: Hermes' set_meta(key, None) keeps a row with a NULL value, the store's removes
+    # the key (get_meta answers None both ways; SELECT * FROM state_meta differs).
+    st.tuples(st.just("meta"), st.sampled_from(("k1", "k2")), st.sampled_from(("v", "w"))),
+)
+
+
+def _apply(db: Any, op: tuple[Any, ...], created: set[str]) -> None:
+    """One call on one SessionDB; calls naming a session not created are skipped (the same on
+    both sides, since ``created`` follows the calls)."""
+    kind = op[0]
+    if kind == "create":
+        _, sid, source, model, parent = op
+        db.create_session(sid, source, model=model, parent_session_id=parent if parent in created else None)
+    elif kind == "meta":
+        db.set_meta(op[1], op[2])
+    elif op[1] not in created:
+        return
+    elif kind == "append":
+        _, sid, role, content, tools = op
+        calls = TOOL_CALLS[:1] if tools and role == "assistant" else None
+        db.append_message(sid, role, content, tool_calls=calls, tool_name="terminal" if role == "tool" else None)
+    elif kind == "tokens":
+        _, sid, inp, out, cost = op
+        db.update_token_counts(sid, input_tokens=inp, output_tokens=out, estimated_cost_usd=cost, api_call_count=1)
+    elif kind == "end":
+        db.end_session(op[1], "done")
+    elif kind == "reopen_sql":
+        db._conn.execute("UPDATE sessions SET ended_at = NULL, end_reason = NULL WHERE id = ?", (op[1],))
+    elif kind == "title":
+        try:
+            db.set_session_title(op[1], op[2])
+        except ValueError:
+            pass
+    elif kind == "compact":
+        db.archive_and_compact(op[1], [{"role": "user", "content": "summary"}])
+    elif kind == "replace":
+        db.replace_messages(op[1], [{"role": "user", "content": f"r{i}"} for i in range(op[2])])
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_ops, min_size=1, max_size=14))
+def test_random_calls_read_the_same_through_sql(ops: list[tuple[Any, ...]]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pair = Pair(Path(tmp))
+        try:
+            for db in (pair.real, pair.ours):
+                created: set[str] = set()
+                for op in ops:
+                    _apply(db, op, created)
+                    if op[0] == "create":
+                        created.add(op[1])
+            for sql in ADHOC_QUERIES:
+                _compare(pair, sql)
+            for sql, by_source in INSIGHTS_QUERIES:
+                _compare(pair, sql, (0.0, "cli") if by_source else (0.0,))
+            for sql in DASHBOARD_QUERIES:
+                _compare(pair, sql, (0.0,))
+            for sid in _SIDS:
+                _compare(pair, LINEAGE_QUERY, (sid,))
+        finally:
+            pair.close()
