@@ -215,8 +215,8 @@ def scenario(db: Any, costs: bool = True) -> None:
     db.append_message("s2", "user", "hi", platform_message_id="tg-1")
     db.append_message("s2", "assistant", "hello", finish_reason="stop", token_count=3)
     db.append_message("s3", "user", "child question")
-    db.append_message("s3", "assistant", "answer", reasoning_content="because", reasoning_details=[{"type": "r", "n": 1}],
-                      codex_reasoning_items=[{"id": "rs_1"}], codex_message_items=[{"id": "msg_1"}], observed=True,
+    db.append_message("s3", "assistant", "answer", reasoning_content="because",
+                      reasoning_details=[{"type": "r", "n": 1}], codex_reasoning_items=[{"id": "rs_1"}], codex_message_items=[{"id": "msg_1"}], observed=True,
                       effect_disposition="applied", api_content="answer (api)", platform_message_id="p-9")
     db.update_token_counts("s1", input_tokens=100, output_tokens=40, estimated_cost_usd=0.25 if costs else None,
                            api_call_count=2, billing_provider="openai", cost_status="estimated")
