@@ -24,10 +24,10 @@ column defaults for values never set). Rows are ``sqlite3.Row`` as in Hermes.
 
 **Freshness.** Each statement run on ``_conn`` (or a cursor of it) first waits (up to
 ``SQL_VIEW_CATCHUP_TIMEOUT`` seconds) until the index has applied every journal entry written so
-far, so a query run right after a write sees it. If the index has not caught up by then (the compactor stalled, or no
-process runs one), a warning is logged and the queries see the index as of the compactor's last
-commit: a consistent earlier state missing the newest writes, never a partial batch. While it
-lags, statements wait only 50 ms each, until it has caught up again.
+far, so a query run right after a write sees it. If the index has not caught up by then (the
+compactor stalled, or no process runs one), a warning is logged and the queries see the index as
+of the compactor's last commit: a consistent earlier state missing the newest writes, never a
+partial batch. While it lags, statements wait only 50 ms each, until it has caught up again.
 
 **Writes** fail loudly with a ``sqlite3`` error ("not authorized", or "cannot modify ... because
 it is a view"); nothing written through ``_conn`` is ever silently dropped. The one write Hermes
@@ -482,11 +482,13 @@ class _SqlViewMixin:
         journal (see the module documentation)."""
         if self._sql_view_closed:
             return None
+        view = self._sql_view
+        if view is None or view.replaced():
+            # The index file and its schema exist once the compactor has applied the journal.
+            self._catch_up()
         with _OPEN_LOCK:
             view = self._sql_view
             if view is None or view.replaced():
-                # The index file and its schema exist once the compactor has applied the journal.
-                self._catch_up()
                 if view is not None:
                     view.conn.owner = None
                     view.conn.close()
