@@ -48,6 +48,7 @@ from ._coordination import _CoordinationMixin
 from ._gateway import _GatewayMixin, peer_columns
 from ._lineage import _LineageMixin
 from ._maintenance import _MaintenanceMixin, ascii_lower, compression_chain, cwd_under, listable
+from ._sqlview import _SqlViewMixin, expose_store
 from ._rows import ROW_PREFIX, Rows
 from ._common import (
     IMPORT_META_KEY,
@@ -138,7 +139,7 @@ def _quarantine_state_db(db_path: Path, store_path: Path, reason: str) -> list[s
     return moved
 
 
-class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMixin):
+class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMixin, _SqlViewMixin):
     """Hermes Agent's ``SessionDB`` over a tidelog store (thread-safe, like the store).
 
     ``db_path`` is Hermes' ``state.db`` (default ``$HERMES_HOME/state.db``, else
@@ -213,6 +214,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         self._gateway_forget_sessions(session_ids)
 
     def close(self) -> None:
+        self._close_sql_view()
         self._store.close()
 
     def __enter__(self) -> SessionDB:
@@ -1003,5 +1005,5 @@ def install() -> types.ModuleType:
             sys.modules["hermes_state"] = module
     setattr(module, "SessionDB", SessionDB)
     setattr(module, "AsyncSessionDB", AsyncSessionDB)
-    module.__dict__.setdefault("DEFAULT_DB_PATH", _default_db_path())
+    expose_store(module, _default_db_path())
     return module
