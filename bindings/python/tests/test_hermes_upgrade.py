@@ -68,3 +68,43 @@ def test_an_unreadable_state_db_is_quarantined_and_the_gateway_runs(
     with caplog.at_level(logging.ERROR, logger="tidelog.hermes"), SessionDB(state) as again:
         assert again.message_count("s1") == 1
     assert not caplog.records
+
+
+def test_a_state_db_hermes_wrote_reads_the_same_after_the_upgrade(tmp_path: Path) -> None:
+    """Hermes writes a history (left with its WAL, as a killed gateway leaves it); tidelog imports
+    it; every read Hermes offers gives the same answers on both (ids and times normalized)."""
+    require_hermes()
+    from hermes_diff import Normalizer
+
+    state = tmp_path / "state.db"
+    hermes = REAL(state)
+    hermes.create_session("root", "telegram", model="m1", user_id="u1")
+    hermes.set_session_title("root", "Boat invoice")
+    hermes.append_message("root", "user", "Where is the invoice for the boat?")
+    hermes.append_message(
+        "root", "assistant", None, tool_calls=[{"id": "c1", "function": {"name": "search", "arguments": "{}"}}]
+    )
+    hermes.append_message("root", "tool", "found invoice.pdf in ~/docs", tool_name="search", tool_call_id="c1")
+    hermes.append_message("root", "assistant", "It is in ~/docs/invoice.pdf", finish_reason="stop")
+    hermes.update_token_counts("root", input_tokens=120, output_tokens=40)
+    hermes.create_session("cli1", "cli", model="m2")
+    hermes.append_message("cli1", "user", "数据库迁移失败了")
+    hermes.append_message("cli1", "assistant", "Let me check the migration logs")
+    hermes.end_session("cli1", "user_exit")
+    with SessionDB(state) as ours:
+        for name, args in [
+            ("session_count", ()),
+            ("message_count", ()),
+            ("get_session", ("root",)),
+            ("get_session", ("cli1",)),
+            ("get_messages", ("root",)),
+            ("get_messages", ("cli1",)),
+            ("get_messages_as_conversation", ("root",)),
+            ("get_session_title", ("root",)),
+            ("search_messages", ("invoice",)),
+            ("search_messages", ("数据库",)),
+            ("list_sessions_rich", ()),
+        ]:
+            norm_r, norm_o = Normalizer(), Normalizer()
+            assert norm_o(getattr(ours, name)(*args)) == norm_r(getattr(hermes, name)(*args)), name
+    hermes.close()
