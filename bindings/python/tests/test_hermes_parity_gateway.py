@@ -431,6 +431,9 @@ def test_import_of_an_existing_state_db(tmp_path: Path) -> None:
             "gateway_routing": 2,
             "telegram_dm_topic_mode": 1,
             "telegram_dm_topic_bindings": 2,
+            "session_model_usage": 0,
+            "async_delegations": 0,
+            "state_meta": 1,
         }
         norm = Normalizer()
         reads: list[tuple[str, dict[str, Any]]] = [

@@ -66,6 +66,53 @@ _IMPORTED_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("chat_id", "thread_id"),
         ("chat_id", "thread_id", "user_id", "session_key", "session_id", "managed_mode", "linked_at", "updated_at"),
     ),
+    # Not gateway tables, imported with them: per-model usage and asynchronous delegations.
+    "session_model_usage": (
+        ("session_id", "model", "billing_provider", "billing_base_url", "billing_mode", "task"),
+        (
+            "session_id",
+            "model",
+            "billing_provider",
+            "billing_base_url",
+            "billing_mode",
+            "task",
+            "api_call_count",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "estimated_cost_usd",
+            "actual_cost_usd",
+            "cost_status",
+            "cost_source",
+            "first_seen",
+            "last_seen",
+        ),
+    ),
+    "async_delegations": (
+        ("delegation_id",),
+        (
+            "delegation_id",
+            "origin_session",
+            "origin_ui_session_id",
+            "parent_session_id",
+            "state",
+            "dispatched_at",
+            "completed_at",
+            "updated_at",
+            "event_json",
+            "result_json",
+            "delivery_state",
+            "delivery_attempts",
+            "delivered_at",
+            "owner_pid",
+            "owner_started_at",
+            "task_json",
+            "delivery_claim",
+            "delivery_claimed_at",
+        ),
+    ),
 }
 _RECOVERABLE_END_REASONS = ("agent_close", "ws_orphan_reap")
 _SQLITE_INT = 1 << 63
@@ -180,9 +227,9 @@ class _GatewayMixin:
         )
 
     def _gateway_import(self, db_path: str | os.PathLike[str]) -> dict[str, int]:
-        """Copies the gateway tables of an existing Hermes ``state.db`` (``gateway_routing``,
-        ``telegram_dm_topic_mode``, ``telegram_dm_topic_bindings``, and the metadata
-        ``telegram_dm_topic_schema_version``) into rows; returns the rows copied per table. The file is opened
+        """Copies the tables of an existing Hermes ``state.db`` beyond sessions and messages
+        (``gateway_routing``, ``telegram_dm_topic_mode``, ``telegram_dm_topic_bindings``,
+        ``session_model_usage``, ``async_delegations``, and every ``state_meta`` key) into rows; returns the rows copied per table. The file is opened
         read-only and immutable, as the store's import opens it; a table it lacks, or a column, is skipped (a
         missing column reads ``None``). To be called once, with the store's import of sessions and messages."""
         uri = "file:" + urllib.parse.quote(os.fspath(db_path)) + "?mode=ro&immutable=1"
@@ -207,9 +254,13 @@ class _GatewayMixin:
                     n += 1
                 counts[table] = n
             if "state_meta" in tables:
-                found = conn.execute("SELECT value FROM state_meta WHERE key = ?", (_TOPIC_SCHEMA_KEY,)).fetchone()
-                if found is not None and found[0] is not None:
-                    self._store.set_meta(_TOPIC_SCHEMA_KEY, str(found[0]))
+                # Every metadata key Hermes kept (the topic schema version among them).
+                n = 0
+                for key, value in conn.execute("SELECT key, value FROM state_meta"):
+                    if key is not None and value is not None:
+                        self._store.set_meta(str(key), str(value))
+                        n += 1
+                counts["state_meta"] = n
         return counts
 
     # -- session peers ---------------------------------------------------------------------------------------------
