@@ -293,15 +293,18 @@ mod tests {
             ..Message::default()
         };
         let patch = crate::model::SessionPatch { id: "s".into(), source: Some("cli".into()), ..Default::default() };
-        ix.apply_batch(&[("a".to_string(), 1, Entry::Session(patch)), ("a".to_string(), 2, Entry::Message(m))]).unwrap();
+        ix.apply_batch(&[("a".to_string(), 1, Entry::Session(patch)), ("a".to_string(), 2, Entry::Message(m))])
+            .unwrap();
         ix.conn
             .execute_batch(&format!("{DROP_WORDS_TABLES} UPDATE meta SET value = 3 WHERE key = 'schema_version'"))
             .unwrap();
         drop(ix);
         let ix = Index::open(&path, &opts).unwrap();
-        let v: i64 = ix.conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+        let v: i64 =
+            ix.conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        let hits = ix.search_hermes(&HermesSearch { query: "zebrafish".into(), limit: 5, ..Default::default() }).unwrap();
+        let hits =
+            ix.search_hermes(&HermesSearch { query: "zebrafish".into(), limit: 5, ..Default::default() }).unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].snippet, "the >>>zebrafish<<< swims  ");
         assert!(ix.check().unwrap().is_empty());
