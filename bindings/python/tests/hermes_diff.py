@@ -63,6 +63,7 @@ TIME_KEYS = frozenset(
         "cooldown_until",
         "compression_failure_cooldown_until",
         "imported_at",
+        "session_started",
     }
 )
 ID_KEYS = frozenset({"id", "message_id_row", "anchor_id", "first_id", "last_id", "before_id", "after_id"})
