@@ -29,6 +29,7 @@ import importlib
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 import types
@@ -189,16 +190,20 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             "profile_name": fields.get("profile_name"),
         }
         user_id, chat_id = fields.get("user_id"), fields.get("chat_id")
+        parent_id = fields.get("parent_session_id")
         with self._store.exclusive():
-            exists = self._store.get_session(session_id) is not None
+            current = self._store.get_session(session_id)
+            fills_parent = parent_id is not None and (current is None or current.parent_session_id is None)
+            if fills_parent and parent_id != session_id and not self._exists(parent_id):
+                raise _foreign_key_error()
             self._store.upsert_session(
                 session_id,
-                source=None if exists else source,
+                source=source,
                 model=fields.get("model"),
-                user_id=None if exists or user_id is None else str(user_id),
+                user_id=None if current is not None or user_id is None else str(user_id),
                 chat_id=None if chat_id is None else str(chat_id),
-                parent_session_id=fields.get("parent_session_id"),
-                started_at=None if exists else time.time(),
+                parent_session_id=parent_id,
+                started_at=time.time(),
                 extra={k: v for k, v in extra.items() if v is not None} or None,
                 fill_only=True,
             )
@@ -219,6 +224,11 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
 
     def _exists(self, session_id: str) -> bool:
         return self._store.get_session(session_id) is not None
+
+    def _require(self, session_id: str) -> None:
+        """Hermes' foreign key: messages belong to an existing session."""
+        if not self._exists(session_id):
+            raise _foreign_key_error()
 
     def end_session(self, session_id: str, end_reason: str) -> None:
         """Ends the session; the first end wins (an ended session keeps its reason)."""
@@ -696,8 +706,10 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             "timestamp": timestamp,
             "api_content": api_content,
         }
-        appended = self._store.append_message(**self._message(session_id, role, msg, batch=False))
-        return _num(appended.num)
+        row = self._message(session_id, role, msg, batch=False)
+        if row["source"] is None and not self._exists(session_id):
+            raise _foreign_key_error()
+        return _num(self._store.append_message(**row).num)
 
     def append_messages_batch(self, session_id: str, messages: Iterable[Mapping[str, Any]]) -> list[int]:
         """Not in Hermes 0.19.0: appends every message or none (one durable commit), as
@@ -705,6 +717,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         batch = self._batch(session_id, messages)
         if not batch:
             return []
+        self._require(session_id)
         return [_num(a.num) for a in self._store.append_batch(batch)]
 
     def get_messages(
@@ -787,19 +800,31 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         """Replaces the history (/retry, /undo, /compress) in one durable entry: every message
         (with ``active_only``, the active ones) is deleted and ``messages`` are inserted."""
         batch = self._batch(session_id, messages)
-        self._store.rewrite(session_id, "delete", batch, active_only=active_only)
+        with self._store.exclusive():
+            if not self._exists(session_id):
+                if batch:
+                    raise _foreign_key_error()
+                return
+            self._store.rewrite(session_id, "delete", batch, active_only=active_only)
 
     def archive_and_compact(self, session_id: str, compacted_messages: list[dict[str, Any]]) -> int:
         """Compacts in place, in one durable entry: the active messages become compacted
         (hidden from the live load, still searchable) and ``compacted_messages`` follow as the
         active set. Returns how many were inserted."""
         batch = self._batch(session_id, compacted_messages)
-        self._store.rewrite(session_id, "compact", batch, active_only=True)
+        with self._store.exclusive():
+            if not self._exists(session_id):
+                if batch:
+                    raise _foreign_key_error()
+                return 0
+            self._store.rewrite(session_id, "compact", batch, active_only=True)
         return len(batch)
 
     def clear_messages(self, session_id: str) -> None:
         """Deletes every message of the session (the session stays)."""
-        self._store.rewrite(session_id, "delete")
+        with self._store.exclusive():
+            if self._exists(session_id):
+                self._store.rewrite(session_id, "delete")
 
     def delete_session(self, session_id: str, sessions_dir: Path | None = None) -> bool:
         """Deletes the session and its messages; its delegate subagents (``model_config``
@@ -929,6 +954,11 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             except QuerySyntaxError:
                 pass
         return like_hits(words or [raw], like_candidates)
+
+
+def _foreign_key_error() -> sqlite3.IntegrityError:
+    """What Hermes' SQLite raises for a message of, or a parent that is, a missing session."""
+    return sqlite3.IntegrityError("FOREIGN KEY constraint failed")
 
 
 # ---------------------------------------------------------------------------------------------
