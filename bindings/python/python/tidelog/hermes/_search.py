@@ -449,7 +449,9 @@ def snippet(
         out.append(text[off:])
     else:
         out.append(ellipsis)
-    return "".join(out)
+    # FTS5 appends each piece with printf's "%.*s", which stops at a NUL (multimodal content
+    # starts with one).
+    return "".join(piece.split("\x00", 1)[0] for piece in out)
 
 
 @dataclass
