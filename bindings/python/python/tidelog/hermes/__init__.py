@@ -27,18 +27,21 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
+import random
 import re
 import sqlite3
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Dict, List, Optional, Tuple, TypeVar
 
 from .._errors import TitleTakenError
-from .._tidelog import Message, SearchHit, Session, Store
+from .._tidelog import Message, Session, Store
 
 from ._coordination import _CoordinationMixin
 from ._gateway import _GatewayMixin
@@ -56,23 +59,40 @@ from ._common import (
     _context,
     _conversation_dict,
     _count_tool_calls,
-    _default_db_path,
     _delegate_children,
     _encode_content,
     _is_replayed_user_message,
     _json_text,
+    _Desc,
+    _cwd_under,
     _listable,
     _loads,
+    _model_config,
     _message_row,
     _num,
     _preview,
     _remove_session_files,
     _repair_alternation,
     _timestamp,
-    _under,
+    sanitize_context,
     sanitize_title,
     store_path_for,
     strip_review_harness,
+)
+from ._state import (
+    DEFAULT_DB_PATH,
+    MAX_FTS5_QUERY_CHARS,
+    SCHEMA_VERSION,
+    SQL_SCRIPT_NAMES,
+    apply_wal_with_fallback,
+    format_session_db_unavailable,
+    get_hermes_home,
+    get_last_init_error,
+    is_malformed_db_error,
+    logger,
+    repair_state_db_schema,
+    set_last_init_error,
+    workspace_key,
 )
 from ._search import (
     DocCache,
@@ -85,7 +105,50 @@ from ._search import (
     trigram,
     unicode61,
 )
-__all__ = ["SessionDB", "AsyncSessionDB", "install", "sanitize_fts5_query", "store_path_for"]
+__all__ = [
+    "AsyncSessionDB",
+    "DEFAULT_DB_PATH",
+    "MAX_FTS5_QUERY_CHARS",
+    "SCHEMA_VERSION",
+    "SessionDB",
+    "apply_wal_with_fallback",
+    "format_session_db_unavailable",
+    "get_hermes_home",
+    "get_last_init_error",
+    "install",
+    "is_malformed_db_error",
+    "repair_state_db_schema",
+    "sanitize_context",
+    "sanitize_fts5_query",
+    "store_path_for",
+    "workspace_key",
+]
+# Names hermes_state has from its imports, kept so code reaching for them through the module
+# finds them (modules, typing helpers).
+_REEXPORTED = (asyncio, json, logging, random, sqlite3, sys, threading, Any, Callable, Dict, List, Optional, Tuple)
+T = TypeVar("T")
+
+
+def _hermes_own_module() -> types.ModuleType | None:
+    """Hermes' own ``hermes_state`` module if it is installed (not a stand-in of ours)."""
+    module = sys.modules.get("hermes_state")
+    if module is None:
+        try:
+            module = importlib.import_module("hermes_state")
+        except ImportError:
+            return None
+    return module if "SCHEMA_SQL" in vars(module) else None
+
+
+def __getattr__(name: str) -> str:
+    """Hermes' SQL scripts (``SCHEMA_SQL``, ``DEFERRED_INDEX_SQL``, ``FTS_SQL``,
+    ``FTS_TRIGRAM_SQL``): Hermes' own text when hermes-agent is installed, else an empty script
+    (tidelog has no SQLite tables of Hermes')."""
+    if name not in SQL_SCRIPT_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    real = _hermes_own_module()
+    return str(getattr(real, name, "")) if real is not None else ""
+
 
 class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMixin):
     """Hermes Agent's ``SessionDB`` over a tidelog store (thread-safe, like the store).
@@ -106,12 +169,17 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         import_existing: bool = True,
         **store_options: Any,
     ) -> None:
-        self.db_path = Path(db_path) if db_path is not None else _default_db_path()
+        self.db_path = Path(db_path) if db_path else Path(globals()["DEFAULT_DB_PATH"])
         self.read_only = read_only
         self.store_path = store_path_for(self.db_path)
-        if not read_only:
-            self.store_path.parent.mkdir(parents=True, exist_ok=True)
-        self._store = Store(self.store_path, read_only=read_only, **store_options)
+        try:
+            if not read_only:
+                self.store_path.parent.mkdir(parents=True, exist_ok=True)
+            self._store = Store(self.store_path, read_only=read_only, **store_options)
+        except Exception as exc:
+            # As Hermes: the cause is kept for format_session_db_unavailable().
+            set_last_init_error(f"{type(exc).__name__}: {exc}")
+            raise
         self._sources: dict[str, str | None] = {}
         self._rows = Rows(self._store)
         self.import_report: dict[str, Any] | None = None
@@ -194,7 +262,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         with self._store.exclusive():
             current = self._store.get_session(session_id)
             fills_parent = parent_id is not None and (current is None or current.parent_session_id is None)
-            if fills_parent and parent_id != session_id and not self._exists(parent_id):
+            if fills_parent and parent_id != session_id and not self._exists(str(parent_id)):
                 raise _foreign_key_error()
             self._store.upsert_session(
                 session_id,
@@ -451,10 +519,8 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 extra["estimated_cost_usd"] = 0.0
             if actual_cost_usd is not None and base.get("actual_cost_usd") is None:
                 extra["actual_cost_usd"] = 0.0
-            for k, v in (("cost_status", cost_status), ("cost_source", cost_source),
-                         ("pricing_version", pricing_version)):
-                if v is not None:
-                    extra[k] = v
+            labels = {"cost_status": cost_status, "cost_source": cost_source, "pricing_version": pricing_version}
+            extra.update({k: label for k, label in labels.items() if label is not None})
             new_model: str | None = None
             if accounted:
                 route = {"billing_provider": billing_provider, "billing_base_url": billing_base_url,
@@ -487,6 +553,41 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
 
     # -- listings and counts --------------------------------------------------------------
 
+    def _listed(
+        self,
+        sessions: list[Session],
+        *,
+        source: str | None,
+        exclude_sources: Collection[str] | None,
+        cwd_prefix: str | None,
+        min_message_count: int,
+        include_archived: bool,
+        archived_only: bool,
+        children: bool,
+    ) -> list[Session]:
+        """The sessions Hermes' listing filters admit (``children``: subagent runs and
+        compression continuations too)."""
+        by_id = {s.id: s for s in sessions}
+        counts = self._store.message_counts() if min_message_count > 0 else {}
+        out = []
+        for s in sessions:
+            extra = _loads(s.extra, {}) or {}
+            if source and s.source != source:
+                continue
+            if exclude_sources and s.source in exclude_sources:
+                continue
+            if cwd_prefix and not _cwd_under(extra.get("cwd"), cwd_prefix):
+                continue
+            if min_message_count > 0 and counts.get(s.id, 0) < min_message_count:
+                continue
+            archived = bool(extra.get("archived"))
+            if (not archived) if archived_only else (archived and not include_archived):
+                continue
+            if not children and not _listable(s, by_id):
+                continue
+            out.append(s)
+        return out
+
     def session_count(
         self,
         source: str | None = None,
@@ -497,30 +598,21 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         exclude_children: bool = False,
         exclude_sources: list[str] | None = None,
     ) -> int:
-        """How many sessions pass the filters (archived ones only with ``include_archived``;
-        ``archived_only`` counts just those; ``exclude_children`` counts what
-        ``list_sessions_rich`` lists: roots and branches)."""
-        count = 0
-        all_sessions = self._store.list_sessions()
-        by_id = {s.id: s for s in all_sessions}
-        counts = self._store.message_counts() if min_message_count > 0 else {}
-        for s in all_sessions:
-            row_extra = _loads(s.extra, {}) or {}
-            if source and s.source != source:
-                continue
-            if exclude_sources and s.source in exclude_sources:
-                continue
-            if cwd_prefix and not _under(row_extra.get("cwd"), cwd_prefix):
-                continue
-            if min_message_count > 0 and counts.get(s.id, 0) < min_message_count:
-                continue
-            archived = bool(row_extra.get("archived"))
-            if archived_only and not archived or not archived_only and not include_archived and archived:
-                continue
-            if exclude_children and not _listable(s, by_id):
-                continue
-            count += 1
-        return count
+        """How many sessions pass the filters: archived ones only with ``include_archived``
+        (``archived_only``: just those); ``exclude_children`` counts what ``list_sessions_rich``
+        lists (roots and branches)."""
+        return len(
+            self._listed(
+                self._store.list_sessions(),
+                source=source,
+                exclude_sources=exclude_sources,
+                cwd_prefix=cwd_prefix,
+                min_message_count=min_message_count,
+                include_archived=include_archived,
+                archived_only=archived_only,
+                children=not exclude_children,
+            )
+        )
 
     def message_count(self, session_id: str | None = None) -> int:
         """Messages of the session (every state), or of all sessions."""
@@ -530,6 +622,59 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             len(self._store.history(s.id, include_inactive=True, include_compacted=True))
             for s in self._store.list_sessions()
         )
+
+    def _rich_row(self, s: Session) -> dict[str, Any]:
+        """The session row with ``preview`` (the first user message's first 60 characters, by
+        time, every state) and ``last_active`` (the newest message's time, else the start)."""
+        every = [h.message for h in self._store.history(s.id, include_inactive=True, include_compacted=True)]
+        row = self._row(s)
+        firsts = sorted((m for m in every if m.role == "user" and m.content is not None),
+                        key=lambda m: (m.timestamp, m.num))
+        raw = (firsts[0].content or "").replace("\n", " ").replace("\r", " ")[:63].strip() if firsts else ""
+        row["last_active"] = max((m.timestamp for m in every), default=s.started_at)
+        row["preview"] = raw[:60] + ("..." if len(raw) > 60 else "") if raw else ""
+        return row
+
+    @staticmethod
+    def _continuations(s: Session, sessions: Iterable[Session]) -> list[Session]:
+        """The compression continuations of ``s``: children of a session that ended
+        ``compression``, not branches, delegate runs or tool sessions."""
+        if s.end_reason != "compression":
+            return []
+        return [
+            c
+            for c in sessions
+            if c.parent_session_id == s.id
+            and _model_config(c).get("_branched_from") is None
+            and _model_config(c).get("_delegate_from") is None
+            and (c.source or "") != "tool"
+        ]
+
+    def _tip(self, session_id: str, sessions: list[Session], last_active: Callable[[Session], float]) -> str:
+        """Hermes' ``get_compression_tip``: forward through continuations, preferring one that
+        continues the chain, then a live one, then the most recently active."""
+        by_id = {s.id: s for s in sessions}
+        current = session_id
+        seen = {current}
+        for _ in range(100):
+            s = by_id.get(current)
+            children = self._continuations(s, sessions) if s is not None else []
+            if not children:
+                return current
+            best = min(
+                children,
+                key=lambda c: (
+                    0 if c.end_reason == "compression" else 1 if c.ended_at is None else 2,
+                    -last_active(c),
+                    -(c.started_at or 0.0),
+                    _Desc(c.id),
+                ),
+            )
+            if best.id in seen:
+                return current
+            seen.add(best.id)
+            current = best.id
+        return current
 
     def list_sessions_rich(
         self,
@@ -548,41 +693,82 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         search_query: str | None = None,
         compact_rows: bool = False,
     ) -> list[dict[str, Any]]:
-        """Sessions newest first (or by last activity) with ``last_active`` and ``preview``;
-        children (subagent runs, compression continuations) hidden unless
-        ``include_children``. Compression projection, ``search_query`` and ``compact_rows``
-        are approximated (see bindings/python/README.md)."""
-        all_sessions = self._store.list_sessions()
-        by_id = {s.id: s for s in all_sessions}
-        picked = []
-        for s in all_sessions:
-            row_extra = _loads(s.extra, {}) or {}
-            if source and s.source != source:
-                continue
-            if exclude_sources and s.source in exclude_sources:
-                continue
-            if cwd_prefix and not _under(row_extra.get("cwd"), cwd_prefix):
-                continue
-            archived = bool(row_extra.get("archived"))
-            if archived_only and not archived or not archived_only and not include_archived and archived:
-                continue
-            if id_query and id_query.lower() not in s.id.lower():
-                continue
-            if not include_children and not _listable(s, by_id):
-                continue
-            picked.append(s)
+        """Session rows with ``preview`` and ``last_active``, newest start first. Subagent runs
+        and compression continuations are hidden unless ``include_children``; then a
+        compression root shows its live tip's id, activity and title (``_lineage_root_id``
+        naming the root) unless ``project_compression_tips=False``. ``order_by_last_active``
+        orders by the newest activity along each compression chain, and only then
+        ``id_query`` / ``search_query`` filter (substrings of any id, or title, in the chain;
+        ``search_query`` also without punctuation). ``compact_rows`` leaves out
+        ``system_prompt``."""
+        sessions = self._store.list_sessions()
+        picked = self._listed(
+            sessions,
+            source=source,
+            exclude_sources=exclude_sources,
+            cwd_prefix=cwd_prefix,
+            min_message_count=min_message_count,
+            include_archived=include_archived,
+            archived_only=archived_only,
+            children=include_children,
+        )
+        rich: dict[str, dict[str, Any]] = {}
+
+        def row_of(s: Session) -> dict[str, Any]:
+            if s.id not in rich:
+                rich[s.id] = self._rich_row(s)
+            return rich[s.id]
+
+        def active_at(s: Session) -> float:
+            return float(row_of(s)["last_active"] or 0.0)
+
+        if order_by_last_active:
+            id_needle = (id_query or "").strip().lower()
+            search_needle = (search_query or "").strip().lower()
+            compact_needle = re.sub(r"[\W_]+", "", search_needle)
+            keyed = []
+            for s in picked:
+                chain = [s]
+                walked = 0
+                while walked < len(chain) and len(chain) <= len(sessions):
+                    chain.extend(self._continuations(chain[walked], sessions))
+                    walked += 1
+                ids = [_ascii_lower(c.id) for c in chain]
+                if id_needle and not any(id_needle in c for c in ids):
+                    continue
+                if search_needle:
+                    titles = [_ascii_lower(c.title or "") for c in chain]
+                    compact = [re.sub(r"[-_. ]", "", t) for t in titles]
+                    if not (
+                        any(search_needle in t for t in titles + ids)
+                        or (compact_needle and any(compact_needle in t for t in compact))
+                    ):
+                        continue
+                effective = max(active_at(c) for c in chain)
+                keyed.append(((effective, s.started_at or 0.0, s.id), s))
+            keyed.sort(key=lambda k: k[0], reverse=True)
+            ordered = [s for _, s in keyed]
+        else:
+            ordered = sorted(picked, key=lambda s: s.started_at or 0.0, reverse=True)
+        start = max(offset, 0)
+        ordered = ordered[start:] if limit < 0 else ordered[start : start + limit]
         rows = []
-        for s in picked:
-            msgs = self._store.messages(s.id)
-            if min_message_count > 0 and len(msgs) < min_message_count:
-                continue
-            row = self._row(s, msgs)
-            row["last_active"] = max([m.timestamp for m in msgs] + [s.started_at or 0.0])
-            row["preview"] = _preview(msgs)
+        by_id = {s.id: s for s in sessions}
+        for s in ordered:
+            row = dict(row_of(s))
+            if project_compression_tips and not include_children and s.end_reason == "compression":
+                tip = by_id.get(self._tip(s.id, sessions, active_at))
+                if tip is not None and tip.id != s.id:
+                    tip_row = row_of(tip)
+                    for key in ("id", "ended_at", "end_reason", "message_count", "tool_call_count", "title",
+                                "last_active", "preview", "model", "system_prompt", "cwd", "git_branch",
+                                "git_repo_root"):
+                        row[key] = tip_row[key]
+                    row["_lineage_root_id"] = s.id
+            if compact_rows:
+                row.pop("system_prompt", None)
             rows.append(row)
-        key = "last_active" if order_by_last_active else "started_at"
-        rows.sort(key=lambda r: (r[key] or 0.0, r["id"]), reverse=True)
-        return rows[offset : offset + limit] if limit >= 0 else rows[offset:]
+        return rows
 
     def search_sessions(self, source: str | None = None, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
         """Session rows with ``last_active`` (the newest message's time, else the start), most
@@ -613,7 +799,8 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         """Not in Hermes 0.19.0: the ``(key, value)`` pairs whose key starts with ``prefix``."""
         if not prefix:
             return []
-        return [(k, v) for k, v in self._store.all_meta().items() if k.startswith(prefix) and not k.startswith(ROW_PREFIX)]
+        meta = self._store.all_meta()
+        return [(k, v) for k, v in meta.items() if k.startswith(prefix) and not k.startswith(ROW_PREFIX)]
 
     # -- messages -------------------------------------------------------------------------
 
@@ -771,7 +958,9 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         out = strip_review_harness(out)
         if repair_alternation and out:
             try:
-                from agent.agent_runtime_helpers import repair_message_sequence
+                from agent.agent_runtime_helpers import (  # type: ignore[import-untyped,unused-ignore]
+                    repair_message_sequence,
+                )
             except ImportError:
                 out = _repair_alternation(out)
             else:
@@ -990,19 +1179,19 @@ class AsyncSessionDB:
 
 def install() -> types.ModuleType:
     """Makes ``hermes_state.SessionDB`` and ``AsyncSessionDB`` these classes, so an unmodified
-    Hermes gateway writes through tidelog. Patches ``hermes_state`` if it is imported or
-    importable; otherwise installs a module of that name holding these classes. Returns the
-    module patched. Call it before the gateway creates its ``SessionDB``."""
-    module: types.ModuleType
-    if "hermes_state" in sys.modules:
-        module = sys.modules["hermes_state"]
-    else:
-        try:
-            module = importlib.import_module("hermes_state")
-        except ImportError:
-            module = types.ModuleType("hermes_state", "tidelog.hermes standing in for Hermes Agent's hermes_state")
-            sys.modules["hermes_state"] = module
-    setattr(module, "SessionDB", SessionDB)
-    setattr(module, "AsyncSessionDB", AsyncSessionDB)
-    module.__dict__.setdefault("DEFAULT_DB_PATH", _default_db_path())
+    Hermes gateway writes through tidelog. Patches Hermes' ``hermes_state`` if it is imported
+    or importable (also its ``get_last_init_error``, so Hermes' messages report our open
+    failures); otherwise installs a module of that name holding every public name of
+    ``hermes_state`` (see ``__all__``). Returns the module. Call it before the gateway creates
+    its ``SessionDB``."""
+    module = _hermes_own_module()
+    if module is None:
+        module = types.ModuleType("hermes_state", "tidelog.hermes standing in for Hermes Agent's hermes_state")
+        for name in __all__:
+            setattr(module, name, globals()[name])
+        for name in SQL_SCRIPT_NAMES:
+            setattr(module, name, "")
+        module.__dict__.update(logger=logger, T=T)
+        sys.modules["hermes_state"] = module
+    module.__dict__.update(SessionDB=SessionDB, AsyncSessionDB=AsyncSessionDB, get_last_init_error=get_last_init_error)
     return module

@@ -101,7 +101,6 @@ _COUNTERS = (
 _COSTS = ("estimated_cost_usd", "actual_cost_usd")
 # Children inherit these from their parent session when not given.
 _INHERITED = ("cwd", "git_repo_root", "git_branch", "profile_name")
-_ROUTE_FIELDS = ("cost_status", "cost_source", "pricing_version", "billing_provider", "billing_base_url", "billing_mode")
 
 from ._search import contains_cjk, sanitize_fts5_query  # noqa: E402,F401 - re-exported
 
@@ -111,10 +110,14 @@ from ._search import contains_cjk, sanitize_fts5_query  # noqa: E402,F401 - re-e
 
 
 def _encode_content(content: Any) -> str | None:
-    """Content as stored: text as it is; anything else JSON behind Hermes' marker (Hermes keeps
-    numbers as SQLite numbers; the marker gives them back as numbers too)."""
+    """Content as Hermes stores it: text as it is; a number as its text (SQLite's TEXT column
+    converts it); anything else JSON behind Hermes' marker."""
     if content is None or isinstance(content, str):
         return content
+    if isinstance(content, bool):
+        return str(int(content))
+    if isinstance(content, (int, float)):
+        return str(content)
     try:
         return CONTENT_JSON_PREFIX + json.dumps(content)
     except (TypeError, ValueError):
@@ -260,7 +263,9 @@ def sanitize_context(text: str) -> str:
     """Recalled-memory blocks, their system note and stray fence tags removed (Hermes' own
     function when Hermes is installed)."""
     try:
-        from agent.memory_manager import sanitize_context as hermes_sanitize
+        from agent.memory_manager import (  # type: ignore[import-untyped,unused-ignore]
+            sanitize_context as hermes_sanitize,
+        )
     except ImportError:
         return _MEMORY_TAG.sub("", _MEMORY_NOTE.sub("", _MEMORY_BLOCK.sub("", text)))
     return str(hermes_sanitize(text))
@@ -410,12 +415,36 @@ def _ascii_lower(text: str) -> str:
     return "".join(c.lower() if c.isascii() else c for c in text)
 
 
-def _under(cwd: Any, prefix: str) -> bool:
-    """True if ``cwd`` is ``prefix`` or inside it (a trailing separator ignored)."""
-    if not isinstance(cwd, str) or not cwd:
+def _sql_like(value: str, pattern: str) -> bool:
+    """SQL LIKE without ESCAPE: ``%`` any run, ``_`` any one character, ASCII case ignored."""
+    body = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in _ascii_lower(pattern))
+    return re.fullmatch(body, _ascii_lower(value), re.DOTALL) is not None
+
+
+def _cwd_under(cwd: Any, prefix: str) -> bool:
+    """Hermes' ``cwd_prefix`` filter: the folder itself, or (SQL LIKE) anything under it."""
+    if not isinstance(cwd, str):
         return False
     base = prefix.rstrip("/\\") or prefix
-    return cwd == base or cwd.startswith(base.rstrip("/\\") + "/") or cwd.startswith(base.rstrip("/\\") + "\\")
+    return cwd == base or _sql_like(cwd, base + "/%") or _sql_like(cwd, base + "\\%")
+
+
+class _Desc:
+    """Sorts a string in descending order inside an ascending sort key."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Desc) -> bool:
+        return self.value > other.value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
 
 
 def _model_config(s: Session) -> dict[str, Any]:

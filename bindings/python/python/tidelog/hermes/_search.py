@@ -520,8 +520,8 @@ def fts_hits(
     cache: DocCache,
     fts_query: str,
     tokenize: Callable[[str], list[Token]],
-    every: list[Row],
-    candidates: list[Row],
+    every: Sequence[Row],
+    candidates: Sequence[Row],
     order: str | None,
     *,
     strict: bool = False,
@@ -556,7 +556,7 @@ def _like_fold(text: str) -> str:
     return "".join(c.lower() if c.isascii() else c for c in text)
 
 
-def like_hits(words: list[str], candidates: list[Row]) -> list[Hit]:
+def like_hits(words: list[str], candidates: Sequence[Row]) -> list[Hit]:
     """Hermes' LIKE fallback: rows whose content, tool name or tool calls hold any word, newest
     first; the snippet is 120 characters of the content from 40 before the first word's first
     occurrence (case-sensitive, as ``instr``)."""
