@@ -68,6 +68,8 @@ from ._common import (
     _listable,
     _loads,
     _model_config,
+    ORPHANED_KEY,
+    parent_of,
     _message_row,
     _num,
     _preview,
@@ -261,9 +263,12 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         parent_id = fields.get("parent_session_id")
         with self._store.exclusive():
             current = self._store.get_session(session_id)
-            fills_parent = parent_id is not None and (current is None or current.parent_session_id is None)
+            fills_parent = parent_id is not None and (current is None or parent_of(current) is None)
             if fills_parent and parent_id != session_id and not self._exists(str(parent_id)):
                 raise _foreign_key_error()
+            if fills_parent and current is not None and current.parent_session_id is not None:
+                # The parent named is a deleted one: replace it.
+                self._store.upsert_session(session_id, parent_session_id=parent_id, extra={ORPHANED_KEY: None})
             self._store.upsert_session(
                 session_id,
                 source=source,
@@ -335,7 +340,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             title=s.title,
             user_id=s.user_id,
             chat_id=s.chat_id,
-            parent_session_id=s.parent_session_id,
+            parent_session_id=parent_of(s),
             started_at=s.started_at,
             ended_at=s.ended_at,
             end_reason=s.end_reason,
@@ -378,8 +383,8 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             return False
         seen = {descendant_id}
         s = self._store.get_session(descendant_id)
-        while s is not None and s.parent_session_id:
-            parent = self._store.get_session(s.parent_session_id)
+        while s is not None and parent_of(s):
+            parent = self._store.get_session(str(parent_of(s)))
             if parent is None or parent.end_reason != "compression":
                 return False
             if parent.id == ancestor_id:
@@ -644,7 +649,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         return [
             c
             for c in sessions
-            if c.parent_session_id == s.id
+            if parent_of(c) == s.id
             and _model_config(c).get("_branched_from") is None
             and _model_config(c).get("_delegate_from") is None
             and (c.source or "") != "tool"
@@ -931,7 +936,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             s = self._store.get_session(current)
             if s is None:
                 break
-            current = s.parent_session_id
+            current = parent_of(s)
         return list(reversed(chain)) or [session_id]
 
     def get_messages_as_conversation(
@@ -1025,6 +1030,10 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 return False
             sessions = self._store.list_sessions()
             doomed = [session_id] + _delegate_children(sessions, [session_id])
+            for child in sessions:
+                parent = parent_of(child)
+                if parent in doomed and child.id not in doomed:
+                    self._store.upsert_session(child.id, extra={ORPHANED_KEY: parent})
             self._store.delete_sessions(doomed)
         for sid in doomed:
             self._sources.pop(sid, None)

@@ -453,16 +453,33 @@ def _model_config(s: Session) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
+# The session-extra key recording that a session lost its parent (Hermes sets the column to
+# NULL when the parent is deleted; the store cannot clear the field, so the parent it still
+# names is read as none while this key names it).
+ORPHANED_KEY = "_orphaned_from"
+
+
+def parent_of(s: Session) -> str | None:
+    """The session's parent as Hermes has it: None once that parent was deleted."""
+    if s.parent_session_id is None:
+        return None
+    extra = _loads(s.extra, {}) or {}
+    if isinstance(extra, dict) and extra.get(ORPHANED_KEY) == s.parent_session_id:
+        return None
+    return s.parent_session_id
+
+
 def _listable(s: Session, by_id: Mapping[str, Session]) -> bool:
     """What Hermes' pickers list: roots, and branches (``_branched_from`` in the model config,
     or a parent that ended ``branched`` before this one started); never a delegate run."""
     if _model_config(s).get("_delegate_from") is not None:
         return False
-    if s.parent_session_id is None:
+    parent_id = parent_of(s)
+    if parent_id is None:
         return True
     if _model_config(s).get("_branched_from") is not None:
         return True
-    parent = by_id.get(s.parent_session_id)
+    parent = by_id.get(parent_id)
     return (
         parent is not None
         and parent.end_reason == "branched"
@@ -474,7 +491,7 @@ def _listable(s: Session, by_id: Mapping[str, Session]) -> bool:
 def _delegate_children(sessions: Iterable[Session], parent_ids: list[str]) -> list[str]:
     """The delegate subagent sessions under ``parent_ids``, recursively: those whose model
     config names one as ``_delegate_from``, or whose parent is one and that carry the marker."""
-    marked = {s.id: (s.parent_session_id, _model_config(s).get("_delegate_from")) for s in sessions}
+    marked = {s.id: (parent_of(s), _model_config(s).get("_delegate_from")) for s in sessions}
     found = set(parent_ids)
     frontier = set(parent_ids)
     while frontier:
