@@ -96,17 +96,7 @@ from ._state import (
     set_last_init_error,
     workspace_key,
 )
-from ._search import (
-    DocCache,
-    QuerySyntaxError,
-    contains_cjk,
-    count_cjk,
-    fts_hits,
-    like_hits,
-    sanitize_fts5_query,
-    trigram,
-    unicode61,
-)
+from ._search import FtsMirror, QuerySyntaxError, contains_cjk, count_cjk, like_hits, sanitize_fts5_query
 __all__ = [
     "AsyncSessionDB",
     "DEFAULT_DB_PATH",
@@ -185,7 +175,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         self._sources: dict[str, str | None] = {}
         self._rows = Rows(self._store)
         self.import_report: dict[str, Any] | None = None
-        self._docs = DocCache()
+        self._fts = FtsMirror()
         if not read_only and import_existing:
             self._import_once()
 
@@ -782,9 +772,9 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         for s in self._store.list_sessions():
             if source and s.source != source:
                 continue
-            msgs = self._store.all_messages(s.id)
+            every = self._store.history(s.id, include_inactive=True, include_compacted=True)
             row = self._row(s)
-            row["last_active"] = max((m.timestamp for m in msgs), default=s.started_at)
+            row["last_active"] = max((h.message.timestamp for h in every), default=s.started_at)
             rows.append(row)
         rows.sort(key=lambda r: (r["last_active"] or 0.0, r["started_at"] or 0.0, r["id"]), reverse=True)
         offset = max(offset, 0)
@@ -1073,7 +1063,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         ``role``, ``snippet`` (matches in ``>>>``/``<<<``), ``timestamp``, ``tool_name``, the
         session's ``source``, ``model`` and ``session_started``, and ``context`` (the message
         and one either side, 200 characters each)."""
-        if not query or not query.strip():
+        if not self._fts.available or not query or not query.strip():
             return []
         cleaned = sanitize_fts5_query(query)
         if not cleaned:
@@ -1138,17 +1128,21 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         order: str | None,
     ) -> list[Any]:
         """The matching candidates in Hermes' order, each with its snippet to make: the
-        ``unicode61`` table without CJK text, the trigram table when every CJK word has 3+ CJK
-        characters (and FTS5 takes the quoted words), else the LIKE scan."""
+        ``unicode61`` table without CJK text (a query FTS5 refuses finds nothing), the trigram
+        table when every CJK word has 3+ CJK characters (and FTS5 takes the quoted words), else
+        the LIKE scan."""
         if not contains_cjk(cleaned):
-            return fts_hits(self._docs, cleaned, unicode61, every, candidates, order)
+            try:
+                return self._fts.search("words", cleaned, every, candidates, order)
+            except QuerySyntaxError:
+                return []
         raw = cleaned.strip('"').strip()
         words = [t for t in raw.split() if t.upper() not in ("AND", "OR", "NOT")]
         cjk_words = [t for t in words if contains_cjk(t)]
         if count_cjk(raw) >= 3 and not any(count_cjk(t) < 3 for t in cjk_words):
             parts = [t if t.upper() in ("AND", "OR", "NOT") else '"' + t.replace('"', '""') + '"' for t in raw.split()]
             try:
-                return fts_hits(self._docs, " ".join(parts), trigram, every, candidates, order, strict=True)
+                return self._fts.search("grams", " ".join(parts), every, candidates, order)
             except QuerySyntaxError:
                 pass
         return like_hits(words or [raw], like_candidates)
