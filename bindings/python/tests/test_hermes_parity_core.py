@@ -477,13 +477,13 @@ class CoreMachine(RuleBasedStateMachine):
         self.p.same("search_sessions", limit=10)
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture
 def _hermes() -> None:
     require_hermes()
 
 
 CoreMachine.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=60,
     stateful_step_count=40,
     derandomize=True,
     deadline=None,
@@ -494,3 +494,46 @@ CoreMachine.TestCase.settings = settings(
 @pytest.mark.usefixtures("_hermes")
 class TestCoreMachine(CoreMachine.TestCase):  # type: ignore[misc,valid-type]
     pass
+
+
+def test_install_stands_in_without_hermes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without hermes-agent, install() makes a hermes_state holding every public name of
+    Hermes' module; with it, Hermes' module gets our classes."""
+    require_hermes()
+    import hermes_state
+
+    public = {n for n, v in vars(hermes_state).items() if not n.startswith("_") and not inspect.ismodule(v)
+              and getattr(v, "__module__", "hermes_state") in ("hermes_state", None)}
+    monkeypatch.setitem(__import__("sys").modules, "hermes_state", None)  # import hermes_state fails
+    module = ours_module.install()
+    try:
+        assert module is not hermes_state and sorted(n for n in public if not hasattr(module, n)) == []
+        assert module.SCHEMA_SQL == "" and module.SessionDB is ours_module.SessionDB
+        with module.SessionDB(tmp_path / "state.db") as db:
+            db.create_session("s", "cli")
+    finally:
+        monkeypatch.undo()
+    saved = {n: getattr(hermes_state, n) for n in ("SessionDB", "AsyncSessionDB", "get_last_init_error")}
+    try:
+        assert ours_module.install() is hermes_state and hermes_state.SessionDB is ours_module.SessionDB
+    finally:
+        vars(hermes_state).update(saved)
+    assert ours_module.SCHEMA_SQL == hermes_state.SCHEMA_SQL != ""
+
+
+def test_async(pair: Pair) -> None:
+    """AsyncSessionDB offloads every call; its results are the class's."""
+    import asyncio
+
+    import hermes_state
+
+    async def run(db: Any, cls: Any) -> list[Any]:
+        adb = cls(db)
+        await adb.create_session("s", "cli")
+        await adb.append_message("s", "user", "async hello")
+        return [await adb.get_messages_as_conversation("s"), await adb.search_messages("hello"), adb.db_path.name]
+
+    real = pair.norm_real(asyncio.run(run(pair.real, __import__("hermes_diff").REAL_ASYNC)))
+    ours = pair.norm_ours(asyncio.run(run(pair.ours, ours_module.AsyncSessionDB)))
+    assert ours == real
+    assert hermes_state is not None
