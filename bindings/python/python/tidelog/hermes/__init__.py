@@ -10,7 +10,10 @@ is derived by the store (never a file of ours). Two lines make an unmodified gat
 
 ``SessionDB(db_path)`` takes the path Hermes passes (its ``state.db``); the store lives beside it
 in ``<state.db>.tidelog/``. On the first open, an existing ``state.db`` there is imported (opened
-read-only, never changed). See ``bindings/python/README.md`` for what is approximated.
+read-only, never changed). The module also offers every public name of Hermes' ``hermes_state``
+(``DEFAULT_DB_PATH``, ``format_session_db_unavailable``, ...). Search answers as Hermes' does
+(a snippet ends with the spaces of the empty tool name and tool calls it indexes too). See
+``bindings/python/README.md`` for what is approximated.
 
 >>> import tempfile, os
 >>> from tidelog.hermes import SessionDB
@@ -19,7 +22,7 @@ read-only, never changed). See ``bindings/python/README.md`` for what is approxi
 ...     first = db.append_message(sid, "user", "Where is the chat-send config?")
 ...     second = db.append_message(sid, "assistant", "In my-app.config.ts.")
 ...     [first < second, [h["snippet"] for h in db.search_messages("chat-send")]]
-[True, ['Where is the >>>chat-send<<< config?']]
+[True, ['Where is the >>>chat-send<<< config?  ']]
 """
 
 from __future__ import annotations
@@ -72,7 +75,6 @@ from ._common import (
     parent_of,
     _message_row,
     _num,
-    _preview,
     _remove_session_files,
     _repair_alternation,
     _timestamp,

@@ -2,20 +2,15 @@
 encodings of Hermes' fields in tidelog messages and sessions, and the row shapes Hermes returns."""
 from __future__ import annotations
 
-import asyncio
-import importlib
 import json
 import os
 import re
-import sys
 import time
-import types
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .._errors import TitleTakenError
-from .._tidelog import Message, SearchHit, Session, Store
+from .._tidelog import Message, Session
 
 
 # Multimodal content is stored as this marker followed by JSON (Hermes' encoding).
@@ -24,7 +19,6 @@ CONTENT_JSON_PREFIX = "\x00json:"
 # stores: it keeps the name it had before the rename to tidelog.
 IMPORT_META_KEY = "logbook.hermes.import"
 # Hermes' limits.
-MAX_FTS5_QUERY_CHARS = 2048
 MAX_TITLE_LENGTH = 100
 
 # Message columns of Hermes rows that the tidelog model has no field for: kept in `extra`, as
@@ -99,8 +93,6 @@ _COUNTERS = (
     "api_call_count",
 )
 _COSTS = ("estimated_cost_usd", "actual_cost_usd")
-# Children inherit these from their parent session when not given.
-_INHERITED = ("cwd", "git_repo_root", "git_branch", "profile_name")
 
 from ._search import contains_cjk, sanitize_fts5_query  # noqa: E402,F401 - re-exported
 
@@ -131,13 +123,6 @@ def _decode_content(content: str | None) -> Any:
         except ValueError:
             return content
     return content
-
-
-def _text_of(content: Any) -> str:
-    """The searchable text of decoded content (multimodal parts joined)."""
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return content if isinstance(content, str) else ""
 
 
 def _json_text(value: Any) -> str | None:
@@ -183,11 +168,6 @@ def store_path_for(db_path: str | os.PathLike[str]) -> Path:
     if not new.exists() and old.is_dir():
         return old
     return new
-
-
-def _default_db_path() -> Path:
-    home = os.environ.get("HERMES_HOME")
-    return (Path(home) if home else Path.home() / ".hermes") / "state.db"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,15 +326,6 @@ def _is_replayed_user_message(messages: list[dict[str, Any]], msg: Mapping[str, 
         if prev.get("role") == "assistant" and (prev.get("content") or prev.get("tool_calls")):
             return False
     return False
-
-
-def _preview(msgs: list[Message]) -> str:
-    for m in msgs:
-        if m.role == "user":
-            text = " ".join(_text_of(_decode_content(m.content)).split())
-            if text:
-                return text[:60] + "..." if len(text) > 63 else text
-    return ""
 
 
 def _context_text(content: str | None) -> str:
