@@ -436,6 +436,26 @@ class CoreMachine(RuleBasedStateMachine):
         self.p.same("update_token_counts", sid, input_tokens=n, output_tokens=n // 2, estimated_cost_usd=cost,
                     api_call_count=1 if n else 0, absolute=absolute)
 
+    @rule(sid=session_ids, actual=st.none() | st.sampled_from([0.125, 1.0]), model=st.none() | st.sampled_from(["m1", "m2"]),
+          provider=st.none() | st.sampled_from(["p1", "p2"]), calls=st.integers(0, 2))
+    def billing(self, sid: str, actual: float | None, model: str | None, provider: str | None, calls: int) -> None:
+        self.p.same("update_token_counts", sid, output_tokens=calls, actual_cost_usd=actual, model=model,
+                    billing_provider=provider, billing_mode="m" if provider else None, api_call_count=calls,
+                    cost_status="ok" if actual else None)
+
+    @rule(kwargs=st.sampled_from([{}, {"include_children": True}, {"order_by_last_active": True},
+                                  {"order_by_last_active": True, "id_query": "S1"},
+                                  {"order_by_last_active": True, "search_query": "t"},
+                                  {"project_compression_tips": False}, {"limit": 2, "offset": 1},
+                                  {"min_message_count": 1}, {"source": "cli"}, {"exclude_sources": ["telegram"]}]))
+    def listing(self, kwargs: dict[str, Any]) -> None:
+        self.p.same("list_sessions_rich", **kwargs)
+        self.p.same("session_count", exclude_children=True)
+
+    @rule(sid=session_ids, limit=st.none() | st.integers(-1, 3), offset=st.integers(-1, 3))
+    def page(self, sid: str, limit: int | None, offset: int) -> None:
+        self.p.same("get_messages", sid, limit=limit, offset=offset)
+
     @rule(sid=session_ids, prompt=texts, model=st.sampled_from(["m1", "m3"]))
     def updates(self, sid: str, prompt: str, model: str) -> None:
         self.p.same("update_system_prompt", sid, prompt)
@@ -483,7 +503,7 @@ def _hermes() -> None:
 
 
 CoreMachine.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=80,
     stateful_step_count=40,
     derandomize=True,
     deadline=None,
