@@ -186,7 +186,8 @@ def test_message_fields_and_conversation(db: SessionDB) -> None:
     assert conv[0] == {"role": "user", "content": "find it", "timestamp": ts[0], "message_id": "tg-1"}
     assert conv[1]["tool_calls"] == calls and conv[1]["reasoning"] == "think"
     assert conv[1]["finish_reason"] == "tool_calls"
-    assert conv[2] == {"role": "tool", "content": "result", "timestamp": ts[2], "tool_call_id": "c1", "tool_name": "search"}
+    tool = {"role": "tool", "content": "result", "timestamp": ts[2], "tool_call_id": "c1", "tool_name": "search"}
+    assert conv[2] == tool
     assert conv[4]["api_content"] == "done (api)"
     assert db.has_platform_message_id("s", "tg-1") and not db.has_platform_message_id("s", "tg-2")
     assert db.get_session("s")["tool_call_count"] == 1  # type: ignore[index]

@@ -256,7 +256,8 @@ def test_meta(pair: Pair) -> None:
 def test_listing(pair: Pair) -> None:
     pair.same("create_session", "a", "cli", cwd="/repo/x")
     pair.same("create_session", "b", "telegram")
-    pair.same("append_message", "a", "user", "first question about the boat that is rather long, longer than sixty", ids=True)
+    long_question = "first question about the boat that is rather long, longer than sixty"
+    pair.same("append_message", "a", "user", long_question, ids=True)
     pair.same("append_message", "b", "user", "hi", ids=True)
     pair.same("append_message", "a", "assistant", "answer", ids=True)
     for kwargs in ({}, {"source": "cli"}, {"exclude_sources": ["cli"]}, {"limit": 1, "offset": 1},
@@ -283,13 +284,15 @@ CORPUS: list[tuple[str, str, dict[str, Any]]] = [
     ("t", "assistant", {"content": "好的，北京见"}),
     ("c", "user", {"content": "deploy the cat service to staging AND production"}),
     ("c", "assistant", {"content": None, "tool_calls": [
-        {"id": "k1", "type": "function", "function": {"name": "terminal", "arguments": '{"command": "kubectl apply -f deploy.yaml"}'}}
+        {"id": "k1", "type": "function",
+         "function": {"name": "terminal", "arguments": '{"command": "kubectl apply -f deploy.yaml"}'}}
     ]}),
     ("c", "tool", {"content": LONG_OUTPUT, "tool_name": "terminal", "tool_call_id": "k1"}),
     ("c", "assistant", {"content": "go is fine, and so is Go. Café résumé naïve"}),
     ("c", "user", {"content": "What about the snake_case_name and user@example.com or 100% coverage?"}),
     ("c", "assistant", {"content": "Use NOT operators carefully; or and not are words too. a b c x y"}),
-    ("w", "user", {"content": [{"type": "text", "text": "an image of a cat"}, {"type": "image_url", "image_url": {"url": "u"}}]}),
+    ("w", "user", {"content": [{"type": "text", "text": "an image of a cat"},
+                               {"type": "image_url", "image_url": {"url": "u"}}]}),
     ("w", "assistant", {"content": "cat cat cat cat cat, the cat of cats"}),
     ("w", "user", {"content": "Sentence one. Sentence two: " + " ".join(f"w{i}" for i in range(60)) + " target word."}),
 ]
@@ -436,8 +439,8 @@ class CoreMachine(RuleBasedStateMachine):
         self.p.same("update_token_counts", sid, input_tokens=n, output_tokens=n // 2, estimated_cost_usd=cost,
                     api_call_count=1 if n else 0, absolute=absolute)
 
-    @rule(sid=session_ids, actual=st.none() | st.sampled_from([0.125, 1.0]), model=st.none() | st.sampled_from(["m1", "m2"]),
-          provider=st.none() | st.sampled_from(["p1", "p2"]), calls=st.integers(0, 2))
+    @rule(sid=session_ids, actual=st.none() | st.sampled_from([0.125, 1.0]),
+          model=st.none() | st.sampled_from(["m1", "m2"]), provider=st.none() | st.sampled_from(["p1", "p2"]), calls=st.integers(0, 2))
     def billing(self, sid: str, actual: float | None, model: str | None, provider: str | None, calls: int) -> None:
         self.p.same("update_token_counts", sid, output_tokens=calls, actual_cost_usd=actual, model=model,
                     billing_provider=provider, billing_mode="m" if provider else None, api_call_count=calls,
