@@ -27,10 +27,11 @@ try:
     import hermes_state as _hermes_state
 
     REAL: Any = _hermes_state.SessionDB
+    REAL_ASYNC: Any = _hermes_state.AsyncSessionDB
     HERMES_VERSION: str | None = "0.19.0"
 except ImportError:  # pragma: no cover - depends on the environment
     _hermes_state = None
-    REAL = None
+    REAL = REAL_ASYNC = None
     HERMES_VERSION = None
 
 if REAL is not None and REAL.__module__ != "hermes_state":  # pragma: no cover
@@ -64,6 +65,7 @@ TIME_KEYS = frozenset(
         "compression_failure_cooldown_until",
         "imported_at",
         "linked_at",
+        "session_started",
     }
 )
 ID_KEYS = frozenset(

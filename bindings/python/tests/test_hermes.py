@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -46,8 +47,9 @@ def db(tmp_path: Path) -> Iterator[SessionDB]:
         ("AND foo", "foo"),
         ("foo OR", "foo"),
         ("NOT", ""),
-        ("a+b^c~d", "a b c d"),
-        ("100% sure", "100  sure"),
+        # Hermes 0.19.0 replaces only + { } ( ) : " ^ (the query then fails in FTS5: no results).
+        ("a+b^c~d", "a b c~d"),
+        ("100% sure", "100% sure"),
         ("你好%世界", "你好%世界"),
     ],
 )
@@ -74,16 +76,14 @@ def test_create_session_never_overwrites(db: SessionDB) -> None:
     assert db.get_session("nope") is None
 
 
-def test_child_inherits_workspace(db: SessionDB) -> None:
-    db.create_session("p", "cli", cwd="/repo", git_repo_root="/repo", profile_name="work")
+def test_child_does_not_inherit_workspace(db: SessionDB) -> None:
+    # Hermes 0.19.0's create_session takes no git fields and copies nothing from the parent.
+    with pytest.raises(TypeError):
+        db.create_session("x", "cli", git_repo_root="/repo")
+    db.create_session("p", "cli", cwd="/repo", profile_name="work")
     db.create_session("c", "cli", parent_session_id="p")
     c = db.get_session("c")
-    assert c is not None and (c["cwd"], c["git_repo_root"], c["profile_name"], c["parent_session_id"]) == (
-        "/repo",
-        "/repo",
-        "work",
-        "p",
-    )
+    assert c is not None and (c["cwd"], c["profile_name"], c["parent_session_id"]) == (None, None, "p")
 
 
 def test_end_and_reopen(db: SessionDB) -> None:
@@ -134,8 +134,8 @@ def test_token_counts(db: SessionDB) -> None:
 
 
 def test_counts_meta_and_listing(db: SessionDB) -> None:
-    db.create_session("a", "cli", started_at=100.0)
-    db.create_session("b", "telegram", started_at=200.0)
+    db.create_session("a", "cli")
+    db.create_session("b", "telegram")
     db.append_message("a", "user", "first question about the boat that is rather long, longer than sixty chars")
     db.append_message("a", "assistant", "answer")
     db.append_message("b", "user", "hi")
@@ -165,10 +165,8 @@ def test_row_ids_increase_in_append_order(db: SessionDB) -> None:
     rows = db.get_messages("s")
     assert [r["id"] for r in rows] == ids + batch  # by id, not by timestamp
     assert [r["content"] for r in db.get_messages("s", limit=2)] == ["m0", "m1"]
-    assert [r["content"] for r in db.get_messages("s", limit=2, latest=True)] == ["b1", "b2"]
-    assert [r["content"] for r in db.get_messages("s", after_id=ids[3])] == ["m4", "b1", "b2"]
     assert [r["content"] for r in db.get_messages("s", limit=2, offset=1)] == ["m1", "m2"]
-    assert [r["content"] for r in db.get_messages("s", limit=2, offset=1, latest=True)] == ["m4", "b1"]
+    assert [r["content"] for r in db.get_messages("s", offset=5)] == ["b1", "b2"]
 
 
 def test_message_fields_and_conversation(db: SessionDB) -> None:
@@ -184,11 +182,13 @@ def test_message_fields_and_conversation(db: SessionDB) -> None:
     assert rows[3]["content"][0] == {"type": "text", "text": "look"}
     assert rows[0]["platform_message_id"] == "tg-1" and rows[0]["active"] == 1
     conv = db.get_messages_as_conversation("s")
-    assert conv[0] == {"role": "user", "content": "find it", "message_id": "tg-1"}
+    ts = [r["timestamp"] for r in rows]
+    assert conv[0] == {"role": "user", "content": "find it", "timestamp": ts[0], "message_id": "tg-1"}
     assert conv[1]["tool_calls"] == calls and conv[1]["reasoning"] == "think"
-    assert conv[2] == {"role": "tool", "content": "result", "tool_call_id": "c1", "name": "search"}
+    assert conv[1]["finish_reason"] == "tool_calls"
+    tool = {"role": "tool", "content": "result", "timestamp": ts[2], "tool_call_id": "c1", "tool_name": "search"}
+    assert conv[2] == tool
     assert conv[4]["api_content"] == "done (api)"
-    assert "id" in db.get_messages_as_conversation("s", include_row_ids=True)[0]
     assert db.has_platform_message_id("s", "tg-1") and not db.has_platform_message_id("s", "tg-2")
     assert db.get_session("s")["tool_call_count"] == 1  # type: ignore[index]
 
@@ -200,7 +200,9 @@ def test_conversation_with_ancestors(db: SessionDB) -> None:
     db.create_session("c", "cli", parent_session_id="p")
     db.append_message("c", "user", "new")
     assert [m["content"] for m in db.get_messages_as_conversation("c", include_ancestors=True)] == ["old", "new"]
-    assert [r["id"] for r in db.list_sessions_rich()] == ["p"]  # a compression child is hidden
+    # The compression root is listed once, projected to its live continuation (Hermes' default).
+    assert [(r["id"], r["_lineage_root_id"]) for r in db.list_sessions_rich()] == [("c", "p")]
+    assert [r["id"] for r in db.list_sessions_rich(project_compression_tips=False)] == ["p"]
     assert {r["id"] for r in db.list_sessions_rich(include_children=True)} == {"p", "c"}
 
 
@@ -208,20 +210,19 @@ def test_replace_archive_clear_delete(db: SessionDB) -> None:
     db.create_session("s", "cli")
     db.append_message("s", "user", "the pelican question")
     db.append_message("s", "assistant", "the pelican answer")
-    new = db.replace_messages("s", [{"role": "user", "content": "rewritten albatross"}])
+    assert db.replace_messages("s", [{"role": "user", "content": "rewritten albatross"}]) is None
     assert [r["content"] for r in db.get_messages("s")] == ["rewritten albatross"]
-    assert [r["id"] for r in db.get_messages("s")] == new
     assert db.search_messages("pelican", include_inactive=True) == []  # deleted
     db.append_message("s", "assistant", "albatross reply")
-    db.replace_messages("s", [{"role": "user", "content": "retry"}], archive_dropped=True)
+    assert db.archive_and_compact("s", [{"role": "user", "content": "retry"}]) == 1
     assert [r["content"] for r in db.get_messages("s")] == ["retry"]
-    assert db.search_messages("albatross") == []  # archived rows are hidden from search...
-    assert len(db.search_messages("albatross", include_inactive=True)) == 2  # ...unless asked
+    # Compacted rows stay searchable (Hermes #38763).
+    assert len(db.search_messages("albatross")) == 2
     inactive = db.get_messages("s", include_inactive=True)
-    assert [(r["content"], r["active"]) for r in inactive] == [
-        ("rewritten albatross", 0),
-        ("albatross reply", 0),
-        ("retry", 1),
+    assert [(r["content"], r["active"], r["compacted"]) for r in inactive] == [
+        ("rewritten albatross", 0, 1),
+        ("albatross reply", 0, 1),
+        ("retry", 1, 0),
     ]
     db.clear_messages("s")
     assert db.get_messages("s") == [] and db.get_session("s") is not None
@@ -231,22 +232,17 @@ def test_replace_archive_clear_delete(db: SessionDB) -> None:
 def test_archive_and_compact(db: SessionDB) -> None:
     db.create_session("s", "cli", model_config={"temperature": 1})
     db.append_message("s", "user", "long discussion of quokkas")
-    mark = db.append_message("s", "assistant", "quokkas are marsupials")
+    db.append_message("s", "assistant", "quokkas are marsupials")
     db.append_message("s", "user", "arrived during the summary")
-    db.archive_and_compact(
-        "s",
-        [{"role": "user", "content": "[summary] we talked about quokkas"}],
-        model_config_patch={"compressed": True},
-        watermark=mark,
-    )
+    summary = [{"role": "user", "content": "[summary] we talked about quokkas"}, {"role": "user", "content": "next"}]
+    assert db.archive_and_compact("s", summary) == 2
     live = db.get_messages("s")
-    assert [r["content"] for r in live] == ["[summary] we talked about quokkas", "arrived during the summary"]
-    compacted = [r for r in db.get_messages("s", include_compacted=True) if r["compacted"]]
+    assert [r["content"] for r in live] == ["[summary] we talked about quokkas", "next"]
+    compacted = [r for r in db.get_messages("s", include_inactive=True) if r["compacted"]]
     assert len(compacted) == 3
     # Compacted messages stay searchable.
     assert {h["role"] for h in db.search_messages("marsupials")} == {"assistant"}
-    cfg = db.get_session("s")["model_config"]  # type: ignore[index]
-    assert '"compressed": true' in cfg and '"temperature": 1' in cfg
+    assert db.get_session("s")["message_count"] == 2  # type: ignore[index]
 
 
 def test_export(db: SessionDB) -> None:
@@ -282,17 +278,13 @@ def test_search_snippets_and_fields(corpus: SessionDB) -> None:
     assert (h["session_id"], h["role"], h["source"], h["model"], h["tool_name"]) == ("t", "user", "telegram", "m-t", None)
     assert h["timestamp"] == 100.0 and h["session_started"] is not None
     assert [c["role"] for c in h["context"]] == ["user", "assistant"]
-    only = corpus.search_messages("chat-send", fields=["id", "snippet"])
-    assert set(only[0]) == {"id", "snippet"}
-    with pytest.raises(ValueError):
-        corpus.search_messages("x", fields=["nope"])
 
 
 def test_search_whole_words_then_substrings(corpus: SessionDB) -> None:
     # "cat" matches the word cat, not "concatenate" (Hermes' unicode61 tokens).
     assert {h["session_id"] for h in corpus.search_messages("cat")} == {"c"}
-    # No whole word "concat": falls back to substrings, as Hermes retries on the trigram index.
-    assert [h["role"] for h in corpus.search_messages("concat")] == ["assistant"]
+    # No whole word "concat": Hermes 0.19.0 finds nothing (its trigram table serves CJK only).
+    assert corpus.search_messages("concat") == []
     # prefix*: start of a word.
     assert [h["id"] for h in corpus.search_messages("deploy*", sort="oldest")] == [
         h["id"] for h in corpus.search_messages("deployment OR deploy", sort="oldest")
@@ -321,8 +313,9 @@ def test_search_filters_and_offset(corpus: SessionDB) -> None:
 
 def test_search_short_and_cjk(corpus: SessionDB) -> None:
     assert [h["role"] for h in corpus.search_messages("go")] == ["assistant"]  # 2 characters
+    # Two CJK characters: Hermes' LIKE scan, whose snippet is the content unmarked.
     cjk = corpus.search_messages("北京")
-    assert len(cjk) == 1 and ">>>北京<<<" in cjk[0]["snippet"]
+    assert len(cjk) == 1 and cjk[0]["snippet"] == "我们明天去北京开会"
     assert len(corpus.search_messages("明天 北京")) == 1
     assert len(corpus.search_messages("北")) == 1
 
@@ -376,6 +369,7 @@ def test_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert hermes_state is module
         assert hermes_state.SessionDB is SessionDB and hermes_state.AsyncSessionDB is AsyncSessionDB
         with hermes_state.SessionDB(db_path=tmp_path / "state.db") as db:
+            db.create_session("s", "telegram")
             assert db.append_message("s", "user", "through the gateway") > 0
     finally:
         sys.modules.pop("hermes_state", None)
@@ -410,10 +404,11 @@ def test_async_session_db(tmp_path: Path) -> None:
 
 
 def test_messages_carry_the_session_source(db: SessionDB) -> None:
-    db.append_message("x", "user", "before the session row")  # Hermes never does this; we cope
+    with pytest.raises(sqlite3.IntegrityError):  # Hermes' foreign key: no session, no message
+        db.append_message("x", "user", "before the session row")
     db.create_session("x", "telegram")
     db.append_message("x", "user", "zebra crossing")
-    assert [h.message.source for h in db.store.history("x")] == [None, "telegram"]
+    assert [h.message.source for h in db.store.history("x")] == ["telegram"]
     # Unindexed or not, a source filter sees it.
     assert [h["source"] for h in db.search_messages("zebra", source_filter=["telegram"])] == ["telegram"]
 

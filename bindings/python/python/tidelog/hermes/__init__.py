@@ -10,7 +10,10 @@ is derived by the store (never a file of ours). Two lines make an unmodified gat
 
 ``SessionDB(db_path)`` takes the path Hermes passes (its ``state.db``); the store lives beside it
 in ``<state.db>.tidelog/``. On the first open, an existing ``state.db`` there is imported (opened
-read-only, never changed). See ``bindings/python/README.md`` for what is approximated.
+read-only, never changed). The module also offers every public name of Hermes' ``hermes_state``
+(``DEFAULT_DB_PATH``, ``format_session_db_unavailable``, ...). Search answers as Hermes' does
+(a snippet ends with the spaces of the empty tool name and tool calls it indexes too). See
+``bindings/python/README.md`` for what is approximated.
 
 >>> import tempfile, os
 >>> from tidelog.hermes import SessionDB
@@ -19,7 +22,7 @@ read-only, never changed). See ``bindings/python/README.md`` for what is approxi
 ...     first = db.append_message(sid, "user", "Where is the chat-send config?")
 ...     second = db.append_message(sid, "assistant", "In my-app.config.ts.")
 ...     [first < second, [h["snippet"] for h in db.search_messages("chat-send")]]
-[True, ['Where is the >>>chat-send<<< config?']]
+[True, ['Where is the >>>chat-send<<< config?  ']]
 """
 
 from __future__ import annotations
@@ -30,55 +33,118 @@ import importlib
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Dict, List, Optional, Tuple, TypeVar
 
 from .._errors import HermesImportError, TitleTakenError
-from .._tidelog import Message, SearchHit, Session, Store
+from .._tidelog import Message, Session, Store
 
 from ._coordination import _CoordinationMixin
-from ._gateway import _GatewayMixin, peer_columns
+from ._gateway import NULLED_KEY, _GatewayMixin, peer_columns
 from ._lineage import _LineageMixin
-from ._maintenance import _MaintenanceMixin, ascii_lower, compression_chain, cwd_under, listable
+from ._maintenance import _MaintenanceMixin
 from ._sqlview import _SqlViewMixin, expose_store
 from ._rows import ROW_PREFIX, Rows
 from ._common import (
     IMPORT_META_KEY,
     MAX_TITLE_LENGTH,
-    _EXTRA_MESSAGE_FIELDS,
+    SESSION_COLUMNS,
     _COUNTERS,
     _COSTS,
-    _INHERITED,
-    _ROUTE_FIELDS,
-    sanitize_fts5_query,
-    _Term,
-    _parse,
+    _JSON_MESSAGE_FIELDS,
+    _ascii_lower,
+    _context,
+    _conversation_dict,
+    _count_tool_calls,
     _encode_content,
-    _tool_calls_json,
+    _is_replayed_user_message,
+    _json_text,
+    _Desc,
+    _cwd_under,
+    _listable,
     _loads,
+    _model_config,
+    ORPHANED_KEY,
+    parent_of,
+    _message_row,
+    _num,
+    _repair_alternation,
+    _timestamp,
+    sanitize_context,
     sanitize_title,
     store_path_for,
-    _default_db_path,
-    _num,
-    _count_tool_calls,
-    _message_row,
-    _conversation_dict,
-    _repair_alternation,
-    _preview,
-    _satisfies,
-    _snippet,
-    _context,
+    strip_review_harness,
 )
-__all__ = ["SessionDB", "AsyncSessionDB", "install", "sanitize_fts5_query", "store_path_for"]
 _log = logging.getLogger("tidelog.hermes")
+from ._state import (
+    DEFAULT_DB_PATH,
+    MAX_FTS5_QUERY_CHARS,
+    SCHEMA_VERSION,
+    SQL_SCRIPT_NAMES,
+    apply_wal_with_fallback,
+    format_session_db_unavailable,
+    get_hermes_home,
+    get_last_init_error,
+    is_malformed_db_error,
+    logger,
+    repair_state_db_schema,
+    set_last_init_error,
+    workspace_key,
+)
+from ._search import FtsMirror, QuerySyntaxError, contains_cjk, count_cjk, like_hits, sanitize_fts5_query
+__all__ = [
+    "AsyncSessionDB",
+    "DEFAULT_DB_PATH",
+    "MAX_FTS5_QUERY_CHARS",
+    "SCHEMA_VERSION",
+    "SessionDB",
+    "apply_wal_with_fallback",
+    "format_session_db_unavailable",
+    "get_hermes_home",
+    "get_last_init_error",
+    "install",
+    "is_malformed_db_error",
+    "repair_state_db_schema",
+    "sanitize_context",
+    "sanitize_fts5_query",
+    "store_path_for",
+    "workspace_key",
+]
+# Names hermes_state has from its imports, kept so code reaching for them through the module
+# finds them (modules, typing helpers).
+_REEXPORTED = (asyncio, json, logging, random, sqlite3, sys, threading, Any, Callable, Dict, List, Optional, Tuple)
+T = TypeVar("T")
+
+
+def _hermes_own_module() -> types.ModuleType | None:
+    """Hermes' own ``hermes_state`` module if it is installed (not a stand-in of ours)."""
+    module = sys.modules.get("hermes_state")
+    if module is None:
+        try:
+            module = importlib.import_module("hermes_state")
+        except ImportError:
+            return None
+    return module if "SCHEMA_SQL" in vars(module) else None
+
+
+def __getattr__(name: str) -> str:
+    """Hermes' SQL scripts (``SCHEMA_SQL``, ``DEFERRED_INDEX_SQL``, ``FTS_SQL``,
+    ``FTS_TRIGRAM_SQL``): Hermes' own text when hermes-agent is installed, else an empty script
+    (tidelog has no SQLite tables of Hermes')."""
+    if name not in SQL_SCRIPT_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    real = _hermes_own_module()
+    return str(getattr(real, name, "")) if real is not None else ""
 
 
 @contextlib.contextmanager
@@ -158,15 +224,21 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         import_existing: bool = True,
         **store_options: Any,
     ) -> None:
-        self.db_path = Path(db_path) if db_path is not None else _default_db_path()
+        self.db_path = Path(db_path) if db_path else Path(globals()["DEFAULT_DB_PATH"])
         self.read_only = read_only
         self.store_path = store_path_for(self.db_path)
-        if not read_only:
-            self.store_path.parent.mkdir(parents=True, exist_ok=True)
-        self._store = Store(self.store_path, read_only=read_only, **store_options)
+        try:
+            if not read_only:
+                self.store_path.parent.mkdir(parents=True, exist_ok=True)
+            self._store = Store(self.store_path, read_only=read_only, **store_options)
+        except Exception as exc:
+            # As Hermes: the cause is kept for format_session_db_unavailable().
+            set_last_init_error(f"{type(exc).__name__}: {exc}")
+            raise
         self._sources: dict[str, str | None] = {}
         self._rows = Rows(self._store)
         self.import_report: dict[str, Any] | None = None
+        self._fts = FtsMirror()
         if not read_only and import_existing:
             self._import_once()
 
@@ -228,79 +300,110 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
 
     # -- sessions -------------------------------------------------------------------------
 
-    def create_session(
-        self,
-        session_id: str,
-        source: str,
-        model: str | None = None,
-        model_config: Any = None,
-        system_prompt: str | None = None,
-        user_id: str | None = None,
-        parent_session_id: str | None = None,
-        **fields: Any,
-    ) -> str:
-        """Creates the session, or fills in what an earlier writer left empty: a value already
-        set is never overwritten. A child inherits ``cwd``, git and profile fields from its
-        parent. Returns the session id."""
-        extra: dict[str, Any] = {}
-        if model_config is not None:
-            extra["model_config"] = model_config if isinstance(model_config, str) else json.dumps(model_config)
-        if system_prompt is not None:
-            extra["system_prompt"] = system_prompt
-        chat_id = fields.pop("chat_id", None)
-        title = fields.pop("title", None)
-        started_at = fields.pop("started_at", None)
-        for k, v in fields.items():
-            if v is not None:
-                extra[k] = v
-        if parent_session_id:
-            parent = self._store.get_session(parent_session_id)
-            if parent is not None:
-                pextra = _loads(parent.extra, {}) or {}
-                for k in _INHERITED:
-                    if k not in extra and pextra.get(k) is not None:
-                        extra[k] = pextra[k]
-        self._store.upsert_session(
-            session_id,
-            source=source,
-            model=model,
-            title=sanitize_title(title) if title else None,
-            user_id=None if user_id is None else str(user_id),
-            chat_id=None if chat_id is None else str(chat_id),
-            parent_session_id=parent_session_id,
-            started_at=time.time() if started_at is None else float(started_at),
-            extra=extra or None,
-            fill_only=True,
-        )
-        # The stored source is the first one set (fill_only): read it again when next needed.
+    # The keyword arguments Hermes' create_session / ensure_session accept, and the columns a
+    # later call fills when still empty (source, user_id and started_at keep their first value).
+    _CREATE_FIELDS = (
+        "model",
+        "model_config",
+        "system_prompt",
+        "user_id",
+        "session_key",
+        "chat_id",
+        "chat_type",
+        "thread_id",
+        "parent_session_id",
+        "cwd",
+        "profile_name",
+    )
+
+    def _insert_session(self, session_id: str, source: str, fields: Mapping[str, Any]) -> None:
+        unknown = [k for k in fields if k not in self._CREATE_FIELDS]
+        if unknown:
+            raise TypeError(f"create_session() got an unexpected keyword argument '{unknown[0]}'")
+        model_config = fields.get("model_config")
+        extra = {
+            "model_config": json.dumps(model_config) if model_config else None,
+            "system_prompt": fields.get("system_prompt"),
+            "session_key": fields.get("session_key"),
+            "chat_type": fields.get("chat_type"),
+            "thread_id": fields.get("thread_id"),
+            "cwd": fields.get("cwd"),
+            "profile_name": fields.get("profile_name"),
+        }
+        user_id, chat_id = fields.get("user_id"), fields.get("chat_id")
+        parent_id = fields.get("parent_session_id")
+        with self._store.exclusive():
+            current = self._store.get_session(session_id)
+            fills_parent = parent_id is not None and (current is None or parent_of(current) is None)
+            if fills_parent and parent_id != session_id and not self._exists(str(parent_id)):
+                raise _foreign_key_error()
+            if fills_parent and current is not None and current.parent_session_id is not None:
+                # The parent named is a deleted one: replace it.
+                self._store.upsert_session(session_id, parent_session_id=parent_id, extra={ORPHANED_KEY: None})
+            self._store.upsert_session(
+                session_id,
+                source=source,
+                model=fields.get("model"),
+                user_id=None if current is not None or user_id is None else str(user_id),
+                chat_id=None if chat_id is None else str(chat_id),
+                parent_session_id=parent_id,
+                started_at=time.time(),
+                extra={k: v for k, v in extra.items() if v is not None} or None,
+                fill_only=True,
+            )
         self._sources.pop(session_id, None)
+
+    def create_session(self, session_id: str, source: str, **kwargs: Any) -> str:
+        """Creates the session row, or fills in the columns an earlier writer left empty
+        (``model``, ``model_config``, ``system_prompt``, ``session_key``, ``chat_id``,
+        ``chat_type``, ``thread_id``, ``parent_session_id``, ``cwd``, ``profile_name``): a value
+        already set is never overwritten. Returns ``session_id``."""
+        self._insert_session(session_id, source, kwargs)
         return session_id
 
-    def ensure_session(self, session_id: str, source: str = "unknown", model: str | None = None, **fields: Any) -> str:
-        """Creates the session if it does not exist (same upsert as ``create_session``)."""
-        return self.create_session(session_id, source, model=model, **fields)
+    def ensure_session(self, session_id: str, source: str = "unknown", model: str | None = None, **kwargs: Any) -> str:
+        """Same upsert as :meth:`create_session`; returns ``session_id``."""
+        self._insert_session(session_id, source, dict(kwargs, model=model))
+        return session_id
+
+    def _exists(self, session_id: str) -> bool:
+        return self._store.get_session(session_id) is not None
+
+    def _require(self, session_id: str) -> None:
+        """Hermes' foreign key: messages belong to an existing session."""
+        if not self._exists(session_id):
+            raise _foreign_key_error()
 
     def end_session(self, session_id: str, end_reason: str) -> None:
-        self._store.end_session(session_id, end_reason)
+        """Ends the session; the first end wins (an ended session keeps its reason)."""
+        with self._store.exclusive():
+            s = self._store.get_session(session_id)
+            if s is not None and s.ended_at is None:
+                self._store.end_session(session_id, end_reason)
 
     def reopen_session(self, session_id: str) -> None:
-        self._store.reopen_session(session_id)
+        """Clears ``ended_at`` and ``end_reason``."""
+        if self._exists(session_id):
+            self._store.reopen_session(session_id)
 
     def update_system_prompt(self, session_id: str, system_prompt: str) -> None:
-        self._store.upsert_session(session_id, extra={"system_prompt": system_prompt})
+        """Sets the stored system prompt snapshot (nothing if the session does not exist)."""
+        with self._store.exclusive():
+            if self._exists(session_id):
+                self._store.upsert_session(session_id, extra={"system_prompt": system_prompt})
 
-    def update_session_model(self, session_id: str, model: str, model_config: Any = None) -> None:
-        extra = None
-        if model_config is not None:
-            extra = {"model_config": model_config if isinstance(model_config, str) else json.dumps(model_config)}
-        self._store.upsert_session(session_id, model=model, extra=extra)
+    def update_session_model(self, session_id: str, model: str) -> None:
+        """Sets the model unconditionally (nothing if the session does not exist)."""
+        with self._store.exclusive():
+            if self._exists(session_id):
+                self._store.upsert_session(session_id, model=model)
 
     def _row(self, s: Session, messages: list[Message] | None = None) -> dict[str, Any]:
-        """A session as Hermes returns its row: the columns, with extra fields flattened in."""
+        """A session as Hermes returns its ``sessions`` row: every column, in order."""
         extra = _loads(s.extra, {}) or {}
         if not isinstance(extra, dict):
             extra = {}
-        row: dict[str, Any] = dict(extra)
+        row: dict[str, Any] = {k: extra.get(k, default) for k, default in SESSION_COLUMNS}
         row.update(
             id=s.id,
             source=s.source,
@@ -308,14 +411,14 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             title=s.title,
             user_id=s.user_id,
             chat_id=s.chat_id,
-            parent_session_id=s.parent_session_id or None,  # "": orphaned (see _maintenance)
+            # Orphaned: "" (as _maintenance clears a parent) or marked in extra (see parent_of).
+            parent_session_id=parent_of(s) or None,
             started_at=s.started_at,
             ended_at=s.ended_at,
             end_reason=s.end_reason,
         )
+        row[NULLED_KEY] = extra.get(NULLED_KEY)
         peer_columns(row)
-        row.setdefault("model_config", None)
-        row.setdefault("system_prompt", None)
         c = s.counters
         for k in _COUNTERS:
             row[k] = int(extra.get(k) or 0) + getattr(c, k)
@@ -330,6 +433,7 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         return row
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
+        """The session's row, or None."""
         s = self._store.get_session(session_id)
         return None if s is None else self._row(s)
 
@@ -341,54 +445,99 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
 
     # -- titles ---------------------------------------------------------------------------
 
-    def set_session_title(self, session_id: str, title: str | None) -> bool:
-        """Sets (an empty title clears) the title. Titles are unique: one another session has
-        raises ``ValueError``. False if the session does not exist."""
-        cleaned = sanitize_title(title)
-        if self._store.get_session(session_id) is None:
+    @staticmethod
+    def sanitize_title(title: str | None) -> str | None:
+        """Hermes' title cleaning (see :func:`tidelog.hermes._common.sanitize_title`)."""
+        return sanitize_title(title)
+
+    def _compression_ancestor(self, ancestor_id: str, descendant_id: str) -> bool:
+        """True if ``ancestor_id`` is reached from ``descendant_id`` up parent links whose
+        parent ended with ``end_reason = 'compression'``."""
+        if not ancestor_id or not descendant_id or ancestor_id == descendant_id:
             return False
-        try:
-            self._store.set_title(session_id, cleaned)
-        except TitleTakenError as e:
-            raise ValueError(f"Title '{cleaned}' is already in use by session {e.other}") from e
+        seen = {descendant_id}
+        s = self._store.get_session(descendant_id)
+        while s is not None and parent_of(s):
+            parent = self._store.get_session(str(parent_of(s)))
+            if parent is None or parent.end_reason != "compression":
+                return False
+            if parent.id == ancestor_id:
+                return True
+            if parent.id in seen:
+                return False
+            seen.add(parent.id)
+            s = parent
+        return False
+
+    def set_session_title(self, session_id: str, title: str) -> bool:
+        """Sets (an empty title clears) the title; False if the session does not exist.
+        Titles are unique: one another session holds raises ``ValueError``, unless that
+        session is a compression predecessor of this one (the title then moves here)."""
+        cleaned = sanitize_title(title)
+        with self._store.exclusive():
+            if cleaned:
+                other = next((s for s in self._titled(cleaned) if s.title == cleaned and s.id != session_id), None)
+                if other is not None:
+                    if not self._compression_ancestor(other.id, session_id):
+                        raise ValueError(f"Title '{cleaned}' is already in use by session {other.id}")
+                    self._store.upsert_session(other.id, clear_title=True)
+            if not self._exists(session_id):
+                return False
+            if cleaned is None:
+                self._store.upsert_session(session_id, clear_title=True)
+            else:
+                try:
+                    self._store.set_title(session_id, cleaned)
+                except TitleTakenError as e:
+                    raise ValueError(f"Title '{cleaned}' is already in use by session {e.other}") from e
         return True
 
     def get_session_title(self, session_id: str) -> str | None:
+        """The session's title, or None."""
         s = self._store.get_session(session_id)
         return s.title if s is not None else None
 
     def _titled(self, needle: str) -> list[Session]:
-        return [s for s in self._store.list_sessions(title_contains=needle) if s.title is not None]
+        """Sessions whose title holds ``needle`` ignoring ASCII case (a superset of SQL LIKE)."""
+        return [
+            s
+            for s in self._store.list_sessions(title_contains=needle if needle.isascii() else None)
+            if s.title is not None and _ascii_lower(needle) in _ascii_lower(s.title)
+        ]
 
     def get_session_by_title(self, title: str) -> dict[str, Any] | None:
+        """The session with exactly this title, or None."""
         for s in self._titled(title):
             if s.title == title:
                 return self._row(s)
         return None
 
     def resolve_session_by_title(self, title: str) -> str | None:
-        """The session with this title, preferring the newest ``"<title> #N"`` continuation."""
-        sessions = self._titled(title)
-        numbered = [s for s in sessions if s.title is not None and s.title.startswith(title + " #")]
+        """The newest-started session titled ``"<title> #N"`` (SQL LIKE: ASCII case ignored),
+        else the one titled exactly ``title``, else None."""
+        prefix = _ascii_lower(title + " #")
+        numbered = [s for s in self._titled(title) if _ascii_lower(s.title or "").startswith(prefix)]
         if numbered:
-            numbered.sort(key=lambda s: s.started_at or 0.0, reverse=True)
-            return numbered[0].id
-        exact = [s for s in sessions if s.title == title]
-        return exact[0].id if exact else None
+            return max(numbered, key=lambda s: s.started_at or 0.0).id
+        exact = self.get_session_by_title(title)
+        return exact["id"] if exact else None
 
     def get_next_title_in_lineage(self, base_title: str) -> str:
-        """``"my session"`` -> ``"my session #2"`` (or one past the highest number taken)."""
+        """``"my session"`` -> ``"my session #2"``, or one past the highest ``#N`` taken; the
+        base itself when no session has it."""
         m = re.match(r"^(.*?) #(\d+)$", base_title)
         base = m.group(1) if m else base_title
-        taken = [s.title for s in self._titled(base) if s.title == base or (s.title or "").startswith(base + " #")]
+        prefix = _ascii_lower(base + " #")
+        taken = [s.title or "" for s in self._titled(base)
+                 if s.title == base or _ascii_lower(s.title or "").startswith(prefix)]
         if not taken:
             return base
-        numbers = [1]
+        highest = 1
         for t in taken:
-            tm = re.match(r"^(.*?) #(\d+)$", t or "")
-            if tm and tm.group(1) == base:
-                numbers.append(int(tm.group(2)))
-        return f"{base} #{max(numbers) + 1}"
+            tm = re.match(r"^.* #(\d+)$", t)
+            if tm:
+                highest = max(highest, int(tm.group(1)))
+        return f"{base} #{highest + 1}"
 
     # -- token accounting -----------------------------------------------------------------
 
@@ -403,51 +552,120 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         reasoning_tokens: int = 0,
         estimated_cost_usd: float | None = None,
         actual_cost_usd: float | None = None,
+        cost_status: str | None = None,
+        cost_source: str | None = None,
+        pricing_version: str | None = None,
+        billing_provider: str | None = None,
+        billing_base_url: str | None = None,
+        billing_mode: str | None = None,
         api_call_count: int = 0,
         absolute: bool = False,
-        **route: Any,
     ) -> None:
-        """Adds token, API-call and cost deltas (``absolute=True`` sets the totals instead).
-        ``model`` fills an empty model; route fields (``cost_status``, ``billing_provider``, ...)
-        are recorded on the session."""
-        values: dict[str, Any] = {
-            "input_tokens": int(input_tokens or 0),
-            "output_tokens": int(output_tokens or 0),
-            "cache_read_tokens": int(cache_read_tokens or 0),
-            "cache_write_tokens": int(cache_write_tokens or 0),
-            "reasoning_tokens": int(reasoning_tokens or 0),
-            "api_call_count": int(api_call_count or 0),
-            "estimated_cost_usd": float(estimated_cost_usd or 0.0),
-            "actual_cost_usd": float(actual_cost_usd or 0.0),
+        """Adds the token, API-call and cost deltas (``absolute=True`` sets the totals), creating
+        the session (source ``unknown``) if absent. ``estimated_cost_usd`` becomes a number
+        (None counts 0); ``actual_cost_usd`` None leaves it as it is. ``cost_status``,
+        ``cost_source`` and ``pricing_version`` are set when given; with usage to account,
+        ``model`` and the billing route fill empty columns, and the first accounted call's
+        route replaces the one recorded at creation. (Hermes' per-model usage table is kept
+        by the model-usage methods.)"""
+        self._insert_session(session_id, "unknown", {"model": model})
+        counts = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "reasoning_tokens": reasoning_tokens,
+            "api_call_count": api_call_count,
         }
-        if absolute:
-            # The store's counters are additive: turn the totals into deltas from what is stored.
-            current = self.get_session(session_id) or {}
-            for k in values:
-                given = {"estimated_cost_usd": estimated_cost_usd, "actual_cost_usd": actual_cost_usd}.get(k, 0)
-                if given is None:
-                    values[k] = 0.0
-                elif k in _COSTS:
-                    values[k] = values[k] - float(current.get(k) or 0.0)
+        accounted = bool(any(counts.values()) or estimated_cost_usd or actual_cost_usd)
+        with self._store.exclusive():
+            s = self._store.get_session(session_id)
+            if s is None:
+                return
+            current = self._row(s, [])
+            deltas: dict[str, Any] = {}
+            for k, v in counts.items():
+                deltas[k] = int(v or 0) - (int(current[k] or 0) if absolute else 0)
+            est = float(estimated_cost_usd or 0.0)
+            deltas["estimated_cost_usd"] = est - float(current["estimated_cost_usd"] or 0.0) if absolute else est
+            deltas["actual_cost_usd"] = 0.0
+            if actual_cost_usd is not None:
+                act = float(actual_cost_usd)
+                deltas["actual_cost_usd"] = act - float(current["actual_cost_usd"] or 0.0) if absolute else act
+            extra: dict[str, Any] = {}
+            base = _loads(s.extra, {}) or {}
+            if base.get("estimated_cost_usd") is None:
+                extra["estimated_cost_usd"] = 0.0
+            if actual_cost_usd is not None and base.get("actual_cost_usd") is None:
+                extra["actual_cost_usd"] = 0.0
+            labels = {"cost_status": cost_status, "cost_source": cost_source, "pricing_version": pricing_version}
+            extra.update({k: label for k, label in labels.items() if label is not None})
+            new_model: str | None = None
+            if accounted:
+                route = {"billing_provider": billing_provider, "billing_base_url": billing_base_url,
+                         "billing_mode": billing_mode}
+                first_route = (
+                    int(current["api_call_count"] or 0) == 0
+                    and bool(model)
+                    and bool(billing_provider)
+                    and (current["model"] != model or current["billing_provider"] != billing_provider)
+                )
+                if first_route:
+                    new_model = model
+                    extra.update(route)
                 else:
-                    values[k] = values[k] - int(current.get(k) or 0)
-        if any(values.values()):
-            self._store.add_counters(session_id, **values)
-        route_extra = {k: v for k, v in route.items() if k in _ROUTE_FIELDS and v is not None}
-        if model is not None:
-            self._store.upsert_session(session_id, model=model, fill_only=True)
-        if route_extra:
-            self._store.upsert_session(session_id, extra=route_extra)
+                    extra.update({k: v for k, v in route.items() if v is not None and current[k] is None})
+                    if current["model"] is None and model:
+                        new_model = model
+            if any(deltas.values()):
+                self._store.add_counters(session_id, **deltas)
+            if extra or new_model is not None:
+                self._store.upsert_session(session_id, model=new_model, extra=extra or None)
 
     def queue_token_counts(self, session_id: str, **deltas: Any) -> None:
-        """Hermes queues deltas for a writer thread; here each is one durable append."""
+        """Not in Hermes 0.19.0 (an earlier release's queue): the deltas are applied at once."""
         self.update_token_counts(session_id, **deltas)
 
     def flush_token_counts(self, timeout: float | None = None) -> bool:
-        """Nothing is queued: every delta is durable when ``queue_token_counts`` returns."""
+        """Not in Hermes 0.19.0: nothing is ever queued, so True."""
         return True
 
     # -- listings and counts --------------------------------------------------------------
+
+    def _listed(
+        self,
+        sessions: list[Session],
+        *,
+        source: str | None,
+        exclude_sources: Collection[str] | None,
+        cwd_prefix: str | None,
+        min_message_count: int,
+        include_archived: bool,
+        archived_only: bool,
+        children: bool,
+    ) -> list[Session]:
+        """The sessions Hermes' listing filters admit (``children``: subagent runs and
+        compression continuations too)."""
+        by_id = {s.id: s for s in sessions}
+        counts = self._store.message_counts() if min_message_count > 0 else {}
+        out = []
+        for s in sessions:
+            extra = _loads(s.extra, {}) or {}
+            if source and s.source != source:
+                continue
+            if exclude_sources and s.source in exclude_sources:
+                continue
+            if cwd_prefix and not _cwd_under(extra.get("cwd"), cwd_prefix):
+                continue
+            if min_message_count > 0 and counts.get(s.id, 0) < min_message_count:
+                continue
+            archived = bool(extra.get("archived"))
+            if (not archived) if archived_only else (archived and not include_archived):
+                continue
+            if not children and not _listable(s, by_id):
+                continue
+            out.append(s)
+        return out
 
     def session_count(
         self,
@@ -457,57 +675,90 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         include_archived: bool = False,
         archived_only: bool = False,
         exclude_children: bool = False,
-        exclude_sources: Collection[str] | None = None,
+        exclude_sources: list[str] | None = None,
     ) -> int:
-        """How many sessions pass the filters ``list_sessions_rich`` applies (archived ones
-        only with ``include_archived``; ``exclude_children`` counts what it lists)."""
-        children = not exclude_children
-        picked = self._filtered_sessions(
-            source, exclude_sources, cwd_prefix, children, min_message_count, include_archived, archived_only
+        """How many sessions pass the filters: archived ones only with ``include_archived``
+        (``archived_only``: just those); ``exclude_children`` counts what ``list_sessions_rich``
+        lists (roots and branches)."""
+        return len(
+            self._listed(
+                self._store.list_sessions(),
+                source=source,
+                exclude_sources=exclude_sources,
+                cwd_prefix=cwd_prefix,
+                min_message_count=min_message_count,
+                include_archived=include_archived,
+                archived_only=archived_only,
+                children=not exclude_children,
+            )
         )
-        return len(picked)
-
-    def _filtered_sessions(
-        self,
-        source: str | None,
-        exclude_sources: Collection[str] | None,
-        cwd_prefix: str | None,
-        include_children: bool,
-        min_message_count: int,
-        include_archived: bool,
-        archived_only: bool,
-    ) -> list[Session]:
-        """The sessions Hermes' listing and count filters select, newest first."""
-        sessions = self._store.list_sessions()
-        by_id = {s.id: s for s in sessions}
-        counts = self._store.message_counts() if min_message_count > 0 else {}
-        picked = []
-        for s in sessions:
-            extra = _loads(s.extra, {}) or {}
-            if not include_children and not listable(s, by_id):
-                continue
-            if source and s.source != source:
-                continue
-            if exclude_sources and s.source in exclude_sources:
-                continue
-            if cwd_prefix and not cwd_under(extra.get("cwd"), cwd_prefix):
-                continue
-            if min_message_count > 0 and counts.get(s.id, 0) < min_message_count:
-                continue
-            archived = bool(extra.get("archived"))
-            if (archived_only and not archived) or (not archived_only and not include_archived and archived):
-                continue
-            picked.append(s)
-        return picked
 
     def message_count(self, session_id: str | None = None) -> int:
-        counts = self._store.message_counts()
-        return counts.get(session_id, 0) if session_id is not None else sum(counts.values())
+        """Messages of the session (every state), or of all sessions."""
+        if session_id:
+            return len(self._store.history(session_id, include_inactive=True, include_compacted=True))
+        return sum(
+            len(self._store.history(s.id, include_inactive=True, include_compacted=True))
+            for s in self._store.list_sessions()
+        )
+
+    def _rich_row(self, s: Session) -> dict[str, Any]:
+        """The session row with ``preview`` (the first user message's first 60 characters, by
+        time, every state) and ``last_active`` (the newest message's time, else the start)."""
+        every = [h.message for h in self._store.history(s.id, include_inactive=True, include_compacted=True)]
+        row = self._row(s)
+        firsts = sorted((m for m in every if m.role == "user" and m.content is not None),
+                        key=lambda m: (m.timestamp, m.num))
+        raw = (firsts[0].content or "").replace("\n", " ").replace("\r", " ")[:63].strip() if firsts else ""
+        row["last_active"] = max((m.timestamp for m in every), default=s.started_at)
+        row["preview"] = raw[:60] + ("..." if len(raw) > 60 else "") if raw else ""
+        return row
+
+    @staticmethod
+    def _continuations(s: Session, sessions: Iterable[Session]) -> list[Session]:
+        """The compression continuations of ``s``: children of a session that ended
+        ``compression``, not branches, delegate runs or tool sessions."""
+        if s.end_reason != "compression":
+            return []
+        return [
+            c
+            for c in sessions
+            if parent_of(c) == s.id
+            and _model_config(c).get("_branched_from") is None
+            and _model_config(c).get("_delegate_from") is None
+            and (c.source or "") != "tool"
+        ]
+
+    def _tip(self, session_id: str, sessions: list[Session], last_active: Callable[[Session], float]) -> str:
+        """Hermes' ``get_compression_tip``: forward through continuations, preferring one that
+        continues the chain, then a live one, then the most recently active."""
+        by_id = {s.id: s for s in sessions}
+        current = session_id
+        seen = {current}
+        for _ in range(100):
+            s = by_id.get(current)
+            children = self._continuations(s, sessions) if s is not None else []
+            if not children:
+                return current
+            best = min(
+                children,
+                key=lambda c: (
+                    0 if c.end_reason == "compression" else 1 if c.ended_at is None else 2,
+                    -last_active(c),
+                    -(c.started_at or 0.0),
+                    _Desc(c.id),
+                ),
+            )
+            if best.id in seen:
+                return current
+            seen.add(best.id)
+            current = best.id
+        return current
 
     def list_sessions_rich(
         self,
         source: str | None = None,
-        exclude_sources: Collection[str] | None = None,
+        exclude_sources: list[str] | None = None,
         cwd_prefix: str | None = None,
         limit: int = 20,
         offset: int = 0,
@@ -520,50 +771,79 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         id_query: str | None = None,
         search_query: str | None = None,
         compact_rows: bool = False,
-        sources: Collection[str] | None = None,
-        **_ignored: Any,
     ) -> list[dict[str, Any]]:
-        """Sessions newest first, with ``message_count``, ``preview`` (the first user message,
-        60 characters) and ``last_active``. Only roots and branches unless
-        ``include_children``; archived ones only with ``include_archived`` (or only them with
-        ``archived_only``); ``cwd_prefix``, ``min_message_count`` and ``sources`` (a tidelog
-        addition) filter further. ``order_by_last_active`` orders by the latest activity of a
-        session's compression chain; there, ``id_query`` and ``search_query`` (title or id,
-        also without punctuation) match any session of the chain. ``compact_rows`` leaves out
-        ``system_prompt``. ``project_compression_tips`` is accepted; rows are not projected."""
-        picked = self._filtered_sessions(
-            source, exclude_sources, cwd_prefix, include_children, min_message_count, include_archived, archived_only
+        """Session rows with ``preview`` and ``last_active``, newest start first. Subagent runs
+        and compression continuations are hidden unless ``include_children``; then a
+        compression root shows its live tip's id, activity and title (``_lineage_root_id``
+        naming the root) unless ``project_compression_tips=False``. ``order_by_last_active``
+        orders by the newest activity along each compression chain, and only then
+        ``id_query`` / ``search_query`` filter (substrings of any id, or title, in the chain;
+        ``search_query`` also without punctuation). ``compact_rows`` leaves out
+        ``system_prompt``."""
+        sessions = self._store.list_sessions()
+        picked = self._listed(
+            sessions,
+            source=source,
+            exclude_sources=exclude_sources,
+            cwd_prefix=cwd_prefix,
+            min_message_count=min_message_count,
+            include_archived=include_archived,
+            archived_only=archived_only,
+            children=include_children,
         )
-        if sources is not None:
-            picked = [s for s in picked if s.source in sources]
-        rows = []
+        rich: dict[str, dict[str, Any]] = {}
+
+        def row_of(s: Session) -> dict[str, Any]:
+            if s.id not in rich:
+                rich[s.id] = self._rich_row(s)
+            return rich[s.id]
+
+        def active_at(s: Session) -> float:
+            return float(row_of(s)["last_active"] or 0.0)
+
         if order_by_last_active:
-            everything = self._store.list_sessions()
-            by_id = {s.id: s for s in everything}
             id_needle = (id_query or "").strip().lower()
-            needle = (search_query or "").strip().lower()
-            compact_needle = re.sub(r"[\W_]+", "", needle)
-            ordered = []
+            search_needle = (search_query or "").strip().lower()
+            compact_needle = re.sub(r"[\W_]+", "", search_needle)
+            keyed = []
             for s in picked:
-                chain = [by_id[c] for c in compression_chain(s.id, everything) if c in by_id]
-                if id_needle and not any(id_needle in ascii_lower(c.id) for c in chain):
+                chain = [s]
+                walked = 0
+                while walked < len(chain) and len(chain) <= len(sessions):
+                    chain.extend(self._continuations(chain[walked], sessions))
+                    walked += 1
+                ids = [_ascii_lower(c.id) for c in chain]
+                if id_needle and not any(id_needle in c for c in ids):
                     continue
-                if needle and not any(
-                    needle in ascii_lower(c.title or "")
-                    or needle in ascii_lower(c.id)
-                    or (compact_needle and compact_needle in re.sub(r"[-_. ]", "", ascii_lower(c.title or "")))
-                    for c in chain
-                ):
-                    continue
-                effective = max(self._last_active(c) for c in chain)
-                ordered.append((effective, s.started_at or 0.0, s.id, s))
-            ordered.sort(key=lambda x: x[:3], reverse=True)
-            picked = [x[3] for x in ordered]
-        for s in picked[offset : offset + limit]:
-            msgs = self._store.messages(s.id)
-            row = self._row(s, msgs)
-            row["preview"] = _preview(msgs)
-            row["last_active"] = self._last_active(s)
+                if search_needle:
+                    titles = [_ascii_lower(c.title or "") for c in chain]
+                    compact = [re.sub(r"[-_. ]", "", t) for t in titles]
+                    if not (
+                        any(search_needle in t for t in titles + ids)
+                        or (compact_needle and any(compact_needle in t for t in compact))
+                    ):
+                        continue
+                effective = max(active_at(c) for c in chain)
+                keyed.append(((effective, s.started_at or 0.0, s.id), s))
+            keyed.sort(key=lambda k: k[0], reverse=True)
+            ordered = [s for _, s in keyed]
+        else:
+            ordered = sorted(picked, key=lambda s: s.started_at or 0.0, reverse=True)
+        start = max(offset, 0)
+        ordered = ordered[start:] if limit < 0 else ordered[start : start + limit]
+        rows = []
+        by_id = {s.id: s for s in sessions}
+        for s in ordered:
+            row = dict(row_of(s))
+            if project_compression_tips and not include_children and s.end_reason == "compression":
+                tip = by_id.get(self._tip(s.id, sessions, active_at))
+                if tip is not None and tip.id != s.id:
+                    tip_row = row_of(tip)
+                    for key in ("id", "ended_at", "end_reason", "message_count", "tool_call_count", "title",
+                                "last_active", "preview", "model", "system_prompt", "cwd", "git_branch",
+                                "git_repo_root"):
+                        row[key] = tip_row[key]
+                    row["_lineage_root_id"] = s.id
             if compact_rows:
                 row.pop("system_prompt", None)
             rows.append(row)
@@ -576,49 +856,86 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         return max((h.message.timestamp for h in every), default=s.started_at or 0.0)
 
     def search_sessions(self, source: str | None = None, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
-        """The early listing call: sessions newest first."""
-        sessions = self._store.list_sessions(source=source)[offset : offset + limit]
-        return [self._row(s) for s in sessions]
+        """Session rows with ``last_active`` (the newest message's time, else the start), most
+        recently used first."""
+        rows = []
+        for s in self._store.list_sessions():
+            if source and s.source != source:
+                continue
+            every = self._store.history(s.id, include_inactive=True, include_compacted=True)
+            row = self._row(s)
+            row["last_active"] = max((h.message.timestamp for h in every), default=s.started_at)
+            rows.append(row)
+        rows.sort(key=lambda r: (r["last_active"] or 0.0, r["started_at"] or 0.0, r["id"]), reverse=True)
+        offset = max(offset, 0)
+        return rows[offset : offset + limit] if limit >= 0 else rows[offset:]
 
     # -- metadata -------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key``, or None."""
         return self._store.get_meta(key)
 
-    def set_meta(self, key: str, value: str | None) -> None:
+    def set_meta(self, key: str, value: str) -> None:
+        """Stores ``value`` (as text; None stores NULL) under ``key``."""
         self._store.set_meta(key, None if value is None else str(value))
 
     def list_meta_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """Not in Hermes 0.19.0: the ``(key, value)`` pairs whose key starts with ``prefix``."""
         if not prefix:
             return []
-        return [(k, v) for k, v in self._store.all_meta().items() if k.startswith(prefix) and not k.startswith(ROW_PREFIX)]
+        meta = self._store.all_meta()
+        return [(k, v) for k, v in meta.items() if k.startswith(prefix) and not k.startswith(ROW_PREFIX)]
 
     # -- messages -------------------------------------------------------------------------
 
-    def _message(self, session_id: str, role: str, msg: Mapping[str, Any]) -> dict[str, Any]:
-        """Keyword arguments of ``tidelog.Message`` for a Hermes message dict."""
-        extra = {}
-        for k in _EXTRA_MESSAGE_FIELDS:
-            v = msg.get(k)
-            if v:
-                extra[k] = v
-        ts = msg.get("timestamp")
+    def _message(self, session_id: str, role: str, msg: Mapping[str, Any], *, batch: bool) -> dict[str, Any]:
+        """Keyword arguments of ``tidelog.Message`` for a Hermes message. ``batch``: Hermes'
+        rewrite path, which keeps reasoning fields on assistant messages only and reads
+        ``message_id`` as the platform message id."""
+        keep_reasoning = not batch or role == "assistant"
+        extra: dict[str, Any] = {}
+        for k in _JSON_MESSAGE_FIELDS:
+            text = _json_text(msg.get(k)) if keep_reasoning else None
+            if text is not None:
+                extra[k] = text
+        if keep_reasoning and msg.get("reasoning_content") is not None:
+            extra["reasoning_content"] = msg.get("reasoning_content")
+        if msg.get("effect_disposition") is not None:
+            extra["effect_disposition"] = msg.get("effect_disposition")
+        if msg.get("observed"):
+            extra["observed"] = 1
+        platform_id = msg.get("platform_message_id") or (msg.get("message_id") if batch else None)
+        api_content = msg.get("api_content")
+        reasoning = msg.get("reasoning") if keep_reasoning else None
         return {
             "session_id": session_id,
             "role": role,
             "content": _encode_content(msg.get("content")),
             "tool_call_id": msg.get("tool_call_id"),
-            "tool_name": msg.get("tool_name") or (msg.get("name") if role == "tool" else None),
-            "tool_calls": _tool_calls_json(msg.get("tool_calls")),
-            "reasoning": msg.get("reasoning") if isinstance(msg.get("reasoning"), str) else None,
-            "timestamp": float(ts) if isinstance(ts, (int, float)) and ts > 0 else time.time(),
+            "tool_name": msg.get("tool_name"),
+            "tool_calls": _json_text(msg.get("tool_calls")),
+            "reasoning": reasoning,
+            "timestamp": _timestamp(msg.get("timestamp")),
             "token_count": msg.get("token_count"),
             "finish_reason": msg.get("finish_reason"),
             "source": self._source_of(session_id),
             "extra": extra or None,
-            "platform_message_id": msg.get("platform_message_id") or msg.get("message_id"),
-            "api_content": msg.get("api_content") if isinstance(msg.get("api_content"), str) else None,
+            "platform_message_id": None if platform_id is None else str(platform_id),
+            "api_content": api_content if isinstance(api_content, str) else None,
         }
+
+    def _batch(self, session_id: str, messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Hermes' rewrite inserts: each message's time, or one a microsecond past the last."""
+        out = []
+        now = time.time()
+        for m in messages:
+            msg = dict(m)
+            ts = _timestamp(msg.get("timestamp"), now)
+            msg["timestamp"] = ts
+            out.append(self._message(session_id, str(msg.get("role", "unknown")), msg, batch=True))
+            now = max(now + 1e-6, ts + 1e-6)
+        return out
 
     def append_message(
         self,
@@ -631,63 +948,68 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         token_count: int | None = None,
         finish_reason: str | None = None,
         reasoning: str | None = None,
-        **fields: Any,
+        reasoning_content: str | None = None,
+        reasoning_details: Any = None,
+        codex_reasoning_items: Any = None,
+        codex_message_items: Any = None,
+        platform_message_id: str | None = None,
+        observed: bool = False,
+        effect_disposition: str | None = None,
+        timestamp: Any = None,
+        api_content: str | None = None,
     ) -> int:
         """Appends a message, durable on return; returns its integer row id (increasing in
-        append order). Locking and lease arguments of Hermes are accepted and ignored."""
-        msg = dict(fields)
-        msg.update(
-            content=content,
-            tool_name=tool_name,
-            tool_calls=tool_calls,
-            tool_call_id=tool_call_id,
-            token_count=token_count,
-            finish_reason=finish_reason,
-            reasoning=reasoning,
-        )
-        appended = self._store.append_message(**self._message(session_id, role, msg))
-        return _num(appended.num)
+        append order). ``timestamp`` (a number or a datetime) replaces the current time."""
+        msg = {
+            "content": content,
+            "tool_name": tool_name,
+            "tool_calls": tool_calls,
+            "tool_call_id": tool_call_id,
+            "token_count": token_count,
+            "finish_reason": finish_reason,
+            "reasoning": reasoning,
+            "reasoning_content": reasoning_content,
+            "reasoning_details": reasoning_details,
+            "codex_reasoning_items": codex_reasoning_items,
+            "codex_message_items": codex_message_items,
+            "platform_message_id": platform_message_id,
+            "observed": observed,
+            "effect_disposition": effect_disposition,
+            "timestamp": timestamp,
+            "api_content": api_content,
+        }
+        row = self._message(session_id, role, msg, batch=False)
+        if row["source"] is None and not self._exists(session_id):
+            raise _foreign_key_error()
+        return _num(self._store.append_message(**row).num)
 
-    def append_messages_batch(self, session_id: str, messages: Iterable[Mapping[str, Any]], **_ignored: Any) -> list[int]:
-        """Appends every message or none (one durable commit); returns their row ids."""
-        batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in messages]
+    def append_messages_batch(self, session_id: str, messages: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Not in Hermes 0.19.0: appends every message or none (one durable commit), as
+        ``replace_messages`` inserts them; returns their row ids."""
+        batch = self._batch(session_id, messages)
         if not batch:
             return []
+        self._require(session_id)
         return [_num(a.num) for a in self._store.append_batch(batch)]
 
     def get_messages(
-        self,
-        session_id: str,
-        include_inactive: bool = False,
-        include_compacted: bool = False,
-        limit: int | None = None,
-        offset: int = 0,
-        latest: bool = False,
-        after_id: int | None = None,
-        **_ignored: Any,
+        self, session_id: str, include_inactive: bool = False, limit: int | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """Messages as Hermes rows, ordered by row id. Default: the active ones;
-        ``include_compacted`` adds compacted ones, ``include_inactive`` every one."""
-        overlay = self._overlay(session_id)
-        if overlay:
-            # A rewind changed states the store keeps (see _lineage): filter the whole history.
-            states = [
-                st
-                for st in self._effective_history(session_id)
-                if (after_id is None or st[0].num > after_id)
-                and (st[1] or include_inactive or (st[2] and include_compacted))
-            ]
-            return [_message_row(*st) for st in _page(states, limit, offset, latest)]
-        query: dict[str, Any] = {
-            "include_inactive": include_inactive,
-            "include_compacted": include_inactive or include_compacted,
-            "after_id": after_id,
-        }
-        if offset:
-            items = _page(self._store.history(session_id, **query), limit, offset, latest)
+        """Messages as Hermes rows in insertion order: the active ones, or every one with
+        ``include_inactive``; ``limit`` / ``offset`` page them (SQL semantics: a negative
+        limit is none, a negative offset 0)."""
+        if self._overlay(session_id):
+            # A rewind changed states the store keeps (see _lineage): the whole history, corrected.
+            rows = [_message_row(*st) for st in self._effective_history(session_id) if st[1] or include_inactive]
         else:
-            items = self._store.history(session_id, limit=limit, latest=latest, **query)
-        return [_message_row(h.message, h.active, h.compacted) for h in items]
+            items = self._store.history(
+                session_id, include_inactive=include_inactive, include_compacted=include_inactive
+            )
+            rows = [_message_row(h.message, h.active, h.compacted) for h in items]
+        if limit is not None or offset:
+            start = max(offset, 0)
+            rows = rows[start:] if limit is None or limit < 0 else rows[start : start + limit]
+        return rows
 
     def get_messages_as_conversation(
         self,
@@ -695,31 +1017,36 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         include_ancestors: bool = False,
         include_inactive: bool = False,
         repair_alternation: bool = False,
-        include_row_ids: bool = False,
-        include_compacted: bool = False,
-        **_ignored: Any,
     ) -> list[dict[str, Any]]:
-        """The conversation as OpenAI-format message dicts (``role``, ``content``, and when set
-        ``tool_calls``, ``tool_call_id``, ``name``, ``reasoning``, ``message_id``,
-        ``api_content``); with ``include_ancestors`` the parent chain's messages come first."""
-        chain = [session_id]
-        if include_ancestors:
-            seen = {session_id}
-            s = self._store.get_session(session_id)
-            while s is not None and s.parent_session_id and s.parent_session_id not in seen and len(chain) < 32:
-                seen.add(s.parent_session_id)
-                chain.insert(0, s.parent_session_id)
-                s = self._store.get_session(s.parent_session_id)
+        """The conversation as OpenAI-format message dicts (see ``_conversation_dict``), in
+        insertion order; with ``include_ancestors`` the lineage's messages (a user prompt
+        repeated by a continuation dropped). Background-review prompts and their replies are
+        left out; ``repair_alternation`` runs Hermes' ``repair_message_sequence`` (our own
+        merge of consecutive user turns when Hermes is not installed)."""
+        chain = self._lineage(session_id) if include_ancestors else [session_id]
+        rows = [r for sid in dict.fromkeys(chain) for r in self.get_messages(sid, include_inactive=include_inactive)]
+        rows.sort(key=lambda r: r["id"])
         out: list[dict[str, Any]] = []
-        for sid in chain:
-            for row in self.get_messages(sid, include_inactive=include_inactive, include_compacted=include_compacted):
-                out.append(_conversation_dict(row, include_row_ids))
-        if repair_alternation:
-            out = _repair_alternation(out)
+        for row in rows:
+            msg = _conversation_dict(row)
+            if include_ancestors and _is_replayed_user_message(out, msg):
+                continue
+            out.append(msg)
+        out = strip_review_harness(out)
+        if repair_alternation and out:
+            try:
+                from agent.agent_runtime_helpers import (  # type: ignore[import-untyped,unused-ignore]
+                    repair_message_sequence,
+                )
+            except ImportError:
+                out = _repair_alternation(out)
+            else:
+                repair_message_sequence(None, out)
         return out
 
     def has_platform_message_id(self, session_id: str, platform_message_id: str) -> bool:
-        if not platform_message_id:
+        """True if a message of the session (any state) has this platform message id."""
+        if platform_message_id is None:
             return False
         for h in self._store.history(session_id, include_inactive=True, include_compacted=True):
             m = h.message
@@ -728,223 +1055,164 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         return False
 
     def update_message_content(self, session_id: str, message_id: int, content: Any) -> None:
+        """Not in Hermes 0.19.0: replaces one message's content."""
         self._store.update_message(message_id, session_id, content=_encode_content(content))
 
     def set_message_api_content(self, session_id: str, message_id: int, api_content: str | None) -> None:
+        """Not in Hermes 0.19.0: sets (empty clears) one message's ``api_content``."""
         self._store.update_message(message_id, session_id, api_content=api_content or "")
 
-    def replace_messages(
-        self,
-        session_id: str,
-        messages: Iterable[Mapping[str, Any]],
-        active_only: bool = False,
-        archive_dropped: bool = False,
-        **_ignored: Any,
-    ) -> list[int]:
-        """Replaces the history (/retry, /undo, /compress): every earlier message (with
-        ``active_only``, the active ones) is deleted, or archived with ``archive_dropped``, and
-        ``messages`` are appended, in one durable entry. Returns the new row ids."""
-        batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in messages]
-        mode: Literal["delete", "archive"] = "archive" if archive_dropped else "delete"
-        return [_num(a.num) for a in self._rewrite(session_id, mode, batch, active_only)]
+    def replace_messages(self, session_id: str, messages: list[dict[str, Any]], active_only: bool = False) -> None:
+        """Replaces the history (/retry, /undo, /compress) in one durable entry: every message
+        (with ``active_only``, the active ones) is deleted and ``messages`` are inserted."""
+        batch = self._batch(session_id, messages)
+        with self._store.exclusive():
+            if not self._exists(session_id):
+                if batch:
+                    raise _foreign_key_error()
+                return
+            self._rewrite(session_id, "delete", batch, active_only)
 
-    def archive_and_compact(
-        self,
-        session_id: str,
-        compacted_messages: Iterable[Mapping[str, Any]],
-        model_config_patch: Mapping[str, Any] | None = None,
-        watermark: int | None = None,
-        **_ignored: Any,
-    ) -> list[int]:
-        """Compacts in place: the active messages become compacted (hidden, still searchable)
-        and ``compacted_messages`` (the summary) follow; active messages newer than
-        ``watermark`` are copied after the summary. Returns the new row ids."""
-        batch = [self._message(session_id, str(m.get("role") or "user"), m) for m in compacted_messages]
-        if watermark is not None:
-            for h in self._store.history(session_id, after_id=watermark):
-                row = _message_row(h.message, True, False)
-                batch.append(self._message(session_id, h.message.role, row))
-        if model_config_patch:
-            s = self._store.get_session(session_id)
-            config = _loads((_loads(s.extra, {}) or {}).get("model_config") if s is not None else None, {}) or {}
-            if not isinstance(config, dict):
-                config = {}
-            config.update(model_config_patch)
-            self._store.upsert_session(session_id, extra={"model_config": json.dumps(config)})
-        return [_num(a.num) for a in self._rewrite(session_id, "compact", batch, True)]
+    def archive_and_compact(self, session_id: str, compacted_messages: list[dict[str, Any]]) -> int:
+        """Compacts in place, in one durable entry: the active messages become compacted
+        (hidden from the live load, still searchable) and ``compacted_messages`` follow as the
+        active set. Returns how many were inserted."""
+        batch = self._batch(session_id, compacted_messages)
+        with self._store.exclusive():
+            if not self._exists(session_id):
+                if batch:
+                    raise _foreign_key_error()
+                return 0
+            self._rewrite(session_id, "compact", batch, True)
+        return len(batch)
 
     def clear_messages(self, session_id: str) -> None:
         """Deletes every message of the session (the session stays)."""
-        self._rewrite(session_id, "delete", [], False)
+        with self._store.exclusive():
+            if self._exists(session_id):
+                self._rewrite(session_id, "delete", [], False)
 
     def export_session(self, session_id: str) -> dict[str, Any] | None:
-        """The session row with its messages (every one, archived and compacted included)."""
-        s = self._store.get_session(session_id)
-        if s is None:
+        """The session row with its active messages (``get_messages`` rows), or None."""
+        row = self.get_session(session_id)
+        if row is None:
             return None
-        row = self._row(s)
-        row["messages"] = self.get_messages(session_id, include_inactive=True, include_compacted=True)
-        return row
+        return {**row, "messages": self.get_messages(session_id)}
 
     def export_all(self, source: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for s in self._store.list_sessions(source=source):
-            exported = self.export_session(s.id)
-            if exported is not None:
-                out.append(exported)
-        return out
+        """Every session (``search_sessions`` order, up to 100,000) exported."""
+        return [{**row, "messages": self.get_messages(row["id"])}
+                for row in self.search_sessions(source=source, limit=100000)]
 
     # -- search ---------------------------------------------------------------------------
-
-    _SEARCH_FIELDS = (
-        "id",
-        "session_id",
-        "role",
-        "snippet",
-        "timestamp",
-        "tool_name",
-        "source",
-        "model",
-        "session_started",
-        "context",
-    )
 
     def search_messages(
         self,
         query: str,
-        source_filter: Collection[str] | None = None,
-        exclude_sources: Collection[str] | None = None,
-        role_filter: Collection[str] | None = None,
+        source_filter: list[str] | None = None,
+        exclude_sources: list[str] | None = None,
+        role_filter: list[str] | None = None,
         limit: int = 20,
         offset: int = 0,
         sort: str | None = None,
         include_inactive: bool = False,
-        fields: Collection[str] | None = None,
-        include_reasoning: bool = False,
     ) -> list[dict[str, Any]]:
-        """Full-text search with Hermes' query language (words ANDed, ``"phrases"``, OR, NOT,
-        ``prefix*``) and results (``snippet`` with ``>>>``/``<<<`` around matches, session
-        fields, one message of ``context`` either side). Words match whole words first; when
-        nothing matches, as substrings (Hermes' trigram fallback); CJK text always as
-        substrings. ``include_reasoning`` is accepted; reasoning text is not searched."""
-        if fields is not None:
-            if isinstance(fields, str):
-                raise TypeError("search fields must be a collection of field names, not a string")
-            unknown = set(fields) - set(self._SEARCH_FIELDS)
-            if unknown:
-                raise ValueError(f"unknown search result field(s): {', '.join(sorted(unknown))}")
-        if not query or not query.strip():
+        """Hermes' full-text search (see :mod:`tidelog.hermes._search`): FTS5's query language
+        (words ANDed, ``"phrases"``, ``OR``, ``NOT``, ``prefix*``) on each message's content,
+        tool name and tool calls, best ``bm25`` first (``sort="newest"`` / ``"oldest"``: by
+        time). CJK queries read substrings. Rewound messages are left out unless
+        ``include_inactive``; compacted ones are in. Each result has ``id``, ``session_id``,
+        ``role``, ``snippet`` (matches in ``>>>``/``<<<``), ``timestamp``, ``tool_name``, the
+        session's ``source``, ``model`` and ``session_started``, and ``context`` (the message
+        and one either side, 200 characters each)."""
+        if not self._fts.available or not query or not query.strip():
             return []
-        groups = _parse(sanitize_fts5_query(query))
-        if not groups:
+        cleaned = sanitize_fts5_query(query)
+        if not cleaned:
             return []
-        orders: dict[str, Literal["newest", "oldest"]] = {"newest": "newest", "oldest": "oldest"}
-        order: Literal["relevance", "newest", "oldest"] = orders.get((sort or "").strip().lower(), "relevance")
-        sessions: dict[str, Session | None] = {}
+        norm = sort.strip().lower() if isinstance(sort, str) else None
+        order = norm if norm in ("newest", "oldest") else None
+        sessions = {s.id: s for s in self._store.list_sessions()}
+        rows: list[tuple[Message, bool, bool]] = []
+        for sid in sessions:
+            for h in self._store.history(sid, include_inactive=True, include_compacted=True):
+                rows.append((h.message, h.active, h.compacted))
 
-        def session(sid: str) -> Session | None:
-            if sid not in sessions:
-                sessions[sid] = self._store.get_session(sid)
-            return sessions[sid]
+        def visible(m: Message, active: bool, compacted: bool) -> bool:
+            s = sessions.get(m.session_id)
+            if s is None:
+                return False
+            if not include_inactive and not (active or compacted):
+                return False
+            if source_filter is not None and s.source not in source_filter:
+                return False
+            if exclude_sources is not None and s.source in exclude_sources:
+                return False
+            return not role_filter or m.role in role_filter
 
-        overlays: dict[str, dict[int, tuple[bool, bool] | None]] = {}
-
-        def accept(h: SearchHit) -> bool:
-            m = h.message
-            s = session(m.session_id)
-            src = s.source if s is not None else m.source
-            if source_filter is not None and src not in source_filter:
-                return False
-            if exclude_sources is not None and src in exclude_sources:
-                return False
-            if role_filter and m.role not in role_filter:
-                return False
-            if m.session_id not in overlays:
-                overlays[m.session_id] = self._overlay(m.session_id)
-            state = overlays[m.session_id].get(m.num, (True, True))
-            # A message a rewind took back (see _lineage) is hidden like an archived one; one a
-            # rewrite replaced after a rewind (None) is gone.
-            if state is None or (not include_inactive and state == (False, False)):
-                return False
-            return (_loads(m.extra, {}) or {}).get("display_kind") != "hidden"
-
-        wanted = offset + limit
-        role = next(iter(role_filter)) if role_filter and len(role_filter) == 1 else None
-        src_one = next(iter(source_filter)) if source_filter is not None and len(source_filter) == 1 else None
-        found: list[tuple[SearchHit, list[_Term]]] = []
-        for whole_words in (True, False):
-            found = self._search_groups(groups, whole_words, order, wanted, include_inactive, role, src_one, accept)
-            if found:
-                break
-        page = found[offset : offset + limit]
-        rows = []
+        every = [m for m, _, _ in rows]
+        candidates = [m for m, a, c in rows if visible(m, a, c)]
+        # Hermes' LIKE fallback reads rewound messages too.
+        like_candidates = [m for m, a, c in rows if visible(m, True, c)]
+        hits = self._search_hits(cleaned, every, candidates, like_candidates, order)
+        start = max(offset, 0)
+        page = hits[start:] if limit < 0 else hits[start : start + limit]
         histories: dict[str, list[Message]] = {}
-        for h, terms in page:
-            m = h.message
-            s = session(m.session_id)
-            row: dict[str, Any] = {
-                "id": m.num,
-                "session_id": m.session_id,
-                "role": m.role,
-                "snippet": _snippet(m, terms),
-                "timestamp": m.timestamp,
-                "tool_name": m.tool_name,
-                "source": s.source if s is not None else m.source,
-                "model": s.model if s is not None else None,
-                "session_started": s.started_at if s is not None else None,
-            }
-            if fields is None or "context" in fields:
-                if m.session_id not in histories:
-                    items = self._store.history(m.session_id, include_inactive=True, include_compacted=True)
-                    histories[m.session_id] = sorted((i.message for i in items), key=lambda x: (x.timestamp, x.num))
-                row["context"] = _context(histories[m.session_id], m.num)
-            if fields is not None:
-                row = {k: row[k] for k in self._SEARCH_FIELDS if k in fields and k in row}
-            rows.append(row)
-        return rows
-
-    def _search_groups(
-        self,
-        groups: list[list[_Term]],
-        whole_words: bool,
-        order: Literal["relevance", "newest", "oldest"],
-        wanted: int,
-        include_inactive: bool,
-        role: str | None,
-        source: str | None,
-        accept: Callable[[SearchHit], bool],
-    ) -> list[tuple[SearchHit, list[_Term]]]:
-        """Runs each OR group through the store (its words ANDed as substrings), keeps the hits
-        whose text satisfies the group's terms, and merges the groups."""
-        merged: dict[str, tuple[SearchHit, list[_Term]]] = {}
-        for group in groups:
-            positive = [t for t in group if not t.negated]
-            text = " ".join(w for t in positive for w in t.words())
-            fetch = max(wanted * 4, 50)
-            while True:
-                hits = self._store.search(
-                    text,
-                    role=role,
-                    source=source,
-                    limit=fetch,
-                    order=order,
-                    include_inactive=include_inactive,
-                    syntax="words",
+        results = []
+        for m, make_snippet in page:
+            s = sessions[m.session_id]
+            if m.session_id not in histories:
+                histories[m.session_id] = sorted(
+                    (x for x, _, _ in rows if x.session_id == m.session_id), key=lambda x: (x.timestamp, x.num)
                 )
-                kept = [h for h in hits if accept(h) and _satisfies(h.message, group, whole_words)]
-                if len(kept) >= wanted or len(hits) < fetch or fetch >= 100_000:
-                    break
-                fetch *= 4
-            for h in kept:
-                merged.setdefault(h.message.id, (h, positive))
-        found = list(merged.values())
-        if order != "relevance" or len(groups) > 1:
-            reverse = order != "oldest"
-            if order == "relevance":
-                found.sort(key=lambda x: x[0].score, reverse=True)
-            else:
-                found.sort(key=lambda x: (x[0].message.timestamp, x[0].message.num), reverse=reverse)
-        return found
+            results.append(
+                {
+                    "id": m.num,
+                    "session_id": m.session_id,
+                    "role": m.role,
+                    "snippet": make_snippet(),
+                    "timestamp": m.timestamp,
+                    "tool_name": m.tool_name,
+                    "source": s.source,
+                    "model": s.model,
+                    "session_started": s.started_at,
+                    "context": _context(histories[m.session_id], m.num),
+                }
+            )
+        return results
+
+    def _search_hits(
+        self,
+        cleaned: str,
+        every: list[Message],
+        candidates: list[Message],
+        like_candidates: list[Message],
+        order: str | None,
+    ) -> list[Any]:
+        """The matching candidates in Hermes' order, each with its snippet to make: the
+        ``unicode61`` table without CJK text (a query FTS5 refuses finds nothing), the trigram
+        table when every CJK word has 3+ CJK characters (and FTS5 takes the quoted words), else
+        the LIKE scan."""
+        if not contains_cjk(cleaned):
+            try:
+                return self._fts.search("words", cleaned, every, candidates, order)
+            except QuerySyntaxError:
+                return []
+        raw = cleaned.strip('"').strip()
+        words = [t for t in raw.split() if t.upper() not in ("AND", "OR", "NOT")]
+        cjk_words = [t for t in words if contains_cjk(t)]
+        if count_cjk(raw) >= 3 and not any(count_cjk(t) < 3 for t in cjk_words):
+            parts = [t if t.upper() in ("AND", "OR", "NOT") else '"' + t.replace('"', '""') + '"' for t in raw.split()]
+            try:
+                return self._fts.search("grams", " ".join(parts), every, candidates, order)
+            except QuerySyntaxError:
+                pass
+        return like_hits(words or [raw], like_candidates)
+
+
+def _foreign_key_error() -> sqlite3.IntegrityError:
+    """What Hermes' SQLite raises for a message of, or a parent that is, a missing session."""
+    return sqlite3.IntegrityError("FOREIGN KEY constraint failed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -991,19 +1259,20 @@ class AsyncSessionDB:
 
 def install() -> types.ModuleType:
     """Makes ``hermes_state.SessionDB`` and ``AsyncSessionDB`` these classes, so an unmodified
-    Hermes gateway writes through tidelog. Patches ``hermes_state`` if it is imported or
-    importable; otherwise installs a module of that name holding these classes. Returns the
-    module patched. Call it before the gateway creates its ``SessionDB``."""
-    module: types.ModuleType
-    if "hermes_state" in sys.modules:
-        module = sys.modules["hermes_state"]
-    else:
-        try:
-            module = importlib.import_module("hermes_state")
-        except ImportError:
-            module = types.ModuleType("hermes_state", "tidelog.hermes standing in for Hermes Agent's hermes_state")
-            sys.modules["hermes_state"] = module
-    setattr(module, "SessionDB", SessionDB)
-    setattr(module, "AsyncSessionDB", AsyncSessionDB)
-    expose_store(module, _default_db_path())
+    Hermes gateway writes through tidelog. Patches Hermes' ``hermes_state`` if it is imported
+    or importable (also its ``get_last_init_error``, so Hermes' messages report our open
+    failures); otherwise installs a module of that name holding every public name of
+    ``hermes_state`` (see ``__all__``). Returns the module. Call it before the gateway creates
+    its ``SessionDB``."""
+    module = _hermes_own_module()
+    if module is None:
+        module = types.ModuleType("hermes_state", "tidelog.hermes standing in for Hermes Agent's hermes_state")
+        for name in __all__:
+            setattr(module, name, globals()[name])
+        for name in SQL_SCRIPT_NAMES:
+            setattr(module, name, "")
+        module.__dict__.update(logger=logger, T=T)
+        sys.modules["hermes_state"] = module
+    module.__dict__.update(SessionDB=SessionDB, AsyncSessionDB=AsyncSessionDB, get_last_init_error=get_last_init_error)
+    expose_store(module, Path(DEFAULT_DB_PATH))
     return module

@@ -2,20 +2,15 @@
 encodings of Hermes' fields in tidelog messages and sessions, and the row shapes Hermes returns."""
 from __future__ import annotations
 
-import asyncio
-import importlib
 import json
 import os
 import re
-import sys
 import time
-import types
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .._errors import TitleTakenError
-from .._tidelog import Message, SearchHit, Session, Store
+from .._tidelog import Message, Session
 
 
 # Multimodal content is stored as this marker followed by JSON (Hermes' encoding).
@@ -24,20 +19,67 @@ CONTENT_JSON_PREFIX = "\x00json:"
 # stores: it keeps the name it had before the rename to tidelog.
 IMPORT_META_KEY = "logbook.hermes.import"
 # Hermes' limits.
-MAX_FTS5_QUERY_CHARS = 2048
 MAX_TITLE_LENGTH = 100
 
-# Message fields of Hermes rows that the tidelog model has no field for: kept in `extra`.
+# Message columns of Hermes rows that the tidelog model has no field for: kept in `extra`, as
+# Hermes keeps them (the three JSON ones as JSON text).
 _EXTRA_MESSAGE_FIELDS = (
     "reasoning_content",
     "reasoning_details",
     "codex_reasoning_items",
     "codex_message_items",
     "effect_disposition",
-    "display_kind",
-    "display_metadata",
     "observed",
-    "_compressed_summary",
+)
+_JSON_MESSAGE_FIELDS = ("reasoning_details", "codex_reasoning_items", "codex_message_items")
+# Hermes 0.19.0's `sessions` table: every column in order, with the default of a new row.
+SESSION_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("id", None),
+    ("source", None),
+    ("user_id", None),
+    ("session_key", None),
+    ("chat_id", None),
+    ("chat_type", None),
+    ("thread_id", None),
+    ("display_name", None),
+    ("origin_json", None),
+    ("expiry_finalized", 0),
+    ("model", None),
+    ("model_config", None),
+    ("system_prompt", None),
+    ("parent_session_id", None),
+    ("started_at", None),
+    ("ended_at", None),
+    ("end_reason", None),
+    ("message_count", 0),
+    ("tool_call_count", 0),
+    ("input_tokens", 0),
+    ("output_tokens", 0),
+    ("cache_read_tokens", 0),
+    ("cache_write_tokens", 0),
+    ("reasoning_tokens", 0),
+    ("cwd", None),
+    ("git_branch", None),
+    ("git_repo_root", None),
+    ("billing_provider", None),
+    ("billing_base_url", None),
+    ("billing_mode", None),
+    ("estimated_cost_usd", None),
+    ("actual_cost_usd", None),
+    ("cost_status", None),
+    ("cost_source", None),
+    ("pricing_version", None),
+    ("title", None),
+    ("api_call_count", 0),
+    ("handoff_state", None),
+    ("handoff_platform", None),
+    ("handoff_error", None),
+    ("compression_failure_cooldown_until", None),
+    ("compression_failure_error", None),
+    ("compression_fallback_streak", 0),
+    ("profile_name", None),
+    ("rewind_count", 0),
+    ("archived", 0),
 )
 # Session columns the model has a field for; everything else lives in the session's `extra`.
 _SESSION_FIELDS = ("source", "model", "title", "user_id", "chat_id", "parent_session_id")
@@ -51,124 +93,8 @@ _COUNTERS = (
     "api_call_count",
 )
 _COSTS = ("estimated_cost_usd", "actual_cost_usd")
-# Children inherit these from their parent session when not given.
-_INHERITED = ("cwd", "git_repo_root", "git_branch", "profile_name")
-_ROUTE_FIELDS = ("cost_status", "cost_source", "pricing_version", "billing_provider", "billing_base_url", "billing_mode")
 
-# ---------------------------------------------------------------------------------------------
-# Query sanitizing and parsing
-
-# Characters the FTS5 grammar refuses outside a quoted string ('%' is handled on its own).
-_SPECIALS = set('+{}():"^@/#&|~[]<>,;!?$=\\\'')
-_CJK_RANGES = (
-    (0x4E00, 0x9FFF),
-    (0x3400, 0x4DBF),
-    (0x20000, 0x2A6DF),
-    (0x3000, 0x303F),
-    (0x3040, 0x309F),
-    (0x30A0, 0x30FF),
-    (0xAC00, 0xD7AF),
-)
-_OPERATORS = {"AND", "OR", "NOT"}
-
-
-def _is_cjk_char(ch: str) -> bool:
-    cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
-
-
-def contains_cjk(text: str) -> bool:
-    """True if ``text`` holds a CJK ideograph, kana, hangul or CJK punctuation."""
-    return any(_is_cjk_char(c) for c in text)
-
-
-def sanitize_fts5_query(query: str) -> str:
-    """Hermes' query sanitizing (``_sanitize_fts5_query``): the query cut to 2048 characters;
-    balanced ``"phrases"`` kept as they are and a stray ``"`` dropped; FTS5 special characters
-    removed (``%`` too, unless the query has CJK text); runs of ``*`` collapsed and a ``*`` that
-    starts a word dropped; a leading or trailing AND / OR / NOT removed; words joined by ``.``,
-    ``-`` or ``_`` quoted as one phrase (``chat-send`` becomes ``"chat-send"``)."""
-    query = query[:MAX_FTS5_QUERY_CHARS]
-    phrases: list[str] = []
-    out: list[str] = []
-    i = 0
-    while i < len(query):
-        c = query[i]
-        if c == '"':
-            end = query.find('"', i + 1)
-            if end < 0:
-                out.append(" ")  # an unmatched quote
-                i += 1
-                continue
-            phrases.append(query[i : end + 1])
-            out.append(f"\x00{len(phrases) - 1}\x00")
-            i = end + 1
-            continue
-        out.append(" " if c in _SPECIALS else c)
-        i += 1
-    text = "".join(out)
-    if "%" in text and not contains_cjk(text):
-        text = text.replace("%", " ")
-    text = re.sub(r"\*{2,}", "*", text)
-    text = re.sub(r"(?:(?<=\s)|^)\*", "", text)
-    text = text.strip()
-    text = re.sub(r"^(?:AND|OR|NOT)\b\s*", "", text, flags=re.IGNORECASE)
-    text = re.sub(r"\s+(?:AND|OR|NOT)\s*$", "", text.strip(), flags=re.IGNORECASE)
-    text = re.sub(r"\b\w+(?:[._-]\w+)+\b", lambda m: f'"{m.group(0)}"', text)
-    for n, phrase in enumerate(phrases):
-        text = text.replace(f"\x00{n}\x00", phrase)
-    return text.strip()
-
-
-class _Term:
-    """One term of a parsed query: a word, a ``prefix*`` or a quoted phrase."""
-
-    __slots__ = ("text", "phrase", "prefix", "negated")
-
-    def __init__(self, text: str, *, phrase: bool, prefix: bool, negated: bool) -> None:
-        self.text = text
-        self.phrase = phrase
-        self.prefix = prefix
-        self.negated = negated
-
-    def words(self) -> list[str]:
-        """What the store is asked for: the term's whitespace-separated words."""
-        return self.text.split()
-
-    def pattern(self, whole_words: bool) -> re.Pattern[str]:
-        """A regular expression finding the term in text, case-insensitively. With
-        ``whole_words``, a word (not CJK) must match whole words (a ``prefix*`` the start of
-        one), as Hermes' unicode61 index matches tokens."""
-        body = r"\s+".join(re.escape(w) for w in self.words())
-        if whole_words and not contains_cjk(self.text):
-            body = r"(?<!\w)" + body + ("" if self.prefix else r"(?!\w)")
-        return re.compile(body, re.IGNORECASE)
-
-
-def _parse(sanitized: str) -> list[list[_Term]]:
-    """Splits a sanitized query into OR groups of terms (implicit AND inside a group), as
-    FTS5 reads it: ``NOT`` negates the next term, ``AND`` and ``NEAR`` are ignored."""
-    groups: list[list[_Term]] = [[]]
-    negate = False
-    for tok in re.findall(r'"[^"]*"|\S+', sanitized):
-        op = tok.upper()
-        if op == "OR":
-            if groups[-1]:
-                groups.append([])
-            negate = False
-            continue
-        if op in ("AND", "NEAR"):
-            continue
-        if op == "NOT":
-            negate = True
-            continue
-        phrase = tok.startswith('"')
-        prefix = not phrase and tok.endswith("*")
-        text = tok.strip('"').strip("*").strip()
-        if text:
-            groups[-1].append(_Term(text, phrase=phrase, prefix=prefix, negated=negate))
-        negate = False
-    return [g for g in groups if any(not t.negated for t in g)]
+from ._search import contains_cjk, sanitize_fts5_query  # noqa: E402,F401 - re-exported
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,11 +102,18 @@ def _parse(sanitized: str) -> list[list[_Term]]:
 
 
 def _encode_content(content: Any) -> str | None:
+    """Content as Hermes stores it: text as it is; a number as its text (SQLite's TEXT column
+    converts it); anything else JSON behind Hermes' marker."""
     if content is None or isinstance(content, str):
         return content
-    if isinstance(content, (list, dict)):
+    if isinstance(content, bool):
+        return str(int(content))
+    if isinstance(content, (int, float)):
+        return str(content)
+    try:
         return CONTENT_JSON_PREFIX + json.dumps(content)
-    return str(content)
+    except (TypeError, ValueError):
+        return str(content)
 
 
 def _decode_content(content: str | None) -> Any:
@@ -192,23 +125,10 @@ def _decode_content(content: str | None) -> Any:
     return content
 
 
-def _text_of(content: Any) -> str:
-    """The searchable text of decoded content (multimodal parts joined)."""
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return content if isinstance(content, str) else ""
-
-
-def _tool_calls_json(tool_calls: Any) -> str | None:
-    if not tool_calls:
-        return None
-    if isinstance(tool_calls, str):
-        try:
-            json.loads(tool_calls)
-        except ValueError:
-            return json.dumps([])
-        return tool_calls
-    return json.dumps(tool_calls)
+def _json_text(value: Any) -> str | None:
+    """Hermes' encoding of a JSON column: ``json.dumps`` of a truthy value (a string too),
+    else NULL."""
+    return json.dumps(value) if value else None
 
 
 def _loads(text: str | None, default: Any = None) -> Any:
@@ -218,13 +138,6 @@ def _loads(text: str | None, default: Any = None) -> Any:
         return json.loads(text)
     except ValueError:
         return default
-
-
-def _json_field(value: Any) -> Any:
-    """A JSON-ish Hermes field kept in ``extra``: strings holding JSON are decoded."""
-    if isinstance(value, str):
-        return _loads(value, value)
-    return value
 
 
 def sanitize_title(title: str | None) -> str | None:
@@ -259,11 +172,6 @@ def store_path_for(db_path: str | os.PathLike[str]) -> Path:
     return new
 
 
-def _default_db_path() -> Path:
-    home = os.environ.get("HERMES_HOME")
-    return (Path(home) if home else Path.home() / ".hermes") / "state.db"
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -282,61 +190,173 @@ def _count_tool_calls(tool_calls: str | None) -> int:
     return len(parsed) if isinstance(parsed, list) else (1 if parsed else 0)
 
 
-def _message_row(m: Message, active: bool, compacted: bool) -> dict[str, Any]:
-    """A message as Hermes' ``get_messages`` returns a row."""
+def _message_extra(m: Message) -> dict[str, Any]:
     extra = _loads(m.extra, {}) or {}
-    if not isinstance(extra, dict):
-        extra = {}
-    row: dict[str, Any] = {
+    return extra if isinstance(extra, dict) else {}
+
+
+def _message_row(m: Message, active: bool, compacted: bool) -> dict[str, Any]:
+    """A message as Hermes' ``get_messages`` returns a row: the ``messages`` columns, content
+    decoded and ``tool_calls`` parsed (``[]`` if unreadable); the other JSON columns as text."""
+    extra = _message_extra(m)
+    tool_calls: Any = None
+    if m.tool_calls:
+        tool_calls = _loads(m.tool_calls, [])
+    json_fields = {}
+    for k in _JSON_MESSAGE_FIELDS:
+        v = extra.get(k)
+        json_fields[k] = v if v is None or isinstance(v, str) else json.dumps(v)
+    return {
         "id": m.num,
         "session_id": m.session_id,
         "role": m.role,
         "content": _decode_content(m.content),
         "tool_call_id": m.tool_call_id,
-        "tool_calls": _loads(m.tool_calls),
+        "tool_calls": tool_calls,
         "tool_name": m.tool_name,
+        "effect_disposition": extra.get("effect_disposition"),
         "timestamp": m.timestamp,
         "token_count": m.token_count,
         "finish_reason": m.finish_reason,
         "reasoning": m.reasoning,
-        # Imported rows keep these Hermes columns in extra.
+        "reasoning_content": extra.get("reasoning_content"),
+        **json_fields,
+        # Imported rows keep these two Hermes columns in extra.
         "platform_message_id": m.platform_message_id or extra.get("platform_message_id"),
-        "api_content": m.api_content if m.api_content is not None else extra.get("api_content"),
+        "observed": 1 if extra.get("observed") else 0,
         "active": 1 if active else 0,
         "compacted": 1 if compacted else 0,
+        "api_content": m.api_content if m.api_content is not None else extra.get("api_content"),
     }
-    for k in _EXTRA_MESSAGE_FIELDS:
-        v = extra.get(k)
-        row[k] = _json_field(v) if k in ("reasoning_details", "codex_reasoning_items", "codex_message_items", "display_metadata") else v
-    row["observed"] = 1 if extra.get("observed") else 0
-    row["_compressed_summary"] = 1 if extra.get("_compressed_summary") else 0
-    return row
 
 
-def _conversation_dict(row: Mapping[str, Any], include_row_ids: bool) -> dict[str, Any]:
-    d: dict[str, Any] = {"role": row["role"], "content": row["content"]}
-    if row.get("tool_calls"):
+# Hermes' cleaning of recalled-memory blocks in replayed user and assistant text
+# (``agent.memory_manager.sanitize_context``), used when that module cannot be imported.
+_MEMORY_BLOCK = re.compile(r"<\s*memory-context\s*>[\s\S]*?</\s*memory-context\s*>", re.IGNORECASE)
+_MEMORY_NOTE = re.compile(
+    r"\[System note:\s*The following is recalled memory context,\s*NOT new user input\.\s*Treat as "
+    r"(?:informational background data|authoritative reference data[^\]]*)\.\]\s*",
+    re.IGNORECASE,
+)
+_MEMORY_TAG = re.compile(r"</?\s*memory-context\s*>", re.IGNORECASE)
+
+
+def sanitize_context(text: str) -> str:
+    """Recalled-memory blocks, their system note and stray fence tags removed (Hermes' own
+    function when Hermes is installed)."""
+    try:
+        from agent.memory_manager import (  # type: ignore[import-untyped,unused-ignore]
+            sanitize_context as hermes_sanitize,
+        )
+    except ImportError:
+        return _MEMORY_TAG.sub("", _MEMORY_NOTE.sub("", _MEMORY_BLOCK.sub("", text)))
+    return str(hermes_sanitize(text))
+
+
+_REVIEW_HARNESS_PREFIXES = (
+    "Review the conversation above and update the skill library",
+    "Review the conversation above and consider saving to memory",
+)
+
+
+def _is_review_harness(msg: Mapping[str, Any]) -> bool:
+    content = msg.get("content")
+    return (
+        msg.get("role") in ("user", "system")
+        and isinstance(content, str)
+        and content.lstrip().startswith(_REVIEW_HARNESS_PREFIXES)
+    )
+
+
+def strip_review_harness(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drops background-review prompts a forked review agent once wrote into a session, and the
+    assistant reply right after each (Hermes does so on every conversation load)."""
+    out: list[dict[str, Any]] = []
+    skip_reply = False
+    for msg in messages:
+        if _is_review_harness(msg):
+            skip_reply = True
+            continue
+        if skip_reply:
+            skip_reply = False
+            if msg.get("role") == "assistant":
+                continue
+        out.append(msg)
+    return out
+
+
+def _conversation_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``get_messages`` row as Hermes' conversation message: ``role``, ``content`` (memory
+    blocks cleaned and stripped for user and assistant text), then each of ``api_content``,
+    ``timestamp``, ``tool_call_id``, ``tool_name``, ``effect_disposition``, ``tool_calls``,
+    ``message_id``, ``observed`` when set, and for assistants ``finish_reason``, ``reasoning``,
+    ``reasoning_content`` and the parsed reasoning items."""
+    content = row["content"]
+    if row["role"] in ("user", "assistant") and isinstance(content, str):
+        content = sanitize_context(content).strip()
+    d: dict[str, Any] = {"role": row["role"], "content": content}
+    for key in ("api_content", "timestamp", "tool_call_id", "tool_name", "effect_disposition"):
+        if row[key]:
+            d[key] = row[key]
+    if row["tool_calls"] is not None:
         d["tool_calls"] = row["tool_calls"]
-    if row.get("tool_call_id"):
-        d["tool_call_id"] = row["tool_call_id"]
-    if row["role"] == "tool" and row.get("tool_name"):
-        d["name"] = row["tool_name"]
-    if row["role"] == "assistant":
-        for k in ("reasoning", "reasoning_content", "reasoning_details", "codex_reasoning_items", "codex_message_items"):
-            if row.get(k):
-                d[k] = row[k]
-    if row.get("platform_message_id"):
+    if row["platform_message_id"]:
         d["message_id"] = row["platform_message_id"]
-    if row.get("api_content") is not None:
-        d["api_content"] = row["api_content"]
-    if include_row_ids:
-        d["id"] = row["id"]
+    if row["observed"]:
+        d["observed"] = True
+    if row["role"] == "assistant":
+        for key in ("finish_reason", "reasoning"):
+            if row[key]:
+                d[key] = row[key]
+        if row["reasoning_content"] is not None:
+            d["reasoning_content"] = row["reasoning_content"]
+        for key in _JSON_MESSAGE_FIELDS:
+            if row[key]:
+                d[key] = _loads(row[key])
     return d
 
 
+def _is_replayed_user_message(messages: list[dict[str, Any]], msg: Mapping[str, Any]) -> bool:
+    """A user message repeating the previous user turn with no assistant answer in between
+    (a parent session's last prompt replayed into its continuation)."""
+    content = msg.get("content")
+    if msg.get("role") != "user" or not isinstance(content, str) or not content:
+        return False
+    for prev in reversed(messages):
+        if prev.get("role") == "user" and prev.get("content") == content:
+            return True
+        if prev.get("role") == "assistant" and (prev.get("content") or prev.get("tool_calls")):
+            return False
+    return False
+
+
+def _context_text(content: str | None) -> str:
+    """A message's text as Hermes shows it in search context: multimodal parts' text joined
+    (``[multimodal content]`` without any), 200 characters."""
+    decoded = _decode_content(content)
+    if isinstance(decoded, list):
+        text = " ".join(t for t in (p.get("text", "") for p in decoded if isinstance(p, dict)
+                                    and p.get("type") == "text") if t).strip()
+        preview = text or "[multimodal content]"
+    elif isinstance(decoded, str):
+        preview = decoded
+    else:
+        preview = ""
+    return preview[:200]
+
+
+def _context(history: list[Message], num: int) -> list[dict[str, Any]]:
+    """The hit and one message either side (by time, then id), every state included."""
+    for i, m in enumerate(history):
+        if m.num == num:
+            window = history[max(0, i - 1) : i + 2]
+            return [{"role": w.role, "content": _context_text(w.content)} for w in window]
+    return []
+
+
 def _repair_alternation(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merges consecutive user messages with plain-text content (the model APIs refuse two user
-    turns in a row)."""
+    """Without Hermes installed, ``repair_alternation``'s stand-in: consecutive user messages
+    with text content merged (the model APIs refuse two user turns in a row)."""
     out: list[dict[str, Any]] = []
     for m in msgs:
         prev = out[-1] if out else None
@@ -352,75 +372,125 @@ def _repair_alternation(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _preview(msgs: list[Message]) -> str:
-    for m in msgs:
-        if m.role == "user":
-            text = " ".join(_text_of(_decode_content(m.content)).split())
-            if text:
-                return text[:60] + "..." if len(text) > 63 else text
-    return ""
+def _timestamp(value: Any, default: float | None = None) -> float:
+    """Hermes' reading of an explicit message time: a number, or anything with
+    ``.timestamp()`` (a datetime); otherwise (or unreadable) now."""
+    if value is not None:
+        try:
+            return float(value.timestamp()) if hasattr(value, "timestamp") else float(value)
+        except (TypeError, ValueError):
+            pass
+    return time.time() if default is None else default
 
 
-def _searchable(m: Message) -> str:
-    return _text_of(_decode_content(m.content))
+def _ascii_lower(text: str) -> str:
+    """Text as SQL LIKE compares it: ASCII letters lowered, other characters as they are."""
+    return "".join(c.lower() if c.isascii() else c for c in text)
 
 
-def _satisfies(m: Message, group: list[_Term], whole_words: bool) -> bool:
-    text = _searchable(m)
-    name = m.tool_name or ""
-    for t in group:
-        pat = t.pattern(whole_words)
-        hit = bool(pat.search(text) or pat.search(name))
-        if hit == t.negated:
-            return False
-    return True
+def _sql_like(value: str, pattern: str) -> bool:
+    """SQL LIKE without ESCAPE: ``%`` any run, ``_`` any one character, ASCII case ignored."""
+    body = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in _ascii_lower(pattern))
+    return re.fullmatch(body, _ascii_lower(value), re.DOTALL) is not None
 
 
-def _snippet(m: Message, terms: list[_Term], width: int = 40) -> str:
-    """About ``width`` words around the first match, every match in ``>>>``/``<<<``, cuts
-    marked ``...`` (Hermes' ``snippet(..., '>>>', '<<<', '...', 40)``)."""
-    text = _searchable(m) or (m.tool_name or "")
-    pats = [t.pattern(False) for t in terms]
-    spans = sorted({(mm.start(), mm.end()) for p in pats for mm in p.finditer(text)})
-    merged: list[tuple[int, int]] = []
-    for s, e in spans:
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
-        else:
-            merged.append((s, e))
-    words = [(w.start(), w.end()) for w in re.finditer(r"\S+", text)]
-    if merged and len(words) > width:
-        first = next(i for i, (_, e) in enumerate(words) if e > merged[0][0])
-        lo = max(0, first - width // 4)
-        hi = min(len(words), lo + width)
-        lo = max(0, hi - width)
-        start, end = words[lo][0], words[hi - 1][1]
-    else:
-        start, end = 0, len(text)
-    out = []
-    pos = start
-    for s, e in merged:
-        if e <= start or s >= end:
-            continue
-        s, e = max(s, start), min(e, end)
-        out.append(text[pos:s])
-        out.append(">>>" + text[s:e] + "<<<")
-        pos = e
-    out.append(text[pos:end])
-    snippet = "".join(out)
-    if start > 0:
-        snippet = "..." + snippet
-    if end < len(text):
-        snippet += "..."
-    return snippet
+def _cwd_under(cwd: Any, prefix: str) -> bool:
+    """Hermes' ``cwd_prefix`` filter: the folder itself, or (SQL LIKE) anything under it."""
+    if not isinstance(cwd, str):
+        return False
+    base = prefix.rstrip("/\\") or prefix
+    return cwd == base or _sql_like(cwd, base + "/%") or _sql_like(cwd, base + "\\%")
 
 
-def _context(history: list[Message], num: int) -> list[dict[str, Any]]:
-    """The hit and one message either side (by time, then id), content cut to 200 characters."""
-    for i, m in enumerate(history):
-        if m.num == num:
-            window = history[max(0, i - 1) : i + 2]
-            return [{"role": w.role, "content": _text_of(_decode_content(w.content))[:200]} for w in window]
-    return []
+class _Desc:
+    """Sorts a string in descending order inside an ascending sort key."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Desc) -> bool:
+        return self.value > other.value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
 
 
+def _model_config(s: Session) -> dict[str, Any]:
+    extra = _loads(s.extra, {}) or {}
+    config = _loads(extra.get("model_config"), {}) if isinstance(extra, dict) else {}
+    return config if isinstance(config, dict) else {}
+
+
+# The session-extra key recording that a session lost its parent (Hermes sets the column to
+# NULL when the parent is deleted; the store cannot clear the field, so the parent it still
+# names is read as none while this key names it).
+ORPHANED_KEY = "_orphaned_from"
+
+
+def parent_of(s: Session) -> str | None:
+    """The session's parent as Hermes has it: None once that parent was deleted."""
+    if s.parent_session_id is None:
+        return None
+    extra = _loads(s.extra, {}) or {}
+    if isinstance(extra, dict) and extra.get(ORPHANED_KEY) == s.parent_session_id:
+        return None
+    return s.parent_session_id
+
+
+def _listable(s: Session, by_id: Mapping[str, Session]) -> bool:
+    """What Hermes' pickers list: roots, and branches (``_branched_from`` in the model config,
+    or a parent that ended ``branched`` before this one started); never a delegate run."""
+    if _model_config(s).get("_delegate_from") is not None:
+        return False
+    parent_id = parent_of(s)
+    if parent_id is None:
+        return True
+    if _model_config(s).get("_branched_from") is not None:
+        return True
+    parent = by_id.get(parent_id)
+    return (
+        parent is not None
+        and parent.end_reason == "branched"
+        and parent.ended_at is not None
+        and (s.started_at or 0.0) >= parent.ended_at
+    )
+
+
+def _delegate_children(sessions: Iterable[Session], parent_ids: list[str]) -> list[str]:
+    """The delegate subagent sessions under ``parent_ids``, recursively: those whose model
+    config names one as ``_delegate_from``, or whose parent is one and that carry the marker."""
+    marked = {s.id: (parent_of(s), _model_config(s).get("_delegate_from")) for s in sessions}
+    found = set(parent_ids)
+    frontier = set(parent_ids)
+    while frontier:
+        new = {
+            sid
+            for sid, (parent, delegate_from) in marked.items()
+            if sid not in found and (delegate_from in frontier or (parent in frontier and delegate_from is not None))
+        }
+        found |= new
+        frontier = new
+    return [sid for sid in found if sid not in parent_ids]
+
+
+def _remove_session_files(sessions_dir: Path | None, session_id: str) -> None:
+    """Removes ``<id>.json``, ``<id>.jsonl`` and ``request_dump_<id>_*.json`` from the
+    gateway's sessions folder, ignoring what is missing or cannot be removed."""
+    if sessions_dir is None:
+        return
+    folder = Path(sessions_dir)
+    paths = [folder / f"{session_id}.json", folder / f"{session_id}.jsonl"]
+    try:
+        paths += list(folder.glob(f"request_dump_{session_id}_*.json"))
+    except OSError:
+        pass
+    for p in paths:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:
+            pass
