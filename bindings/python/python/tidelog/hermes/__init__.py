@@ -101,7 +101,7 @@ from ._state import (
     set_last_init_error,
     workspace_key,
 )
-from ._search import FtsMirror, QuerySyntaxError, contains_cjk, count_cjk, like_hits, sanitize_fts5_query
+from ._search import contains_cjk, count_cjk, sanitize_fts5_query
 __all__ = [
     "AsyncSessionDB",
     "DEFAULT_DB_PATH",
@@ -238,7 +238,6 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         self._sources: dict[str, str | None] = {}
         self._rows = Rows(self._store)
         self.import_report: dict[str, Any] | None = None
-        self._fts = FtsMirror()
         if not read_only and import_existing:
             self._import_once()
 
@@ -1011,6 +1010,20 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             rows = rows[start:] if limit is None or limit < 0 else rows[start : start + limit]
         return rows
 
+    def _lineage(self, session_id: str) -> list[str]:
+        """The session and its ancestors, root first (at most 100, stopping at a cycle)."""
+        if not session_id:
+            return [session_id]
+        chain: list[str] = []
+        current: str | None = session_id
+        while current and current not in chain and len(chain) < 100:
+            chain.append(current)
+            s = self._store.get_session(current)
+            if s is None:
+                break
+            current = parent_of(s)
+        return list(reversed(chain)) or [session_id]
+
     def get_messages_as_conversation(
         self,
         session_id: str,
@@ -1117,97 +1130,80 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         sort: str | None = None,
         include_inactive: bool = False,
     ) -> list[dict[str, Any]]:
-        """Hermes' full-text search (see :mod:`tidelog.hermes._search`): FTS5's query language
-        (words ANDed, ``"phrases"``, ``OR``, ``NOT``, ``prefix*``) on each message's content,
-        tool name and tool calls, best ``bm25`` first (``sort="newest"`` / ``"oldest"``: by
-        time). CJK queries read substrings. Rewound messages are left out unless
-        ``include_inactive``; compacted ones are in. Each result has ``id``, ``session_id``,
-        ``role``, ``snippet`` (matches in ``>>>``/``<<<``), ``timestamp``, ``tool_name``, the
-        session's ``source``, ``model`` and ``session_started``, and ``context`` (the message
-        and one either side, 200 characters each)."""
-        if not self._fts.available or not query or not query.strip():
+        """Hermes' full-text search, run by the store on its index (``Store.search_hermes``:
+        Hermes' cleaning and routing, the ``unicode61`` word index, the trigram index for CJK,
+        substrings for short CJK words; best ``bm25`` first, or by time with ``sort="newest"`` /
+        ``"oldest"``). Rewound messages are left out unless ``include_inactive``; compacted ones
+        are in. Each result has ``id``, ``session_id``, ``role``, ``snippet`` (matches in
+        ``>>>``/``<<<``), ``timestamp``, ``tool_name``, the session's ``source``, ``model`` and
+        ``session_started``, and ``context`` (the message and one either side, 200 characters
+        each)."""
+        if not query or not query.strip():
             return []
-        cleaned = sanitize_fts5_query(query)
-        if not cleaned:
-            return []
-        norm = sort.strip().lower() if isinstance(sort, str) else None
-        order = norm if norm in ("newest", "oldest") else None
-        sessions = {s.id: s for s in self._store.list_sessions()}
-        rows: list[tuple[Message, bool, bool]] = []
-        for sid in sessions:
-            for h in self._store.history(sid, include_inactive=True, include_compacted=True):
-                rows.append((h.message, h.active, h.compacted))
-
-        def visible(m: Message, active: bool, compacted: bool) -> bool:
-            s = sessions.get(m.session_id)
-            if s is None:
-                return False
-            if not include_inactive and not (active or compacted):
-                return False
-            if source_filter is not None and s.source not in source_filter:
-                return False
-            if exclude_sources is not None and s.source in exclude_sources:
-                return False
-            return not role_filter or m.role in role_filter
-
-        every = [m for m, _, _ in rows]
-        candidates = [m for m, a, c in rows if visible(m, a, c)]
-        # Hermes' LIKE fallback reads rewound messages too.
-        like_candidates = [m for m, a, c in rows if visible(m, True, c)]
-        hits = self._search_hits(cleaned, every, candidates, like_candidates, order)
         start = max(offset, 0)
-        page = hits[start:] if limit < 0 else hits[start : start + limit]
+        # Messages whose state a rewind changed (see _lineage): the store does not know it, so
+        # enough hits are asked for to page after dropping them.
+        overlays = {r["session_id"]: self._overlay(r["session_id"]) for r in self._rows.scan("message_state")}
+        hidden = sum(len(o) for o in overlays.values())
+        wanted = start + limit + hidden if limit >= 0 else 1 << 31
+        hits = self._store.search_hermes(
+            query,
+            source_filter=None if source_filter is None else [str(x) for x in source_filter],
+            exclude_sources=None if exclude_sources is None else [str(x) for x in exclude_sources],
+            role_filter=None if not role_filter else [str(x) for x in role_filter],
+            sort=sort if isinstance(sort, str) else None,
+            include_inactive=include_inactive,
+            limit=wanted,
+        )
+        substrings = _substring_route(query)
+        kept = []
+        for h in hits:
+            state = overlays.get(h.message.session_id, {}).get(h.message.num, (True, True))
+            # Gone (a rewrite after a rewind), or rewound and not asked for; Hermes' substring
+            # fallback reads rewound rows too.
+            if state is None or (not include_inactive and not substrings and state == (False, False)):
+                continue
+            kept.append(h)
+        page = kept[start:] if limit < 0 else kept[start : start + limit]
+        sessions: dict[str, Session | None] = {}
         histories: dict[str, list[Message]] = {}
         results = []
-        for m, make_snippet in page:
-            s = sessions[m.session_id]
-            if m.session_id not in histories:
+        for h in page:
+            m = h.message
+            if m.session_id not in sessions:
+                sessions[m.session_id] = self._store.get_session(m.session_id)
+                gone = {n for n, st in overlays.get(m.session_id, {}).items() if st is None}
+                every = self._store.history(m.session_id, include_inactive=True, include_compacted=True)
                 histories[m.session_id] = sorted(
-                    (x for x, _, _ in rows if x.session_id == m.session_id), key=lambda x: (x.timestamp, x.num)
+                    (x.message for x in every if x.message.num not in gone), key=lambda x: (x.timestamp, x.num)
                 )
+            sess = sessions[m.session_id]
             results.append(
                 {
                     "id": m.num,
                     "session_id": m.session_id,
                     "role": m.role,
-                    "snippet": make_snippet(),
+                    "snippet": h.snippet,
                     "timestamp": m.timestamp,
                     "tool_name": m.tool_name,
-                    "source": s.source,
-                    "model": s.model,
-                    "session_started": s.started_at,
+                    "source": sess.source if sess is not None else None,
+                    "model": sess.model if sess is not None else None,
+                    "session_started": sess.started_at if sess is not None else None,
                     "context": _context(histories[m.session_id], m.num),
                 }
             )
         return results
 
-    def _search_hits(
-        self,
-        cleaned: str,
-        every: list[Message],
-        candidates: list[Message],
-        like_candidates: list[Message],
-        order: str | None,
-    ) -> list[Any]:
-        """The matching candidates in Hermes' order, each with its snippet to make: the
-        ``unicode61`` table without CJK text (a query FTS5 refuses finds nothing), the trigram
-        table when every CJK word has 3+ CJK characters (and FTS5 takes the quoted words), else
-        the LIKE scan."""
-        if not contains_cjk(cleaned):
-            try:
-                return self._fts.search("words", cleaned, every, candidates, order)
-            except QuerySyntaxError:
-                return []
-        raw = cleaned.strip('"').strip()
-        words = [t for t in raw.split() if t.upper() not in ("AND", "OR", "NOT")]
-        cjk_words = [t for t in words if contains_cjk(t)]
-        if count_cjk(raw) >= 3 and not any(count_cjk(t) < 3 for t in cjk_words):
-            parts = [t if t.upper() in ("AND", "OR", "NOT") else '"' + t.replace('"', '""') + '"' for t in raw.split()]
-            try:
-                return self._fts.search("grams", " ".join(parts), every, candidates, order)
-            except QuerySyntaxError:
-                pass
-        return like_hits(words or [raw], like_candidates)
+
+def _substring_route(query: str) -> bool:
+    """Whether Hermes answers ``query`` with its ``LIKE`` fallback (CJK words of one or two CJK
+    characters, which trigrams cannot find), which reads rewound messages too."""
+    cleaned = sanitize_fts5_query(query)
+    if not contains_cjk(cleaned):
+        return False
+    raw = cleaned.strip('"').strip()
+    cjk_words = [t for t in raw.split() if t.upper() not in ("AND", "OR", "NOT") and contains_cjk(t)]
+    return count_cjk(raw) < 3 or any(count_cjk(t) < 3 for t in cjk_words)
 
 
 def _foreign_key_error() -> sqlite3.IntegrityError:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._common import _decode_content, _encode_content, _loads, _message_row
+from ._common import _decode_content, _encode_content, _loads, _message_row, parent_of
 
 if TYPE_CHECKING:
     from .._tidelog import Appended, Message, Session, Store
@@ -222,7 +222,7 @@ class _LineageMixin:
 
     def _children(self, parent_id: str) -> list[Session]:
         """The sessions whose parent is ``parent_id``."""
-        return [s for s in self._store.list_sessions() if s.parent_session_id == parent_id]
+        return [s for s in self._store.list_sessions() if parent_of(s) == parent_id]
 
     def _last_activity(self, s: Session) -> float | None:
         """The newest message time of the session (any state), else its start."""
@@ -250,7 +250,7 @@ class _LineageMixin:
             s = self._store.get_session(current)
             if s is None:
                 break
-            current = s.parent_session_id
+            current = parent_of(s)
         return list(reversed(chain)) or [session_id]
 
     def get_compression_tip(self, session_id: str) -> str | None:
@@ -328,9 +328,9 @@ class _LineageMixin:
         return None
 
     def _is_compression_child(self, s: Session) -> bool:
-        if not s.parent_session_id or _is_branch(s):
+        if not parent_of(s) or _is_branch(s):
             return False
-        parent = self._store.get_session(s.parent_session_id)
+        parent = self._store.get_session(parent_of(s) or "")
         return parent is not None and parent.end_reason == "compression"
 
     def get_compression_lineage(self, session_id: str) -> list[str]:
@@ -345,7 +345,7 @@ class _LineageMixin:
         root = session
         ancestors = {root.id}
         while self._is_compression_child(root):
-            parent = self._store.get_session(root.parent_session_id or "")
+            parent = self._store.get_session(parent_of(root) or "")
             if parent is None or parent.id in ancestors:
                 break
             root = parent
@@ -418,11 +418,11 @@ class _LineageMixin:
             sessions = {s.id: s for s in self._store.list_sessions()}
             orphans = []
             for s in sessions.values():
-                if s.end_reason is not None or s.ended_at is not None or not s.parent_session_id:
+                if s.end_reason is not None or s.ended_at is not None or not parent_of(s):
                     continue
                 if s.started_at is None or s.started_at >= cutoff:
                     continue
-                parent = sessions.get(s.parent_session_id)
+                parent = sessions.get(parent_of(s) or "")
                 if parent is None or parent.end_reason != "compression" or parent.ended_at is None:
                     continue
                 extra = _loads(s.extra, {}) or {}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import TitleTakenError
-from ._common import _loads, sanitize_title
+from ._common import ORPHANED_KEY, _loads, parent_of, sanitize_title
 
 if TYPE_CHECKING:
     import os
@@ -130,8 +130,8 @@ def _marker(s: Session, key: str) -> Any:
 
 
 def _parent(s: Session) -> str | None:
-    """The parent of a session; an orphan's stored ``""`` is ``None``."""
-    return s.parent_session_id or None
+    """The parent of a session as Hermes has it (``None`` once the parent was deleted)."""
+    return parent_of(s) or None
 
 
 def _is_branch_child(s: Session, by_id: Mapping[str, Session]) -> bool:
@@ -429,7 +429,7 @@ class _MaintenanceMixin:
     if TYPE_CHECKING:
 
         def _row(self, s: Session, messages: list[Message] | None = None) -> dict[str, Any]: ...
-        def _message(self, session_id: str, role: str, msg: Mapping[str, Any]) -> dict[str, Any]: ...
+        def _message(self, session_id: str, role: str, msg: Mapping[str, Any], *, batch: bool) -> dict[str, Any]: ...
         def get_meta(self, key: str) -> str | None: ...
         def set_meta(self, key: str, value: str | None) -> None: ...
         def _forget_rows_of(self, session_ids: Collection[str]) -> None: ...
@@ -442,8 +442,9 @@ class _MaintenanceMixin:
         """Deletes ``doomed`` (sessions and messages) after orphaning the children that stay.
         Runs inside ``exclusive()``; ``sessions`` are the store's sessions read there."""
         for s in sessions:
-            if s.id not in doomed and s.parent_session_id in doomed:
-                self._store.upsert_session(s.id, parent_session_id="")
+            parent = _parent(s)
+            if s.id not in doomed and parent in doomed:
+                self._store.upsert_session(s.id, extra={ORPHANED_KEY: parent})
         if doomed:
             self._store.delete_sessions(list(doomed))
             self._forget_rows_of(doomed)
@@ -510,7 +511,7 @@ class _MaintenanceMixin:
             s = next((x for x in sessions if x.id == session_id), None)
             if s is None or s.title is not None or self._has_any_message(session_id):
                 return False
-            if any(x.parent_session_id == session_id for x in sessions):
+            if any(_parent(x) == session_id for x in sessions):
                 return False
             self._erase([session_id], ())
         _remove_session_files(sessions_dir, session_id)
@@ -557,7 +558,7 @@ class _MaintenanceMixin:
                 and s.started_at < cutoff
                 and not self._has_any_message(s.id)
             }
-            if any(s.id not in doomed and s.parent_session_id in doomed for s in sessions):
+            if any(s.id not in doomed and _parent(s) in doomed for s in sessions):
                 raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
             self._erase(doomed, ())
         for sid in doomed:
@@ -933,7 +934,7 @@ class _MaintenanceMixin:
                 except (TypeError, ValueError):
                     ts = now
             msg.pop("timestamp", None)
-            kwargs = self._message(sid, str(msg["role"]), msg)
+            kwargs = self._message(sid, str(msg["role"]), msg, batch=True)
             kwargs["timestamp"] = ts
             batch.append(kwargs)
             now = max(now + 1e-6, ts + 1e-6)

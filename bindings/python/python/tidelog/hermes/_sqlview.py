@@ -64,7 +64,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import IMPORT_META_KEY, _COSTS, _COUNTERS, store_path_for
+from ._common import IMPORT_META_KEY, ORPHANED_KEY, _COSTS, _COUNTERS, store_path_for
 from ._rows import ROW_PREFIX
 
 if TYPE_CHECKING:
@@ -281,6 +281,13 @@ def _sessions_view() -> str:
     # `SessionDB._row` counts the messages `Store.messages` returns: the active, uncompacted ones.
     shown = "m.session_id = s.id AND m.active = 1 AND m.compacted = 0"
     for name, affinity, default in _SESSION_COLUMNS:
+        if name == "parent_session_id":
+            # A deleted parent's children keep its id with a marker (see `_common.parent_of`).
+            exprs.append(
+                "(CASE WHEN s.parent_session_id = '' OR s.parent_session_id = "
+                f"json_extract(s.extra, '$.{ORPHANED_KEY}') THEN NULL ELSE s.parent_session_id END) AS parent_session_id"
+            )
+            continue
         if name in _SESSION_NATIVE:
             # The index declares these with Hermes' affinities; bare, so that its indexes serve.
             exprs.append(f"s.{name} AS {name}")
