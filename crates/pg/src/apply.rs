@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use postgres::{Client, Row, Transaction};
 use tidelog::{
     ApplyStats, CounterDelta, DeleteSessions, Entry, IndexOptions, IndexTarget, Message, MessageState, MessageUpdate,
-    MetaSet, Rewrite, RewriteMode, Session, SessionPatch, TargetError, indexed_text,
+    MetaSet, Rewrite, RewriteMode, Session, SessionHistory, SessionPatch, TargetError, indexed_text,
 };
 
 use crate::error::{Ctx, PgError};
@@ -204,30 +204,6 @@ struct Applier<'a, 't> {
     stats: &'a mut ApplyStats,
 }
 
-/// The history operations recorded for one session.
-#[derive(Default)]
-struct Ops {
-    rewrites: Vec<(i64, RewriteMode, bool)>,
-    deleted: Option<i64>,
-}
-
-impl Ops {
-    /// The fold of docs/design.md "History operations": rewrites above `num` in op order; a
-    /// deletion above `num` removes it.
-    fn state(&self, num: i64) -> Option<MessageState> {
-        if self.deleted.is_some_and(|d| d > num) {
-            return None;
-        }
-        let mut s = Some(MessageState::ACTIVE);
-        for &(op, mode, active_only) in &self.rewrites {
-            if op > num {
-                s = s.and_then(|s| mode.apply(s, active_only));
-            }
-        }
-        s
-    }
-}
-
 impl Applier<'_, '_> {
     fn body(&self, m: &Message) -> Option<String> {
         indexed_text(m, self.opts).map(|t| text(&t).into_owned())
@@ -242,7 +218,8 @@ impl Applier<'_, '_> {
         let run = std::mem::take(&mut self.run);
         let sessions: Vec<String> =
             run.iter().map(|(m, _, _)| text(&m.session_id).into_owned()).collect::<BTreeSet<_>>().into_iter().collect();
-        let mut ops: HashMap<String, Ops> = HashMap::new();
+        // The one fold rule of the model (`SessionHistory`, docs/design.md "One fold rule").
+        let mut ops: HashMap<String, SessionHistory> = HashMap::new();
         for r in self
             .tx
             .query(
@@ -252,7 +229,7 @@ impl Applier<'_, '_> {
             )
             .ctx(self.target, "read rewrites")?
         {
-            ops.entry(r.get(0)).or_default().rewrites.push((r.get(1), mode_of(r.get(2)), r.get(3)));
+            ops.entry(r.get(0)).or_default().add_rewrite(r.get(1), mode_of(r.get(2)), r.get(3));
         }
         for r in self
             .tx
@@ -262,7 +239,7 @@ impl Applier<'_, '_> {
             )
             .ctx(self.target, "read deletions")?
         {
-            ops.entry(r.get(0)).or_default().deleted = Some(r.get(1));
+            ops.entry(r.get(0)).or_default().add_deletion(r.get(1));
         }
         let mut c = Columns::default();
         for (m, lane, lsn) in &run {
@@ -419,6 +396,10 @@ impl Applier<'_, '_> {
         // Not here: deleted, or not applied yet (docs/design.md "History operations").
         let Some(row) = row else { return Ok(()) };
         let (mut m, _) = message_from_row(&row, 0).ctx(self.target, "read a message to update")?;
+        // An update edits only the message with its id in the session it names.
+        if !u.edits(&m.session_id, m.num) {
+            return Ok(());
+        }
         u.apply_to(&mut m);
         let body = self.body(&m);
         self.tx
@@ -454,20 +435,16 @@ impl Applier<'_, '_> {
                 &[&self.store, &sid, &r.op, &mode_code(mode), &r.active_only],
             )
             .ctx(self.target, "record a rewrite")?;
-        let only = if r.active_only { " AND active" } else { "" };
-        let filter = format!("store = $1 AND session_id = $2 AND rid < $3{only}");
-        let n = match mode {
-            RewriteMode::Delete => {
+        // The rows already here get the state the one fold rule gives (SQL generated from it).
+        let filter =
+            format!("store = $1 AND session_id = $2 AND {}", RewriteMode::sql_covered("$3", r.active_only, "true"));
+        let n = match mode.sql_set("true", "false") {
+            None => {
                 self.tx.execute(&format!("DELETE FROM tidelog.messages WHERE {filter}"), &[&self.store, &sid, &r.op])
             }
-            RewriteMode::Archive => self.tx.execute(
-                &format!("UPDATE tidelog.messages SET active = false WHERE {filter}"),
-                &[&self.store, &sid, &r.op],
-            ),
-            _ => self.tx.execute(
-                &format!("UPDATE tidelog.messages SET active = false, compacted = true WHERE {filter}"),
-                &[&self.store, &sid, &r.op],
-            ),
+            Some(set) => self
+                .tx
+                .execute(&format!("UPDATE tidelog.messages SET {set} WHERE {filter}"), &[&self.store, &sid, &r.op]),
         }
         .ctx(self.target, "rewrite a session's history")?;
         if mode == RewriteMode::Delete {

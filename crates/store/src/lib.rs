@@ -78,8 +78,9 @@ pub use layout::{
     SHIPPER_LOCK, SHIPPER_PROBLEM, STORE_ID_FILE, WRITE_LOCK,
 };
 pub use model::{
-    CounterDelta, Counters, DeleteSessions, Erased, Message, MessageState, MessageUpdate, MetaSet, Rewrite,
-    RewriteMode, Session, SessionPatch, SessionRef, merge_extra,
+    CounterDelta, Counters, DeleteSessions, Erased, Message, MessageRef, MessageState, MessageUpdate, MetaSet, Rewrite,
+    RewriteMode, RewriteRule, Session, SessionHistory, SessionPatch, SessionRef, SessionWrite, covers,
+    fold_session_row, fold_session_writes, merge_extra,
 };
 pub use options::{Retention, StoreOptions};
 pub use read::HistoryItem;

@@ -47,7 +47,7 @@ pub(crate) use error::Ctx;
 pub use error::IndexError;
 pub use maintenance::CheckpointStats;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
-use schema::{FTS_CONFIG, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE};
+use schema::{FTS_CONFIG, REWRITE_KEPT_TABLE, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE};
 pub(crate) use text::{SNIPPET_CONTEXT, head, mark_snippet};
 pub use text::{indexed_text, match_snippet};
 pub(crate) use undecodable::Undecodable;
@@ -61,7 +61,7 @@ pub(crate) use undecodable::Undecodable;
 /// first writable open (version 3 adds tables, seeded from the rows a version 2 index holds:
 /// rebuilding a whole index for it would cost hours on a large store, and, with retention, the
 /// messages only the index holds).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The oldest schema version read as it is (and upgraded in place by a writable open).
 const OLDEST_READABLE: i64 = 2;
@@ -152,10 +152,14 @@ impl Index {
         if let Some(found) = schema_version(&tx)? {
             check_version(&self.path, found)?;
             if found < SCHEMA_VERSION {
-                // 2 -> 3: the table of undecodable records, empty; the session fold, seeded.
-                tx.execute_batch(UNDECODABLE_TABLE).ctx("add the table of undecodable records")?;
-                tx.execute_batch(SESSION_FOLD_TABLES).ctx("add the session fold tables")?;
-                seed_session_fold(&tx)?;
+                if found < 3 {
+                    // 2 -> 3: the table of undecodable records, empty; the session fold, seeded.
+                    tx.execute_batch(UNDECODABLE_TABLE).ctx("add the table of undecodable records")?;
+                    tx.execute_batch(SESSION_FOLD_TABLES).ctx("add the session fold tables")?;
+                    seed_session_fold(&tx)?;
+                }
+                // 3 -> 4: what rewrites kept, empty (no earlier rewrite kept anything).
+                tx.execute_batch(REWRITE_KEPT_TABLE).ctx("add the table of kept messages")?;
                 tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION])
                     .ctx("write the schema version")?;
                 tx.commit().ctx("commit the schema upgrade")?;
@@ -166,6 +170,7 @@ impl Index {
         tx.execute_batch(SCHEMA).ctx("create the schema")?;
         tx.execute_batch(UNDECODABLE_TABLE).ctx("create the schema")?;
         tx.execute_batch(SESSION_FOLD_TABLES).ctx("create the schema")?;
+        tx.execute_batch(REWRITE_KEPT_TABLE).ctx("create the schema")?;
         for (name, value) in FTS_CONFIG {
             tx.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES (?1, ?2)", (name, value))
                 .ctx("configure FTS5 merging")?;

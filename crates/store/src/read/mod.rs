@@ -451,7 +451,7 @@ fn apply_tail_to_sessions(
                 Ok(Some((first, kept, ops, history)))
             })
             .flatten();
-        let (mut row, kept) = match found {
+        let (row, kept) = match found {
             Some((first, kept, ops, history)) => {
                 // The base: the first message still there (any state) after the deletion, as
                 // every operation leaves them, indexed or not.
@@ -512,19 +512,8 @@ fn apply_tail_to_sessions(
         let in_tail: HashSet<i64> = writes.iter().map(|(k, _)| *k).collect();
         writes.extend(kept.iter().filter(|(k, _)| !in_tail.contains(k)).map(|(k, e)| (*k, e)));
         writes.sort_by_key(|(k, _)| *k);
-        for (_, e) in writes {
-            match e {
-                Entry::Session(p) => row = Some(p.apply_to(row.take())),
-                Entry::Counters(c) => {
-                    row.get_or_insert_with(|| Session { id: id.to_string(), ..Session::default() }).counters.add(c);
-                }
-                // A rewrite (clear, compaction) keeps the session even when no message is left.
-                Entry::Rewrite(_) => {
-                    row.get_or_insert_with(|| Session { id: id.to_string(), ..Session::default() });
-                }
-                _ => {}
-            }
-        }
+        // The one fold of a session's row (the index's and PostgreSQL's too).
+        let row = crate::model::fold_session_writes(id, row, writes.iter().filter_map(|(_, e)| e.session_write()));
         match row {
             Some(r) => {
                 sessions.insert(id.to_string(), r);
