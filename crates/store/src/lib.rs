@@ -71,7 +71,7 @@ pub use import::{
 };
 pub use index::{
     ApplyStats, CheckpointStats, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit, SearchOrder, SearchQuery,
-    SessionFilter, indexed_text, match_snippet,
+    SessionFilter, indexed_text, legacy_key, match_snippet,
 };
 pub use layout::{
     COMPACTOR_LOCK, COMPACTOR_PROBLEM, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SEQUENCE_FILE,

@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};
 
 pub use apply::ApplyStats;
-pub(crate) use apply::legacy_key;
+pub use apply::legacy_key;
 pub(crate) use error::Ctx;
 pub use error::IndexError;
 pub use maintenance::CheckpointStats;
