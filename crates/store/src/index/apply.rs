@@ -362,48 +362,36 @@ impl Applier<'_, '_> {
         Ok(())
     }
 
+    /// Applies a patch to the session's row with the model's `SessionPatch::apply_to` (the one
+    /// fold of session rows; `extra` merged into its canonical form as reads of the tail do).
     fn patch_row(&mut self, p: &SessionPatch) -> Result<()> {
-        if p.reopen {
-            self.tx
-                .execute("UPDATE sessions SET ended_at = NULL, end_reason = NULL WHERE id = ?1", [&p.id])
-                .ctx("reopen a session")?;
-        }
-        if p.clear_title {
-            self.tx.execute("UPDATE sessions SET title = NULL WHERE id = ?1", [&p.id]).ctx("clear a title")?;
-        }
-        // `fill_only`: what is there wins; otherwise the patch wins. `extra` merges either way.
-        let (new, old) = if p.fill_only { ("sessions", "excluded") } else { ("excluded", "sessions") };
-        let set = |c: &str| format!("{c} = coalesce({new}.{c}, {old}.{c})");
-        let cols = ["source", "model", "title", "user_id", "chat_id", "parent_session_id", "started_at", "ended_at"];
-        let mut sets: Vec<String> = cols.iter().map(|c| set(c)).collect();
-        sets.push(set("end_reason"));
-        let sql = format!(
-            "INSERT INTO sessions ({PATCH_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (id) DO UPDATE SET {}, \
-             extra = CASE \
-                 WHEN {new}.extra IS NULL THEN {old}.extra \
-                 WHEN {old}.extra IS NULL THEN {new}.extra \
-                 WHEN json_valid({old}.extra) AND json_valid({new}.extra) \
-                      AND json_type({old}.extra) = 'object' AND json_type({new}.extra) = 'object' \
-                     THEN json_patch({old}.extra, {new}.extra) \
-                 ELSE {new}.extra END",
-            sets.join(", ")
-        );
+        let old = self
+            .tx
+            .prepare_cached(&format!("SELECT {} FROM sessions WHERE id = ?1", super::schema::SESSION_COLS))
+            .and_then(|mut st| st.query_row([&p.id], super::query::session_from_row).optional())
+            .ctx("read a session to patch")?;
+        let s = p.apply_to(old);
         self.tx
-            .prepare_cached(&sql)
+            .prepare_cached(&format!(
+                "INSERT INTO sessions ({PATCH_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (id) DO UPDATE SET source = excluded.source, model = excluded.model, \
+                 title = excluded.title, user_id = excluded.user_id, chat_id = excluded.chat_id, \
+                 parent_session_id = excluded.parent_session_id, started_at = excluded.started_at, \
+                 ended_at = excluded.ended_at, end_reason = excluded.end_reason, extra = excluded.extra"
+            ))
             .and_then(|mut st| {
                 st.execute(params![
-                    p.id,
-                    p.source,
-                    p.model,
-                    p.title,
-                    p.user_id,
-                    p.chat_id,
-                    p.parent_session_id,
-                    p.started_at,
-                    p.ended_at,
-                    p.end_reason,
-                    p.extra,
+                    s.id,
+                    s.source,
+                    s.model,
+                    s.title,
+                    s.user_id,
+                    s.chat_id,
+                    s.parent_session_id,
+                    s.started_at,
+                    s.ended_at,
+                    s.end_reason,
+                    s.extra,
                 ])
             })
             .ctx("apply a session patch")?;

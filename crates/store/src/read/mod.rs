@@ -484,13 +484,18 @@ fn apply_tail_to_sessions(
             // An index from before the fold was kept (not upgraded yet): its row, then the tail.
             None => {
                 let indexed = sessions.remove(id).filter(|_| !tail.deletions().contains_key(id));
+                // The first message the tail's history operations leave (the one fold rule).
+                let ops = SessionOps::of(id, IndexedOps::default(), tail);
                 let row = indexed.or_else(|| {
-                    tail.messages().find(|m| m.session_id == id && after.is_none_or(|d| m.num > d)).map(|m| Session {
-                        id: id.to_string(),
-                        source: m.source.clone(),
-                        started_at: Some(m.timestamp),
-                        ..Session::default()
-                    })
+                    tail.messages()
+                        .filter(|m| m.session_id == id && after.is_none_or(|d| m.num > d) && ops.state(m.num).is_some())
+                        .min_by_key(|m| m.num)
+                        .map(|m| Session {
+                            id: id.to_string(),
+                            source: m.source.clone(),
+                            started_at: Some(m.timestamp),
+                            ..Session::default()
+                        })
                 });
                 (row, Vec::new())
             }
