@@ -230,3 +230,45 @@ pub(crate) fn ensure(client: &mut Client, target: &str) -> Result<(), PgError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SCHEMA;
+
+    /// The columns of one `CREATE TABLE tidelog.<table>` of [`SCHEMA`].
+    fn columns(table: &str) -> Vec<String> {
+        let start = SCHEMA.find(&format!("CREATE TABLE IF NOT EXISTS tidelog.{table} (")).unwrap_or_default();
+        let body = &SCHEMA[start..];
+        let body = &body[..body.find(");").unwrap_or(body.len())];
+        body.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|c| c.trim_matches('"').to_string())
+            .collect()
+    }
+
+    /// The PostgreSQL columns cover every field of the model's one list (`record!` in
+    /// crates/store/src/model.rs): a field added there and not here fails.
+    #[test]
+    fn columns_cover_every_field_of_the_model() {
+        let messages = columns("messages");
+        for (name, _) in tidelog::record_fields("Message") {
+            let col = if *name == "num" { "rid" } else { name };
+            assert!(messages.iter().any(|c| c == col), "tidelog.messages has no column for {name}");
+        }
+        let sessions = columns("sessions");
+        for (name, _) in tidelog::record_fields("SessionPatch") {
+            if matches!(*name, "reopen" | "clear_title" | "fill_only" | "op") {
+                continue; // how a patch applies and where it sorts, not a stored value
+            }
+            assert!(sessions.iter().any(|c| c == name), "tidelog.sessions has no column for {name}");
+        }
+        for (name, _) in tidelog::record_fields("CounterDelta") {
+            if matches!(*name, "session_id" | "op") {
+                continue;
+            }
+            assert!(sessions.iter().any(|c| c == name), "tidelog.sessions has no column for counter {name}");
+        }
+        assert!(!tidelog::record_fields("Message").is_empty());
+    }
+}

@@ -106,3 +106,18 @@ pub mod ops {
     };
     pub use crate::layout::{QuarantinedFile, list_quarantine};
 }
+
+/// The field list of a record kind (`Message`, `SessionPatch`, `CounterDelta`, `MessageUpdate`)
+/// from the one table (`record!` in `model.rs`), for the tests of other crates that check their
+/// columns against it (`crates/pg`); empty for another name.
+#[doc(hidden)]
+pub fn record_fields(kind: &str) -> &'static [(&'static str, u32)] {
+    use entry::wire::Record;
+    match kind {
+        "Message" => Message::FIELDS,
+        "SessionPatch" => SessionPatch::FIELDS,
+        "CounterDelta" => CounterDelta::FIELDS,
+        "MessageUpdate" => MessageUpdate::FIELDS,
+        _ => &[],
+    }
+}

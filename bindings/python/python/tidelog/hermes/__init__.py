@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from .._errors import HermesImportError, TitleTakenError
+from .._errors import HermesImportError, NotFoundError, TitleTakenError
 from .._tidelog import Message, SearchHit, Session, Store
 
 from ._coordination import _CoordinationMixin
@@ -620,10 +620,18 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         return False
 
     def update_message_content(self, session_id: str, message_id: int, content: Any) -> None:
-        self._store.update_message(message_id, session_id, content=_encode_content(content))
+        # Hermes' UPDATE of a message that is not in the session changes nothing; tidelog refuses
+        # it (NotFoundError), which this compatibility layer keeps silent as Hermes does.
+        try:
+            self._store.update_message(message_id, session_id, content=_encode_content(content))
+        except NotFoundError:
+            pass
 
     def set_message_api_content(self, session_id: str, message_id: int, api_content: str | None) -> None:
-        self._store.update_message(message_id, session_id, api_content=api_content or "")
+        try:
+            self._store.update_message(message_id, session_id, api_content=api_content or "")
+        except NotFoundError:
+            pass
 
     def replace_messages(
         self,
