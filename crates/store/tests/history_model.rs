@@ -5,7 +5,8 @@
 //! read from the journal alone (the tail, no compactor), from the index once the compactor
 //! applied everything, after a rebuild of the index from the journal, and after an erase pass
 //! rewrote the journal; and the same session rows in all of them. PostgreSQL is checked against
-//! the same operations by `crates/pg/tests/fold_pg.rs`. Knob: `PROPTEST_CASES` (default 24).
+//! the same operations by `crates/pg/tests/fold_pg.rs`. Fixed seed; knobs: `PROPTEST_CASES`
+//! (default 24), `PROPTEST_RNG_SEED`.
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/fold_ops.rs"]
@@ -49,6 +50,10 @@ fn opts(compactor: bool) -> StoreOptions {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
+        // A fixed seed (the same cases in CI on every run); `PROPTEST_RNG_SEED` picks another.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(
+            std::env::var("PROPTEST_RNG_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(21),
+        ),
         ..ProptestConfig::default()
     })]
 
