@@ -572,6 +572,8 @@ impl PyStore {
 
     /// Changes fields of one message, named by its integer id `num` and its session. Given
     /// fields are set; `extra` is merged (JSON merge patch). Durable on return; returns the LSN.
+    /// Raises `NotFoundError` when that session has no such message (never written, in another
+    /// session, or deleted).
     #[pyo3(signature = (num, session_id, *, content=None, api_content=None, platform_message_id=None,
         tool_calls=None, finish_reason=None, token_count=None, extra=None))]
     #[expect(clippy::too_many_arguments, reason = "mirrors MessageUpdate as Python keyword arguments")]

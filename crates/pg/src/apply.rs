@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use postgres::{Client, Row, Transaction};
 use tidelog::{
     ApplyStats, CounterDelta, DeleteSessions, Entry, IndexOptions, IndexTarget, Message, MessageState, MessageUpdate,
-    MetaSet, Rewrite, RewriteMode, Session, SessionPatch, TargetError, indexed_text,
+    MetaSet, Rewrite, RewriteMode, Session, SessionHistory, SessionPatch, TargetError, decode_entry, encode_entry,
+    fold_session_row, indexed_text, legacy_key,
 };
 
 use crate::error::{Ctx, PgError};
@@ -154,11 +155,11 @@ impl PgIndex {
                     other => {
                         a.flush()?;
                         match other {
-                            Entry::Session(p) => a.session(p)?,
+                            Entry::Session(p) => a.session(p, lane, *lsn)?,
                             Entry::Update(u) => a.update(u)?,
                             Entry::Rewrite(r) => a.rewrite(r, lane, lsn_i)?,
                             Entry::Delete(d) => a.delete(d)?,
-                            Entry::Counters(c) => a.counters(c)?,
+                            Entry::Counters(c) => a.counters(c, lane, *lsn)?,
                             Entry::Meta(m) => a.meta(m)?,
                             // Erased entries (content removed by an erase pass) and kinds this
                             // version does not know change nothing, as on SQLite.
@@ -204,30 +205,6 @@ struct Applier<'a, 't> {
     stats: &'a mut ApplyStats,
 }
 
-/// The history operations recorded for one session.
-#[derive(Default)]
-struct Ops {
-    rewrites: Vec<(i64, RewriteMode, bool)>,
-    deleted: Option<i64>,
-}
-
-impl Ops {
-    /// The fold of docs/design.md "History operations": rewrites above `num` in op order; a
-    /// deletion above `num` removes it.
-    fn state(&self, num: i64) -> Option<MessageState> {
-        if self.deleted.is_some_and(|d| d > num) {
-            return None;
-        }
-        let mut s = Some(MessageState::ACTIVE);
-        for &(op, mode, active_only) in &self.rewrites {
-            if op > num {
-                s = s.and_then(|s| mode.apply(s, active_only));
-            }
-        }
-        s
-    }
-}
-
 impl Applier<'_, '_> {
     fn body(&self, m: &Message) -> Option<String> {
         indexed_text(m, self.opts).map(|t| text(&t).into_owned())
@@ -242,17 +219,19 @@ impl Applier<'_, '_> {
         let run = std::mem::take(&mut self.run);
         let sessions: Vec<String> =
             run.iter().map(|(m, _, _)| text(&m.session_id).into_owned()).collect::<BTreeSet<_>>().into_iter().collect();
-        let mut ops: HashMap<String, Ops> = HashMap::new();
+        // The one fold rule of the model (`SessionHistory`, docs/design.md "One fold rule").
+        let mut ops: HashMap<String, SessionHistory> = HashMap::new();
         for r in self
             .tx
             .query(
-                "SELECT session_id, op, mode, active_only FROM tidelog.session_ops \
+                "SELECT session_id, op, mode, active_only, kept FROM tidelog.session_ops \
                  WHERE store = $1 AND session_id = ANY($2) ORDER BY op",
                 &[&self.store, &sessions],
             )
             .ctx(self.target, "read rewrites")?
         {
-            ops.entry(r.get(0)).or_default().rewrites.push((r.get(1), mode_of(r.get(2)), r.get(3)));
+            let kept: Vec<i64> = r.get(4);
+            ops.entry(r.get(0)).or_default().add_rewrite(r.get(1), mode_of(r.get(2)), r.get(3), &kept);
         }
         for r in self
             .tx
@@ -262,7 +241,7 @@ impl Applier<'_, '_> {
             )
             .ctx(self.target, "read deletions")?
         {
-            ops.entry(r.get(0)).or_default().deleted = Some(r.get(1));
+            ops.entry(r.get(0)).or_default().add_deletion(r.get(1));
         }
         let mut c = Columns::default();
         for (m, lane, lsn) in &run {
@@ -300,9 +279,9 @@ impl Applier<'_, '_> {
         }
         // One statement: the messages (first id wins: ON CONFLICT DO NOTHING), then a bare
         // session for each new message's session, from its first new message (as SQLite).
-        let inserted: i64 = self
+        let firsts = self
             .tx
-            .query_one(
+            .query(
                 "WITH ins AS (\
                    INSERT INTO tidelog.messages (store, rid, id, session_id, role, content, tool_call_id, tool_name, \
                      tool_calls, reasoning, \"timestamp\", token_count, finish_reason, source, extra, \
@@ -312,13 +291,9 @@ impl Applier<'_, '_> {
                      $14::text[], $15::bytea[], $16::text[], $17::bytea[], $18::bool[], $19::bool[], $20::text[], \
                      $21::bigint[], $22::text[]) \
                    ON CONFLICT DO NOTHING \
-                   RETURNING session_id, source, \"timestamp\", rid), \
-                 ses AS (\
-                   INSERT INTO tidelog.sessions (store, id, source, started_at) \
-                   SELECT DISTINCT ON (session_id) $1, session_id, source, \"timestamp\" FROM ins \
-                   ORDER BY session_id, rid \
-                   ON CONFLICT (store, id) DO NOTHING) \
-                 SELECT count(*) FROM ins",
+                   RETURNING session_id, source, \"timestamp\", rid) \
+                 SELECT DISTINCT ON (session_id) session_id, source, \"timestamp\", rid, count(*) OVER () \
+                 FROM ins ORDER BY session_id, rid",
                 &[
                     &self.store,
                     &c.rid,
@@ -344,15 +319,144 @@ impl Applier<'_, '_> {
                     &c.body,
                 ],
             )
-            .ctx(self.target, "insert messages")?
-            .get(0);
+            .ctx(self.target, "insert messages")?;
+        // Each session's first new message: the base of its row (as SQLite, `index/apply.rs`):
+        // the session's first message refolds the row, a later one fills what no patch set.
+        let inserted: i64 = firsts.first().map_or(0, |r| r.get(4));
+        for r in &firsts {
+            let (sid, source, at, rid): (String, Option<String>, Option<f64>, i64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            let first: i64 = self
+                .tx
+                .query_one(
+                    "SELECT min(rid) FROM tidelog.messages WHERE store = $1 AND session_id = $2",
+                    &[&self.store, &sid],
+                )
+                .ctx(self.target, "read a session's first message")?
+                .get(0);
+            if first == rid {
+                self.refold(&sid)?;
+            } else {
+                self.tx
+                    .execute(
+                        "INSERT INTO tidelog.sessions AS s (store, id, source, started_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (store, id) DO UPDATE SET source = coalesce(s.source, excluded.source), \
+                         started_at = coalesce(s.started_at, excluded.started_at)",
+                        &[&self.store, &sid, &source, &at],
+                    )
+                    .ctx(self.target, "create a session for a message")?;
+            }
+        }
         let inserted = u64::try_from(inserted).unwrap_or(0);
         self.stats.messages += inserted;
         self.stats.duplicate_messages += offered.saturating_sub(inserted);
         Ok(())
     }
 
-    fn session(&mut self, p: &SessionPatch) -> Result<(), PgError> {
+    /// Whether a write at position `op` of `session` comes before its latest deletion (and so
+    /// is covered by it); writes without a position are applied as they come (as SQLite).
+    fn before_deletion(&mut self, session: &str, op: Option<i64>) -> Result<bool, PgError> {
+        let Some(op) = op else { return Ok(false) };
+        let deleted: Option<i64> = self
+            .tx
+            .query_opt("SELECT op FROM tidelog.deleted_sessions WHERE store = $1 AND id = $2", &[&self.store, &session])
+            .ctx(self.target, "read a deletion")?
+            .map(|r| r.get(0));
+        Ok(deleted.is_some_and(|d| d > op))
+    }
+
+    /// Keeps a session write for the fold (under its position, or its legacy key); returns
+    /// whether a later one is already kept (this one arrived late: the row is folded again).
+    fn remember(&mut self, session: &str, op: Option<i64>, lane: &str, lsn: u64, e: &Entry) -> Result<bool, PgError> {
+        let key = op.unwrap_or_else(|| legacy_key(lane, lsn));
+        self.tx
+            .execute(
+                "INSERT INTO tidelog.session_entries (store, session_id, op, entry) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (store, session_id, op) DO UPDATE SET entry = excluded.entry",
+                &[&self.store, &session, &key, &encode_entry(e)],
+            )
+            .ctx(self.target, "remember a session write")?;
+        let later: bool = self
+            .tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM tidelog.session_entries WHERE store = $1 AND session_id = $2 AND op > $3)",
+                &[&self.store, &session, &key],
+            )
+            .ctx(self.target, "look for later session writes")?
+            .get(0);
+        Ok(later)
+    }
+
+    /// Makes a session's row again with the model's one fold of session rows
+    /// (`tidelog::fold_session_row`): the first message left, then every kept write in order.
+    fn refold(&mut self, id: &str) -> Result<(), PgError> {
+        let first: Option<(Option<String>, f64)> = self
+            .tx
+            .query_opt(
+                "SELECT source, \"timestamp\" FROM tidelog.messages WHERE store = $1 AND session_id = $2 \
+                 ORDER BY rid LIMIT 1",
+                &[&self.store, &id],
+            )
+            .ctx(self.target, "read a session's first message")?
+            .map(|r| (r.get(0), r.get::<_, Option<f64>>(1).unwrap_or(0.0)));
+        let entries: Vec<Entry> = self
+            .tx
+            .query(
+                "SELECT entry FROM tidelog.session_entries WHERE store = $1 AND session_id = $2 ORDER BY op",
+                &[&self.store, &id],
+            )
+            .ctx(self.target, "read a session's writes")?
+            .iter()
+            .filter_map(|r| decode_entry(r.get::<_, &[u8]>(0)).ok())
+            .collect();
+        let row = fold_session_row(id, first, entries.iter().filter_map(Entry::session_write));
+        self.tx
+            .execute("DELETE FROM tidelog.sessions WHERE store = $1 AND id = $2", &[&self.store, &id])
+            .ctx(self.target, "delete a session row")?;
+        let Some(s) = row else { return Ok(()) };
+        let c = &s.counters;
+        self.tx
+            .execute(
+                "INSERT INTO tidelog.sessions (store, id, source, model, title, user_id, chat_id, parent_session_id, \
+                 started_at, ended_at, end_reason, extra, input_tokens, output_tokens, cache_read_tokens, \
+                 cache_write_tokens, reasoning_tokens, api_call_count, estimated_cost_usd, actual_cost_usd) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                &[
+                    &self.store,
+                    &text(id).into_owned(),
+                    &otext(&s.source),
+                    &otext(&s.model),
+                    &otext(&s.title),
+                    &otext(&s.user_id),
+                    &otext(&s.chat_id),
+                    &otext(&s.parent_session_id),
+                    &s.started_at,
+                    &s.ended_at,
+                    &otext(&s.end_reason),
+                    &otext(&s.extra),
+                    &c.input_tokens,
+                    &c.output_tokens,
+                    &c.cache_read_tokens,
+                    &c.cache_write_tokens,
+                    &c.reasoning_tokens,
+                    &c.api_call_count,
+                    &c.estimated_cost_usd,
+                    &c.actual_cost_usd,
+                ],
+            )
+            .ctx(self.target, "write a folded session row")?;
+        Ok(())
+    }
+
+    fn session(&mut self, p: &SessionPatch, lane: &str, lsn: u64) -> Result<(), PgError> {
+        let id = text(&p.id).into_owned();
+        if self.before_deletion(&id, p.op)? {
+            return Ok(());
+        }
+        if self.remember(&id, p.op, lane, lsn, &Entry::Session(p.clone()))? {
+            self.stats.sessions += 1;
+            return self.refold(&id);
+        }
         // The patch is folded here with the same function reads use (`SessionPatch::apply_to`),
         // on the row locked for this transaction; SQLite does the same in SQL.
         let id = text(&p.id).into_owned();
@@ -419,6 +523,10 @@ impl Applier<'_, '_> {
         // Not here: deleted, or not applied yet (docs/design.md "History operations").
         let Some(row) = row else { return Ok(()) };
         let (mut m, _) = message_from_row(&row, 0).ctx(self.target, "read a message to update")?;
+        // An update edits only the message with its id in the session it names.
+        if !u.edits(&m.session_id, m.num) {
+            return Ok(());
+        }
         u.apply_to(&mut m);
         let body = self.body(&m);
         self.tx
@@ -447,31 +555,37 @@ impl Applier<'_, '_> {
         self.stats.operations += 1;
         let mode = r.rewrite_mode();
         let sid = text(&r.session_id).into_owned();
+        let kept = r.kept_nums();
         self.tx
             .execute(
-                "INSERT INTO tidelog.session_ops (store, session_id, op, mode, active_only) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&self.store, &sid, &r.op, &mode_code(mode), &r.active_only],
+                "INSERT INTO tidelog.session_ops (store, session_id, op, mode, active_only, kept) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[&self.store, &sid, &r.op, &mode_code(mode), &r.active_only, &kept],
             )
             .ctx(self.target, "record a rewrite")?;
-        let only = if r.active_only { " AND active" } else { "" };
-        let filter = format!("store = $1 AND session_id = $2 AND rid < $3{only}");
-        let n = match mode {
-            RewriteMode::Delete => {
+        // The rows already here get the state the one fold rule gives (SQL generated from it).
+        let filter = format!(
+            "store = $1 AND session_id = $2 AND {}",
+            RewriteMode::sql_covered("$3", r.active_only, "true", &kept)
+        );
+        let n = match mode.sql_set("true", "false") {
+            None => {
                 self.tx.execute(&format!("DELETE FROM tidelog.messages WHERE {filter}"), &[&self.store, &sid, &r.op])
             }
-            RewriteMode::Archive => self.tx.execute(
-                &format!("UPDATE tidelog.messages SET active = false WHERE {filter}"),
-                &[&self.store, &sid, &r.op],
-            ),
-            _ => self.tx.execute(
-                &format!("UPDATE tidelog.messages SET active = false, compacted = true WHERE {filter}"),
-                &[&self.store, &sid, &r.op],
-            ),
+            Some(set) => self
+                .tx
+                .execute(&format!("UPDATE tidelog.messages SET {set} WHERE {filter}"), &[&self.store, &sid, &r.op]),
         }
         .ctx(self.target, "rewrite a session's history")?;
         if mode == RewriteMode::Delete {
             self.stats.erased_messages += n;
+        }
+        // A rewrite is a write to the session (it exists from then on, even if it cleared every
+        // message) and may have removed the message the row's base came from.
+        if !self.before_deletion(&sid, Some(r.op))? {
+            let marker = Rewrite { messages: Vec::new(), ..r.clone() };
+            self.remember(&sid, Some(r.op), lane, u64::try_from(lsn).unwrap_or(0), &Entry::Rewrite(marker))?;
+            self.refold(&sid)?;
         }
         self.run.extend(r.messages.iter().map(|m| (m.clone(), lane.to_string(), lsn)));
         self.flush()
@@ -485,17 +599,13 @@ impl Applier<'_, '_> {
             self.stats.erased_messages += self
                 .tx
                 .execute(
-                    "DELETE FROM tidelog.messages WHERE store = $1 AND session_id = $2 AND rid < $3",
+                    &format!(
+                        "DELETE FROM tidelog.messages WHERE store = $1 AND session_id = $2 AND {}",
+                        RewriteMode::sql_covered("$3", false, "true", &[])
+                    ),
                     &[&self.store, &sid, &d.op],
                 )
                 .ctx(t, "delete messages")?;
-            self.tx
-                .execute(
-                    "DELETE FROM tidelog.sessions s WHERE s.store = $1 AND s.id = $2 AND NOT EXISTS \
-                     (SELECT 1 FROM tidelog.messages m WHERE m.store = $1 AND m.session_id = $2)",
-                    &[&self.store, &sid],
-                )
-                .ctx(t, "delete a session")?;
             self.tx
                 .execute(
                     "DELETE FROM tidelog.session_ops WHERE store = $1 AND session_id = $2 AND op < $3",
@@ -509,12 +619,26 @@ impl Applier<'_, '_> {
                     &[&self.store, &sid, &d.op],
                 )
                 .ctx(t, "record a deletion")?;
+            self.tx
+                .execute(
+                    "DELETE FROM tidelog.session_entries WHERE store = $1 AND session_id = $2 AND op < $3",
+                    &[&self.store, &sid, &d.op],
+                )
+                .ctx(t, "forget a deleted session's patches")?;
+            // Nothing written before the deletion survives in the row.
+            self.refold(&sid)?;
         }
         Ok(())
     }
 
-    fn counters(&mut self, c: &CounterDelta) -> Result<(), PgError> {
+    fn counters(&mut self, c: &CounterDelta, lane: &str, lsn: u64) -> Result<(), PgError> {
         self.stats.operations += 1;
+        let sid = text(&c.session_id).into_owned();
+        if self.before_deletion(&sid, c.op)? {
+            return Ok(());
+        }
+        // Additive: order does not matter, only which deletion covers it.
+        self.remember(&sid, c.op, lane, lsn, &Entry::Counters(c.clone()))?;
         self.tx
             .execute(
                 "INSERT INTO tidelog.sessions AS s (store, id, input_tokens, output_tokens, cache_read_tokens, \

@@ -262,9 +262,17 @@ fn mixed_batch() -> Vec<(String, u64, Entry)> {
             mode: 2,
             active_only: true,
             messages: vec![m(14, "a", "summary")],
+            kept: vec![],
         }),
         Entry::Message(m(15, "b", "beta two")),
-        Entry::Rewrite(Rewrite { session_id: "b".into(), op: 16, mode: 1, active_only: false, messages: vec![] }),
+        Entry::Rewrite(Rewrite {
+            session_id: "b".into(),
+            op: 16,
+            mode: 1,
+            active_only: false,
+            messages: vec![],
+            kept: vec![],
+        }),
         Entry::Session(SessionPatch {
             id: "a".into(),
             extra: Some(r#"{"y":{"w":3},"x":null}"#.into()),

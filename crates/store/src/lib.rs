@@ -71,15 +71,16 @@ pub use import::{
 };
 pub use index::{
     ApplyStats, CheckpointStats, HermesHit, HermesSearch, Index, IndexError, IndexOptions, SCHEMA_VERSION, SearchHit,
-    SearchOrder, SearchQuery, SessionFilter, indexed_text, match_snippet,
+    SearchOrder, SearchQuery, SessionFilter, indexed_text, legacy_key, match_snippet,
 };
 pub use layout::{
     COMPACTOR_LOCK, COMPACTOR_PROBLEM, INDEX_FILE, LANES_DIR, QUARANTINE_DIR, REBUILD_MARKER, SEQUENCE_FILE,
     SHIPPER_LOCK, SHIPPER_PROBLEM, STORE_ID_FILE, WRITE_LOCK,
 };
 pub use model::{
-    CounterDelta, Counters, DeleteSessions, Erased, Message, MessageState, MessageUpdate, MetaSet, Rewrite,
-    RewriteMode, Session, SessionPatch, SessionRef, merge_extra,
+    CounterDelta, Counters, DeleteSessions, Erased, Message, MessageRef, MessageState, MessageUpdate, MetaSet, Rewrite,
+    RewriteMode, RewriteRule, Session, SessionHistory, SessionPatch, SessionRef, SessionWrite, covers,
+    fold_session_row, fold_session_writes, merge_extra,
 };
 pub use options::{Retention, StoreOptions};
 pub use read::HistoryItem;
@@ -104,4 +105,19 @@ pub mod ops {
         verify_store,
     };
     pub use crate::layout::{QuarantinedFile, list_quarantine};
+}
+
+/// The field list of a record kind (`Message`, `SessionPatch`, `CounterDelta`, `MessageUpdate`)
+/// from the one table (`record!` in `model.rs`), for the tests of other crates that check their
+/// columns against it (`crates/pg`); empty for another name.
+#[doc(hidden)]
+pub fn record_fields(kind: &str) -> &'static [(&'static str, u32)] {
+    use entry::wire::Record;
+    match kind {
+        "Message" => Message::FIELDS,
+        "SessionPatch" => SessionPatch::FIELDS,
+        "CounterDelta" => CounterDelta::FIELDS,
+        "MessageUpdate" => MessageUpdate::FIELDS,
+        _ => &[],
+    }
 }

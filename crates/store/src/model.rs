@@ -167,6 +167,68 @@ impl SessionPatch {
     }
 }
 
+/// One write that folds into a session's row (its patches, counter deltas and rewrites after its
+/// latest deletion; see [`fold_session_row`]).
+#[derive(Debug, Clone, Copy)]
+pub enum SessionWrite<'a> {
+    /// A patch.
+    Patch(&'a SessionPatch),
+    /// Counter deltas.
+    Counters(&'a CounterDelta),
+    /// A rewrite (the session exists from then on, even if it cleared every message).
+    Rewrite,
+}
+
+/// **The one fold of a session's row** (docs/design.md "One order across processes"): from the
+/// first message of the session still there after its latest deletion (`first`: its source and
+/// timestamp give `source` and `started_at`), then every write after the deletion in position
+/// order (`writes`; last writer wins by position). `None`: nothing follows the deletion, the
+/// session does not exist. The SQLite index, reads of the journal tail and the PostgreSQL
+/// remote index fold rows with it (SQLite and PostgreSQL when a write arrives out of order).
+pub fn fold_session_row<'a>(
+    id: &str,
+    first: Option<(Option<String>, f64)>,
+    writes: impl IntoIterator<Item = SessionWrite<'a>>,
+) -> Option<Session> {
+    let row =
+        first.map(|(source, at)| Session { id: id.to_string(), source, started_at: Some(at), ..Session::default() });
+    fold_session_writes(id, row, writes)
+}
+
+/// [`fold_session_row`] from a row already folded (`None`: none yet).
+pub fn fold_session_writes<'a>(
+    id: &str,
+    mut row: Option<Session>,
+    writes: impl IntoIterator<Item = SessionWrite<'a>>,
+) -> Option<Session> {
+    let bare = || Session { id: id.to_string(), ..Session::default() };
+    for w in writes {
+        row = Some(match w {
+            SessionWrite::Patch(p) => p.apply_to(row),
+            SessionWrite::Counters(c) => {
+                let mut s = row.unwrap_or_else(bare);
+                s.counters.add(c);
+                s
+            }
+            SessionWrite::Rewrite => row.unwrap_or_else(bare),
+        });
+    }
+    row
+}
+
+impl Session {
+    /// What a message gives its session's row when it is not the session's first: the fields
+    /// no patch set (`source`, `started_at`).
+    pub fn fill_from_message(&mut self, m: &Message) {
+        if self.source.is_none() {
+            self.source.clone_from(&m.source);
+        }
+        if self.started_at.is_none() {
+            self.started_at = Some(m.timestamp);
+        }
+    }
+}
+
 /// Summed session counters (tokens, API calls, cost).
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Counters {
@@ -259,6 +321,13 @@ record! {
 }
 
 impl MessageUpdate {
+    /// Whether this update edits the message with integer id `num` of session `session_id`: an
+    /// update names both, and applies only to the message that has that id *in that session*
+    /// (the one fold rule: the same everywhere).
+    pub fn edits(&self, session_id: &str, num: i64) -> bool {
+        self.num == num && self.session_id == session_id
+    }
+
     /// Applies this update to a message.
     pub fn apply_to(&self, m: &mut Message) {
         macro_rules! set {
@@ -301,6 +370,36 @@ impl RewriteMode {
         }
     }
 
+    /// The SQL `SET` clause that gives a row covered by a rewrite of this mode its new state
+    /// (the rows already stored; [`RewriteMode::apply`] for the rest), with the given literals
+    /// for true and false; `None`: the rows are deleted. Generated from `apply`, which a unit test
+    /// checks.
+    #[doc(hidden)]
+    pub fn sql_set(self, t: &str, f: &str) -> Option<String> {
+        let after = |active: bool, compacted: bool| self.apply(MessageState { active, compacted }, false);
+        let a = after(true, false)?;
+        let lit = |v: bool| if v { t } else { f };
+        // `compacted` either keeps its value or is set to one; `active` is set.
+        let keeps = [false, true].into_iter().all(|c| after(true, c).map(|x| x.compacted) == Some(c));
+        let compacted = if keeps { "compacted" } else { lit(a.compacted) };
+        Some(format!("active = {}, compacted = {compacted}", lit(a.active)))
+    }
+
+    /// The SQL filter of the rows of one session a rewrite covers: integer id (column `rid`)
+    /// below the op placeholder `op` ([`covers`]) and not one it `kept`, and with `active_only`
+    /// only active rows.
+    #[doc(hidden)]
+    pub fn sql_covered(op: &str, active_only: bool, t: &str, kept: &[i64]) -> String {
+        let only = if active_only { format!(" AND active = {t}") } else { String::new() };
+        let kept = if kept.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = kept.iter().map(i64::to_string).collect();
+            format!(" AND rid NOT IN ({})", list.join(", "))
+        };
+        format!("rid < {op}{only}{kept}")
+    }
+
     /// The state of a message after this rewrite covered it; `None` if it is deleted.
     /// `active_only` rewrites leave messages that were already inactive as they were.
     pub fn apply(self, s: MessageState, active_only: bool) -> Option<MessageState> {
@@ -313,6 +412,79 @@ impl RewriteMode {
             RewriteMode::Compact => Some(MessageState { active: false, compacted: true }),
         }
     }
+}
+
+/// The history operations of one session that decide the state of its messages: **the one
+/// fold rule** (docs/design.md "One fold rule"). The SQLite index (when it applies an entry and
+/// when a message reaches it late), reads of the unindexed journal tail, a rebuild, `verify`,
+/// the erase pass and the PostgreSQL remote index all decide a message's state with
+/// [`SessionHistory::state`]; the SQL that applies a rewrite to rows already stored is
+/// generated from [`RewriteMode::sql_set`] and [`RewriteMode::sql_covered`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionHistory {
+    /// Rewrites, sorted by op, each op once.
+    rewrites: Vec<RewriteRule>,
+    /// The op of the latest deletion of the session.
+    deleted: Option<i64>,
+}
+
+/// One rewrite as the fold rule sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RewriteRule {
+    /// Its position: it covers the messages with a smaller integer id.
+    pub op: i64,
+    /// What it does to them.
+    pub mode: RewriteMode,
+    /// Only those still active.
+    pub active_only: bool,
+    /// Integer ids it does not cover: messages it skipped as duplicates ([`Rewrite::kept`]).
+    pub kept: Vec<i64>,
+}
+
+impl SessionHistory {
+    /// Records a rewrite of the session (any order; the same op twice counts once).
+    pub fn add_rewrite(&mut self, op: i64, mode: RewriteMode, active_only: bool, kept: &[i64]) {
+        if let Err(i) = self.rewrites.binary_search_by_key(&op, |r| r.op) {
+            self.rewrites.insert(i, RewriteRule { op, mode, active_only, kept: kept.to_vec() });
+        }
+    }
+
+    /// Records a deletion of the session (the latest one counts).
+    pub fn add_deletion(&mut self, op: i64) {
+        self.deleted = self.deleted.max(Some(op));
+    }
+
+    /// The rewrites, by op.
+    pub fn rewrites(&self) -> &[RewriteRule] {
+        &self.rewrites
+    }
+
+    /// The op of the latest deletion.
+    pub fn deleted(&self) -> Option<i64> {
+        self.deleted
+    }
+
+    /// The state of the session's message with integer id `num`; `None` if it is gone. A
+    /// deletion whose op is above `num` removes it; otherwise it starts active and every rewrite
+    /// whose op is above `num` is applied in op order ([`RewriteMode::apply`]).
+    pub fn state(&self, num: i64) -> Option<MessageState> {
+        if self.deleted.is_some_and(|d| covers(d, num)) {
+            return None;
+        }
+        let mut s = Some(MessageState::ACTIVE);
+        for r in &self.rewrites {
+            if covers(r.op, num) && !r.kept.contains(&num) {
+                s = s.and_then(|s| r.mode.apply(s, r.active_only));
+            }
+        }
+        s
+    }
+}
+
+/// Whether an operation at position `op` (a rewrite or deletion) covers the message with
+/// integer id `num` of its session: it was written before the operation.
+pub fn covers(op: i64, num: i64) -> bool {
+    num < op
 }
 
 record! {
@@ -331,10 +503,28 @@ record! {
         4 => pub active_only: bool,
         /// The messages that take their place (ids above `op`).
         5, repeated => pub messages: Vec<Message>,
+        /// Messages of the session it does not cover although their ids are below `op`: those
+        /// of `messages` it skipped because their client id was already stored (a retried
+        /// rewrite never removes what its first attempt added).
+        6, repeated => pub kept: Vec<MessageRef>,
+    }
+}
+
+record! {
+    /// A message's integer id inside another record.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub struct MessageRef {
+        /// [`Message::num`].
+        1 => pub num: i64,
     }
 }
 
 impl Rewrite {
+    /// The integer ids of [`Rewrite::kept`].
+    pub fn kept_nums(&self) -> Vec<i64> {
+        self.kept.iter().map(|k| k.num).collect()
+    }
+
     /// The mode; an unknown code (from a newer writer) is refused at decode time.
     pub fn rewrite_mode(&self) -> RewriteMode {
         RewriteMode::from_code(self.mode).unwrap_or_default()
@@ -423,6 +613,46 @@ pub fn merge_extra(old: Option<&str>, new: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SQL generated for rewrites gives every stored row the state `RewriteMode::apply` gives.
+    #[test]
+    fn rewrite_sql_agrees_with_the_fold() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        for mode in [RewriteMode::Delete, RewriteMode::Archive, RewriteMode::Compact] {
+            for active_only in [false, true] {
+                db.execute_batch(
+                    "DROP TABLE IF EXISTS m; CREATE TABLE m (rid INTEGER, active INTEGER, compacted INTEGER); \
+                     INSERT INTO m VALUES (1, 1, 0), (2, 1, 1), (3, 0, 0), (4, 0, 1), (9, 1, 0);",
+                )
+                .unwrap();
+                let filter = RewriteMode::sql_covered("5", active_only, "1", &[2]);
+                match mode.sql_set("1", "0") {
+                    Some(set) => db.execute(&format!("UPDATE m SET {set} WHERE {filter}"), []).unwrap(),
+                    None => db.execute(&format!("DELETE FROM m WHERE {filter}"), []).unwrap(),
+                };
+                let mut h = SessionHistory::default();
+                h.add_rewrite(5, mode, active_only, &[2]);
+                for (rid, active, compacted) in
+                    [(1, true, false), (2, true, true), (3, false, false), (4, false, true), (9, true, false)]
+                {
+                    let got = db
+                        .query_row("SELECT active, compacted FROM m WHERE rid = ?1", [rid], |r| {
+                            Ok(MessageState { active: r.get(0)?, compacted: r.get(1)? })
+                        })
+                        .ok();
+                    let mut want = Some(MessageState { active, compacted });
+                    if covers(5, rid) && rid != 2 {
+                        want = want.and_then(|s| mode.apply(s, active_only));
+                    }
+                    assert_eq!(got, want, "{mode:?} active_only={active_only} rid {rid}");
+                }
+                // From a fresh message, the fold gives the same as one application.
+                assert_eq!(h.state(1), mode.apply(MessageState::ACTIVE, active_only));
+                assert_eq!(h.state(9), Some(MessageState::ACTIVE));
+                assert_eq!(h.state(2), Some(MessageState::ACTIVE));
+            }
+        }
+    }
 
     #[test]
     fn session_patches_merge_extra_like_json_patch() {

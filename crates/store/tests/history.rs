@@ -232,3 +232,74 @@ fn history_pages_by_integer_id() {
     assert_eq!(page(HistoryQuery { after_id: Some(nums[5]), limit: Some(2), ..HistoryQuery::new("s") }), nums[6..8]);
     store.close().unwrap();
 }
+
+/// The disagreements issue 21 found have one answer everywhere (docs/design.md "One fold rule"):
+/// an edit names a session and applies only within it (and the API refuses one that names no
+/// message of that session), and a retried rewrite never removes what its first attempt added.
+#[test]
+fn one_fold_rule_for_edits_and_retried_rewrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts(false)).unwrap();
+    let m = store.append(msg("a", "user", "original")).unwrap().num.unwrap();
+    let edit = |num: i64, session: &str| {
+        store.update_message(MessageUpdate {
+            num,
+            session_id: session.into(),
+            content: Some("edited".into()),
+            ..MessageUpdate::default()
+        })
+    };
+    assert!(matches!(edit(m, "b"), Err(Error::NotFound { .. })), "an edit naming another session");
+    assert!(matches!(edit(m + 1000, "a"), Err(Error::NotFound { .. })), "an edit of no message");
+    edit(m, "a").unwrap();
+
+    let old = store.append(msg("r", "user", "before the rewrite")).unwrap().num.unwrap();
+    let summary = Message { id: "client-summary".into(), ..msg("r", "assistant", "summary") };
+    for mode in [RewriteMode::Delete, RewriteMode::Archive] {
+        let first = store.rewrite("r", mode, false, vec![summary.clone()]).unwrap();
+        let again = store.rewrite("r", mode, false, vec![summary.clone()]).unwrap();
+        assert!(again[0].num.is_none(), "the retry skipped its message as a duplicate");
+        if mode == RewriteMode::Delete {
+            assert!(first[0].num.is_some());
+        }
+    }
+    let read = |store: &Store| -> Vec<(i64, String, bool)> {
+        let q = HistoryQuery { include_inactive: true, include_compacted: true, ..HistoryQuery::new("r") };
+        store.history(&q).unwrap().into_iter().map(|h| (h.message.num, h.message.id, h.state.active)).collect()
+    };
+    let from_journal = read(&store);
+    // The summary stays active through both retries; the message before them is gone.
+    assert_eq!(from_journal.len(), 1, "{from_journal:?}");
+    assert_eq!((from_journal[0].1.as_str(), from_journal[0].2), ("client-summary", true));
+    assert!(from_journal.iter().all(|(n, ..)| *n != old));
+    let a = store.messages("a").unwrap();
+    store.close().unwrap();
+
+    let store = Store::open(dir.path(), opts(true)).unwrap();
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    assert_eq!(read(&store), from_journal, "index");
+    assert_eq!(store.messages("a").unwrap(), a, "index");
+    store.close().unwrap();
+    rebuild_index_in_place(dir.path(), "test", &mut |_, _, _| {}).unwrap();
+    let store = Store::open(dir.path(), opts(false)).unwrap();
+    assert_eq!(read(&store), from_journal, "rebuilt index");
+    assert_eq!(store.messages("a").unwrap()[0].content.as_deref(), Some("edited"));
+    store.close().unwrap();
+}
+
+/// An update entry naming the wrong session (as a journal written before issue 21 may hold) is
+/// applied by the index only within that session, as reads of the tail do.
+#[test]
+fn the_index_applies_an_edit_only_within_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ix = tidelog::Index::open(&dir.path().join("i.db"), &tidelog::IndexOptions::default()).unwrap();
+    let m = Message { num: 7, id: "m".into(), ..msg("a", "user", "original") };
+    let wrong = MessageUpdate { num: 7, session_id: "b".into(), content: Some("edited".into()), ..Default::default() };
+    ix.apply_batch(&[
+        ("lane-0001".into(), 1, tidelog::Entry::Message(m)),
+        ("lane-0001".into(), 2, tidelog::Entry::Update(wrong)),
+    ])
+    .unwrap();
+    let got = ix.history("a").unwrap();
+    assert_eq!(got[0].0.content.as_deref(), Some("original"));
+}

@@ -83,7 +83,12 @@ impl Plan {
                             plan.deletion_at.insert(name.clone(), r.lsn);
                         }
                         writes.push((rw.session_id.clone(), rw.op));
-                        ops.entry(rw.session_id.clone()).or_default().rewrites.push((rw.op, mode, rw.active_only));
+                        ops.entry(rw.session_id.clone()).or_default().history.add_rewrite(
+                            rw.op,
+                            mode,
+                            rw.active_only,
+                            &rw.kept_nums(),
+                        );
                         msgs.extend(rw.messages.into_iter().map(|m| (m.session_id, m.num)));
                     }
                     Entry::Session(p) => {
@@ -101,7 +106,7 @@ impl Plan {
                         plan.deletion_at.insert(name.clone(), r.lsn);
                         for s in d.sessions {
                             let o = ops.entry(s.id.clone()).or_default();
-                            o.deleted = o.deleted.max(Some(d.op));
+                            o.history.add_deletion(d.op);
                             let e = deleted.entry(s.id).or_insert(d.op);
                             *e = (*e).max(d.op);
                         }

@@ -289,6 +289,42 @@ mod tests {
         }
     }
 
+    /// The counters of the one list (`CounterDelta`) are columns of `sessions`.
+    #[test]
+    fn sqlite_columns_cover_every_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = crate::index::Index::open(&dir.path().join("i.db"), &crate::index::IndexOptions::default()).unwrap();
+        let cols = ix.columns("sessions").unwrap();
+        for (name, _) in crate::model::CounterDelta::FIELDS {
+            if matches!(*name, "session_id" | "op") {
+                continue;
+            }
+            assert!(cols.iter().any(|c| c == name), "sessions has no column for counter {name}");
+        }
+    }
+
+    /// The Python types (`bindings/python/src/types.rs`) map every field of the one list: each
+    /// name is a key of their dictionaries (`to_dict`) and of their keyword arguments.
+    #[test]
+    fn python_types_cover_every_field() {
+        let types = include_str!("../../../../bindings/python/src/types.rs");
+        let lists = [
+            ("Message", Message::FIELDS),
+            ("SessionPatch", crate::model::SessionPatch::FIELDS),
+            ("CounterDelta", crate::model::CounterDelta::FIELDS),
+        ];
+        for (kind, fields) in lists {
+            for (name, _) in fields {
+                if matches!(*name, "reopen" | "clear_title" | "fill_only" | "op" | "session_id" | "num")
+                    && kind != "Message"
+                {
+                    continue; // how a patch applies and where it sorts, not a value read back
+                }
+                assert!(types.contains(&format!("\"{name}\"")), "the Python types do not map {kind}.{name}");
+            }
+        }
+    }
+
     #[test]
     fn iso_round_trip() {
         let t = parse_iso8601("2026-05-03T17:00:10.035508+00:00").unwrap();

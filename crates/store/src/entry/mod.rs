@@ -90,6 +90,18 @@ impl Entry {
             Entry::Delete(_) | Entry::Meta(_) | Entry::Erased(_) => None,
         }
     }
+
+    /// The entry as a write that folds into its session's row
+    /// ([`fold_session_row`](crate::model::fold_session_row)), if it is one.
+    pub fn session_write(&self) -> Option<crate::model::SessionWrite<'_>> {
+        use crate::model::SessionWrite;
+        match self {
+            Entry::Session(p) => Some(SessionWrite::Patch(p)),
+            Entry::Counters(c) => Some(SessionWrite::Counters(c)),
+            Entry::Rewrite(_) => Some(SessionWrite::Rewrite),
+            _ => None,
+        }
+    }
 }
 
 /// Encodes an entry as a journal payload (tag 2).

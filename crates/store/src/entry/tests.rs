@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::wire::{Record, Writer};
 use super::*;
-use crate::model::{CounterDelta, SessionRef};
+use crate::model::{CounterDelta, MessageRef, SessionRef};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/entries")
@@ -91,7 +91,20 @@ fn every_kind() -> Vec<(&'static str, Entry)> {
                 op: 1_900_000_000_000_000_002,
                 mode: RewriteMode::Compact.code(),
                 active_only: true,
-                messages: vec![m.clone(), Message { num: 1_900_000_000_000_000_004, ..m }],
+                messages: vec![m.clone(), Message { num: 1_900_000_000_000_000_004, ..m.clone() }],
+                kept: Vec::new(),
+            }),
+        ),
+        (
+            // Field 6 (`kept`), added with the one fold rule (issue 21).
+            "v2-rewrite-kept.bin",
+            Entry::Rewrite(Rewrite {
+                session_id: "telegram:42".into(),
+                op: 1_900_000_000_000_000_012,
+                mode: RewriteMode::Delete.code(),
+                active_only: false,
+                messages: vec![Message { num: 1_900_000_000_000_000_013, ..m.clone() }],
+                kept: vec![MessageRef { num: 1_900_000_000_000_000_004 }],
             }),
         ),
         (
@@ -301,4 +314,5 @@ fn field_numbers_are_never_reused() {
     numbers_unique(CounterDelta::FIELDS);
     numbers_unique(MetaSet::FIELDS);
     numbers_unique(crate::model::Erased::FIELDS);
+    numbers_unique(MessageRef::FIELDS);
 }

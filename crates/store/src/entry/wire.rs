@@ -221,7 +221,6 @@ impl<T: Record> FieldValue for Vec<T> {
 /// A struct whose fields are encoded as tagged fields (see [`record!`]).
 pub(crate) trait Record: Default {
     /// The fields, as (name, number), in declaration order.
-    #[allow(dead_code, reason = "read by the tests that check the SQLite columns and the JSON mapping against it")]
     const FIELDS: &'static [(&'static str, u32)];
     fn write_fields(&self, w: &mut Writer);
     /// Stores one field; `Ok(false)` if the number is unknown.

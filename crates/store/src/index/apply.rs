@@ -15,7 +15,8 @@ use super::undecodable::{Undecodable, record_undecodable};
 use super::{Ctx, Index, IndexError, Result, collect};
 use crate::entry::Entry;
 use crate::model::{
-    CounterDelta, DeleteSessions, Message, MessageState, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch,
+    CounterDelta, DeleteSessions, Message, MessageState, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionHistory,
+    SessionPatch,
 };
 
 /// What one [`Index::apply_batch`] did.
@@ -160,30 +161,28 @@ impl Applier<'_, '_> {
         Ok(n as u64)
     }
 
-    /// The state a message with id `num` gets from the rewrites of its session with a larger op
-    /// (applied in op order); `None` if one of them, or a deletion, removed it.
-    fn late_state(&self, session: &str, num: i64) -> Result<Option<MessageState>> {
+    /// The history operations the index recorded for a session (its rewrites and latest
+    /// deletion), for the model's one fold rule.
+    fn history(&self, session: &str) -> Result<SessionHistory> {
+        let mut h = SessionHistory::default();
         let deleted: Option<i64> = self
             .tx
             .prepare_cached("SELECT op FROM deleted_sessions WHERE id = ?1")
             .and_then(|mut s| s.query_row([session], |r| r.get(0)).optional())
             .ctx("read a deletion")?;
-        if deleted.is_some_and(|op| op > num) {
-            return Ok(None);
+        if let Some(op) = deleted {
+            h.add_deletion(op);
         }
-        let ops = collect(
-            self.tx,
-            "SELECT mode, active_only FROM session_ops WHERE session_id = ?1 AND op > ?2 ORDER BY op",
-            params![session, num],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
-        )
-        .ctx("read rewrites")?;
-        let mut state = Some(MessageState::ACTIVE);
-        for (mode, active_only) in ops {
-            let mode = RewriteMode::from_code(mode).unwrap_or_default();
-            state = state.and_then(|s| mode.apply(s, active_only));
+        for r in super::query::rewrite_rules(self.tx, session)? {
+            h.add_rewrite(r.op, r.mode, r.active_only, &r.kept);
         }
-        Ok(state)
+        Ok(h)
+    }
+
+    /// The state a message with id `num` gets from the history operations of its session the
+    /// index already applied (it reached the index after them); `None` if one removed it.
+    fn late_state(&self, session: &str, num: i64) -> Result<Option<MessageState>> {
+        Ok(self.history(session)?.state(num))
     }
 
     fn message(&mut self, m: &Message, lane: &str, lsn: i64) -> Result<()> {
@@ -311,79 +310,88 @@ impl Applier<'_, '_> {
     }
 
     /// Makes a session's row again from what follows its latest deletion, in the store's order:
-    /// the first message left, then every kept patch and counter delta. The one fold of session
-    /// writes; the journal tail's reads (`read/mod.rs`) apply the same one.
+    /// the first message left, then every kept patch and counter delta, folded by the model's
+    /// one fold of session rows (`model::fold_session_row`, which reads of the journal tail and
+    /// the PostgreSQL index use too).
     fn refold_session(&mut self, id: &str) -> Result<()> {
-        self.tx.execute("DELETE FROM sessions WHERE id = ?1", [id]).ctx("delete a session row")?;
-        self.tx
-            .execute(
-                "INSERT INTO sessions (id, source, started_at) \
-                 SELECT session_id, source, timestamp FROM messages WHERE session_id = ?1 ORDER BY rid LIMIT 1",
-                [id],
-            )
-            .ctx("recreate a session from its first message")?;
+        let first: Option<(Option<String>, f64)> = self
+            .tx
+            .prepare_cached("SELECT source, timestamp FROM messages WHERE session_id = ?1 ORDER BY rid LIMIT 1")
+            .and_then(|mut st| st.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .ctx("read a session's first message")?;
         let kept: Vec<Vec<u8>> =
             super::collect(self.tx, "SELECT entry FROM session_entries WHERE session_id = ?1 ORDER BY op", [id], |r| {
                 r.get(0)
             })
             .ctx("read a session's writes")?;
-        for bytes in kept {
-            match crate::entry::decode(&bytes) {
-                Ok(Entry::Session(p)) => self.patch_row(&p)?,
-                Ok(Entry::Counters(c)) => self.add_to_row(&c)?,
-                Ok(Entry::Rewrite(_)) => {
-                    self.tx
-                        .execute("INSERT OR IGNORE INTO sessions (id) VALUES (?1)", [id])
-                        .ctx("keep a rewritten session")?;
-                }
-                _ => {}
-            }
-        }
+        let entries: Vec<Entry> = kept.iter().filter_map(|b| crate::entry::decode(b).ok()).collect();
+        let row = crate::model::fold_session_row(id, first, entries.iter().filter_map(Entry::session_write));
+        self.tx.execute("DELETE FROM sessions WHERE id = ?1", [id]).ctx("delete a session row")?;
+        let Some(s) = row else { return Ok(()) };
+        let c = &s.counters;
+        self.tx
+            .prepare_cached(&format!(
+                "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                 ?15, ?16, ?17, ?18, ?19)",
+                super::schema::SESSION_COLS
+            ))
+            .and_then(|mut st| {
+                st.execute(params![
+                    s.id,
+                    s.source,
+                    s.model,
+                    s.title,
+                    s.user_id,
+                    s.chat_id,
+                    s.parent_session_id,
+                    s.started_at,
+                    s.ended_at,
+                    s.end_reason,
+                    s.extra,
+                    c.input_tokens,
+                    c.output_tokens,
+                    c.cache_read_tokens,
+                    c.cache_write_tokens,
+                    c.reasoning_tokens,
+                    c.api_call_count,
+                    c.estimated_cost_usd,
+                    c.actual_cost_usd,
+                ])
+            })
+            .ctx("write a folded session row")?;
         Ok(())
     }
 
+    /// Applies a patch to the session's row with the model's `SessionPatch::apply_to` (the one
+    /// fold of session rows; `extra` merged into its canonical form as reads of the tail do).
     fn patch_row(&mut self, p: &SessionPatch) -> Result<()> {
-        if p.reopen {
-            self.tx
-                .execute("UPDATE sessions SET ended_at = NULL, end_reason = NULL WHERE id = ?1", [&p.id])
-                .ctx("reopen a session")?;
-        }
-        if p.clear_title {
-            self.tx.execute("UPDATE sessions SET title = NULL WHERE id = ?1", [&p.id]).ctx("clear a title")?;
-        }
-        // `fill_only`: what is there wins; otherwise the patch wins. `extra` merges either way.
-        let (new, old) = if p.fill_only { ("sessions", "excluded") } else { ("excluded", "sessions") };
-        let set = |c: &str| format!("{c} = coalesce({new}.{c}, {old}.{c})");
-        let cols = ["source", "model", "title", "user_id", "chat_id", "parent_session_id", "started_at", "ended_at"];
-        let mut sets: Vec<String> = cols.iter().map(|c| set(c)).collect();
-        sets.push(set("end_reason"));
-        let sql = format!(
-            "INSERT INTO sessions ({PATCH_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (id) DO UPDATE SET {}, \
-             extra = CASE \
-                 WHEN {new}.extra IS NULL THEN {old}.extra \
-                 WHEN {old}.extra IS NULL THEN {new}.extra \
-                 WHEN json_valid({old}.extra) AND json_valid({new}.extra) \
-                      AND json_type({old}.extra) = 'object' AND json_type({new}.extra) = 'object' \
-                     THEN json_patch({old}.extra, {new}.extra) \
-                 ELSE {new}.extra END",
-            sets.join(", ")
-        );
+        let old = self
+            .tx
+            .prepare_cached(&format!("SELECT {} FROM sessions WHERE id = ?1", super::schema::SESSION_COLS))
+            .and_then(|mut st| st.query_row([&p.id], super::query::session_from_row).optional())
+            .ctx("read a session to patch")?;
+        let s = p.apply_to(old);
         self.tx
-            .prepare_cached(&sql)
+            .prepare_cached(&format!(
+                "INSERT INTO sessions ({PATCH_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (id) DO UPDATE SET source = excluded.source, model = excluded.model, \
+                 title = excluded.title, user_id = excluded.user_id, chat_id = excluded.chat_id, \
+                 parent_session_id = excluded.parent_session_id, started_at = excluded.started_at, \
+                 ended_at = excluded.ended_at, end_reason = excluded.end_reason, extra = excluded.extra"
+            ))
             .and_then(|mut st| {
                 st.execute(params![
-                    p.id,
-                    p.source,
-                    p.model,
-                    p.title,
-                    p.user_id,
-                    p.chat_id,
-                    p.parent_session_id,
-                    p.started_at,
-                    p.ended_at,
-                    p.end_reason,
-                    p.extra,
+                    s.id,
+                    s.source,
+                    s.model,
+                    s.title,
+                    s.user_id,
+                    s.chat_id,
+                    s.parent_session_id,
+                    s.started_at,
+                    s.ended_at,
+                    s.end_reason,
+                    s.extra,
                 ])
             })
             .ctx("apply a session patch")?;
@@ -399,8 +407,9 @@ impl Applier<'_, '_> {
             .and_then(|mut st| st.query_row([u.num], super::query::message_from_row).optional())
             .ctx("read a message to update")?;
         // Not indexed: deleted, or (written by another process) not applied yet; see
-        // docs/design.md "History operations" for the second case.
-        let Some((mut m, _)) = old else { return Ok(()) };
+        // docs/design.md "History operations" for the second case. An update edits only the
+        // message with its id in the session it names (the one fold rule).
+        let Some((mut m, _)) = old.filter(|(m, _)| u.edits(&m.session_id, m.num)) else { return Ok(()) };
         let text_changes = u.content.is_some();
         u.apply_to(&mut m);
         if text_changes {
@@ -466,24 +475,25 @@ impl Applier<'_, '_> {
                 params![r.session_id, r.op, mode.code(), r.active_only],
             )
             .ctx("record a rewrite")?;
-        let only = if r.active_only { " AND active = 1" } else { "" };
-        let filter = format!("session_id = ?1 AND rid < ?2{only}");
-        match mode {
-            RewriteMode::Delete => {
+        let kept = r.kept_nums();
+        for num in &kept {
+            self.tx
+                .execute(
+                    "INSERT OR IGNORE INTO rewrite_kept (session_id, op, num) VALUES (?1, ?2, ?3)",
+                    params![r.session_id, r.op, num],
+                )
+                .ctx("record what a rewrite kept")?;
+        }
+        // The rows already here get the state the one fold rule gives (SQL generated from it).
+        let filter = format!("session_id = ?1 AND {}", RewriteMode::sql_covered("?2", r.active_only, "1", &kept));
+        match mode.sql_set("1", "0") {
+            None => {
                 self.stats.erased_messages += self.erase_rows(&filter, params![r.session_id, r.op])?;
             }
-            RewriteMode::Archive => {
+            Some(set) => {
                 self.tx
-                    .execute(&format!("UPDATE messages SET active = 0 WHERE {filter}"), params![r.session_id, r.op])
-                    .ctx("archive messages")?;
-            }
-            RewriteMode::Compact => {
-                self.tx
-                    .execute(
-                        &format!("UPDATE messages SET active = 0, compacted = 1 WHERE {filter}"),
-                        params![r.session_id, r.op],
-                    )
-                    .ctx("compact messages")?;
+                    .execute(&format!("UPDATE messages SET {set} WHERE {filter}"), params![r.session_id, r.op])
+                    .ctx("archive or compact messages")?;
             }
         }
         // A rewrite is a write to the session (it exists from then on, even if it cleared
@@ -504,10 +514,14 @@ impl Applier<'_, '_> {
         self.stats.operations += 1;
         self.erase_pending()?;
         for s in &d.sessions {
-            self.stats.erased_messages += self.erase_rows("session_id = ?1 AND rid < ?2", params![s.id, d.op])?;
+            let filter = format!("session_id = ?1 AND {}", RewriteMode::sql_covered("?2", false, "1", &[]));
+            self.stats.erased_messages += self.erase_rows(&filter, params![s.id, d.op])?;
             self.tx
                 .execute("DELETE FROM session_ops WHERE session_id = ?1 AND op < ?2", params![s.id, d.op])
                 .ctx("forget a deleted session's rewrites")?;
+            self.tx
+                .execute("DELETE FROM rewrite_kept WHERE session_id = ?1 AND op < ?2", params![s.id, d.op])
+                .ctx("forget what a deleted session's rewrites kept")?;
             self.tx
                 .execute("DELETE FROM session_entries WHERE session_id = ?1 AND op < ?2", params![s.id, d.op])
                 .ctx("forget a deleted session's patches")?;

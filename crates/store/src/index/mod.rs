@@ -43,14 +43,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};
 
 pub use apply::ApplyStats;
-pub(crate) use apply::legacy_key;
+pub use apply::legacy_key;
 pub(crate) use error::Ctx;
 pub use error::IndexError;
 pub use hermes::{HermesHit, HermesSearch};
 pub(crate) use hermes::{search as hermes_search_on, tail_index as hermes_tail_index};
 pub use maintenance::CheckpointStats;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
-use schema::{FTS_CONFIG, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE, WORDS_TABLES};
+use schema::{FTS_CONFIG, REWRITE_KEPT_TABLE, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE, WORDS_TABLES};
 pub(crate) use text::{SNIPPET_CONTEXT, head, mark_snippet};
 pub use text::{indexed_text, match_snippet};
 pub(crate) use undecodable::Undecodable;
@@ -166,7 +166,9 @@ impl Index {
                     tx.execute_batch(SESSION_FOLD_TABLES).ctx("add the session fold tables")?;
                     seed_session_fold(&tx)?;
                 }
-                // 3 -> 4: the word index, filled from the rows.
+                // 3 -> 4: what rewrites kept, empty (no earlier rewrite kept anything); the word
+                // index, filled from the rows.
+                tx.execute_batch(REWRITE_KEPT_TABLE).ctx("add the table of kept messages")?;
                 create_words_index(&tx)?;
                 tx.execute("INSERT INTO messages_words (messages_words) VALUES ('rebuild')", [])
                     .ctx("fill the word index")?;
@@ -181,6 +183,7 @@ impl Index {
         tx.execute_batch(UNDECODABLE_TABLE).ctx("create the schema")?;
         tx.execute_batch(SESSION_FOLD_TABLES).ctx("create the schema")?;
         create_words_index(&tx)?;
+        tx.execute_batch(REWRITE_KEPT_TABLE).ctx("create the schema")?;
         for (name, value) in FTS_CONFIG {
             tx.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES (?1, ?2)", (name, value))
                 .ctx("configure FTS5 merging")?;

@@ -1,13 +1,13 @@
 //! Reading the index: messages, sessions and full-text search.
 
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::schema::{MESSAGE_COL_COUNT, MESSAGE_COLS, SESSION_COLS};
 use super::text::{SNIPPET_CONTEXT, fts_match_expr, head, like_pattern, match_snippet};
 use super::{Ctx, Index, IndexError, Result, collect};
 use crate::fts::{FtsQuery, QuerySyntax, is_blank};
-use crate::model::{Counters, Message, MessageState, RewriteMode, Session};
+use crate::model::{Counters, Message, MessageState, RewriteMode, RewriteRule, Session};
 
 /// How many of the newest matches a relevance search ranks before it ranks them all (see
 /// [`Index::search`]).
@@ -299,16 +299,10 @@ impl Index {
         Ok(Some((first, blobs.iter().filter_map(|(k, b)| Some((*k, crate::entry::decode(b).ok()?))).collect())))
     }
 
-    /// The rewrites recorded for a session, by op: (op, mode, active only).
-    pub fn session_ops(&self, session_id: &str) -> Result<Vec<(i64, RewriteMode, bool)>> {
-        let rows = collect(
-            &self.conn,
-            "SELECT op, mode, active_only FROM session_ops WHERE session_id = ?1 ORDER BY op",
-            [session_id],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?)),
-        )
-        .ctx("read rewrites")?;
-        Ok(rows.into_iter().map(|(op, m, a)| (op, RewriteMode::from_code(m).unwrap_or_default(), a)).collect())
+    /// The rewrites recorded for a session, by op (with what each kept: none in an index from
+    /// before schema 4 that a read-only open reads as it is).
+    pub fn session_ops(&self, session_id: &str) -> Result<Vec<RewriteRule>> {
+        rewrite_rules(&self.conn, session_id)
     }
 
     /// The op of the latest deletion of a session, if it was ever deleted.
@@ -605,3 +599,35 @@ pub(super) fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
 /// What [`Index::session_after`] returns: the source and timestamp of the first message after
 /// the position, and the positioned patches and counters after it.
 pub(crate) type SessionAfter = (Option<(i64, Option<String>, f64)>, Vec<(i64, crate::entry::Entry)>);
+
+/// The rewrites the index recorded for a session, by op, with the messages each kept.
+pub(super) fn rewrite_rules(conn: &Connection, session_id: &str) -> Result<Vec<RewriteRule>> {
+    let rows = collect(
+        conn,
+        "SELECT op, mode, active_only FROM session_ops WHERE session_id = ?1 ORDER BY op",
+        [session_id],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?)),
+    )
+    .ctx("read rewrites")?;
+    let has_kept: bool = conn
+        .prepare_cached("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'rewrite_kept'")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .ctx("read the schema")?;
+    let kept: Vec<(i64, i64)> = if has_kept {
+        collect(conn, "SELECT op, num FROM rewrite_kept WHERE session_id = ?1", [session_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .ctx("read what rewrites kept")?
+    } else {
+        Vec::new()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(op, m, active_only)| RewriteRule {
+            op,
+            mode: RewriteMode::from_code(m).unwrap_or_default(),
+            active_only,
+            kept: kept.iter().filter(|(o, _)| *o == op).map(|(_, n)| *n).collect(),
+        })
+        .collect())
+}

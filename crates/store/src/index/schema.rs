@@ -98,6 +98,18 @@ CREATE TABLE session_entries (
 ) WITHOUT ROWID;
 ";
 
+/// Added by schema version 4: the messages a rewrite does not cover although their ids are
+/// below its op (it skipped them as duplicates: `Rewrite::kept`), for the one fold rule
+/// (`model::SessionHistory`) of messages that reach the index after the rewrite.
+pub(super) const REWRITE_KEPT_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS rewrite_kept (
+    session_id TEXT NOT NULL,
+    op INTEGER NOT NULL,
+    num INTEGER NOT NULL,
+    PRIMARY KEY (session_id, op, num)
+) WITHOUT ROWID;
+";
+
 pub(super) const UNDECODABLE_TABLE: &str = "
 CREATE TABLE undecodable (
     lane TEXT NOT NULL,

@@ -452,7 +452,7 @@ fn apply_tail_to_sessions(
                 Ok(Some((first, kept, ops, history)))
             })
             .flatten();
-        let (mut row, kept) = match found {
+        let (row, kept) = match found {
             Some((first, kept, ops, history)) => {
                 // The base: the first message still there (any state) after the deletion, as
                 // every operation leaves them, indexed or not.
@@ -485,13 +485,18 @@ fn apply_tail_to_sessions(
             // An index from before the fold was kept (not upgraded yet): its row, then the tail.
             None => {
                 let indexed = sessions.remove(id).filter(|_| !tail.deletions().contains_key(id));
+                // The first message the tail's history operations leave (the one fold rule).
+                let ops = SessionOps::of(id, IndexedOps::default(), tail);
                 let row = indexed.or_else(|| {
-                    tail.messages().find(|m| m.session_id == id && after.is_none_or(|d| m.num > d)).map(|m| Session {
-                        id: id.to_string(),
-                        source: m.source.clone(),
-                        started_at: Some(m.timestamp),
-                        ..Session::default()
-                    })
+                    tail.messages()
+                        .filter(|m| m.session_id == id && after.is_none_or(|d| m.num > d) && ops.state(m.num).is_some())
+                        .min_by_key(|m| m.num)
+                        .map(|m| Session {
+                            id: id.to_string(),
+                            source: m.source.clone(),
+                            started_at: Some(m.timestamp),
+                            ..Session::default()
+                        })
                 });
                 (row, Vec::new())
             }
@@ -513,19 +518,8 @@ fn apply_tail_to_sessions(
         let in_tail: HashSet<i64> = writes.iter().map(|(k, _)| *k).collect();
         writes.extend(kept.iter().filter(|(k, _)| !in_tail.contains(k)).map(|(k, e)| (*k, e)));
         writes.sort_by_key(|(k, _)| *k);
-        for (_, e) in writes {
-            match e {
-                Entry::Session(p) => row = Some(p.apply_to(row.take())),
-                Entry::Counters(c) => {
-                    row.get_or_insert_with(|| Session { id: id.to_string(), ..Session::default() }).counters.add(c);
-                }
-                // A rewrite (clear, compaction) keeps the session even when no message is left.
-                Entry::Rewrite(_) => {
-                    row.get_or_insert_with(|| Session { id: id.to_string(), ..Session::default() });
-                }
-                _ => {}
-            }
-        }
+        // The one fold of a session's row (the index's and PostgreSQL's too).
+        let row = crate::model::fold_session_writes(id, row, writes.iter().filter_map(|(_, e)| e.session_write()));
         match row {
             Some(r) => {
                 sessions.insert(id.to_string(), r);

@@ -1,9 +1,10 @@
 //! The journal entries the index does not hold yet, and how history operations among them (and
 //! in the index) decide what a read returns.
 //!
-//! The rule (docs/design.md "History operations"): a message's state is the fold, in op order,
-//! of every rewrite of its session whose op is above the message's id, starting from active; a
-//! deletion whose op is above the id removes it. Reads apply it to index rows and to journal
+//! The rule is the model's one fold rule ([`SessionHistory`], docs/design.md "One fold rule"): a
+//! message's state is the fold, in op order, of every rewrite of its session whose op is above
+//! the message's id, starting from active; a deletion whose op is above the id removes it; an
+//! update edits the message with its id in its session. Reads apply it to index rows and to journal
 //! entries alike, so a read gives the same answer before and after the compactor applied an
 //! entry, and after a rebuild.
 
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use crate::entry::Entry;
 use crate::error::Result;
 use crate::index::Index;
-use crate::model::{Message, MessageState, MessageUpdate, RewriteMode};
+use crate::model::{Message, MessageState, MessageUpdate, SessionHistory};
 use crate::state::Inner;
 
 /// The unindexed entries, in read order (lane by lane), with the messages a rewrite adds listed
@@ -95,57 +96,43 @@ impl Tail {
     }
 }
 
-/// The history operations that decide the state of one session's messages.
+/// The history operations that decide the state of one session's messages: the model's one
+/// fold rule ([`SessionHistory`]) and the tail's updates.
 #[derive(Debug, Default)]
 pub(crate) struct SessionOps {
-    /// Rewrites, by op.
-    rewrites: Vec<(i64, RewriteMode, bool)>,
-    /// The latest deletion.
-    deleted: Option<i64>,
-    /// Updates in the tail, in order.
+    history: SessionHistory,
+    /// Updates in the tail that edit this session's messages, in order.
     updates: Vec<MessageUpdate>,
 }
 
 impl SessionOps {
     /// The operations on `session`: those the index recorded, then the tail's.
     pub(crate) fn of(session: &str, indexed: IndexedOps, tail: &Tail) -> SessionOps {
-        let mut ops = SessionOps { rewrites: indexed.rewrites, deleted: indexed.deleted, updates: Vec::new() };
+        let mut ops = SessionOps { history: indexed.history, updates: Vec::new() };
         for e in &tail.entries {
             match e {
                 Entry::Rewrite(r) if r.session_id == session => {
-                    ops.rewrites.push((r.op, r.rewrite_mode(), r.active_only));
+                    ops.history.add_rewrite(r.op, r.rewrite_mode(), r.active_only, &r.kept_nums());
                 }
-                Entry::Delete(d) if d.sessions.iter().any(|s| s.id == session) => {
-                    ops.deleted = ops.deleted.max(Some(d.op));
-                }
+                Entry::Delete(d) if d.sessions.iter().any(|s| s.id == session) => ops.history.add_deletion(d.op),
                 Entry::Update(u) if u.session_id == session => ops.updates.push(u.clone()),
                 _ => {}
             }
         }
-        ops.rewrites.sort_by_key(|r| r.0);
-        ops.rewrites.dedup_by_key(|r| r.0);
         ops
     }
 
     /// The state of message `num`; `None` if deleted.
     pub(crate) fn state(&self, num: i64) -> Option<MessageState> {
-        if self.deleted.is_some_and(|d| d > num) {
-            return None;
-        }
-        let mut s = Some(MessageState::ACTIVE);
-        for &(op, mode, active_only) in &self.rewrites {
-            if op > num {
-                s = s.and_then(|s| mode.apply(s, active_only));
-            }
-        }
-        s
+        self.history.state(num)
     }
 
-    /// Applies the tail's updates of message `m`.
+    /// Applies the tail's updates of message `m` (those naming its id and its session).
     pub(crate) fn update(&self, m: &mut Message) {
-        let num = m.num;
-        for u in self.updates.iter().filter(|u| u.num == num) {
-            u.apply_to(m);
+        for u in &self.updates {
+            if u.edits(&m.session_id, m.num) {
+                u.apply_to(m);
+            }
         }
     }
 }
@@ -153,13 +140,19 @@ impl SessionOps {
 /// The history operations of one session the index recorded.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct IndexedOps {
-    pub rewrites: Vec<(i64, RewriteMode, bool)>,
-    pub deleted: Option<i64>,
+    pub history: SessionHistory,
 }
 
 impl IndexedOps {
     pub(crate) fn read(ix: &Index, session: &str) -> std::result::Result<IndexedOps, crate::index::IndexError> {
-        Ok(IndexedOps { rewrites: ix.session_ops(session)?, deleted: ix.deleted_op(session)? })
+        let mut history = SessionHistory::default();
+        for r in ix.session_ops(session)? {
+            history.add_rewrite(r.op, r.mode, r.active_only, &r.kept);
+        }
+        if let Some(op) = ix.deleted_op(session)? {
+            history.add_deletion(op);
+        }
+        Ok(IndexedOps { history })
     }
 }
 
@@ -201,13 +194,17 @@ impl LiveSet {
             Entry::Message(m) => self.messages.push((m.session_id, m.num, m.id)),
             Entry::Rewrite(r) => {
                 let mode = r.rewrite_mode();
-                self.ops.entry(r.session_id.clone()).or_default().rewrites.push((r.op, mode, r.active_only));
+                self.ops.entry(r.session_id.clone()).or_default().history.add_rewrite(
+                    r.op,
+                    mode,
+                    r.active_only,
+                    &r.kept_nums(),
+                );
                 self.messages.extend(r.messages.into_iter().map(|m| (m.session_id, m.num, m.id)));
             }
             Entry::Delete(d) => {
                 for s in d.sessions {
-                    let o = self.ops.entry(s.id).or_default();
-                    o.deleted = o.deleted.max(Some(d.op));
+                    self.ops.entry(s.id).or_default().history.add_deletion(d.op);
                 }
             }
             _ => {}

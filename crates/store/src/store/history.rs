@@ -12,7 +12,8 @@ use crate::entry::{self, Entry};
 use crate::error::{Error, Result};
 use crate::index::SessionFilter;
 use crate::model::{
-    CounterDelta, DeleteSessions, Message, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch, SessionRef,
+    CounterDelta, DeleteSessions, Message, MessageRef, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch,
+    SessionRef,
 };
 
 /// Which messages of a session [`Store::history`] returns. Default: the active ones, all of
@@ -50,13 +51,24 @@ impl Store {
         Ok(self.inner.lane.append(&entry::encode(e))?)
     }
 
-    /// Changes fields of a message (by integer id). Durable on return; reads see it at once.
+    /// Changes fields of a message (by integer id, in the session the update names). Durable on
+    /// return; reads see it at once. A message that is not in that session (never written, in
+    /// another session, or deleted) is [`Error::NotFound`]: the check and the write hold the
+    /// store-wide write lock and read every lane, so the update is never written for a message
+    /// another process has not stored.
     pub fn update_message(&self, update: MessageUpdate) -> Result<Lsn> {
         let mut update = update;
         check_key("session_id", &update.session_id)?;
         crate::validate::json("tool_calls", update.tool_calls.as_deref()).map_err(Error::Invalid)?;
         crate::validate::canonicalize_object("extra", &mut update.extra).map_err(Error::Invalid)?;
-        self.append_entry(&Entry::Update(update))
+        self.writable()?;
+        self.inner.exclusive(|| {
+            let found = self.fold(&update.session_id)?.iter().any(|(m, _)| update.edits(&m.session_id, m.num));
+            if !found {
+                return Err(Error::NotFound { what: "message", id: update.num.to_string() });
+            }
+            self.append_entry(&Entry::Update(update))
+        })
     }
 
     /// Rewrites a session's history in one durable entry: every message appended before this
@@ -94,12 +106,26 @@ impl Store {
         let op = self.inner.seq()?.next();
         let mut out = Vec::with_capacity(messages.len());
         let messages = self.prepare_messages(messages, &mut out)?;
+        // Messages it skipped as duplicates (their client id is stored) stay as they are: a
+        // rewrite never removes what it was asked to add (docs/design.md "One fold rule"). Exact:
+        // a rewrite with client ids holds the store-wide write lock.
+        let skipped: BTreeSet<&str> = out.iter().filter(|a| a.num.is_none()).map(|a| a.id.as_str()).collect();
+        let kept = if skipped.is_empty() {
+            Vec::new()
+        } else {
+            self.fold(session_id)?
+                .into_iter()
+                .filter(|(m, _)| skipped.contains(m.id.as_str()) && crate::model::covers(op, m.num))
+                .map(|(m, _)| MessageRef { num: m.num })
+                .collect()
+        };
         let e = Entry::Rewrite(Rewrite {
             session_id: session_id.to_string(),
             op,
             mode: mode.code(),
             active_only,
             messages,
+            kept,
         });
         let lsn = self.inner.lane.append(&entry::encode(&e))?;
         if mode == RewriteMode::Delete {

@@ -46,7 +46,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, TypeVar
 
-from .._errors import HermesImportError, TitleTakenError
+from .._errors import HermesImportError, NotFoundError, TitleTakenError
 from .._tidelog import Message, Session, Store
 
 from ._coordination import _CoordinationMixin
@@ -1068,12 +1068,19 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         return False
 
     def update_message_content(self, session_id: str, message_id: int, content: Any) -> None:
-        """Not in Hermes 0.19.0: replaces one message's content."""
-        self._store.update_message(message_id, session_id, content=_encode_content(content))
+        """Not in Hermes 0.19.0: replaces one message's content (a message not in the session:
+        nothing, as Hermes' UPDATE; the store refuses it with NotFoundError)."""
+        try:
+            self._store.update_message(message_id, session_id, content=_encode_content(content))
+        except NotFoundError:
+            pass
 
     def set_message_api_content(self, session_id: str, message_id: int, api_content: str | None) -> None:
         """Not in Hermes 0.19.0: sets (empty clears) one message's ``api_content``."""
-        self._store.update_message(message_id, session_id, api_content=api_content or "")
+        try:
+            self._store.update_message(message_id, session_id, api_content=api_content or "")
+        except NotFoundError:
+            pass
 
     def replace_messages(self, session_id: str, messages: list[dict[str, Any]], active_only: bool = False) -> None:
         """Replaces the history (/retry, /undo, /compress) in one durable entry: every message
