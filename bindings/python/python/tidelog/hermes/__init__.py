@@ -283,6 +283,9 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         """Deletes the rows of Hermes' other tables that belong to deleted sessions (Hermes'
         ``ON DELETE CASCADE``). Called by every path that deletes sessions."""
         self._gateway_forget_sessions(session_ids)
+        self._forget_usage_of(session_ids)
+        for sid in session_ids:
+            self._rows.delete("message_state", sid)
 
     def close(self) -> None:
         self._close_sql_view()
@@ -620,6 +623,21 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
                 self._store.add_counters(session_id, **deltas)
             if extra or new_model is not None:
                 self._store.upsert_session(session_id, model=new_model, extra=extra or None)
+            # Hermes' per-model usage of the main loop (task ''), routed by the session's values
+            # where the call gave none.
+            if not absolute and (any(counts.values()) or estimated_cost_usd):
+                now_row = self._row(self._store.get_session(session_id) or s, [])
+                route = (
+                    str(model or now_row["model"] or "unknown"),
+                    str(billing_provider or now_row["billing_provider"] or ""),
+                    str(billing_base_url or now_row["billing_base_url"] or ""),
+                    str(billing_mode or now_row["billing_mode"] or ""),
+                    "",
+                )
+                usage = {k: int(v or 0) for k, v in counts.items()}
+                usage["estimated_cost_usd"] = float(estimated_cost_usd or 0.0)
+                usage["actual_cost_usd"] = float(actual_cost_usd or 0.0)
+                self._add_model_usage(session_id, route, usage, cost_status, cost_source)
 
     def queue_token_counts(self, session_id: str, **deltas: Any) -> None:
         """Not in Hermes 0.19.0 (an earlier release's queue): the deltas are applied at once."""
@@ -1147,6 +1165,9 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
         each)."""
         if not query or not query.strip():
             return []
+        # Hits of messages the compactor has not indexed yet are found too, but rank after the
+        # index's (bm25 needs the index's statistics): wait for it, as the SQL view does.
+        self._catch_up()
         start = max(offset, 0)
         # Messages whose state a rewind changed (see _lineage): the store does not know it, so
         # enough hits are asked for to page after dropping them.

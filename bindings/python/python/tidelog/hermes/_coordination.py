@@ -17,7 +17,7 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._common import _loads
@@ -346,18 +346,41 @@ class _CoordinationMixin:
             "estimated_cost_usd": float(estimated_cost_usd or 0.0),
             "actual_cost_usd": 0.0,
         }
-        now = time.time()
         with self._store.exclusive():
-            row = self._rows.get(MODEL_USAGE, session_id, *route)
-            if row is None:
-                keys = ("model", "billing_provider", "billing_base_url", "billing_mode", "task")
-                row = {"session_id": session_id, **dict(zip(keys, route)), **delta}
-                row.update(cost_status=None, cost_source=None, first_seen=now, last_seen=now)
-            else:
-                for k, v in delta.items():
-                    row[k] = row[k] + v
-                row["last_seen"] = now
-            self._rows.put(MODEL_USAGE, (session_id, *route), row)
+            self._add_model_usage(session_id, route, delta, None, None)
+
+    def _add_model_usage(
+        self,
+        session_id: str,
+        route: tuple[str, str, str, str, str],
+        delta: dict[str, Any],
+        cost_status: str | None,
+        cost_source: str | None,
+    ) -> None:
+        """Adds ``delta`` to the ``session_model_usage`` row of ``route`` (model, provider, base
+        URL, billing mode, task), creating it; the cost labels replace earlier ones when given.
+        Called inside ``exclusive()``."""
+        now = time.time()
+        row = self._rows.get(MODEL_USAGE, session_id, *route)
+        if row is None:
+            keys = ("model", "billing_provider", "billing_base_url", "billing_mode", "task")
+            row = {"session_id": session_id, **dict(zip(keys, route)), **delta}
+            row.update(cost_status=cost_status, cost_source=cost_source, first_seen=now, last_seen=now)
+        else:
+            for k, v in delta.items():
+                row[k] = row[k] + v
+            if cost_status is not None:
+                row["cost_status"] = cost_status
+            if cost_source is not None:
+                row["cost_source"] = cost_source
+            row["last_seen"] = now
+        self._rows.put(MODEL_USAGE, (session_id, *route), row)
+
+    def _forget_usage_of(self, session_ids: Collection[str]) -> None:
+        """Deletes the usage rows of deleted sessions (Hermes' ``ON DELETE CASCADE``)."""
+        gone = set(session_ids)
+        keys = ("session_id", "model", "billing_provider", "billing_base_url", "billing_mode", "task")
+        self._rows.delete_where(MODEL_USAGE, lambda r: tuple(r[k] for k in keys), lambda r: r["session_id"] in gone)
 
     # -- cron job runs ---------------------------------------------------------------------
 
