@@ -122,7 +122,7 @@ __all__ = [
 ]
 # Names hermes_state has from its imports, kept so code reaching for them through the module
 # finds them (modules, typing helpers).
-_REEXPORTED = (asyncio, json, logging, random, sqlite3, sys, threading, Any, Callable, Dict, List, Optional, Tuple)
+_REEXPORTED: tuple[object, ...] = (asyncio, json, logging, random, sqlite3, sys, threading, Any, Callable, Dict, List, Optional, Tuple)
 T = TypeVar("T")
 
 
@@ -627,17 +627,17 @@ class SessionDB(_GatewayMixin, _CoordinationMixin, _LineageMixin, _MaintenanceMi
             # where the call gave none.
             if not absolute and (any(counts.values()) or estimated_cost_usd):
                 now_row = self._row(self._store.get_session(session_id) or s, [])
-                route = (
+                usage_route = (
                     str(model or now_row["model"] or "unknown"),
                     str(billing_provider or now_row["billing_provider"] or ""),
                     str(billing_base_url or now_row["billing_base_url"] or ""),
                     str(billing_mode or now_row["billing_mode"] or ""),
                     "",
                 )
-                usage = {k: int(v or 0) for k, v in counts.items()}
+                usage: dict[str, Any] = {k: int(v or 0) for k, v in counts.items()}
                 usage["estimated_cost_usd"] = float(estimated_cost_usd or 0.0)
                 usage["actual_cost_usd"] = float(actual_cost_usd or 0.0)
-                self._add_model_usage(session_id, route, usage, cost_status, cost_source)
+                self._add_model_usage(session_id, usage_route, usage, cost_status, cost_source)
 
     def queue_token_counts(self, session_id: str, **deltas: Any) -> None:
         """Not in Hermes 0.19.0 (an earlier release's queue): the deltas are applied at once."""
