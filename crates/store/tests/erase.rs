@@ -299,6 +299,11 @@ fn a_process_that_exits_leaves_no_pending_erasure() {
 
 /// Appends secrets, deletes them, and ends the process without closing the store (as a kill
 /// would): the erasure is left pending, the content on disk.
+/// Where the child leaves its copy of the index from before the deletion (beside the store).
+fn before_deletion(dir: &Path) -> std::path::PathBuf {
+    dir.with_extension("index-before-deletion.db")
+}
+
 fn delete_and_vanish_child(dir: &Path) {
     let store = Store::open(dir, StoreOptions { erase_within: Duration::from_secs(3600), ..opts() }).unwrap();
     for i in 0..20 {
@@ -306,6 +311,12 @@ fn delete_and_vanish_child(dir: &Path) {
         store.append(msg("kept", &format!("kept message number {i} of the other session"))).unwrap();
     }
     assert!(store.wait_indexed(Duration::from_secs(30)));
+    // A copy of the index from before the deletion, for the parent's "command still running"
+    // (taken here: once the deletion is written, this process's compactor may apply it at once).
+    tidelog::Index::open_read_only(&dir.join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
+        .unwrap()
+        .backup_to(&before_deletion(dir))
+        .unwrap();
     store.delete_sessions(&["doomed"], false).unwrap();
     println!("@ deleted");
     std::process::exit(0);
@@ -331,10 +342,8 @@ fn verify_reports_every_file_holding_deleted_content() {
     std::fs::write(scratch.join("lock"), b"").unwrap();
     let running = std::fs::File::open(scratch.join("lock")).unwrap();
     running.try_lock().unwrap();
-    tidelog::Index::open_read_only(&dir.path().join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
-        .unwrap()
-        .backup_to(&scratch.join(tidelog::INDEX_FILE))
-        .unwrap();
+    // (Copied from the child's backup: the live index may hold the deletion already.)
+    std::fs::rename(before_deletion(dir.path()), scratch.join(tidelog::INDEX_FILE)).unwrap();
     assert!(!grep_r(dir.path(), "SECRET-VANISH-").is_empty());
 
     let rep = verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
