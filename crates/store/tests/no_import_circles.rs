@@ -21,8 +21,7 @@ fn top_level_modules_have_no_import_circles() {
             message.push_str(&format!("  {}\n", cycle_in(&graph, set).join(" -> ")));
             message.push_str("    edges inside the set:\n");
             for from in set {
-                let inside: Vec<&str> =
-                    graph[from].iter().filter(|to| set.contains(to)).map(String::as_str).collect();
+                let inside: Vec<&str> = graph[from].iter().filter(|to| set.contains(to)).map(String::as_str).collect();
                 message.push_str(&format!("      {from} -> {}\n", inside.join(", ")));
             }
         }

@@ -2,6 +2,7 @@
 
 mod append;
 mod history;
+mod remote;
 mod status;
 
 use std::collections::BTreeMap;
