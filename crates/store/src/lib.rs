@@ -85,12 +85,11 @@ pub use model::{
     fold_session_row, fold_session_writes, merge_extra,
 };
 pub use options::{Retention, StoreOptions};
-pub use read::HistoryItem;
 pub use status::{
     CloseReport, CompactorStatus, IndexHealth, LaneStatus, RemoteLag, RemoteLane, RemoteStatus, StoreStatus,
     ThreadHealth, ThreadReport,
 };
-pub use store::{Appended, HistoryQuery, Store};
+pub use store::{Appended, HistoryItem, HistoryQuery, Store};
 pub use target::{IndexTarget, RemoteTarget, TargetError};
 pub use tidelog_journal::{Durability, RecoveryMode};
 
