@@ -118,7 +118,7 @@ fn reexported_names(lib: &str, modules: &BTreeSet<String>) -> BTreeMap<String, S
         if !modules.contains(module.trim()) {
             continue;
         }
-        for leaf in tail.split(|c: char| c == ',' || c == '{' || c == '}') {
+        for leaf in tail.split([',', '{', '}']) {
             let leaf = leaf.trim();
             let leaf = leaf.rsplit(" as ").next().unwrap_or(leaf);
             let leaf = leaf.rsplit("::").next().unwrap_or(leaf).trim();
