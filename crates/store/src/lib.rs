@@ -51,8 +51,10 @@ mod state;
 mod status;
 mod store;
 mod supervise;
+mod target;
 mod time;
 pub mod validate;
+mod wire;
 
 pub use entry::{
     CODEC_BINCODE_V1, CODEC_FIELDS_V2, DecodeError, Entry, decode as decode_entry, decode_record,
@@ -83,13 +85,12 @@ pub use model::{
     fold_session_row, fold_session_writes, merge_extra,
 };
 pub use options::{Retention, StoreOptions};
-pub use read::HistoryItem;
-pub use remote::{IndexTarget, RemoteTarget, TargetError};
 pub use status::{
     CloseReport, CompactorStatus, IndexHealth, LaneStatus, RemoteLag, RemoteLane, RemoteStatus, StoreStatus,
     ThreadHealth, ThreadReport,
 };
-pub use store::{Appended, HistoryQuery, Store};
+pub use store::{Appended, HistoryItem, HistoryQuery, Store};
+pub use target::{IndexTarget, RemoteTarget, TargetError};
 pub use tidelog_journal::{Durability, RecoveryMode};
 
 /// Whole-store operations, the library side of the `tidelog` tool: verify, repair, rebuild,
@@ -112,7 +113,7 @@ pub mod ops {
 /// columns against it (`crates/pg`); empty for another name.
 #[doc(hidden)]
 pub fn record_fields(kind: &str) -> &'static [(&'static str, u32)] {
-    use entry::wire::Record;
+    use wire::Record;
     match kind {
         "Message" => Message::FIELDS,
         "SessionPatch" => SessionPatch::FIELDS,

@@ -6,7 +6,7 @@
 //! one line here (a new number, never a reused one) plus its tests; old records decode with the
 //! field absent.
 
-use crate::entry::wire::record;
+use crate::wire::record;
 
 record! {
     /// One chat message, as a gateway records it.

@@ -7,7 +7,7 @@ use tidelog_journal::{Durability, RecoveryMode};
 
 use crate::health::TestHooks;
 use crate::index::IndexOptions;
-use crate::remote::RemoteTarget;
+use crate::target::RemoteTarget;
 
 /// Whether journal segments are ever removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -231,7 +231,7 @@ pub fn format_iso8601(t: f64) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::entry::wire::Record;
+    use crate::wire::Record;
 
     /// A message with every field set (checked against the one field list).
     fn full() -> Message {

@@ -1,16 +1,16 @@
 //! What a journal record carries, and how it is encoded.
 //!
 //! Format (docs/format.md "Journal payloads of the store"): one codec tag byte, then the entry.
-//! Tag 2 (written today) is a kind number followed by tagged fields ([`wire`]); tag 1 (read
+//! Tag 2 (written today) is a kind number followed by tagged fields ([`wire`](crate::wire)); tag 1 (read
 //! forever, never written) is the bincode encoding of the first release ([`legacy`]). An entry of
 //! an unknown kind, an unknown tag or an unknown critical field was written by a newer version:
 //! decoding says so ([`DecodeError::Newer`], [`DecodeError::UnknownCodec`]) and the store reports
 //! it in its status; it is never skipped in silence.
 
 mod legacy;
-pub(crate) mod wire;
 
-use wire::{Record, Writer, put_varint, take_varint};
+pub use crate::wire::DecodeError;
+use crate::wire::{Record, Writer, put_varint, take_varint};
 
 use crate::model::{
     CounterDelta, DeleteSessions, Erased, Message, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch,
@@ -20,23 +20,6 @@ use crate::model::{
 pub const CODEC_BINCODE_V1: u8 = 1;
 /// The codec tag of the field encoding (written).
 pub const CODEC_FIELDS_V2: u8 = 2;
-
-/// Why a record could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// The record is empty.
-    #[error("empty record")]
-    Empty,
-    /// The tag names a codec this version does not know (written by a newer version).
-    #[error("unknown codec tag {0}: written by a newer version of tidelog")]
-    UnknownCodec(u8),
-    /// The entry kind or a critical field is unknown: written by a newer version.
-    #[error("{0}: written by a newer version of tidelog")]
-    Newer(String),
-    /// The bytes do not decode.
-    #[error("undecodable entry: {0}")]
-    Invalid(String),
-}
 
 /// What one journal record carries.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use super::wire::{Record, Writer};
 use super::*;
 use crate::model::{CounterDelta, MessageRef, SessionRef};
+use crate::wire::{Record, Writer};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/entries")

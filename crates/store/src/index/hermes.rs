@@ -8,10 +8,10 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use super::Result;
-use super::error::Ctx as _;
 use super::query::message_from_row;
 use super::schema::MESSAGE_COLS;
 use super::text::{Indexed, classify};
+use crate::error::index::Ctx as _;
 use crate::fts::{HermesRoute, hermes_route};
 use crate::model::{Message, MessageState};
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::error::is_corrupt_sqlite;
 use super::{Ctx, Index, IndexError, Result, collect, create_private_file};
+use crate::error::index::is_corrupt_sqlite;
 
 /// Pages merged by one [`Index::optimize_step`].
 const MERGE_STEP_PAGES: i64 = 500;

@@ -24,7 +24,6 @@
 //! because it would duplicate up to 8 KiB of every tool output. There are no triggers.
 
 mod apply;
-mod error;
 mod hermes;
 mod maintenance;
 mod query;
@@ -42,10 +41,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};
 
+pub use crate::error::IndexError;
+pub(crate) use crate::error::index::Ctx;
 pub use apply::ApplyStats;
 pub use apply::legacy_key;
-pub(crate) use error::Ctx;
-pub use error::IndexError;
 pub use hermes::{HermesHit, HermesSearch};
 pub(crate) use hermes::{search as hermes_search_on, tail_index as hermes_tail_index};
 pub use maintenance::CheckpointStats;

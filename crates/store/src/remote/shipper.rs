@@ -15,21 +15,20 @@ use std::time::{Duration, Instant};
 use tidelog_journal::Lsn;
 use tracing::{debug, error, info, warn};
 
-use super::{IndexTarget, RemoteTarget};
 use crate::compactor::{Batch, pause, read_batch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::{lane_names, store_id, try_lock_shipper};
 use crate::state::Inner;
-use crate::status::{RemoteLag, RemoteLane};
-use crate::store::Store;
+use crate::status::RemoteLane;
 use crate::supervise::{self, Role, sleep_unless_stopped};
+use crate::target::{IndexTarget, RemoteTarget};
 use crate::time::now_ms;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Every lane here against the remote positions, and the remote lanes missing here.
-fn lanes_view(inner: &Inner, positions: &BTreeMap<String, Lsn>) -> Result<(Vec<RemoteLane>, Vec<String>)> {
+pub(crate) fn lanes_view(inner: &Inner, positions: &BTreeMap<String, Lsn>) -> Result<(Vec<RemoteLane>, Vec<String>)> {
     let names = lane_names(&inner.dir)?;
     let mut lanes = Vec::with_capacity(names.len());
     for name in &names {
@@ -49,12 +48,12 @@ fn lanes_view(inner: &Inner, positions: &BTreeMap<String, Lsn>) -> Result<(Vec<R
     Ok((lanes, missing))
 }
 
-fn ahead_lanes(lanes: &[RemoteLane]) -> Vec<String> {
+pub(crate) fn ahead_lanes(lanes: &[RemoteLane]) -> Vec<String> {
     lanes.iter().filter(|l| l.ahead).map(|l| l.name.clone()).collect()
 }
 
 /// Reads the next batch for the remote index and moves `positions` past undecodable records.
-fn next_batch(
+pub(crate) fn next_batch(
     inner: &Inner,
     positions: &mut BTreeMap<String, Lsn>,
     next_lane: &mut usize,
@@ -69,7 +68,7 @@ fn next_batch(
     Ok(batch)
 }
 
-fn advance(positions: &mut BTreeMap<String, Lsn>, batch: &Batch) {
+pub(crate) fn advance(positions: &mut BTreeMap<String, Lsn>, batch: &Batch) {
     for (lane, lsn, _) in &batch.entries {
         let p = positions.entry(lane.clone()).or_insert(0);
         *p = (*p).max(*lsn);
@@ -226,49 +225,4 @@ pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
     drop(sh);
     drop(lock);
     debug!("shipper stopped");
-}
-
-impl Store {
-    /// Ships every entry the remote index `target` does not have yet, from this process (beside
-    /// any running shipper: the target's transactions keep it exactly-once), until caught up
-    /// with what the lanes held when it started or later; returns the positions afterwards.
-    /// Writes the store id (`store.id`) first if the folder has none. Lanes whose remote
-    /// position is ahead of the journal are not shipped: see [`RemoteLag::problems`].
-    pub fn sync_remote(&self, target: &dyn RemoteTarget) -> Result<RemoteLag> {
-        let id = self.store_id_for_remote()?;
-        let mut conn = target.connect()?;
-        let mut positions = conn.applied_positions(&id)?;
-        let mut shipped = 0;
-        let mut next_lane = 0;
-        loop {
-            let (lanes, _) = lanes_view(&self.inner, &positions)?;
-            let batch = next_batch(&self.inner, &mut positions, &mut next_lane, &ahead_lanes(&lanes))?;
-            if batch.entries.is_empty() {
-                break;
-            }
-            let stats = conn.apply_batch(&id, &batch.entries)?;
-            shipped += batch.entries.len() as u64 - stats.skipped;
-            advance(&mut positions, &batch);
-        }
-        let positions = conn.applied_positions(&id)?;
-        let (lanes, missing_lanes) = lanes_view(&self.inner, &positions)?;
-        Ok(RemoteLag { target: target.describe(), store_id: id, lanes, missing_lanes, shipped })
-    }
-
-    /// This store's positions in the remote index `target`, against its lanes (nothing shipped).
-    pub fn remote_lag(&self, target: &dyn RemoteTarget) -> Result<RemoteLag> {
-        let id = self.store_id_for_remote()?;
-        let positions = target.connect()?.applied_positions(&id)?;
-        let (lanes, missing_lanes) = lanes_view(&self.inner, &positions)?;
-        Ok(RemoteLag { target: target.describe(), store_id: id, lanes, missing_lanes, shipped: 0 })
-    }
-
-    /// This store's stable id (`store.id`), created if missing.
-    pub fn store_id(&self) -> Result<String> {
-        self.store_id_for_remote()
-    }
-
-    fn store_id_for_remote(&self) -> Result<String> {
-        store_id(&self.inner.dir, true)?.ok_or_else(|| Error::NotAStore { path: self.inner.dir.clone() })
-    }
 }

@@ -1,7 +1,11 @@
 //! The store: lanes, appends, reads that never miss history, status, close.
 
 mod append;
+mod hermes;
 mod history;
+mod read;
+mod remote;
+mod search;
 mod status;
 
 use std::collections::BTreeMap;
@@ -30,6 +34,7 @@ use crate::supervise::{Role, supervise};
 const MAX_LANE: u64 = (1 << 10) - 1;
 pub use append::Appended;
 pub use history::HistoryQuery;
+pub use read::HistoryItem;
 
 /// The message store a gateway embeds. See the crate documentation for an example.
 #[derive(Debug)]

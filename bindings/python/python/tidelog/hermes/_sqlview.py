@@ -74,7 +74,7 @@ __all__ = ["HermesDbPath", "expose_store"]
 
 log = logging.getLogger(__name__)
 
-# The store's derived index (crates/store/src/layout.rs INDEX_FILE).
+# The store's derived index (crates/store/src/layout/mod.rs INDEX_FILE).
 INDEX_FILE = "index.db"
 # Hermes 0.19.0's SCHEMA_VERSION: what `SELECT version FROM schema_version` reads.
 HERMES_SCHEMA_VERSION = 22

@@ -2,6 +2,12 @@
 
 use std::path::PathBuf;
 
+pub(crate) mod index;
+mod target;
+
+pub use index::IndexError;
+pub use target::TargetError;
+
 /// Result with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -14,10 +20,10 @@ pub enum Error {
     Journal(#[from] tidelog_journal::Error),
     /// The SQLite index failed.
     #[error(transparent)]
-    Index(#[from] crate::index::IndexError),
+    Index(#[from] IndexError),
     /// A remote index (PostgreSQL) failed.
     #[error(transparent)]
-    Remote(#[from] crate::remote::TargetError),
+    Remote(#[from] TargetError),
     /// A message or session was refused; nothing was written.
     #[error("invalid input: {0}")]
     Invalid(String),

@@ -2,12 +2,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{IndexedOps, SessionOps, Tail};
+use super::Store;
 use crate::error::{Error, Result};
 use crate::fts::{FtsQuery, Highlighter, QuerySyntax, is_blank};
 use crate::index::{self, IndexOptions, SNIPPET_CONTEXT, SearchHit, SearchOrder, SearchQuery};
 use crate::model::{Message, MessageState};
-use crate::store::Store;
+use crate::read::{IndexedOps, SessionOps, Tail};
 
 impl Store {
     /// Searches message text and tool names (see [`SearchQuery`]); includes messages not

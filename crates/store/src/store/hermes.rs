@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{IndexedOps, SessionOps, Tail};
+use super::Store;
 use crate::error::Result;
 use crate::fts::{HermesRoute, hermes_route};
 use crate::index::{HermesHit, HermesSearch, hermes_search_on, hermes_tail_index};
-use crate::store::Store;
+use crate::read::{IndexedOps, SessionOps, Tail};
 
 impl Store {
     /// Hermes Agent's `search_messages` (release 0.19.0): the query cleaned and routed as Hermes

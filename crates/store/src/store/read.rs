@@ -1,19 +1,16 @@
-//! Reads: the index merged with the journal entries it does not hold yet, so every read sees
-//! every acknowledged message and every history operation, whatever the compactor is doing.
-
-mod hermes;
-mod search;
-mod tail;
+//! Reads: the index merged with the journal entries it does not hold yet (the tail, `read.rs`),
+//! so every read sees every acknowledged message and every history operation, whatever the
+//! compactor is doing.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-pub(crate) use tail::{IndexedOps, LiveSet, SessionOps, Tail, fold_session};
+use crate::read::{IndexedOps, SessionOps, Tail, fold_session};
 
+use super::{HistoryQuery, Store};
 use crate::entry::Entry;
 use crate::error::Result;
 use crate::index::SessionFilter;
 use crate::model::{Message, MessageState, Session};
-use crate::store::{HistoryQuery, Store};
 
 /// A message with its state, as [`Store::history`] returns it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,4 +1,5 @@
-//! The field encoding of entries (codec tag 2): a kind number, then tagged fields.
+//! The field encoding of entries (codec tag 2) and of the records they carry (`record!`, which
+//! `model` declares its structs with): a kind number, then tagged fields.
 //!
 //! Format (docs/format.md "Entry encoding, tag 2"): `field := key value` with
 //! `key = number << 3 | critical << 2 | wire type` as a LEB128 varint. Wire types: 0 varint
@@ -10,7 +11,22 @@
 //!
 //! Pure functions on byte slices; no I/O, no panics on any input.
 
-use super::DecodeError;
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The record is empty.
+    #[error("empty record")]
+    Empty,
+    /// The tag names a codec this version does not know (written by a newer version).
+    #[error("unknown codec tag {0}: written by a newer version of tidelog")]
+    UnknownCodec(u8),
+    /// The entry kind or a critical field is unknown: written by a newer version.
+    #[error("{0}: written by a newer version of tidelog")]
+    Newer(String),
+    /// The bytes do not decode.
+    #[error("undecodable entry: {0}")]
+    Invalid(String),
+}
 
 /// Wire type of a varint.
 const VARINT: u8 = 0;
@@ -265,17 +281,17 @@ macro_rules! record {
             $( $(#[$fmeta])* pub $field: $ty ),*
         }
 
-        impl $crate::entry::wire::Record for $name {
+        impl $crate::wire::Record for $name {
             const FIELDS: &'static [(&'static str, u32)] = &[ $( (stringify!($field), $num) ),* ];
 
-            fn write_fields(&self, w: &mut $crate::entry::wire::Writer) {
-                $( $crate::entry::wire::FieldValue::put(&self.$field, w, $num); )*
+            fn write_fields(&self, w: &mut $crate::wire::Writer) {
+                $( $crate::wire::FieldValue::put(&self.$field, w, $num); )*
             }
 
             fn read_field(
                 &mut self,
-                f: $crate::entry::wire::Field<'_>,
-            ) -> Result<bool, $crate::entry::DecodeError> {
+                f: $crate::wire::Field<'_>,
+            ) -> Result<bool, $crate::wire::DecodeError> {
                 match f.num {
                     $( $num => { record!(@read self, $field, f, $($rep)?); Ok(true) } )*
                     _ => Ok(false),
@@ -284,10 +300,10 @@ macro_rules! record {
         }
     };
     (@read $self:ident, $field:ident, $f:ident, repeated) => {
-        $crate::entry::wire::push_item(&mut $self.$field, $f.value, stringify!($field))?
+        $crate::wire::push_item(&mut $self.$field, $f.value, stringify!($field))?
     };
     (@read $self:ident, $field:ident, $f:ident, ) => {
-        $self.$field = $crate::entry::wire::FieldValue::take($f.value, stringify!($field))?
+        $self.$field = $crate::wire::FieldValue::take($f.value, stringify!($field))?
     };
 }
 

@@ -1,11 +1,13 @@
-//! Errors of the index.
+//! Errors of the SQLite index (here, below `index`, so that the store's [`Error`](super::Error)
+//! can wrap them without depending on the index).
 
 use std::io;
 use std::path::PathBuf;
 
 use rusqlite::ErrorCode;
 
-use super::Result;
+/// Result with an [`IndexError`].
+type Result<T, E = IndexError> = std::result::Result<T, E>;
 
 /// An error from the index.
 #[derive(Debug, thiserror::Error)]
