@@ -14,11 +14,15 @@
 #![forbid(unsafe_code)]
 
 mod append;
-mod cmds;
+mod check;
 mod demo;
 mod erase;
+mod export;
 mod import;
 mod init;
+mod maintain;
+mod quarantine;
+mod reads;
 mod status;
 mod sync;
 mod util;
@@ -444,24 +448,24 @@ fn run(cli: &Cli, options: &Options) -> anyhow::Result<Outcome> {
         Cmd::Init => init::run(cli),
         Cmd::Append { .. } => append::run(cli),
         Cmd::Export { session, since, format, out } => {
-            cmds::export(cli, session.as_deref(), since.as_deref(), *format, out.as_deref())
+            export::export(cli, session.as_deref(), since.as_deref(), *format, out.as_deref())
         }
-        Cmd::Verify => cmds::verify(cli),
-        Cmd::Repair { salvage } => cmds::repair(cli, *salvage),
-        Cmd::RebuildIndex => cmds::rebuild_index(cli),
-        Cmd::Quarantine(QuarantineCmd::List) => cmds::quarantine_list(cli),
-        Cmd::Quarantine(QuarantineCmd::Remove { names, all }) => cmds::quarantine_remove(cli, names, *all),
-        Cmd::Replay { to } => cmds::replay(cli, to),
-        Cmd::Checkpoint { timeout } => cmds::checkpoint(cli, *timeout),
-        Cmd::Backup { dest } => cmds::backup(cli, dest),
+        Cmd::Verify => check::verify(cli),
+        Cmd::Repair { salvage } => check::repair(cli, *salvage),
+        Cmd::RebuildIndex => check::rebuild_index(cli),
+        Cmd::Quarantine(QuarantineCmd::List) => quarantine::quarantine_list(cli),
+        Cmd::Quarantine(QuarantineCmd::Remove { names, all }) => quarantine::quarantine_remove(cli, names, *all),
+        Cmd::Replay { to } => check::replay(cli, to),
+        Cmd::Checkpoint { timeout } => maintain::checkpoint(cli, *timeout),
+        Cmd::Backup { dest } => maintain::backup(cli, dest),
         Cmd::Import(ic) => import::run(cli, ic),
-        Cmd::Search(a) => cmds::search(cli, a),
-        Cmd::Sessions { source, title, limit } => cmds::sessions(cli, source.clone(), title.clone(), *limit),
-        Cmd::Stats => cmds::stats(cli),
+        Cmd::Search(a) => reads::search(cli, a),
+        Cmd::Sessions { source, title, limit } => reads::sessions(cli, source.clone(), title.clone(), *limit),
+        Cmd::Stats => maintain::stats(cli),
         Cmd::Status => status::run(cli),
         Cmd::Sync => sync::run(cli),
         Cmd::Erase { sessions, children } => erase::run(cli, sessions, *children),
-        Cmd::Tail { follow, session, lines } => cmds::tail(cli, *follow, session.as_deref(), *lines),
+        Cmd::Tail { follow, session, lines } => reads::tail(cli, *follow, session.as_deref(), *lines),
         Cmd::Demo { writers, messages } => demo::run(cli, options, *writers, *messages),
         Cmd::DemoWriter { writer, count } => demo::writer(cli, *writer, *count),
     }
