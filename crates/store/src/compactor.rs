@@ -84,7 +84,7 @@ pub(crate) fn read_batch(
                             out.entries.push((name.clone(), r.lsn, e));
                         }
                         Err(e) => {
-                            inner.shared.lock().undecodable(name, r.lsn, format!("{e}; not indexed"));
+                            inner.reads.lock().undecodable(name, r.lsn, format!("{e}; not indexed"));
                             out.skipped.insert(name.clone(), r.lsn);
                             out.undecodable.push((name.clone(), r.lsn, e.to_string()));
                         }
@@ -107,11 +107,11 @@ pub(crate) fn read_batch(
                         let p = out.skipped.entry(name.clone()).or_insert(0);
                         *p = (*p).max(*last_lost_lsn);
                     }
-                    inner.shared.lock().damage(name, e.to_string());
+                    inner.reads.lock().damage(name, e.to_string());
                 }
                 Err(e) => {
                     error!(lane = %name, "lane cannot be read past LSN {}: {e}", from - 1);
-                    inner.shared.lock().lane_errors.insert(name.clone(), e.to_string());
+                    inner.reads.lock().lane_errors.insert(name.clone(), e.to_string());
                     break;
                 }
             }
@@ -132,7 +132,7 @@ pub(crate) fn run(inner: &Arc<Inner>) {
             match try_lock_compactor(&inner.dir) {
                 Ok(Some(f)) => {
                     info!(lane = %inner.lane_name, "this process took the compactor role");
-                    inner.shared.lock().compactor.running_here = true;
+                    inner.compactor_state.lock().compactor.running_here = true;
                     lock = Some(f);
                 }
                 Ok(None) => {
@@ -141,7 +141,7 @@ pub(crate) fn run(inner: &Arc<Inner>) {
                 }
                 Err(e) => {
                     error!("cannot take the compactor lock: {e}");
-                    inner.shared.lock().compactor.last_error = Some(format!("compactor lock: {e}"));
+                    inner.compactor_state.lock().compactor.last_error = Some(format!("compactor lock: {e}"));
                     supervise::failed(inner, Role::Compactor, &format!("compactor lock: {e}"));
                     pause(inner, Duration::from_secs(1));
                     continue;
@@ -197,7 +197,7 @@ pub(crate) fn run(inner: &Arc<Inner>) {
                 if let Err(e) = quarantine_index(inner, &reason) {
                     failed(inner, &e, &mut backoff);
                 } else {
-                    inner.shared.lock().compactor.index_quarantined += 1;
+                    inner.compactor_state.lock().compactor.index_quarantined += 1;
                 }
             }
             Err(e) => failed(inner, &e, &mut backoff),
@@ -213,7 +213,7 @@ pub(crate) fn run(inner: &Arc<Inner>) {
         }
         c.checkpoint(inner);
     }
-    inner.shared.lock().compactor.running_here = false;
+    inner.compactor_state.lock().compactor.running_here = false;
     drop(lock);
     debug!("compactor stopped");
 }
@@ -221,7 +221,7 @@ pub(crate) fn run(inner: &Arc<Inner>) {
 fn failed(inner: &Inner, e: &Error, backoff: &mut Duration) {
     warn!(retry_in_ms = backoff.as_millis() as u64, "compactor attempt failed: {e}");
     {
-        let mut sh = inner.shared.lock();
+        let mut sh = inner.compactor_state.lock();
         sh.compactor.retries += 1;
         sh.compactor.last_error = Some(e.to_string());
     }
@@ -235,7 +235,7 @@ fn failed(inner: &Inner, e: &Error, backoff: &mut Duration) {
 /// Moves the index file (and its `-wal` and `-shm`) to the quarantine with a note.
 pub(crate) fn quarantine_index(inner: &Inner, reason: &str) -> Result<()> {
     quarantine_index_files(&inner.dir, reason)?;
-    let mut sh = inner.shared.lock();
+    let mut sh = inner.compactor_state.lock();
     sh.index = IndexHealth::Rebuilding { reason: reason.to_string(), done: 0, total: 0 };
     Ok(())
 }
@@ -314,11 +314,11 @@ impl Compactor {
             Err(e) => return Err(e.into()),
         };
         if rebuilding.is_some() {
-            inner.shared.lock().compactor.index_quarantined += 1;
+            inner.compactor_state.lock().compactor.index_quarantined += 1;
         }
         let positions = index.applied_positions()?;
         {
-            let mut sh = inner.shared.lock();
+            let mut sh = inner.compactor_state.lock();
             sh.index = match &rebuilding {
                 Some(r) => IndexHealth::Rebuilding { reason: r.clone(), done: 0, total: 0 },
                 None => IndexHealth::Healthy,
@@ -356,7 +356,7 @@ impl Compactor {
             // Records that do not decode are skipped for good, and recorded in the transaction
             // that stores the positions past them, so that every later open still reports them.
             self.index.apply_batch_marked(&batch, &undecodable)?;
-            inner.shared.lock().compactor.undecodable += undecodable.len() as u64;
+            inner.compactor_state.lock().compactor.undecodable += undecodable.len() as u64;
         }
         for (lane, lsn) in skipped {
             let p = self.positions.entry(lane).or_insert(0);
@@ -372,7 +372,7 @@ impl Compactor {
             *p = (*p).max(*lsn);
         }
         debug!(entries = applied, bytes, ms = started.elapsed().as_millis() as u64, "batch applied");
-        let mut sh = inner.shared.lock();
+        let mut sh = inner.compactor_state.lock();
         sh.compactor.batches += 1;
         sh.compactor.entries_applied += applied as u64;
         sh.compactor.last_error = None;
@@ -385,7 +385,7 @@ impl Compactor {
             let mut own = self.positions.get(&inner.lane_name).copied().unwrap_or(0);
             if o.remote.is_some() {
                 // The remote index needs these records too: keep them until it has them.
-                own = own.min(inner.shared.lock().remote.applied_lsn(&inner.lane_name).unwrap_or(0));
+                own = own.min(inner.shipper_state.lock().remote.applied_lsn(&inner.lane_name).unwrap_or(0));
             }
             // synchronous=FULL: the commit above is durable, so these records have a copy.
             match inner.lane.remove_segments_below(own + 1) {
@@ -400,7 +400,7 @@ impl Compactor {
     fn finish_rebuild(&mut self, inner: &Inner) {
         if let Some(reason) = self.rebuilding.take() {
             info!(entries = self.positions.values().sum::<u64>(), "index rebuilt from the journal ({reason})");
-            inner.shared.lock().index = IndexHealth::Healthy;
+            inner.compactor_state.lock().index = IndexHealth::Healthy;
         }
     }
 
@@ -452,20 +452,20 @@ impl Compactor {
         match crate::admin::erase_store(&inner.dir, Some(&inner.lane)) {
             Ok(rep) if rep.is_complete() => {
                 self.checkpoint(inner);
-                inner.shared.lock().erase_pending = None;
+                inner.compactor_state.lock().erase_pending = None;
                 self.erase_retry_at = None;
                 self.erase_backoff = ERASE_RETRY_FIRST;
                 true
             }
             Ok(rep) => {
                 warn!(pending = ?rep.pending, retry_ms = self.erase_backoff.as_millis() as u64, "erasure incomplete; retrying");
-                inner.shared.lock().erase_pending = Some(rep.pending.join("; "));
+                inner.compactor_state.lock().erase_pending = Some(rep.pending.join("; "));
                 self.erase_retry_later(inner);
                 false
             }
             Err(e) => {
                 warn!(retry_ms = self.erase_backoff.as_millis() as u64, "erase pass failed: {e}");
-                inner.shared.lock().erase_pending = Some(format!("erase pass failed: {e}"));
+                inner.compactor_state.lock().erase_pending = Some(format!("erase pass failed: {e}"));
                 self.erase_retry_later(inner);
                 false
             }
@@ -495,7 +495,7 @@ impl Compactor {
         match self.index.checkpoint_truncate() {
             Ok(s) => {
                 debug!(busy = s.busy, log = s.log_pages, done = s.checkpointed_pages, "wal_checkpoint(TRUNCATE)");
-                inner.shared.lock().compactor.last_checkpoint_unix_ms = Some(now_ms());
+                inner.compactor_state.lock().compactor.last_checkpoint_unix_ms = Some(now_ms());
             }
             Err(e) => warn!("checkpoint failed: {e}"),
         }

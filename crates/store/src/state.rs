@@ -1,6 +1,10 @@
-//! The state an open store shares between the caller's threads and the compactor thread:
-//! options, this process's lane, handles on the other lanes, the read connection, and the
-//! degraded states seen so far. Also the two read primitives every read path uses: a read
+//! The state an open store shares between the caller's threads and its background threads
+//! (compactor, shipper): options, this process's lane, handles on the other lanes, the read
+//! connection, and the degraded states seen so far, split by writer so that each thread owns
+//! what it writes: [`CompactorShared`] (index health, compactor status, erase pass, compactor
+//! health), [`ShipperShared`] (remote status, shipper health) and [`ReadShared`] (read problems,
+//! lane errors and damage, undecodable records), each behind its own mutex, never two held at
+//! once. Also the two read primitives every read path uses: a read
 //! connection on the index, and a walk over what the index does not hold yet.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,10 +27,30 @@ use crate::options::StoreOptions;
 use crate::sequence::Sequence;
 use crate::status::{CompactorStatus, IndexHealth, RemoteStatus};
 
+/// What the compactor thread writes (readers of the status only read it).
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct CompactorShared {
     pub index: IndexHealth,
     pub compactor: CompactorStatus,
+    /// Deleted content an erase pass could not remove yet, and why.
+    pub erase_pending: Option<String>,
+    /// Panics and persistent failures of the compactor thread (`supervise.rs`).
+    pub compactor_health: Health,
+}
+
+/// What the remote shipper thread writes.
+#[derive(Debug)]
+pub(crate) struct ShipperShared {
+    /// The remote shipper's view (default when no remote index is configured).
+    pub remote: RemoteStatus,
+    /// Panics and persistent failures of the shipper thread (`supervise.rs`).
+    pub shipper_health: Health,
+}
+
+/// What reads (the caller's threads) and the compactor find while reading the index and the
+/// lanes.
+#[derive(Debug)]
+pub(crate) struct ReadShared {
     pub read_problem: Option<String>,
     pub lane_errors: BTreeMap<String, String>,
     /// Damage met in each lane (records that cannot be read, with the file, the offset and the
@@ -37,19 +61,12 @@ pub(crate) struct Shared {
     /// damaged). Every read reports them; bounded (the count goes on in `undecodable_more`).
     pub undecodable: BTreeMap<String, String>,
     pub undecodable_more: u64,
-    /// Deleted content an erase pass could not remove yet, and why.
-    pub erase_pending: Option<String>,
-    /// The remote shipper's view (default when no remote index is configured).
-    pub remote: RemoteStatus,
-    /// Panics and persistent failures of the background threads (`supervise.rs`).
-    pub compactor_health: Health,
-    pub shipper_health: Health,
 }
 
 /// How many undecodable records are kept by name.
 const UNDECODABLE_KEPT: usize = 16;
 
-impl Shared {
+impl ReadShared {
     /// Records a record that did not decode (logged once).
     /// Records damage met in a lane (logged once per distinct message).
     pub(crate) fn damage(&mut self, lane: &str, what: String) {
@@ -90,7 +107,13 @@ pub(crate) struct Inner {
     pub lane_name: String,
     pub lane: Journal,
     pub stop: AtomicBool,
-    pub shared: Mutex<Shared>,
+    /// Written by the compactor thread.
+    pub compactor_state: Mutex<CompactorShared>,
+    /// Written by the shipper thread.
+    pub shipper_state: Mutex<ShipperShared>,
+    /// Written by reads and the compactor. One of these three mutexes is held at a time, never
+    /// two.
+    pub reads: Mutex<ReadShared>,
     pub reader: Mutex<Option<ReadConn>>,
     pub others: Mutex<BTreeMap<String, Journal>>,
     pub pending: Mutex<PendingIds>,
@@ -223,9 +246,17 @@ impl Inner {
             lane_name,
             lane,
             stop: AtomicBool::new(false),
-            shared: Mutex::new(Shared {
+            compactor_state: Mutex::new(CompactorShared {
                 index: IndexHealth::Unchecked,
                 compactor: CompactorStatus::default(),
+                erase_pending: None,
+                compactor_health: Health::default(),
+            }),
+            shipper_state: Mutex::new(ShipperShared {
+                remote: RemoteStatus::default(),
+                shipper_health: Health::default(),
+            }),
+            reads: Mutex::new(ReadShared {
                 read_problem: None,
                 lane_damage: lane_errors
                     .iter()
@@ -234,10 +265,6 @@ impl Inner {
                 lane_errors,
                 undecodable: BTreeMap::new(),
                 undecodable_more: 0,
-                erase_pending: None,
-                remote: RemoteStatus::default(),
-                compactor_health: Health::default(),
-                shipper_health: Health::default(),
             }),
             reader: Mutex::new(None),
             others: Mutex::new(BTreeMap::new()),
@@ -270,7 +297,7 @@ impl Inner {
         let conn = guard.as_ref()?;
         match conn.index.snapshot(f) {
             Ok(v) => {
-                self.shared.lock().read_problem = None;
+                self.reads.lock().read_problem = None;
                 Some(v)
             }
             Err(e) => {
@@ -284,7 +311,7 @@ impl Inner {
     }
 
     pub(crate) fn read_problem(&self, p: String) {
-        let mut sh = self.shared.lock();
+        let mut sh = self.reads.lock();
         if sh.read_problem.as_deref() != Some(p.as_str()) {
             error!("{p}");
         }
@@ -307,13 +334,13 @@ impl Inner {
                 match r {
                     Ok(rec) => match entry::decode_record(lane_no, rec.lsn, &rec.payload) {
                         Ok(e) => f(&name, rec.lsn, e),
-                        Err(e) => self.shared.lock().undecodable(&name, rec.lsn, e.to_string()),
+                        Err(e) => self.reads.lock().undecodable(&name, rec.lsn, e.to_string()),
                     },
                     // Damage: reported, and reading goes on with the next valid record.
-                    Err(e) if e.is_corruption() => self.shared.lock().damage(&name, e.to_string()),
+                    Err(e) if e.is_corruption() => self.reads.lock().damage(&name, e.to_string()),
                     Err(e) => {
                         error!(lane = %name, "reading lane failed: {e}");
-                        self.shared.lock().lane_errors.insert(name.clone(), e.to_string());
+                        self.reads.lock().lane_errors.insert(name.clone(), e.to_string());
                         break;
                     }
                 }
@@ -327,7 +354,7 @@ impl Inner {
             if self.opts.read_only
                 && let Err(e) = self.lane.refresh()
             {
-                self.shared.lock().lane_errors.insert(name.to_string(), e.to_string());
+                self.reads.lock().lane_errors.insert(name.to_string(), e.to_string());
                 return None;
             }
             return Some(self.lane.clone());
@@ -337,7 +364,7 @@ impl Inner {
             match j.refresh() {
                 Ok(_) => return Some(j.clone()),
                 Err(e) => {
-                    self.shared.lock().lane_errors.insert(name.to_string(), e.to_string());
+                    self.reads.lock().lane_errors.insert(name.to_string(), e.to_string());
                     others.remove(name);
                     return None;
                 }
@@ -345,7 +372,7 @@ impl Inner {
         }
         match Journal::open_read_only(lane_dir(&self.dir, name), read_lane_options(&self.opts)) {
             Ok(j) => {
-                let mut sh = self.shared.lock();
+                let mut sh = self.reads.lock();
                 sh.lane_errors.remove(name);
                 for p in &j.recovery_report().problems {
                     sh.damage(name, p.clone());
@@ -355,7 +382,7 @@ impl Inner {
                 Some(j)
             }
             Err(e) => {
-                let mut sh = self.shared.lock();
+                let mut sh = self.reads.lock();
                 if !sh.lane_errors.contains_key(name) {
                     error!(lane = %name, "lane cannot be read: {e}");
                 }

@@ -22,19 +22,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use parking_lot::{MappedMutexGuard, MutexGuard};
 use tracing::{error, info, warn};
 
 use crate::health::Health;
 pub(crate) use crate::layout::Role;
 use crate::layout::{ThreadNote, clear_thread_note, read_thread_note, write_thread_note};
-use crate::state::{Inner, Shared};
+use crate::state::Inner;
 use crate::time::now_ms;
 
 /// A thread's supervision state in the shared state.
-fn health(role: Role, sh: &mut Shared) -> &mut Health {
+/// The thread's health, under the lock of the state that thread writes.
+fn health(inner: &Inner, role: Role) -> MappedMutexGuard<'_, Health> {
     match role {
-        Role::Compactor => &mut sh.compactor_health,
-        Role::Shipper => &mut sh.shipper_health,
+        Role::Compactor => MutexGuard::map(inner.compactor_state.lock(), |s| &mut s.compactor_health),
+        Role::Shipper => MutexGuard::map(inner.shipper_state.lock(), |s| &mut s.shipper_health),
     }
 }
 
@@ -92,16 +94,20 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Records a panic: status, one error line in the log, the note for other processes.
 fn panicked(inner: &Inner, role: Role, msg: String, backoff: Duration) {
     let t = inner.opts.test_hooks.timings();
-    let mut sh = inner.shared.lock();
     // The body did not get to its own clean-up.
-    match role {
-        Role::Compactor => sh.compactor.running_here = false,
+    let mut h = match role {
+        Role::Compactor => {
+            let mut sh = inner.compactor_state.lock();
+            sh.compactor.running_here = false;
+            MutexGuard::map(sh, |s| &mut s.compactor_health)
+        }
         Role::Shipper => {
+            let mut sh = inner.shipper_state.lock();
             sh.remote.shipping_here = false;
             sh.remote.connected = false;
+            MutexGuard::map(sh, |s| &mut s.shipper_health)
         }
-    }
-    let h = health(role, &mut sh);
+    };
     let now = Instant::now();
     h.panics += 1;
     h.last_panic = Some(msg.clone());
@@ -111,7 +117,7 @@ fn panicked(inner: &Inner, role: Role, msg: String, backoff: Duration) {
     let what = h.degraded(&t).unwrap_or_else(|| format!("panicked: {msg}"));
     h.note_written = true;
     h.healthy_since = None;
-    drop(sh);
+    drop(h);
     error!(
         thread = role.name(),
         panics,
@@ -126,8 +132,7 @@ fn panicked(inner: &Inner, role: Role, msg: String, backoff: Duration) {
 /// `persistent_after` is logged once at error level and reported as degraded.
 pub(crate) fn failed(inner: &Inner, role: Role, e: &str) {
     let t = inner.opts.test_hooks.timings();
-    let mut sh = inner.shared.lock();
-    let h = health(role, &mut sh);
+    let mut h = health(inner, role);
     let now = Instant::now();
     let since = h.failing_since.get_or_insert((now, now_ms())).0;
     h.healthy_since = None;
@@ -138,7 +143,7 @@ pub(crate) fn failed(inner: &Inner, role: Role, e: &str) {
     h.persistent = true;
     h.note_written = true;
     let what = h.degraded(&t).unwrap_or_else(|| e.to_string());
-    drop(sh);
+    drop(h);
     error!(
         thread = role.name(),
         failing_s = now.duration_since(since).as_secs(),
@@ -153,8 +158,7 @@ pub(crate) fn failed(inner: &Inner, role: Role, e: &str) {
 /// the note it (or an earlier holder of the role) left in the store folder.
 pub(crate) fn succeeded(inner: &Inner, role: Role) {
     let t = inner.opts.test_hooks.timings();
-    let mut sh = inner.shared.lock();
-    let h = health(role, &mut sh);
+    let mut h = health(inner, role);
     let now = Instant::now();
     h.restart_at = None;
     if let Some((since, _)) = h.failing_since.take() {
@@ -184,7 +188,7 @@ pub(crate) fn succeeded(inner: &Inner, role: Role) {
     }
     h.note_checked_at = Some(now);
     h.note_written = false;
-    drop(sh);
+    drop(h);
     match clear_thread_note(&inner.dir, role) {
         Ok(Some(old)) => info!(
             thread = role.name(),

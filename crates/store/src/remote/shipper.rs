@@ -79,7 +79,7 @@ pub(crate) fn advance(positions: &mut BTreeMap<String, Lsn>, batch: &Batch) {
 /// when the store stops.
 pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
     let describe = target.describe();
-    inner.shared.lock().remote.target = describe.clone();
+    inner.shipper_state.lock().remote.target = describe.clone();
     let mut lock: Option<File> = None;
     let mut conn: Option<Box<dyn IndexTarget>> = None;
     let mut id: Option<String> = None;
@@ -90,7 +90,7 @@ pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
     let fail = |e: &dyn std::fmt::Display, backoff: &mut Duration| {
         warn!(target = %describe, retry_in_ms = backoff.as_millis() as u64, "remote index: {e}");
         {
-            let mut sh = inner.shared.lock();
+            let mut sh = inner.shipper_state.lock();
             sh.remote.connected = false;
             sh.remote.retries += 1;
             sh.remote.last_error = Some(e.to_string());
@@ -104,7 +104,7 @@ pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
         let Some(store) = id.clone() else {
             match store_id(&inner.dir, true) {
                 Ok(Some(s)) => {
-                    inner.shared.lock().remote.store_id = Some(s.clone());
+                    inner.shipper_state.lock().remote.store_id = Some(s.clone());
                     id = Some(s);
                 }
                 Ok(None) => fail(&"the store has no id", &mut backoff),
@@ -116,7 +116,7 @@ pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
             match try_lock_shipper(&inner.dir) {
                 Ok(Some(f)) => {
                     info!(lane = %inner.lane_name, target = %describe, "this process took the shipper role");
-                    inner.shared.lock().remote.shipping_here = true;
+                    inner.shipper_state.lock().remote.shipping_here = true;
                     lock = Some(f);
                 }
                 Ok(None) => {
@@ -140,7 +140,7 @@ pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
                     Ok((c, p)) => {
                         info!(target = %describe, store_id = %store, positions = ?p, "connected to the remote index");
                         positions = p;
-                        let mut sh = inner.shared.lock();
+                        let mut sh = inner.shipper_state.lock();
                         sh.remote.connected = true;
                         sh.remote.last_error = None;
                         sh.remote.retry_at_unix_ms = None;
@@ -173,7 +173,7 @@ pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
             reported_ahead.push(l.name.clone());
         }
         {
-            let mut sh = inner.shared.lock();
+            let mut sh = inner.shipper_state.lock();
             sh.remote.lag = Some(lanes.iter().map(|l| l.lag).sum());
             sh.remote.lanes = lanes;
         }
@@ -203,7 +203,7 @@ pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
                     ms = started.elapsed().as_millis() as u64,
                     "batch shipped to the remote index"
                 );
-                let mut sh = inner.shared.lock();
+                let mut sh = inner.shipper_state.lock();
                 sh.remote.batches += 1;
                 sh.remote.entries_applied += batch.entries.len() as u64 - stats.skipped;
                 sh.remote.last_error = None;
@@ -219,7 +219,7 @@ pub(crate) fn run(inner: &Arc<Inner>, target: &Arc<dyn RemoteTarget>) {
             }
         }
     }
-    let mut sh = inner.shared.lock();
+    let mut sh = inner.shipper_state.lock();
     sh.remote.shipping_here = false;
     sh.remote.connected = false;
     drop(sh);

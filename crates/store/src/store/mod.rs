@@ -145,7 +145,7 @@ impl Store {
         };
         let inner = Arc::new(Inner::new(dir, opts, lane_name, lane, lane_errors, seq));
         if inner.opts.read_only {
-            let mut sh = inner.shared.lock();
+            let mut sh = inner.reads.lock();
             for p in &inner.lane.recovery_report().problems {
                 sh.damage(&inner.lane_name, p.clone());
             }
@@ -263,12 +263,10 @@ impl Store {
                 role.name()
             );
         }
-        let sh = self.inner.shared.lock();
         let (mut panics, mut last_panic) = match role {
-            Role::Compactor => sh.compactor_health.panics(),
-            Role::Shipper => sh.shipper_health.panics(),
+            Role::Compactor => self.inner.compactor_state.lock().compactor_health.panics(),
+            Role::Shipper => self.inner.shipper_state.lock().shipper_health.panics(),
         };
-        drop(sh);
         if escaped {
             panics += 1;
             last_panic = Some("the thread ended by a panic outside its supervisor".into());

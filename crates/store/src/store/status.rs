@@ -20,7 +20,7 @@ impl Store {
             self.inner.with_reader(|ix| ix.undecodable_records(UNDECODABLE_SHOWN)).unwrap_or_default();
         let mut lanes = Vec::new();
         let mut unindexed = 0;
-        let shared_errors = self.inner.shared.lock().lane_errors.clone();
+        let shared_errors = self.inner.reads.lock().lane_errors.clone();
         for name in lane_names(&self.inner.dir).unwrap_or_default() {
             let own = name == self.inner.lane_name && !self.inner.opts.read_only;
             let (last, err) = match self.inner.lane_journal(&name) {
@@ -31,7 +31,26 @@ impl Store {
             unindexed += last.saturating_sub(applied.unwrap_or(0));
             lanes.push(LaneStatus { name, own, last_lsn: last, applied_lsn: applied, error: err });
         }
-        let sh = self.inner.shared.lock();
+        let timings = self.inner.opts.test_hooks.timings();
+        // One lock at a time: what each thread wrote, copied out under its own lock.
+        let (lane_damage, reads_undecodable, undecodable_more, read_problem) = {
+            let rd = self.inner.reads.lock();
+            (rd.lane_damage.clone(), rd.undecodable.clone(), rd.undecodable_more, rd.read_problem.clone())
+        };
+        let (index, compactor, erase_pending, compactor_health, compactor_persistent) = {
+            let cs = self.inner.compactor_state.lock();
+            (
+                cs.index.clone(),
+                cs.compactor.clone(),
+                cs.erase_pending.clone(),
+                cs.compactor_health.view(&timings),
+                cs.compactor_health.persistent(),
+            )
+        };
+        let (remote_status, shipper_health, shipper_persistent) = {
+            let ss = self.inner.shipper_state.lock();
+            (ss.remote.clone(), ss.shipper_health.view(&timings), ss.shipper_health.persistent())
+        };
         let poisoned = self.inner.lane.status().poisoned;
         let mut problems = Vec::new();
         if let Some(p) = &poisoned {
@@ -41,7 +60,7 @@ impl Store {
             if let Some(e) = &l.error {
                 problems.push(format!("lane {} cannot be read: {e}", l.name));
             }
-            let damaged = sh.lane_damage.contains_key(&l.name);
+            let damaged = lane_damage.contains_key(&l.name);
             if let Some(a) = l.applied_lsn.filter(|&a| a > l.last_lsn && l.error.is_none() && !damaged) {
                 problems.push(format!(
                     "index is ahead of lane {} (applied {a}, lane ends at {}): it is rebuilt by the compactor",
@@ -52,21 +71,21 @@ impl Store {
         if self.inner.dir.join(REBUILD_MARKER).exists() {
             problems.push("an index rebuild was requested and is pending".into());
         }
-        match &sh.index {
+        match &index {
             IndexHealth::Rebuilding { reason, done, total } => {
                 problems.push(format!("index is being rebuilt ({done}/{total}): {reason}"))
             }
             IndexHealth::Failed { reason } => problems.push(format!("index unusable: {reason}")),
             _ => {}
         }
-        for (lane, list) in &sh.lane_damage {
+        for (lane, list) in &lane_damage {
             for d in list {
                 problems.push(format!(
                     "lane {lane} has records that cannot be read (the history shown is incomplete; run `tidelog repair --salvage`): {d}"
                 ));
             }
         }
-        let mut undecodable = sh.undecodable.clone();
+        let mut undecodable = reads_undecodable;
         let from_index = durable_undecodable.len() as u64;
         for (lane, lsn, why) in durable_undecodable {
             undecodable.entry(format!("{lane}/{lsn}")).or_insert_with(|| format!("{why}; not indexed"));
@@ -74,22 +93,20 @@ impl Store {
         for (at, why) in &undecodable {
             problems.push(format!("journal record {at} cannot be read (left out of every read): {why}"));
         }
-        let more = sh.undecodable_more.max(durable_total.saturating_sub(from_index));
+        let more = undecodable_more.max(durable_total.saturating_sub(from_index));
         if more > 0 {
             problems.push(format!("{more} more journal records cannot be read"));
         }
-        if let Some(p) = &sh.erase_pending {
+        if let Some(p) = &erase_pending {
             problems.push(format!("deleted content not erased from disk yet: {p}"));
         }
-        if let Some(p) = &sh.read_problem {
-            problems.push(p.clone());
+        if let Some(p) = read_problem {
+            problems.push(p);
         }
-        let timings = self.inner.opts.test_hooks.timings();
-        let compactor_health = sh.compactor_health.view(&timings);
         if let Some(d) = &compactor_health.degraded {
             problems.push(format!("compactor thread degraded: {d}"));
         }
-        if let Some(e) = sh.compactor.last_error.as_ref().filter(|_| !sh.compactor_health.persistent()) {
+        if let Some(e) = compactor.last_error.as_ref().filter(|_| !compactor_persistent) {
             problems.push(format!("compactor: {e}"));
         }
         for (role, handle) in [(Role::Compactor, &self.compactor), (Role::Shipper, &self.shipper)] {
@@ -106,8 +123,8 @@ impl Store {
             problems.push(n.problem());
         }
         let remote = self.inner.opts.remote.as_ref().map(|t| {
-            let mut r = sh.remote.clone();
-            r.health = sh.shipper_health.view(&timings);
+            let mut r = remote_status;
+            r.health = shipper_health;
             if r.target.is_empty() {
                 r.target = t.describe();
             }
@@ -117,7 +134,7 @@ impl Store {
             if let Some(d) = &r.health.degraded {
                 problems.push(format!("remote index {} shipper degraded: {d}", r.target));
             }
-            if let Some(e) = r.last_error.as_ref().filter(|_| !sh.shipper_health.persistent()) {
+            if let Some(e) = r.last_error.as_ref().filter(|_| !shipper_persistent) {
                 problems.push(format!(
                     "remote index {} not reachable or refusing batches (retrying with back-off; appends and the \
                      local index are unaffected): {e}",
@@ -136,8 +153,8 @@ impl Store {
             dir: self.inner.dir.clone(),
             lane: self.inner.lane_name.clone(),
             lanes,
-            index: sh.index.clone(),
-            compactor: CompactorStatus { health: compactor_health, ..sh.compactor.clone() },
+            index,
+            compactor: CompactorStatus { health: compactor_health, ..compactor },
             unindexed,
             quarantine_bytes: quarantine_bytes(&self.inner.dir),
             journal_poisoned: poisoned,
@@ -154,7 +171,7 @@ impl Store {
             let s = self.status();
             // A lane that lost records to damage may end below what the index applied (the index
             // keeps its copy); nothing more will come of waiting for it.
-            let damaged: Vec<String> = self.inner.shared.lock().lane_damage.keys().cloned().collect();
+            let damaged: Vec<String> = self.inner.reads.lock().lane_damage.keys().cloned().collect();
             let caught_up = s.unindexed == 0
                 && s.lanes.iter().all(|l| l.applied_lsn.is_some_and(|a| a <= l.last_lsn || damaged.contains(&l.name)))
                 && !self.inner.dir.join(REBUILD_MARKER).exists();
