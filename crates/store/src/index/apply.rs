@@ -190,48 +190,7 @@ impl Applier<'_, '_> {
             self.stats.erased_messages += 1;
             return Ok(());
         };
-        let (fts_len, fts_text) = match classify(m, self.limit) {
-            Indexed::Whole => (None, None),
-            Indexed::Prefix(n) => (i64::try_from(n).ok(), None),
-            Indexed::Extracted(t) => (None, Some(t)),
-        };
-        let inserted = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO messages (rid, id, session_id, role, content, tool_call_id, tool_name, \
-                 tool_calls, reasoning, timestamp, token_count, finish_reason, source, extra, \
-                 platform_message_id, api_content, active, compacted, lane, lsn, fts_len, fts_text) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                 ?19, ?20, ?21, ?22) ON CONFLICT DO NOTHING",
-            )
-            .and_then(|mut st| {
-                // 0: no integer id (only direct callers of `apply_batch`): SQLite picks one.
-                st.execute(params![
-                    (m.num != 0).then_some(m.num),
-                    m.id,
-                    m.session_id,
-                    m.role,
-                    m.content,
-                    m.tool_call_id,
-                    m.tool_name,
-                    m.tool_calls,
-                    m.reasoning,
-                    m.timestamp,
-                    m.token_count,
-                    m.finish_reason,
-                    m.source,
-                    m.extra,
-                    m.platform_message_id,
-                    m.api_content,
-                    state.active,
-                    state.compacted,
-                    lane,
-                    lsn,
-                    fts_len,
-                    fts_text,
-                ])
-            })
-            .ctx("insert a message")?;
+        let inserted = insert_message(self.tx, m, state, lane, lsn, self.limit).ctx("insert a message")?;
         if inserted == 0 {
             self.stats.duplicate_messages += 1;
             return Ok(());
@@ -422,11 +381,7 @@ impl Applier<'_, '_> {
                 )
                 .ctx("remove a message from the full-text index")?;
         }
-        let (fts_len, fts_text) = match classify(&m, self.limit) {
-            Indexed::Whole => (None, None),
-            Indexed::Prefix(n) => (i64::try_from(n).ok(), None),
-            Indexed::Extracted(t) => (None, Some(t)),
-        };
+        let (fts_len, fts_text) = fts_columns(&m, self.limit);
         self.tx
             .execute(
                 "UPDATE messages SET content = ?2, api_content = ?3, platform_message_id = ?4, tool_calls = ?5, \
@@ -607,4 +562,58 @@ pub fn legacy_key(lane: &str, lsn: u64) -> i64 {
     let lane = crate::layout::lane_number(lane).unwrap_or(0) & 0x3ff;
     let key = (lane << 40) | (lsn & ((1 << 40) - 1));
     i64::try_from(key).map_or(i64::MIN, |k| k - (1 << 51))
+}
+
+/// The FTS columns of a message's row (`fts_len`, `fts_text`; see [`classify`]).
+pub(super) fn fts_columns(m: &Message, limit: usize) -> (Option<i64>, Option<String>) {
+    match classify(m, limit) {
+        Indexed::Whole => (None, None),
+        Indexed::Prefix(n) => (i64::try_from(n).ok(), None),
+        Indexed::Extracted(t) => (None, Some(t)),
+    }
+}
+
+/// Inserts a message's row in `messages` (not yet in the trigram index: its caller indexes the
+/// rows it inserted); a message whose id or integer id is already there is left as it is (0).
+/// An integer id of 0 (direct callers of `apply_batch` only) lets SQLite pick one.
+pub(super) fn insert_message(
+    conn: &rusqlite::Connection,
+    m: &Message,
+    state: MessageState,
+    lane: &str,
+    lsn: i64,
+    limit: usize,
+) -> rusqlite::Result<usize> {
+    let (fts_len, fts_text) = fts_columns(m, limit);
+    conn.prepare_cached(
+        "INSERT INTO messages (rid, id, session_id, role, content, tool_call_id, tool_name, \
+         tool_calls, reasoning, timestamp, token_count, finish_reason, source, extra, \
+         platform_message_id, api_content, active, compacted, lane, lsn, fts_len, fts_text) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+         ?19, ?20, ?21, ?22) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        (m.num != 0).then_some(m.num),
+        m.id,
+        m.session_id,
+        m.role,
+        m.content,
+        m.tool_call_id,
+        m.tool_name,
+        m.tool_calls,
+        m.reasoning,
+        m.timestamp,
+        m.token_count,
+        m.finish_reason,
+        m.source,
+        m.extra,
+        m.platform_message_id,
+        m.api_content,
+        state.active,
+        state.compacted,
+        lane,
+        lsn,
+        fts_len,
+        fts_text,
+    ])
 }

@@ -10,7 +10,6 @@ use rusqlite::types::Value;
 use super::Result;
 use super::query::message_from_row;
 use super::schema::MESSAGE_COLS;
-use super::text::{Indexed, classify};
 use crate::error::index::Ctx as _;
 use crate::fts::{HermesRoute, hermes_route};
 use crate::model::{Message, MessageState};
@@ -220,43 +219,8 @@ pub(crate) fn tail_index(
         for (id, source) in sessions {
             add_session.execute((id, source)).ctx("copy a session")?;
         }
-        let mut add = conn
-            .prepare(
-                "INSERT OR IGNORE INTO messages (rid, id, session_id, role, content, tool_call_id, tool_name, \
-                 tool_calls, reasoning, timestamp, token_count, finish_reason, source, extra, platform_message_id, \
-                 api_content, active, compacted, lane, lsn, fts_len, fts_text) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, '', 0, ?19, ?20)",
-            )
-            .ctx("prepare")?;
         for (m, state) in messages {
-            let (fts_len, fts_text) = match classify(m, tool_output_limit) {
-                Indexed::Whole => (None, None),
-                Indexed::Prefix(n) => (i64::try_from(n).ok(), None),
-                Indexed::Extracted(t) => (None, Some(t)),
-            };
-            add.execute(rusqlite::params![
-                m.num,
-                m.id,
-                m.session_id,
-                m.role,
-                m.content,
-                m.tool_call_id,
-                m.tool_name,
-                m.tool_calls,
-                m.reasoning,
-                m.timestamp,
-                m.token_count,
-                m.finish_reason,
-                m.source,
-                m.extra,
-                m.platform_message_id,
-                m.api_content,
-                state.active,
-                state.compacted,
-                fts_len,
-                fts_text,
-            ])
-            .ctx("copy a message")?;
+            super::apply::insert_message(&conn, m, *state, "", 0, tool_output_limit).ctx("copy a message")?;
         }
     }
     conn.execute("INSERT INTO messages_fts (rowid, body, tool_name) SELECT rid, body, tool_name FROM fts_source", [])

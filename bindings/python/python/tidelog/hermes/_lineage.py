@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._common import _decode_content, _encode_content, _loads, _message_row, parent_of
+from ._common import _Desc, _decode_content, _encode_content, _loads, _message_row, parent_of
 
 if TYPE_CHECKING:
     from .._tidelog import Appended, Message, Session, Store
@@ -668,21 +668,6 @@ class _LineageMixin:
             text = _scrub(api_content) if isinstance(api_content, str) else api_content
             self._store.update_message(users[-1].num, session_id, api_content="" if text is None else str(text))
         return 1
-
-
-class _Desc:
-    """Sorts a string in descending order inside an ascending key."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __lt__(self, other: _Desc) -> bool:
-        return self.value > other.value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Desc) and self.value == other.value
 
 
 def _repeats_user_turn(messages: list[dict[str, Any]], msg: Mapping[str, Any]) -> bool:
