@@ -6,7 +6,7 @@ use super::Store;
 use crate::error::Result;
 use crate::fts::{HermesRoute, hermes_route};
 use crate::index::{HermesHit, HermesSearch, hermes_search_on, hermes_tail_index};
-use crate::read::{IndexedOps, SessionOps, Tail};
+use crate::read::Tail;
 
 impl Store {
     /// Hermes Agent's `search_messages` (release 0.19.0): the query cleaned and routed as Hermes
@@ -26,22 +26,10 @@ impl Store {
         // Hermes' substring fallback searches every state; its FTS5 queries skip rewound rows.
         let visible = |st: crate::model::MessageState| substrings || st.active || st.compacted || s.include_inactive;
 
-        let mut sessions: HashSet<String> = tail.rewritten_sessions().into_iter().map(str::to_string).collect();
-        sessions.extend(tail.messages().map(|m| m.session_id.clone()));
-        if sessions.is_empty() {
+        let ops = self.tail_session_ops(&tail);
+        if ops.is_empty() {
             return Ok(hits.into_iter().skip(s.offset).take(s.limit).collect());
         }
-        let mut indexed_ops: BTreeMap<String, IndexedOps> = BTreeMap::new();
-        let _ = self.inner.with_reader(|ix| {
-            for id in &sessions {
-                indexed_ops.insert(id.clone(), IndexedOps::read(ix, id)?);
-            }
-            Ok(())
-        });
-        let ops: BTreeMap<String, SessionOps> = sessions
-            .iter()
-            .map(|id| (id.clone(), SessionOps::of(id, indexed_ops.remove(id).unwrap_or_default(), &tail)))
-            .collect();
 
         // Indexed messages whose searched text an edit in the tail changed are searched again,
         // with the tail (their index hit, if any, is dropped).

@@ -10,6 +10,26 @@ use crate::model::{Message, MessageState};
 use crate::read::{IndexedOps, SessionOps, Tail};
 
 impl Store {
+    /// The history operations (the index's and the tail's) of every session the tail touches or
+    /// has messages of: what corrects index hits and places the tail's messages.
+    pub(super) fn tail_session_ops(&self, tail: &Tail) -> BTreeMap<String, SessionOps> {
+        let mut sessions: HashSet<String> = tail.rewritten_sessions().into_iter().map(str::to_string).collect();
+        sessions.extend(tail.messages().map(|m| m.session_id.clone()));
+        let mut indexed_ops: BTreeMap<String, IndexedOps> = BTreeMap::new();
+        if !sessions.is_empty() {
+            let _ = self.inner.with_reader(|ix| {
+                for s in &sessions {
+                    indexed_ops.insert(s.clone(), IndexedOps::read(ix, s)?);
+                }
+                Ok(())
+            });
+        }
+        sessions
+            .iter()
+            .map(|s| (s.clone(), SessionOps::of(s, indexed_ops.remove(s).unwrap_or_default(), tail)))
+            .collect()
+    }
+
     /// Searches message text and tool names (see [`SearchQuery`]); includes messages not
     /// indexed yet, and honours every history operation (a deleted message is never found; an
     /// archived one only with `include_inactive`). The query is read once: the index runs its
@@ -28,22 +48,7 @@ impl Store {
             .unwrap_or_default();
         let tail = Tail::read(&self.inner, &positions)?;
         let opts = self.inner.opts.index.clone();
-        // The operations of every session the tail touches or has messages of.
-        let mut sessions: HashSet<String> = tail.rewritten_sessions().into_iter().map(str::to_string).collect();
-        sessions.extend(tail.messages().map(|m| m.session_id.clone()));
-        let mut indexed_ops: BTreeMap<String, IndexedOps> = BTreeMap::new();
-        if !sessions.is_empty() {
-            let _ = self.inner.with_reader(|ix| {
-                for s in &sessions {
-                    indexed_ops.insert(s.clone(), IndexedOps::read(ix, s)?);
-                }
-                Ok(())
-            });
-        }
-        let ops: BTreeMap<String, SessionOps> = sessions
-            .iter()
-            .map(|s| (s.clone(), SessionOps::of(s, indexed_ops.remove(s).unwrap_or_default(), &tail)))
-            .collect();
+        let ops = self.tail_session_ops(&tail);
         let visible = |s: MessageState| s.active || s.compacted || q.include_inactive;
 
         // Index hits, corrected by the tail's operations.

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._common import _Desc, _decode_content, _encode_content, _loads, _message_row, parent_of
+from ._common import _Desc, _decode_content, _is_replayed_user_message, _encode_content, _loads, _message_row, parent_of
 
 if TYPE_CHECKING:
     from .._tidelog import Appended, Message, Session, Store
@@ -497,7 +497,7 @@ class _LineageMixin:
                     if extra.get(k):
                         v = extra[k]
                         msg[k] = _loads(v) if isinstance(v, str) else v
-            if include_ancestors and _repeats_user_turn(out, msg):
+            if include_ancestors and _is_replayed_user_message(out, msg):
                 continue
             out.append(msg)
         return _without_review_harness(out)
@@ -668,20 +668,6 @@ class _LineageMixin:
             text = _scrub(api_content) if isinstance(api_content, str) else api_content
             self._store.update_message(users[-1].num, session_id, api_content="" if text is None else str(text))
         return 1
-
-
-def _repeats_user_turn(messages: list[dict[str, Any]], msg: Mapping[str, Any]) -> bool:
-    """A user message whose text equals the previous user message's, with no assistant reply
-    (text or tool calls) in between: a turn replayed into a continuation."""
-    content = msg.get("content")
-    if msg.get("role") != "user" or not isinstance(content, str) or not content:
-        return False
-    for prev in reversed(messages):
-        if prev.get("role") == "user" and prev.get("content") == content:
-            return True
-        if prev.get("role") == "assistant" and (prev.get("content") or prev.get("tool_calls")):
-            return False
-    return False
 
 
 def _without_review_harness(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
