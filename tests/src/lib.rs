@@ -461,7 +461,7 @@ mod tests {
     }
 
     fn rec(lsn: Lsn, p: &[u8]) -> Record {
-        Record { lsn, payload: p.to_vec() }
+        Record { lsn, payload: p.to_vec(), segment: 0, offset: 0 }
     }
 
     #[test]

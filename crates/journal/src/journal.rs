@@ -551,6 +551,11 @@ impl Journal {
         self.inner.state.lock().durable_lsn
     }
 
+    /// The largest payload an append accepts ([`Options::max_record_size`](crate::Options)).
+    pub fn max_record_size(&self) -> u32 {
+        self.inner.opts.max_record_size
+    }
+
     /// Lowest LSN still present.
     pub fn first_lsn(&self) -> Lsn {
         self.inner.segs.read().first().map(|s| s.first_lsn).unwrap_or(1)

@@ -32,6 +32,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod at;
 mod error;
 mod files;
 mod format;
@@ -44,6 +45,7 @@ mod recovery;
 mod scan;
 pub mod storage;
 
+pub use at::RecordAt;
 pub use error::{Error, Result};
 pub use files::{HOLES_FILE, Hole, LOCK_FILE, QUARANTINE_DIR, QuarantineNote};
 pub use format::{

@@ -87,6 +87,11 @@ pub struct Record {
     pub lsn: Lsn,
     /// Its payload.
     pub payload: Vec<u8>,
+    /// The id of the segment that holds it.
+    pub segment: u64,
+    /// The byte offset of its frame in that segment (where [`RecordAt::read`](crate::RecordAt::read)
+    /// finds it again: records never move).
+    pub offset: u64,
 }
 
 /// Iterator over records; see [`Journal::iter_from`](crate::Journal::iter_from).
@@ -328,6 +333,7 @@ impl Iterator for Iter {
                     };
                     self.hinted = false;
                     (self.retries, self.was_in_flight) = (0, false);
+                    let at = self.pos;
                     self.pos += h.frame_len();
                     self.expected = Some(h.lsn + 1);
                     if h.lsn > self.end {
@@ -337,7 +343,7 @@ impl Iterator for Iter {
                     if h.lsn >= self.from {
                         *self.inner.seek_hint.lock() = Some((s.id, self.pos, h.lsn + 1));
                         let payload = frame.get(range).unwrap_or(&[]).to_vec();
-                        return Some(Ok(Record { lsn: h.lsn, payload }));
+                        return Some(Ok(Record { lsn: h.lsn, payload, segment: s.id, offset: at }));
                     }
                 }
                 other => {

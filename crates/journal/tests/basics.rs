@@ -440,3 +440,38 @@ fn a_record_missing_only_its_last_bytes_is_a_torn_tail() {
         assert_eq!(j.recovery_report().torn_tails.len(), 1);
     }
 }
+
+/// A record is read again by the place a scan reported, in sealed and active segments, by a
+/// reader beside the writer; a wrong LSN or damaged bytes there are errors naming file and offset.
+#[test]
+fn records_are_read_again_by_their_place() {
+    use tidelog_journal::RecordAt;
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), small_opts()).unwrap();
+    for i in 1..=200u64 {
+        j.append(&payload(i)).unwrap();
+    }
+    let places: Vec<(u64, u64, u64, Vec<u8>)> =
+        j.iter_from(1).map(|r| r.unwrap()).map(|r| (r.lsn, r.segment, r.offset, r.payload)).collect();
+    assert_eq!(places.len(), 200);
+    assert!(places.last().unwrap().1 > 1, "the records span several segments");
+    let at = RecordAt::new();
+    for (lsn, seg, off, p) in &places {
+        assert_eq!(&at.read(dir.path(), *seg, *off, *lsn, 1 << 20).unwrap(), p, "LSN {lsn}");
+    }
+    // The place of another record.
+    let (_, seg, off, _) = places[10];
+    let e = at.read(dir.path(), seg, off, 12, 1 << 20).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { offset, .. } if offset == off), "{e}");
+    assert!(e.to_string().contains(".seg"), "{e}");
+    // Damage inside a record's payload.
+    let (lsn, seg, off, _) = places[20];
+    let path = segments(dir.path()).into_iter().find(|p| p.to_string_lossy().contains(&format!("{seg:020}"))).unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[off as usize + 22] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let fresh = RecordAt::new();
+    assert!(matches!(fresh.read(dir.path(), seg, off, lsn, 1 << 20), Err(Error::Corrupt { .. })));
+    // A segment that is not there.
+    assert!(fresh.read(dir.path(), 999, 64, 1, 1 << 20).is_err());
+}

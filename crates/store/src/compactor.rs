@@ -45,6 +45,8 @@ pub(crate) fn pause(inner: &Inner, d: Duration) {
 pub(crate) struct Batch {
     /// `(lane, lsn, entry)`, each lane's in LSN order.
     pub entries: Vec<(String, u64, Entry)>,
+    /// Where each entry's record is: segment id and offset (see `Index::apply_batch_marked`).
+    pub places: Vec<(u64, u64)>,
     /// Their payload bytes.
     pub bytes: usize,
     /// Per lane, the last record left out: it did not decode, or damage lost it (logged and in
@@ -66,7 +68,8 @@ pub(crate) fn read_batch(
     let started = Instant::now();
     let o = &inner.opts;
     let names = lane_names(&inner.dir)?;
-    let mut out = Batch { entries: Vec::new(), bytes: 0, skipped: BTreeMap::new(), undecodable: Vec::new() };
+    let mut out =
+        Batch { entries: Vec::new(), places: Vec::new(), bytes: 0, skipped: BTreeMap::new(), undecodable: Vec::new() };
     let n = names.len();
     'lanes: for k in 0..n {
         let Some(name) = names.get((first_lane + k) % n.max(1)) else { continue };
@@ -82,6 +85,7 @@ pub(crate) fn read_batch(
                         Ok(e) => {
                             out.bytes += r.payload.len();
                             out.entries.push((name.clone(), r.lsn, e));
+                            out.places.push((r.segment, r.offset));
                         }
                         Err(e) => {
                             inner.reads.lock().undecodable(name, r.lsn, format!("{e}; not indexed"));
@@ -268,6 +272,8 @@ struct Compactor {
     erase_backoff: Duration,
     /// When the pending erasure was last looked for.
     erase_checked: Option<Instant>,
+    /// [`Compactor::first_text_lsn`], once looked up.
+    first_text_lsn: Option<Option<u64>>,
 }
 
 impl Compactor {
@@ -335,6 +341,7 @@ impl Compactor {
             erase_retry_at: None,
             erase_backoff: ERASE_RETRY_FIRST,
             erase_checked: None,
+            first_text_lsn: None,
         })
     }
 
@@ -346,7 +353,7 @@ impl Compactor {
             let e = std::io::Error::other("injected failure (test hook)");
             return Err(Error::io("apply a batch", inner.dir.join(INDEX_FILE), e));
         }
-        let Batch { entries: batch, bytes, skipped, undecodable } =
+        let Batch { entries: batch, places, bytes, skipped, undecodable } =
             read_batch(inner, &self.positions, self.next_lane, &[])?;
         self.next_lane = self.next_lane.wrapping_add(1);
         if !batch.is_empty() {
@@ -355,7 +362,7 @@ impl Compactor {
         if !batch.is_empty() || !undecodable.is_empty() {
             // Records that do not decode are skipped for good, and recorded in the transaction
             // that stores the positions past them, so that every later open still reports them.
-            self.index.apply_batch_marked(&batch, &undecodable)?;
+            self.index.apply_batch_marked(&batch, &places, &undecodable)?;
             inner.compactor_state.lock().compactor.undecodable += undecodable.len() as u64;
         }
         for (lane, lsn) in skipped {
@@ -387,6 +394,11 @@ impl Compactor {
                 // The remote index needs these records too: keep them until it has them.
                 own = own.min(inner.shipper_state.lock().remote.applied_lsn(&inner.lane_name).unwrap_or(0));
             }
+            // Records whose text the index keeps only in the journal (written before retention
+            // was turned on) stay: their segments are not removed.
+            if let Some(first) = self.first_text_lsn(inner)? {
+                own = own.min(first.saturating_sub(1));
+            }
             // synchronous=FULL: the commit above is durable, so these records have a copy.
             match inner.lane.remove_segments_below(own + 1) {
                 Ok(v) if !v.is_empty() => info!(segments = ?v, "retention removed indexed segments"),
@@ -395,6 +407,16 @@ impl Compactor {
             }
         }
         Ok(applied)
+    }
+
+    /// The lowest LSN of this process's lane that holds a text the index keeps only there
+    /// (looked up once: with retention, new texts are kept in the index).
+    fn first_text_lsn(&mut self, inner: &Inner) -> Result<Option<u64>> {
+        if self.first_text_lsn.is_none() {
+            let lane = lane_number(&inner.lane_name).unwrap_or(0);
+            self.first_text_lsn = Some(self.index.first_text_lsn(lane)?);
+        }
+        Ok(self.first_text_lsn.flatten())
     }
 
     fn finish_rebuild(&mut self, inner: &Inner) {

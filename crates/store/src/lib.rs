@@ -57,8 +57,8 @@ pub mod validate;
 mod wire;
 
 pub use entry::{
-    CODEC_BINCODE_V1, CODEC_FIELDS_V2, DecodeError, Entry, decode as decode_entry, decode_record,
-    encode as encode_entry,
+    CODEC_BINCODE_V1, CODEC_FIELDS_V2, CODEC_ZSTD_V3, DecodeError, Entry, decode as decode_entry, decode_record,
+    encode as encode_entry, encode_for_journal as encode_journal_entry,
 };
 pub use error::{Error, Result};
 pub use fts::{

@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     /// Written by reads and the compactor. One of these three mutexes is held at a time, never
     /// two.
     pub reads: Mutex<ReadShared>,
+    /// Reads texts the index keeps only in the journal, for [`Store::text_at`](crate::Store::text_at).
+    pub text_reader: tidelog_journal::RecordAt,
     pub reader: Mutex<Option<ReadConn>>,
     pub others: Mutex<BTreeMap<String, Journal>>,
     pub pending: Mutex<PendingIds>,
@@ -256,6 +258,7 @@ impl Inner {
                 remote: RemoteStatus::default(),
                 shipper_health: Health::default(),
             }),
+            text_reader: tidelog_journal::RecordAt::new(),
             reads: Mutex::new(ReadShared {
                 read_problem: None,
                 lane_damage: lane_errors

@@ -77,9 +77,23 @@ fn msg(i: usize, pad: usize) -> Message {
     Message {
         session_id: "s".into(),
         role: "user".into(),
-        content: Some(format!("message {i} {}", "x".repeat(pad))),
+        content: Some(format!("message {i} {}", noise(i, pad))),
         ..Message::default()
     }
+}
+
+/// `n` characters that barely compress (journal entries are compressed), so that `pad` fills
+/// segments as it says.
+fn noise(seed: usize, n: usize) -> String {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ seed as u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 94) as u8)
+        })
+        .collect()
 }
 
 fn wait(what: &str, mut f: impl FnMut() -> bool) {

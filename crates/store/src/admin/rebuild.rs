@@ -53,22 +53,27 @@ pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Resu
         let j = Journal::open_read_only(lane_dir(dir, &name), read_options(RecoveryMode::Strict))?;
         journals.push((name, j));
     }
-    let mut index = Index::open(dest, &IndexOptions::default())?;
+    // Long texts stay only in the journal, read back from the store's lanes (`dest` may be a
+    // scratch file elsewhere).
+    let mut index = Index::open(dest, &IndexOptions { journal_text: Some(dir.to_owned()), ..IndexOptions::default() })?;
     let positions = index.applied_positions()?;
     let total: u64 =
         journals.iter().map(|(n, j)| j.last_lsn().saturating_sub(positions.get(n).copied().unwrap_or(0))).sum();
     let mut batch: Vec<(String, u64, Entry)> = Vec::with_capacity(REBUILD_BATCH);
+    let mut places: Vec<(u64, u64)> = Vec::with_capacity(REBUILD_BATCH);
     // Records that do not decode: recorded in the index with the positions past them, as the
     // compactor does, so the rebuilt index still reports them.
     let mut undecodable: Vec<Undecodable> = Vec::new();
     let mut flush = |batch: &mut Vec<(String, u64, Entry)>,
+                     places: &mut Vec<(u64, u64)>,
                      undecodable: &mut Vec<Undecodable>,
                      rep: &mut RebuildReport|
      -> Result<()> {
         if batch.is_empty() && undecodable.is_empty() {
             return Ok(());
         }
-        let s = index.apply_batch_marked(batch, undecodable)?;
+        let s = index.apply_batch_marked(batch, places, undecodable)?;
+        places.clear();
         rep.messages += s.messages;
         rep.duplicate_messages += s.duplicate_messages;
         rep.sessions += s.sessions;
@@ -83,7 +88,10 @@ pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Resu
             let rec = r?;
             rep.entries += 1;
             match entry::decode_record(lane_number(name).unwrap_or(0), rec.lsn, &rec.payload) {
-                Ok(e) => batch.push((name.clone(), rec.lsn, e)),
+                Ok(e) => {
+                    batch.push((name.clone(), rec.lsn, e));
+                    places.push((rec.segment, rec.offset));
+                }
                 Err(e) => {
                     tracing::error!(lane = %name, lsn = rec.lsn, "journal record does not decode; skipped: {e}");
                     rep.undecodable += 1;
@@ -91,14 +99,14 @@ pub fn rebuild_index_at(dir: &Path, dest: &Path, progress: Progress<'_>) -> Resu
                 }
             }
             if batch.len() + undecodable.len() >= REBUILD_BATCH {
-                flush(&mut batch, &mut undecodable, &mut rep)?;
+                flush(&mut batch, &mut places, &mut undecodable, &mut rep)?;
                 progress("rebuilding the index", rep.entries, total);
             }
         }
-        flush(&mut batch, &mut undecodable, &mut rep)?;
+        flush(&mut batch, &mut places, &mut undecodable, &mut rep)?;
         progress("rebuilding the index", rep.entries, total);
     }
-    flush(&mut batch, &mut undecodable, &mut rep)?;
+    flush(&mut batch, &mut places, &mut undecodable, &mut rep)?;
     rep.applied = index.applied_positions()?;
     index.checkpoint_truncate()?;
     tracing::info!(path = %dest.display(), entries = rep.entries, messages = rep.messages, "index rebuilt from the journal");

@@ -131,7 +131,10 @@ pub(crate) fn restore_lost(
         }
     };
     for chunk in found.chunks(RESTORE_BATCH) {
-        let payloads: Vec<Vec<u8>> = chunk.iter().map(|m| entry::encode(&Entry::Message(m.clone()))).collect();
+        let payloads = chunk
+            .iter()
+            .map(|m| entry::journal_payload(&j, &Entry::Message(m.clone())))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
         j.append_batch(&refs)?;
     }

@@ -2,12 +2,16 @@
 //!
 //! Format (docs/format.md "Journal payloads of the store"): one codec tag byte, then the entry.
 //! Tag 2 (written today) is a kind number followed by tagged fields ([`wire`](crate::wire)); tag 1 (read
-//! forever, never written) is the bincode encoding of the first release ([`legacy`]). An entry of
+//! forever, never written) is the bincode encoding of the first release ([`legacy`]); tag 3 is a
+//! tag-2 entry compressed with zstd ([`compress`]), what the journal gets for long entries. An entry of
 //! an unknown kind, an unknown tag or an unknown critical field was written by a newer version:
 //! decoding says so ([`DecodeError::Newer`], [`DecodeError::UnknownCodec`]) and the store reports
 //! it in its status; it is never skipped in silence.
 
+mod compress;
 mod legacy;
+
+pub use compress::CODEC_ZSTD_V3;
 
 pub use crate::wire::DecodeError;
 use crate::wire::{Record, Writer, put_varint, take_varint};
@@ -105,6 +109,28 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
     w.buf
 }
 
+/// Encodes an entry as a journal payload: tag 2, or tag 3 (compressed) when the entry is long
+/// and compresses by at least an eighth. Every write to a journal goes through here.
+///
+/// `max` bounds the entry's size before compression (the journal's largest record), so that
+/// compression never lets through an entry a reader would need more memory for than the
+/// journal's limit allows; `Err` gives the size.
+// Format: docs/format.md "Codec tag 3".
+pub fn encode_for_journal(entry: &Entry, max: usize) -> Result<Vec<u8>, usize> {
+    let raw = encode(entry);
+    if raw.len() > max {
+        return Err(raw.len());
+    }
+    Ok(compress::for_journal(raw))
+}
+
+/// [`encode_for_journal`] bounded by journal `j`'s largest record: an entry larger than that
+/// before compression is refused as a record too large (nothing is written).
+pub(crate) fn journal_payload(j: &tidelog_journal::Journal, e: &Entry) -> Result<Vec<u8>, tidelog_journal::Error> {
+    let max = j.max_record_size();
+    encode_for_journal(e, max as usize).map_err(|len| tidelog_journal::Error::RecordTooLarge { len, max })
+}
+
 /// The field number of padding: any entry may end with it (wire 2, non-critical, zero bytes),
 /// which every reader skips. An erase that overwrites a record in place pads the new entry to
 /// the record's length with it. Never used for anything else, in any kind.
@@ -113,8 +139,9 @@ pub(crate) const PAD_FIELD: u32 = 127;
 /// Encodes `entry` padded to exactly `len` bytes (see [`PAD_FIELD`]); `None` if its encoding is
 /// longer or the gap is 1 or 2 bytes (less than a padding field). An `Erased` entry fits any
 /// length from 2 bytes: when the gap is too small it drops its `kind` field (2 bytes) to make
-/// room.
-// Format: docs/format.md "Entry encoding, tag 2" (padding).
+/// room. An entry whose tag-2 encoding does not fit (part of a record that was compressed) is
+/// compressed and padded with zeros after its frame (tag 3).
+// Format: docs/format.md "Entry encoding, tag 2" (padding), "Codec tag 3".
 pub(crate) fn encode_padded(entry: &Entry, len: usize) -> Option<Vec<u8>> {
     let pad = |buf: Vec<u8>| -> Option<Vec<u8>> {
         let gap = len.checked_sub(buf.len())?;
@@ -139,7 +166,18 @@ pub(crate) fn encode_padded(entry: &Entry, len: usize) -> Option<Vec<u8>> {
         }
         None
     };
-    pad(encode(entry)).or_else(|| match entry {
+    let raw = encode(entry);
+    let compressed_padded = |raw: &[u8]| {
+        // A tag-3 payload is padded with zeros after its frame (docs/format.md "Codec tag 3"):
+        // what a record that was compressed needs when part of it is erased.
+        let mut c = compress::compress(raw)?;
+        if c.len() > len {
+            return None;
+        }
+        c.resize(len, 0);
+        Some(c)
+    };
+    pad(raw.clone()).or_else(|| compressed_padded(&raw)).or_else(|| match entry {
         // Tag and kind alone (an `Erased` entry of kind 0, unknown), the kind as a one- or
         // two-byte varint: some base fits every length from 2 bytes up.
         Entry::Erased(_) => pad(vec![CODEC_FIELDS_V2, 8]).or_else(|| pad(vec![CODEC_FIELDS_V2, 0x88, 0])),
@@ -175,6 +213,7 @@ pub fn decode(payload: &[u8]) -> Result<Entry, DecodeError> {
             };
             Ok(e)
         }
+        CODEC_ZSTD_V3 => decode(&compress::decompress(rest)?),
         t => Err(DecodeError::UnknownCodec(t)),
     }
 }

@@ -173,7 +173,11 @@ fn padded_entries_have_the_exact_length_and_decode_as_without_padding() {
             assert_eq!(super::decode(&padded).unwrap(), e, "{name} padded to {len}");
         }
         if !matches!(e, Entry::Erased(_)) {
-            assert!(super::encode_padded(&e, plain.len() - 1).is_none(), "{name}");
+            // Shorter than its tag-2 encoding: only compressed, if that fits.
+            if let Some(p) = super::encode_padded(&e, plain.len() - 1) {
+                assert_eq!(p[0], super::CODEC_ZSTD_V3, "{name}");
+                assert_eq!(super::decode(&p).unwrap(), e, "{name}");
+            }
         }
     }
     // An erased record of any length from 2 bytes up.
@@ -271,7 +275,7 @@ fn newer_entries_are_reported_never_skipped() {
 fn garbage_is_an_error_not_a_panic() {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for len in 0..400 {
-        for tag in [CODEC_BINCODE_V1, CODEC_FIELDS_V2] {
+        for tag in [CODEC_BINCODE_V1, CODEC_FIELDS_V2, super::CODEC_ZSTD_V3] {
             let mut p = vec![tag];
             p.extend((0..len).map(|_| {
                 x ^= x << 13;
@@ -315,4 +319,107 @@ fn field_numbers_are_never_reused() {
     numbers_unique(MetaSet::FIELDS);
     numbers_unique(crate::model::Erased::FIELDS);
     numbers_unique(MessageRef::FIELDS);
+}
+
+/// A message long enough to be compressed: a tool output of repeated log lines.
+fn long_message() -> Message {
+    let content: String = (0..400).map(|i| format!("{i:>5} | deploy gateway checkpoint fsync journal ok\n")).collect();
+    Message { role: "tool".into(), content: Some(content), ..full_message() }
+}
+
+#[test]
+fn long_entries_are_compressed_and_decode_the_same() {
+    use super::{CODEC_ZSTD_V3, encode_for_journal};
+    let long = Entry::Message(long_message());
+    let payload = encode_for_journal(&long, usize::MAX).unwrap();
+    assert_eq!(payload[0], CODEC_ZSTD_V3);
+    assert!(payload.len() * 4 < encode(&long).len(), "{} of {} bytes", payload.len(), encode(&long).len());
+    assert_eq!(decode(&payload).unwrap(), long);
+    // Short entries, and long ones that do not compress, stay tag 2.
+    for (name, e) in every_kind() {
+        if encode(&e).len() < super::compress::MIN_BYTES {
+            assert_eq!(encode_for_journal(&e, usize::MAX).unwrap(), encode(&e), "{name}");
+        }
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let noise: String = (0..4000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    // Random text: compressed only if that saves an eighth (zstd's entropy coding usually does).
+    let noisy = Entry::Message(Message { content: Some(noise), ..full_message() });
+    let p = encode_for_journal(&noisy, usize::MAX).unwrap();
+    let raw = encode(&noisy).len();
+    assert!(p[0] == CODEC_FIELDS_V2 || p.len() <= raw - raw / 8, "{} of {raw}", p.len());
+    assert_eq!(decode(&p).unwrap(), noisy);
+}
+
+#[test]
+fn a_compressed_entry_is_padded_after_its_frame() {
+    let long = Entry::Message(long_message());
+    let compressed = super::compress::compress(&encode(&long)).unwrap();
+    // Too short for the tag-2 encoding: the padded entry is compressed, zeros after the frame.
+    for len in compressed.len()..compressed.len() + 40 {
+        let padded = super::encode_padded(&long, len).unwrap();
+        assert_eq!(padded.len(), len);
+        assert_eq!(padded[0], super::CODEC_ZSTD_V3);
+        assert_eq!(decode(&padded).unwrap(), long, "padded to {len}");
+    }
+    assert!(super::encode_padded(&long, compressed.len() - 1).is_none());
+    // Anything but zeros after the frame is refused.
+    let mut bad = super::encode_padded(&long, compressed.len() + 8).unwrap();
+    *bad.last_mut().unwrap() = 1;
+    assert!(matches!(decode(&bad), Err(DecodeError::Invalid(_))));
+}
+
+#[test]
+fn damaged_or_hostile_compressed_entries_are_errors() {
+    use super::CODEC_ZSTD_V3;
+    let long = Entry::Message(long_message());
+    let good = super::compress::compress(&encode(&long)).unwrap();
+    // Every flipped bit is an error or (in the frame's slack) the same entry, never a panic.
+    for i in 0..good.len() {
+        for bit in [1u8, 0x10, 0x80] {
+            let mut b = good.clone();
+            b[i] ^= bit;
+            if let Ok(e) = decode(&b) {
+                assert!(matches!(e, Entry::Message(_)));
+            }
+        }
+    }
+    // A tiny frame that claims a huge expansion: refused without allocating it.
+    let tiny = super::compress::compress(&encode(&Entry::Meta(MetaSet { key: "k".into(), value: None }))).unwrap();
+    for claim in [1u64 << 29, 1 << 30, (1 << 30) + 1, u64::MAX] {
+        let mut p = vec![CODEC_ZSTD_V3];
+        put_varint(&mut p, claim);
+        let frame = &tiny[3..];
+        put_varint(&mut p, frame.len() as u64);
+        p.extend_from_slice(frame);
+        assert!(matches!(decode(&p), Err(DecodeError::Invalid(_))), "claim {claim}");
+    }
+    // A frame length beyond the payload, and a compressed entry inside a compressed entry.
+    let mut p = vec![CODEC_ZSTD_V3];
+    put_varint(&mut p, 10);
+    put_varint(&mut p, 1000);
+    p.extend_from_slice(&[0x28, 0xb5, 0x2f, 0xfd]);
+    assert!(matches!(decode(&p), Err(DecodeError::Invalid(_))));
+    let nested = super::compress::compress(&good).unwrap();
+    assert!(matches!(decode(&nested), Err(DecodeError::Invalid(_))));
+}
+
+/// Tag 3 as this version writes it: decoded by every later version (the bytes a future zstd
+/// writes may differ, so only decoding is checked).
+#[test]
+fn compressed_golden_file_decodes() {
+    let p = golden_dir().join("v3-message.bin");
+    if !p.exists() && std::env::var_os("TIDELOG_WRITE_GOLDEN").is_some() {
+        std::fs::write(&p, super::encode_for_journal(&Entry::Message(long_message()), usize::MAX).unwrap()).unwrap();
+    }
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert_eq!(bytes[0], super::CODEC_ZSTD_V3);
+    assert_eq!(decode(&bytes).unwrap(), Entry::Message(long_message()));
 }

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use super::schema::PATCH_COLS;
 use super::text::{Indexed, classify};
 use super::undecodable::{Undecodable, record_undecodable};
-use super::{Ctx, Index, IndexError, Result, collect};
+use super::{BodyAt, Ctx, Index, IndexError, Result, collect};
 use crate::entry::Entry;
 use crate::model::{
     CounterDelta, DeleteSessions, Message, MessageState, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionHistory,
@@ -50,40 +50,48 @@ impl Index {
     // Bypasses the journal: public for the replay tests and the benchmark only.
     #[doc(hidden)]
     pub fn apply_batch(&mut self, entries: &[(String, u64, Entry)]) -> Result<ApplyStats> {
-        self.apply_batch_marked(entries, &[])
+        self.apply_batch_marked(entries, &[], &[])
     }
 
     /// [`Index::apply_batch`], also recording in the same transaction the records of `undecodable`
     /// (left out of the batch because they do not decode) and moving their lanes' positions past
-    /// them: see `undecodable.rs`.
+    /// them: see `undecodable.rs`. `places` (empty, or one per entry: segment id and offset of
+    /// its record) lets a long text stay only in the journal when the index keeps text there
+    /// (`IndexOptions::journal_text`).
     pub(crate) fn apply_batch_marked(
         &mut self,
         entries: &[(String, u64, Entry)],
+        places: &[(u64, u64)],
         undecodable: &[Undecodable],
     ) -> Result<ApplyStats> {
         let limit = self.opts.tool_output_index_bytes;
+        let inline = self.opts.journal_text.is_some().then_some(self.opts.inline_text_bytes);
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin the apply transaction")?;
         let mut stats = ApplyStats::default();
         {
-            let mut a = Applier { tx: &tx, limit, pending_fts: Vec::new(), stats: &mut stats };
+            let mut a = Applier { tx: &tx, limit, inline, pending_fts: Vec::new(), stats: &mut stats };
             a.tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS pending_fts (rid INTEGER PRIMARY KEY)")
                 .ctx("create the pending-fts table")?;
             let mut positions = read_positions(a.tx)?;
             let before = if undecodable.is_empty() { BTreeMap::new() } else { positions.clone() };
             let mut touched = BTreeSet::new();
-            for (lane, lsn, entry) in entries {
+            for (i, (lane, lsn, entry)) in entries.iter().enumerate() {
                 let lsn_i = i64::try_from(*lsn)
                     .map_err(|_| IndexError::PositionOutOfRange { lane: lane.clone(), lsn: *lsn })?;
                 if positions.get(lane).is_some_and(|&p| *lsn <= p) {
                     a.stats.skipped += 1;
                     continue;
                 }
+                let at = places.get(i).and_then(|&(segment, offset)| {
+                    let lane = crate::layout::lane_number(lane)?;
+                    Some(BodyAt { lane, segment, offset, lsn: *lsn })
+                });
                 match entry {
-                    Entry::Message(m) => a.message(m, lane, lsn_i)?,
+                    Entry::Message(m) => a.message(m, lane, lsn_i, at)?,
                     Entry::Session(p) => a.session(p, lane, *lsn)?,
-                    Entry::Update(u) => a.update(u)?,
-                    Entry::Rewrite(r) => a.rewrite(r, lane, lsn_i)?,
+                    Entry::Update(u) => a.update(u, at)?,
+                    Entry::Rewrite(r) => a.rewrite(r, lane, lsn_i, at)?,
                     Entry::Delete(d) => a.delete(d)?,
                     Entry::Counters(c) => a.counters(c, lane, *lsn)?,
                     Entry::Meta(m) => a.meta(m)?,
@@ -115,6 +123,8 @@ impl Index {
 struct Applier<'t, 's> {
     tx: &'t Transaction<'t>,
     limit: usize,
+    /// With text kept in the journal: the longest text kept in the index too.
+    inline: Option<usize>,
     /// Rows inserted and not yet in the full-text index. They are indexed with one statement:
     /// FTS5 flushes its pending terms at every statement boundary, so one INSERT per message
     /// would write one index segment per message (measured: ~2x slower compaction).
@@ -185,12 +195,19 @@ impl Applier<'_, '_> {
         Ok(self.history(session)?.state(num))
     }
 
-    fn message(&mut self, m: &Message, lane: &str, lsn: i64) -> Result<()> {
+    /// Where a text goes: `Some` (the place of its record) when it is kept only in the journal.
+    fn text_place(&self, text: Option<&str>, at: Option<BodyAt>) -> Option<BodyAt> {
+        let inline = self.inline?;
+        at.filter(|_| text.is_some_and(|t| t.len() > inline))
+    }
+
+    fn message(&mut self, m: &Message, lane: &str, lsn: i64, at: Option<BodyAt>) -> Result<()> {
         let Some(state) = self.late_state(&m.session_id, m.num)? else {
             self.stats.erased_messages += 1;
             return Ok(());
         };
-        let inserted = insert_message(self.tx, m, state, lane, lsn, self.limit).ctx("insert a message")?;
+        let body = self.text_place(m.content.as_deref(), at);
+        let inserted = insert_message(self.tx, m, state, lane, lsn, self.limit, body).ctx("insert a message")?;
         if inserted == 0 {
             self.stats.duplicate_messages += 1;
             return Ok(());
@@ -358,7 +375,7 @@ impl Applier<'_, '_> {
         Ok(())
     }
 
-    fn update(&mut self, u: &MessageUpdate) -> Result<()> {
+    fn update(&mut self, u: &MessageUpdate, at: Option<BodyAt>) -> Result<()> {
         self.stats.operations += 1;
         let old = self
             .tx
@@ -384,11 +401,10 @@ impl Applier<'_, '_> {
         let (fts_len, fts_text) = fts_columns(&m, self.limit);
         self.tx
             .execute(
-                "UPDATE messages SET content = ?2, api_content = ?3, platform_message_id = ?4, tool_calls = ?5, \
-                 finish_reason = ?6, token_count = ?7, extra = ?8, fts_len = ?9, fts_text = ?10 WHERE rid = ?1",
+                "UPDATE messages SET api_content = ?2, platform_message_id = ?3, tool_calls = ?4, \
+                 finish_reason = ?5, token_count = ?6, extra = ?7, fts_len = ?8, fts_text = ?9 WHERE rid = ?1",
                 params![
                     u.num,
-                    m.content,
                     m.api_content,
                     m.platform_message_id,
                     m.tool_calls,
@@ -400,6 +416,18 @@ impl Applier<'_, '_> {
                 ],
             )
             .ctx("update a message")?;
+        if text_changes {
+            // The new text: in the index, or only in the update's record.
+            let body = self.text_place(m.content.as_deref(), at);
+            let p = body_params(body);
+            self.tx
+                .execute(
+                    "UPDATE messages SET content = ?2, body_lane = ?3, body_seg = ?4, body_off = ?5, body_lsn = ?6 \
+                     WHERE rid = ?1",
+                    params![u.num, if body.is_some() { None } else { m.content.as_deref() }, p[0], p[1], p[2], p[3]],
+                )
+                .ctx("update a message's text")?;
+        }
         if text_changes {
             self.pending_fts.push(u.num);
         }
@@ -417,7 +445,7 @@ impl Applier<'_, '_> {
         Ok(())
     }
 
-    fn rewrite(&mut self, r: &Rewrite, lane: &str, lsn: i64) -> Result<()> {
+    fn rewrite(&mut self, r: &Rewrite, lane: &str, lsn: i64, at: Option<BodyAt>) -> Result<()> {
         self.stats.operations += 1;
         let mode = r.rewrite_mode();
         if mode == RewriteMode::Delete {
@@ -460,7 +488,7 @@ impl Applier<'_, '_> {
             self.refold_session(&r.session_id)?;
         }
         for m in &r.messages {
-            self.message(m, lane, lsn)?;
+            self.message(m, lane, lsn, at)?;
         }
         Ok(())
     }
@@ -573,9 +601,19 @@ pub(super) fn fts_columns(m: &Message, limit: usize) -> (Option<i64>, Option<Str
     }
 }
 
+/// The `body_*` column values of a text's place (NULLs for a text kept in the index).
+fn body_params(at: Option<BodyAt>) -> [Option<i64>; 4] {
+    let i = |v: u64| i64::try_from(v).ok();
+    match at {
+        Some(b) => [i(b.lane), i(b.segment), i(b.offset), i(b.lsn)],
+        None => [None; 4],
+    }
+}
+
 /// Inserts a message's row in `messages` (not yet in the trigram index: its caller indexes the
 /// rows it inserted); a message whose id or integer id is already there is left as it is (0).
-/// An integer id of 0 (direct callers of `apply_batch` only) lets SQLite pick one.
+/// An integer id of 0 (direct callers of `apply_batch` only) lets SQLite pick one. With `body`,
+/// its text is kept only in the journal, at that place.
 pub(super) fn insert_message(
     conn: &rusqlite::Connection,
     m: &Message,
@@ -583,21 +621,24 @@ pub(super) fn insert_message(
     lane: &str,
     lsn: i64,
     limit: usize,
+    body: Option<BodyAt>,
 ) -> rusqlite::Result<usize> {
     let (fts_len, fts_text) = fts_columns(m, limit);
+    let p = body_params(body);
     conn.prepare_cached(
         "INSERT INTO messages (rid, id, session_id, role, content, tool_call_id, tool_name, \
          tool_calls, reasoning, timestamp, token_count, finish_reason, source, extra, \
-         platform_message_id, api_content, active, compacted, lane, lsn, fts_len, fts_text) \
+         platform_message_id, api_content, active, compacted, lane, lsn, fts_len, fts_text, \
+         body_lane, body_seg, body_off, body_lsn) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-         ?19, ?20, ?21, ?22) ON CONFLICT DO NOTHING",
+         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26) ON CONFLICT DO NOTHING",
     )?
     .execute(params![
         (m.num != 0).then_some(m.num),
         m.id,
         m.session_id,
         m.role,
-        m.content,
+        if body.is_some() { None } else { m.content.as_deref() },
         m.tool_call_id,
         m.tool_name,
         m.tool_calls,
@@ -615,5 +656,9 @@ pub(super) fn insert_message(
         lsn,
         fts_len,
         fts_text,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
     ])
 }

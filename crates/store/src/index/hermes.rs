@@ -9,7 +9,7 @@ use rusqlite::types::Value;
 
 use super::Result;
 use super::query::message_from_row;
-use super::schema::MESSAGE_COLS;
+use super::schema::{MESSAGE_COLS, TEXT};
 use crate::error::index::Ctx as _;
 use crate::fts::{HermesRoute, hermes_route};
 use crate::model::{Message, MessageState};
@@ -182,9 +182,9 @@ fn substrings(conn: &Connection, s: &HermesSearch, tokens: &[String]) -> Result<
     let mut clauses = Vec::new();
     for t in tokens {
         let pattern = format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        clauses.push(
-            "(m.content LIKE ? ESCAPE '\\' OR m.tool_name LIKE ? ESCAPE '\\' OR m.tool_calls LIKE ? ESCAPE '\\')",
-        );
+        clauses.push(format!(
+            "(({TEXT}) LIKE ? ESCAPE '\\' OR m.tool_name LIKE ? ESCAPE '\\' OR m.tool_calls LIKE ? ESCAPE '\\')"
+        ));
         params.extend(std::iter::repeat_n(Value::Text(pattern), 3));
     }
     let mut filters = String::new();
@@ -192,7 +192,7 @@ fn substrings(conn: &Connection, s: &HermesSearch, tokens: &[String]) -> Result<
     params.push(Value::Integer(i64::try_from(s.limit).unwrap_or(i64::MAX)));
     params.push(Value::Integer(i64::try_from(s.offset).unwrap_or(i64::MAX)));
     let sql = format!(
-        "SELECT {MESSAGE_COLS}, substr(m.content, max(1, instr(m.content, ?) - 40), 120) \
+        "SELECT {MESSAGE_COLS}, substr({TEXT}, max(1, instr({TEXT}, ?) - 40), 120) \
          FROM messages m JOIN sessions s ON s.id = m.session_id \
          WHERE ({}){filters} ORDER BY m.timestamp DESC LIMIT ? OFFSET ?",
         clauses.join(" OR ")
@@ -211,8 +211,11 @@ pub(crate) fn tail_index(
     tool_output_limit: usize,
 ) -> Result<Connection> {
     let conn = Connection::open_in_memory().ctx("open an in-memory index")?;
+    super::body::register(&conn, None).ctx("register tidelog_body")?;
     conn.execute_batch(super::schema::SCHEMA).ctx("create an in-memory index")?;
-    conn.execute_batch(super::schema::WORDS_TABLES).ctx("create an in-memory word index")?;
+    conn.execute_batch(super::schema::FTS_SOURCE_VIEW).ctx("create an in-memory index")?;
+    conn.execute_batch(super::schema::WORDS_TABLE).ctx("create an in-memory word index")?;
+    conn.execute_batch(super::schema::WORDS_VIEW_AND_TRIGGERS).ctx("create an in-memory word index")?;
     {
         let mut add_session =
             conn.prepare("INSERT OR IGNORE INTO sessions (id, source) VALUES (?1, ?2)").ctx("prepare")?;
@@ -220,7 +223,7 @@ pub(crate) fn tail_index(
             add_session.execute((id, source)).ctx("copy a session")?;
         }
         for (m, state) in messages {
-            super::apply::insert_message(&conn, m, *state, "", 0, tool_output_limit).ctx("copy a message")?;
+            super::apply::insert_message(&conn, m, *state, "", 0, tool_output_limit, None).ctx("copy a message")?;
         }
     }
     conn.execute("INSERT INTO messages_fts (rowid, body, tool_name) SELECT rid, body, tool_name FROM fts_source", [])

@@ -189,7 +189,10 @@ impl Index {
             out.extend(
                 collect(
                     &self.conn,
-                    "SELECT rid, session_id, id, content FROM messages WHERE session_id = ?1",
+                    &format!(
+                        "SELECT m.rid, m.session_id, m.id, {} FROM messages m WHERE m.session_id = ?1",
+                        super::schema::TEXT
+                    ),
                     [s],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
@@ -235,12 +238,29 @@ impl Index {
         }
     }
 
+    /// The lowest LSN of lane `lane` whose record holds a text the index keeps only in the
+    /// journal (retention must not remove its segment).
+    pub(crate) fn first_text_lsn(&self, lane: u64) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT min(body_lsn) FROM messages WHERE body_lane = ?1",
+                [i64::try_from(lane).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
+            .ctx("look for texts kept in the journal")?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
     /// The messages (integer id, session) whose content contains `text`, at most 1,000 (a
     /// deleted message's text found in a file may be part of a message that was kept).
     pub(crate) fn messages_containing(&self, text: &[u8]) -> Result<Vec<(i64, String)>> {
         collect(
             &self.conn,
-            "SELECT rid, session_id FROM messages WHERE instr(CAST(content AS BLOB), ?1) > 0 LIMIT 1000",
+            &format!(
+                "SELECT m.rid, m.session_id FROM messages m WHERE instr(CAST({} AS BLOB), ?1) > 0 LIMIT 1000",
+                super::schema::TEXT
+            ),
             [text],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

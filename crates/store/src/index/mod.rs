@@ -24,6 +24,7 @@
 //! because it would duplicate up to 8 KiB of every tool output. There are no triggers.
 
 mod apply;
+mod body;
 mod hermes;
 mod maintenance;
 mod query;
@@ -45,11 +46,15 @@ pub use crate::error::IndexError;
 pub(crate) use crate::error::index::Ctx;
 pub use apply::ApplyStats;
 pub use apply::legacy_key;
+pub(crate) use body::{BodyAt, read_text};
 pub use hermes::{HermesHit, HermesSearch};
 pub(crate) use hermes::{search as hermes_search_on, tail_index as hermes_tail_index};
 pub use maintenance::CheckpointStats;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
-use schema::{FTS_CONFIG, REWRITE_KEPT_TABLE, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE, WORDS_TABLES};
+use schema::{
+    BODY_COLUMNS, FTS_CONFIG, FTS_SOURCE_VIEW, REWRITE_KEPT_TABLE, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE,
+    WORDS_TABLE, WORDS_VIEW_AND_TRIGGERS,
+};
 pub(crate) use text::{SNIPPET_CONTEXT, head, mark_snippet};
 pub use text::{indexed_text, match_snippet};
 pub(crate) use undecodable::Undecodable;
@@ -62,8 +67,9 @@ pub(crate) use undecodable::Undecodable;
 /// ([`IndexError::NewerSchema`]). A version 2 file is read as it is and upgraded in place by its
 /// first writable open (version 3 adds tables, seeded from the rows a version 2 index holds:
 /// rebuilding a whole index for it would cost hours on a large store, and, with retention, the
-/// messages only the index holds).
-pub const SCHEMA_VERSION: i64 = 4;
+/// messages only the index holds). Version 4 added Hermes' word index and what rewrites kept;
+/// version 5 keeps long message text only in the journal (`body.rs`).
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The oldest schema version read as it is (and upgraded in place by a writable open).
 const OLDEST_READABLE: i64 = 2;
@@ -80,11 +86,24 @@ pub struct IndexOptions {
     /// How long to wait for a lock held by another connection before failing with
     /// `SQLITE_BUSY`. Default: 5 s.
     pub busy_timeout: Duration,
+    /// The store folder whose lanes hold the journal records applied to this index: a message
+    /// text longer than `inline_text_bytes` is then kept only there, and read back through its
+    /// place (`body.rs`). `None` (the default for an index used alone, and for a store with
+    /// retention, which removes segments): every text is kept in the index.
+    pub journal_text: Option<PathBuf>,
+    /// Texts up to this many bytes stay in the index even with `journal_text` (reading a short
+    /// text from the journal costs more than the bytes it saves). Default: 256.
+    pub inline_text_bytes: usize,
 }
 
 impl Default for IndexOptions {
     fn default() -> Self {
-        IndexOptions { tool_output_index_bytes: 8 * 1024, busy_timeout: Duration::from_secs(5) }
+        IndexOptions {
+            tool_output_index_bytes: 8 * 1024,
+            busy_timeout: Duration::from_secs(5),
+            journal_text: None,
+            inline_text_bytes: 256,
+        }
     }
 }
 
@@ -94,6 +113,9 @@ pub struct Index {
     pub(super) conn: Connection,
     pub(super) path: PathBuf,
     pub(super) opts: IndexOptions,
+    /// A read-only connection to an index older than version 5, read through a `temp` view of
+    /// `messages` (which takes no `INDEXED BY`).
+    pub(super) old_view: bool,
 }
 
 impl Index {
@@ -109,6 +131,7 @@ impl Index {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).ctx("open the index")?;
         conn.busy_timeout(opts.busy_timeout).ctx("set the busy timeout")?;
+        body::register(&conn, text_store(path, opts)).ctx("register tidelog_body")?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).ctx("set journal_mode=WAL")?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -123,7 +146,7 @@ impl Index {
             conn.pragma_update(None, "fullfsync", "ON").ctx("set fullfsync=ON")?;
             conn.pragma_update(None, "checkpoint_fullfsync", "ON").ctx("set checkpoint_fullfsync=ON")?;
         }
-        let mut index = Index { conn, path: path.to_owned(), opts: opts.clone() };
+        let mut index = Index { conn, path: path.to_owned(), opts: opts.clone(), old_view: false };
         index.init_schema()?;
         Ok(index)
     }
@@ -145,12 +168,23 @@ impl Index {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).ctx("open the index read-only")?;
         conn.busy_timeout(opts.busy_timeout).ctx("set the busy timeout")?;
+        body::register(&conn, text_store(path, opts)).ctx("register tidelog_body")?;
         match schema_version(&conn)? {
             Some(v) => check_version(path, v)?,
             None => return Err(IndexError::NotInitialized { path: path.to_owned() }),
         }
+        let old_view = !has_body_columns(&conn)?;
+        if old_view {
+            // An index older than version 5 that no writer upgraded yet: every text is in it.
+            // A view in `temp` (searched before `main`) gives the queries the columns they name.
+            conn.execute_batch(
+                "CREATE TEMP VIEW messages AS SELECT *, NULL AS body_lane, NULL AS body_seg, NULL AS body_off, \
+                 NULL AS body_lsn FROM main.messages",
+            )
+            .ctx("read an index older than version 5")?;
+        }
         let opts = opts.clone();
-        Ok(Index { conn, path: path.to_owned(), opts })
+        Ok(Index { conn, path: path.to_owned(), opts, old_view })
     }
 
     fn init_schema(&mut self) -> Result<()> {
@@ -165,12 +199,20 @@ impl Index {
                     tx.execute_batch(SESSION_FOLD_TABLES).ctx("add the session fold tables")?;
                     seed_session_fold(&tx)?;
                 }
-                // 3 -> 4: what rewrites kept, empty (no earlier rewrite kept anything); the word
-                // index, filled from the rows.
-                tx.execute_batch(REWRITE_KEPT_TABLE).ctx("add the table of kept messages")?;
-                create_words_index(&tx)?;
-                tx.execute("INSERT INTO messages_words (messages_words) VALUES ('rebuild')", [])
-                    .ctx("fill the word index")?;
+                // 4 -> 5: the place of text kept in the journal (none yet: every text of the
+                // rows already here stays in the index); the views and triggers that read it.
+                tx.execute_batch(BODY_COLUMNS).ctx("add the columns of text kept in the journal")?;
+                tx.execute_batch(FTS_SOURCE_VIEW).ctx("make the trigram index's view again")?;
+                if found < 4 {
+                    // 3 -> 4: what rewrites kept, empty (no earlier rewrite kept anything); the
+                    // word index, filled from the rows.
+                    tx.execute_batch(REWRITE_KEPT_TABLE).ctx("add the table of kept messages")?;
+                    create_words_index(&tx)?;
+                    tx.execute("INSERT INTO messages_words (messages_words) VALUES ('rebuild')", [])
+                        .ctx("fill the word index")?;
+                } else {
+                    tx.execute_batch(WORDS_VIEW_AND_TRIGGERS).ctx("make the word index's view and triggers again")?;
+                }
                 tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION])
                     .ctx("write the schema version")?;
                 tx.commit().ctx("commit the schema upgrade")?;
@@ -179,6 +221,7 @@ impl Index {
             return Ok(());
         }
         tx.execute_batch(SCHEMA).ctx("create the schema")?;
+        tx.execute_batch(FTS_SOURCE_VIEW).ctx("create the schema")?;
         tx.execute_batch(UNDECODABLE_TABLE).ctx("create the schema")?;
         tx.execute_batch(SESSION_FOLD_TABLES).ctx("create the schema")?;
         create_words_index(&tx)?;
@@ -200,7 +243,8 @@ impl Index {
 
 /// The word index (schema 4) with its FTS5 settings.
 fn create_words_index(tx: &rusqlite::Transaction<'_>) -> Result<()> {
-    tx.execute_batch(WORDS_TABLES).ctx("create the word index")?;
+    tx.execute_batch(WORDS_TABLE).ctx("create the word index")?;
+    tx.execute_batch(WORDS_VIEW_AND_TRIGGERS).ctx("create the word index")?;
     for (name, value) in FTS_CONFIG {
         tx.execute("INSERT INTO messages_words (messages_words, rank) VALUES (?1, ?2)", (name, value))
             .ctx("configure the word index")?;
@@ -282,6 +326,23 @@ fn check_version(path: &Path, found: i64) -> Result<()> {
         return Err(IndexError::Corrupt { path: path.to_owned(), detail: format!("invalid schema version {found}") });
     }
     Ok(())
+}
+
+/// The store whose journal holds the texts the index at `path` does not: the one named in the
+/// options, or else the folder of the index file when it holds lanes (a store's own index).
+fn text_store(path: &Path, opts: &IndexOptions) -> Option<PathBuf> {
+    opts.journal_text.clone().or_else(|| {
+        let dir = path.parent()?;
+        dir.join(crate::layout::LANES_DIR).is_dir().then(|| dir.to_owned())
+    })
+}
+
+/// Whether `messages` has the columns of schema 5 (the place of text kept in the journal).
+fn has_body_columns(conn: &Connection) -> Result<bool> {
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'body_lsn'", [], |r| r.get(0))
+        .ctx("read the columns of messages")?;
+    Ok(n > 0)
 }
 
 /// Runs a query and collects its rows.

@@ -210,13 +210,14 @@ impl Index {
         f: &mut dyn FnMut(Message) -> bool,
     ) -> Result<()> {
         // The (session, timestamp, rid) and (timestamp) indexes give this order without sorting.
+        let by_time = if self.old_view { "" } else { "INDEXED BY messages_timestamp" };
         let sql = match session_id {
             Some(_) => format!(
                 "SELECT {MESSAGE_COLS} FROM messages m WHERE m.session_id = ?1 \
                  AND (?2 IS NULL OR m.timestamp >= ?2) AND m.active = 1 ORDER BY m.timestamp, m.rid"
             ),
             None => format!(
-                "SELECT {MESSAGE_COLS} FROM messages m INDEXED BY messages_timestamp WHERE ?1 IS NULL \
+                "SELECT {MESSAGE_COLS} FROM messages m {by_time} WHERE ?1 IS NULL \
                  AND (?2 IS NULL OR m.timestamp >= ?2) AND m.active = 1 ORDER BY m.timestamp, m.rid"
             ),
         };

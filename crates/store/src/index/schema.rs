@@ -1,5 +1,46 @@
 //! The SQL schema of the index and the column lists the queries share.
 
+/// A message's text (schema 5): the `content` column of a `messages` row named by the prefix
+/// (`""`, `"m."`, `"new."`, `"old."`), or, when the text is kept only in the journal, the
+/// journal's copy through the SQL function `tidelog_body` (`body.rs`), registered on every
+/// connection the index opens.
+macro_rules! text_of {
+    ($p:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $p,
+            "body_lsn IS NULL THEN ",
+            $p,
+            "content ELSE tidelog_body(",
+            $p,
+            "body_lane, ",
+            $p,
+            "body_seg, ",
+            $p,
+            "body_off, ",
+            $p,
+            "body_lsn, ",
+            $p,
+            "rid) END"
+        )
+    };
+}
+
+/// What the word index holds of a row: its text, tool name and tool calls, as Hermes indexes.
+macro_rules! words_of {
+    ($p:literal) => {
+        concat!(
+            "COALESCE(",
+            text_of!($p),
+            ", '') || ' ' || COALESCE(",
+            $p,
+            "tool_name, '') || ' ' || COALESCE(",
+            $p,
+            "tool_calls, '')"
+        )
+    };
+}
+
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
 CREATE TABLE messages (
@@ -24,7 +65,13 @@ CREATE TABLE messages (
     lane TEXT NOT NULL,
     lsn INTEGER NOT NULL,
     fts_len INTEGER,
-    fts_text TEXT
+    fts_text TEXT,
+    -- Schema 5: where `content` is when it is kept only in the journal (then `content` is NULL):
+    -- lane number, segment, offset and LSN of the record that holds it. See TEXT below.
+    body_lane INTEGER,
+    body_seg INTEGER,
+    body_off INTEGER,
+    body_lsn INTEGER
 );
 CREATE INDEX messages_session ON messages (session_id, timestamp, rid);
 CREATE INDEX messages_session_rid ON messages (session_id, rid);
@@ -68,19 +115,29 @@ CREATE TABLE session_ops (
 CREATE TABLE deleted_sessions (id TEXT PRIMARY KEY, op INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE user_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE applied (lane TEXT PRIMARY KEY, lsn INTEGER NOT NULL);
-CREATE VIEW fts_source (rid, body, tool_name) AS
-    SELECT rid,
-           CASE WHEN fts_text IS NOT NULL THEN fts_text
-                WHEN fts_len IS NOT NULL THEN CAST(substr(CAST(content AS BLOB), 1, fts_len) AS TEXT)
-                ELSE content END,
-           tool_name
-    FROM messages;
 CREATE VIRTUAL TABLE messages_fts USING fts5 (
     body, tool_name,
     content = 'fts_source', content_rowid = 'rid',
     tokenize = 'trigram', detail = full
 );
 "#;
+
+/// The view the trigram index reads its rows from (its external content): created with the
+/// schema, and made again by the upgrade to version 5 (the text may be in the journal).
+pub(super) const FTS_SOURCE_VIEW: &str = concat!(
+    "CREATE VIEW fts_source (rid, body, tool_name) AS SELECT rid, \
+     CASE WHEN fts_text IS NOT NULL THEN fts_text \
+     WHEN fts_len IS NOT NULL THEN CAST(substr(CAST(",
+    text_of!(""),
+    " AS BLOB), 1, fts_len) AS TEXT) ELSE ",
+    text_of!(""),
+    " END, tool_name FROM messages;"
+);
+
+/// A message's text in a query over `messages m`: the `content` column, or (schema 5) the
+/// journal's copy through the SQL function `tidelog_body` (registered on every connection the
+/// index opens; see `body.rs`).
+pub(super) const TEXT: &str = text_of!("m.");
 
 /// Added by schema version 3 (created in place in a version 2 file by its first writable open):
 /// journal records left out of the index because they do not decode (written by a newer version,
@@ -125,27 +182,45 @@ CREATE TABLE undecodable (
 /// triggers on `messages`, so every path that inserts, changes or deletes a row (apply, erase,
 /// rebuild) keeps it exact; `secure-delete` as for the trigram index. Used by
 /// [`Index::search_hermes`](super::Index::search_hermes).
-pub(super) const WORDS_TABLES: &str = "
-CREATE VIEW words_source (rid, body) AS
-    SELECT rid, COALESCE(content, '') || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(tool_calls, '')
-    FROM messages;
+pub(super) const WORDS_TABLE: &str = "
 CREATE VIRTUAL TABLE messages_words USING fts5 (
     body, content = 'words_source', content_rowid = 'rid', tokenize = 'unicode61', detail = full
 );
-CREATE TRIGGER messages_words_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_words (rowid, body) VALUES (new.rid,
-        COALESCE(new.content, '') || ' ' || COALESCE(new.tool_name, '') || ' ' || COALESCE(new.tool_calls, ''));
-END;
-CREATE TRIGGER messages_words_delete AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_words (messages_words, rowid, body) VALUES ('delete', old.rid,
-        COALESCE(old.content, '') || ' ' || COALESCE(old.tool_name, '') || ' ' || COALESCE(old.tool_calls, ''));
-END;
-CREATE TRIGGER messages_words_update AFTER UPDATE OF content, tool_name, tool_calls ON messages BEGIN
-    INSERT INTO messages_words (messages_words, rowid, body) VALUES ('delete', old.rid,
-        COALESCE(old.content, '') || ' ' || COALESCE(old.tool_name, '') || ' ' || COALESCE(old.tool_calls, ''));
-    INSERT INTO messages_words (rowid, body) VALUES (new.rid,
-        COALESCE(new.content, '') || ' ' || COALESCE(new.tool_name, '') || ' ' || COALESCE(new.tool_calls, ''));
-END;
+";
+
+/// The word index's view and triggers (schema 4; made again by the upgrade to version 5, which
+/// reads text kept only in the journal through `tidelog_body`).
+pub(super) const WORDS_VIEW_AND_TRIGGERS: &str = concat!(
+    "CREATE VIEW words_source (rid, body) AS SELECT rid, ",
+    words_of!(""),
+    " FROM messages;\n",
+    "CREATE TRIGGER messages_words_insert AFTER INSERT ON messages BEGIN \
+     INSERT INTO messages_words (rowid, body) VALUES (new.rid, ",
+    words_of!("new."),
+    "); END;\n",
+    "CREATE TRIGGER messages_words_delete AFTER DELETE ON messages BEGIN \
+     INSERT INTO messages_words (messages_words, rowid, body) VALUES ('delete', old.rid, ",
+    words_of!("old."),
+    "); END;\n",
+    "CREATE TRIGGER messages_words_update AFTER UPDATE OF content, tool_name, tool_calls, body_lsn ON messages BEGIN \
+     INSERT INTO messages_words (messages_words, rowid, body) VALUES ('delete', old.rid, ",
+    words_of!("old."),
+    "); INSERT INTO messages_words (rowid, body) VALUES (new.rid, ",
+    words_of!("new."),
+    "); END;\n",
+);
+
+/// The columns schema 5 adds to `messages` (see [`SCHEMA`]).
+pub(super) const BODY_COLUMNS: &str = "
+ALTER TABLE messages ADD COLUMN body_lane INTEGER;
+ALTER TABLE messages ADD COLUMN body_seg INTEGER;
+ALTER TABLE messages ADD COLUMN body_off INTEGER;
+ALTER TABLE messages ADD COLUMN body_lsn INTEGER;
+DROP VIEW fts_source;
+DROP VIEW IF EXISTS words_source;
+DROP TRIGGER IF EXISTS messages_words_insert;
+DROP TRIGGER IF EXISTS messages_words_delete;
+DROP TRIGGER IF EXISTS messages_words_update;
 ";
 
 /// FTS5 merge settings, stored in `messages_fts_config` when the schema is created.
@@ -167,9 +242,13 @@ END;
 pub(super) const FTS_CONFIG: &[(&str, i64)] =
     &[("automerge", 8), ("crisismerge", 32), ("hashsize", 8 * 1024 * 1024), ("secure-delete", 1)];
 
-pub(super) const MESSAGE_COLS: &str = "m.id, m.session_id, m.role, m.content, m.tool_call_id, m.tool_name, \
+pub(super) const MESSAGE_COLS: &str = concat!(
+    "m.id, m.session_id, m.role, ",
+    text_of!("m."),
+    ", m.tool_call_id, m.tool_name, \
      m.tool_calls, m.reasoning, m.timestamp, m.token_count, m.finish_reason, m.source, m.extra, \
-     m.rid, m.platform_message_id, m.api_content, m.active, m.compacted";
+     m.rid, m.platform_message_id, m.api_content, m.active, m.compacted"
+);
 
 /// How many columns [`MESSAGE_COLS`] selects (queries read their own columns after these).
 pub(super) const MESSAGE_COL_COUNT: usize = 18;

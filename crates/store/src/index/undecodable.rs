@@ -91,13 +91,13 @@ mod tests {
         let entries =
             vec![("a".to_string(), 1, message("m1")), ("a".into(), 2, message("m2")), ("a".into(), 4, message("m4"))];
         let bad = vec![("a".to_string(), 3, "newer".to_string()), ("b".into(), 1, "newer".into())];
-        ix.apply_batch_marked(&entries, &bad).unwrap();
+        ix.apply_batch_marked(&entries, &[], &bad).unwrap();
         assert_eq!(ix.message_count().unwrap(), 3);
         let p = ix.applied_positions().unwrap();
         assert_eq!((p["a"], p["b"]), (4, 1));
         assert_eq!(ix.undecodable_records(10).unwrap(), (bad.clone(), 2));
         // Replayed: nothing twice.
-        ix.apply_batch_marked(&entries, &bad).unwrap();
+        ix.apply_batch_marked(&entries, &[], &bad).unwrap();
         assert_eq!(ix.undecodable_records(1).unwrap(), (bad[..1].to_vec(), 2));
     }
 
@@ -134,7 +134,7 @@ mod tests {
             ix.conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(ix.message_count().unwrap(), 1);
-        ix.apply_batch_marked(&[], &[("a".to_string(), 3, "newer".to_string())]).unwrap();
+        ix.apply_batch_marked(&[], &[], &[("a".to_string(), 3, "newer".to_string())]).unwrap();
         assert_eq!(ix.undecodable_records(10).unwrap().1, 1);
         // The session fold was seeded from the version 2 row: a late patch (which refolds the
         // row in the store's order) keeps what version 2 had.

@@ -68,7 +68,7 @@ impl Store {
         let mut out = Vec::with_capacity(msgs.len());
         let mut payloads = Vec::with_capacity(msgs.len());
         for m in self.prepare_messages(msgs, &mut out)? {
-            payloads.push(entry::encode(&Entry::Message(m)));
+            payloads.push(entry::journal_payload(&self.inner.lane, &Entry::Message(m))?);
         }
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
         let first = self.inner.lane.append_batch(&refs)?;
@@ -189,7 +189,7 @@ impl Store {
 
     fn write_patch(&self, mut patch: SessionPatch) -> Result<Lsn> {
         patch.op = Some(self.inner.seq()?.next());
-        Ok(self.inner.lane.append(&entry::encode(&Entry::Session(patch)))?)
+        Ok(self.inner.lane.append(&entry::journal_payload(&self.inner.lane, &Entry::Session(patch))?)?)
     }
 
     /// Ends a session now with a reason.

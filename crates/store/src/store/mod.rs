@@ -50,8 +50,13 @@ impl Store {
     ///
     /// Several processes may open the same folder at once; each appends to its own lane and
     /// none waits for another's sync. Exactly one runs the compactor at a time.
-    pub fn open(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+    pub fn open(dir: impl AsRef<Path>, mut opts: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
+        if opts.retention == crate::Retention::Off && opts.index.journal_text.is_none() {
+            // Long texts are kept once, in the journal (docs/design.md "One copy of the text");
+            // with retention, which removes segments, the index keeps every text.
+            opts.index.journal_text = Some(dir.clone());
+        }
         if opts.read_only {
             return Self::open_read_only(dir, opts);
         }

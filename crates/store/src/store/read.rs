@@ -544,3 +544,16 @@ fn session_matches(s: &Session, f: &SessionFilter) -> bool {
     }
     true
 }
+
+impl Store {
+    /// The text of message `rid` kept only in the journal, at the place its index row gives
+    /// (`body_lane`, `body_seg`, `body_off`, `body_lsn`): what the SQL function `tidelog_body`
+    /// returns, for connections the store does not open itself (the Python binding's read-only
+    /// views). An unreadable record is an error naming file and offset.
+    #[doc(hidden)]
+    pub fn text_at(&self, lane: u64, segment: u64, offset: u64, lsn: u64, rid: i64) -> Result<Option<String>> {
+        let at = crate::index::BodyAt { lane, segment, offset, lsn };
+        crate::index::read_text(&self.inner.dir, &self.inner.text_reader, at, rid)
+            .map_err(|detail| crate::error::Error::Decode { lane: crate::layout::lane_name(lane), lsn, detail })
+    }
+}
