@@ -759,6 +759,21 @@ impl PyStore {
         })
     }
 
+    /// The text of message `rid` that the index keeps only in the journal, at the place its row
+    /// gives (the SQL function `tidelog_body` of the index's views, for `sqlite3` connections).
+    fn _text_at(
+        &self,
+        py: Python<'_>,
+        lane: u64,
+        segment: u64,
+        offset: u64,
+        lsn: u64,
+        rid: i64,
+    ) -> PyResult<Option<String>> {
+        let store = self.store(py)?;
+        py.detach(move || store.text_at(lane, segment, offset, lsn, rid)).map_err(|e| to_py(py, e))
+    }
+
     /// A snapshot of the store's state.
     fn status(&self, py: Python<'_>) -> PyResult<PyStoreStatus> {
         let store = self.store(py)?;

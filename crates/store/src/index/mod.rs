@@ -52,8 +52,8 @@ pub(crate) use hermes::{search as hermes_search_on, tail_index as hermes_tail_in
 pub use maintenance::CheckpointStats;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
 use schema::{
-    BODY_COLUMNS, FTS_CONFIG, FTS_SOURCE_VIEW, REWRITE_KEPT_TABLE, SCHEMA, SESSION_FOLD_TABLES, UNDECODABLE_TABLE,
-    WORDS_TABLE, WORDS_VIEW_AND_TRIGGERS,
+    BODY_COLUMNS, DROP_TEXT_READERS, FTS_CONFIG, FTS_SOURCE_VIEW, REWRITE_KEPT_TABLE, SCHEMA, SESSION_FOLD_TABLES,
+    UNDECODABLE_TABLE, WORDS_TABLE, WORDS_VIEW_AND_TRIGGERS,
 };
 pub(crate) use text::{SNIPPET_CONTEXT, head, mark_snippet};
 pub use text::{indexed_text, match_snippet};
@@ -201,7 +201,10 @@ impl Index {
                 }
                 // 4 -> 5: the place of text kept in the journal (none yet: every text of the
                 // rows already here stays in the index); the views and triggers that read it.
-                tx.execute_batch(BODY_COLUMNS).ctx("add the columns of text kept in the journal")?;
+                if !has_body_columns(&tx)? {
+                    tx.execute_batch(BODY_COLUMNS).ctx("add the columns of text kept in the journal")?;
+                }
+                tx.execute_batch(DROP_TEXT_READERS).ctx("drop the views that read text")?;
                 tx.execute_batch(FTS_SOURCE_VIEW).ctx("make the trigram index's view again")?;
                 if found < 4 {
                     // 3 -> 4: what rewrites kept, empty (no earlier rewrite kept anything); the

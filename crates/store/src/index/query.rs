@@ -492,10 +492,30 @@ impl Index {
                              {body_join} WHERE messages_fts MATCH ? AND messages_fts.rowid BETWEEN ? AND ?{filters} \
                              ORDER BY rank, m.rid LIMIT ?"
                         ),
-                        vec![m.clone(), range, range_hi],
+                        vec![m.clone(), range.clone(), range_hi.clone()],
                     )?
                 }
             }
+        };
+
+        // Words past the part of a long tool output the trigram index holds: Hermes' word
+        // index has every message whole, so a whole word anywhere is found (plain queries).
+        let plain = if parsed.is_none() { Some(q.text.split_whitespace().collect()) } else { plain_words(&q.text) };
+        let is_plain = plain.is_some();
+        let picked = if let Some(words) = plain.filter(|_| fts && picked.len() < q.limit) {
+            let words: Vec<&str> = words.into_iter().filter(|w: &&str| w.chars().count() >= 3).collect();
+            let more = run(
+                &format!(
+                    "SELECT m.rid, 0.0 FROM messages_words CROSS JOIN messages m ON m.rid = messages_words.rowid{body_join} \
+                     WHERE messages_words MATCH ? AND messages_words.rowid BETWEEN ? AND ? AND m.fts_len IS NOT NULL\
+                     {filters}{} LIMIT ?",
+                    by_id.replace("m.rid", "messages_words.rowid")
+                ),
+                vec![Value::Text(fts_match_expr(&words)), range, range_hi],
+            )?;
+            merge_hits(picked, more, q.order, q.limit)
+        } else {
+            picked
         };
 
         // Phase 2: the rows, their searchable text and a snippet, for the hits only.
@@ -537,15 +557,44 @@ impl Index {
             };
             let snippet = fts_snippet.filter(|s| !s.is_empty()).unwrap_or_else(|| {
                 let body = body.unwrap_or_default();
-                let words = |t: &str| if parsed.is_none() { match_snippet(t, &q.text) } else { None };
+                let words = |t: &str| if is_plain { match_snippet(t, &q.text) } else { None };
                 words(&body)
                     .or_else(|| tool_name.and_then(|t| words(&t)))
+                    // Found by the word index past the indexed part: the whole text has it.
+                    .or_else(|| message.content.as_deref().and_then(words))
                     .unwrap_or_else(|| head(&body, SNIPPET_CONTEXT))
             });
             hits.push(SearchHit { message, state, snippet, score });
         }
         Ok(hits)
     }
+}
+
+/// The words of an FTS5 query made only of bare words (an implicit AND): no quotes, operators,
+/// prefixes, column filters or groups. `None` for any other query (which keeps FTS5's meaning
+/// on the trigram index alone).
+fn plain_words(text: &str) -> Option<Vec<&str>> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let bare = |w: &&str| {
+        !matches!(*w, "AND" | "OR" | "NOT" | "NEAR")
+            && w.chars().all(|c| c.is_alphanumeric() || c == '_' || (!c.is_ascii() && !c.is_whitespace()))
+    };
+    (!words.is_empty() && words.iter().all(bare)).then_some(words)
+}
+
+/// The trigram index's hits and the word index's (`more`, none of them among the first: the
+/// word index adds only rows the trigram index holds in part), in the order asked, at most
+/// `limit`. By relevance the word index's come after (they matched outside the ranked text).
+fn merge_hits(mut hits: Vec<(i64, f64)>, more: Vec<(i64, f64)>, order: SearchOrder, limit: usize) -> Vec<(i64, f64)> {
+    let seen: std::collections::HashSet<i64> = hits.iter().map(|h| h.0).collect();
+    hits.extend(more.into_iter().filter(|h| !seen.contains(&h.0)));
+    match order {
+        SearchOrder::Oldest => hits.sort_by_key(|h| h.0),
+        SearchOrder::Newest => hits.sort_by_key(|h| std::cmp::Reverse(h.0)),
+        SearchOrder::Relevance => {}
+    }
+    hits.truncate(limit);
+    hits
 }
 
 pub(super) fn message_from_row(r: &Row<'_>) -> rusqlite::Result<(Message, MessageState)> {

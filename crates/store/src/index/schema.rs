@@ -216,7 +216,11 @@ ALTER TABLE messages ADD COLUMN body_lane INTEGER;
 ALTER TABLE messages ADD COLUMN body_seg INTEGER;
 ALTER TABLE messages ADD COLUMN body_off INTEGER;
 ALTER TABLE messages ADD COLUMN body_lsn INTEGER;
-DROP VIEW fts_source;
+";
+
+/// What reads text in the schema before version 5, dropped by the upgrade and made again.
+pub(super) const DROP_TEXT_READERS: &str = "
+DROP VIEW IF EXISTS fts_source;
 DROP VIEW IF EXISTS words_source;
 DROP TRIGGER IF EXISTS messages_words_insert;
 DROP TRIGGER IF EXISTS messages_words_delete;

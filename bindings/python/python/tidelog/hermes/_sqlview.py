@@ -310,9 +310,20 @@ def _sessions_view() -> str:
     return "CREATE TEMP VIEW sessions AS SELECT " + ", ".join(exprs) + " FROM main.sessions AS s"
 
 
-def _messages_view() -> str:
+# A message's text: the index's `content`, or (index schema 5) the journal's copy of a long one,
+# read through the store by the function `tidelog_body` registered on the connection.
+_TEXT = (
+    "(CASE WHEN m.body_lsn IS NULL THEN m.content "
+    "ELSE tidelog_body(m.body_lane, m.body_seg, m.body_off, m.body_lsn, m.rid) END)"
+)
+
+
+def _messages_view(text_in_journal: bool) -> str:
     exprs: list[str] = []
     for name, affinity, default in _MESSAGE_COLUMNS:
+        if name == "content" and text_in_journal:
+            exprs.append(f"{_TEXT} AS content")
+            continue
         if name == "id" or name in _MESSAGE_NATIVE:
             # The index declares these with Hermes' affinities; bare, so that its indexes serve.
             exprs.append(f"m.{'rid' if name == 'id' else name} AS {name}")
@@ -340,11 +351,11 @@ def _row_view(table: str, columns: tuple[_Column, ...]) -> str:
     return f"CREATE TEMP VIEW {table} AS SELECT {', '.join(exprs)} FROM main.user_meta AS u WHERE {where}"
 
 
-def _views() -> list[str]:
+def _views(text_in_journal: bool) -> list[str]:
     own = f"{_key_range(ROW_PREFIX)} OR u.key = {_quote(IMPORT_META_KEY)}"
     views = [
         _sessions_view(),
-        _messages_view(),
+        _messages_view(text_in_journal),
         f"CREATE TEMP VIEW state_meta AS SELECT u.key AS key, u.value AS value FROM main.user_meta AS u "
         f"WHERE NOT ({own})",
         f"CREATE TEMP VIEW schema_version AS SELECT {HERMES_SCHEMA_VERSION} AS version",
@@ -437,7 +448,9 @@ class _SqlView:
             conn.row_factory = sqlite3.Row
             conn.create_function("tl_json", 1, _json_text, deterministic=True)
             conn.create_function("tl_reopen", 3, _reopener(owner))
-            for statement in _views():
+            conn.create_function("tidelog_body", 5, _text_reader(owner), deterministic=True)
+            columns = {row[1] for row in conn.execute("PRAGMA main.table_info(messages)")}
+            for statement in _views("body_lsn" in columns):
                 conn.execute(statement)
             conn.set_authorizer(_authorize)
             conn.owner = owner
@@ -451,6 +464,17 @@ class _SqlView:
             return self.index.stat().st_ino != self.inode
         except FileNotFoundError:
             return True
+
+
+def _text_reader(owner: weakref.ref[_SqlViewMixin]) -> Callable[[int, int, int, int, int], str | None]:
+    def tidelog_body(lane: int, segment: int, offset: int, lsn: int, rid: int) -> str | None:
+        db = owner()
+        if db is None:
+            raise RuntimeError("the SessionDB of this connection is gone")
+        text: str | None = db._store._text_at(lane, segment, offset, lsn, rid)
+        return text
+
+    return tidelog_body
 
 
 def _reopener(owner: weakref.ref[_SqlViewMixin]) -> Callable[[str, Any, Any], None]:

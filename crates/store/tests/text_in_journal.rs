@@ -1,0 +1,194 @@
+//! One copy of the text (docs/design.md "One copy of the text"): a long message text is kept in
+//! the journal only (compressed), the index keeps where it is; every read, search and snippet
+//! gives the whole text; an index written by version 4 (every text inline) is read and upgraded;
+//! a text that cannot be read back is reported, never an empty or wrong message.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tidelog::{HermesSearch, Message, SearchQuery, Store, StoreOptions};
+
+fn opts() -> StoreOptions {
+    StoreOptions { poll_interval: Duration::from_millis(5), ..StoreOptions::default() }
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/store-v4")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A tool output of about 100 KB with `word` near its end.
+fn big_output(word: &str) -> String {
+    let mut s: String = (0..4000).map(|i| format!("{i:06} compile step finished ok\n")).collect();
+    s.push_str(&format!("final line mentions {word} once\n"));
+    s
+}
+
+/// The index rows' (content is NULL, body_lsn) for message `id`, read with a connection of our
+/// own (read-only).
+fn row_of(dir: &Path, id: &str) -> (bool, Option<i64>) {
+    let c = rusqlite::Connection::open_with_flags(dir.join("index.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.query_row("SELECT content IS NULL, body_lsn FROM messages WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+}
+
+fn tool(session: &str, id: &str, text: String) -> Message {
+    Message {
+        id: id.into(),
+        session_id: session.into(),
+        role: "tool".into(),
+        tool_name: Some("build".into()),
+        content: Some(text),
+        ..Message::default()
+    }
+}
+
+#[test]
+fn long_texts_are_kept_once_and_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let text = big_output("zebrafish");
+    store.append(tool("s", "big", text.clone())).unwrap();
+    let short = Message { id: "short".into(), ..tool("s", "", "a short line".into()) };
+    store.append(short).unwrap();
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    // The index keeps where the text is, not the text; a short one stays inline.
+    let (null, at) = row_of(dir.path(), "big");
+    assert!(null && at.is_some(), "the long text is kept in the journal only");
+    assert_eq!(row_of(dir.path(), "short"), (false, None));
+    let index = std::fs::read(dir.path().join("index.db")).unwrap();
+    let marker = b"003999 compile step finished ok";
+    assert!(!index.windows(marker.len()).any(|w| w == marker), "the index file holds no copy of the text");
+    // Reads give it whole.
+    let msgs = store.messages("s").unwrap();
+    assert_eq!(msgs[0].content.as_deref(), Some(text.as_str()));
+    // A word near the end of 100 KB is found by both searches, with a snippet around it.
+    let hits = store.search(&SearchQuery::new("zebrafish")).unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(hits[0].snippet.contains("zebrafish"), "{}", hits[0].snippet);
+    let words = store.search(&SearchQuery::new("final zebrafish")).unwrap();
+    assert_eq!(words.len(), 1);
+    let hermes = store.search_hermes(&HermesSearch { query: "zebrafish".into(), limit: 5, ..Default::default() });
+    let hermes = hermes.unwrap();
+    assert_eq!(hermes.len(), 1);
+    assert!(hermes[0].snippet.contains(">>>zebrafish<<<"), "{}", hermes[0].snippet);
+    // A word in the indexed part is found by the trigram index as before (substring).
+    assert_eq!(store.search(&SearchQuery::new("000001 compile")).unwrap().len(), 1);
+    store.close().unwrap();
+}
+
+#[test]
+fn an_updated_long_text_moves_to_the_update_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let a = store.append(tool("s", "m", big_output("first"))).unwrap();
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    let (_, before) = row_of(dir.path(), "m");
+    let second = big_output("second");
+    let update = tidelog::MessageUpdate {
+        num: a.num.unwrap(),
+        session_id: "s".into(),
+        content: Some(second.clone()),
+        ..Default::default()
+    };
+    store.update_message(update).unwrap();
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    let (null, after) = row_of(dir.path(), "m");
+    assert!(null && after.is_some() && after != before);
+    assert_eq!(store.messages("s").unwrap()[0].content.as_deref(), Some(second.as_str()));
+    assert!(store.search(&SearchQuery::new("first")).unwrap().is_empty(), "the old text left the indexes");
+    assert_eq!(store.search(&SearchQuery::new("second")).unwrap().len(), 1);
+    let hermes = store.search_hermes(&HermesSearch { query: "first".into(), limit: 5, ..Default::default() });
+    assert!(hermes.unwrap().is_empty());
+    store.close().unwrap();
+}
+
+#[test]
+fn a_version_4_store_is_read_and_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(), dir.path());
+    let expected: Vec<serde_json::Value> = std::fs::read_to_string(fixture().join("messages.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Read-only first: the version 4 file as it is.
+    let ro = Store::open(dir.path(), StoreOptions { read_only: true, ..opts() }).unwrap();
+    let texts: Vec<Option<String>> = ro.messages("s1").unwrap().into_iter().map(|m| m.content).collect();
+    let want: Vec<Option<String>> = expected.iter().map(|v| v["content"].as_str().map(str::to_owned)).collect();
+    assert_eq!(texts, want);
+    drop(ro);
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    let texts: Vec<Option<String>> = store.messages("s1").unwrap().into_iter().map(|m| m.content).collect();
+    assert_eq!(texts, want, "the rows version 4 wrote read the same");
+    assert_eq!(store.search(&SearchQuery::new("pelican")).unwrap().len(), 1);
+    // New long texts go to the journal.
+    store.append(tool("s1", "v5-1", big_output("heron"))).unwrap();
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    assert_eq!(row_of(dir.path(), "v4-2"), (false, None), "old rows keep their text inline");
+    let (null, at) = row_of(dir.path(), "v5-1");
+    assert!(null && at.is_some());
+    assert_eq!(store.search(&SearchQuery::new("heron")).unwrap().len(), 1);
+    let v: i64 = rusqlite::Connection::open(dir.path().join("index.db"))
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 5);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_text_that_cannot_be_read_back_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    store.append(tool("s", "big", big_output("osprey"))).unwrap();
+    store.append(tool("t", "after", "a record after it, so the damage is in the middle".into())).unwrap();
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    store.close().unwrap();
+    // Damage the record in the middle of its payload (the index still points at it).
+    let seg = std::fs::read_dir(dir.path().join("lanes/lane-0001"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[64 + 20 + 200] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+    // Opened read-only (a writable open would refuse the lane: damage in the middle).
+    let ro = Store::open(dir.path(), StoreOptions { read_only: true, ..opts() }).unwrap();
+    // Reads answer from what can be read and say what cannot (status, logs); never a message
+    // with a missing or wrong text.
+    let msgs = ro.messages("s").unwrap_or_default();
+    assert!(msgs.iter().all(|m| m.id != "big" || m.content.as_deref() == Some(big_output("osprey").as_str())));
+    let hits = ro.search(&SearchQuery::new("osprey")).unwrap_or_default();
+    assert!(hits.iter().all(|h| h.message.content.as_deref() == Some(big_output("osprey").as_str())));
+    // The text itself, read at its place: an error naming the file and offset.
+    let c =
+        rusqlite::Connection::open_with_flags(dir.path().join("index.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let (lane, seg, off, lsn, rid): (i64, i64, i64, i64, i64) = c
+        .query_row("SELECT body_lane, body_seg, body_off, body_lsn, rid FROM messages WHERE id = 'big'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap();
+    let u = |v: i64| u64::try_from(v).unwrap();
+    let err = ro.text_at(u(lane), u(seg), u(off), u(lsn), rid).unwrap_err().to_string();
+    assert!(err.contains(".seg") && err.contains("checksum"), "{err}");
+    let problems = ro.status().problems;
+    assert!(problems.iter().any(|p| p.contains("cannot be read")), "{problems:?}");
+}
