@@ -370,7 +370,46 @@ fn find_hits(dir: &Path, needles: &Needles) -> Vec<Hit> {
                 }
             }
         }
+        // Compressed records hide their text from a search of bytes: search what they expand to.
+        if path.extension().is_some_and(|e| e == "seg") {
+            for (at, k) in compressed_matches(&path, &ac) {
+                let text = texts.get(k).map(|t| t.to_vec()).unwrap_or_default();
+                let h = hit.get_or_insert_with(|| Hit {
+                    found: DeletedContentFound {
+                        path: path.clone(),
+                        offset: at,
+                        message_id: ids.get(k).cloned().unwrap_or_default(),
+                        occurrences: 0,
+                    },
+                    texts: Vec::new(),
+                });
+                h.found.occurrences += 1;
+                if !h.texts.contains(&text) {
+                    h.texts.push(text);
+                }
+            }
+        }
         out.extend(hit);
+    }
+    out
+}
+
+/// The needles found in the compressed records of the segment file at `path`: (offset of the
+/// record, needle number) per occurrence.
+fn compressed_matches(path: &Path, ac: &AhoCorasick) -> Vec<(u64, usize)> {
+    let Ok(bytes) = fs::read(path) else { return Vec::new() };
+    let Ok(header) = SegmentHeader::decode(&bytes) else { return Vec::new() };
+    let max = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::new();
+    let mut pos = tidelog_journal::SEGMENT_HEADER_LEN;
+    while let Some(rest) = bytes.get(pos..) {
+        let HeaderCheck::Valid(h) = check_record_header(rest, header.salt, max) else { break };
+        if let Some(body) = check_record_body(rest, header.salt, &h)
+            && let Some(plain) = rest.get(body).and_then(entry::uncompressed)
+        {
+            out.extend(ac.find_overlapping_iter(&plain).map(|m| (pos as u64, m.pattern().as_usize())));
+        }
+        pos += usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
     }
     out
 }

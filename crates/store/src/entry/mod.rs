@@ -131,6 +131,14 @@ pub(crate) fn journal_payload(j: &tidelog_journal::Journal, e: &Entry) -> Result
     encode_for_journal(e, max as usize).map_err(|len| tidelog_journal::Error::RecordTooLarge { len, max })
 }
 
+/// The tag-2 bytes of a compressed (tag 3) payload, `None` for any other payload: what the
+/// bytes of a compressed record say, for searches of raw bytes (`verify`'s search for deleted
+/// text) that must see through compression.
+pub(crate) fn uncompressed(payload: &[u8]) -> Option<Vec<u8>> {
+    let (&tag, rest) = payload.split_first()?;
+    (tag == CODEC_ZSTD_V3).then(|| compress::decompress(rest).ok()).flatten()
+}
+
 /// The field number of padding: any entry may end with it (wire 2, non-critical, zero bytes),
 /// which every reader skips. An erase that overwrites a record in place pads the new entry to
 /// the record's length with it. Never used for anything else, in any kind.
