@@ -38,7 +38,12 @@ const QUERIES: &[(&str, &[&str])] = &[
     ("数据库", &["m4"]),
     ("数据", &[]),
     ("early_word", &["tool"]),
-    ("late_word", &[]),
+    // Past the trigram part of a long tool output: whole words (the word index), not substrings,
+    // and only in a query of bare words.
+    ("late_word", &["tool"]),
+    ("ate_wor", &[]),
+    ("\"late_word\"", &[]),
+    ("late_word OR kangaroo", &["m0", "m1"]),
     ("picture", &["mm"]),
     ("image_url", &[]),
     ("abc", &["nul"]),

@@ -55,7 +55,9 @@ use schema::{
     BODY_COLUMNS, DROP_TEXT_READERS, FTS_CONFIG, FTS_SOURCE_VIEW, REWRITE_KEPT_TABLE, SCHEMA, SESSION_FOLD_TABLES,
     UNDECODABLE_TABLE, WORDS_TABLE, WORDS_VIEW_AND_TRIGGERS,
 };
-pub(crate) use text::{SNIPPET_CONTEXT, head, mark_snippet};
+pub(crate) use text::{
+    SNIPPET_CONTEXT, head, mark_snippet, past_prefix_snippet, past_prefix_words, trigram_cut, word_index_matches,
+};
 pub use text::{indexed_text, match_snippet};
 pub(crate) use undecodable::Undecodable;
 

@@ -4,7 +4,9 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::schema::{MESSAGE_COL_COUNT, MESSAGE_COLS, SESSION_COLS};
-use super::text::{SNIPPET_CONTEXT, fts_match_expr, head, like_pattern, match_snippet};
+use super::text::{
+    SNIPPET_CONTEXT, fts_match_expr, head, like_pattern, match_snippet, past_prefix_snippet, past_prefix_words,
+};
 use super::{Ctx, Index, IndexError, Result, collect};
 use crate::fts::{FtsQuery, QuerySyntax, is_blank};
 use crate::model::{Counters, Message, MessageState, RewriteMode, RewriteRule, Session};
@@ -500,10 +502,9 @@ impl Index {
 
         // Words past the part of a long tool output the trigram index holds: Hermes' word
         // index has every message whole, so a whole word anywhere is found (plain queries).
-        let plain = if parsed.is_none() { Some(q.text.split_whitespace().collect()) } else { plain_words(&q.text) };
-        let is_plain = plain.is_some();
-        let picked = if let Some(words) = plain.filter(|_| fts && picked.len() < q.limit) {
-            let words: Vec<&str> = words.into_iter().filter(|w: &&str| w.chars().count() >= 3).collect();
+        let past = past_prefix_words(&q.text, parsed.is_some());
+        let is_plain = past.is_some();
+        let picked = if let Some((words, _)) = past.filter(|_| fts && picked.len() < q.limit) {
             let more = run(
                 &format!(
                     "SELECT m.rid, 0.0 FROM messages_words CROSS JOIN messages m ON m.rid = messages_words.rowid{body_join} \
@@ -511,7 +512,7 @@ impl Index {
                      {filters}{} LIMIT ?",
                     by_id.replace("m.rid", "messages_words.rowid")
                 ),
-                vec![Value::Text(fts_match_expr(&words)), range, range_hi],
+                vec![Value::Text(fts_match_expr(&words)), range.clone(), range_hi.clone()],
             )?;
             merge_hits(picked, more, q.order, q.limit)
         } else {
@@ -557,29 +558,20 @@ impl Index {
             };
             let snippet = fts_snippet.filter(|s| !s.is_empty()).unwrap_or_else(|| {
                 let body = body.unwrap_or_default();
-                let words = |t: &str| if is_plain { match_snippet(t, &q.text) } else { None };
-                words(&body)
-                    .or_else(|| tool_name.and_then(|t| words(&t)))
-                    // Found by the word index past the indexed part: the whole text has it.
-                    .or_else(|| message.content.as_deref().and_then(words))
-                    .unwrap_or_else(|| head(&body, SNIPPET_CONTEXT))
+                if is_plain {
+                    // Plain words (perhaps found past the trigram part): the whole text has them.
+                    past_prefix_snippet(&body, tool_name.as_deref(), message.content.as_deref(), &q.text)
+                } else {
+                    let words = |t: &str| if parsed.is_none() { match_snippet(t, &q.text) } else { None };
+                    words(&body)
+                        .or_else(|| tool_name.and_then(|t| words(&t)))
+                        .unwrap_or_else(|| head(&body, SNIPPET_CONTEXT))
+                }
             });
             hits.push(SearchHit { message, state, snippet, score });
         }
         Ok(hits)
     }
-}
-
-/// The words of an FTS5 query made only of bare words (an implicit AND): no quotes, operators,
-/// prefixes, column filters or groups. `None` for any other query (which keeps FTS5's meaning
-/// on the trigram index alone).
-fn plain_words(text: &str) -> Option<Vec<&str>> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let bare = |w: &&str| {
-        !matches!(*w, "AND" | "OR" | "NOT" | "NEAR")
-            && w.chars().all(|c| c.is_alphanumeric() || c == '_' || (!c.is_ascii() && !c.is_whitespace()))
-    };
-    (!words.is_empty() && words.iter().all(bare)).then_some(words)
 }
 
 /// The trigram index's hits and the word index's (`more`, none of them among the first: the

@@ -162,3 +162,69 @@ pub(crate) fn mark_snippet(text: &str, mut matches: Vec<(usize, usize)>) -> Opti
     }
     Some(out)
 }
+
+/// The words of a search the word index answers for the part of a long tool output the trigram
+/// index does not hold: (words of 3+ characters, shorter words). Words queries: every word (the
+/// short ones still filter on the trigram part, as everywhere). FTS5 queries: only a query of bare
+/// words of 3+ characters (an implicit AND; anything else keeps FTS5's meaning on the trigram
+/// index alone). `None` when it does not apply.
+pub(crate) fn past_prefix_words(text: &str, fts5: bool) -> Option<(Vec<&str>, Vec<&str>)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let bare = |w: &&str| {
+        !matches!(*w, "AND" | "OR" | "NOT" | "NEAR")
+            && w.chars().all(|c| c.is_alphanumeric() || c == '_' || (!c.is_ascii() && !c.is_whitespace()))
+    };
+    if fts5 && !words.iter().all(bare) {
+        return None;
+    }
+    let (long, short): (Vec<&str>, Vec<&str>) = words.into_iter().partition(|w| w.chars().count() >= 3);
+    if long.is_empty() || (fts5 && !short.is_empty()) {
+        return None;
+    }
+    Some((long, short))
+}
+
+/// The snippet of a hit found past the trigram part (the same for the index and the journal's
+/// tail): around the words in the indexed part, the tool name or else the whole text.
+pub(crate) fn past_prefix_snippet(body: &str, tool_name: Option<&str>, content: Option<&str>, query: &str) -> String {
+    match_snippet(body, query)
+        .or_else(|| tool_name.and_then(|t| match_snippet(t, query)))
+        .or_else(|| content.and_then(|c| match_snippet(c, query)))
+        .unwrap_or_else(|| head(body, SNIPPET_CONTEXT))
+}
+
+/// Whether the trigram index holds only the first part of `m`'s text (a long tool output).
+pub(crate) fn trigram_cut(m: &Message, opts: &IndexOptions) -> bool {
+    matches!(classify(m, opts.tool_output_index_bytes), Indexed::Prefix(_))
+}
+
+thread_local! {
+    /// A one-row FTS5 word index (Hermes' tokenizer) for [`word_index_matches`].
+    static ONE_ROW: std::cell::RefCell<Option<rusqlite::Connection>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Whether the word index would find every one of `words` (each a quoted phrase, ANDed) in
+/// message `m`: FTS5's own tokenizer on a one-row table, for messages not in the index yet.
+pub(crate) fn word_index_matches(m: &Message, words: &[&str]) -> bool {
+    let body = format!(
+        "{} {} {}",
+        m.content.as_deref().unwrap_or_default(),
+        m.tool_name.as_deref().unwrap_or_default(),
+        m.tool_calls.as_deref().unwrap_or_default()
+    );
+    ONE_ROW
+        .with(|c| {
+            let mut c = c.borrow_mut();
+            if c.is_none() {
+                let conn = rusqlite::Connection::open_in_memory().ok()?;
+                conn.execute_batch("CREATE VIRTUAL TABLE w USING fts5 (body, tokenize = 'unicode61')").ok()?;
+                *c = Some(conn);
+            }
+            let conn = c.as_ref()?;
+            conn.execute("DELETE FROM w", []).ok()?;
+            conn.execute("INSERT INTO w (body) VALUES (?1)", [&body]).ok()?;
+            conn.query_row("SELECT count(*) FROM w WHERE w MATCH ?1", [fts_match_expr(words)], |r| r.get::<_, i64>(0))
+                .ok()
+        })
+        .is_some_and(|n| n > 0)
+}

@@ -93,7 +93,7 @@ impl Store {
             if !visible(state) {
                 continue;
             }
-            if let Some(snippet) = matcher.snippet(&m, &opts)
+            if let Some(snippet) = matcher.snippet(&m, &opts).or_else(|| past_prefix(q, &matcher, &m, &opts))
                 && seen.insert(m.id.clone())
             {
                 tail_hits.push(SearchHit { message: m, state, snippet, score: 0.0 });
@@ -118,6 +118,26 @@ impl Store {
         all.truncate(q.limit);
         Ok(all)
     }
+}
+
+/// A hit the index finds through its word index past the part of a long tool output its
+/// trigram index holds (see `Index::search_parsed`), found the same way in a message not
+/// indexed yet; its snippet.
+fn past_prefix(q: &SearchQuery, matcher: &Matcher, m: &Message, opts: &IndexOptions) -> Option<String> {
+    let (long, short) = index::past_prefix_words(&q.text, matcher.parsed().is_some())?;
+    if !index::trigram_cut(m, opts) {
+        return None;
+    }
+    let body = index::indexed_text(m, opts).unwrap_or_default();
+    let tool = m.tool_name.as_deref();
+    // Short words filter on the trigram part or the tool name, as the index's LIKE does.
+    let found = |w: &str| {
+        index::match_snippet(&body, w).is_some() || tool.is_some_and(|t| index::match_snippet(t, w).is_some())
+    };
+    if !short.iter().all(|w| found(w)) || !index::word_index_matches(m, &long) {
+        return None;
+    }
+    Some(index::past_prefix_snippet(&body, tool, m.content.as_deref(), &q.text))
 }
 
 /// A search query, read once.
