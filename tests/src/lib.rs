@@ -88,6 +88,64 @@ impl Rng {
     }
 }
 
+/// Every file under `dir` holding one of `needles`, as `grep -roF` prints them (`path:needle`,
+/// sorted, once each), also looking inside the compressed records of journal segments (codec
+/// tag 3), whose bytes do not show their text: each record of a `.seg` file is decoded and
+/// searched in its uncompressed encoding.
+pub fn grep_expanded(dir: &Path, needles: &[String]) -> Vec<String> {
+    if needles.is_empty() {
+        return Vec::new();
+    }
+    let mut cmd = std::process::Command::new("grep");
+    cmd.args(["-roF", "--binary-files=text"]);
+    for n in needles {
+        cmd.arg("-e").arg(n);
+    }
+    let out = cmd.arg(dir).output().expect("grep");
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "seg") {
+                let text = expanded_records(&p);
+                for n in needles {
+                    if text.windows(n.len()).any(|w| w == n.as_bytes()) {
+                        v.push(format!("{}:{n}", p.display()));
+                    }
+                }
+            }
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The uncompressed encodings of the compressed records of the segment file at `path`.
+pub fn expanded_records(path: &Path) -> Vec<u8> {
+    use tidelog_journal::decode::{HeaderCheck, SegmentHeader, check_record_body, check_record_header};
+    let Ok(bytes) = std::fs::read(path) else { return Vec::new() };
+    let Ok(h) = SegmentHeader::decode(&bytes) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut pos = tidelog_journal::SEGMENT_HEADER_LEN;
+    while let Some(rest) = bytes.get(pos..) {
+        let HeaderCheck::Valid(rh) = check_record_header(rest, h.salt, u32::MAX) else { break };
+        if let Some(body) = check_record_body(rest, h.salt, &rh)
+            && let Some(payload) = rest.get(body)
+            && payload.first() == Some(&tidelog::CODEC_ZSTD_V3)
+            && let Ok(e) = tidelog::decode_entry(payload)
+        {
+            out.extend_from_slice(&tidelog::encode_entry(&e));
+            out.push(0);
+        }
+        pos += usize::try_from(rh.frame_len()).unwrap_or(usize::MAX);
+    }
+    out
+}
+
 /// Copies a folder recursively; copies are writable even when the source files are not (test
 /// fixtures are committed read-only in some checkouts).
 pub fn copy_dir(from: &Path, to: &Path) {

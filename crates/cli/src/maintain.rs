@@ -129,7 +129,15 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
             l.error.as_ref().map(|e| format!(", cannot be read: {e}")).unwrap_or_default()
         ))?;
     }
-    say(format!("  journal: {} in {} lane(s)", human_bytes(s.journal_bytes), s.lanes.len()))?;
+    say(format!(
+        "  journal: {} in {} lane(s); on disk {}: {} live, {} reclaimable (erased records' space, given back by \
+         the next erase pass)",
+        human_bytes(s.journal_bytes),
+        s.lanes.len(),
+        human_bytes(s.journal_on_disk),
+        human_bytes(s.journal_on_disk.saturating_sub(s.journal_reclaimable)),
+        human_bytes(s.journal_reclaimable)
+    ))?;
     say(format!("  compactor lag: {} entr(ies) not indexed yet", s.unindexed))?;
     say(format!(
         "  index: {} + {} WAL, {} message(s), {} session(s){}",

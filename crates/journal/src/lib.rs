@@ -43,6 +43,7 @@ mod overwrite;
 mod reader;
 mod recovery;
 mod scan;
+mod space;
 pub mod storage;
 
 pub use at::RecordAt;
@@ -59,6 +60,7 @@ pub use overwrite::{
 };
 pub use reader::{Iter, Record};
 pub use recovery::{RecoveryReport, TornTail};
+pub use space::{SegmentSpace, reclaim_segment, segment_space};
 
 /// Pure decoding functions, exposed for fuzzing and tools.
 pub mod decode {

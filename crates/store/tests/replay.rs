@@ -104,6 +104,11 @@ fn uncommitted_transaction_changes_nothing() {
     let before = Index::open_read_only(&path, &IndexOptions::default()).unwrap().message_ids().unwrap();
     {
         let mut conn = rusqlite::Connection::open(&path).unwrap();
+        // The index's triggers name the store's function for texts kept in the journal.
+        conn.create_scalar_function("tidelog_body", 5, rusqlite::functions::FunctionFlags::SQLITE_UTF8, |_| {
+            Ok(None::<String>)
+        })
+        .unwrap();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
         tx.execute(
             "INSERT INTO messages (id, session_id, role, content, lane, lsn) VALUES ('garbage', 's', 'user', 'garbage text', 'lane-0001', 999)",

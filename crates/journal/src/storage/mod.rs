@@ -63,6 +63,14 @@ pub trait StorageFile: Send + Sync + Debug {
     /// checksum (see `mmap::map_sealed`).
     #[allow(unsafe_code)]
     unsafe fn map_range(&self, offset: u64, len: usize) -> io::Result<FileBytes>;
+    /// Gives the blocks of `[offset, offset + len)` back to the file system while the file keeps
+    /// its length: that range then reads as zeros. Only ever called on ranges that hold zeros
+    /// already (so what the file says never changes, whatever happens meanwhile). Where the
+    /// platform or file system cannot, this does nothing. Default: nothing.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
     /// Whether the file no longer has a name (it was deleted, or replaced by a rename, while
     /// open): writes to it can never be read back by anyone who opens the folder. Default: no.
     fn is_unlinked(&self) -> io::Result<bool> {

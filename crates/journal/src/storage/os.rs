@@ -46,6 +46,24 @@ impl StorageFile for OsFile {
         Ok(self.0.metadata()?.nlink() == 0)
     }
 
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use rustix::fs::FallocateFlags;
+            match rustix::fs::fallocate(&self.0, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len) {
+                Ok(()) => Ok(()),
+                // A file system that cannot: the zeros stay allocated.
+                Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
+                Err(e) => Err(io::Error::from(e)),
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = (offset, len);
+            Ok(())
+        }
+    }
+
     fn allocate(&self, len: u64) -> io::Result<()> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {

@@ -50,6 +50,9 @@ pub(crate) struct Plan {
     deleted: BTreeMap<String, i64>,
     /// Whether any deletion exists at all.
     any_deletion: bool,
+    /// Deletions (lane, LSN) the index has not applied yet: left for a later pass
+    /// ([`Plan::build_applied`]).
+    pub(crate) deferred: Vec<(String, u64)>,
     /// Per lane, the last LSN read.
     pub(crate) read_to: BTreeMap<String, u64>,
     /// Per lane, the LSN of its last deletion (the index must have applied it before the pass
@@ -60,6 +63,18 @@ pub(crate) struct Plan {
 impl Plan {
     /// Reads every record of every lane once.
     pub(crate) fn build(journals: &BTreeMap<String, Journal>) -> Result<Plan> {
+        Plan::build_applied(journals, None)
+    }
+
+    /// [`Plan::build`] with only the history operations the index applied (`applied`: its
+    /// position per lane). An erase must not remove a text before the index has removed its row:
+    /// the full-text indexes are given the row's text back when it leaves them (read from the
+    /// journal for a text kept only there). Operations after `applied` are for a later pass
+    /// (`read_to` stops there, so the pass keeps their markers).
+    pub(crate) fn build_applied(
+        journals: &BTreeMap<String, Journal>,
+        applied: Option<&BTreeMap<String, u64>>,
+    ) -> Result<Plan> {
         let mut msgs: Vec<(String, i64)> = Vec::new();
         // Positioned session writes (patches, counters, rewrites): a session written after its
         // deletion was recreated.
@@ -70,10 +85,30 @@ impl Plan {
         for (name, j) in journals {
             let lane = lane_number(name).unwrap_or(0);
             let mut last = 0;
+            let upto = applied.map(|a| a.get(name).copied().unwrap_or(0));
             for r in j.iter_from(j.first_lsn()) {
                 let r = r?;
+                let Ok(e) = entry::decode_record(lane, r.lsn, &r.payload) else {
+                    last = r.lsn;
+                    continue;
+                };
+                if upto.is_some_and(|u| r.lsn > u) {
+                    // Not applied yet: its messages may be erased by a later operation's pass,
+                    // its operations wait for it.
+                    match e {
+                        Entry::Message(m) => msgs.push((m.session_id, m.num)),
+                        Entry::Rewrite(rw) => {
+                            if rw.rewrite_mode() == crate::model::RewriteMode::Delete {
+                                plan.deferred.push((name.clone(), r.lsn));
+                            }
+                            msgs.extend(rw.messages.into_iter().map(|m| (m.session_id, m.num)));
+                        }
+                        Entry::Delete(_) => plan.deferred.push((name.clone(), r.lsn)),
+                        _ => {}
+                    }
+                    continue;
+                }
                 last = r.lsn;
-                let Ok(e) = entry::decode_record(lane, r.lsn, &r.payload) else { continue };
                 match e {
                     Entry::Message(m) => msgs.push((m.session_id, m.num)),
                     Entry::Rewrite(rw) => {

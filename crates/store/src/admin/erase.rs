@@ -57,6 +57,9 @@ pub struct EraseReport {
     pub erased_records: u64,
     /// Segment files changed.
     pub segments_overwritten: Vec<PathBuf>,
+    /// Bytes of segment files given back to the file system: the blocks of zeros erased records
+    /// are padded with (punched out; the files read the same).
+    pub reclaimed_bytes: u64,
     /// Other files whose deleted content was removed (quarantined copies).
     pub scrubbed: Vec<PathBuf>,
     /// Files and folders removed (leftovers of killed commands, copies of segments).
@@ -101,23 +104,29 @@ pub fn erase_store(dir: &Path, own: Option<&Journal>) -> Result<EraseReport> {
     }
     let (journals, unreadable) = open_lanes(dir)?;
     rep.pending.extend(unreadable);
-    let plan = Plan::build(&journals)?;
-    if index_path.exists() {
-        // The rows of a deletion leave the index when it is applied: one not applied yet (the
-        // compactor lags) keeps its rows there for now.
+    // Only what the index applied: a row leaves the full-text indexes with its text, read from
+    // the journal when the text is kept only there, so the text must still be there then.
+    let applied = if index_path.exists() {
         match Index::open_read_only(&index_path, &IndexOptions::default()).and_then(|ix| ix.applied_positions()) {
-            Ok(applied) => {
-                for (lane, lsn) in &plan.deletion_at {
-                    if applied.get(lane).copied().unwrap_or(0) < *lsn {
-                        rep.pending.push(format!(
-                            "{}: the deletion at LSN {lsn} of lane {lane} is not applied yet",
-                            index_path.display()
-                        ));
-                    }
-                }
+            Ok(a) => Some(a),
+            Err(e) => {
+                rep.pending.push(format!("{}: cannot read its applied positions: {e}", index_path.display()));
+                None
             }
-            Err(e) => rep.pending.push(format!("{}: cannot read its applied positions: {e}", index_path.display())),
         }
+    } else {
+        None
+    };
+    if index_path.exists() && applied.is_none() {
+        clean_leftovers(dir, &mut rep);
+        return Ok(rep);
+    }
+    let plan = Plan::build_applied(&journals, applied.as_ref())?;
+    for (lane, lsn) in &plan.deferred {
+        rep.pending.push(format!(
+            "{}: the deletion at LSN {lsn} of lane {lane} is not applied yet (erased by a later pass)",
+            index_path.display()
+        ));
     }
     if plan.any_deletion() {
         rep.erasable_records = collect_texts(&plan, &journals, &mut rep.needles)?;
@@ -197,6 +206,11 @@ fn erase_lanes(dir: &Path, plan: &Plan, ac: Option<&aho_corasick::AhoCorasick>, 
             }
         };
         for id in ids {
+            // Records erased before space was given back (or by an interrupted pass): their zeros too.
+            match tidelog_journal::reclaim_segment(&ldir, &opts, id) {
+                Ok(n) => rep.reclaimed_bytes += n,
+                Err(e) => warn!(lane = %name, segment = id, "space of erased records not given back: {e}"),
+            }
             let r = tidelog_journal::overwrite_records(
                 &ldir,
                 &opts,
@@ -207,6 +221,7 @@ fn erase_lanes(dir: &Path, plan: &Plan, ac: Option<&aho_corasick::AhoCorasick>, 
             match r {
                 Ok(r) if r.replaced > 0 || r.scrubbed_bytes > 0 => {
                     rep.erased_records += r.replaced;
+                    rep.reclaimed_bytes += r.reclaimed_bytes;
                     rep.segments_overwritten.push(r.path);
                 }
                 Ok(_) => {}

@@ -20,6 +20,11 @@ pub struct LaneStats {
     pub segments: usize,
     /// Bytes of segment files (preallocated space included).
     pub bytes: u64,
+    /// Bytes the file system keeps for them (blocks given back by erasure not counted).
+    pub on_disk: u64,
+    /// Of those, the bytes erased records hold that the next erase pass gives back (whole
+    /// blocks of zeros still allocated).
+    pub reclaimable: u64,
     /// Lowest LSN present.
     pub first_lsn: u64,
     /// Highest readable LSN.
@@ -41,6 +46,10 @@ pub struct StoreStats {
     pub lanes: Vec<LaneStats>,
     /// Total bytes of segment files.
     pub journal_bytes: u64,
+    /// Total bytes the file system keeps for them.
+    pub journal_on_disk: u64,
+    /// Total bytes erased records hold that an erase pass gives back.
+    pub journal_reclaimable: u64,
     /// Journal entries not yet applied to the index (compactor lag).
     pub unindexed: u64,
     /// Size of `index.db`.
@@ -110,6 +119,17 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
                 }
             }
         }
+        if let Ok(ids) = tidelog_journal::segment_ids(&ldir, &read_options(RecoveryMode::Salvage)) {
+            for id in ids {
+                match tidelog_journal::segment_space(&ldir, &read_options(RecoveryMode::Salvage), id) {
+                    Ok(sp) => {
+                        ls.on_disk += sp.allocated;
+                        ls.reclaimable += sp.reclaimable;
+                    }
+                    Err(e) => st.problems.push(format!("lane {name} segment {id}: cannot measure: {e}")),
+                }
+            }
+        }
         // Salvage in memory (nothing is changed): every valid record counts, damage is named.
         match Journal::open_read_only(&ldir, read_options(RecoveryMode::Salvage)) {
             Ok(j) => {
@@ -129,6 +149,8 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
         ls.applied_lsn = positions.as_ref().map(|p| p.get(&name).copied().unwrap_or(0));
         st.unindexed += ls.last_lsn.saturating_sub(ls.applied_lsn.unwrap_or(0));
         st.journal_bytes += ls.bytes;
+        st.journal_on_disk += ls.on_disk;
+        st.journal_reclaimable += ls.reclaimable;
         st.lanes.push(ls);
     }
     Ok(st)

@@ -265,7 +265,8 @@ fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progre
         }
         return iv;
     }
-    let opts = IndexOptions::default();
+    // The copy below is checked in a scratch folder: its texts kept in the journal are the store's.
+    let opts = IndexOptions { journal_text: Some(dir.to_owned()), ..IndexOptions::default() };
     let ix = match Index::open_read_only(&path, &opts) {
         Ok(ix) => ix,
         Err(e) => {
