@@ -26,6 +26,8 @@ INSIGHTS_SESSION_COLS = (
     "actual_cost_usd, cost_status, cost_source, api_call_count"
 )
 
+LONG_OUTPUT = "".join(f"{i:05d} make: building target number {i}\n" for i in range(800))
+
 # (query, takes the source as a second parameter)
 INSIGHTS_QUERIES: list[tuple[str, bool]] = [
     (f"SELECT {INSIGHTS_SESSION_COLS} FROM sessions WHERE started_at >= ? ORDER BY started_at DESC", False),
@@ -212,6 +214,8 @@ def scenario(db: Any, costs: bool = True) -> None:
     db.append_message("s1", "assistant", "looking", tool_calls=TOOL_CALLS, reasoning="think")
     db.append_message("s1", "tool", "skill text", tool_name="skill_view", tool_call_id="call_1")
     db.append_message("s1", "tool", "a b c", tool_name="terminal", tool_call_id="call_2")
+    # Long enough that tidelog keeps the text only in its journal (read through tidelog_body).
+    db.append_message("s1", "tool", LONG_OUTPUT, tool_name="terminal", tool_call_id="call_3")
     db.append_message("s2", "user", "hi", platform_message_id="tg-1")
     db.append_message("s2", "assistant", "hello", finish_reason="stop", token_count=3)
     db.append_message("s3", "user", "child question")

@@ -6,7 +6,7 @@
 //! the SQLite file are built once under `--dir` and reused by later runs).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -269,5 +269,35 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
         sk as f64 / stotal.as_secs_f64(),
         total.as_secs_f64() / stotal.as_secs_f64()
     )?;
+    drop(store);
+    drop(c);
+    bytes_on_disk(&store_dir, &db, n, out)
+}
+
+/// Bytes on disk (allocated blocks) per message of the store (journal, index, whole folder) and
+/// of the SQLite database with Hermes' schema holding the same messages.
+fn bytes_on_disk(store_dir: &Path, db: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
+    fn on_disk(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
+        if m.is_dir() {
+            std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| on_disk(&e.path())).sum()
+        } else {
+            m.blocks() * 512
+        }
+    }
+    let journal = on_disk(&store_dir.join("lanes"));
+    let index = ["index.db", "index.db-wal", "index.db-shm"].iter().map(|f| on_disk(&store_dir.join(f))).sum::<u64>();
+    let all = on_disk(store_dir);
+    let sqlite =
+        ["", "-wal", "-shm"].iter().map(|x| on_disk(&PathBuf::from(format!("{}{x}", db.display())))).sum::<u64>();
+    let per = |b: u64| b as f64 / n as f64;
+    writeln!(out, "\n### Bytes on disk, {n} messages (allocated blocks)\n")?;
+    writeln!(out, "| | bytes | per message | against SQLite |")?;
+    writeln!(out, "|---|---:|---:|---:|")?;
+    for (what, b) in [("journal", journal), ("index", index), ("whole store", all), ("SQLite (Hermes schema)", sqlite)]
+    {
+        writeln!(out, "| {what} | {b} | {:.0} | {:.2}x |", per(b), b as f64 / sqlite.max(1) as f64)?;
+    }
     Ok(())
 }

@@ -145,3 +145,56 @@ fn a_replacement_of_another_length_is_refused() {
     assert!(e.to_string().contains("same") || e.to_string().contains("length"), "{e}");
     assert_eq!(j.iter_from(1).next().unwrap().unwrap().payload, b"hello");
 }
+
+/// The blocks of zeros an overwrite leaves (an erased record's padding) go back to the file
+/// system; the file reads the same, every record still checks, and the space is counted as
+/// reclaimable until then ([`tidelog_journal::segment_space`]). A pass over blocks of zeros that
+/// erasures of an older version left gives them back too.
+#[test]
+fn erased_records_give_their_blocks_back() {
+    use tidelog_journal::{reclaim_segment, segment_space};
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options { segment_size: 1 << 20, ..Options::default() };
+    let j = Journal::open(dir.path(), o.clone()).unwrap();
+    let big = |i: u8| vec![b'a' + i; 40_000];
+    for i in 0..4 {
+        j.append(&big(i)).unwrap();
+    }
+    j.seal_active().unwrap();
+    let id = segment_ids(dir.path(), &o).unwrap()[0];
+    let path = dir.path().join(segment_file_name(id));
+    let before = segment_space(dir.path(), &o, id).unwrap();
+    assert_eq!(before.reclaimable, 0);
+    // Records 2 and 3 become zeros but for a marker: an erasure's shape.
+    let zeros = |p: &[u8]| {
+        let mut v = b"gone".to_vec();
+        v.resize(p.len(), 0);
+        v
+    };
+    let r =
+        overwrite_records(dir.path(), &o, id, &mut |lsn, p| (lsn == 2 || lsn == 3).then(|| zeros(p)), None).unwrap();
+    assert_eq!(r.replaced, 2);
+    assert!(r.reclaimed_bytes >= 2 * 32_768, "{}", r.reclaimed_bytes);
+    let after = segment_space(dir.path(), &o, id).unwrap();
+    assert_eq!(after.reclaimable, 0);
+    assert!(after.allocated + r.reclaimed_bytes <= before.allocated + 4096, "{before:?} {after:?}");
+    let read: Vec<Vec<u8>> = j.iter_from(1).map(|r| r.unwrap().payload).collect();
+    assert_eq!(read[0], big(0));
+    assert_eq!(read[1], zeros(&big(1)));
+    assert_eq!(read[3], big(3));
+    clean_verify(dir.path());
+    // Zeros written without punching (as an older version's erasure did): counted, then given
+    // back by a pass over the segment.
+    let second = 64 + (20 + 40_000 + 4) as u64;
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&vec![0u8; 16_384], second + 8192).unwrap();
+    f.sync_all().unwrap();
+    let counted = segment_space(dir.path(), &o, id).unwrap().reclaimable;
+    assert!(counted >= 12_288, "{counted}");
+    assert_eq!(reclaim_segment(dir.path(), &o, id).unwrap(), counted);
+    assert_eq!(segment_space(dir.path(), &o, id).unwrap().reclaimable, 0);
+    assert_eq!(reclaim_segment(dir.path(), &o, id).unwrap(), 0, "nothing left to give back");
+    let again: Vec<Vec<u8>> = j.iter_from(1).map(|r| r.unwrap().payload).collect();
+    assert_eq!(again, read);
+    clean_verify(dir.path());
+}
