@@ -372,7 +372,7 @@ def test_writes_through_conn_raise(pair: Pair) -> None:
             conn.execute(sql)
     assert pair.ours.get_session("s1")["title"] == "First session"
     assert pair.ours.get_session("s2")["ended_at"] is not None
-    assert pair.ours.message_count() == 8
+    assert pair.ours.message_count() == 9
 
 
 def test_reopen_through_conn_like_hermes_cli(pair: Pair) -> None:
