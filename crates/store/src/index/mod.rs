@@ -83,7 +83,11 @@ pub type Result<T, E = IndexError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexOptions {
     /// How many bytes of a `tool` message are made searchable (cut back to a character
-    /// boundary). The full output is still stored and returned. Default: 8 KiB.
+    /// boundary) by the trigram index, which finds substrings in any script; every whole word
+    /// of the output is found through the word index anyway. The full output is still stored
+    /// and returned. Default: 1 KiB (8 KiB before index schema 5: the trigram index was most
+    /// of a store's bytes). Each row keeps the length it was indexed with, so changing this
+    /// never desynchronizes old rows.
     pub tool_output_index_bytes: usize,
     /// How long to wait for a lock held by another connection before failing with
     /// `SQLITE_BUSY`. Default: 5 s.
@@ -101,7 +105,7 @@ pub struct IndexOptions {
 impl Default for IndexOptions {
     fn default() -> Self {
         IndexOptions {
-            tool_output_index_bytes: 8 * 1024,
+            tool_output_index_bytes: 1024,
             busy_timeout: Duration::from_secs(5),
             journal_text: None,
             inline_text_bytes: 256,

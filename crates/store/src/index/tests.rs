@@ -251,8 +251,9 @@ fn search_filters_and_ordering() {
 #[test]
 fn tool_output_beyond_prefix_is_found_by_whole_words_only() {
     let (_d, mut idx) = open_tmp();
-    // A multibyte character straddles the 8 KiB cut.
-    let body = format!("headneedle {}é tailneedle", "a".repeat(8 * 1024 - 12));
+    // A multibyte character straddles the cut.
+    let cut = IndexOptions::default().tool_output_index_bytes;
+    let body = format!("headneedle {}é tailneedle", "a".repeat(cut - 12));
     let mut head_msg = msg("tool", "s", "tool", &body, 1.0);
     head_msg.tool_name = Some("shell".into());
     let user = msg("user", "s", "user", &format!("{} tailneedle", "b".repeat(9000)), 2.0);
@@ -264,7 +265,7 @@ fn tool_output_beyond_prefix_is_found_by_whole_words_only() {
     let msgs = idx.messages("s").unwrap();
     assert!(msgs[0].content.as_deref().unwrap().ends_with("tailneedle"));
     let indexed = indexed_text(&msgs[0], &IndexOptions::default()).unwrap();
-    assert_eq!(indexed.len(), 8 * 1024 - 1);
+    assert_eq!(indexed.len(), cut - 1);
     assert!(idx.check().unwrap().is_empty());
     idx.rebuild_fts().unwrap();
     assert_eq!(find(&idx, "ailneedl"), vec!["user"]);
