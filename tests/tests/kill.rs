@@ -59,6 +59,19 @@ fn token(id: &str) -> String {
     format!("zq{id}qz")
 }
 
+/// What message `id` says (`{tag}t{thread}i{n}`): every fourth one is a tool output of a few KB
+/// (compressed in the journal, its text kept only there, its token past the trigram index's
+/// part), the others a short line.
+fn body(id: &str) -> (String, bool) {
+    let i: usize = id.rsplit('i').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    if i % 4 == 3 {
+        let lines: String = (0..40 + i % 50).map(|k| format!("{k:04} step of a build finished ok\n")).collect();
+        (format!("{lines}message {} from a tool", token(id)), true)
+    } else {
+        (format!("message {} from a writer {}", token(id), "x".repeat(i % 200)), false)
+    }
+}
+
 /// The child: append until killed, reporting every acknowledged id.
 fn child(dir: &str) {
     let tag = std::env::var(ENV_TAG).unwrap();
@@ -72,10 +85,12 @@ fn child(dir: &str) {
             std::thread::spawn(move || {
                 let mk = |i: usize| {
                     let id = format!("{tag}t{t}i{i}");
+                    let (text, tool) = body(&id);
                     Message {
                         session_id: format!("s{}", i % 3),
-                        role: "user".into(),
-                        content: Some(format!("message {} from a writer {}", token(&id), "x".repeat(i % 200))),
+                        role: if tool { "tool" } else { "user" }.into(),
+                        tool_name: tool.then(|| "build".into()),
+                        content: Some(text),
                         id,
                         ..Message::default()
                     }
@@ -196,6 +211,9 @@ fn check_acked(dir: &Path, acked: &BTreeSet<String>, journal_ids: &BTreeMap<Stri
     let read = store.all_messages(None, None).unwrap();
     let read_ids: BTreeSet<String> = read.iter().map(|m| m.id.clone()).collect();
     assert_eq!(read_ids.len(), read.len(), "I1: a message is read twice");
+    for m in &read {
+        assert_eq!(m.content.as_deref(), Some(body(&m.id).0.as_str()), "I1: the text of {} reads back changed", m.id);
+    }
     let missing: Vec<_> = acked.difference(&read_ids).take(5).collect();
     assert!(missing.is_empty(), "I1: acknowledged but missing: {missing:?}");
     let journal_set: BTreeSet<String> = journal_ids.keys().cloned().collect();
@@ -217,7 +235,9 @@ fn check_index(dir: &Path, journal_ids: &BTreeMap<String, usize>, probe: Option<
     assert_eq!(set.len(), indexed.len(), "I6: duplicate rows");
     let journal_set: BTreeSet<String> = journal_ids.keys().cloned().collect();
     assert_eq!(set, journal_set, "I6: index and journals disagree");
-    if let Some(id) = probe {
+    // And a long tool output's token, which is past the trigram index's part: the word index.
+    let long = journal_ids.keys().find(|id| body(id).1);
+    for id in probe.into_iter().chain(long) {
         let hits = ix.search(&SearchQuery::new(token(id))).unwrap();
         let ids: Vec<&str> = hits.iter().map(|h| h.message.id.as_str()).collect();
         assert_eq!(ids, [id.as_str()], "I6: search for the token of {id}");

@@ -269,7 +269,6 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
         sk as f64 / stotal.as_secs_f64(),
         total.as_secs_f64() / stotal.as_secs_f64()
     )?;
-    drop(store);
     drop(c);
     bytes_on_disk(&store_dir, &db, n, out)
 }
