@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tidelog_journal::storage::SimStorage;
 use tidelog_journal::{Durability, Journal};
-use tidelog_tests::fuzz_logic::{journal_ops, jsonl_line, segment_recovery};
+use tidelog_tests::fuzz_logic::{entry_decode, journal_ops, jsonl_line, segment_recovery};
 use tidelog_tests::{dir, sim_opts};
 
 fn corpus(target: &str) -> PathBuf {
@@ -43,6 +43,11 @@ fn journal_ops_corpus() {
 #[test]
 fn jsonl_line_corpus() {
     assert!(replay("jsonl_line", jsonl_line) >= 10, "seed corpus missing");
+}
+
+#[test]
+fn entry_decode_corpus() {
+    assert!(replay("entry_decode", entry_decode) >= 10, "seed corpus missing");
 }
 
 /// Writes the seed corpora.

@@ -60,12 +60,16 @@ fn token(id: &str) -> String {
 }
 
 /// What message `id` says (`{tag}t{thread}i{n}`): every fourth one is a tool output of a few KB
+/// (one in forty of 20 KB)
 /// (compressed in the journal, its text kept only there, its token past the trigram index's
 /// part), the others a short line.
 fn body(id: &str) -> (String, bool) {
     let i: usize = id.rsplit('i').next().and_then(|n| n.parse().ok()).unwrap_or(0);
     if i % 4 == 3 {
-        let lines: String = (0..40 + i % 50).map(|k| format!("{k:04} step of a build finished ok\n")).collect();
+        // One in 40 above 16 KiB: written as it is, compressed in place once its segment is
+        // sealed (the compactor's idle pass, killed at random moments too).
+        let n = if i % 40 == 39 { 600 } else { 40 + i % 50 };
+        let lines: String = (0..n).map(|k| format!("{k:04} step of a build finished ok\n")).collect();
         (format!("{lines}message {} from a tool", token(id)), true)
     } else {
         (format!("message {} from a writer {}", token(id), "x".repeat(i % 200)), false)

@@ -119,7 +119,17 @@ fn print_restored(r: &ops::RestoreReport) -> anyhow::Result<()> {
             ops::RESTORED_KEY
         ))?;
         for m in &r.restored {
-            say(format!("  {} (session {}) from {} LSN {}", m.id, m.session_id, m.from_lane, m.from_lsn))?;
+            say(format!(
+                "  {} (session {}) from {} LSN {}{}",
+                m.id,
+                m.session_id,
+                m.from_lane,
+                m.from_lsn,
+                m.text_lost
+                    .as_ref()
+                    .map(|w| format!(": WITHOUT its text, kept only in a lost record ({w})"))
+                    .unwrap_or_default()
+            ))?;
         }
     }
     for (lane, a, b) in &r.not_in_index {

@@ -32,6 +32,8 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
         }
     };
     let lag = store.status().unindexed;
+    rep.working("compressing long records in place");
+    let squeezed = ops::compress_journal(&dir);
     rep.working("closing the store");
     store.close()?;
     rep.working(&format!("checkpointing the index WAL ({})", human_bytes(size(&wal))));
@@ -45,6 +47,7 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
             "caught_up": caught_up, "unindexed": lag, "busy": c.busy,
             "db_bytes_before": before.0, "wal_bytes_before": before.1,
             "db_bytes_after": after.0, "wal_bytes_after": after.1,
+            "compressed_in_place": squeezed,
         }))?;
     } else {
         if !caught_up {
@@ -52,6 +55,13 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
         }
         if c.busy {
             say("the WAL could not be truncated completely: a reader was active; run checkpoint again")?;
+        }
+        if squeezed.records > 0 {
+            say(format!(
+                "journal: {} long record(s) compressed in place, {} given back to the file system",
+                squeezed.records,
+                human_bytes(squeezed.reclaimed_bytes)
+            ))?;
         }
         say(format!(
             "index {}: db {} -> {}, WAL {} -> {}",

@@ -47,8 +47,11 @@ pub fn segment_space(dir: &Path, opts: &Options, segment_id: u64) -> Result<Segm
     })
 }
 
-/// Gives back to the file system the blocks of zeros inside the records of segment
-/// `segment_id` (under the erase lock, as overwrites). Returns the bytes given back.
+/// Gives back to the file system the blocks of zeros inside the records of sealed segment
+/// `segment_id` (under the erase lock, as overwrites). Returns the bytes given back. An unsealed
+/// segment is left alone: its writer may be writing a record whose later pages still read as
+/// zeros, and punching there after the write would destroy it (overwrites punch only the bytes
+/// they wrote themselves).
 pub fn reclaim_segment(dir: &Path, opts: &Options, segment_id: u64) -> Result<u64> {
     let storage = &*opts.storage;
     let Some(_lock) = lock_erase(storage, dir, ERASE_LOCK_WAIT)? else {
@@ -56,7 +59,7 @@ pub fn reclaim_segment(dir: &Path, opts: &Options, segment_id: u64) -> Result<u6
     };
     let path = dir.join(crate::format::segment_file_name(segment_id));
     let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    let end = records_end(&bytes, opts);
+    let Some(end) = sealed_end(&bytes) else { return Ok(0) };
     let probe = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
     let file = storage.open(&path, OpenMode::ReadWrite).map_err(|e| Error::io("open", &path, e))?;
     let mut given = 0;
@@ -75,13 +78,8 @@ pub fn reclaim_segment(dir: &Path, opts: &Options, segment_id: u64) -> Result<u6
 /// end of the last record whose header holds (the rest is preallocated space, never punched).
 fn records_end(bytes: &[u8], opts: &Options) -> usize {
     let Ok(header) = SegmentHeader::decode(bytes) else { return SEGMENT_HEADER_LEN };
-    let sealed = (bytes.len() as u64)
-        .checked_sub(FOOTER_LEN as u64)
-        .and_then(|at| bytes.get(usize::try_from(at).ok()?..))
-        .and_then(|b| Footer::decode(b, header.salt))
-        .filter(|f| f.data_end + FOOTER_LEN as u64 == bytes.len() as u64);
-    if let Some(f) = sealed {
-        return usize::try_from(f.data_end).unwrap_or(SEGMENT_HEADER_LEN);
+    if let Some(end) = sealed_end(bytes) {
+        return end;
     }
     let mut pos = SEGMENT_HEADER_LEN;
     while let Some(rest) = bytes.get(pos..) {
@@ -93,6 +91,15 @@ fn records_end(bytes: &[u8], opts: &Options) -> usize {
         pos = next;
     }
     pos
+}
+
+/// The end of the records of a sealed segment's bytes (its footer's `data_end`); `None` for a
+/// segment that is not sealed.
+fn sealed_end(bytes: &[u8]) -> Option<usize> {
+    let header = SegmentHeader::decode(bytes).ok()?;
+    let at = usize::try_from((bytes.len() as u64).checked_sub(FOOTER_LEN as u64)?).ok()?;
+    let f = Footer::decode(bytes.get(at..)?, header.salt)?;
+    (f.data_end + FOOTER_LEN as u64 == bytes.len() as u64).then(|| usize::try_from(f.data_end).ok()).flatten()
 }
 
 /// Bytes of `[at, at + len)` the file system keeps blocks for (`SEEK_DATA` / `SEEK_HOLE`);

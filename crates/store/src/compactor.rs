@@ -272,8 +272,14 @@ struct Compactor {
     erase_backoff: Duration,
     /// When the pending erasure was last looked for.
     erase_checked: Option<Instant>,
-    /// [`Compactor::first_text_lsn`], once looked up.
-    first_text_lsn: Option<Option<u64>>,
+    /// Whether the texts the index kept only in this lane's records were copied into it (with
+    /// retention, once per compactor: new texts stay in the index then).
+    texts_inlined: bool,
+    /// Segments whose long records were compressed in place (lane, segment id), with their
+    /// modification time then.
+    squeezed: BTreeMap<(String, u64), std::time::SystemTime>,
+    /// When that pass last ran.
+    squeezed_at: Option<Instant>,
 }
 
 impl Compactor {
@@ -341,7 +347,9 @@ impl Compactor {
             erase_retry_at: None,
             erase_backoff: ERASE_RETRY_FIRST,
             erase_checked: None,
-            first_text_lsn: None,
+            texts_inlined: false,
+            squeezed: BTreeMap::new(),
+            squeezed_at: None,
         })
     }
 
@@ -394,10 +402,15 @@ impl Compactor {
                 // The remote index needs these records too: keep them until it has them.
                 own = own.min(inner.shipper_state.lock().remote.applied_lsn(&inner.lane_name).unwrap_or(0));
             }
-            // Records whose text the index keeps only in the journal (written before retention
-            // was turned on) stay: their segments are not removed.
-            if let Some(first) = self.first_text_lsn(inner)? {
-                own = own.min(first.saturating_sub(1));
+            // Texts the index keeps only in these records (written before retention was turned
+            // on, or by a rebuild) are copied into the index first: it keeps the only copy.
+            if !self.texts_inlined {
+                let lane = lane_number(&inner.lane_name).unwrap_or(0);
+                let n = self.index.inline_texts(lane)?;
+                if n > 0 {
+                    info!(texts = n, "retention: texts kept in the journal copied into the index first");
+                }
+                self.texts_inlined = true;
             }
             // synchronous=FULL: the commit above is durable, so these records have a copy.
             match inner.lane.remove_segments_below(own + 1) {
@@ -409,16 +422,6 @@ impl Compactor {
         Ok(applied)
     }
 
-    /// The lowest LSN of this process's lane that holds a text the index keeps only there
-    /// (looked up once: with retention, new texts are kept in the index).
-    fn first_text_lsn(&mut self, inner: &Inner) -> Result<Option<u64>> {
-        if self.first_text_lsn.is_none() {
-            let lane = lane_number(&inner.lane_name).unwrap_or(0);
-            self.first_text_lsn = Some(self.index.first_text_lsn(lane)?);
-        }
-        Ok(self.first_text_lsn.flatten())
-    }
-
     fn finish_rebuild(&mut self, inner: &Inner) {
         if let Some(reason) = self.rebuilding.take() {
             info!(entries = self.positions.values().sum::<u64>(), "index rebuilt from the journal ({reason})");
@@ -426,9 +429,14 @@ impl Compactor {
         }
     }
 
-    /// Idle-time work: periodic checkpoint and a small FTS merge step.
+    /// Idle-time work: periodic checkpoint and a small FTS merge step; long records compressed
+    /// in place (at most every 50 polls).
     fn idle(&mut self, inner: &Inner) {
         self.erase_if_due(inner);
+        if self.squeezed_at.is_none_or(|t| t.elapsed() >= inner.opts.poll_interval * 50) {
+            self.squeezed_at = Some(Instant::now());
+            crate::admin::compress_sealed(&inner.dir, &mut self.squeezed);
+        }
         if self.last_checkpoint.elapsed() >= inner.opts.checkpoint_interval {
             self.checkpoint(inner);
             if let Err(e) = self.index.optimize_step() {

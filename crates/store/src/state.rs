@@ -285,7 +285,7 @@ impl Inner {
         let path = self.dir.join(INDEX_FILE);
         let ino = fs::metadata(&path).ok().map(|m| m.ino())?;
         let mut guard = self.reader.lock();
-        if guard.as_ref().map(|r| r.ino) != Some(ino) {
+        if guard.as_ref().map(|r| r.ino) != Some(ino) || guard.as_ref().is_some_and(|r| r.index.stale_view()) {
             *guard = None;
             match Index::open_read_only(&path, &self.opts.index) {
                 Ok(index) => *guard = Some(ReadConn { index, ino }),

@@ -549,12 +549,17 @@ pub(crate) fn scrub_journal_copy(
 /// messages and sessions, as the compactor does in the live index (FTS5 secure-delete, SQLite
 /// `secure_delete`), and checkpoints its WAL away. Returns the rows deleted; `Err` if SQLite
 /// cannot open or change the file.
-pub(crate) fn scrub_index_copy(path: &Path, plan: &Plan) -> Result<u64> {
-    let ix = Index::open(path, &IndexOptions::default())?;
+pub(crate) fn scrub_index_copy(path: &Path, store: &Path, plan: &Plan) -> Result<u64> {
+    // Its long texts are in the store's journal (and a dead one's record may be erased already:
+    // then its rows leave with both full-text indexes emptied and made again).
+    let ix = Index::open(path, &IndexOptions { journal_text: Some(store.to_owned()), ..IndexOptions::default() })?;
     let rows = ix.rows_of_sessions(&plan.sessions_with_ops())?;
     let dead: Vec<i64> = rows.iter().filter(|r| plan.is_dead(&r.session_id, r.rid)).map(|r| r.rid).collect();
     let gone: Vec<String> = plan.gone_sessions().iter().cloned().collect();
-    let n = ix.erase_rows_and_sessions(&dead, &gone)?;
+    let n = match ix.erase_rows_and_sessions(&dead, &gone) {
+        Err(e) if e.is_unreadable_text() => ix.erase_rows_and_sessions_rebuilding(&dead, &gone)?,
+        r => r?,
+    };
     if n > 0 {
         ix.vacuum()?;
     }

@@ -258,7 +258,7 @@ fn scrub_quarantines(dir: &Path, plan: &Plan, ac: Option<&aho_corasick::AhoCoras
                 let salts = copy_salts(&f.path, source.as_deref());
                 scrub_journal_copy(&f.path, &salts, lane_number(lane).unwrap_or(0), plan, ac)
             }
-            None if name.ends_with(INDEX_FILE) => match scrub_index_copy(&f.path, plan) {
+            None if name.ends_with(INDEX_FILE) => match scrub_index_copy(&f.path, dir, plan) {
                 Ok(n) => {
                     // Byte by byte too: what SQLite left in free space or its WAL is zeroed.
                     let z = ac.map(|ac| scrub_file(&f.path, ac)).transpose().map(|z| z.unwrap_or(0));

@@ -15,6 +15,7 @@ mod jsonl;
 mod rebuild;
 mod repair;
 mod restore;
+mod squeeze;
 mod stats;
 mod verify;
 
@@ -30,6 +31,9 @@ pub use rebuild::{RebuildReport, rebuild_index_at, rebuild_index_in_place};
 pub use repair::{IndexOutcome, IndexRepair, LaneOutcome, LaneRepair, RepairReport, repair_store};
 pub(crate) use restore::restore_lost;
 pub use restore::{RESTORED_KEY, RestoreReport, RestoredMessage};
+pub(crate) use squeeze::compress_sealed;
+pub use squeeze::{SqueezeReport, compress_journal};
+
 pub use stats::{LaneStats, StoreStats, store_stats};
 pub use verify::{IndexVerify, LaneVerify, VerifyReport, verify_store};
 

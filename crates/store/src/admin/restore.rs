@@ -32,6 +32,9 @@ pub struct RestoredMessage {
     pub from_lane: String,
     /// The LSN lost.
     pub from_lsn: u64,
+    /// Why its text could not be restored, if it could not: a text the index kept only in the
+    /// journal (index schema 5) is lost with its record; the message is restored without it.
+    pub text_lost: Option<String>,
 }
 
 /// What `repair --salvage` or `rebuild-index` restored from the index.
@@ -85,7 +88,7 @@ pub(crate) fn restore_lost(
         // LSNs of the range with no message copy, as ranges.
         let mut next = *first;
         let mut held = Vec::new();
-        for (lsn, _, _) in &rows {
+        for (lsn, _, _, _) in &rows {
             held.push(*lsn);
         }
         held.dedup();
@@ -98,20 +101,27 @@ pub(crate) fn restore_lost(
         if next <= *last && *last != u64::MAX {
             rep.not_in_index.push((lane.clone(), next, *last));
         }
-        for (lsn, mut m, st) in rows {
+        for (lsn, mut m, st, text_lost) in rows {
             if !keep(&m) {
                 continue;
             }
-            let mark = serde_json::json!({ RESTORED_KEY: {
+            let mut mark = serde_json::json!({ RESTORED_KEY: {
                 "lane": lane, "lsn": lsn, "from": "index", "at": now,
                 "active": st.active, "compacted": st.compacted,
             }});
+            if let Some(why) = &text_lost {
+                // Said in the message itself, in the report and in the log: never an empty text
+                // that looks like one.
+                warn!(id = %m.id, "restored without its text, which was kept only in the lost record: {why}");
+                mark[RESTORED_KEY]["text_lost"] = serde_json::Value::String(why.clone());
+            }
             m.extra = Some(merge_extra(m.extra.as_deref(), &mark.to_string()));
             rep.restored.push(RestoredMessage {
                 id: m.id.clone(),
                 session_id: m.session_id.clone(),
                 from_lane: lane.clone(),
                 from_lsn: lsn,
+                text_lost,
             });
             found.push(m);
         }

@@ -281,7 +281,7 @@ fn verify_index(dir: &Path, names: &[String], damaged: &BTreeSet<String>, progre
     match store_temp_dir(dir, "verify") {
         Ok(tmp) => {
             let copy = tmp.path().join(INDEX_FILE);
-            match ix.backup_to(&copy).and_then(|()| Index::open(&copy, &opts)).and_then(|c| c.check()) {
+            match ix.backup_to(&copy).and_then(|()| Index::open(&copy, &opts)).and_then(|c| c.check_content()) {
                 Ok(p) => iv
                     .problems
                     .extend(super::summarize_check(p).into_iter().map(|p| format!("{}: {p}", path.display()))),

@@ -139,6 +139,12 @@ pub(crate) fn uncompressed(payload: &[u8]) -> Option<Vec<u8>> {
     (tag == CODEC_ZSTD_V3).then(|| compress::decompress(rest).ok()).flatten()
 }
 
+/// The payload a long record written as it was gets when compressed in place (same length,
+/// zeros after the frame); `None` if it is not worth it. See `compress::in_place`.
+pub(crate) fn compressed_in_place(payload: &[u8]) -> Option<Vec<u8>> {
+    compress::in_place(payload)
+}
+
 /// The field number of padding: any entry may end with it (wire 2, non-critical, zero bytes),
 /// which every reader skips. An erase that overwrites a record in place pads the new entry to
 /// the record's length with it. Never used for anything else, in any kind.
@@ -178,7 +184,7 @@ pub(crate) fn encode_padded(entry: &Entry, len: usize) -> Option<Vec<u8>> {
     let compressed_padded = |raw: &[u8]| {
         // A tag-3 payload is padded with zeros after its frame (docs/format.md "Codec tag 3"):
         // what a record that was compressed needs when part of it is erased.
-        let mut c = compress::compress(raw)?;
+        let mut c = compress::compress(raw).filter(|c| c.len() <= len).or_else(|| compress::compress_hard(raw))?;
         if c.len() > len {
             return None;
         }

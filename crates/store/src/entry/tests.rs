@@ -327,14 +327,23 @@ fn long_message() -> Message {
     Message { role: "tool".into(), content: Some(content), ..full_message() }
 }
 
+/// A message the appending thread compresses (between 512 bytes and 16 KiB encoded).
+fn medium_message() -> Message {
+    let content: String = (0..150).map(|i| format!("{i:>5} | deploy gateway checkpoint ok\n")).collect();
+    Message { role: "tool".into(), content: Some(content), ..full_message() }
+}
+
 #[test]
 fn long_entries_are_compressed_and_decode_the_same() {
     use super::{CODEC_ZSTD_V3, encode_for_journal};
-    let long = Entry::Message(long_message());
+    let long = Entry::Message(medium_message());
     let payload = encode_for_journal(&long, usize::MAX).unwrap();
     assert_eq!(payload[0], CODEC_ZSTD_V3);
     assert!(payload.len() * 4 < encode(&long).len(), "{} of {} bytes", payload.len(), encode(&long).len());
     assert_eq!(decode(&payload).unwrap(), long);
+    // Longer than 16 KiB: written as it is (compressed in place later, below).
+    let big = Entry::Message(long_message());
+    assert_eq!(encode_for_journal(&big, usize::MAX).unwrap(), encode(&big));
     // Short entries, and long ones that do not compress, stay tag 2.
     for (name, e) in every_kind() {
         if encode(&e).len() < super::compress::MIN_BYTES {
@@ -356,6 +365,19 @@ fn long_entries_are_compressed_and_decode_the_same() {
     let raw = encode(&noisy).len();
     assert!(p[0] == CODEC_FIELDS_V2 || p.len() <= raw - raw / 8, "{} of {raw}", p.len());
     assert_eq!(decode(&p).unwrap(), noisy);
+}
+
+#[test]
+fn a_long_record_is_compressed_in_place_to_its_own_length() {
+    let big = Entry::Message(long_message());
+    let raw = encode(&big);
+    let c = super::compressed_in_place(&raw).expect("worth it");
+    assert_eq!(c.len(), raw.len());
+    assert_eq!(c[0], super::CODEC_ZSTD_V3);
+    assert_eq!(decode(&c).unwrap(), big);
+    // Only once, only for tag-2 entries above 16 KiB that save a block.
+    assert!(super::compressed_in_place(&c).is_none());
+    assert!(super::compressed_in_place(&encode(&Entry::Message(medium_message()))).is_none());
 }
 
 #[test]

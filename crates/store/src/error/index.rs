@@ -100,6 +100,13 @@ impl IndexError {
     /// True when the error says the database file is damaged (`SQLITE_CORRUPT` including
     /// `SQLITE_CORRUPT_VTAB`, `SQLITE_NOTADB`, or [`IndexError::Corrupt`]): the cure is to delete
     /// the index and rebuild it from the journal.
+    /// Whether this says a text the index keeps only in the journal could not be read.
+    pub fn is_unreadable_text(&self) -> bool {
+        matches!(self, IndexError::Sqlite { source, .. } if is_unreadable_text(source))
+    }
+
+    /// Whether this error means the index is damaged (or cannot be kept up to date: a text it
+    /// keeps only in the journal cannot be read), so that it is rebuilt.
     pub fn is_corruption(&self) -> bool {
         match self {
             IndexError::Sqlite { source, .. } => is_corrupt_sqlite(source),
@@ -109,8 +116,25 @@ impl IndexError {
     }
 }
 
+/// How every error of the index's SQL function `tidelog_body` starts: an index operation that
+/// fails with it could not read a text kept in the journal (`is_corruption` treats it as
+/// damage: the index is rebuilt from what the journal holds).
+pub(crate) const UNREADABLE_TEXT: &str = "tidelog_body: ";
+
 pub(crate) fn is_corrupt_sqlite(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase))
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)) || is_unreadable_text(e)
+}
+
+/// Whether `e` says a text the index keeps only in the journal could not be read (its record is
+/// damaged, erased or gone): the index cannot remove or change that row in its full-text
+/// indexes, which need the text; it is rebuilt from what the journal holds.
+pub(crate) fn is_unreadable_text(e: &rusqlite::Error) -> bool {
+    let unreadable = |m: &str| m.contains(UNREADABLE_TEXT);
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) => unreadable(m),
+        rusqlite::Error::UserFunctionError(b) => unreadable(&b.to_string()),
+        _ => false,
+    }
 }
 
 /// Attaches a context to a rusqlite result.

@@ -398,11 +398,10 @@ impl Applier<'_, '_> {
                 )
                 .ctx("remove a message from the full-text index")?;
         }
-        let (fts_len, fts_text) = fts_columns(&m, self.limit);
         self.tx
             .execute(
                 "UPDATE messages SET api_content = ?2, platform_message_id = ?3, tool_calls = ?4, \
-                 finish_reason = ?5, token_count = ?6, extra = ?7, fts_len = ?8, fts_text = ?9 WHERE rid = ?1",
+                 finish_reason = ?5, token_count = ?6, extra = ?7 WHERE rid = ?1",
                 params![
                     u.num,
                     m.api_content,
@@ -411,20 +410,30 @@ impl Applier<'_, '_> {
                     m.finish_reason,
                     m.token_count,
                     m.extra,
-                    fts_len,
-                    fts_text
                 ],
             )
             .ctx("update a message")?;
         if text_changes {
-            // The new text: in the index, or only in the update's record.
+            // The new text: in the index, or only in the update's record; its trigram part cut
+            // by today's limit. Only here: the cut of a text that stays is the one it was
+            // indexed with (a `'delete'` must be given exactly the indexed values).
             let body = self.text_place(m.content.as_deref(), at);
             let p = body_params(body);
+            let (fts_len, fts_text) = fts_columns(&m, self.limit);
             self.tx
                 .execute(
-                    "UPDATE messages SET content = ?2, body_lane = ?3, body_seg = ?4, body_off = ?5, body_lsn = ?6 \
-                     WHERE rid = ?1",
-                    params![u.num, if body.is_some() { None } else { m.content.as_deref() }, p[0], p[1], p[2], p[3]],
+                    "UPDATE messages SET content = ?2, body_lane = ?3, body_seg = ?4, body_off = ?5, body_lsn = ?6, \
+                     fts_len = ?7, fts_text = ?8 WHERE rid = ?1",
+                    params![
+                        u.num,
+                        if body.is_some() { None } else { m.content.as_deref() },
+                        p[0],
+                        p[1],
+                        p[2],
+                        p[3],
+                        fts_len,
+                        fts_text
+                    ],
                 )
                 .ctx("update a message's text")?;
         }

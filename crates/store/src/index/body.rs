@@ -25,6 +25,8 @@ use tidelog_journal::RecordAt;
 use crate::entry::{self, Entry};
 use crate::layout::{lane_dir, lane_name};
 
+pub(crate) use crate::error::index::UNREADABLE_TEXT as UNREADABLE;
+
 /// The largest record the function reads (the journal's own limit).
 const MAX_RECORD: u32 = 1 << 30;
 
@@ -54,7 +56,7 @@ pub(super) fn register(conn: &Connection, store: Option<PathBuf>) -> rusqlite::R
 }
 
 fn body(ctx: &Context<'_>, store: Option<&PathBuf>, reader: &RecordAt) -> rusqlite::Result<Option<String>> {
-    let fail = |why: String| rusqlite::Error::UserFunctionError(why.into());
+    let fail = |why: String| rusqlite::Error::UserFunctionError(format!("{UNREADABLE}{why}").into());
     let int = |i: usize| -> rusqlite::Result<u64> {
         let v: i64 = ctx.get(i)?;
         u64::try_from(v).map_err(|_| fail(format!("tidelog_body: argument {i} is negative")))

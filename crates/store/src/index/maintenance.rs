@@ -4,6 +4,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::TransactionBehavior;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -37,11 +38,22 @@ pub struct CheckpointStats {
 }
 
 impl Index {
-    /// Checks the database: `PRAGMA quick_check` and the FTS5 `integrity-check` with rank 1
-    /// (index compared with its content; skipped on a read-only index, where it cannot run).
-    /// Returns the problems found, empty when healthy. A corruption error raised while checking
-    /// is reported as a problem, not as `Err`.
+    /// Checks the database: `PRAGMA quick_check` and the FTS5 `integrity-check` of both
+    /// full-text indexes' structures (rank 0: not against their content, which for long texts is
+    /// in the journal; skipped on a read-only index, where it cannot run). Returns the problems
+    /// found, empty when healthy. A corruption error raised while checking is reported as a
+    /// problem, not as `Err`. [`Index::check_content`] also compares them with the texts.
     pub fn check(&self) -> Result<Vec<String>> {
+        self.check_with(0)
+    }
+
+    /// [`Index::check`], and the full-text indexes compared with every text they index (rank 1:
+    /// reads every text kept in the journal). A text that cannot be read is a problem named.
+    pub fn check_content(&self) -> Result<Vec<String>> {
+        self.check_with(1)
+    }
+
+    fn check_with(&self, rank: i64) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         let quick = collect(&self.conn, "PRAGMA quick_check", [], |r| r.get::<_, String>(0));
         match quick {
@@ -58,10 +70,12 @@ impl Index {
             true => Ok(0),
             false => self
                 .conn
-                .execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)", [])
+                .execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', ?1)", [rank])
                 .and_then(|_| {
-                    self.conn
-                        .execute("INSERT INTO messages_words (messages_words, rank) VALUES ('integrity-check', 1)", [])
+                    self.conn.execute(
+                        "INSERT INTO messages_words (messages_words, rank) VALUES ('integrity-check', ?1)",
+                        [rank],
+                    )
                 }),
         };
         match fts {
@@ -238,18 +252,69 @@ impl Index {
         }
     }
 
-    /// The lowest LSN of lane `lane` whose record holds a text the index keeps only in the
-    /// journal (retention must not remove its segment).
-    pub(crate) fn first_text_lsn(&self, lane: u64) -> Result<Option<u64>> {
-        let v: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT min(body_lsn) FROM messages WHERE body_lane = ?1",
+    /// [`Index::erase_rows_and_sessions`] for a copy whose dead rows' texts cannot be read any
+    /// more (erased from the journal already): both full-text indexes are emptied
+    /// (`'delete-all'`, which needs no text), the rows removed with the word index's triggers
+    /// set aside, and both indexes made again from the rows left (`'rebuild'`). If a text left
+    /// cannot be read either, the full-text indexes of the copy stay empty (it is a copy kept
+    /// for its rows).
+    pub(crate) fn erase_rows_and_sessions_rebuilding(&self, rids: &[i64], sessions: &[String]) -> Result<u64> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").ctx("begin an erase")?;
+        let r = (|| -> rusqlite::Result<u64> {
+            self.conn.execute_batch(
+                "INSERT INTO messages_fts (messages_fts) VALUES ('delete-all'); \
+                 INSERT INTO messages_words (messages_words) VALUES ('delete-all'); \
+                 DROP TRIGGER IF EXISTS messages_words_insert; DROP TRIGGER IF EXISTS messages_words_delete; \
+                 DROP TRIGGER IF EXISTS messages_words_update; DROP VIEW IF EXISTS words_source;",
+            )?;
+            let mut n = 0;
+            for rid in rids {
+                n += self.conn.execute("DELETE FROM messages WHERE rid = ?1", [rid])? as u64;
+            }
+            for s in sessions {
+                self.conn.execute(
+                    "DELETE FROM sessions WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
+                    [s],
+                )?;
+            }
+            self.conn.execute_batch(super::schema::WORDS_VIEW_AND_TRIGGERS)?;
+            Ok(n)
+        })();
+        let n = match r {
+            Ok(n) => {
+                self.conn.execute_batch("COMMIT").ctx("commit an erase")?;
+                n
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(IndexError::Sqlite { context: "erase rows", source: e });
+            }
+        };
+        let rebuilt = self.conn.execute_batch(
+            "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild'); \
+             INSERT INTO messages_words (messages_words) VALUES ('rebuild');",
+        );
+        if let Err(e) = rebuilt {
+            tracing::warn!(path = %self.path.display(), "full-text indexes of the copy left empty: {e}");
+        }
+        Ok(n)
+    }
+
+    /// Copies into the index every text it keeps only in lane `lane`'s records (retention is
+    /// about to remove segments: the index then holds the only copy). The word index's trigger
+    /// sees the same text leave and come back; the trigram index reads the same text through
+    /// its view. Returns how many texts were copied.
+    pub(crate) fn inline_texts(&mut self, lane: u64) -> Result<usize> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin")?;
+        let n = tx
+            .execute(
+                "UPDATE messages SET content = tidelog_body(body_lane, body_seg, body_off, body_lsn, rid), \
+                 body_lane = NULL, body_seg = NULL, body_off = NULL, body_lsn = NULL WHERE body_lane = ?1",
                 [i64::try_from(lane).unwrap_or(i64::MAX)],
-                |r| r.get(0),
             )
-            .ctx("look for texts kept in the journal")?;
-        Ok(v.and_then(|v| u64::try_from(v).ok()))
+            .ctx("copy texts kept in the journal into the index")?;
+        tx.commit().ctx("commit the copied texts")?;
+        Ok(n)
     }
 
     /// The messages (integer id, session) whose content contains `text`, at most 1,000 (a

@@ -15,8 +15,9 @@
 //! [`Index::apply_batch`] computes in Rust: `fts_len` (for a long tool output, the byte length of
 //! the indexed prefix, cut at a character boundary) and `fts_text` (for multimodal content, the
 //! extracted text parts). So nothing is stored twice (tool output is ~90% of the bytes), FTS5
-//! `snippet()` works, `'rebuild'` can regenerate the index from `messages` alone, and the FTS5
-//! `integrity-check` with rank 1 compares index and content. Rows are put in the index from the
+//! `snippet()` works, `'rebuild'` can regenerate the index from `messages` (and, since schema 5,
+//! the journal records holding the long texts: `body.rs`) alone, and the FTS5 `integrity-check`
+//! with rank 1 ([`Index::check_content`]) compares index and content. Rows are put in the index from the
 //! same view (`INSERT … SELECT … FROM fts_source`), so the indexed values are by construction
 //! the ones FTS5 reads back. Because the prefix length is stored per row, changing
 //! [`IndexOptions::tool_output_index_bytes`] later never desynchronizes old rows. A contentless
@@ -122,6 +123,8 @@ pub struct Index {
     /// A read-only connection to an index older than version 5, read through a `temp` view of
     /// `messages` (which takes no `INDEXED BY`).
     pub(super) old_view: bool,
+    /// The store whose journal holds the texts this index does not (see `text_store`).
+    pub(super) text_store: Option<PathBuf>,
 }
 
 impl Index {
@@ -152,7 +155,8 @@ impl Index {
             conn.pragma_update(None, "fullfsync", "ON").ctx("set fullfsync=ON")?;
             conn.pragma_update(None, "checkpoint_fullfsync", "ON").ctx("set checkpoint_fullfsync=ON")?;
         }
-        let mut index = Index { conn, path: path.to_owned(), opts: opts.clone(), old_view: false };
+        let text_store = text_store(path, opts);
+        let mut index = Index { conn, path: path.to_owned(), opts: opts.clone(), old_view: false, text_store };
         index.init_schema()?;
         Ok(index)
     }
@@ -166,6 +170,13 @@ impl Index {
         // A read transaction has nothing to keep: ending it cannot lose anything.
         let _ = self.conn.execute_batch("COMMIT");
         out
+    }
+
+    /// Whether this read-only connection reads an index older than version 5 through a view
+    /// that a writer has since upgraded in place (its rows may now keep texts in the journal,
+    /// which the view does not see): the caller opens the index again.
+    pub(crate) fn stale_view(&self) -> bool {
+        self.old_view && has_body_columns(&self.conn).unwrap_or(true)
     }
 
     /// Opens an existing index read-only (for readers beside the writer). Fails if the file
@@ -189,8 +200,9 @@ impl Index {
             )
             .ctx("read an index older than version 5")?;
         }
+        let text_store = text_store(path, opts);
         let opts = opts.clone();
-        Ok(Index { conn, path: path.to_owned(), opts, old_view })
+        Ok(Index { conn, path: path.to_owned(), opts, old_view, text_store })
     }
 
     fn init_schema(&mut self) -> Result<()> {
@@ -349,7 +361,9 @@ fn text_store(path: &Path, opts: &IndexOptions) -> Option<PathBuf> {
 /// Whether `messages` has the columns of schema 5 (the place of text kept in the journal).
 fn has_body_columns(conn: &Connection) -> Result<bool> {
     let n: i64 = conn
-        .query_row("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'body_lsn'", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM pragma_table_info('messages', 'main') WHERE name = 'body_lsn'", [], |r| {
+            r.get(0)
+        })
         .ctx("read the columns of messages")?;
     Ok(n > 0)
 }

@@ -254,6 +254,12 @@ pub(super) const MESSAGE_COLS: &str = concat!(
      m.rid, m.platform_message_id, m.api_content, m.active, m.compacted"
 );
 
+/// [`MESSAGE_COLS`] with the `content` column as it is (NULL for a text kept in the journal):
+/// for readers that read such texts themselves and go on when one cannot be read.
+pub(super) const MESSAGE_COLS_INLINE: &str = "m.id, m.session_id, m.role, m.content, m.tool_call_id, m.tool_name, \
+     m.tool_calls, m.reasoning, m.timestamp, m.token_count, m.finish_reason, m.source, m.extra, \
+     m.rid, m.platform_message_id, m.api_content, m.active, m.compacted";
+
 /// How many columns [`MESSAGE_COLS`] selects (queries read their own columns after these).
 pub(super) const MESSAGE_COL_COUNT: usize = 18;
 

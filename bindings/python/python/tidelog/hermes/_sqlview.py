@@ -51,6 +51,7 @@ yet"; its store is checked with ``tidelog status``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -449,8 +450,8 @@ class _SqlView:
             conn.create_function("tl_json", 1, _json_text, deterministic=True)
             conn.create_function("tl_reopen", 3, _reopener(owner))
             conn.create_function("tidelog_body", 5, _text_reader(owner), deterministic=True)
-            columns = {row[1] for row in conn.execute("PRAGMA main.table_info(messages)")}
-            for statement in _views("body_lsn" in columns):
+            self.text_in_journal = _text_in_journal(conn)
+            for statement in _views(self.text_in_journal):
                 conn.execute(statement)
             conn.set_authorizer(_authorize)
             conn.owner = owner
@@ -459,11 +460,29 @@ class _SqlView:
             raise
 
     def replaced(self) -> bool:
-        """True when the index file was replaced (rebuilt, or moved to the quarantine)."""
+        """True when the index file was replaced (rebuilt, or moved to the quarantine), or upgraded
+        in place to keep long texts in the journal since the views were made without that."""
         try:
-            return self.index.stat().st_ino != self.inode
+            if self.index.stat().st_ino != self.inode:
+                return True
         except FileNotFoundError:
             return True
+        if self.text_in_journal:
+            return False
+        # An index older than schema 5 (its writer runs an older version): rare, so a plain
+        # connection of its own asks, beside the one with the views and the authorizer.
+        uri = "file:" + urllib.parse.quote(str(self.index)) + "?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as probe:
+                return _text_in_journal(probe)
+        except sqlite3.Error:
+            return False
+
+
+def _text_in_journal(conn: sqlite3.Connection) -> bool:
+    """Whether the index keeps long texts in the journal (schema 5: `messages.body_lsn`)."""
+    columns = {row[1] for row in conn.execute("SELECT * FROM pragma_table_info('messages', 'main')")}
+    return "body_lsn" in columns
 
 
 def _text_reader(owner: weakref.ref[_SqlViewMixin]) -> Callable[[int, int, int, int, int], str | None]:
