@@ -244,3 +244,36 @@ fn long_records_are_compressed_in_place_once_sealed() {
     let rep = tidelog::ops::verify_store(dir.path(), &mut |_, _, _| {}).unwrap();
     assert!(rep.is_ok(), "{:?}", rep.problems);
 }
+
+/// Retention removes segments: a store that turns it on first copies the texts its index kept
+/// only in those segments into the index, which then holds the only copy.
+#[test]
+fn retention_copies_journal_texts_into_the_index_before_removing_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = StoreOptions { segment_size: 64 << 10, ..opts() };
+    let texts: Vec<String> = (0..6).map(|i| big_output(&format!("plover{i}"))).collect();
+    {
+        let store = Store::open(dir.path(), small.clone()).unwrap();
+        for (i, t) in texts.iter().enumerate() {
+            store.append(tool("s", &format!("r{i}"), t.clone())).unwrap();
+        }
+        assert!(store.wait_indexed(Duration::from_secs(30)));
+        store.close().unwrap();
+    }
+    assert!(row_of(dir.path(), "r0").1.is_some(), "kept in the journal while retention is off");
+    let store = Store::open(dir.path(), StoreOptions { retention: tidelog::Retention::AfterIndexed, ..small }).unwrap();
+    for i in 0..40 {
+        store.append(tool("t", &format!("later{i}"), big_output("filler"))).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.journal().first_lsn() <= 6 {
+        assert!(std::time::Instant::now() < deadline, "retention removed nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(row_of(dir.path(), "r0"), (false, None), "the text is in the index now");
+    let read: Vec<Option<String>> = store.messages("s").unwrap().into_iter().map(|m| m.content).collect();
+    assert_eq!(read, texts.iter().cloned().map(Some).collect::<Vec<_>>());
+    assert_eq!(store.search(&SearchQuery::new("plover3")).unwrap().len(), 1);
+    store.close().unwrap();
+}
