@@ -232,12 +232,7 @@ impl Index {
                 )?;
                 n += self.conn.execute("DELETE FROM messages WHERE rid = ?1", [rid])? as u64;
             }
-            for s in sessions {
-                self.conn.execute(
-                    "DELETE FROM sessions WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
-                    [s],
-                )?;
-            }
+            delete_empty_sessions(&self.conn, sessions)?;
             Ok(n)
         })();
         match r {
@@ -271,12 +266,7 @@ impl Index {
             for rid in rids {
                 n += self.conn.execute("DELETE FROM messages WHERE rid = ?1", [rid])? as u64;
             }
-            for s in sessions {
-                self.conn.execute(
-                    "DELETE FROM sessions WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
-                    [s],
-                )?;
-            }
+            delete_empty_sessions(&self.conn, sessions)?;
             self.conn.execute_batch(super::schema::WORDS_VIEW_AND_TRIGGERS)?;
             Ok(n)
         })();
@@ -399,4 +389,15 @@ impl Index {
         let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
         (size(&self.path), size(Path::new(&wal)))
     }
+}
+
+/// Removes the rows of `sessions` that have no message left.
+fn delete_empty_sessions(conn: &Connection, sessions: &[String]) -> rusqlite::Result<()> {
+    for s in sessions {
+        conn.execute(
+            "DELETE FROM sessions WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1)",
+            [s],
+        )?;
+    }
+    Ok(())
 }
