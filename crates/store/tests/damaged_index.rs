@@ -7,6 +7,9 @@
 //! a store was open with un-checkpointed commits: without their `-wal`, and with half of it.
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/dirs.rs"]
+mod dirs;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -63,19 +66,6 @@ fn fill(store: &Store) {
         .collect();
     for chunk in msgs.chunks(50) {
         store.append_batch(chunk.to_vec()).unwrap();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }
 
@@ -146,7 +136,7 @@ fn reopen_and_check(dir: &Path, expected: &Answers) -> u64 {
 
 fn damaged_copy(root: &Path, pristine: &Path, name: &str, damage: impl FnOnce(&Path)) -> PathBuf {
     let dir = root.join(name);
-    copy_dir(pristine, &dir);
+    dirs::copy_dir(pristine, &dir);
     damage(&dir.join(INDEX_FILE));
     dir
 }
@@ -234,7 +224,7 @@ fn copies_without_their_wal_end_consistent() {
         [("copy-no-wal", None), ("copy-half-wal", Some(&wal[..wal.len() / 2])), ("copy-wal-header", Some(&wal[..32]))]
     {
         let dir = root.path().join(name);
-        copy_dir(&live.join(LANES_DIR), &dir.join(LANES_DIR));
+        dirs::copy_dir(&live.join(LANES_DIR), &dir.join(LANES_DIR));
         std::fs::write(dir.join(INDEX_FILE), &main).unwrap();
         if wal_part.is_none() {
             // The copy is really behind: the commits were in the -wal left out.

@@ -396,13 +396,7 @@ fn quarantined_copies_lose_deleted_content_and_keep_the_rest() {
     let note = serde_json::json!({"source": seg.display().to_string(), "offset": 64, "len": 3000,
         "reason": "torn tail (test)", "lsn_range": null, "time_unix_ms": 1});
     std::fs::write(q.join("1-seg-at-64-0.json"), note.to_string()).unwrap();
-    let sq = dir.path().join("quarantine");
-    std::fs::create_dir_all(&sq).unwrap();
-    tidelog::Index::open_read_only(&dir.path().join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
-        .unwrap()
-        .backup_to(&sq.join("2-index.db"))
-        .unwrap();
-    std::fs::write(sq.join("2-index.db.json"), r#"{"reason": "test"}"#).unwrap();
+    let sq = quarantine_index_copy(dir.path());
     let items_before = tidelog::ops::QuarantinedFile::list_store(dir.path()).len();
     assert!(grep_r(&q, "SECRET-QUARANTINE-").len() == 1 && grep_r(&sq, "SECRET-QUARANTINE-").len() == 1);
 
@@ -468,13 +462,7 @@ fn a_quarantined_index_copy_loses_deleted_texts_kept_in_the_journal() {
         store.append(msg("kept", &long("heron", i))).unwrap();
     }
     assert!(store.wait_indexed(Duration::from_secs(30)));
-    let sq = dir.path().join("quarantine");
-    std::fs::create_dir_all(&sq).unwrap();
-    tidelog::Index::open_read_only(&dir.path().join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
-        .unwrap()
-        .backup_to(&sq.join("2-index.db"))
-        .unwrap();
-    std::fs::write(sq.join("2-index.db.json"), r#"{"reason": "test"}"#).unwrap();
+    let sq = quarantine_index_copy(dir.path());
     store.delete_sessions(&["doomed"], false).unwrap();
     store.close().unwrap(); // erases before it returns
     let copy = rusqlite::Connection::open(sq.join("2-index.db")).unwrap();
@@ -486,4 +474,17 @@ fn a_quarantined_index_copy_loses_deleted_texts_kept_in_the_journal() {
     assert_eq!(count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'osprey3'"), 0);
     assert_eq!(count("SELECT count(*) FROM messages_words WHERE messages_words MATCH 'heron3'"), 1);
     assert_eq!(count("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'heron3'"), 1);
+}
+
+/// A copy of the store's index in its quarantine, as the compactor moves a damaged one aside
+/// (`quarantine/2-index.db` with its note); returns the quarantine folder.
+fn quarantine_index_copy(dir: &Path) -> std::path::PathBuf {
+    let sq = dir.join("quarantine");
+    std::fs::create_dir_all(&sq).unwrap();
+    tidelog::Index::open_read_only(&dir.join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
+        .unwrap()
+        .backup_to(&sq.join("2-index.db"))
+        .unwrap();
+    std::fs::write(sq.join("2-index.db.json"), r#"{"reason": "test"}"#).unwrap();
+    sq
 }

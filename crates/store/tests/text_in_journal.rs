@@ -4,6 +4,9 @@
 //! a text that cannot be read back is reported, never an empty or wrong message.
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/dirs.rs"]
+mod dirs;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,19 +18,6 @@ fn opts() -> StoreOptions {
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/store-v4")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }
 
 /// A tool output of about 100 KB with `word` near its end.
@@ -121,7 +111,7 @@ fn an_updated_long_text_moves_to_the_update_record() {
 #[test]
 fn a_version_4_store_is_read_and_upgraded() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), dir.path());
+    dirs::copy_dir(&fixture(), dir.path());
     let expected: Vec<serde_json::Value> = std::fs::read_to_string(fixture().join("messages.jsonl"))
         .unwrap()
         .lines()
