@@ -90,6 +90,21 @@ enum Hidden {
         #[arg(long, default_value_t = 200_000)]
         messages: usize,
     },
+    /// One append configuration alone, with compression on and off: `writers` threads calling
+    /// `Store::append` (compactor off) for `seconds`, beside the raw write+fdatasync loop,
+    /// repeated `runs` times; prints msg/s of each (an A/B in one run, or one configuration to
+    /// profile).
+    #[command(name = "appends")]
+    Appends {
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        #[arg(long, default_value_t = 2048)]
+        payload: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// A memory phase alone in its process.
     #[command(hide = true, name = "child-rss")]
     Rss {
@@ -164,6 +179,26 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             Hidden::Reads { messages } => reads::run(&dir, messages, &mut std::io::stdout()),
+            Hidden::Appends { writers, payload, seconds, runs } => {
+                let d = Duration::from_secs_f64(seconds);
+                for _ in 0..runs {
+                    let raw = phases::raw_loop(&dir, payload, d)?;
+                    let mut line =
+                        format!("{writers} writers, {payload} B: raw write+fdatasync loop {:.0}", raw.msgs_per_sec);
+                    for compression in [true, false] {
+                        let opts = tidelog::StoreOptions { run_compactor: false, compression, ..Default::default() };
+                        let r = phases::store_writers_with(&dir, writers, payload, d, opts)?;
+                        let per_sync = r.syncs_per_msg.map_or(0.0, |s| 1.0 / s.max(1e-9));
+                        let on = if compression { "on" } else { "off" };
+                        line += &format!(
+                            ", compression {on} {:.0} msg/s ({per_sync:.1} per sync, p99 {} us)",
+                            r.msgs_per_sec, r.p99_us
+                        );
+                    }
+                    println!("{line}");
+                }
+                Ok(())
+            }
             Hidden::Apply { payload, count } => {
                 println!("{:.0} msg/s", phases::apply_only(&dir, payload, count)?);
                 Ok(())

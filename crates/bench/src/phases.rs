@@ -79,8 +79,26 @@ pub fn journal_writers(root: &Path, writers: usize, payload: usize, dur: Duratio
 
 /// `writers` threads calling `Store::append` (one message each time).
 pub fn store_writers(root: &Path, writers: usize, payload: usize, dur: Duration, compactor: bool) -> Result<Run> {
+    store_writers_with(
+        root,
+        writers,
+        payload,
+        dur,
+        StoreOptions { run_compactor: compactor, ..StoreOptions::default() },
+    )
+}
+
+/// [`store_writers`] with the store opened with `opts`.
+pub fn store_writers_with(
+    root: &Path,
+    writers: usize,
+    payload: usize,
+    dur: Duration,
+    opts: StoreOptions,
+) -> Result<Run> {
+    let compactor = opts.run_compactor;
     let dir = fresh(root, "store")?;
-    let store = Store::open(&dir, StoreOptions { run_compactor: compactor, ..StoreOptions::default() })?;
+    let store = Store::open(&dir, opts)?;
     let pools: Vec<Vec<Message>> = (0..writers).map(|t| workload::messages(t as u64, POOL, payload)).collect();
     let (lat, el) = run_threads(writers, dur, |t| {
         let store = &store;

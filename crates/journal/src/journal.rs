@@ -49,7 +49,34 @@ pub struct JournalStatus {
 
 #[derive(Debug)]
 struct Pending {
-    payloads: Vec<Vec<u8>>,
+    /// LSN of the batch's first record (its name in the queue).
+    first: Lsn,
+    /// Shared with the appending thread, which may read them to make shorter forms while the
+    /// batch waits (`append_batch_improving`).
+    payloads: Vec<Arc<Vec<u8>>>,
+}
+
+/// Maps a payload to a shorter one the caller reads as the same record (for the store: its
+/// entry compressed), or `None` to keep it. See [`Journal::append_batch_improving`].
+pub type Improve<'a> = &'a (dyn Fn(&[u8]) -> Option<Vec<u8>> + Sync);
+
+/// Replaces each payload by its shorter form, where `f` gives one.
+fn improve_all(payloads: &mut [Arc<Vec<u8>>], f: Improve<'_>) {
+    for p in payloads.iter_mut() {
+        if let Some(better) = f(p).filter(|b| b.len() <= p.len()) {
+            *p = Arc::new(better);
+        }
+    }
+}
+
+/// A waiting append runs its `improve` only when fewer batches than this (the cores) are
+/// queued ahead of it. Beyond that the appending threads outnumber the cores, the CPU is what
+/// limits the commit rate, and work done while waiting is taken from the thread leading the
+/// next commit (measured, 64 writers of 2 KB on two cores: compressing every waiting append
+/// cost a third of the appends a second; with this limit, none within the run-to-run noise).
+fn improve_queue_max() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[derive(Debug)]
@@ -297,19 +324,40 @@ impl Journal {
     /// others follow consecutively). The batch is atomic across crashes: recovery keeps all of
     /// it or none. If any payload is too large, nothing is written.
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Lsn> {
+        self.append_owned(payloads.iter().map(|p| p.to_vec()).collect(), None)
+    }
+
+    /// [`append_batch`](Self::append_batch), where each payload may be written in a shorter
+    /// form `improve` gives (the caller must read either form as the same record). The work of
+    /// `improve` is kept off the group commit's path: when no commit is in progress it runs
+    /// before the batch is queued (this append will lead, and its sync dominates); otherwise
+    /// the batch is queued as given and `improve` runs while it waits for the commit in
+    /// progress, its results swapped in only if the batch has not been taken for writing yet.
+    /// So `improve` never delays a commit, and under load some payloads are written as given.
+    /// A replacement longer than its payload is ignored.
+    pub fn append_batch_improving(&self, payloads: Vec<Vec<u8>>, improve: Improve<'_>) -> Result<Lsn> {
+        self.append_owned(payloads, Some(improve))
+    }
+
+    fn append_owned(&self, owned: Vec<Vec<u8>>, mut improve: Option<Improve<'_>>) -> Result<Lsn> {
         let inner = &*self.inner;
         if inner.read_only {
             return Err(Error::ReadOnly { path: inner.dir.clone() });
         }
         let max = inner.opts.max_record_size;
-        for p in payloads {
+        for p in &owned {
             if p.len() > max as usize {
                 return Err(Error::RecordTooLarge { len: p.len(), max });
             }
         }
-        let owned: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).collect();
+        let mut owned: Vec<Arc<Vec<u8>>> = owned.into_iter().map(Arc::new).collect();
         let n = owned.len() as u64;
         let mut st = inner.state.lock();
+        if let Some(f) = improve.filter(|_| !st.leader && st.queue.is_empty()) {
+            // No commit in progress: this append will lead one, and its sync dominates.
+            parking_lot::MutexGuard::unlocked(&mut st, || improve_all(&mut owned, f));
+            improve = None;
+        }
         if let Some(cause) = &st.poisoned {
             return Err(Error::Poisoned { cause: cause.clone() });
         }
@@ -322,7 +370,10 @@ impl Journal {
         }
         st.next_lsn += n;
         let my_last = first + n - 1;
-        st.queue.push(Pending { payloads: owned });
+        // What `improve` reads while the batch waits (the queued batch may be taken by the
+        // leader at any moment; the payloads are shared, not copied).
+        let mut originals = improve.filter(|_| st.queue.len() < improve_queue_max()).map(|_| owned.clone());
+        st.queue.push(Pending { first, payloads: owned });
         let mut my_error: Option<Error> = None;
         loop {
             if st.written_lsn >= my_last {
@@ -352,6 +403,14 @@ impl Journal {
                 inner.cond.notify_all();
                 continue;
             }
+            if let (Some(f), Some(mut mine)) = (improve, originals.take()) {
+                parking_lot::MutexGuard::unlocked(&mut st, || improve_all(&mut mine, f));
+                if let Some(queued) = st.queue.iter_mut().find(|p| p.first == first) {
+                    queued.payloads = mine;
+                }
+                // The lock was let go: look at the state again before waiting.
+                continue;
+            }
             inner.cond.wait(&mut st);
         }
     }
@@ -375,7 +434,7 @@ impl Journal {
             for (i, p) in batch.payloads.iter().enumerate() {
                 lsn += 1;
                 let flags = if i + 1 < count { FLAG_BATCH_CONTINUES } else { 0 };
-                encode_record(&mut w.buf, w.active.salt, lsn, flags, p);
+                encode_record(&mut w.buf, w.active.salt, lsn, flags, p.as_slice());
             }
             w.active.records += count as u64;
         }

@@ -52,7 +52,7 @@ pub use files::{HOLES_FILE, Hole, LOCK_FILE, QUARANTINE_DIR, QuarantineNote};
 pub use format::{
     FOOTER_LEN, FORMAT_VERSION, RECORD_HEADER_LEN, REWRITTEN_FORMAT_VERSION, SEGMENT_HEADER_LEN, frame_len,
 };
-pub use journal::{Journal, JournalStatus, Lsn, verify};
+pub use journal::{Improve, Journal, JournalStatus, Lsn, verify};
 pub use options::{Durability, Options, RecoveryMode, SealedCheck};
 pub use overwrite::{
     ERASE_LOCK_FILE, OverwriteReport, REDO_FILE, Replace, Scrub, erase_lock, overwrite_records, sealed_segment_ids,

@@ -475,3 +475,45 @@ fn records_are_read_again_by_their_place() {
     // A segment that is not there.
     assert!(fresh.read(dir.path(), 999, 64, 1, 1 << 20).is_err());
 }
+
+/// `append_batch_improving`: an idle journal writes the shorter form; a longer "improvement" is
+/// ignored; under concurrency every acknowledged record is there once, in one of its two forms,
+/// at the LSN it was acknowledged with.
+#[test]
+fn improving_appends_write_one_of_the_two_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), small_opts()).unwrap();
+    let halve = |p: &[u8]| Some(p[..p.len() / 2].to_vec());
+    let lsn = j.append_batch_improving(vec![b"abcdefgh".to_vec(), b"12345678".to_vec()], &halve).unwrap();
+    let longer = |p: &[u8]| Some([p, p].concat());
+    let third = j.append_batch_improving(vec![b"keep me".to_vec()], &longer).unwrap();
+    let got: Vec<Vec<u8>> = j.iter_from(lsn).map(|r| r.unwrap().payload).collect();
+    assert_eq!(got, vec![b"abcd".to_vec(), b"1234".to_vec(), b"keep me".to_vec()]);
+    assert_eq!(third, lsn + 2);
+
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for t in 0..16u64 {
+            let (j, acked) = (&j, &acked);
+            s.spawn(move || {
+                for i in 0..100u64 {
+                    let p = format!("thread {t:02} record {i:03} ").repeat(4).into_bytes();
+                    let lsn = j.append_batch_improving(vec![p.clone()], &halve).unwrap();
+                    acked.lock().unwrap().push((lsn, p));
+                }
+            });
+        }
+    });
+    let written: std::collections::HashMap<u64, Vec<u8>> =
+        j.iter_from(third + 1).map(|r| r.unwrap()).map(|r| (r.lsn, r.payload)).collect();
+    let acked = acked.into_inner().unwrap();
+    assert_eq!(written.len(), acked.len(), "one record per acknowledged append");
+    for (lsn, p) in acked {
+        let w = &written[&lsn];
+        assert!(w == &p || w.as_slice() == &p[..p.len() / 2], "LSN {lsn}: {w:?}");
+    }
+    j.close().unwrap();
+    // Reopened: the same records.
+    let j = Journal::open(dir.path(), small_opts()).unwrap();
+    assert_eq!(j.iter_from(third + 1).count(), 1600);
+}

@@ -433,7 +433,7 @@ impl Compactor {
     /// in place (at most every 50 polls).
     fn idle(&mut self, inner: &Inner) {
         self.erase_if_due(inner);
-        if self.squeezed_at.is_none_or(|t| t.elapsed() >= inner.opts.poll_interval * 50) {
+        if inner.opts.compression && self.squeezed_at.is_none_or(|t| t.elapsed() >= inner.opts.poll_interval * 50) {
             self.squeezed_at = Some(Instant::now());
             crate::admin::compress_sealed(&inner.dir, &mut self.squeezed);
         }

@@ -33,6 +33,13 @@ pub struct StoreOptions {
     pub segment_size: u64,
     /// Largest encoded message or session record. Default: 64 MiB.
     pub max_record_size: u32,
+    /// Compress journal entries (zstd, docs/format.md "Codec tag 3"): messages of 512 B to
+    /// 16 KiB when appended, if that costs the group commit nothing (while an append waits for
+    /// the commit in progress, or before it leads one), and longer records in place by the
+    /// compactor when idle. `false`: entries are written as they are and the compactor
+    /// compresses nothing (`tidelog checkpoint` still does). Readers read both forms whatever
+    /// this says. Default: `true`.
+    pub compression: bool,
     /// Run the background compactor in this process (it still runs in only one process at a
     /// time). Default: `true`.
     pub run_compactor: bool,
@@ -82,6 +89,7 @@ impl Default for StoreOptions {
             recovery: RecoveryMode::Strict,
             segment_size: 64 << 20,
             max_record_size: 64 << 20,
+            compression: true,
             run_compactor: true,
             batch_max_entries: 2_000,
             batch_max_bytes: 16 << 20,

@@ -267,3 +267,41 @@ fn retention_copies_journal_texts_into_the_index_before_removing_segments() {
     assert_eq!(store.search(&SearchQuery::new("plover3")).unwrap().len(), 1);
     store.close().unwrap();
 }
+
+/// When entries are compressed as they are appended (docs/design.md "One copy of the text"): a
+/// lone append compresses a 2 KB text but leaves a 100 KB one for later; a batch of several
+/// messages (an import) compresses both; `compression: false` writes every entry as it is. Every
+/// text reads back whole either way.
+#[test]
+fn entries_are_compressed_when_appended_by_size_and_batch() {
+    let forms = |compression: bool, batch: bool| -> Vec<(usize, u8)> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { compression, run_compactor: false, ..opts() }).unwrap();
+        let mid: String = (0..60).map(|i| format!("line {i:03} of a middling tool output\n")).collect();
+        let msgs = vec![tool("s", "mid", mid.clone()), tool("s", "big", big_output("osprey"))];
+        if batch {
+            store.append_batch(msgs.clone()).unwrap();
+        } else {
+            for m in msgs.clone() {
+                store.append(m).unwrap();
+            }
+        }
+        let read: Vec<Option<String>> = store.messages("s").unwrap().into_iter().map(|m| m.content).collect();
+        assert_eq!(read, msgs.into_iter().map(|m| m.content).collect::<Vec<_>>());
+        store.close().unwrap();
+        let lane = dir.path().join("lanes/lane-0001");
+        let j = tidelog_journal::Journal::open_read_only(&lane, tidelog_journal::Options::default()).unwrap();
+        j.iter_from(1)
+            .map(|r| r.unwrap().payload)
+            .filter(|p| matches!(tidelog::decode_entry(p), Ok(tidelog::Entry::Message(_))))
+            .map(|p| (p.len(), p[0]))
+            .collect()
+    };
+    let tags = |v: &[(usize, u8)]| v.iter().map(|&(_, t)| t).collect::<Vec<_>>();
+    let (raw, zstd) = (tidelog::CODEC_FIELDS_V2, tidelog::CODEC_ZSTD_V3);
+    assert_eq!(tags(&forms(true, false)), vec![zstd, raw], "lone appends");
+    assert_eq!(tags(&forms(true, true)), vec![zstd, zstd], "a batch");
+    let off = forms(false, true);
+    assert_eq!(tags(&off), vec![raw, raw], "compression off");
+    assert!(off[1].0 > 100_000, "{off:?}");
+}

@@ -131,6 +131,29 @@ pub(crate) fn journal_payload(j: &tidelog_journal::Journal, e: &Entry) -> Result
     encode_for_journal(e, max as usize).map_err(|len| tidelog_journal::Error::RecordTooLarge { len, max })
 }
 
+/// An entry's tag-2 payload for journal `j`, refused (nothing written) when larger than its
+/// largest record; [`shorter_payload`] gives its compressed form, for
+/// `Journal::append_batch_improving`.
+pub(crate) fn journal_raw(j: &tidelog_journal::Journal, e: &Entry) -> Result<Vec<u8>, tidelog_journal::Error> {
+    let max = j.max_record_size();
+    let raw = encode(e);
+    if raw.len() > max as usize {
+        return Err(tidelog_journal::Error::RecordTooLarge { len: raw.len(), max });
+    }
+    Ok(raw)
+}
+
+/// The compressed (tag 3) form of a tag-2 payload, when one is worth writing instead: for a
+/// lone append, up to 16 KiB (longer ones are compressed in place later).
+pub(crate) fn shorter_payload(raw: &[u8]) -> Option<Vec<u8>> {
+    compress::shorter(raw)
+}
+
+/// [`shorter_payload`] for a batch of several messages, whatever their length.
+pub(crate) fn shorter_payload_bulk(raw: &[u8]) -> Option<Vec<u8>> {
+    compress::shorter_bulk(raw)
+}
+
 /// The tag-2 bytes of a compressed (tag 3) payload, `None` for any other payload: what the
 /// bytes of a compressed record say, for searches of raw bytes (`verify`'s search for deleted
 /// text) that must see through compression.

@@ -68,10 +68,17 @@ impl Store {
         let mut out = Vec::with_capacity(msgs.len());
         let mut payloads = Vec::with_capacity(msgs.len());
         for m in self.prepare_messages(msgs, &mut out)? {
-            payloads.push(entry::journal_payload(&self.inner.lane, &Entry::Message(m))?);
+            payloads.push(entry::journal_raw(&self.inner.lane, &Entry::Message(m))?);
         }
-        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-        let first = self.inner.lane.append_batch(&refs)?;
+        let first = if self.inner.opts.compression {
+            // A batch of several messages is a bulk write (import, restore): its long entries
+            // are compressed now too (docs/design.md "One copy of the text").
+            let improve = if payloads.len() > 1 { entry::shorter_payload_bulk } else { entry::shorter_payload };
+            self.inner.lane.append_batch_improving(payloads, &improve)?
+        } else {
+            let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+            self.inner.lane.append_batch(&refs)?
+        };
         let mut next = first;
         for a in out.iter_mut() {
             if a.lsn.is_some() {
