@@ -124,6 +124,8 @@ pub(crate) struct Inner {
     /// The store-wide write lock while this process holds it (see [`Inner::exclusive`]).
     pub write_lock: Mutex<WriteLock>,
     pub write_freed: parking_lot::Condvar,
+    /// Compressions running in this store's appends (`entry::shorter_payload`).
+    pub compressing: crate::entry::Slots,
 }
 
 /// Journal options for a read-only look at a lane: salvage in memory (a read-only open changes
@@ -275,6 +277,7 @@ impl Inner {
             seq,
             write_lock: Mutex::new(WriteLock::default()),
             write_freed: parking_lot::Condvar::new(),
+            compressing: crate::entry::Slots::default(),
         }
     }
 

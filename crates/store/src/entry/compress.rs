@@ -70,14 +70,14 @@ pub(crate) fn for_journal(raw: Vec<u8>) -> Vec<u8> {
 
 /// The compressed form of tag-2 payload `raw` when appending it: tag 3 when `raw` is of a size
 /// compressed when appended and zstd saves at least an eighth, `None` to write it as it is.
-/// At most [`slots`] compressions run at once in a process; an append that finds them all taken
-/// is written as it is rather than wait (on a machine short of cores, 64 writers compressing at
+/// At most [`slots`] compressions run at once in a store; an append that finds them all taken is
+/// written as it is rather than wait (on a machine short of cores, 64 writers compressing at
 /// once starved the thread leading the group commit: 3x fewer appends a second, measured).
-pub(crate) fn shorter(raw: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn shorter(raw: &[u8], slots: &Slots) -> Option<Vec<u8>> {
     if raw.len() > APPEND_MAX {
         return None;
     }
-    shorter_bulk(raw)
+    shorter_bulk(raw, slots)
 }
 
 /// [`shorter`] without its upper bound, for the entries of a batch of several messages (bulk
@@ -85,12 +85,18 @@ pub(crate) fn shorter(raw: &[u8]) -> Option<Vec<u8>> {
 /// compressed when appended takes no more room than it needs, where one compressed in place
 /// later keeps the partial blocks at both ends of its record (measured on Hermes' v30 fixture
 /// imported: 150 KB of the journal's 700 KB).
-pub(crate) fn shorter_bulk(raw: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn shorter_bulk(raw: &[u8], slots: &Slots) -> Option<Vec<u8>> {
     if raw.len() < MIN_BYTES {
         return None;
     }
-    let _slot = Slot::take()?;
+    let _slot = slots.take()?;
     compress(raw).filter(|c| c.len() <= raw.len() - raw.len() / 8)
+}
+
+/// Whether [`shorter`] (`bulk`: [`shorter_bulk`]) may compress a payload of `len` bytes (an
+/// append with none such skips the work of offering them).
+pub(crate) fn worth_trying(len: usize, bulk: bool) -> bool {
+    len >= MIN_BYTES && (bulk || len <= APPEND_MAX)
 }
 
 /// How many appends may compress at once: one fewer than the cores (at least one), so that the
@@ -100,24 +106,26 @@ fn slots() -> usize {
     *SLOTS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)))
 }
 
-/// One of the [`slots`], given back when dropped.
-struct Slot;
+/// The compressions running in one store's appends (see [`shorter`]).
+#[derive(Debug, Default)]
+pub(crate) struct Slots(AtomicUsize);
 
-static BUSY: AtomicUsize = AtomicUsize::new(0);
-
-impl Slot {
-    fn take() -> Option<Slot> {
-        if BUSY.fetch_add(1, Ordering::AcqRel) >= slots() {
-            BUSY.fetch_sub(1, Ordering::AcqRel);
+impl Slots {
+    fn take(&self) -> Option<Slot<'_>> {
+        if self.0.fetch_add(1, Ordering::Relaxed) >= slots() {
+            self.0.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        Some(Slot)
+        Some(Slot(&self.0))
     }
 }
 
-impl Drop for Slot {
+/// One of the [`slots`], given back when dropped (a panic included).
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        BUSY.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

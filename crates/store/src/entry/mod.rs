@@ -9,6 +9,7 @@
 //! it in its status; it is never skipped in silence.
 
 mod compress;
+pub(crate) use compress::Slots;
 mod legacy;
 
 pub use compress::CODEC_ZSTD_V3;
@@ -145,13 +146,19 @@ pub(crate) fn journal_raw(j: &tidelog_journal::Journal, e: &Entry) -> Result<Vec
 
 /// The compressed (tag 3) form of a tag-2 payload, when one is worth writing instead: for a
 /// lone append, up to 16 KiB (longer ones are compressed in place later).
-pub(crate) fn shorter_payload(raw: &[u8]) -> Option<Vec<u8>> {
-    compress::shorter(raw)
+pub(crate) fn shorter_payload(raw: &[u8], slots: &Slots) -> Option<Vec<u8>> {
+    compress::shorter(raw, slots)
+}
+
+/// Whether [`shorter_payload`] (`bulk`: [`shorter_payload_bulk`]) may compress a payload of
+/// `len` bytes.
+pub(crate) fn worth_compressing(len: usize, bulk: bool) -> bool {
+    compress::worth_trying(len, bulk)
 }
 
 /// [`shorter_payload`] for a batch of several messages, whatever their length.
-pub(crate) fn shorter_payload_bulk(raw: &[u8]) -> Option<Vec<u8>> {
-    compress::shorter_bulk(raw)
+pub(crate) fn shorter_payload_bulk(raw: &[u8], slots: &Slots) -> Option<Vec<u8>> {
+    compress::shorter_bulk(raw, slots)
 }
 
 /// The tag-2 bytes of a compressed (tag 3) payload, `None` for any other payload: what the

@@ -64,17 +64,28 @@ impl Store {
         }
     }
 
+    /// The journal payload of an entry other than a batch's messages: compressed now when
+    /// [`StoreOptions::compression`](crate::StoreOptions::compression) is on and it is worth it.
+    pub(super) fn payload(&self, e: &Entry) -> Result<Vec<u8>> {
+        let lane = &self.inner.lane;
+        Ok(if self.inner.opts.compression { entry::journal_payload(lane, e)? } else { entry::journal_raw(lane, e)? })
+    }
+
     fn append_batch_unlocked(&self, msgs: Vec<Message>) -> Result<Vec<Appended>> {
         let mut out = Vec::with_capacity(msgs.len());
         let mut payloads = Vec::with_capacity(msgs.len());
         for m in self.prepare_messages(msgs, &mut out)? {
             payloads.push(entry::journal_raw(&self.inner.lane, &Entry::Message(m))?);
         }
-        let first = if self.inner.opts.compression {
-            // A batch of several messages is a bulk write (import, restore): its long entries
-            // are compressed now too (docs/design.md "One copy of the text").
-            let improve = if payloads.len() > 1 { entry::shorter_payload_bulk } else { entry::shorter_payload };
-            self.inner.lane.append_batch_improving(payloads, &improve)?
+        // A batch of several messages is a bulk write (import, restore): its long entries are
+        // compressed now too (docs/design.md "One copy of the text").
+        let bulk = payloads.len() > 1;
+        let first = if self.inner.opts.compression && payloads.iter().any(|p| entry::worth_compressing(p.len(), bulk)) {
+            let slots = &self.inner.compressing;
+            let lone = |p: &[u8]| entry::shorter_payload(p, slots);
+            let bulk_form = |p: &[u8]| entry::shorter_payload_bulk(p, slots);
+            let improve: tidelog_journal::Improve<'_> = if bulk { &bulk_form } else { &lone };
+            self.inner.lane.append_batch_improving(payloads, improve)?
         } else {
             let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
             self.inner.lane.append_batch(&refs)?
@@ -196,7 +207,7 @@ impl Store {
 
     fn write_patch(&self, mut patch: SessionPatch) -> Result<Lsn> {
         patch.op = Some(self.inner.seq()?.next());
-        Ok(self.inner.lane.append(&entry::journal_payload(&self.inner.lane, &Entry::Session(patch))?)?)
+        Ok(self.inner.lane.append(&self.payload(&Entry::Session(patch))?)?)
     }
 
     /// Ends a session now with a reason.

@@ -8,7 +8,7 @@ use tidelog_journal::Lsn;
 
 use super::Store;
 use super::append::Appended;
-use crate::entry::{self, Entry};
+use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::index::SessionFilter;
 use crate::model::{
@@ -48,7 +48,7 @@ fn check_key(what: &str, v: &str) -> Result<()> {
 impl Store {
     fn append_entry(&self, e: &Entry) -> Result<Lsn> {
         self.writable()?;
-        Ok(self.inner.lane.append(&entry::journal_payload(&self.inner.lane, e)?)?)
+        Ok(self.inner.lane.append(&self.payload(e)?)?)
     }
 
     /// Changes fields of a message (by integer id, in the session the update names). Durable on
@@ -127,7 +127,7 @@ impl Store {
             messages,
             kept,
         });
-        let lsn = self.inner.lane.append(&entry::journal_payload(&self.inner.lane, &e)?)?;
+        let lsn = self.inner.lane.append(&self.payload(&e)?)?;
         if mode == RewriteMode::Delete {
             self.erase_pending();
         }
