@@ -517,3 +517,27 @@ fn improving_appends_write_one_of_the_two_forms() {
     let j = Journal::open(dir.path(), small_opts()).unwrap();
     assert_eq!(j.iter_from(third + 1).count(), 1600);
 }
+
+/// A panic in `improve` keeps the payload as it is and the append succeeds (a batch waiting in
+/// the queue must never be left there by an owner unwinding); the journal goes on.
+#[test]
+fn a_panicking_improvement_keeps_the_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), small_opts()).unwrap();
+    let boom = |_: &[u8]| -> Option<Vec<u8>> { panic!("improve failed") };
+    let lsn = j.append_batch_improving(vec![b"as it is".to_vec()], &boom).unwrap();
+    // Concurrent appends, so that some improvements run while waiting in the queue.
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    j.append_batch_improving(vec![b"as it is".to_vec()], &boom).unwrap();
+                }
+            });
+        }
+    });
+    let all: Vec<Vec<u8>> = j.iter_from(lsn).map(|r| r.unwrap().payload).collect();
+    assert_eq!(all.len(), 401);
+    assert!(all.iter().all(|p| p == b"as it is"));
+    j.close().unwrap();
+}
