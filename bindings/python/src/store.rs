@@ -192,7 +192,8 @@ impl PyStore {
     /// Opens (creating if needed) the store in `path`; runs recovery of this process's lane.
     #[new]
     #[pyo3(signature = (path, *, durability="sync", recovery="strict", read_only=false, run_compactor=true,
-        close_deadline=1.0, segment_size=None, max_record_size=None, poll_interval=None, retention="off"))]
+        close_deadline=1.0, segment_size=None, max_record_size=None, poll_interval=None, retention="off",
+        compression=true))]
     #[expect(clippy::too_many_arguments, reason = "mirrors StoreOptions as Python keyword arguments")]
     fn new(
         py: Python<'_>,
@@ -206,6 +207,7 @@ impl PyStore {
         max_record_size: Option<u32>,
         poll_interval: Option<f64>,
         retention: &str,
+        compression: bool,
     ) -> PyResult<Self> {
         let mut opts = StoreOptions {
             durability: match durability {
@@ -229,6 +231,7 @@ impl PyStore {
             },
             read_only,
             run_compactor,
+            compression,
             close_deadline: seconds(py, "close_deadline", Some(close_deadline))?,
             ..StoreOptions::default()
         };

@@ -244,8 +244,12 @@ def test_options(store_dir: Path) -> None:
         max_record_size=1 << 16,
         poll_interval=0.05,
         retention="after_indexed",
+        compression=False,
     ) as s:
         s.append("s", "user", "x")
+        long_text = "a line of a tool output, written as it is\n" * 100
+        s.append("s", "tool", long_text)
+        assert [m.content for m in s.messages("s")][-1] == long_text
         assert not s.status().compactor.running_here
         assert not s.wait_indexed(0.2)  # nobody runs the compactor
         with pytest.raises(tidelog.InvalidInputError):

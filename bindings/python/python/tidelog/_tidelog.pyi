@@ -309,6 +309,7 @@ class Store:
         max_record_size: int | None = None,
         poll_interval: float | None = None,
         retention: Literal["off", "after_indexed"] = "off",
+        compression: bool = True,
     ) -> Store: ...
     @property
     def path(self) -> str: ...

@@ -53,6 +53,7 @@ class AsyncStore:
         max_record_size: int | None = None,
         poll_interval: float | None = None,
         retention: Literal["off", "after_indexed"] = "off",
+        compression: bool = True,
     ) -> AsyncStore:
         """Opens (creating if needed) the store in ``path``; see ``Store``."""
         store = await asyncio.to_thread(
@@ -67,6 +68,7 @@ class AsyncStore:
             max_record_size=max_record_size,
             poll_interval=poll_interval,
             retention=retention,
+            compression=compression,
         )
         return cls(store)
 
