@@ -305,3 +305,24 @@ fn entries_are_compressed_when_appended_by_size_and_batch() {
     assert_eq!(tags(&off), vec![raw, raw], "compression off");
     assert!(off[1].0 > 100_000, "{off:?}");
 }
+
+/// `compression: false` holds for the compactor too: long records of sealed segments stay as
+/// they were written (a store with compression on compresses them within a few passes: above).
+#[test]
+fn compression_off_leaves_long_records_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open(dir.path(), StoreOptions { segment_size: 256 << 10, compression: false, ..opts() }).unwrap();
+    for i in 0..6 {
+        store.append(tool("s", &format!("big{i}"), big_output(&format!("heron{i}")))).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    // Passes run every 50 polls of 5 ms: this is several of them.
+    std::thread::sleep(Duration::from_millis(1500));
+    store.close().unwrap();
+    let lane = dir.path().join("lanes/lane-0001");
+    let j = tidelog_journal::Journal::open_read_only(&lane, tidelog_journal::Options::default()).unwrap();
+    let long: Vec<u8> =
+        j.iter_from(1).map(|r| r.unwrap().payload).filter(|p| p.len() > 16 << 10).map(|p| p[0]).collect();
+    assert_eq!(long, vec![tidelog::CODEC_FIELDS_V2; 6]);
+}
