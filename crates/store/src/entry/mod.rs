@@ -9,7 +9,11 @@
 //! it in its status; it is never skipped in silence.
 
 mod compress;
-pub(crate) use compress::Slots;
+/// The compressed form of a payload when appending it (lone, or in a batch of several
+/// messages), and whether a payload's length is worth offering it: see `compress.rs`.
+pub(crate) use compress::{
+    Slots, shorter as shorter_payload, shorter_bulk as shorter_payload_bulk, worth_trying as worth_compressing,
+};
 mod legacy;
 
 pub use compress::CODEC_ZSTD_V3;
@@ -142,23 +146,6 @@ pub(crate) fn journal_raw(j: &tidelog_journal::Journal, e: &Entry) -> Result<Vec
         return Err(tidelog_journal::Error::RecordTooLarge { len: raw.len(), max });
     }
     Ok(raw)
-}
-
-/// The compressed (tag 3) form of a tag-2 payload, when one is worth writing instead: for a
-/// lone append, up to 16 KiB (longer ones are compressed in place later).
-pub(crate) fn shorter_payload(raw: &[u8], slots: &Slots) -> Option<Vec<u8>> {
-    compress::shorter(raw, slots)
-}
-
-/// Whether [`shorter_payload`] (`bulk`: [`shorter_payload_bulk`]) may compress a payload of
-/// `len` bytes.
-pub(crate) fn worth_compressing(len: usize, bulk: bool) -> bool {
-    compress::worth_trying(len, bulk)
-}
-
-/// [`shorter_payload`] for a batch of several messages, whatever their length.
-pub(crate) fn shorter_payload_bulk(raw: &[u8], slots: &Slots) -> Option<Vec<u8>> {
-    compress::shorter_bulk(raw, slots)
 }
 
 /// The tag-2 bytes of a compressed (tag 3) payload, `None` for any other payload: what the
