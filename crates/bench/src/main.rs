@@ -89,6 +89,10 @@ enum Hidden {
     Reads {
         #[arg(long, default_value_t = 200_000)]
         messages: usize,
+        /// Only the reads whose name contains this text (e.g. "latest", "search two"); the
+        /// full export is "full export".
+        #[arg(long)]
+        only: Option<String>,
     },
     /// One append configuration alone, with compression on and off: `writers` threads calling
     /// `Store::append` (compactor off) for `seconds`, beside the raw write+fdatasync loop,
@@ -178,7 +182,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{:.0} MB/s", phases::verify_only(&dir, build_mb)?);
                 Ok(())
             }
-            Hidden::Reads { messages } => reads::run(&dir, messages, &mut std::io::stdout()),
+            Hidden::Reads { messages, only } => reads::run(&dir, messages, only.as_deref(), &mut std::io::stdout()),
             Hidden::Appends { writers, payload, seconds, runs } => {
                 let d = Duration::from_secs_f64(seconds);
                 for run in 0..runs {

@@ -103,16 +103,18 @@ fn build_sqlite(path: &Path, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Median of 5 runs of `f`, in milliseconds.
+/// Median of 5 runs of `f` (`TIDELOG_READS_RUNS` runs: more to profile one read), in
+/// milliseconds.
 fn median_ms(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let runs = std::env::var("TIDELOG_READS_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5usize).max(1);
     let mut v = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..runs {
         let t = Instant::now();
         f()?;
         v.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     v.sort_by(f64::total_cmp);
-    Ok(v[2])
+    Ok(v[v.len() / 2])
 }
 
 fn sql_count(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<usize> {
@@ -132,7 +134,7 @@ struct Row {
     sqlite_ms: f64,
 }
 
-pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
+pub fn run(dir: &Path, n: usize, only: Option<&str>, out: &mut dyn Write) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let store_dir = dir.join(format!("store-{n}"));
     build_store(&store_dir, n).context("building the store")?;
@@ -143,57 +145,66 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
     let mid = session_of(n / 2);
     let mut rows = Vec::new();
     let mut row = |what: &str, l: f64, s: f64| rows.push(Row { what: what.into(), tidelog_ms: l, sqlite_ms: s });
+    let want = |what: &str| only.is_none_or(|o| what.contains(o));
 
-    // Latest 20 of a session (a gateway loading a transcript).
-    let l = median_ms(|| {
-        let q = HistoryQuery { limit: Some(20), latest: true, ..HistoryQuery::new(mid.clone()) };
-        anyhow::ensure!(store.history(&q)?.len() == 20);
-        Ok(())
-    })?;
-    let s = median_ms(|| {
-        sql_count(&c, "SELECT * FROM messages WHERE session_id = ?1 ORDER BY id DESC LIMIT 20", [&mid])?;
-        Ok(())
-    })?;
-    row("latest 20 of a session", l, s);
-
-    // Whole transcript of a session (500 messages).
-    let l = median_ms(|| {
-        anyhow::ensure!(store.messages(&mid)?.len() == PER_SESSION);
-        Ok(())
-    })?;
-    let s = median_ms(|| {
-        sql_count(&c, "SELECT * FROM messages WHERE session_id = ?1 ORDER BY timestamp, id", [&mid])?;
-        Ok(())
-    })?;
-    row("transcript of a session (500)", l, s);
-
-    // tail -n 50 (the newest 50 of the store).
-    let l = median_ms(|| {
-        anyhow::ensure!(store.latest(50, None)?.len() == 50);
-        Ok(())
-    })?;
-    let s = median_ms(|| {
-        sql_count(&c, "SELECT * FROM messages ORDER BY id DESC LIMIT 50", [])?;
-        Ok(())
-    })?;
-    row("tail -n 50", l, s);
-
-    // export --since: the newest 1,000 by time.
-    let since = 1_780_000_000.0 + (n - 1000) as f64;
-    let l = median_ms(|| {
-        let mut k = 0;
-        store.export(None, Some(since), &mut |_| {
-            k += 1;
+    if want("latest 20 of a session") {
+        // Latest 20 of a session (a gateway loading a transcript).
+        let l = median_ms(|| {
+            let q = HistoryQuery { limit: Some(20), latest: true, ..HistoryQuery::new(mid.clone()) };
+            anyhow::ensure!(store.history(&q)?.len() == 20);
             Ok(())
         })?;
-        anyhow::ensure!(k == 1000, "{k}");
-        Ok(())
-    })?;
-    let s = median_ms(|| {
-        sql_count(&c, "SELECT * FROM messages WHERE timestamp >= ?1 ORDER BY timestamp", [since])?;
-        Ok(())
-    })?;
-    row("export --since (last 1,000)", l, s);
+        let s = median_ms(|| {
+            sql_count(&c, "SELECT * FROM messages WHERE session_id = ?1 ORDER BY id DESC LIMIT 20", [&mid])?;
+            Ok(())
+        })?;
+        row("latest 20 of a session", l, s);
+    }
+
+    if want("transcript of a session (500)") {
+        // Whole transcript of a session (500 messages).
+        let l = median_ms(|| {
+            anyhow::ensure!(store.messages(&mid)?.len() == PER_SESSION);
+            Ok(())
+        })?;
+        let s = median_ms(|| {
+            sql_count(&c, "SELECT * FROM messages WHERE session_id = ?1 ORDER BY timestamp, id", [&mid])?;
+            Ok(())
+        })?;
+        row("transcript of a session (500)", l, s);
+    }
+
+    if want("tail -n 50") {
+        // tail -n 50 (the newest 50 of the store).
+        let l = median_ms(|| {
+            anyhow::ensure!(store.latest(50, None)?.len() == 50);
+            Ok(())
+        })?;
+        let s = median_ms(|| {
+            sql_count(&c, "SELECT * FROM messages ORDER BY id DESC LIMIT 50", [])?;
+            Ok(())
+        })?;
+        row("tail -n 50", l, s);
+    }
+
+    if want("export --since (last 1,000)") {
+        // export --since: the newest 1,000 by time.
+        let since = 1_780_000_000.0 + (n - 1000) as f64;
+        let l = median_ms(|| {
+            let mut k = 0;
+            store.export(None, Some(since), &mut |_| {
+                k += 1;
+                Ok(())
+            })?;
+            anyhow::ensure!(k == 1000, "{k}");
+            Ok(())
+        })?;
+        let s = median_ms(|| {
+            sql_count(&c, "SELECT * FROM messages WHERE timestamp >= ?1 ORDER BY timestamp", [since])?;
+            Ok(())
+        })?;
+        row("export --since (last 1,000)", l, s);
+    }
 
     // Searches.
     let searches: [(&str, &str, SearchOrder, Option<&str>); 6] = [
@@ -204,7 +215,7 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
         ("search common word in one session, newest", "invoice", SearchOrder::Newest, Some(mid.as_str())),
         ("search two words, newest first", "invoice zebraquartz", SearchOrder::Newest, None),
     ];
-    for (what, text, order, session) in searches {
+    for (what, text, order, session) in searches.into_iter().filter(|(w, ..)| want(w)) {
         let l = median_ms(|| {
             let q = SearchQuery { order, session_id: session.map(str::to_string), ..SearchQuery::new(text) };
             anyhow::ensure!(!store.search(&q)?.is_empty());
@@ -230,22 +241,25 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
     }
 
     // Full export: time to the first message and the rate.
-    let t = Instant::now();
-    let mut first = None;
-    let mut k = 0u64;
-    store.export(None, None, &mut |_| {
-        if first.is_none() {
-            first = Some(t.elapsed());
-        }
-        k += 1;
-        Ok(())
-    })?;
-    let total = t.elapsed();
-    let t2 = Instant::now();
-    let sk = sql_count(&c, "SELECT * FROM messages ORDER BY timestamp", [])?;
-    let stotal = t2.elapsed();
+    let full = if want("full export") {
+        let t = Instant::now();
+        let mut first = None;
+        let mut k = 0u64;
+        store.export(None, None, &mut |_| {
+            if first.is_none() {
+                first = Some(t.elapsed());
+            }
+            k += 1;
+            Ok(())
+        })?;
+        let total = t.elapsed();
+        let t2 = Instant::now();
+        let sk = sql_count(&c, "SELECT * FROM messages ORDER BY timestamp", [])?;
+        Some((first, k, total, sk, t2.elapsed()))
+    } else {
+        None
+    };
     store.close()?;
-
     writeln!(out, "\n### Reads on {n} messages (~1 KB each, {PER_SESSION} per session)\n")?;
     writeln!(out, "| read | tidelog ms | SQLite (Hermes schema) ms | ratio |")?;
     writeln!(out, "|---|---:|---:|---:|")?;
@@ -259,16 +273,18 @@ pub fn run(dir: &Path, n: usize, out: &mut dyn Write) -> Result<()> {
             r.tidelog_ms / r.sqlite_ms
         )?;
     }
-    writeln!(
-        out,
-        "| full export: first message after | {:.1} | n/a | |\n| full export: total ({k} messages) | {:.0} ({:.0} msg/s) | {:.0} ({sk} rows, {:.0} rows/s) | {:.2}x |",
-        first.unwrap_or_default().as_secs_f64() * 1000.0,
-        total.as_secs_f64() * 1000.0,
-        k as f64 / total.as_secs_f64(),
-        stotal.as_secs_f64() * 1000.0,
-        sk as f64 / stotal.as_secs_f64(),
-        total.as_secs_f64() / stotal.as_secs_f64()
-    )?;
+    if let Some((first, k, total, sk, stotal)) = full {
+        writeln!(
+            out,
+            "| full export: first message after | {:.1} | n/a | |\n| full export: total ({k} messages) | {:.0} ({:.0} msg/s) | {:.0} ({sk} rows, {:.0} rows/s) | {:.2}x |",
+            first.unwrap_or_default().as_secs_f64() * 1000.0,
+            total.as_secs_f64() * 1000.0,
+            k as f64 / total.as_secs_f64(),
+            stotal.as_secs_f64() * 1000.0,
+            sk as f64 / stotal.as_secs_f64(),
+            total.as_secs_f64() / stotal.as_secs_f64()
+        )?;
+    }
     drop(c);
     bytes_on_disk(&store_dir, &db, n, out)
 }

@@ -184,6 +184,59 @@ fn a_text_that_cannot_be_read_back_is_an_error() {
     assert!(problems.iter().any(|p| p.contains("cannot be read")), "{problems:?}");
 }
 
+/// A session's latest messages read only their own texts from the journal: an unreadable
+/// record of an older message does not fail them; a read that needs it (the whole transcript)
+/// reports it as before; and a later update's text wins over the record the index names.
+#[test]
+fn latest_messages_read_only_their_own_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let a = store.append(tool("s", "old", big_output("grebe"))).unwrap();
+    let mut nums = vec![a.num.unwrap()];
+    for i in 0..3 {
+        nums.push(store.append(tool("s", &format!("new{i}"), big_output(&format!("wren{i}")))).unwrap().num.unwrap());
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    let changed = big_output("changed");
+    let update = tidelog::MessageUpdate {
+        num: nums[2],
+        session_id: "s".into(),
+        content: Some(changed.clone()),
+        ..Default::default()
+    };
+    store.update_message(update).unwrap();
+    store.close().unwrap();
+    // Damage the oldest message's record in the middle of its payload.
+    let c =
+        rusqlite::Connection::open_with_flags(dir.path().join("index.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let (seg, off): (i64, i64) = c
+        .query_row("SELECT body_seg, body_off FROM messages WHERE id = 'old'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    drop(c);
+    let seg = dir.path().join(format!("lanes/lane-0001/{seg:020}.seg"));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[usize::try_from(off).unwrap() + 500] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+    let ro = Store::open(dir.path(), StoreOptions { read_only: true, ..opts() }).unwrap();
+    let q = tidelog::HistoryQuery { limit: Some(2), latest: true, ..tidelog::HistoryQuery::new("s") };
+    let latest: Vec<(i64, Option<String>)> =
+        ro.history(&q).unwrap().into_iter().map(|h| (h.message.num, h.message.content)).collect();
+    assert_eq!(latest, vec![(nums[2], Some(changed)), (nums[3], Some(big_output("wren2")))]);
+    // The damaged lane is in the status whatever is read (found when the lane was opened).
+    let problems = ro.status().problems;
+    assert!(problems.iter().any(|p| p.contains("records that cannot be read")), "{problems:?}");
+    // Reads that need the damaged record (the whole transcript, a latest read that includes
+    // it) answer as before: never a message without its text.
+    let all = ro.messages("s").unwrap_or_default();
+    assert!(all.iter().all(|m| m.content.is_some()), "{all:?}");
+    assert!(all.iter().any(|m| m.num == nums[3]), "{all:?}");
+    let q = tidelog::HistoryQuery { limit: Some(4), latest: true, ..tidelog::HistoryQuery::new("s") };
+    let four = ro.history(&q).unwrap_or_default();
+    assert!(four.iter().all(|h| h.message.content.is_some()), "{four:?}");
+    assert!(four.iter().any(|h| h.message.num == nums[2] && h.message.content == Some(big_output("changed"))));
+}
+
 /// A record longer than 16 KiB is appended as it is and compressed in place once its segment is
 /// sealed (the compactor's idle pass): same offset, so the index's place still finds it; the
 /// zeros after the compressed entry go back to the file system; reads, search and verify are

@@ -43,6 +43,18 @@ pub(crate) struct BodyAt {
     pub lsn: u64,
 }
 
+impl BodyAt {
+    /// The place in columns `first..first + 4` of `r` (`body_lane`, `body_seg`, `body_off`,
+    /// `body_lsn`), `None` for a text the row keeps itself.
+    pub(super) fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Option<BodyAt>> {
+        let at = |i: usize| r.get::<_, Option<i64>>(first + i).map(|v| v.and_then(|v| u64::try_from(v).ok()));
+        Ok(match (at(0)?, at(1)?, at(2)?, at(3)?) {
+            (Some(lane), Some(segment), Some(offset), Some(lsn)) => Some(BodyAt { lane, segment, offset, lsn }),
+            _ => None,
+        })
+    }
+}
+
 /// Registers `tidelog_body` on `conn`, reading the lanes of the store in `store` (`None`: a
 /// connection of an index that keeps every text itself; the function then fails if called).
 pub(super) fn register(conn: &Connection, store: Option<PathBuf>) -> rusqlite::Result<()> {

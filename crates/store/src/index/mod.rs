@@ -51,6 +51,7 @@ pub(crate) use body::{BodyAt, read_text};
 pub use hermes::{HermesHit, HermesSearch};
 pub(crate) use hermes::{search as hermes_search_on, tail_index as hermes_tail_index};
 pub use maintenance::CheckpointStats;
+pub(crate) use query::UnreadHistory;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
 use schema::{
     BODY_COLUMNS, DROP_TEXT_READERS, FTS_CONFIG, FTS_SOURCE_VIEW, REWRITE_KEPT_TABLE, SCHEMA, SESSION_FOLD_TABLES,

@@ -26,12 +26,7 @@ impl Index {
         let rows = collect(&self.conn, &sql, rusqlite::params![lane, from, to], |r| {
             let (m, st) = message_from_row(r)?;
             let lsn: i64 = r.get(n)?;
-            let at = |i: usize| r.get::<_, Option<i64>>(n + i).map(|v| v.and_then(|v| u64::try_from(v).ok()));
-            let body = match (at(1)?, at(2)?, at(3)?, at(4)?) {
-                (Some(lane), Some(segment), Some(offset), Some(lsn)) => Some(BodyAt { lane, segment, offset, lsn }),
-                _ => None,
-            };
-            Ok((u64::try_from(lsn).unwrap_or(0), m, st, body))
+            Ok((u64::try_from(lsn).unwrap_or(0), m, st, BodyAt::from_row(r, n + 1)?))
         })
         .ctx("read messages by journal position")?;
         let reader = tidelog_journal::RecordAt::new();

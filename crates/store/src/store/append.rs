@@ -184,7 +184,7 @@ impl Store {
         drop(pending);
         // A copy that a later deletion or clear (not indexed yet either) removed is not stored,
         // just as it is not once the index applied that deletion.
-        self.fold(&session).map_or(true, |v| v.iter().any(|(m, _)| m.id == id))
+        self.fold_unread(&session).map_or(true, |(v, _)| v.iter().any(|(m, _)| m.id == id))
     }
 
     /// Creates or updates a session: every `Some` field of the patch is set. Durable on return.

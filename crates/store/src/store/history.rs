@@ -12,8 +12,8 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::index::SessionFilter;
 use crate::model::{
-    CounterDelta, DeleteSessions, Message, MessageRef, MessageUpdate, MetaSet, Rewrite, RewriteMode, SessionPatch,
-    SessionRef,
+    CounterDelta, DeleteSessions, Message, MessageRef, MessageState, MessageUpdate, MetaSet, Rewrite, RewriteMode,
+    SessionPatch, SessionRef,
 };
 
 /// Which messages of a session [`Store::history`] returns. Default: the active ones, all of
@@ -39,6 +39,26 @@ impl HistoryQuery {
     pub fn new(session_id: impl Into<String>) -> Self {
         HistoryQuery { session_id: session_id.into(), ..HistoryQuery::default() }
     }
+
+    /// The messages of a session's fold (by integer id) that the query asks for.
+    pub(crate) fn select(&self, folded: Vec<(Message, MessageState)>) -> Vec<(Message, MessageState)> {
+        let mut v: Vec<(Message, MessageState)> = folded
+            .into_iter()
+            .filter(|(m, s)| {
+                (s.active || (self.include_inactive && !s.compacted) || (self.include_compacted && s.compacted))
+                    && self.after_id.is_none_or(|a| m.num > a)
+            })
+            .collect();
+        if let Some(limit) = self.limit {
+            if self.latest {
+                let cut = v.len().saturating_sub(limit);
+                v.drain(..cut);
+            } else {
+                v.truncate(limit);
+            }
+        }
+        v
+    }
 }
 
 fn check_key(what: &str, v: &str) -> Result<()> {
@@ -63,7 +83,7 @@ impl Store {
         crate::validate::canonicalize_object("extra", &mut update.extra).map_err(Error::Invalid)?;
         self.writable()?;
         self.inner.exclusive(|| {
-            let found = self.fold(&update.session_id)?.iter().any(|(m, _)| update.edits(&m.session_id, m.num));
+            let found = self.fold_unread(&update.session_id)?.0.iter().any(|(m, _)| update.edits(&m.session_id, m.num));
             if !found {
                 return Err(Error::NotFound { what: "message", id: update.num.to_string() });
             }
@@ -113,7 +133,8 @@ impl Store {
         let kept = if skipped.is_empty() {
             Vec::new()
         } else {
-            self.fold(session_id)?
+            self.fold_unread(session_id)?
+                .0
                 .into_iter()
                 .filter(|(m, _)| skipped.contains(m.id.as_str()) && crate::model::covers(op, m.num))
                 .map(|(m, _)| MessageRef { num: m.num })

@@ -2,14 +2,14 @@
 //! so every read sees every acknowledged message and every history operation, whatever the
 //! compactor is doing.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::read::{IndexedOps, SessionOps, Tail, fold_session};
 
 use super::{HistoryQuery, Store};
 use crate::entry::Entry;
 use crate::error::Result;
-use crate::index::SessionFilter;
+use crate::index::{BodyAt, SessionFilter, UnreadHistory};
 use crate::model::{Message, MessageState, Session};
 
 /// A message with its state, as [`Store::history`] returns it.
@@ -24,6 +24,47 @@ pub struct HistoryItem {
 impl Store {
     /// A session's messages with their states, every operation applied, by integer id.
     pub(crate) fn fold(&self, session_id: &str) -> Result<Vec<(Message, MessageState)>> {
+        let (mut items, bodies) = self.fold_unread(session_id)?;
+        if self.read_texts(&mut items, &bodies) {
+            return Ok(items);
+        }
+        self.fold_reading_texts(session_id)
+    }
+
+    /// [`Store::fold`] without the texts the index keeps only in the journal: those messages
+    /// have `content` `None`, and the places of their texts come along (for
+    /// [`Store::read_texts`]). For readers that need only ids and states, or a few texts.
+    pub(crate) fn fold_unread(&self, session_id: &str) -> Result<UnreadHistory> {
+        let (positions, (indexed, bodies), ops) = self
+            .inner
+            .with_reader(|ix| {
+                Ok((ix.applied_positions()?, ix.history_unread(session_id)?, IndexedOps::read(ix, session_id)?))
+            })
+            .unwrap_or_default();
+        let tail = Tail::read(&self.inner, &positions)?;
+        let ops = SessionOps::of(session_id, ops, &tail);
+        Ok((fold_session(session_id, indexed, &ops, &tail), bodies))
+    }
+
+    /// Reads the texts of `items` that [`Store::fold_unread`] left in the journal: a message
+    /// with no text after the fold (no later update gave it one) whose index row names a
+    /// record. `false` if one cannot be read (a damaged record, or one erased since the index
+    /// was read): the caller then reads again the way every other read does, through the
+    /// index's SQL, which reports the problem in the status and answers from the journal.
+    fn read_texts(&self, items: &mut [(Message, MessageState)], bodies: &HashMap<i64, BodyAt>) -> bool {
+        for (m, _) in items.iter_mut().filter(|(m, _)| m.content.is_none()) {
+            let Some(at) = bodies.get(&m.num) else { continue };
+            match crate::index::read_text(&self.inner.dir, &self.inner.text_reader, *at, m.num) {
+                Ok(text) => m.content = text,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// [`Store::fold`] reading every text in the index's query (`tidelog_body`), where a text
+    /// that cannot be read fails the index read and is reported as every read reports it.
+    fn fold_reading_texts(&self, session_id: &str) -> Result<Vec<(Message, MessageState)>> {
         let (positions, indexed, ops) = self
             .inner
             .with_reader(|ix| Ok((ix.applied_positions()?, ix.history(session_id)?, IndexedOps::read(ix, session_id)?)))
@@ -42,26 +83,14 @@ impl Store {
     }
 
     /// A session's messages by integer id (append order), with their states; see
-    /// [`HistoryQuery`] for which.
+    /// [`HistoryQuery`] for which. Reads from the journal only the texts it returns.
     pub fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryItem>> {
-        let mut v: Vec<HistoryItem> = self
-            .fold(&q.session_id)?
-            .into_iter()
-            .filter(|(m, s)| {
-                (s.active || (q.include_inactive && !s.compacted) || (q.include_compacted && s.compacted))
-                    && q.after_id.is_none_or(|a| m.num > a)
-            })
-            .map(|(message, state)| HistoryItem { message, state })
-            .collect();
-        if let Some(limit) = q.limit {
-            if q.latest {
-                let cut = v.len().saturating_sub(limit);
-                v.drain(..cut);
-            } else {
-                v.truncate(limit);
-            }
+        let (folded, bodies) = self.fold_unread(&q.session_id)?;
+        let mut v = q.select(folded);
+        if !self.read_texts(&mut v, &bodies) {
+            v = q.select(self.fold_reading_texts(&q.session_id)?);
         }
-        Ok(v)
+        Ok(v.into_iter().map(|(message, state)| HistoryItem { message, state }).collect())
     }
 
     /// Every message of the store (optionally of one session, at or after a time), in order.
@@ -340,7 +369,7 @@ impl Store {
         // Sessions the tail rewrites are counted again from their whole history.
         let rewritten: HashSet<String> = tail.rewritten_sessions().into_iter().map(str::to_string).collect();
         for s in &rewritten {
-            let n = self.fold(s)?.iter().filter(|(_, st)| st.active).count() as u64;
+            let n = self.fold_unread(s)?.0.iter().filter(|(_, st)| st.active).count() as u64;
             counts.insert(s.clone(), n);
         }
         // A message id counts once: a copy in another lane, or one the index had when the
