@@ -36,8 +36,14 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
     let squeezed = ops::compress_journal(&dir);
     rep.working("closing the store");
     store.close()?;
-    rep.working(&format!("checkpointing the index WAL ({})", human_bytes(size(&wal))));
     let ix = Index::open(&path, &IndexOptions::default()).with_context(|| format!("cannot open {}", path.display()))?;
+    // The full-text indexes merged into one segment each if they grew since they last were
+    // (what a running compactor does when idle), within what is left of the timeout.
+    rep.working("merging the full-text indexes");
+    let (merge_due, merged) = ix
+        .merge_fully_if_due(deadline.max(Instant::now() + Duration::from_secs(1)))
+        .with_context(|| format!("cannot merge the full-text indexes of {}", path.display()))?;
+    rep.working(&format!("checkpointing the index WAL ({})", human_bytes(size(&wal))));
     let c = ix.checkpoint_truncate().with_context(|| format!("cannot checkpoint {}", path.display()))?;
     let after = ix.file_sizes();
     drop(ix);
@@ -48,6 +54,7 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
             "db_bytes_before": before.0, "wal_bytes_before": before.1,
             "db_bytes_after": after.0, "wal_bytes_after": after.1,
             "compressed_in_place": squeezed,
+            "fts_merge_due": merge_due, "fts_merged": merged,
         }))?;
     } else {
         if !caught_up {
@@ -55,6 +62,13 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
         }
         if c.busy {
             say("the WAL could not be truncated completely: a reader was active; run checkpoint again")?;
+        }
+        if merge_due {
+            say(if merged {
+                "full-text indexes merged into one segment each".to_string()
+            } else {
+                format!("full-text indexes partly merged within {timeout} s; the compactor goes on when idle")
+            })?;
         }
         if squeezed.records > 0 {
             say(format!(

@@ -280,6 +280,10 @@ struct Compactor {
     squeezed: BTreeMap<(String, u64), std::time::SystemTime>,
     /// When that pass last ran.
     squeezed_at: Option<Instant>,
+    /// A full merge of the full-text indexes in progress (one step per idle poll).
+    full_merge: Option<crate::index::FullMerge>,
+    /// When a full merge was last looked for.
+    merge_checked: Option<Instant>,
 }
 
 impl Compactor {
@@ -350,6 +354,8 @@ impl Compactor {
             texts_inlined: false,
             squeezed: BTreeMap::new(),
             squeezed_at: None,
+            full_merge: None,
+            merge_checked: None,
         })
     }
 
@@ -441,6 +447,43 @@ impl Compactor {
             self.checkpoint(inner);
             if let Err(e) = self.index.optimize_step() {
                 warn!("FTS merge step failed: {e}");
+            }
+        }
+        self.merge_step(inner);
+    }
+
+    /// Keeps the full-text indexes merged (docs/design.md "Keeping the full-text indexes
+    /// merged"): looks at most every 50 polls whether a full merge is due, then does one
+    /// bounded step of it per idle poll (a step is a transaction of its own; appends go on, and
+    /// the compactor applies them between steps).
+    fn merge_step(&mut self, inner: &Inner) {
+        if self.full_merge.is_none() {
+            if self.merge_checked.is_some_and(|t| t.elapsed() < inner.opts.poll_interval * 50) {
+                return;
+            }
+            self.merge_checked = Some(Instant::now());
+            match self.index.full_merge_due() {
+                Ok(Some(m)) => {
+                    info!("merging the full-text indexes fully (they grew since they last were)");
+                    self.full_merge = Some(m);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("cannot tell whether the full-text indexes need merging: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(m) = self.full_merge.as_mut() else { return };
+        match self.index.full_merge_step(m) {
+            Ok(false) => {}
+            Ok(true) => {
+                info!("full-text indexes merged");
+                self.full_merge = None;
+            }
+            Err(e) => {
+                warn!("FTS full merge step failed (tried again later): {e}");
+                self.full_merge = None;
             }
         }
     }

@@ -134,3 +134,39 @@ fn fts5_queries_answer_the_same_from_journal_and_index() {
     assert!(store.status().problems.is_empty(), "{:?}", store.status().problems);
     store.close().unwrap();
 }
+
+/// The compactor keeps the full-text indexes merged when idle: after batches that each made a
+/// segment, both tables end in one segment each, and search finds the same messages.
+#[test]
+fn the_compactor_merges_the_full_text_indexes_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions { poll_interval: Duration::from_millis(5), ..StoreOptions::default() };
+    let store = Store::open(dir.path(), opts).unwrap();
+    for b in 0..8 {
+        let msgs: Vec<Message> = (0..200)
+            .map(|i| Message {
+                id: format!("m{b}-{i}"),
+                session_id: format!("s{b}"),
+                role: "user".into(),
+                content: Some(format!("batch {b} message {i} mentions a pelican")),
+                ..Message::default()
+            })
+            .collect();
+        store.append_batch(msgs).unwrap();
+        assert!(store.wait_indexed(Duration::from_secs(30)));
+    }
+    let ix = tidelog::Index::open_read_only(&dir.path().join(tidelog::INDEX_FILE), &tidelog::IndexOptions::default())
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let segments: Vec<u64> = ix.fts_segments().unwrap().into_iter().map(|(_, n)| n).collect();
+        if segments == [1, 1] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {segments:?} segments");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let q = SearchQuery { limit: 2000, ..SearchQuery::new("pelican") };
+    assert_eq!(store.search(&q).unwrap().len(), 1600);
+    store.close().unwrap();
+}

@@ -232,3 +232,42 @@ fn collect(e: &FtsExpr, allowed: u64, out: &mut Vec<(Vec<Tri>, u64)>) {
         FtsExpr::Not(a, _) => collect(a, allowed, out),
     }
 }
+
+/// FTS5's `bm25()` constants.
+const BM25_K1: f64 = 1.2;
+const BM25_B: f64 = 0.75;
+
+/// A query that is one phrase searched in every column, as FTS5's `bm25()` ranks it without
+/// the phrase's inverse document frequency: that factor is the same for every row (and costs a
+/// pass over every row that holds the phrase), so rows ordered by [`OnePhrase::weight`] are in
+/// `bm25()`'s order, and `bm25()` is the weight times that factor.
+pub(crate) struct OnePhrase {
+    tokens: Vec<Tri>,
+}
+
+impl OnePhrase {
+    /// `Some` if `q` is one phrase with a token, not anchored (`^`), with no column filter.
+    pub(crate) fn of(q: &FtsQuery) -> Option<OnePhrase> {
+        let FtsExpr::Clauses(cs) = &q.expr else { return None };
+        let [FtsClause { columns: None, group: FtsGroup::Phrase { initial: false, phrase } }] = cs.as_slice() else {
+            return None;
+        };
+        let tokens = phrase_tokens(phrase);
+        (!tokens.is_empty()).then_some(OnePhrase { tokens })
+    }
+
+    /// `f·(k1 + 1) / (f + k1·(1 − b + b·|D| / avgdl))` for a row whose columns
+    /// ([`INDEX_COLUMNS`]) hold these texts: `f` the phrase's occurrences in them, `|D|` their
+    /// tokens, `average` the index's tokens per row.
+    pub(crate) fn weight(&self, columns: &[Option<&str>], average: f64) -> f64 {
+        let (mut f, mut d) = (0usize, 0usize);
+        for text in columns.iter().flatten() {
+            let c = Column::new(text);
+            d += c.token_count();
+            f += positions(&self.tokens, &c).len();
+        }
+        let f = f as f64;
+        let norm = if average > 0.0 { d as f64 / average } else { 1.0 };
+        f * (BM25_K1 + 1.0) / (f + BM25_K1 * (1.0 - BM25_B + BM25_B * norm))
+    }
+}

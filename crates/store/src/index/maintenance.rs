@@ -14,6 +14,24 @@ use crate::error::index::is_corrupt_sqlite;
 /// Pages merged by one [`Index::optimize_step`].
 const MERGE_STEP_PAGES: i64 = 500;
 
+/// The growth, in integer ids, below which the full-text indexes are not merged fully again
+/// (see [`Index::full_merge_due`]).
+const FULL_MERGE_MIN_GROWTH: i64 = 1_000;
+
+/// The full-text tables a full merge merges, in order.
+const FULL_MERGE_TABLES: [&str; 2] = ["messages_fts", "messages_words"];
+
+/// A full merge of the full-text indexes in progress ([`Index::full_merge_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullMerge {
+    /// Which of the tables is being merged.
+    table: usize,
+    /// Whether its first step ran.
+    started: bool,
+    /// The largest integer id when the merge was found due: recorded when it ends.
+    at: i64,
+}
+
 /// A message row with its text: integer id, session, id, content.
 pub(crate) type RowText = (i64, String, String, Option<String>);
 
@@ -95,7 +113,7 @@ impl Index {
     /// Returns true if it did work, so a caller may repeat it while it returns true.
     pub fn optimize_step(&self) -> Result<bool> {
         let mut worked = false;
-        for table in ["messages_fts", "messages_words"] {
+        for table in FULL_MERGE_TABLES {
             let before = self.conn.total_changes();
             self.conn
                 .execute(&format!("INSERT INTO {table} ({table}, rank) VALUES ('merge', ?1)"), [MERGE_STEP_PAGES])
@@ -104,6 +122,79 @@ impl Index {
             worked |= self.conn.total_changes().saturating_sub(before) >= 2;
         }
         Ok(worked)
+    }
+
+    /// Whether the full-text indexes should be merged fully again (docs/design.md "Keeping the
+    /// full-text indexes merged"): they grew by an eighth of what they held at their last full
+    /// merge (measured in integer ids, which only grow), and by at least 1,000 ids (a small
+    /// store is fast to search however its index is spread).
+    /// `Some` with the merge to run, step by step, with [`Index::full_merge_step`].
+    pub fn full_merge_due(&self) -> Result<Option<FullMerge>> {
+        let top: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(rid), 0) FROM messages", [], |r| r.get(0))
+            .ctx("read the largest id")?;
+        let at: i64 = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'fts_merged_at'", [], |r| r.get(0))
+            .optional()
+            .ctx("read when the full-text indexes were merged")?
+            .unwrap_or(0);
+        let grown = top.saturating_sub(at);
+        let due = grown >= FULL_MERGE_MIN_GROWTH && grown.saturating_mul(8) >= at;
+        Ok(due.then_some(FullMerge { table: 0, started: false, at: top }))
+    }
+
+    /// One bounded step (`'merge'` of about 500 pages) of a full merge of the full-text
+    /// indexes: the first step of each table is FTS5's `'merge'` with a negative page count,
+    /// which begins merging every segment into one; later steps go on with it. Returns `true`
+    /// once both tables are in one segment each, and records it. A step is its own
+    /// transaction: the compactor applies new entries between steps, and a merge left
+    /// unfinished by a restart is taken up by the next one.
+    pub fn full_merge_step(&self, m: &mut FullMerge) -> Result<bool> {
+        while let Some(table) = FULL_MERGE_TABLES.get(m.table) {
+            let pages = if m.started { MERGE_STEP_PAGES } else { -MERGE_STEP_PAGES };
+            let before = self.conn.total_changes();
+            self.conn
+                .execute(&format!("INSERT INTO {table} ({table}, rank) VALUES ('merge', ?1)"), [pages])
+                .ctx("merge fts segments")?;
+            m.started = true;
+            // The command itself counts one change; more is merge work.
+            if self.conn.total_changes().saturating_sub(before) >= 2 {
+                return Ok(false);
+            }
+            m.table += 1;
+            m.started = false;
+        }
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('fts_merged_at', ?1)", [m.at])
+            .ctx("record the full merge")?;
+        Ok(true)
+    }
+
+    /// Runs [`Index::full_merge_due`] and, if due, every step of the merge before `deadline`.
+    /// Returns whether a merge was due and whether it finished.
+    pub fn merge_fully_if_due(&self, deadline: std::time::Instant) -> Result<(bool, bool)> {
+        let Some(mut m) = self.full_merge_due()? else { return Ok((false, true)) };
+        while std::time::Instant::now() < deadline {
+            if self.full_merge_step(&mut m)? {
+                return Ok((true, true));
+            }
+        }
+        Ok((true, false))
+    }
+
+    /// How many segments each full-text table has (for tests and `stats`).
+    pub fn fts_segments(&self) -> Result<Vec<(&'static str, u64)>> {
+        FULL_MERGE_TABLES
+            .iter()
+            .map(|t| {
+                self.conn
+                    .query_row(&format!("SELECT count(DISTINCT segid) FROM {t}_idx"), [], |r| r.get::<_, i64>(0))
+                    .map(|n| (*t, u64::try_from(n).unwrap_or(0)))
+                    .ctx("count fts segments")
+            })
+            .collect()
     }
 
     /// Rebuilds the full-text index from `messages` (FTS5 `'rebuild'`), the repair when only

@@ -50,7 +50,7 @@ pub use apply::legacy_key;
 pub(crate) use body::{BodyAt, read_text};
 pub use hermes::{HermesHit, HermesSearch};
 pub(crate) use hermes::{search as hermes_search_on, tail_index as hermes_tail_index};
-pub use maintenance::CheckpointStats;
+pub use maintenance::{CheckpointStats, FullMerge};
 pub(crate) use query::UnreadHistory;
 pub use query::{SearchHit, SearchOrder, SearchQuery, SessionFilter};
 use schema::{

@@ -10,7 +10,7 @@ use super::text::{
     SNIPPET_CONTEXT, fts_match_expr, head, like_pattern, match_snippet, past_prefix_snippet, past_prefix_words,
 };
 use super::{BodyAt, Ctx, Index, IndexError, Result, collect};
-use crate::fts::{FtsQuery, QuerySyntax, is_blank};
+use crate::fts::{FtsQuery, OnePhrase, QuerySyntax, is_blank};
 use crate::model::{Counters, Message, MessageState, RewriteMode, RewriteRule, Session};
 
 /// How many of the newest matches a relevance search ranks before it ranks them all (see
@@ -127,7 +127,9 @@ pub struct SearchHit {
     /// About 64 characters around the match, matches wrapped in `[` `]`, cuts marked `…`.
     pub snippet: String,
     /// Relevance, higher is better (negated FTS5 `bm25()`); 0 for `LIKE` matches and for
-    /// messages not indexed yet.
+    /// messages not indexed yet. Comparable within one search only: a search for one phrase
+    /// (one word) ranks by `bm25()` divided by the phrase's inverse document frequency, which
+    /// is the same for every hit (the same order, without a pass over every match).
     pub score: f64,
 }
 
@@ -146,6 +148,31 @@ impl Index {
             .prepare_cached("SELECT lane, lsn FROM messages WHERE id = ?1")
             .and_then(|mut st| st.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .ctx("look up a message")
+    }
+
+    /// The trigram index's tokens per row, as FTS5's `bm25()` reads them: its "averages"
+    /// record (`messages_fts_data` row 1: the row count, then each column's token total, as
+    /// SQLite varints). `None` if the index has no row (or no such record).
+    fn fts_average_tokens(&self) -> Result<Option<f64>> {
+        let block: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT block FROM messages_fts_data WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .ctx("read the full-text index's averages")?;
+        let Some(block) = block else { return Ok(None) };
+        let mut at = 0;
+        let mut next = || -> Option<u64> {
+            let (v, n) = sqlite_varint(block.get(at..)?)?;
+            at += n;
+            Some(v)
+        };
+        let Some(rows) = next().filter(|&n| n > 0) else { return Ok(None) };
+        let mut tokens = 0u64;
+        for _ in crate::fts::INDEX_COLUMNS {
+            let Some(t) = next() else { return Ok(None) };
+            tokens = tokens.saturating_add(t);
+        }
+        Ok(Some(tokens as f64 / rows as f64))
     }
 
     /// The number of indexed messages.
@@ -514,14 +541,44 @@ impl Index {
                 // FTS5 ranks every match; a word in most messages has hundreds of thousands. Rank
                 // the newest RANKED_MATCHES matches first; when that gives fewer than `limit`
                 // hits (filters, or fewer matches), rank them all.
-                let bounded = run(
-                    &format!(
-                        "SELECT m.rid, f.score FROM (SELECT rowid AS rid, -bm25(messages_fts) AS score FROM messages_fts \
-                         WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT {RANKED_MATCHES}) f \
-                         JOIN messages m ON m.rid = f.rid{body_join} WHERE 1{filters} ORDER BY f.score DESC, m.rid LIMIT ?"
-                    ),
-                    vec![m.clone(), range.clone(), range_hi.clone()],
-                )?;
+                let one = if short.is_empty() {
+                    FtsQuery::parse(&match_expr).ok().as_ref().and_then(OnePhrase::of)
+                } else {
+                    None
+                };
+                let average = match &one {
+                    Some(_) => self.fts_average_tokens()?,
+                    None => None,
+                };
+                let bounded = match (one, average) {
+                    // One phrase: bm25's order without its pass over every match (below).
+                    (Some(one), Some(average)) => {
+                        let mut params = vec![m.clone(), range.clone(), range_hi.clone()];
+                        params.extend(fparams.iter().cloned());
+                        let sql = format!(
+                            "SELECT m.rid, s.body, s.tool_name FROM (SELECT rowid AS rid FROM messages_fts \
+                             WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT {RANKED_MATCHES}) f \
+                             JOIN messages m ON m.rid = f.rid JOIN fts_source s ON s.rid = m.rid WHERE 1{filters}"
+                        );
+                        let mut v = collect(&self.conn, &sql, rusqlite::params_from_iter(params), |r| {
+                            let body: Option<String> = r.get(1)?;
+                            let tool: Option<String> = r.get(2)?;
+                            Ok((r.get::<_, i64>(0)?, one.weight(&[body.as_deref(), tool.as_deref()], average)))
+                        })
+                        .ctx("run a search")?;
+                        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                        v.truncate(q.limit);
+                        v
+                    }
+                    _ => run(
+                        &format!(
+                            "SELECT m.rid, f.score FROM (SELECT rowid AS rid, -bm25(messages_fts) AS score FROM messages_fts \
+                             WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT {RANKED_MATCHES}) f \
+                             JOIN messages m ON m.rid = f.rid{body_join} WHERE 1{filters} ORDER BY f.score DESC, m.rid LIMIT ?"
+                        ),
+                        vec![m.clone(), range.clone(), range_hi.clone()],
+                    )?,
+                };
                 if bounded.len() >= q.limit {
                     bounded
                 } else {
@@ -709,4 +766,20 @@ pub(super) fn rewrite_rules(conn: &Connection, session_id: &str) -> Result<Vec<R
             kept: kept.iter().filter(|(o, _)| *o == op).map(|(_, n)| *n).collect(),
         })
         .collect())
+}
+
+/// A varint as SQLite (and FTS5) writes them: big-endian groups of 7 bits, the high bit set on
+/// all but the last byte, the ninth byte whole. The value and its length.
+fn sqlite_varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    for (i, &c) in b.iter().take(9).enumerate() {
+        if i == 8 {
+            return Some(((v << 8) | u64::from(c), 9));
+        }
+        v = (v << 7) | u64::from(c & 0x7f);
+        if c & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
 }

@@ -442,3 +442,99 @@ fn apply_rate() {
     );
     assert!(idx.check().unwrap().is_empty());
 }
+
+/// A full merge leaves each full-text table in one segment, finds the same rows, and is due
+/// again only once the index grew by an eighth (and at least 1,000 ids) since.
+#[test]
+fn full_merge_merges_into_one_segment_when_due() {
+    let (_dir, mut idx) = open_tmp();
+    let mut lsn = 0;
+    let mut add = |idx: &mut Index, n: usize| {
+        let msgs: Vec<Message> = (0..n)
+            .map(|_| {
+                lsn += 1;
+                msg(&format!("m{lsn}"), "s", "user", &format!("merge me {lsn} heron"), lsn as f64)
+            })
+            .collect();
+        let b: Vec<(String, u64, Entry)> = msgs
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| ("a".to_string(), lsn - n as u64 + i as u64 + 1, Entry::Message(m)))
+            .collect();
+        idx.apply_batch(&b).unwrap();
+    };
+    // One transaction per batch: one new segment each (below FTS5's automerge of 8).
+    for _ in 0..6 {
+        add(&mut idx, 200);
+    }
+    let segments = |idx: &Index| idx.fts_segments().unwrap().iter().map(|(_, n)| *n).collect::<Vec<_>>();
+    assert!(segments(&idx).iter().all(|&n| n >= 2), "{:?}", segments(&idx));
+    let before = find(&idx, "heron");
+    let mut m = idx.full_merge_due().unwrap().expect("1,200 ids and never merged: due");
+    let mut steps = 0;
+    while !idx.full_merge_step(&mut m).unwrap() {
+        steps += 1;
+        assert!(steps < 1000);
+    }
+    assert_eq!(segments(&idx), vec![1, 1]);
+    assert_eq!(find(&idx, "heron"), before);
+    assert!(idx.full_merge_due().unwrap().is_none(), "just merged");
+    // 150 more ids (an eighth of 1,200) but fewer than 1,000: not due; 1,000 more: due.
+    add(&mut idx, 150);
+    assert!(idx.full_merge_due().unwrap().is_none());
+    add(&mut idx, 850);
+    assert!(idx.full_merge_due().unwrap().is_some());
+}
+
+/// A one-phrase relevance search ranks by bm25 without the pass over every match: the same
+/// order as FTS5's `bm25()`, scores proportional to it (the phrase's IDF, the same for every
+/// row), with tool names, tool-output prefixes, repeated and overlapping occurrences, case
+/// folding and rows of every length.
+#[test]
+fn one_phrase_relevance_is_bm25_order() {
+    let (_d, mut idx) = open_tmp();
+    let mut msgs = Vec::new();
+    for i in 0..60usize {
+        let filler = "lorem ipsum dolor ".repeat(i % 7 + 1);
+        let text = match i % 5 {
+            0 => format!("{filler} Heron {filler}"),
+            1 => format!("heron heron {filler} HERON"),
+            2 => format!("{filler} herons heronheron {}", "x".repeat(i * 3)),
+            3 => format!("no bird here {filler}"),
+            _ => "heron".to_string(),
+        };
+        let mut m =
+            msg(&format!("m{i}"), &format!("s{}", i % 4), if i % 6 == 0 { "tool" } else { "user" }, &text, i as f64);
+        if i % 8 == 0 {
+            m.tool_name = Some("heron_tool".into());
+        }
+        msgs.push(m);
+    }
+    // A tool output longer than the indexed prefix: only the prefix counts, as in FTS5.
+    let mut long = msg("long", "s9", "tool", &format!("heron {} heron heron", "y".repeat(3000)), 99.0);
+    long.tool_name = Some("shell".into());
+    msgs.push(long);
+    idx.apply_batch(&batch(msgs)).unwrap();
+    let want: Vec<(String, f64)> = {
+        let mut st = idx
+            .conn
+            .prepare(
+                "SELECT m.id, -bm25(messages_fts) FROM messages_fts JOIN messages m ON m.rid = messages_fts.rowid \
+                 WHERE messages_fts MATCH '\"heron\"' ORDER BY rank, m.rid LIMIT 10",
+            )
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    for q in
+        [SearchQuery::new("heron"), SearchQuery::new("HERON"), SearchQuery { limit: 10, ..SearchQuery::words("heron") }]
+    {
+        let q = SearchQuery { limit: 10, ..q };
+        let got: Vec<(String, f64)> = idx.search(&q).unwrap().into_iter().map(|h| (h.message.id, h.score)).collect();
+        let ids = |v: &[(String, f64)]| v.iter().map(|(i, _)| i.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(&want), "{got:?}\n{want:?}");
+        let ratio = want[0].1 / got[0].1;
+        for ((_, w), (_, g)) in want.iter().zip(&got) {
+            assert!((w / g - ratio).abs() < 1e-9 * ratio.abs(), "bm25 {w} is not {ratio} x {g}");
+        }
+    }
+}
