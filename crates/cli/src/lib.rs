@@ -168,7 +168,9 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "FILE.db")]
         to: PathBuf,
     },
-    /// Wait until the index has caught up, then checkpoint its WAL (wal_checkpoint(TRUNCATE)).
+    /// Wait until the index has caught up, compress long journal records in place, merge the
+    /// full-text indexes if they grew since they last were, then checkpoint the index WAL
+    /// (wal_checkpoint(TRUNCATE)).
     Checkpoint {
         /// Longest wait for the index to catch up, in seconds.
         #[arg(long, default_value_t = 300)]

@@ -38,11 +38,15 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
     store.close()?;
     let ix = Index::open(&path, &IndexOptions::default()).with_context(|| format!("cannot open {}", path.display()))?;
     // The full-text indexes merged into one segment each if they grew since they last were
-    // (what a running compactor does when idle), within what is left of the timeout.
+    // (what a running compactor does when idle), within what is left of the timeout. A merge
+    // needs room to write: one that fails (a full disk, for which checkpoint is the advice)
+    // does not keep the WAL from being checkpointed.
     rep.working("merging the full-text indexes");
-    let (merge_due, merged) = ix
-        .merge_fully_if_due(deadline.max(Instant::now() + Duration::from_secs(1)))
-        .with_context(|| format!("cannot merge the full-text indexes of {}", path.display()))?;
+    let (merge_due, merged, merge_error) =
+        match ix.merge_fully_if_due(deadline.max(Instant::now() + Duration::from_secs(1))) {
+            Ok((due, done)) => (due, done, None),
+            Err(e) => (true, false, Some(e.to_string())),
+        };
     rep.working(&format!("checkpointing the index WAL ({})", human_bytes(size(&wal))));
     let c = ix.checkpoint_truncate().with_context(|| format!("cannot checkpoint {}", path.display()))?;
     let after = ix.file_sizes();
@@ -54,7 +58,7 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
             "db_bytes_before": before.0, "wal_bytes_before": before.1,
             "db_bytes_after": after.0, "wal_bytes_after": after.1,
             "compressed_in_place": squeezed,
-            "fts_merge_due": merge_due, "fts_merged": merged,
+            "fts_merge_due": merge_due, "fts_merged": merged, "fts_merge_error": merge_error,
         }))?;
     } else {
         if !caught_up {
@@ -63,7 +67,9 @@ pub fn checkpoint(cli: &Cli, timeout: u64) -> anyhow::Result<Outcome> {
         if c.busy {
             say("the WAL could not be truncated completely: a reader was active; run checkpoint again")?;
         }
-        if merge_due {
+        if let Some(e) = &merge_error {
+            say(format!("the full-text indexes could not be merged (the compactor tries again when idle): {e}"))?;
+        } else if merge_due {
             say(if merged {
                 "full-text indexes merged into one segment each".to_string()
             } else {
