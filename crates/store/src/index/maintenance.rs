@@ -14,7 +14,7 @@ use crate::error::index::is_corrupt_sqlite;
 /// Pages merged by one [`Index::optimize_step`].
 const MERGE_STEP_PAGES: i64 = 500;
 
-/// The growth, in integer ids, below which the full-text indexes are not merged fully again
+/// The growth, in rows, below which the full-text indexes are not merged fully again
 /// (see [`Index::full_merge_due`]).
 const FULL_MERGE_MIN_GROWTH: i64 = 1_000;
 
@@ -28,7 +28,7 @@ pub struct FullMerge {
     table: usize,
     /// Whether its first step ran.
     started: bool,
-    /// The largest integer id when the merge was found due: recorded when it ends.
+    /// The trigram index's rows when the merge was found due: recorded when it ends.
     at: i64,
 }
 
@@ -125,32 +125,31 @@ impl Index {
     }
 
     /// Whether the full-text indexes should be merged fully again (docs/design.md "Keeping the
-    /// full-text indexes merged"): they grew by an eighth of what they held at their last full
-    /// merge (measured in integer ids, which only grow), and by at least 1,000 ids (a small
-    /// store is fast to search however its index is spread).
+    /// full-text indexes merged"): they grew by an eighth of the rows they held at their last
+    /// full merge, and by at least 1,000 rows (a small store is fast to search however its
+    /// index is spread). Rows are the trigram index's own count (FTS5's averages record).
     /// `Some` with the merge to run, step by step, with [`Index::full_merge_step`].
     pub fn full_merge_due(&self) -> Result<Option<FullMerge>> {
-        let top: i64 = self
-            .conn
-            .query_row("SELECT coalesce(max(rid), 0) FROM messages", [], |r| r.get(0))
-            .ctx("read the largest id")?;
+        let Some((rows, _)) = self.fts_totals()? else { return Ok(None) };
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
         let at: i64 = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'fts_merged_at'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'fts_merged_rows'", [], |r| r.get(0))
             .optional()
             .ctx("read when the full-text indexes were merged")?
             .unwrap_or(0);
-        let grown = top.saturating_sub(at);
+        let grown = rows.saturating_sub(at);
         let due = grown >= FULL_MERGE_MIN_GROWTH && grown.saturating_mul(8) >= at;
-        Ok(due.then_some(FullMerge { table: 0, started: false, at: top }))
+        Ok(due.then_some(FullMerge { table: 0, started: false, at: rows }))
     }
 
     /// One bounded step (`'merge'` of about 500 pages) of a full merge of the full-text
     /// indexes: the first step of each table is FTS5's `'merge'` with a negative page count,
     /// which begins merging every segment into one; later steps go on with it. Returns `true`
-    /// once both tables are in one segment each, and records it. A step is its own
-    /// transaction: the compactor applies new entries between steps, and a merge left
-    /// unfinished by a restart is taken up by the next one.
+    /// once the merge of both tables is done (each in one segment, beside any that batches
+    /// added meanwhile), and records it. A step is its own transaction: the compactor applies
+    /// new entries between steps. A merge cut short by a restart is started again by the next
+    /// due one (FTS5 goes on with it only if no segment was added since).
     pub fn full_merge_step(&self, m: &mut FullMerge) -> Result<bool> {
         while let Some(table) = FULL_MERGE_TABLES.get(m.table) {
             let pages = if m.started { MERGE_STEP_PAGES } else { -MERGE_STEP_PAGES };
@@ -167,7 +166,7 @@ impl Index {
             m.started = false;
         }
         self.conn
-            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('fts_merged_at', ?1)", [m.at])
+            .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('fts_merged_rows', ?1)", [m.at])
             .ctx("record the full merge")?;
         Ok(true)
     }
@@ -184,7 +183,7 @@ impl Index {
         Ok((true, false))
     }
 
-    /// How many segments each full-text table has (for tests and `stats`).
+    /// How many segments each full-text table has (for tests and diagnostics).
     pub fn fts_segments(&self) -> Result<Vec<(&'static str, u64)>> {
         FULL_MERGE_TABLES
             .iter()

@@ -21,6 +21,28 @@ const RANKED_MATCHES: usize = 1_000;
 /// `None`), and where those texts are, by integer id: [`Index::history_unread`].
 pub(crate) type UnreadHistory = (Vec<(Message, MessageState)>, HashMap<i64, BodyAt>);
 
+/// How many matches a one-phrase relevance search must have (estimated) before it ranks
+/// without `bm25()`: below, `bm25()`'s pass over every match costs less than reading the texts
+/// of the newest [`RANKED_MATCHES`] (about 0.3 us a match against 10-40 us a text).
+/// (Unit tests rank every one-phrase search this way, to compare it with `bm25()`.)
+#[cfg(not(test))]
+const ONE_PHRASE_MIN_MATCHES: usize = 50_000;
+#[cfg(test)]
+const ONE_PHRASE_MIN_MATCHES: usize = 0;
+
+/// The most rows counted to see how densely the newest matches lie.
+const DENSITY_ROWS: usize = 50_000;
+
+/// What [`Index::ranked_one_phrase`] is asked: the FTS5 query, the id range, the filters
+/// (SQL and parameters, as the other plans of a search use them) and the limit.
+struct OnePhraseSearch<'a> {
+    fts: &'a str,
+    range: (i64, i64),
+    filters: &'a str,
+    params: &'a [Value],
+    limit: usize,
+}
+
 /// Which sessions [`Index::list_sessions`] returns. All fields default to "no filter".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionFilter {
@@ -150,10 +172,10 @@ impl Index {
             .ctx("look up a message")
     }
 
-    /// The trigram index's tokens per row, as FTS5's `bm25()` reads them: its "averages"
-    /// record (`messages_fts_data` row 1: the row count, then each column's token total, as
-    /// SQLite varints). `None` if the index has no row (or no such record).
-    fn fts_average_tokens(&self) -> Result<Option<f64>> {
+    /// The trigram index's row count and token total (all columns), as FTS5's `bm25()` reads
+    /// them: its "averages" record (`messages_fts_data` row 1: the row count, then each
+    /// column's token total, as SQLite varints). `None` if there is no such record.
+    pub(super) fn fts_totals(&self) -> Result<Option<(u64, u64)>> {
         let block: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT block FROM messages_fts_data WHERE id = 1", [], |r| r.get(0))
@@ -166,13 +188,76 @@ impl Index {
             at += n;
             Some(v)
         };
-        let Some(rows) = next().filter(|&n| n > 0) else { return Ok(None) };
+        let Some(rows) = next() else { return Ok(None) };
         let mut tokens = 0u64;
         for _ in crate::fts::INDEX_COLUMNS {
             let Some(t) = next() else { return Ok(None) };
             tokens = tokens.saturating_add(t);
         }
-        Ok(Some(tokens as f64 / rows as f64))
+        Ok(Some((rows, tokens)))
+    }
+
+    /// A relevance search for one phrase ranked without `bm25()` (docs/design.md "Reads at
+    /// scale"): the newest [`RANKED_MATCHES`] matches in `range`, filtered, by FTS5's formula
+    /// without the phrase's IDF. `None` where `bm25()` is the faster (fewer than about
+    /// [`ONE_PHRASE_MIN_MATCHES`] matches in the index, estimated from how densely the newest
+    /// ones lie) or the only way (a text that cannot be read: `bm25()` reads none).
+    fn ranked_one_phrase(&self, one: &OnePhrase, search: &OnePhraseSearch<'_>) -> Result<Option<Vec<(i64, f64)>>> {
+        let Some((rows, tokens)) = self.fts_totals()?.filter(|(rows, _)| *rows > 0) else { return Ok(None) };
+        let (lo, hi) = search.range;
+        let newest: Vec<i64> = collect(
+            &self.conn,
+            &format!(
+                "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 \
+                 ORDER BY rowid DESC LIMIT {RANKED_MATCHES}"
+            ),
+            rusqlite::params![search.fts, lo, hi],
+            |r| r.get(0),
+        )
+        .ctx("run a search")?;
+        let Some(&oldest) = newest.last() else { return Ok(None) };
+        // Fewer than RANKED_MATCHES: every match in the range is known. Else as many as the
+        // newest are dense among the rows they are spread over (counted up to a cap).
+        let estimate = if newest.len() < RANKED_MATCHES {
+            newest.len() as f64
+        } else {
+            let spread: i64 = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE rid BETWEEN ?1 AND ?2 LIMIT {DENSITY_ROWS})"
+                    ),
+                    rusqlite::params![oldest, hi],
+                    |r| r.get(0),
+                )
+                .ctx("run a search")?;
+            newest.len() as f64 / spread.max(1) as f64 * rows as f64
+        };
+        if estimate < ONE_PHRASE_MIN_MATCHES as f64 {
+            return Ok(None);
+        }
+        let average = tokens as f64 / rows as f64;
+        let mut params = vec![Value::Text(search.fts.to_string()), Value::Integer(lo), Value::Integer(hi)];
+        params.extend(search.params.iter().cloned());
+        let sql = format!(
+            "SELECT m.rid, s.body, s.tool_name FROM (SELECT rowid AS rid FROM messages_fts \
+             WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT {RANKED_MATCHES}) f \
+             JOIN messages m ON m.rid = f.rid JOIN fts_source s ON s.rid = m.rid WHERE 1{}",
+            search.filters
+        );
+        let weighed = collect(&self.conn, &sql, rusqlite::params_from_iter(params), |r| {
+            let body: Option<String> = r.get(1)?;
+            let tool: Option<String> = r.get(2)?;
+            Ok((r.get::<_, i64>(0)?, one.weight(&[body.as_deref(), tool.as_deref()], average)))
+        });
+        let mut v = match weighed {
+            Ok(v) => v,
+            Err(e) if crate::error::index::is_unreadable_text(&e) => return Ok(None),
+            Err(e) => return Err(e).ctx("run a search"),
+        };
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(search.limit);
+        Ok(Some(v))
     }
 
     /// The number of indexed messages.
@@ -546,31 +631,20 @@ impl Index {
                 } else {
                     None
                 };
-                let average = match &one {
-                    Some(_) => self.fts_average_tokens()?,
+                let search = OnePhraseSearch {
+                    fts: &match_expr,
+                    range: (lo, hi),
+                    filters: &filters,
+                    params: &fparams,
+                    limit: q.limit,
+                };
+                let weighed = match &one {
+                    Some(one) => self.ranked_one_phrase(one, &search)?,
                     None => None,
                 };
-                let bounded = match (one, average) {
-                    // One phrase: bm25's order without its pass over every match (below).
-                    (Some(one), Some(average)) => {
-                        let mut params = vec![m.clone(), range.clone(), range_hi.clone()];
-                        params.extend(fparams.iter().cloned());
-                        let sql = format!(
-                            "SELECT m.rid, s.body, s.tool_name FROM (SELECT rowid AS rid FROM messages_fts \
-                             WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT {RANKED_MATCHES}) f \
-                             JOIN messages m ON m.rid = f.rid JOIN fts_source s ON s.rid = m.rid WHERE 1{filters}"
-                        );
-                        let mut v = collect(&self.conn, &sql, rusqlite::params_from_iter(params), |r| {
-                            let body: Option<String> = r.get(1)?;
-                            let tool: Option<String> = r.get(2)?;
-                            Ok((r.get::<_, i64>(0)?, one.weight(&[body.as_deref(), tool.as_deref()], average)))
-                        })
-                        .ctx("run a search")?;
-                        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                        v.truncate(q.limit);
-                        v
-                    }
-                    _ => run(
+                let bounded = match weighed {
+                    Some(v) => v,
+                    None => run(
                         &format!(
                             "SELECT m.rid, f.score FROM (SELECT rowid AS rid, -bm25(messages_fts) AS score FROM messages_fts \
                              WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT {RANKED_MATCHES}) f \

@@ -444,7 +444,7 @@ fn apply_rate() {
 }
 
 /// A full merge leaves each full-text table in one segment, finds the same rows, and is due
-/// again only once the index grew by an eighth (and at least 1,000 ids) since.
+/// again only once the index grew by an eighth (and at least 1,000 rows) since.
 #[test]
 fn full_merge_merges_into_one_segment_when_due() {
     let (_dir, mut idx) = open_tmp();
@@ -479,7 +479,7 @@ fn full_merge_merges_into_one_segment_when_due() {
     assert_eq!(segments(&idx), vec![1, 1]);
     assert_eq!(find(&idx, "heron"), before);
     assert!(idx.full_merge_due().unwrap().is_none(), "just merged");
-    // 150 more ids (an eighth of 1,200) but fewer than 1,000: not due; 1,000 more: due.
+    // 150 more rows (an eighth of 1,200) but fewer than 1,000: not due; 1,000 more: due.
     add(&mut idx, 150);
     assert!(idx.full_merge_due().unwrap().is_none());
     add(&mut idx, 850);
