@@ -149,9 +149,10 @@ pub struct SearchHit {
     /// About 64 characters around the match, matches wrapped in `[` `]`, cuts marked `…`.
     pub snippet: String,
     /// Relevance, higher is better (negated FTS5 `bm25()`); 0 for `LIKE` matches and for
-    /// messages not indexed yet. Comparable within one search only: a search for one phrase
-    /// (one word) ranks by `bm25()` divided by the phrase's inverse document frequency, which
-    /// is the same for every hit (the same order, without a pass over every match).
+    /// messages not indexed yet. Comparable within one search only. For a search of one
+    /// phrase (one word), `bm25()` divided by the phrase's inverse document frequency, which is
+    /// the same for every hit: the same order, and a large store ranks the newest matches
+    /// without `bm25()`'s pass over every match.
     pub score: f64,
 }
 
@@ -600,6 +601,13 @@ impl Index {
         };
         let range = Value::Integer(lo);
         let range_hi = Value::Integer(hi);
+        // A relevance search for one phrase: scored as bm25 without the phrase's IDF, whichever
+        // way it is ranked (see `ranked_one_phrase`), so that scores have one scale.
+        let one = if fts && short.is_empty() && q.order == SearchOrder::Relevance {
+            FtsQuery::parse(&match_expr).ok().as_ref().and_then(OnePhrase::of)
+        } else {
+            None
+        };
         let picked = match (fts, q.order) {
             (false, order) => {
                 let order = if order == SearchOrder::Relevance { " ORDER BY m.rid DESC" } else { by_id };
@@ -626,11 +634,6 @@ impl Index {
                 // FTS5 ranks every match; a word in most messages has hundreds of thousands. Rank
                 // the newest RANKED_MATCHES matches first; when that gives fewer than `limit`
                 // hits (filters, or fewer matches), rank them all.
-                let one = if short.is_empty() {
-                    FtsQuery::parse(&match_expr).ok().as_ref().and_then(OnePhrase::of)
-                } else {
-                    None
-                };
                 let search = OnePhraseSearch {
                     fts: &match_expr,
                     range: (lo, hi),
@@ -702,8 +705,14 @@ impl Index {
                  WHERE messages_fts MATCH ?1 AND rowid = ?2"
             ))
             .ctx("prepare a snippet")?;
+        let average = match &one {
+            Some(_) => {
+                self.fts_totals()?.filter(|(rows, _)| *rows > 0).map(|(rows, tokens)| tokens as f64 / rows as f64)
+            }
+            None => None,
+        };
         let mut hits = Vec::with_capacity(picked.len());
-        for (rid, score) in picked {
+        for (rid, mut score) in picked {
             let Some(((message, state), body, tool_name)) = row
                 .query_row([rid], |r| {
                     Ok((
@@ -717,6 +726,11 @@ impl Index {
             else {
                 continue;
             };
+            if let (Some(one), Some(average)) = (&one, average)
+                && score > 0.0
+            {
+                score = one.weight(&[body.as_deref(), tool_name.as_deref()], average);
+            }
             let fts_snippet = if fts {
                 snip.query_row(rusqlite::params![match_expr, rid], |r| r.get::<_, String>(0))
                     .optional()

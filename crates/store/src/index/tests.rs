@@ -537,4 +537,13 @@ fn one_phrase_relevance_is_bm25_order() {
             assert!((w / g - ratio).abs() < 1e-9 * ratio.abs(), "bm25 {w} is not {ratio} x {g}");
         }
     }
+    // More asked than there are matches: every match ranked by bm25() itself, scores on the
+    // same scale (bm25 without the IDF).
+    let all = idx.search(&SearchQuery { limit: 500, ..SearchQuery::new("heron") }).unwrap();
+    assert!(all.len() > 10 && all.len() < 500);
+    let first = idx.search(&SearchQuery { limit: 10, ..SearchQuery::new("heron") }).unwrap();
+    for (a, b) in all.iter().zip(&first) {
+        assert_eq!(a.message.id, b.message.id);
+        assert!((a.score - b.score).abs() < 1e-9 * b.score, "{} against {}", a.score, b.score);
+    }
 }
