@@ -177,6 +177,18 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
         s.indexed_sessions.map_or("?".into(), |n| n.to_string()),
         s.index_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
     ))?;
+    if !s.fts_segments.is_empty() {
+        let tables: Vec<String> = s.fts_segments.iter().map(|t| format!("{} {}", t.table, t.segments)).collect();
+        say(format!(
+            "  full-text segments: {}{}",
+            tables.join(", "),
+            if s.fts_merge_due == Some(true) {
+                "; a full merge is due (the compactor runs it when idle; `tidelog checkpoint` runs it now)"
+            } else {
+                ""
+            }
+        ))?;
+    }
     say(format!(
         "  last checkpoint: {}",
         match s.last_checkpoint_unix_ms {

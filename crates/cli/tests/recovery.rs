@@ -38,6 +38,10 @@ fn healthy_store_verifies_and_every_tool_runs() {
     let stats = json(&o);
     let last = stats.pointer("/last_checkpoint_unix_ms").or_else(|| stats.pointer("/stats/last_checkpoint_unix_ms"));
     assert!(last.and_then(|v| v.as_u64()).is_some(), "stats has no checkpoint time: {stats}");
+    let fts = stats.pointer("/fts_segments").or_else(|| stats.pointer("/stats/fts_segments"));
+    let tables: Vec<&str> =
+        fts.and_then(|v| v.as_array()).unwrap().iter().filter_map(|t| t["table"].as_str()).collect();
+    assert_eq!(tables, ["messages_fts", "messages_words"], "{stats}");
     let o = run(&dir, &["--json", "verify"]);
     assert_eq!(json(&o)["ok"], true);
     assert_eq!(json(&o)["report"]["index"]["messages"], 20);

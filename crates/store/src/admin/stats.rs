@@ -37,6 +37,15 @@ pub struct LaneStats {
     pub error: Option<String>,
 }
 
+/// One full-text table in [`StoreStats`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FtsSegments {
+    /// The FTS5 table.
+    pub table: String,
+    /// Its segments.
+    pub segments: u64,
+}
+
 /// What a store folder holds ([`store_stats`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StoreStats {
@@ -63,6 +72,11 @@ pub struct StoreStats {
     /// When the compactor (or `tidelog checkpoint`) last ran `wal_checkpoint(TRUNCATE)`, ms since
     /// the Unix epoch (recorded in the index).
     pub last_checkpoint_unix_ms: Option<u64>,
+    /// Segments of each full-text table (FTS5's own layout: a search pays per segment; the
+    /// compactor merges them when idle, docs/design.md "Keeping the full-text indexes merged").
+    pub fts_segments: Vec<FtsSegments>,
+    /// Whether a full merge of the full-text indexes is due (they grew since the last one).
+    pub fts_merge_due: Option<bool>,
     /// Why the index cannot be read, if it cannot.
     pub index_error: Option<String>,
     /// Everything under every `quarantine/` folder.
@@ -85,6 +99,12 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
                 let r = (|| -> std::result::Result<_, IndexError> {
                     let sessions = ix.list_sessions(&SessionFilter::default())?.len() as u64;
                     st.last_checkpoint_unix_ms = ix.last_checkpoint_unix_ms()?;
+                    st.fts_segments = ix
+                        .fts_segments()?
+                        .into_iter()
+                        .map(|(table, segments)| FtsSegments { table: table.to_string(), segments })
+                        .collect();
+                    st.fts_merge_due = Some(ix.full_merge_due()?.is_some());
                     Ok((ix.applied_positions()?, ix.message_count()?, sessions))
                 })();
                 match r {
