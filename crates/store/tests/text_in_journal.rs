@@ -379,3 +379,43 @@ fn compression_off_leaves_long_records_as_written() {
         j.iter_from(1).map(|r| r.unwrap().payload).filter(|p| p.len() > 16 << 10).map(|p| p[0]).collect();
     assert_eq!(long, vec![tidelog::CODEC_FIELDS_V2; 6]);
 }
+
+/// A one-word relevance search ranked without bm25() reads the indexed text of the newest
+/// matches; one that cannot be read (a damaged record) makes it rank with bm25(), which reads
+/// none, instead of failing the index read: the hits still come from the index, scored.
+#[test]
+fn relevance_without_bm25_falls_back_when_a_text_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = tidelog::IndexOptions { one_phrase_min_matches: 0, ..tidelog::IndexOptions::default() };
+    let opts = StoreOptions { index, ..opts() };
+    let store = Store::open(dir.path(), opts.clone()).unwrap();
+    let long = format!("osprey once, then {}", "filler words without the bird ".repeat(3000));
+    let user = |id: &str, text: String| Message {
+        id: id.into(),
+        session_id: "s".into(),
+        role: "user".into(),
+        content: Some(text),
+        ..Message::default()
+    };
+    store.append(user("long", long)).unwrap();
+    for i in 0..20 {
+        store.append(user(&format!("short{i}"), format!("osprey osprey osprey {i}"))).unwrap();
+    }
+    assert!(store.wait_indexed(Duration::from_secs(30)));
+    store.close().unwrap();
+    let c =
+        rusqlite::Connection::open_with_flags(dir.path().join("index.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let (seg, off): (i64, i64) = c
+        .query_row("SELECT body_seg, body_off FROM messages WHERE id = 'long'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    drop(c);
+    let seg = dir.path().join(format!("lanes/lane-0001/{seg:020}.seg"));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[usize::try_from(off).unwrap() + 500] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+    let ro = Store::open(dir.path(), StoreOptions { read_only: true, ..opts }).unwrap();
+    let hits = ro.search(&SearchQuery { limit: 5, ..SearchQuery::new("osprey") }).unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(hits.iter().all(|h| h.message.id.starts_with("short") && h.score > 0.0), "{hits:?}");
+}

@@ -102,6 +102,11 @@ pub struct IndexOptions {
     /// Texts up to this many bytes stay in the index even with `journal_text` (reading a short
     /// text from the journal costs more than the bytes it saves). Default: 256.
     pub inline_text_bytes: usize,
+    /// A relevance search for one phrase ranks the newest matches without FTS5's `bm25()`
+    /// (whose pass over every match is the cost of a common word) when the phrase has an
+    /// estimated this many matches or more; below, `bm25()` is the faster (docs/design.md
+    /// "Reads at scale"). The order is the same either way. Default: 50,000.
+    pub one_phrase_min_matches: usize,
 }
 
 impl Default for IndexOptions {
@@ -111,6 +116,7 @@ impl Default for IndexOptions {
             busy_timeout: Duration::from_secs(5),
             journal_text: None,
             inline_text_bytes: 256,
+            one_phrase_min_matches: 50_000,
         }
     }
 }

@@ -21,15 +21,6 @@ const RANKED_MATCHES: usize = 1_000;
 /// `None`), and where those texts are, by integer id: [`Index::history_unread`].
 pub(crate) type UnreadHistory = (Vec<(Message, MessageState)>, HashMap<i64, BodyAt>);
 
-/// How many matches a one-phrase relevance search must have (estimated) before it ranks
-/// without `bm25()`: below, `bm25()`'s pass over every match costs less than reading the texts
-/// of the newest [`RANKED_MATCHES`] (about 0.3 us a match against 10-40 us a text).
-/// (Unit tests rank every one-phrase search this way, to compare it with `bm25()`.)
-#[cfg(not(test))]
-const ONE_PHRASE_MIN_MATCHES: usize = 50_000;
-#[cfg(test)]
-const ONE_PHRASE_MIN_MATCHES: usize = 0;
-
 /// The most rows counted to see how densely the newest matches lie.
 const DENSITY_ROWS: usize = 50_000;
 
@@ -201,8 +192,9 @@ impl Index {
     /// A relevance search for one phrase ranked without `bm25()` (docs/design.md "Reads at
     /// scale"): the newest [`RANKED_MATCHES`] matches in `range`, filtered, by FTS5's formula
     /// without the phrase's IDF. `None` where `bm25()` is the faster (fewer than about
-    /// [`ONE_PHRASE_MIN_MATCHES`] matches in the index, estimated from how densely the newest
-    /// ones lie) or the only way (a text that cannot be read: `bm25()` reads none).
+    /// [`IndexOptions::one_phrase_min_matches`](super::IndexOptions::one_phrase_min_matches)
+    /// matches in the index, estimated from how densely the newest ones lie) or the only way (a
+    /// text that cannot be read: `bm25()` reads none).
     fn ranked_one_phrase(&self, one: &OnePhrase, search: &OnePhraseSearch<'_>) -> Result<Option<Vec<(i64, f64)>>> {
         let Some((rows, tokens)) = self.fts_totals()?.filter(|(rows, _)| *rows > 0) else { return Ok(None) };
         let (lo, hi) = search.range;
@@ -234,7 +226,7 @@ impl Index {
                 .ctx("run a search")?;
             newest.len() as f64 / spread.max(1) as f64 * rows as f64
         };
-        if estimate < ONE_PHRASE_MIN_MATCHES as f64 {
+        if estimate < self.opts.one_phrase_min_matches as f64 {
             return Ok(None);
         }
         let average = tokens as f64 / rows as f64;
