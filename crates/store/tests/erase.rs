@@ -86,7 +86,13 @@ fn deleted_content_leaves_every_file() {
         assert!(Instant::now() < deadline, "still on disk: {left:?}; status {:?}", a.status().problems);
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(a.status().problems.is_empty(), "{:?}", a.status().problems);
+    // The bytes can be gone before the bookkeeping says so: a pass that ran while the deletion
+    // was not indexed yet erased what it could and leaves the rest to the next pass (after a
+    // short back-off), which clears the pending state. (Seen once in CI under load.)
+    while !a.status().problems.is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", a.status().problems);
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // What is left reads the same, and the store verifies.
     assert_eq!(a.messages("kept").unwrap().len(), 1);
     a.close().unwrap();
