@@ -4,8 +4,8 @@
 //! same filters, order (`bm25` rank, or time then rank) and snippets (`>>>`, `<<<`, `...`, 40
 //! tokens), and the same substring fallback for short CJK words.
 
-use rusqlite::Connection;
 use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::Result;
 use super::query::message_from_row;
@@ -71,15 +71,30 @@ pub(crate) fn search(conn: &Connection, s: &HermesSearch) -> Result<Vec<HermesHi
     };
     params.push(Value::Integer(i64::try_from(s.limit).unwrap_or(i64::MAX)));
     params.push(Value::Integer(i64::try_from(s.offset).unwrap_or(i64::MAX)));
-    let sql = format!(
-        "SELECT {MESSAGE_COLS}, snippet({table}, 0, '>>>', '<<<', '...', 40) \
-         FROM {table} JOIN messages m ON m.rid = {table}.rowid JOIN sessions s ON s.id = m.session_id \
+    // Two steps, as Hermes' one query gives them: which rows (ids only), then the rows and
+    // their snippets for those alone. In one query SQLite computed every match's columns and
+    // snippet (a text read from the journal and tokenized again) before sorting by time: 25 s
+    // for the 20 newest of a word in each of 1,000,000 messages.
+    let ids_sql = format!(
+        "SELECT m.rid FROM {table} JOIN messages m ON m.rid = {table}.rowid JOIN sessions s ON s.id = m.session_id \
          WHERE {table} MATCH ?{filters} ORDER BY {order} LIMIT ? OFFSET ?"
     );
+    let row_sql = format!(
+        "SELECT {MESSAGE_COLS}, snippet({table}, 0, '>>>', '<<<', '...', 40) \
+         FROM {table} JOIN messages m ON m.rid = {table}.rowid WHERE {table} MATCH ?1 AND {table}.rowid = ?2"
+    );
     let run = || -> rusqlite::Result<Vec<HermesHit>> {
-        let mut st = conn.prepare(&sql)?;
-        let rows = st.query_map(rusqlite::params_from_iter(params.iter()), hit_from_row)?;
-        rows.collect()
+        let mut st = conn.prepare(&ids_sql)?;
+        let ids: Vec<i64> =
+            st.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let mut row = conn.prepare(&row_sql)?;
+        let mut hits = Vec::with_capacity(ids.len());
+        for rid in ids {
+            if let Some(h) = row.query_row(rusqlite::params![params[0], rid], hit_from_row).optional()? {
+                hits.push(h);
+            }
+        }
+        Ok(hits)
     };
     match run() {
         Ok(hits) if table == "messages_fts" => trigram_snippets(hits, &params),
