@@ -36,6 +36,21 @@ fn row_of(dir: &Path, id: &str) -> (bool, Option<i64>) {
         .unwrap()
 }
 
+/// Flips a byte in the middle of the journal record that holds message `id`'s text (the index
+/// names its place), with the store closed.
+fn damage_text_record(dir: &Path, id: &str) {
+    let c = rusqlite::Connection::open_with_flags(dir.join("index.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let (seg, off): (i64, i64) = c
+        .query_row("SELECT body_seg, body_off FROM messages WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    drop(c);
+    let seg = dir.join(format!("lanes/lane-0001/{seg:020}.seg"));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[usize::try_from(off).unwrap() + 500] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+}
+
 fn tool(session: &str, id: &str, text: String) -> Message {
     Message {
         id: id.into(),
@@ -207,17 +222,7 @@ fn latest_messages_read_only_their_own_texts() {
     store.update_message(update).unwrap();
     store.close().unwrap();
     // Damage the oldest message's record in the middle of its payload.
-    let c =
-        rusqlite::Connection::open_with_flags(dir.path().join("index.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let (seg, off): (i64, i64) = c
-        .query_row("SELECT body_seg, body_off FROM messages WHERE id = 'old'", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap();
-    drop(c);
-    let seg = dir.path().join(format!("lanes/lane-0001/{seg:020}.seg"));
-    let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[usize::try_from(off).unwrap() + 500] ^= 0x55;
-    std::fs::write(&seg, &bytes).unwrap();
+    damage_text_record(dir.path(), "old");
     let ro = Store::open(dir.path(), StoreOptions { read_only: true, ..opts() }).unwrap();
     let q = tidelog::HistoryQuery { limit: Some(2), latest: true, ..tidelog::HistoryQuery::new("s") };
     let latest: Vec<(i64, Option<String>)> =
@@ -403,17 +408,7 @@ fn relevance_without_bm25_falls_back_when_a_text_cannot_be_read() {
     }
     assert!(store.wait_indexed(Duration::from_secs(30)));
     store.close().unwrap();
-    let c =
-        rusqlite::Connection::open_with_flags(dir.path().join("index.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let (seg, off): (i64, i64) = c
-        .query_row("SELECT body_seg, body_off FROM messages WHERE id = 'long'", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap();
-    drop(c);
-    let seg = dir.path().join(format!("lanes/lane-0001/{seg:020}.seg"));
-    let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[usize::try_from(off).unwrap() + 500] ^= 0x55;
-    std::fs::write(&seg, &bytes).unwrap();
+    damage_text_record(dir.path(), "long");
     let ro = Store::open(dir.path(), StoreOptions { read_only: true, ..opts }).unwrap();
     let hits = ro.search(&SearchQuery { limit: 5, ..SearchQuery::new("osprey") }).unwrap();
     assert_eq!(hits.len(), 5);
