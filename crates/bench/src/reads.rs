@@ -221,13 +221,15 @@ pub fn run(dir: &Path, n: usize, only: Option<&str>, out: &mut dyn Write) -> Res
     }
 
     // Searches.
-    let searches: [(&str, &str, SearchOrder, Option<&str>); 6] = [
+    let searches: [(&str, &str, SearchOrder, Option<&str>); 8] = [
         ("search rare word, relevance", "zebraquartz", SearchOrder::Relevance, None),
         ("search rare word, newest first", "zebraquartz", SearchOrder::Newest, None),
         ("search common word, relevance", "invoice", SearchOrder::Relevance, None),
         ("search common word, newest first", "invoice", SearchOrder::Newest, None),
         ("search common word in one session, newest", "invoice", SearchOrder::Newest, Some(mid.as_str())),
         ("search two words, newest first", "invoice zebraquartz", SearchOrder::Newest, None),
+        ("search two words, relevance", "invoice zebraquartz", SearchOrder::Relevance, None),
+        ("search two common words, relevance", "invoice message", SearchOrder::Relevance, None),
     ];
     for (what, text, order, session) in searches.into_iter().filter(|(w, ..)| want(w)) {
         let l = median_ms(|| {

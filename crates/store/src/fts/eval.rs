@@ -237,37 +237,67 @@ fn collect(e: &FtsExpr, allowed: u64, out: &mut Vec<(Vec<Tri>, u64)>) {
 const BM25_K1: f64 = 1.2;
 const BM25_B: f64 = 0.75;
 
-/// A query that is one phrase searched in every column, as FTS5's `bm25()` ranks it without
-/// the phrase's inverse document frequency: that factor is the same for every row (and costs a
-/// pass over every row that holds the phrase), so rows ordered by [`OnePhrase::weight`] are in
-/// `bm25()`'s order, and `bm25()` is the weight times that factor.
-pub(crate) struct OnePhrase {
-    tokens: Vec<Tri>,
+/// A query of phrases side by side (all must match), each unanchored and searched in every
+/// column, as FTS5's `bm25()` ranks it: `Σ idf(p)·f(p)·(k1 + 1) / (f(p) + k1·(1 − b + b·|D| /
+/// avgdl))` over its phrases `p`. Each phrase's inverse document frequency (IDF) costs
+/// `bm25()` a pass over every row that holds the phrase, so it is given from outside
+/// ([`idf`]): for one phrase it is the same for every row and left out (rows ordered by
+/// [`Phrases::weight`] with an IDF of 1 are in `bm25()`'s order, and `bm25()` is the weight
+/// times the IDF).
+pub(crate) struct Phrases {
+    /// Each phrase's tokens and its FTS5 query alone.
+    phrases: Vec<(Vec<Tri>, String)>,
 }
 
-impl OnePhrase {
-    /// `Some` if `q` is one phrase with a token, not anchored (`^`), with no column filter.
-    pub(crate) fn of(q: &FtsQuery) -> Option<OnePhrase> {
+impl Phrases {
+    /// `Some` if `q` is one or more phrases side by side, each with a token, not anchored
+    /// (`^`), with no column filter.
+    pub(crate) fn of(q: &FtsQuery) -> Option<Phrases> {
         let FtsExpr::Clauses(cs) = &q.expr else { return None };
-        let [FtsClause { columns: None, group: FtsGroup::Phrase { initial: false, phrase } }] = cs.as_slice() else {
-            return None;
-        };
-        let tokens = phrase_tokens(phrase);
-        (!tokens.is_empty()).then_some(OnePhrase { tokens })
+        let phrases = cs
+            .iter()
+            .map(|c| match c {
+                FtsClause { columns: None, group: FtsGroup::Phrase { initial: false, phrase } } => {
+                    let tokens = phrase_tokens(phrase);
+                    (!tokens.is_empty()).then(|| (tokens, FtsExpr::Clauses(vec![c.clone()]).to_string()))
+                }
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        (!phrases.is_empty()).then_some(Phrases { phrases })
     }
 
-    /// `f·(k1 + 1) / (f + k1·(1 − b + b·|D| / avgdl))` for a row whose columns
-    /// ([`INDEX_COLUMNS`]) hold these texts: `f` the phrase's occurrences in them, `|D|` their
-    /// tokens, `average` the index's tokens per row.
-    pub(crate) fn weight(&self, columns: &[Option<&str>], average: f64) -> f64 {
-        let (mut f, mut d) = (0usize, 0usize);
-        for text in columns.iter().flatten() {
-            let c = Column::new(text);
-            d += c.token_count();
-            f += positions(&self.tokens, &c).len();
-        }
-        let f = f as f64;
-        let norm = if average > 0.0 { d as f64 / average } else { 1.0 };
-        f * (BM25_K1 + 1.0) / (f + BM25_K1 * (1.0 - BM25_B + BM25_B * norm))
+    /// How many phrases.
+    pub(crate) fn len(&self) -> usize {
+        self.phrases.len()
     }
+
+    /// Phrase `i` alone, as an FTS5 query.
+    pub(crate) fn query(&self, i: usize) -> &str {
+        self.phrases.get(i).map_or("", |p| p.1.as_str())
+    }
+
+    /// The score for a row whose columns ([`INDEX_COLUMNS`]) hold these texts, `idf` each
+    /// phrase's IDF (missing ones count 1), `average` the index's tokens per row: `-bm25()`.
+    pub(crate) fn weight(&self, columns: &[Option<&str>], average: f64, idf: &[f64]) -> f64 {
+        let cols: Vec<Column> = columns.iter().flatten().map(|t| Column::new(t)).collect();
+        let d: usize = cols.iter().map(Column::token_count).sum();
+        let norm = if average > 0.0 { d as f64 / average } else { 1.0 };
+        self.phrases
+            .iter()
+            .enumerate()
+            .map(|(i, (tokens, _))| {
+                let f = cols.iter().map(|c| positions(tokens, c).len()).sum::<usize>() as f64;
+                idf.get(i).copied().unwrap_or(1.0) * f * (BM25_K1 + 1.0)
+                    / (f + BM25_K1 * (1.0 - BM25_B + BM25_B * norm))
+            })
+            .sum()
+    }
+}
+
+/// FTS5's inverse document frequency of a phrase that `hits` of `rows` rows hold:
+/// `ln((rows − hits + 0.5) / (hits + 0.5))`, `1e-6` where that is not positive.
+pub(crate) fn idf(rows: f64, hits: f64) -> f64 {
+    let idf = ((rows - hits + 0.5) / (hits + 0.5)).ln();
+    if idf <= 0.0 || idf.is_nan() { 1e-6 } else { idf }
 }

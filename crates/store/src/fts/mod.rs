@@ -35,7 +35,7 @@ mod tests;
 
 use std::fmt;
 
-pub(crate) use eval::{Highlighter, OnePhrase};
+pub(crate) use eval::{Highlighter, Phrases, idf};
 pub use hermes::{HermesRoute, hermes_route, sanitize_hermes_query};
 
 /// The columns of the index's full-text table, in order: the searchable message body and the

@@ -10,12 +10,12 @@ use super::text::{
     SNIPPET_CONTEXT, fts_match_expr, head, like_pattern, match_snippet, past_prefix_snippet, past_prefix_words,
 };
 use super::{BodyAt, Ctx, Index, IndexError, Result, collect};
-use crate::fts::{FtsQuery, OnePhrase, QuerySyntax, is_blank};
+use crate::fts::{FtsQuery, Phrases, QuerySyntax, idf, is_blank};
 use crate::model::{Counters, Message, MessageState, RewriteMode, RewriteRule, Session};
 
 /// How many of the newest matches a relevance search ranks before it ranks them all (see
 /// [`Index::search`]).
-const RANKED_MATCHES: usize = 1_000;
+pub(super) const RANKED_MATCHES: usize = 1_000;
 
 /// A session's messages with their states, texts kept only in the journal not read (`content`
 /// `None`), and where those texts are, by integer id: [`Index::history_unread`].
@@ -24,9 +24,16 @@ pub(crate) type UnreadHistory = (Vec<(Message, MessageState)>, HashMap<i64, Body
 /// The most rows counted to see how densely the newest matches lie.
 const DENSITY_ROWS: usize = 50_000;
 
-/// What [`Index::ranked_one_phrase`] is asked: the FTS5 query, the id range, the filters
+#[cfg(test)]
+thread_local! {
+    /// How many relevance searches of this thread were ranked without `bm25()` (tests tell the
+    /// two ways apart with it where both give the same scores).
+    pub(super) static RANKED_WITHOUT_BM25: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// What [`Index::ranked_phrases`] is asked: the FTS5 query, the id range, the filters
 /// (SQL and parameters, as the other plans of a search use them) and the limit.
-struct OnePhraseSearch<'a> {
+struct PhrasesSearch<'a> {
     fts: &'a str,
     range: (i64, i64),
     filters: &'a str,
@@ -189,46 +196,81 @@ impl Index {
         Ok(Some((rows, tokens)))
     }
 
-    /// A relevance search for one phrase ranked without `bm25()` (docs/design.md "Reads at
-    /// scale"): the newest [`RANKED_MATCHES`] matches in `range`, filtered, by FTS5's formula
-    /// without the phrase's IDF. `None` where `bm25()` is the faster (fewer than about
-    /// [`IndexOptions::one_phrase_min_matches`](super::IndexOptions::one_phrase_min_matches)
-    /// matches in the index, estimated from how densely the newest ones lie) or the only way (a
-    /// text that cannot be read: `bm25()` reads none).
-    fn ranked_one_phrase(&self, one: &OnePhrase, search: &OnePhraseSearch<'_>) -> Result<Option<Vec<(i64, f64)>>> {
-        let Some((rows, tokens)) = self.fts_totals()?.filter(|(rows, _)| *rows > 0) else { return Ok(None) };
-        let (lo, hi) = search.range;
+    /// How many rows hold `fts` (an FTS5 query), from its newest [`RANKED_MATCHES`] matches in
+    /// `range`: all of them when there are fewer (exact: `true`), else as many as those are
+    /// dense among the rows they are spread over (counted up to a cap), times `rows`.
+    fn matches_estimate(&self, fts: &str, (lo, hi): (i64, i64), rows: u64) -> Result<(f64, bool)> {
         let newest: Vec<i64> = collect(
             &self.conn,
             &format!(
                 "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 \
                  ORDER BY rowid DESC LIMIT {RANKED_MATCHES}"
             ),
-            rusqlite::params![search.fts, lo, hi],
+            rusqlite::params![fts, lo, hi],
             |r| r.get(0),
         )
         .ctx("run a search")?;
-        let Some(&oldest) = newest.last() else { return Ok(None) };
-        // Fewer than RANKED_MATCHES: every match in the range is known. Else as many as the
-        // newest are dense among the rows they are spread over (counted up to a cap).
-        let estimate = if newest.len() < RANKED_MATCHES {
-            newest.len() as f64
-        } else {
-            let spread: i64 = self
-                .conn
-                .query_row(
-                    &format!(
-                        "SELECT count(*) FROM (SELECT 1 FROM messages WHERE rid BETWEEN ?1 AND ?2 LIMIT {DENSITY_ROWS})"
-                    ),
-                    rusqlite::params![oldest, hi],
-                    |r| r.get(0),
-                )
-                .ctx("run a search")?;
-            newest.len() as f64 / spread.max(1) as f64 * rows as f64
+        let oldest = match newest.last() {
+            Some(&oldest) if newest.len() >= RANKED_MATCHES => oldest,
+            _ => return Ok((newest.len() as f64, true)),
         };
-        if estimate < self.opts.one_phrase_min_matches as f64 {
-            return Ok(None);
-        }
+        let spread: i64 = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE rid BETWEEN ?1 AND ?2 LIMIT {DENSITY_ROWS})"
+                ),
+                rusqlite::params![oldest, hi],
+                |r| r.get(0),
+            )
+            .ctx("run a search")?;
+        Ok((newest.len() as f64 / spread.max(1) as f64 * rows as f64, false))
+    }
+
+    /// A relevance search for phrases side by side ranked without `bm25()`'s pass over every
+    /// row that holds each phrase (docs/design.md "Reads at scale"): the newest
+    /// [`RANKED_MATCHES`] matches in `range`, filtered, by FTS5's formula. One phrase: without
+    /// its IDF (the same for every row). Several: each phrase's IDF over the whole index,
+    /// from the number of rows that hold it, counted where that is cheap (fewer than about
+    /// [`IndexOptions::one_phrase_min_matches`](super::IndexOptions::one_phrase_min_matches)),
+    /// estimated from how densely its newest matches lie where it is not. `None` where `bm25()`
+    /// is the faster (no phrase that common) or the only way (a text that cannot be read:
+    /// `bm25()` reads none).
+    fn ranked_phrases(&self, phrases: &Phrases, search: &PhrasesSearch<'_>) -> Result<Option<Vec<(i64, f64)>>> {
+        let Some((rows, tokens)) = self.fts_totals()?.filter(|(rows, _)| *rows > 0) else { return Ok(None) };
+        let (lo, hi) = search.range;
+        let common = self.opts.one_phrase_min_matches as f64;
+        let idfs: Vec<f64> = if phrases.len() == 1 {
+            let (n, _) = self.matches_estimate(search.fts, search.range, rows)?;
+            if n == 0.0 || n < common {
+                return Ok(None);
+            }
+            vec![1.0]
+        } else {
+            let mut found = Vec::with_capacity(phrases.len());
+            for i in 0..phrases.len() {
+                found.push(self.matches_estimate(phrases.query(i), (i64::MIN, i64::MAX), rows)?);
+            }
+            if found.iter().all(|&(n, _)| n < common) {
+                return Ok(None);
+            }
+            let mut idfs = Vec::with_capacity(found.len());
+            for (i, (n, exact)) in found.into_iter().enumerate() {
+                let n = if exact || n >= common {
+                    n
+                } else {
+                    self.conn
+                        .query_row(
+                            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?1",
+                            [phrases.query(i)],
+                            |r| r.get::<_, i64>(0),
+                        )
+                        .ctx("run a search")? as f64
+                };
+                idfs.push(idf(rows as f64, n));
+            }
+            idfs
+        };
         let average = tokens as f64 / rows as f64;
         let mut params = vec![Value::Text(search.fts.to_string()), Value::Integer(lo), Value::Integer(hi)];
         params.extend(search.params.iter().cloned());
@@ -241,7 +283,7 @@ impl Index {
         let weighed = collect(&self.conn, &sql, rusqlite::params_from_iter(params), |r| {
             let body: Option<String> = r.get(1)?;
             let tool: Option<String> = r.get(2)?;
-            Ok((r.get::<_, i64>(0)?, one.weight(&[body.as_deref(), tool.as_deref()], average)))
+            Ok((r.get::<_, i64>(0)?, phrases.weight(&[body.as_deref(), tool.as_deref()], average, &idfs)))
         });
         let mut v = match weighed {
             Ok(v) => v,
@@ -250,6 +292,8 @@ impl Index {
         };
         v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         v.truncate(search.limit);
+        #[cfg(test)]
+        RANKED_WITHOUT_BM25.with(|n| n.set(n.get() + 1));
         Ok(Some(v))
     }
 
@@ -593,13 +637,15 @@ impl Index {
         };
         let range = Value::Integer(lo);
         let range_hi = Value::Integer(hi);
-        // A relevance search for one phrase: scored as bm25 without the phrase's IDF, whichever
-        // way it is ranked (see `ranked_one_phrase`), so that scores have one scale.
-        let one = if fts && short.is_empty() && q.order == SearchOrder::Relevance {
-            FtsQuery::parse(&match_expr).ok().as_ref().and_then(OnePhrase::of)
+        // A relevance search for phrases side by side may be ranked without bm25()'s pass (see
+        // `ranked_phrases`). One phrase is scored as bm25 without its IDF, whichever way it is
+        // ranked, so that scores have one scale; several are scored bm25 either way.
+        let phrases = if fts && short.is_empty() && q.order == SearchOrder::Relevance {
+            FtsQuery::parse(&match_expr).ok().as_ref().and_then(Phrases::of)
         } else {
             None
         };
+        let one = phrases.as_ref().filter(|p| p.len() == 1);
         let picked = match (fts, q.order) {
             (false, order) => {
                 let order = if order == SearchOrder::Relevance { " ORDER BY m.rid DESC" } else { by_id };
@@ -626,15 +672,15 @@ impl Index {
                 // FTS5 ranks every match; a word in most messages has hundreds of thousands. Rank
                 // the newest RANKED_MATCHES matches first; when that gives fewer than `limit`
                 // hits (filters, or fewer matches), rank them all.
-                let search = OnePhraseSearch {
+                let search = PhrasesSearch {
                     fts: &match_expr,
                     range: (lo, hi),
                     filters: &filters,
                     params: &fparams,
                     limit: q.limit,
                 };
-                let weighed = match &one {
-                    Some(one) => self.ranked_one_phrase(one, &search)?,
+                let weighed = match &phrases {
+                    Some(phrases) => self.ranked_phrases(phrases, &search)?,
                     None => None,
                 };
                 let bounded = match weighed {
@@ -697,7 +743,7 @@ impl Index {
                  WHERE messages_fts MATCH ?1 AND rowid = ?2"
             ))
             .ctx("prepare a snippet")?;
-        let average = match &one {
+        let average = match one {
             Some(_) => {
                 self.fts_totals()?.filter(|(rows, _)| *rows > 0).map(|(rows, tokens)| tokens as f64 / rows as f64)
             }
@@ -718,10 +764,10 @@ impl Index {
             else {
                 continue;
             };
-            if let (Some(one), Some(average)) = (&one, average)
+            if let (Some(one), Some(average)) = (one, average)
                 && score > 0.0
             {
-                score = one.weight(&[body.as_deref(), tool_name.as_deref()], average);
+                score = one.weight(&[body.as_deref(), tool_name.as_deref()], average, &[]);
             }
             let fts_snippet = if fts {
                 snip.query_row(rusqlite::params![match_expr, rid], |r| r.get::<_, String>(0))

@@ -551,6 +551,75 @@ fn one_phrase_relevance_is_bm25_order() {
     }
 }
 
+/// A relevance search of several words, one of them in most rows, ranks without bm25()'s pass
+/// over every row that holds each: with each word's IDF counted where it is cheap and estimated
+/// from the density of its newest matches where it is common, the hits and scores are bm25()'s
+/// when the estimate is right (here: a word in every row), and bm25() itself ranks when no word
+/// is common.
+#[test]
+fn several_phrases_relevance_is_bm25() {
+    let d = tempfile::tempdir().unwrap();
+    // "heron" is in all 4,000 rows (common: estimated, rightly), "lake" in 1,750, denser in older
+    // rows: its newest 1,000 matches suggest 1,231, fewer than common, so it is counted (the
+    // estimate would give another IDF and other scores); "reed" in 80 (all seen: exact).
+    let opts = IndexOptions { one_phrase_min_matches: 2_000, ..IndexOptions::default() };
+    let mut idx = Index::open(&d.path().join("index.db"), &opts).unwrap();
+    let msgs: Vec<Message> = (0..4_000usize)
+        .map(|i| {
+            let filler = "lorem ipsum ".repeat(i % 13 + 1);
+            let lake = if i < 1_000 || i % 4 == 0 { " lake Lake" } else { "" };
+            let reed = if i % 50 == 0 { " reed" } else { "" };
+            let text = format!("heron {filler}{lake}{}{reed}", " heron".repeat(i % 3));
+            msg(&format!("m{i}"), &format!("s{}", i % 4), "user", &text, i as f64)
+        })
+        .collect();
+    idx.apply_batch(&batch(msgs)).unwrap();
+    let bm25 = |idx: &Index, fts: &str| -> Vec<(String, f64)> {
+        let mut st = idx
+            .conn
+            .prepare(&format!(
+                "SELECT m.id, f.score FROM (SELECT rowid AS rid, -bm25(messages_fts) AS score FROM messages_fts \
+                 WHERE messages_fts MATCH ?1 ORDER BY rowid DESC LIMIT {}) f \
+                 JOIN messages m ON m.rid = f.rid ORDER BY f.score DESC, m.rid LIMIT 10",
+                super::query::RANKED_MATCHES
+            ))
+            .unwrap();
+        st.query_map([fts], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let ranked = || super::query::RANKED_WITHOUT_BM25.with(std::cell::Cell::get);
+    for (words, fts) in [
+        ("heron lake", "\"heron\" \"lake\""),
+        ("lake heron reed", "\"lake\" \"heron\" \"reed\""),
+        ("heron reed", "\"heron\" \"reed\""),
+    ] {
+        let want = bm25(&idx, fts);
+        for q in [SearchQuery::words(words), SearchQuery::new(fts)] {
+            let before = ranked();
+            let got: Vec<(String, f64)> = idx
+                .search(&SearchQuery { limit: 10, ..q })
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.message.id, h.score))
+                .collect();
+            assert_eq!(ranked(), before + 1, "{words}: ranked by bm25()");
+            assert_eq!(got.len(), want.len(), "{words}");
+            for ((gi, g), (wi, w)) in got.iter().zip(&want) {
+                assert_eq!(gi, wi, "{words}: {got:?}\n{want:?}");
+                assert!((g - w).abs() <= 1e-9 * w.abs(), "{words}: {g} against bm25 {w}");
+            }
+        }
+    }
+    // No word as common as asked: bm25() ranks.
+    let before = ranked();
+    let got = idx.search(&SearchQuery { limit: 10, ..SearchQuery::words("lake reed") }).unwrap();
+    assert_eq!(ranked(), before, "bm25() is the faster here");
+    let want = bm25(&idx, "\"lake\" \"reed\"");
+    assert_eq!(
+        got.iter().map(|h| h.message.id.clone()).collect::<Vec<_>>(),
+        want.iter().map(|w| w.0.clone()).collect::<Vec<_>>()
+    );
+}
+
 /// An export's time bound and a follower's id bound, with and without a session, return exactly
 /// the rows they name, in their order (the SQL is chosen by which bounds are given, so that
 /// SQLite uses the indexes' ranges).
