@@ -26,10 +26,13 @@ const DENSITY_ROWS: usize = 50_000;
 
 #[cfg(test)]
 thread_local! {
-    /// How many relevance searches of this thread were ranked without `bm25()` (tests tell the
-    /// two ways apart with it where both give the same scores).
+    /// How many relevance searches of this thread were answered without `bm25()` (tests tell
+    /// the two ways apart with it where both give the same scores).
     pub(super) static RANKED_WITHOUT_BM25: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
+
+/// Search hits as integer ids and scores, in order.
+type Ranked = Vec<(i64, f64)>;
 
 /// What [`Index::ranked_phrases`] is asked: the FTS5 query, the id range, the filters
 /// (SQL and parameters, as the other plans of a search use them) and the limit.
@@ -235,13 +238,14 @@ impl Index {
     /// [`IndexOptions::one_phrase_min_matches`](super::IndexOptions::one_phrase_min_matches)),
     /// estimated from how densely its newest matches lie where it is not. `None` where `bm25()`
     /// is the faster (no phrase that common) or the only way (a text that cannot be read:
-    /// `bm25()` reads none).
-    fn ranked_phrases(&self, phrases: &Phrases, search: &PhrasesSearch<'_>) -> Result<Option<Vec<(i64, f64)>>> {
+    /// `bm25()` reads none); with the hits, whether the matches ranked were all those in
+    /// `range` (then fewer hits than asked need no second pass over every match).
+    fn ranked_phrases(&self, phrases: &Phrases, search: &PhrasesSearch<'_>) -> Result<Option<(Ranked, bool)>> {
         let Some((rows, tokens)) = self.fts_totals()?.filter(|(rows, _)| *rows > 0) else { return Ok(None) };
         let (lo, hi) = search.range;
         let common = self.opts.one_phrase_min_matches as f64;
+        let (n, every) = self.matches_estimate(search.fts, search.range, rows)?;
         let idfs: Vec<f64> = if phrases.len() == 1 {
-            let (n, _) = self.matches_estimate(search.fts, search.range, rows)?;
             if n == 0.0 || n < common {
                 return Ok(None);
             }
@@ -292,9 +296,7 @@ impl Index {
         };
         v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         v.truncate(search.limit);
-        #[cfg(test)]
-        RANKED_WITHOUT_BM25.with(|n| n.set(n.get() + 1));
-        Ok(Some(v))
+        Ok(Some((v, every)))
     }
 
     /// The number of indexed messages.
@@ -683,18 +685,26 @@ impl Index {
                     Some(phrases) => self.ranked_phrases(phrases, &search)?,
                     None => None,
                 };
-                let bounded = match weighed {
+                // `every`: the newest matches ranked were all there are in the range.
+                #[cfg(test)]
+                let without_bm25 = weighed.is_some();
+                let (bounded, every) = match weighed {
                     Some(v) => v,
-                    None => run(
-                        &format!(
-                            "SELECT m.rid, f.score FROM (SELECT rowid AS rid, -bm25(messages_fts) AS score FROM messages_fts \
+                    None => (
+                        run(
+                            &format!(
+                                "SELECT m.rid, f.score FROM (SELECT rowid AS rid, -bm25(messages_fts) AS score FROM messages_fts \
                              WHERE messages_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT {RANKED_MATCHES}) f \
                              JOIN messages m ON m.rid = f.rid{body_join} WHERE 1{filters} ORDER BY f.score DESC, m.rid LIMIT ?"
-                        ),
-                        vec![m.clone(), range.clone(), range_hi.clone()],
-                    )?,
+                            ),
+                            vec![m.clone(), range.clone(), range_hi.clone()],
+                        )?,
+                        false,
+                    ),
                 };
-                if bounded.len() >= q.limit {
+                if bounded.len() >= q.limit || every {
+                    #[cfg(test)]
+                    RANKED_WITHOUT_BM25.with(|n| n.set(n.get() + usize::from(without_bm25)));
                     bounded
                 } else {
                     run(

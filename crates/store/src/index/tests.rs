@@ -609,6 +609,12 @@ fn several_phrases_relevance_is_bm25() {
             }
         }
     }
+    // Fewer matches than asked (80 rows hold "reed"): the newest matches ranked were all of
+    // them, so no second ranking of every match by bm25().
+    let before = ranked();
+    let got = idx.search(&SearchQuery { limit: 100, ..SearchQuery::words("heron reed") }).unwrap();
+    assert_eq!(ranked(), before + 1);
+    assert_eq!(got.len(), 80);
     // No word as common as asked: bm25() ranks.
     let before = ranked();
     let got = idx.search(&SearchQuery { limit: 10, ..SearchQuery::words("lake reed") }).unwrap();
