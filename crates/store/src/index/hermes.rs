@@ -84,9 +84,17 @@ pub(crate) fn search(conn: &Connection, s: &HermesSearch) -> Result<Vec<HermesHi
          FROM {table} JOIN messages m ON m.rid = {table}.rowid WHERE {table} MATCH ?1 AND {table}.rowid = ?2"
     );
     let run = || -> rusqlite::Result<Vec<HermesHit>> {
-        let mut st = conn.prepare(&ids_sql)?;
-        let ids: Vec<i64> =
-            st.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let by_time = match s.newest_first {
+            Some(newest) => by_time_bounded(conn, table, &filters, &params, newest, s.limit, s.offset)?,
+            None => None,
+        };
+        let ids: Vec<i64> = match by_time {
+            Some(ids) => ids,
+            None => conn
+                .prepare(&ids_sql)?
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?,
+        };
         let mut row = conn.prepare(&row_sql)?;
         let mut hits = Vec::with_capacity(ids.len());
         for rid in ids {
@@ -110,6 +118,98 @@ pub(crate) fn search(conn: &Connection, s: &HermesSearch) -> Result<Vec<HermesHi
         }
         Err(e) => Err(e).ctx("search like Hermes"),
     }
+}
+
+/// The most rows [`by_time_bounded`] looks at before it leaves the answer to the one query.
+const BY_TIME_ROWS: usize = 20_000;
+
+/// Hermes' order by time (`m.timestamp DESC, rank`, or `ASC`) without ranking every match:
+/// the ids of hits `offset..offset + limit`, or `None` where only the one query can tell
+/// (then it runs). `params` are the query's (`MATCH`, then the filters', then limit and
+/// offset). Any `k = offset + limit` matches bound the answer: the `k` newest of all matches
+/// are no older than the oldest of those `k` (the `k` newest by id are taken: for messages
+/// appended live, id order is time order, so that bound is tight). So: the `k` newest matches
+/// by id (FTS5 stops at the limit); every message at or after the oldest one's time (the
+/// timestamp index); the matches among them (FTS5, in their id range); sorted by time. Where
+/// two of the first `k + 1` share a timestamp, Hermes' order needs `rank` there, and where a
+/// step would read more than [`BY_TIME_ROWS`] rows, this answers `None`: the one query.
+fn by_time_bounded(
+    conn: &Connection,
+    table: &str,
+    filters: &str,
+    params: &[Value],
+    newest: bool,
+    limit: usize,
+    offset: usize,
+) -> rusqlite::Result<Option<Vec<i64>>> {
+    let k = limit.saturating_add(offset);
+    if k == 0 || k > BY_TIME_ROWS {
+        return Ok(None);
+    }
+    // `params` minus the limit and offset: the MATCH, then the filters'.
+    let Some((fts, filter_params)) = params.get(..params.len().saturating_sub(2)).and_then(<[Value]>::split_first)
+    else {
+        return Ok(None);
+    };
+    let dir = if newest { "DESC" } else { "ASC" };
+    // NULL timestamps sort first in ascending order: not handled here.
+    if !newest && conn.query_row("SELECT EXISTS (SELECT 1 FROM messages WHERE timestamp IS NULL)", [], |r| r.get(0))? {
+        return Ok(None);
+    }
+    let matches = |range: Option<(i64, i64)>, cap: usize| -> rusqlite::Result<Vec<(i64, Option<f64>)>> {
+        let (bound, order) = match range {
+            Some(_) => (format!(" AND {table}.rowid BETWEEN ? AND ?"), String::new()),
+            None => (String::new(), format!(" ORDER BY {table}.rowid {dir}")),
+        };
+        let sql = format!(
+            "SELECT m.rid, m.timestamp FROM {table} CROSS JOIN messages m ON m.rid = {table}.rowid \
+             JOIN sessions s ON s.id = m.session_id WHERE {table} MATCH ?{bound}{filters}{order} LIMIT ?"
+        );
+        let mut p = vec![fts.clone()];
+        if let Some((lo, hi)) = range {
+            p.extend([Value::Integer(lo), Value::Integer(hi)]);
+        }
+        p.extend(filter_params.iter().cloned());
+        p.push(Value::Integer(i64::try_from(cap).unwrap_or(i64::MAX)));
+        conn.prepare(&sql)?.query_map(rusqlite::params_from_iter(p), |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+    };
+    let first = matches(None, k)?;
+    let mut found: Vec<(i64, f64)> = match first.iter().map(|&(rid, t)| t.map(|t| (rid, t))).collect() {
+        Some(v) => v,
+        None => return Ok(None),
+    };
+    if first.len() == k {
+        let bound = found.iter().map(|h| h.1).fold(if newest { f64::INFINITY } else { f64::NEG_INFINITY }, |a, t| {
+            if newest { a.min(t) } else { a.max(t) }
+        });
+        let sql = format!(
+            "SELECT min(rid), max(rid), count(*) FROM (SELECT rid FROM messages WHERE timestamp {} ?1 LIMIT ?2)",
+            if newest { ">=" } else { "<=" }
+        );
+        let cap = i64::try_from(BY_TIME_ROWS + 1).unwrap_or(i64::MAX);
+        let (lo, hi, n): (Option<i64>, Option<i64>, i64) =
+            conn.query_row(&sql, rusqlite::params![bound, cap], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(None) };
+        if n > cap - 1 {
+            return Ok(None);
+        }
+        let within = matches(Some((lo, hi)), BY_TIME_ROWS + 1)?;
+        if within.len() > BY_TIME_ROWS {
+            return Ok(None);
+        }
+        found = within
+            .into_iter()
+            .filter_map(|(rid, t)| t.map(|t| (rid, t)))
+            .filter(|&(_, t)| if newest { t >= bound } else { t <= bound })
+            .collect();
+    }
+    found.sort_by(|a, b| if newest { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) });
+    // Equal times among the first k + 1: Hermes orders those by rank.
+    let head = &found[..found.len().min(k + 1)];
+    if head.windows(2).any(|w| w[0].1 == w[1].1) {
+        return Ok(None);
+    }
+    Ok(Some(found.into_iter().skip(offset).take(limit).map(|h| h.0).collect()))
 }
 
 /// Hermes' trigram index holds one text per message (content, tool name and tool calls joined
@@ -290,5 +390,107 @@ mod tests {
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].snippet, "the >>>zebrafish<<< swims  ");
         assert!(ix.check().unwrap().is_empty());
+    }
+
+    /// Hermes' order by time without ranking every match gives the one query's hits: times out
+    /// of id order (imported history), shared times (where `rank` decides: the one query
+    /// runs), filters, pages, both directions, both tables.
+    #[test]
+    fn by_time_is_hermes_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("index.db"), &IndexOptions::default()).unwrap();
+        let mut batch = Vec::new();
+        for (k, source) in ["cli", "cron", "telegram"].iter().enumerate() {
+            let patch = crate::model::SessionPatch {
+                id: format!("s{k}"),
+                source: Some((*source).to_string()),
+                ..Default::default()
+            };
+            batch.push(("a".to_string(), batch.len() as u64 + 1, Entry::Session(patch)));
+        }
+        for i in 0..600u64 {
+            let timestamp = match i {
+                _ if i % 17 == 0 => 100.0 + i as f64,                // older than its neighbours
+                _ if i % 23 == 0 => 90_000.0 - i as f64,             // newer than every other
+                _ if i % 50 == 1 => 1_000.0 + (i - 1) as f64 * 10.0, // the same time as the one before
+                _ => 1_000.0 + i as f64 * 10.0,
+            };
+            let mut words = String::from(if i % 3 == 0 { "pelican heron" } else { "pelican" });
+            // Osprey messages are in time order: the newest by id are the newest by time.
+            if i % 7 == 0 && i % 17 != 0 && i % 23 != 0 && i % 50 != 1 {
+                words.push_str(" osprey");
+            }
+            // Of two messages at the same time, the later one is shorter: rank puts it first.
+            let lorem = match i % 50 {
+                0 => 8,
+                1 => 0,
+                _ => i % 5,
+            };
+            let m = Message {
+                id: format!("m{i}"),
+                session_id: format!("s{}", i % 3),
+                role: ["user", "assistant", "tool"][(i % 4).min(2) as usize].into(),
+                content: Some(format!("{words} {} 数据库迁移", "lorem ".repeat(lorem as usize))),
+                timestamp,
+                num: i as i64 + 1,
+                ..Message::default()
+            };
+            batch.push(("a".to_string(), batch.len() as u64 + 1, Entry::Message(m)));
+        }
+        ix.apply_batch(&batch).unwrap();
+        let one_query = |s: &HermesSearch, table: &str, fts: &str| -> Vec<i64> {
+            let mut params: Vec<Value> = vec![Value::Text(fts.into())];
+            let mut filters = String::from(" AND (m.active = 1 OR m.compacted = 1)");
+            push_filters(s, &mut filters, &mut params);
+            params.push(Value::Integer(s.limit as i64));
+            params.push(Value::Integer(s.offset as i64));
+            let dir = if s.newest_first == Some(true) { "DESC" } else { "ASC" };
+            let sql = format!(
+                "SELECT m.rid FROM {table} JOIN messages m ON m.rid = {table}.rowid JOIN sessions s ON s.id = m.session_id \
+                 WHERE {table} MATCH ?{filters} ORDER BY m.timestamp {dir}, rank LIMIT ? OFFSET ?"
+            );
+            let mut st = ix.conn.prepare(&sql).unwrap();
+            st.query_map(rusqlite::params_from_iter(params), |r| r.get::<_, i64>(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let mut checked = 0;
+        for (query, table, fts) in [
+            ("pelican", "messages_words", "pelican"),
+            ("osprey", "messages_words", "osprey"),
+            ("heron", "messages_words", "heron"),
+            ("数据库迁移", "messages_fts", "\"数据库迁移\""),
+        ] {
+            for newest in [true, false] {
+                for (limit, offset) in [(5, 0), (20, 0), (20, 7), (300, 0), (1, 599), (50, 580)] {
+                    for (roles, exclude) in
+                        [(None, None), (Some(vec!["user".to_string()]), Some(vec!["cron".to_string()]))]
+                    {
+                        let s = HermesSearch {
+                            query: query.into(),
+                            newest_first: Some(newest),
+                            limit,
+                            offset,
+                            role_filter: roles,
+                            exclude_sources: exclude,
+                            ..Default::default()
+                        };
+                        let got: Vec<i64> = search(&ix.conn, &s).unwrap().iter().map(|h| h.message.num).collect();
+                        assert_eq!(got, one_query(&s, table, fts), "{query} newest {newest} {limit}+{offset}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 96);
+        // The bound answers by itself where no two of the first hits share a time...
+        let params = [Value::Text("heron".into()), Value::Integer(20), Value::Integer(0)];
+        let ids = by_time_bounded(&ix.conn, "messages_words", "", &params, true, 20, 0).unwrap();
+        let s = HermesSearch { query: "heron".into(), newest_first: Some(true), limit: 20, ..Default::default() };
+        assert_eq!(ids.unwrap(), one_query(&s, "messages_words", "heron"));
+        // ...and leaves it to the one query where they do (messages 550 and 551 share one).
+        let params = [Value::Text("pelican".into()), Value::Integer(80), Value::Integer(0)];
+        assert_eq!(by_time_bounded(&ix.conn, "messages_words", "", &params, true, 80, 0).unwrap(), None);
     }
 }
