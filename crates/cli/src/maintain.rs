@@ -130,9 +130,10 @@ pub fn backup(cli: &Cli, dest: &Path) -> anyhow::Result<Outcome> {
     Ok(if r.index_problem.is_some() { Outcome::Problem } else { Outcome::Fine })
 }
 
-pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
+pub fn stats(cli: &Cli, bytes: bool) -> anyhow::Result<Outcome> {
     let dir = util::existing_store(cli)?;
-    let s = ops::store_stats(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let s = ops::store_stats_with(&dir, &ops::StatsOptions { index_parts: bytes })
+        .with_context(|| format!("cannot read {}", dir.display()))?;
     for p in &s.problems {
         util::warn_line(format!("incomplete: {p}"));
     }
@@ -188,6 +189,10 @@ pub fn stats(cli: &Cli) -> anyhow::Result<Outcome> {
                 ""
             }
         ))?;
+    }
+    if !s.index_parts.is_empty() {
+        let parts: Vec<String> = s.index_parts.iter().map(|p| format!("{} {}", p.part, human_bytes(p.bytes))).collect();
+        say(format!("  index bytes by part: {}", parts.join(", ")))?;
     }
     say(format!(
         "  last checkpoint: {}",

@@ -58,6 +58,22 @@ fn append_acks_dedups_and_exports() {
     let o = run(&dir, &["--json", "stats"]);
     assert_eq!(code(&o), 0);
     assert_eq!(json(&o)["lanes"].as_array().unwrap().len(), 1);
+    assert_eq!(json(&o)["index_parts"].as_array().unwrap().len(), 0, "index pages read only when asked");
+    // Where the index's bytes are: every page counted once, in a part.
+    let o = run(&dir, &["--json", "stats", "--bytes"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json(&o);
+    let parts = v["index_parts"].as_array().unwrap();
+    let bytes = |name: &str| parts.iter().find(|p| p["part"] == name).unwrap()["bytes"].as_u64().unwrap();
+    assert!(bytes("trigram index") > 0 && bytes("word index") > 0 && bytes("messages") > 0, "{parts:?}");
+    let total: u64 = parts.iter().map(|p| p["bytes"].as_u64().unwrap()).sum();
+    let pages: i64 = {
+        let c = rusqlite::Connection::open(dir.join("index.db")).unwrap();
+        c.query_row("SELECT page_count * page_size FROM pragma_page_count, pragma_page_size", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(total, u64::try_from(pages).unwrap(), "{parts:?}");
+    let o = run(&dir, &["stats", "--bytes"]);
+    assert!(stdout(&o).contains("index bytes by part: trigram index"), "{}", stdout(&o));
     let o = run(&dir, &["search", "  "]);
     assert_eq!(code(&o), 2);
 }

@@ -98,12 +98,12 @@ pub use tidelog_journal::{Durability, RecoveryMode};
 /// [`Store`], so tools, tests and fuzz targets call exactly what the CLI calls.
 pub mod ops {
     pub use crate::admin::{
-        BackupReport, DeletedContentFound, EraseReport, FtsSegments, IndexOutcome, IndexRepair, IndexVerify,
+        BackupReport, DeletedContentFound, EraseReport, FtsSegments, IndexOutcome, IndexPart, IndexRepair, IndexVerify,
         LaneBackup, LaneOutcome, LaneRepair, LaneStats, LaneVerify, Needles, Progress, RESTORED_KEY, RebuildReport,
-        RepairReport, RestoreReport, RestoredMessage, SqueezeReport, StoreStats, VerifyReport, backup_store,
-        compress_journal, erasable_records, erase_store, find_erased_content, format_iso8601, hermes_session_lines,
-        message_to_json, parse_iso8601, parse_message_line, parse_timestamp, read_options, rebuild_index_at,
-        rebuild_index_in_place, repair_store, store_stats, verify_store,
+        RepairReport, RestoreReport, RestoredMessage, SqueezeReport, StatsOptions, StoreStats, VerifyReport,
+        backup_store, compress_journal, erasable_records, erase_store, find_erased_content, format_iso8601,
+        hermes_session_lines, message_to_json, parse_iso8601, parse_message_line, parse_timestamp, read_options,
+        rebuild_index_at, rebuild_index_in_place, repair_store, store_stats, store_stats_with, verify_store,
     };
     pub use crate::layout::{QuarantinedFile, list_quarantine};
 }

@@ -34,7 +34,7 @@ pub use restore::{RESTORED_KEY, RestoreReport, RestoredMessage};
 pub(crate) use squeeze::compress_sealed;
 pub use squeeze::{SqueezeReport, compress_journal};
 
-pub use stats::{FtsSegments, LaneStats, StoreStats, store_stats};
+pub use stats::{FtsSegments, IndexPart, LaneStats, StatsOptions, StoreStats, store_stats, store_stats_with};
 pub use verify::{IndexVerify, LaneVerify, VerifyReport, verify_store};
 
 /// A progress callback: `(stage, done, total)`; `total` is 0 when unknown.

@@ -46,6 +46,24 @@ pub struct FtsSegments {
     pub segments: u64,
 }
 
+/// The bytes of one part of the index in [`StoreStats`] (with [`StatsOptions::index_parts`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexPart {
+    /// The part: "trigram index", "word index", "messages", "message indexes", "sessions",
+    /// "history operations", "other" or "free pages".
+    pub part: String,
+    /// The bytes of its pages.
+    pub bytes: u64,
+}
+
+/// What [`store_stats_with`] gathers beyond [`store_stats`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatsOptions {
+    /// Where the index's bytes are, by part: reads every page of the index (about 30 s for
+    /// a million messages).
+    pub index_parts: bool,
+}
+
 /// What a store folder holds ([`store_stats`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StoreStats {
@@ -77,6 +95,8 @@ pub struct StoreStats {
     pub fts_segments: Vec<FtsSegments>,
     /// Whether a full merge of the full-text indexes is due (they grew since the last one).
     pub fts_merge_due: Option<bool>,
+    /// Where the index's bytes are (empty unless asked: [`StatsOptions::index_parts`]).
+    pub index_parts: Vec<IndexPart>,
     /// Why the index cannot be read, if it cannot.
     pub index_error: Option<String>,
     /// Everything under every `quarantine/` folder.
@@ -90,6 +110,11 @@ pub struct StoreStats {
 
 /// Gathers statistics about a store folder without changing it.
 pub fn store_stats(dir: &Path) -> Result<StoreStats> {
+    store_stats_with(dir, &StatsOptions::default())
+}
+
+/// [`store_stats`], with what `opts` asks for too.
+pub fn store_stats_with(dir: &Path, opts: &StatsOptions) -> Result<StoreStats> {
     let mut st = StoreStats { dir: dir.to_path_buf(), ..StoreStats::default() };
     let index_path = dir.join(INDEX_FILE);
     let mut positions = None;
@@ -105,6 +130,13 @@ pub fn store_stats(dir: &Path) -> Result<StoreStats> {
                         .map(|(table, segments)| FtsSegments { table: table.to_string(), segments })
                         .collect();
                     st.fts_merge_due = Some(ix.full_merge_due()?.is_some());
+                    if opts.index_parts {
+                        st.index_parts = ix
+                            .bytes_by_part()?
+                            .into_iter()
+                            .map(|(part, bytes)| IndexPart { part: part.to_string(), bytes })
+                            .collect();
+                    }
                     Ok((ix.applied_positions()?, ix.message_count()?, sessions))
                 })();
                 match r {
