@@ -106,9 +106,9 @@ pub struct IndexOptions {
     /// (whose pass over every match is the cost of a common word) when the phrase has an
     /// estimated this many matches or more; below, `bm25()` is the faster (docs/design.md
     /// "Reads at scale"). The order is the same either way. A search of several phrases side
-    /// by side does the same when one of them has that many: each phrase's inverse document
-    /// frequency is then counted if it has fewer, estimated if it has more (the one input
-    /// `bm25()` would compute exactly). Default: 50,000.
+    /// by side does the same when one of them has that many: each phrase's rows are then
+    /// counted up to 10,000 for its inverse document frequency, and estimated beyond (the one
+    /// input `bm25()` would compute exactly). Default: 50,000.
     pub one_phrase_min_matches: usize,
 }
 
