@@ -293,7 +293,11 @@ impl Applier<'_, '_> {
         let first: Option<(Option<String>, f64)> = self
             .tx
             .prepare_cached("SELECT source, timestamp FROM messages WHERE session_id = ?1 ORDER BY rid LIMIT 1")
-            .and_then(|mut st| st.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            // A time SQLite holds as NULL (a NaN written before every door validated times) is
+            // read as NaN, as `message_from_row` reads it: never an error that stops the index.
+            .and_then(|mut st| {
+                st.query_row([id], |r| Ok((r.get(0)?, r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN)))).optional()
+            })
             .ctx("read a session's first message")?;
         let kept: Vec<Vec<u8>> =
             super::collect(self.tx, "SELECT entry FROM session_entries WHERE session_id = ?1 ORDER BY op", [id], |r| {

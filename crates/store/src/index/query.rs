@@ -487,7 +487,11 @@ impl Index {
                 "SELECT rid, source, timestamp FROM messages WHERE session_id = ?1 AND rid > ?2 ORDER BY rid LIMIT 1",
             )
             .and_then(|mut st| {
-                st.query_row(rusqlite::params![session_id, op], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+                // A NULL time (a NaN from before every door validated times) reads as NaN.
+                st.query_row(rusqlite::params![session_id, op], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<f64>>(2)?.unwrap_or(f64::NAN)))
+                })
+                .optional()
             })
             .ctx("read a session's first message after a deletion")?;
         let blobs: Vec<(i64, Vec<u8>)> = collect(

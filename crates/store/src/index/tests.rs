@@ -678,6 +678,28 @@ fn several_phrases_relevance_counts_a_recent_rare_word() {
     }
 }
 
+/// A message whose time SQLite stores as NULL (a NaN: every door refuses one now, but the
+/// journal is read as written) neither stops the index when it is its session's first message
+/// nor makes reads fail. Found by a randomized test of Hermes' search by time: the session
+/// row's refold read the first message's time as a number and failed every batch.
+#[test]
+fn a_missing_time_does_not_stop_the_index() {
+    let (_d, mut idx) = open_tmp();
+    let mut first = msg("m1", "s", "user", "a heron at dawn", f64::NAN);
+    first.num = 1;
+    idx.apply_batch(&batch(vec![first])).unwrap();
+    let mut second = msg("m2", "s", "user", "a heron at dusk", 10.0);
+    second.num = 2;
+    idx.apply_batch(&[("a".to_string(), 2, Entry::Message(second))]).unwrap();
+    let sessions = idx.list_sessions(&SessionFilter::default()).unwrap();
+    assert_eq!(sessions.len(), 1);
+    // The session starts at the first time it has.
+    assert_eq!(sessions[0].started_at, Some(10.0));
+    assert_eq!(find(&idx, "heron").len(), 2);
+    let got: Vec<bool> = idx.messages("s").unwrap().iter().map(|m| m.timestamp.is_nan()).collect();
+    assert_eq!(got, [true, false]);
+}
+
 /// An export's time bound and a follower's id bound, with and without a session, return exactly
 /// the rows they name, in their order (the SQL is chosen by which bounds are given, so that
 /// SQLite uses the indexes' ranges).
