@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rusqlite::Connection;
-use tidelog::{HistoryQuery, Message, SearchOrder, SearchQuery, Store, StoreOptions};
+use tidelog::{HermesSearch, HistoryQuery, Message, SearchOrder, SearchQuery, Store, StoreOptions};
 
 use crate::workload;
 
@@ -251,6 +251,44 @@ pub fn run(dir: &Path, n: usize, only: Option<&str>, out: &mut dyn Write) -> Res
         );
         let s = median_ms(|| {
             sql_count(&c, &sql, rusqlite::params![fts, session])?;
+            Ok(())
+        })?;
+        row(what, l, s);
+    }
+
+    // Hermes' search (`search_messages`' semantics: its word index, its orders). The SQLite copy
+    // has no word index: its side is Hermes' SQL for the same order on its trigram table.
+    let hermes: [(&str, Option<bool>, usize, bool); 3] = [
+        ("hermes search common word, newest (20)", Some(true), 20, false),
+        ("hermes search common word, newest (300 user/assistant)", Some(true), 300, true),
+        ("hermes search common word, relevance (20)", None, 20, false),
+    ];
+    for (what, newest, limit, chat) in hermes.into_iter().filter(|(w, ..)| want(w)) {
+        let roles = chat.then(|| vec!["user".to_string(), "assistant".to_string()]);
+        let l = median_ms(|| {
+            let q = HermesSearch {
+                query: "invoice".into(),
+                newest_first: newest,
+                limit,
+                role_filter: roles.clone(),
+                ..HermesSearch::default()
+            };
+            anyhow::ensure!(store.search_hermes(&q)?.len() == limit);
+            Ok(())
+        })?;
+        let order = match newest {
+            Some(true) => "m.timestamp DESC, rank",
+            Some(false) => "m.timestamp ASC, rank",
+            None => "rank",
+        };
+        let role = if chat { " AND m.role IN ('user', 'assistant')" } else { "" };
+        let sql = format!(
+            "SELECT m.id, snippet(messages_fts_trigram, 0, '>>>', '<<<', '...', 40) FROM messages_fts_trigram \
+             JOIN messages m ON m.id = messages_fts_trigram.rowid JOIN sessions s ON s.id = m.session_id \
+             WHERE messages_fts_trigram MATCH 'invoice'{role} ORDER BY {order} LIMIT {limit}"
+        );
+        let s = median_ms(|| {
+            sql_count(&c, &sql, [])?;
             Ok(())
         })?;
         row(what, l, s);

@@ -201,7 +201,8 @@ impl Index {
     }
 
     /// Where the index's bytes are: the pages of each part of the schema (SQLite's `dbstat`),
-    /// in [`INDEX_PARTS`] order, and the free pages last. Reads every page of the file: about
+    /// in this order: trigram index, word index, messages, message indexes, sessions, history
+    /// operations, other; and the free pages last. Reads every page of the file: about
     /// 30 s for a store of a million messages (3.3 GB).
     pub fn bytes_by_part(&self) -> Result<Vec<(&'static str, u64)>> {
         let tables: Vec<(String, i64)> =
