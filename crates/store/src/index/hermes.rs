@@ -399,15 +399,7 @@ mod tests {
     fn by_time_is_hermes_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut ix = Index::open(&dir.path().join("index.db"), &IndexOptions::default()).unwrap();
-        let mut batch = Vec::new();
-        for (k, source) in ["cli", "cron", "telegram"].iter().enumerate() {
-            let patch = crate::model::SessionPatch {
-                id: format!("s{k}"),
-                source: Some((*source).to_string()),
-                ..Default::default()
-            };
-            batch.push(("a".to_string(), batch.len() as u64 + 1, Entry::Session(patch)));
-        }
+        let mut batch = sessions(&["cli", "cron", "telegram"]);
         for i in 0..600u64 {
             let timestamp = match i {
                 _ if i % 17 == 0 => 100.0 + i as f64,                // older than its neighbours
@@ -438,15 +430,55 @@ mod tests {
             batch.push(("a".to_string(), batch.len() as u64 + 1, Entry::Message(m)));
         }
         ix.apply_batch(&batch).unwrap();
-        let mut checked = 0;
-        for (query, table, fts) in [
+        let queries = [
             ("pelican", "messages_words", "pelican"),
             ("osprey", "messages_words", "osprey"),
             ("heron", "messages_words", "heron"),
             ("数据库迁移", "messages_fts", "\"数据库迁移\""),
-        ] {
+        ];
+        let pages = [(5, 0), (20, 0), (20, 7), (300, 0), (1, 599), (50, 580)];
+        let all = cases(&queries, &pages);
+        assert_eq!(all.len(), 96);
+        for (s, table, fts) in &all {
+            let got: Vec<i64> = search(&ix.conn, s).unwrap().iter().map(|h| h.message.num).collect();
+            assert_eq!(got, one_query(&ix.conn, s, table, fts), "{s:?}");
+        }
+        // The bound answers by itself where no two of the first hits share a time...
+        let params = [Value::Text("heron".into()), Value::Integer(20), Value::Integer(0)];
+        let ids = by_time_bounded(&ix.conn, "messages_words", "", &params, true, 20, 0).unwrap();
+        let s = HermesSearch { query: "heron".into(), newest_first: Some(true), limit: 20, ..Default::default() };
+        assert_eq!(ids.unwrap(), one_query(&ix.conn, &s, "messages_words", "heron"));
+        // ...and leaves it to the one query where they do (messages 550 and 551 share one).
+        let params = [Value::Text("pelican".into()), Value::Integer(80), Value::Integer(0)];
+        assert_eq!(by_time_bounded(&ix.conn, "messages_words", "", &params, true, 80, 0).unwrap(), None);
+    }
+
+    /// A batch creating sessions `s0`, `s1`... with these sources.
+    fn sessions(sources: &[&str]) -> Vec<(String, u64, Entry)> {
+        sources
+            .iter()
+            .enumerate()
+            .map(|(k, source)| {
+                let patch = crate::model::SessionPatch {
+                    id: format!("s{k}"),
+                    source: Some((*source).to_string()),
+                    ..Default::default()
+                };
+                ("a".to_string(), k as u64 + 1, Entry::Session(patch))
+            })
+            .collect()
+    }
+
+    /// Every search by time of `queries` (query, table, FTS5 query) in both orders, on every page
+    /// `(limit, offset)`, without filters and with a role and a source filter.
+    fn cases<'a>(
+        queries: &[(&str, &'a str, &'a str)],
+        pages: &[(usize, usize)],
+    ) -> Vec<(HermesSearch, &'a str, &'a str)> {
+        let mut out = Vec::new();
+        for &(query, table, fts) in queries {
             for newest in [true, false] {
-                for (limit, offset) in [(5, 0), (20, 0), (20, 7), (300, 0), (1, 599), (50, 580)] {
+                for &(limit, offset) in pages {
                     for (roles, exclude) in
                         [(None, None), (Some(vec!["user".to_string()]), Some(vec!["cron".to_string()]))]
                     {
@@ -459,26 +491,12 @@ mod tests {
                             exclude_sources: exclude,
                             ..Default::default()
                         };
-                        let got: Vec<i64> = search(&ix.conn, &s).unwrap().iter().map(|h| h.message.num).collect();
-                        assert_eq!(
-                            got,
-                            one_query(&ix.conn, &s, table, fts),
-                            "{query} newest {newest} {limit}+{offset}"
-                        );
-                        checked += 1;
+                        out.push((s, table, fts));
                     }
                 }
             }
         }
-        assert_eq!(checked, 96);
-        // The bound answers by itself where no two of the first hits share a time...
-        let params = [Value::Text("heron".into()), Value::Integer(20), Value::Integer(0)];
-        let ids = by_time_bounded(&ix.conn, "messages_words", "", &params, true, 20, 0).unwrap();
-        let s = HermesSearch { query: "heron".into(), newest_first: Some(true), limit: 20, ..Default::default() };
-        assert_eq!(ids.unwrap(), one_query(&ix.conn, &s, "messages_words", "heron"));
-        // ...and leaves it to the one query where they do (messages 550 and 551 share one).
-        let params = [Value::Text("pelican".into()), Value::Integer(80), Value::Integer(0)];
-        assert_eq!(by_time_bounded(&ix.conn, "messages_words", "", &params, true, 80, 0).unwrap(), None);
+        out
     }
 
     /// Hermes' one query for `s` on `table` (FTS5 query `fts`): the ids in its order.
@@ -507,15 +525,7 @@ mod tests {
         for missing_times in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let mut ix = Index::open(&dir.path().join("index.db"), &IndexOptions::default()).unwrap();
-            let mut batch = Vec::new();
-            for (k, source) in ["cli", "cron", "telegram", "x"].iter().enumerate() {
-                let patch = crate::model::SessionPatch {
-                    id: format!("s{k}"),
-                    source: Some((*source).to_string()),
-                    ..Default::default()
-                };
-                batch.push(("a".to_string(), batch.len() as u64 + 1, Entry::Session(patch)));
-            }
+            let mut batch = sessions(&["cli", "cron", "telegram", "x"]);
             let mut seed: u64 = 12_345;
             let mut rnd = |n: u64| {
                 seed ^= seed << 13;
@@ -544,42 +554,27 @@ mod tests {
             }
             ix.apply_batch(&batch).unwrap();
             ix.conn.execute("DELETE FROM sessions WHERE id = 's4'", []).unwrap();
-            for (query, table, fts) in [
+            let queries = [
                 ("pelican", "messages_words", "pelican"),
                 ("heron", "messages_words", "heron"),
                 ("数据库迁移", "messages_fts", "\"数据库迁移\""),
-            ] {
-                for newest in [true, false] {
-                    for (limit, offset) in
-                        [1usize, 3, 10, 40, 200, 600].into_iter().flat_map(|l| [0usize, 3, 100, 499].map(|o| (l, o)))
-                    {
-                        for (roles, exclude) in
-                            [(None, None), (Some(vec!["user".to_string()]), Some(vec!["cron".to_string()]))]
-                        {
-                            let s = HermesSearch {
-                                query: query.into(),
-                                newest_first: Some(newest),
-                                limit,
-                                offset,
-                                role_filter: roles,
-                                exclude_sources: exclude,
-                                ..Default::default()
-                            };
-                            let want = one_query(&ix.conn, &s, table, fts);
-                            let got: Vec<i64> = search(&ix.conn, &s).unwrap().iter().map(|h| h.message.num).collect();
-                            assert_eq!(got, want, "{query} newest {newest} {limit}+{offset}");
-                            let mut params = vec![Value::Text(fts.into())];
-                            let mut filters = String::from(" AND (m.active = 1 OR m.compacted = 1)");
-                            push_filters(&s, &mut filters, &mut params);
-                            params.extend([Value::Integer(0), Value::Integer(0)]);
-                            if let Some(ids) =
-                                by_time_bounded(&ix.conn, table, &filters, &params, newest, limit, offset).unwrap()
-                            {
-                                assert_eq!(ids, want, "bounded: {query} newest {newest} {limit}+{offset}");
-                                bounded += 1;
-                            }
-                        }
-                    }
+            ];
+            let pages: Vec<(usize, usize)> =
+                [1usize, 3, 10, 40, 200, 600].into_iter().flat_map(|l| [0usize, 3, 100, 499].map(|o| (l, o))).collect();
+            for (s, table, fts) in cases(&queries, &pages) {
+                let want = one_query(&ix.conn, &s, table, fts);
+                let got: Vec<i64> = search(&ix.conn, &s).unwrap().iter().map(|h| h.message.num).collect();
+                assert_eq!(got, want, "{s:?}");
+                let mut params = vec![Value::Text(fts.into())];
+                let mut filters = String::from(" AND (m.active = 1 OR m.compacted = 1)");
+                push_filters(&s, &mut filters, &mut params);
+                params.extend([Value::Integer(0), Value::Integer(0)]);
+                let newest = s.newest_first == Some(true);
+                if let Some(ids) =
+                    by_time_bounded(&ix.conn, table, &filters, &params, newest, s.limit, s.offset).unwrap()
+                {
+                    assert_eq!(ids, want, "bounded: {s:?}");
+                    bounded += 1;
                 }
             }
         }
